@@ -1,0 +1,17 @@
+//! Pure value types shared by every stage of the appliance.
+//!
+//! Nothing here does I/O, reads a clock or can fail after construction: ids,
+//! geometry (boxes, normalised points, validated polygons and lines), detections
+//! and decoded frames. Validation happens once, at construction, so a value of
+//! these types is always valid ("validate at the door").
+#![forbid(unsafe_code)]
+
+pub mod detection;
+pub mod frame;
+pub mod geometry;
+pub mod ids;
+
+pub use detection::Detection;
+pub use frame::{FrameMeta, RgbFrame};
+pub use geometry::{BBox, Line, NormPoint, Polygon, PolygonError};
+pub use ids::{CameraId, IdError, OutputId, RuleId, ZoneId};
