@@ -1,0 +1,198 @@
+//! The analysis task: per camera, a tracker turns person detections into
+//! tracks, then the rule engine decides; decisions go to the dispatcher.
+//!
+//! It runs on the async runtime: tracking and rules take well under a
+//! millisecond per frame and never block. While a camera is not delivering
+//! frames, its health is fed to the engine every tick so camera-offline
+//! rules fire on time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Timelike};
+use safe_yolo_domain::CameraId;
+use safe_yolo_pipeline::{CameraState, CameraTap, DetectedFrame};
+use safe_yolo_rules::{CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleSpec, Tracker, TrackerConfig, ZoneSpec};
+use safe_yolo_telemetry::{Liveness, Metrics};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::{Dispatcher, Evidence};
+
+const TICK: Duration = Duration::from_millis(250);
+
+/// Why analysis could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The rule engine refused the rules or zones.
+    #[error("the rules are inconsistent")]
+    Rules(#[source] safe_yolo_rules::RulesError),
+    /// The tracker refused its settings.
+    #[error("the tracker settings are invalid")]
+    Tracker(#[source] safe_yolo_rules::TrackerError),
+}
+
+/// A running analysis task.
+#[derive(Debug)]
+pub struct Analysis {
+    task: JoinHandle<()>,
+    dispatcher: Dispatcher,
+}
+
+struct CameraCtx {
+    tracker: Tracker,
+    tap: CameraTap,
+    last_frame: Option<Instant>,
+}
+
+/// The local weekday and minute for schedules.
+fn local_now() -> LocalTime {
+    let now = chrono::Local::now();
+    let weekday = match now.weekday() {
+        chrono::Weekday::Mon => safe_yolo_rules::Weekday::Mon,
+        chrono::Weekday::Tue => safe_yolo_rules::Weekday::Tue,
+        chrono::Weekday::Wed => safe_yolo_rules::Weekday::Wed,
+        chrono::Weekday::Thu => safe_yolo_rules::Weekday::Thu,
+        chrono::Weekday::Fri => safe_yolo_rules::Weekday::Fri,
+        chrono::Weekday::Sat => safe_yolo_rules::Weekday::Sat,
+        chrono::Weekday::Sun => safe_yolo_rules::Weekday::Sun,
+    };
+    LocalTime {
+        weekday,
+        minute_of_day: u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0),
+    }
+}
+
+fn health(tap: &CameraTap) -> CameraHealth {
+    match tap.health.borrow().state {
+        CameraState::Offline => CameraHealth::Offline,
+        CameraState::Online | CameraState::Starting => CameraHealth::Ok,
+    }
+}
+
+impl Analysis {
+    /// Starts the task.
+    #[allow(clippy::too_many_arguments, reason = "one call site in the daemon; distinct handles")]
+    pub fn start(
+        rules: Vec<RuleSpec>,
+        zones: Vec<ZoneSpec>,
+        mut frames: mpsc::Receiver<DetectedFrame>,
+        taps: &[CameraTap],
+        dispatcher: Dispatcher,
+        liveness: &Liveness,
+        metrics: &Metrics,
+        shutdown: CancellationToken,
+    ) -> Result<Self, AnalysisError> {
+        let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
+        let mut cams: HashMap<CameraId, CameraCtx> = HashMap::new();
+        for tap in taps {
+            cams.insert(
+                tap.id.clone(),
+                CameraCtx {
+                    tracker: Tracker::new(TrackerConfig::default()).map_err(AnalysisError::Tracker)?,
+                    tap: tap.clone(),
+                    last_frame: None,
+                },
+            );
+        }
+        let hb = liveness.register("analysis");
+        let metrics = metrics.clone();
+        let d = dispatcher.clone();
+        let epoch = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    f = frames.recv() => {
+                        let Some(f) = f else { break };
+                        hb.beat();
+                        let Some(cam) = cams.get_mut(&f.meta.camera) else { continue };
+                        cam.last_frame = Some(Instant::now());
+                        let t0 = Instant::now();
+                        let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == "person").cloned().collect();
+                        let (w, h) = (f.frame.width() as f32, f.frame.height() as f32);
+                        let tracks = cam.tracker.update(&persons, w, h);
+                        let input = FrameInput {
+                            camera: &f.meta.camera,
+                            now: epoch.elapsed(),
+                            local: local_now(),
+                            frame_w: w,
+                            frame_h: h,
+                            tracks: &tracks,
+                            ppe: &[],
+                            health: health(&cam.tap),
+                        };
+                        let decisions = engine.evaluate(&input);
+                        metrics
+                            .stage_latency
+                            .get_or_create(&Metrics::stage(f.meta.camera.as_str(), "rules"))
+                            .observe(t0.elapsed().as_secs_f64());
+                        if let Ok(lat) = std::time::SystemTime::now().duration_since(f.detected_at) {
+                            metrics
+                                .stage_latency
+                                .get_or_create(&Metrics::stage(f.meta.camera.as_str(), "detected_to_rules"))
+                                .observe(lat.as_secs_f64());
+                        }
+                        for decision in decisions {
+                            let evidence = match &decision {
+                                Decision::Raise(a) => Some(Evidence {
+                                    frame: f.frame.clone(),
+                                    detections: f.detections.clone(),
+                                    culprit: a.track.and_then(|t| tracks.iter().find(|tr| tr.id == t)).map(|tr| tr.bbox),
+                                }),
+                                Decision::Clear { .. } => None,
+                            };
+                            d.handle(decision, evidence);
+                        }
+                    }
+                    _ = ticker.tick() => {
+                        hb.beat();
+                        // Cameras without recent frames: feed their health so
+                        // camera-offline rules fire (and clear) on time.
+                        for (id, cam) in &mut cams {
+                            let silent = cam.last_frame.is_none_or(|t| t.elapsed() > TICK * 2);
+                            if !silent {
+                                continue;
+                            }
+                            let health = health(&cam.tap);
+                            if health == CameraHealth::Ok {
+                                // Slow detection, not a dead camera: person
+                                // rules keep their state until frames arrive.
+                                continue;
+                            }
+                            let input = FrameInput {
+                                camera: id,
+                                now: epoch.elapsed(),
+                                local: local_now(),
+                                frame_w: 1.0,
+                                frame_h: 1.0,
+                                tracks: &[],
+                                ppe: &[],
+                                health,
+                            };
+                            // An offline camera shows nobody: its person
+                            // alarms end (sirens still wait for an
+                            // acknowledgement) and its offline rules fire.
+                            for decision in engine.evaluate(&input) {
+                                d.handle(decision, None);
+                            }
+                        }
+                    }
+                }
+            }
+            hb.retire();
+            tracing::debug!("analysis stopped");
+        });
+        Ok(Self { task, dispatcher })
+    }
+
+    /// Stops the task and waits for in-flight event writes.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.dispatcher.drain(Duration::from_secs(2)).await;
+    }
+}

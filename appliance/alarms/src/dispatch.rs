@@ -1,0 +1,496 @@
+//! The alarm dispatcher: the engine's decisions become physical actions,
+//! stored events with evidence, and notices for subscribers.
+//!
+//! Order matters for safety: the sirens and relays are commanded first,
+//! synchronously through the outputs' non-blocking queue, before any disk
+//! work. The event (with its annotated snapshot) is then written by the
+//! store's writer thread; the analysis task never waits for it.
+//!
+//! Event lifecycle (ISA-18.2 style): an event stays *active* until an
+//! operator (or the acknowledge button) acknowledges it, even after the
+//! condition has ended (`ended_at` set); it is *cleared* once it is both
+//! acknowledged and ended.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use safe_yolo_config::{Config, OutputRole, SirenPattern};
+use safe_yolo_domain::{CameraId, Detection, NormPoint, OutputId, RgbFrame, RuleId, ZoneId};
+use safe_yolo_outputs::{AckTarget, ActionSpec, Ending, OutputsHandle, Pattern, Source};
+use safe_yolo_rules::{Alarm, Decision};
+use safe_yolo_store::{EventState, EventUpdate, NewEvent, StoreError, StoreHandle, SubmitError};
+use safe_yolo_telemetry::Metrics;
+use tokio::sync::{broadcast, watch};
+use tokio_util::task::TaskTracker;
+
+use crate::draw::{ALARM, Canvas, OTHER, ZONE};
+
+/// What a rule does when it fires, from the configuration.
+#[derive(Debug, Clone)]
+pub struct RuleAction {
+    /// Human name for messages.
+    pub name: String,
+    /// Kind name (`intrusion`, ...).
+    pub kind: &'static str,
+    /// Siren outputs' action.
+    pub siren: ActionSpec,
+    /// Relay outputs' action.
+    pub relay: ActionSpec,
+}
+
+/// The dispatcher's settings.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Per rule: name and actions.
+    pub rules: HashMap<RuleId, RuleAction>,
+    /// Role of each output line.
+    pub output_roles: HashMap<OutputId, OutputRole>,
+    /// Zone outlines, for snapshots.
+    pub zones: HashMap<ZoneId, Vec<NormPoint>>,
+    /// Write annotated snapshots with events.
+    pub snapshots: bool,
+    /// Snapshot JPEG quality.
+    pub jpeg_quality: u8,
+}
+
+impl DispatcherConfig {
+    /// From the validated configuration.
+    pub fn from_config(config: &Config) -> Self {
+        let rules = config
+            .rules
+            .iter()
+            .map(|r| {
+                let pattern = match r.siren.pattern {
+                    SirenPattern::Steady => Pattern::Steady,
+                    SirenPattern::Pulsed { period } => Pattern::Pulsed {
+                        on: period / 2,
+                        off: period - period / 2,
+                    },
+                };
+                let ending = |d: Option<Duration>| match d {
+                    Some(duration) => Ending::After { duration },
+                    None => Ending::UntilAck,
+                };
+                (
+                    r.id.clone(),
+                    RuleAction {
+                        name: r.name.clone(),
+                        kind: r.kind.name(),
+                        siren: ActionSpec {
+                            pattern,
+                            ending: ending(r.siren.duration),
+                        },
+                        relay: ActionSpec {
+                            pattern: Pattern::Steady,
+                            ending: ending(r.relay_latch),
+                        },
+                    },
+                )
+            })
+            .collect();
+        Self {
+            rules,
+            output_roles: config.outputs.lines.iter().map(|l| (l.id.clone(), l.role)).collect(),
+            zones: config
+                .zones
+                .iter()
+                .map(|z| (z.id.clone(), z.polygon.points().to_vec()))
+                .chain(config.lines.iter().map(|l| (l.id.clone(), vec![l.line.a(), l.line.b()])))
+                .collect(),
+            snapshots: config.features.snapshots,
+            jpeg_quality: config.api.jpeg_quality,
+        }
+    }
+}
+
+/// What happened to an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// Raised and stored.
+    Raised,
+    /// The condition ended.
+    Ended,
+    /// Acknowledged by an operator or the button.
+    Acknowledged,
+}
+
+/// A change of an alarm, for subscribers (API event stream, live view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmNotice {
+    /// What happened.
+    pub kind: NoticeKind,
+    /// The stored event.
+    pub event_id: u64,
+    /// The rule.
+    pub rule: RuleId,
+    /// The camera.
+    pub camera: CameraId,
+    /// The zone or line.
+    pub zone: Option<ZoneId>,
+    /// Severity name.
+    pub severity: &'static str,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// Why an operator action on an alarm failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The store refused or failed.
+    #[error("event {id} could not be updated")]
+    Store {
+        /// The event.
+        id: u64,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+}
+
+#[derive(Debug)]
+struct Open {
+    id: watch::Receiver<Option<u64>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: StoreHandle,
+    outputs: OutputsHandle,
+    cfg: DispatcherConfig,
+    open: Mutex<HashMap<String, Open>>,
+    seq: AtomicU64,
+    boot_ms: u64,
+    notices: broadcast::Sender<AlarmNotice>,
+    metrics: Metrics,
+    tasks: TaskTracker,
+}
+
+/// Cheap to clone; all clones share state.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn severity(s: safe_yolo_rules::Severity) -> safe_yolo_store::Severity {
+    match s {
+        safe_yolo_rules::Severity::Info => safe_yolo_store::Severity::Info,
+        safe_yolo_rules::Severity::Warning => safe_yolo_store::Severity::Warning,
+        safe_yolo_rules::Severity::Critical => safe_yolo_store::Severity::Critical,
+    }
+}
+
+/// Identity of an alarm across its Raise and Clear decisions.
+fn identity(a: &Alarm) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        a.rule,
+        a.camera,
+        a.zone.as_ref().map_or("", |z| z.as_str()),
+        a.track.map_or(String::new(), |t| t.to_string()),
+        a.raised_at.as_nanos()
+    )
+}
+
+/// The frame an alarm was raised on, for its snapshot.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The pixels.
+    pub frame: RgbFrame,
+    /// Boxes of the frame's detections.
+    pub detections: Arc<Vec<Detection>>,
+    /// Box of the track that raised the alarm, if any.
+    pub culprit: Option<safe_yolo_domain::BBox>,
+}
+
+impl Dispatcher {
+    /// A dispatcher writing to `store` and commanding `outputs`.
+    pub fn new(store: StoreHandle, outputs: OutputsHandle, cfg: DispatcherConfig, metrics: Metrics) -> Self {
+        let (notices, _) = broadcast::channel(256);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                outputs,
+                cfg,
+                open: Mutex::new(HashMap::new()),
+                seq: AtomicU64::new(0),
+                boot_ms: now_ms(),
+                notices,
+                metrics,
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Subscribes to alarm notices. A subscriber that falls behind loses
+    /// the oldest notices (it is told how many), never slows the dispatcher.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlarmNotice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// Acts on one decision of the rule engine. Never blocks: outputs are
+    /// commanded at once, storage happens on a spawned task.
+    pub fn handle(&self, decision: Decision, evidence: Option<Evidence>) {
+        match decision {
+            Decision::Raise(alarm) => self.raise(alarm, evidence),
+            Decision::Clear { alarm, .. } => self.end(&alarm),
+        }
+    }
+
+    fn raise(&self, alarm: Alarm, evidence: Option<Evidence>) {
+        let inner = &self.inner;
+        let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}-{seq}", inner.boot_ms);
+        let action = inner.cfg.rules.get(&alarm.rule).cloned();
+        // 1. Physical outputs, before anything touches the disk.
+        if let Some(action) = &action {
+            let mut sirens = Vec::new();
+            let mut relays = Vec::new();
+            for o in alarm.outputs.iter() {
+                match inner.cfg.output_roles.get(o) {
+                    Some(OutputRole::Siren) => sirens.push(o.clone()),
+                    Some(OutputRole::Relay) => relays.push(o.clone()),
+                    Some(OutputRole::Healthy) | None => {}
+                }
+            }
+            let source = Source {
+                rule: alarm.rule.clone(),
+                event: key.clone(),
+            };
+            for (outs, spec) in [(sirens, action.siren), (relays, action.relay)] {
+                if outs.is_empty() {
+                    continue;
+                }
+                if let Err(e) = inner.outputs.try_activate(source.clone(), outs, spec) {
+                    tracing::error!(rule = %alarm.rule, error = %e, "cannot command the outputs for an alarm");
+                }
+            }
+        }
+        inner
+            .metrics
+            .events_raised
+            .get_or_create(&safe_yolo_telemetry::metrics::RuleLabels {
+                rule: alarm.rule.to_string(),
+                severity: severity(alarm.severity).as_str().to_owned(),
+            })
+            .inc();
+        tracing::warn!(
+            rule = %alarm.rule,
+            camera = %alarm.camera,
+            zone = alarm.zone.as_ref().map_or("", |z| z.as_str()),
+            track = alarm.track,
+            severity = severity(alarm.severity).as_str(),
+            "alarm raised"
+        );
+
+        // 2. The event, with its snapshot, on a task of its own.
+        let (id_tx, id_rx) = watch::channel(None);
+        inner.open.lock().insert(identity(&alarm), Open { id: id_rx });
+        let this = self.clone();
+        inner.tasks.spawn(async move {
+            this.store_raise(alarm, action, key, evidence, id_tx).await;
+        });
+    }
+
+    async fn store_raise(
+        &self,
+        alarm: Alarm,
+        action: Option<RuleAction>,
+        key: String,
+        evidence: Option<Evidence>,
+        id_tx: watch::Sender<Option<u64>>,
+    ) {
+        let inner = &self.inner;
+        let started_at = now_ms();
+        let snapshot = match evidence.filter(|_| inner.cfg.snapshots) {
+            Some(ev) => {
+                let zone = alarm.zone.as_ref().and_then(|z| inner.cfg.zones.get(z)).cloned();
+                let quality = inner.cfg.jpeg_quality;
+                tokio::task::spawn_blocking(move || annotated_jpeg(&ev, zone.as_deref(), quality))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        let name = action.as_ref().map_or_else(|| alarm.rule.to_string(), |a| a.name.clone());
+        let kind = action.as_ref().map_or("alarm", |a| a.kind);
+        let message = match (&alarm.zone, alarm.track) {
+            (Some(z), Some(t)) => format!("{name}: person #{t} in {z} on camera {}", alarm.camera),
+            (Some(z), None) => format!("{name}: zone {z} on camera {}", alarm.camera),
+            _ => format!("{name}: camera {}", alarm.camera),
+        };
+        let event = NewEvent {
+            camera: alarm.camera.clone(),
+            rule: alarm.rule.clone(),
+            zone: alarm.zone.clone(),
+            track: alarm.track,
+            kind: kind.to_owned(),
+            severity: severity(alarm.severity),
+            started_at,
+            ended_at: None,
+            message,
+            details: serde_json::json!({ "alarm_key": key, "detail": format!("{:?}", alarm.detail) }),
+            snapshot_jpeg: snapshot.map(Arc::from),
+            cleared: false,
+        };
+        // The queue is sized for alarm storms; if it is full anyway, wait
+        // for room here (this task only) rather than lose the event.
+        let committed = match inner.store.try_submit(event) {
+            Ok(ticket) => ticket.committed().await.map_err(|e| e.to_string()),
+            Err(SubmitError::QueueFull { event }) => inner.store.record(*event).await.map_err(|e| e.to_string()),
+            Err(e @ SubmitError::WriterGone { .. }) => Err(e.to_string()),
+        };
+        match committed {
+            Ok(id) => {
+                let _ = id_tx.send(Some(id));
+                tracing::info!(event_id = id, rule = %alarm.rule, camera = %alarm.camera, "alarm event stored");
+                let _ = inner.notices.send(AlarmNotice {
+                    kind: NoticeKind::Raised,
+                    event_id: id,
+                    rule: alarm.rule,
+                    camera: alarm.camera,
+                    zone: alarm.zone,
+                    severity: severity(alarm.severity).as_str(),
+                    at_ms: started_at,
+                });
+            }
+            Err(e) => tracing::error!(rule = %alarm.rule, error = %e, "ALARM EVENT NOT STORED"),
+        }
+    }
+
+    fn end(&self, alarm: &Alarm) {
+        let Some(open) = self.inner.open.lock().remove(&identity(alarm)) else {
+            tracing::debug!(rule = %alarm.rule, "clear for an alarm this dispatcher did not raise");
+            return;
+        };
+        tracing::info!(rule = %alarm.rule, camera = %alarm.camera, track = alarm.track, "alarm condition ended");
+        let this = self.clone();
+        let alarm = alarm.clone();
+        self.inner.tasks.spawn(async move {
+            let mut rx = open.id;
+            let Ok(id) = rx.wait_for(Option::is_some).await.map(|v| *v) else {
+                return;
+            };
+            let Some(id) = id else { return };
+            let at = now_ms();
+            let result = this
+                .inner
+                .store
+                .run(move |s| {
+                    let e = s.update_event(id, EventUpdate { ended_at: Some(at), ..EventUpdate::default() })?;
+                    if matches!(e.state, EventState::Acknowledged { .. }) {
+                        s.clear(id, None, at)?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(()) => {
+                    let _ = this.inner.notices.send(AlarmNotice {
+                        kind: NoticeKind::Ended,
+                        event_id: id,
+                        rule: alarm.rule,
+                        camera: alarm.camera,
+                        zone: alarm.zone,
+                        severity: severity(alarm.severity).as_str(),
+                        at_ms: at,
+                    });
+                }
+                Err(e) => tracing::error!(event_id = id, error = %e, "cannot record the end of an alarm"),
+            }
+        });
+    }
+
+    /// Acknowledges a stored event: silences its sirens and releases its
+    /// latched relays, and records who did it.
+    pub async fn acknowledge(&self, id: u64, by: &str) -> Result<safe_yolo_store::Event, DispatchError> {
+        let at = now_ms();
+        let who = by.to_owned();
+        let event = self
+            .inner
+            .store
+            .run(move |s| {
+                let e = s.acknowledge(id, &who, at)?;
+                if e.ended_at.is_some() { s.clear(id, Some(&who), at) } else { Ok(e) }
+            })
+            .await
+            .map_err(|source| DispatchError::Store { id, source })?;
+        if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str()) {
+            if let Err(e) = self.inner.outputs.acknowledge(AckTarget::Event(key.to_owned())).await {
+                tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
+            }
+        }
+        tracing::info!(event_id = id, by, "alarm acknowledged");
+        let _ = self.inner.notices.send(AlarmNotice {
+            kind: NoticeKind::Acknowledged,
+            event_id: id,
+            rule: event.rule.clone(),
+            camera: event.camera.clone(),
+            zone: event.zone.clone(),
+            severity: event.severity.as_str(),
+            at_ms: at,
+        });
+        Ok(event)
+    }
+
+    /// Acknowledges every open event (the physical acknowledge button; the
+    /// outputs already silenced themselves on the press).
+    pub async fn acknowledge_all(&self, by: &str) -> usize {
+        let ids = match self.inner.store.run(|s| s.open_event_ids()).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list open events to acknowledge");
+                return 0;
+            }
+        };
+        let mut n = 0;
+        for id in ids {
+            match self.acknowledge(id, by).await {
+                Ok(_) => n += 1,
+                Err(e) => tracing::debug!(event_id = id, error = %e, "not acknowledged"),
+            }
+        }
+        n
+    }
+
+    /// Waits (up to `timeout`) for in-flight event writes, at shutdown.
+    pub async fn drain(&self, timeout: Duration) {
+        self.inner.tasks.close();
+        if tokio::time::timeout(timeout, self.inner.tasks.wait()).await.is_err() {
+            tracing::warn!("some alarm events were still being stored at shutdown");
+        }
+    }
+}
+
+/// The alarm frame with every detection boxed (the culprit in red) and the
+/// zone outlined, as JPEG.
+fn annotated_jpeg(ev: &Evidence, zone: Option<&[NormPoint]>, quality: u8) -> Option<Vec<u8>> {
+    let mut canvas = Canvas::new(&ev.frame);
+    if let Some(z) = zone {
+        canvas.polygon(z, ZONE);
+    }
+    for d in ev.detections.iter() {
+        canvas.rect(&d.bbox, OTHER);
+    }
+    if let Some(b) = &ev.culprit {
+        canvas.rect(b, ALARM);
+    }
+    let frame = canvas.finish()?;
+    let mut enc = safe_yolo_capture::JpegEncoder::new(quality).ok()?;
+    match enc.encode(&frame) {
+        Ok(jpeg) => Some(jpeg),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode an alarm snapshot");
+            None
+        }
+    }
+}

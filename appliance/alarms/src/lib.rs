@@ -1,0 +1,23 @@
+//! From detections to alarms.
+//!
+//! - [`specs`]: the configuration's zones and rules as the rule engine's specs.
+//! - [`analysis`]: the task that tracks people per camera and evaluates the
+//!   rules on every detected frame (and on camera health while a camera is
+//!   silent).
+//! - [`dispatch`]: turns the engine's decisions into physical actions
+//!   (immediately, without waiting for disk), stored events with an
+//!   annotated snapshot, and notices for subscribers (API, live view).
+//! - [`draw`]: boxes and zone outlines burnt into snapshot frames.
+//!
+//! Invariant: nothing here blocks the async reactor. JPEG encoding runs on
+//! the blocking pool, database work in the store's writer thread, and the
+//! outputs are commanded through a non-blocking queue.
+#![forbid(unsafe_code)]
+
+pub mod analysis;
+pub mod dispatch;
+pub mod draw;
+pub mod specs;
+
+pub use analysis::{Analysis, AnalysisError};
+pub use dispatch::{AlarmNotice, Dispatcher, DispatcherConfig, NoticeKind};

@@ -1,0 +1,297 @@
+//! The thin FFI part of the V4L2 backend: memory-mapped streaming I/O and the
+//! monotonic clock.
+//!
+//! The `v4l` crate's own mmap stream is not used because it panics in `Drop`
+//! when `VIDIOC_STREAMOFF` fails for any reason other than `ENODEV` (with
+//! `panic = "abort"` that would take the daemon and its outputs down), and
+//! because it re-queues a buffer on every call, so a spurious `EAGAIN` from
+//! `VIDIOC_DQBUF` would double-queue it. This module keeps the same ioctls but
+//! owns the buffer bookkeeping: a buffer is re-queued exactly once, after its
+//! bytes were copied out, and tear-down errors are logged, never fatal.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use v4l::device::Handle;
+use v4l::v4l_sys::{v4l2_buffer, v4l2_requestbuffers};
+use v4l::v4l2;
+
+/// `V4L2_BUF_TYPE_VIDEO_CAPTURE`.
+const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+/// `V4L2_MEMORY_MMAP`.
+const MEMORY_MMAP: u32 = 1;
+
+/// Buffer flag: the driver reports the frame as corrupt.
+pub(crate) const FLAG_ERROR: u32 = 0x0000_0040;
+/// Mask of the timestamp-type bits in the buffer flags.
+pub(crate) const FLAG_TIMESTAMP_MASK: u32 = 0x0000_e000;
+/// Timestamp type: taken from `CLOCK_MONOTONIC`.
+pub(crate) const FLAG_TIMESTAMP_MONOTONIC: u32 = 0x0000_2000;
+
+/// One mapped driver buffer.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+/// A filled buffer taken from the driver.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dequeued {
+    /// Buffer index (to re-queue).
+    pub index: usize,
+    /// Bytes of image data.
+    pub bytesused: usize,
+    /// `V4L2_BUF_FLAG_*`.
+    pub flags: u32,
+    /// The driver's frame counter.
+    pub sequence: u32,
+    /// Driver timestamp (clock given by the flags), `None` when zero.
+    pub timestamp: Option<Duration>,
+}
+
+/// Memory-mapped capture buffers of one device.
+pub(crate) struct MmapStream {
+    handle: Arc<Handle>,
+    bufs: Vec<Mapping>,
+    streaming: bool,
+}
+
+// SAFETY: the mappings are private to this stream (no other reference to them
+// exists outside `&self`/`&mut self` borrows) and the kernel object behind the
+// fd may be used from any thread; moving the stream to the capture thread is sound.
+unsafe impl Send for MmapStream {}
+
+impl std::fmt::Debug for MmapStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapStream")
+            .field("buffers", &self.bufs.len())
+            .field("streaming", &self.streaming)
+            .finish()
+    }
+}
+
+fn zeroed_buffer(index: u32) -> v4l2_buffer {
+    // SAFETY: v4l2_buffer is a plain C struct (integers, a timeval, a union of
+    // integers/pointers); all-zero is a valid value for every field.
+    let mut buf: v4l2_buffer = unsafe { std::mem::zeroed() };
+    buf.type_ = BUF_TYPE_VIDEO_CAPTURE;
+    buf.memory = MEMORY_MMAP;
+    buf.index = index;
+    buf
+}
+
+fn request_buffers(handle: &Handle, count: u32) -> io::Result<u32> {
+    // SAFETY: plain C struct, all-zero is valid.
+    let mut req: v4l2_requestbuffers = unsafe { std::mem::zeroed() };
+    req.count = count;
+    req.type_ = BUF_TYPE_VIDEO_CAPTURE;
+    req.memory = MEMORY_MMAP;
+    // SAFETY: VIDIOC_REQBUFS takes a pointer to a v4l2_requestbuffers, which
+    // lives for the duration of the call.
+    unsafe {
+        v4l2::ioctl(
+            handle.fd(),
+            v4l2::vidioc::VIDIOC_REQBUFS,
+            (&raw mut req).cast(),
+        )?;
+    }
+    Ok(req.count)
+}
+
+impl MmapStream {
+    /// Requests `count` driver buffers and maps them.
+    pub(crate) fn new(handle: Arc<Handle>, count: u32) -> io::Result<Self> {
+        let granted = request_buffers(&handle, count)?;
+        if granted < 2 {
+            return Err(io::Error::other(format!(
+                "the driver granted {granted} capture buffers; at least 2 are needed"
+            )));
+        }
+        let mut stream = Self {
+            handle,
+            bufs: Vec::with_capacity(granted as usize),
+            streaming: false,
+        };
+        for index in 0..granted {
+            let mut buf = zeroed_buffer(index);
+            // SAFETY: VIDIOC_QUERYBUF fills the v4l2_buffer we pass, which lives
+            // for the duration of the call.
+            unsafe {
+                v4l2::ioctl(
+                    stream.handle.fd(),
+                    v4l2::vidioc::VIDIOC_QUERYBUF,
+                    (&raw mut buf).cast(),
+                )?;
+            }
+            let len = buf.length as usize;
+            // SAFETY: for MMAP buffers of a single-planar type the driver set the
+            // `offset` member of the union.
+            let offset = unsafe { buf.m.offset };
+            // SAFETY: mapping `len` bytes of the device at the offset the driver
+            // gave for this buffer; the result is checked by `v4l2::mmap`.
+            let ptr = unsafe {
+                v4l2::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    stream.handle.fd(),
+                    libc::off_t::from(offset),
+                )?
+            };
+            // On an error above, `stream` drops and unmaps what is already mapped.
+            stream.bufs.push(Mapping {
+                ptr: ptr.cast(),
+                len,
+            });
+        }
+        Ok(stream)
+    }
+
+    /// Number of mapped buffers.
+    pub(crate) fn len(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Gives buffer `index` to the driver to fill.
+    pub(crate) fn queue(&mut self, index: usize) -> io::Result<()> {
+        let index = u32::try_from(index).map_err(io::Error::other)?;
+        let mut buf = zeroed_buffer(index);
+        // SAFETY: VIDIOC_QBUF reads the v4l2_buffer we pass, valid for the call.
+        unsafe {
+            v4l2::ioctl(
+                self.handle.fd(),
+                v4l2::vidioc::VIDIOC_QBUF,
+                (&raw mut buf).cast(),
+            )
+        }
+    }
+
+    /// Queues every buffer and starts streaming.
+    pub(crate) fn start(&mut self) -> io::Result<()> {
+        for index in 0..self.bufs.len() {
+            self.queue(index)?;
+        }
+        let mut typ = BUF_TYPE_VIDEO_CAPTURE;
+        // SAFETY: VIDIOC_STREAMON takes a pointer to the buffer type (an int).
+        unsafe {
+            v4l2::ioctl(
+                self.handle.fd(),
+                v4l2::vidioc::VIDIOC_STREAMON,
+                (&raw mut typ).cast(),
+            )?;
+        }
+        self.streaming = true;
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` for a filled buffer: `Ok(false)` on timeout.
+    pub(crate) fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
+        Ok(self.handle.poll(libc::POLLIN, timeout_ms)? > 0)
+    }
+
+    /// Takes a filled buffer (`WouldBlock` when none is ready yet).
+    pub(crate) fn dequeue(&self) -> io::Result<Dequeued> {
+        let mut buf = zeroed_buffer(0);
+        // SAFETY: VIDIOC_DQBUF fills the v4l2_buffer we pass, valid for the call.
+        unsafe {
+            v4l2::ioctl(
+                self.handle.fd(),
+                v4l2::vidioc::VIDIOC_DQBUF,
+                (&raw mut buf).cast(),
+            )?;
+        }
+        let index = buf.index as usize;
+        if index >= self.bufs.len() {
+            return Err(io::Error::other(format!(
+                "the driver returned buffer {index} of {}",
+                self.bufs.len()
+            )));
+        }
+        let ts = buf.timestamp;
+        let timestamp = match (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_usec)) {
+            (Ok(0), Ok(0)) | (Err(_), _) | (_, Err(_)) => None,
+            (Ok(sec), Ok(usec)) => Some(Duration::new(sec, usec.saturating_mul(1000))),
+        };
+        Ok(Dequeued {
+            index,
+            bytesused: buf.bytesused as usize,
+            flags: buf.flags,
+            sequence: buf.sequence,
+            timestamp,
+        })
+    }
+
+    /// The first `len` bytes of buffer `index` (clamped to the mapping).
+    pub(crate) fn bytes(&self, index: usize, len: usize) -> &[u8] {
+        match self.bufs.get(index) {
+            // SAFETY: the mapping is `m.len` bytes long and stays mapped while
+            // `self` lives; the buffer is dequeued (the driver does not write it)
+            // until the caller re-queues it, which needs the borrow to end.
+            Some(m) => unsafe { std::slice::from_raw_parts(m.ptr, len.min(m.len)) },
+            None => &[],
+        }
+    }
+}
+
+impl Drop for MmapStream {
+    fn drop(&mut self) {
+        if self.streaming {
+            let mut typ = BUF_TYPE_VIDEO_CAPTURE;
+            // SAFETY: VIDIOC_STREAMOFF takes a pointer to the buffer type (an int).
+            let off = unsafe {
+                v4l2::ioctl(
+                    self.handle.fd(),
+                    v4l2::vidioc::VIDIOC_STREAMOFF,
+                    (&raw mut typ).cast(),
+                )
+            };
+            if let Err(e) = off {
+                tracing::debug!(error = %e, "VIDIOC_STREAMOFF failed (device gone?)");
+            }
+        }
+        for m in self.bufs.drain(..) {
+            // SAFETY: `m` was returned by mmap with this length and is not
+            // referenced any more (no borrow of `self` outlives this call).
+            if let Err(e) = unsafe { v4l2::munmap(m.ptr.cast(), m.len) } {
+                tracing::warn!(error = %e, "munmap of a capture buffer failed");
+            }
+        }
+        if let Err(e) = request_buffers(&self.handle, 0) {
+            tracing::debug!(error = %e, "releasing capture buffers failed (device gone?)");
+        }
+    }
+}
+
+/// The current `CLOCK_MONOTONIC` time, the clock V4L2 timestamps use.
+pub(crate) fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusive
+    // pointer we pass; CLOCK_MONOTONIC is always available on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_clock_advances() {
+        let a = monotonic_now();
+        let b = monotonic_now();
+        assert!(a > Duration::ZERO);
+        assert!(b >= a);
+    }
+}

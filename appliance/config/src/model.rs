@@ -1,0 +1,517 @@
+//! The validated configuration. Every value here has passed its checks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use safe_yolo_domain::{CameraId, Line, OutputId, Polygon, RuleId, ZoneId};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Daemon-wide settings.
+    pub system: SystemConfig,
+    /// The detector and its model.
+    pub detector: DetectorConfig,
+    /// Cameras, in file order.
+    pub cameras: Vec<CameraConfig>,
+    /// Zones (polygons), in file order.
+    pub zones: Vec<ZoneConfig>,
+    /// Counting lines, in file order.
+    pub lines: Vec<LineConfig>,
+    /// Safety rules, in file order.
+    pub rules: Vec<RuleConfig>,
+    /// Physical outputs and inputs.
+    pub outputs: OutputsConfig,
+    /// The HTTPS API.
+    pub api: ApiConfig,
+    /// Where state lives and how long it is kept.
+    pub storage: StorageConfig,
+    /// Feature switches.
+    pub features: Features,
+}
+
+/// Daemon-wide settings.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    /// Board profile name (a file in `board/`), if any.
+    pub board: Option<String>,
+    /// A pipeline stage silent for this long counts as stalled: the systemd
+    /// watchdog pings stop and the "healthy" output drops.
+    pub stall_timeout: Duration,
+    /// How long shutdown may take before the daemon gives up waiting.
+    pub shutdown_timeout: Duration,
+    /// Detector worker threads (inference runs there, never on the reactor).
+    pub detect_workers: NonZeroUsize,
+}
+
+/// Which inference backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The fastest backend present on this box.
+    Auto,
+    /// tract-onnx, pure Rust, every box.
+    Tract,
+    /// ONNX Runtime (x86 and NVIDIA boxes).
+    OnnxRuntime,
+    /// Rockchip NPU.
+    Rknn,
+}
+
+/// The detector and its model.
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    /// Backend choice.
+    pub backend: Backend,
+    /// Path of the model manifest (TOML).
+    pub model: PathBuf,
+    /// Optional second model for PPE (helmets, vests) manifest.
+    pub ppe_model: Option<PathBuf>,
+    /// Intra-op threads per inference.
+    pub threads: NonZeroUsize,
+    /// Overrides the model's default score threshold.
+    pub score_threshold: Option<f32>,
+    /// Only these class names are kept (empty: all).
+    pub classes: Vec<String>,
+}
+
+/// How a replay source is paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// At the footage's frame rate, as a live camera would.
+    Realtime,
+    /// As fast as the pipeline takes frames.
+    Fast,
+}
+
+/// Preferred V4L2 pixel format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Let the driver's list decide (MJPEG preferred for bandwidth).
+    Auto,
+    /// Motion JPEG.
+    Mjpeg,
+    /// Packed YUV 4:2:2.
+    Yuyv,
+    /// Semi-planar YUV 4:2:0.
+    Nv12,
+    /// Packed RGB 8:8:8.
+    Rgb24,
+}
+
+/// Where a camera's frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// A real V4L2 capture device.
+    V4l2 {
+        /// Device path (`/dev/video0` or a stable `/dev/v4l/by-id/...` link).
+        device: PathBuf,
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// Requested frame rate.
+        fps: f32,
+        /// Preferred pixel format.
+        format: PixelFormat,
+    },
+    /// Recorded footage: a folder of JPEG frames or an MJPEG file.
+    Replay {
+        /// Path inside the media directory (absolute after loading).
+        path: PathBuf,
+        /// Start again at the end.
+        looping: bool,
+        /// Pacing.
+        pace: Pace,
+        /// Frame rate used for pacing.
+        fps: f32,
+        /// First frame to play (staggers cameras that share footage).
+        start_frame: u64,
+    },
+}
+
+/// One camera.
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    /// Identifier.
+    pub id: CameraId,
+    /// Human name shown in the UI.
+    pub name: String,
+    /// Disabled cameras are not opened.
+    pub enabled: bool,
+    /// Frame source.
+    pub source: SourceConfig,
+    /// Detection runs on every Nth frame.
+    pub detect_every: NonZeroU32,
+    /// Bound of each inter-stage queue, in frames.
+    pub queue_depth: NonZeroUsize,
+}
+
+/// Which point of a person's box is tested against zones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Anchor {
+    /// Bottom centre (where the feet are): the default.
+    #[default]
+    Feet,
+    /// Box centre.
+    Centre,
+}
+
+/// A polygonal zone.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    /// Identifier (shared namespace with lines).
+    pub id: ZoneId,
+    /// Camera the zone is drawn on.
+    pub camera: CameraId,
+    /// Human name.
+    pub name: String,
+    /// Outline in normalised coordinates.
+    pub polygon: Polygon,
+    /// Default anchor for rules on this zone.
+    pub anchor: Anchor,
+}
+
+/// A counting line.
+#[derive(Debug, Clone)]
+pub struct LineConfig {
+    /// Identifier (shared namespace with zones).
+    pub id: ZoneId,
+    /// Camera the line is drawn on.
+    pub camera: CameraId,
+    /// Human name.
+    pub name: String,
+    /// The line; side A is on the left walking from `from` to `to`.
+    pub line: Line,
+}
+
+/// Event severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Recorded, no alarm output by default.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Danger to a person: sirens.
+    Critical,
+}
+
+/// Crossing direction for a line rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From side A to side B.
+    AToB,
+    /// From side B to side A.
+    BToA,
+    /// Either way.
+    Either,
+}
+
+/// What a rule watches for, with its kind-specific parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    /// A person inside a forbidden zone for at least `min_frames` frames.
+    Intrusion {
+        /// Inertia in detected frames.
+        min_frames: u32,
+    },
+    /// A person in the zone without the required PPE.
+    MissingPpe {
+        /// Class name that shows the PPE is worn (e.g. `With Helmet`).
+        present_class: String,
+        /// Class name that shows it is missing (e.g. `Without Helmet`).
+        missing_class: String,
+        /// Frames of consensus before raising.
+        min_frames: u32,
+        /// Time a person may be in the zone before PPE is required.
+        grace: Duration,
+    },
+    /// A person in the zone for longer than `limit`.
+    Dwell {
+        /// Time allowed.
+        limit: Duration,
+    },
+    /// More than `max_persons` persons in the zone.
+    Occupancy {
+        /// Persons allowed.
+        max_persons: u32,
+    },
+    /// A person crossing a line.
+    LineCrossing {
+        /// Which way counts.
+        direction: Direction,
+    },
+    /// The camera stopped delivering frames.
+    CameraOffline {
+        /// Silence that counts as offline.
+        after: Duration,
+    },
+}
+
+impl RuleKind {
+    /// The kind's name as written in the config file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleKind::Intrusion { .. } => "intrusion",
+            RuleKind::MissingPpe { .. } => "missing_ppe",
+            RuleKind::Dwell { .. } => "dwell",
+            RuleKind::Occupancy { .. } => "occupancy",
+            RuleKind::LineCrossing { .. } => "line_crossing",
+            RuleKind::CameraOffline { .. } => "camera_offline",
+        }
+    }
+}
+
+/// Day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+/// When a rule is armed (local time of the box).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Days on which the window opens.
+    pub days: Vec<Weekday>,
+    /// Minute of day the window opens (0..1440).
+    pub from_min: u16,
+    /// Minute of day the window closes; less than `from_min` wraps midnight.
+    pub to_min: u16,
+}
+
+/// How a siren sounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SirenPattern {
+    /// On until stopped.
+    Steady,
+    /// On/off with this full period.
+    Pulsed {
+        /// Full on+off period.
+        period: Duration,
+    },
+}
+
+/// Siren behaviour of a rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SirenAction {
+    /// Pattern.
+    pub pattern: SirenPattern,
+    /// Stops by itself after this long; `None`: until acknowledged.
+    pub duration: Option<Duration>,
+}
+
+/// One safety rule.
+#[derive(Debug, Clone)]
+pub struct RuleConfig {
+    /// Identifier.
+    pub id: RuleId,
+    /// Human name.
+    pub name: String,
+    /// Disabled rules are not evaluated.
+    pub enabled: bool,
+    /// The kind and its parameters.
+    pub kind: RuleKind,
+    /// Camera the rule watches (the zone's camera, or given for camera_offline).
+    pub camera: CameraId,
+    /// Zone or line (none for camera_offline).
+    pub zone: Option<ZoneId>,
+    /// Severity.
+    pub severity: Severity,
+    /// After an alarm, the same rule does not raise again for this long.
+    pub cooldown: Duration,
+    /// The condition must be gone this long before the alarm clears.
+    pub clear_after: Duration,
+    /// When the rule is armed; `None`: always.
+    pub schedule: Option<Schedule>,
+    /// Outputs to drive.
+    pub outputs: Vec<OutputId>,
+    /// Siren behaviour for siren outputs.
+    pub siren: SirenAction,
+    /// Relay outputs latch until acknowledged (`None`) or for this long.
+    pub relay_latch: Option<Duration>,
+    /// Point of the person's box tested against the zone.
+    pub anchor: Anchor,
+}
+
+/// Outputs backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputBackendConfig {
+    /// The Linux GPIO character device.
+    Gpio {
+        /// Chip path (`/dev/gpiochip0`) or label.
+        chip: String,
+    },
+    /// In-memory lines that record every transition (demo, tests).
+    Simulated {
+        /// Optional JSON-lines log of every transition.
+        log: Option<PathBuf>,
+    },
+}
+
+/// What an output line is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputRole {
+    /// Audible alarm, follows the rule's siren pattern.
+    Siren,
+    /// Relay (beacon, machine stop), latched.
+    Relay,
+    /// Held on only while the pipeline is alive.
+    Healthy,
+}
+
+/// A line by offset or by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineRef {
+    /// Offset on the chip.
+    Offset(u32),
+    /// Line name from the device tree / board.
+    Name(String),
+}
+
+/// Level of an output line in its safe state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SafeState {
+    /// Inactive.
+    Off,
+    /// Active.
+    On,
+}
+
+/// One output line.
+#[derive(Debug, Clone)]
+pub struct OutputLineConfig {
+    /// Identifier rules refer to.
+    pub id: OutputId,
+    /// Role.
+    pub role: OutputRole,
+    /// The line.
+    pub line: LineRef,
+    /// Electrical polarity.
+    pub active_low: bool,
+    /// Level at start, shutdown and on fault.
+    pub safe_state: SafeState,
+}
+
+/// One input line (button, contact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputConfig {
+    /// The line.
+    pub line: LineRef,
+    /// Electrical polarity.
+    pub active_low: bool,
+    /// Debounce time.
+    pub debounce: Duration,
+}
+
+/// Physical outputs and inputs.
+#[derive(Debug, Clone)]
+pub struct OutputsConfig {
+    /// Backend.
+    pub backend: OutputBackendConfig,
+    /// Output lines.
+    pub lines: Vec<OutputLineConfig>,
+    /// Acknowledge push-button.
+    pub ack_button: Option<InputConfig>,
+    /// Door contact.
+    pub door_contact: Option<InputConfig>,
+}
+
+/// TLS protocol floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMinVersion {
+    /// TLS 1.3 only (default).
+    Tls13,
+    /// TLS 1.2 allowed (explicit opt-in for old clients).
+    Tls12,
+}
+
+/// An IP network in CIDR form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// Network address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is in the network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The HTTPS API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// HTTPS listen address.
+    pub bind: SocketAddr,
+    /// TLS floor.
+    pub tls_min_version: TlsMinVersion,
+    /// Certificate chain (PEM); generated on first boot when absent.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Plain-HTTP listener that only redirects to HTTPS.
+    pub http_redirect_bind: Option<SocketAddr>,
+    /// Origins allowed by CORS (none by default).
+    pub cors_origins: Vec<String>,
+    /// Networks from which first-boot setup is allowed without the token.
+    pub setup_networks: Vec<IpNet>,
+    /// Live-stream JPEG quality.
+    pub jpeg_quality: u8,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// Where state lives and how long it is kept.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Database, snapshots, keys and certificates.
+    pub state_dir: PathBuf,
+    /// Replay sources must be inside this directory.
+    pub media_dir: PathBuf,
+    /// Events older than this are pruned.
+    pub event_retention: Duration,
+    /// Audit rows older than this are pruned.
+    pub audit_retention: Duration,
+    /// Disk quota for snapshots.
+    pub snapshot_quota_bytes: u64,
+}
+
+/// Feature switches.
+#[derive(Debug, Clone, Copy)]
+pub struct Features {
+    /// PPE rules and the PPE model.
+    pub ppe: bool,
+    /// MJPEG and WebSocket live streams.
+    pub live_stream: bool,
+    /// The embedded web UI.
+    pub web_ui: bool,
+    /// JPEG snapshots with events.
+    pub snapshots: bool,
+}

@@ -1,0 +1,865 @@
+//! Raw -> validated, collecting every problem.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use safe_yolo_domain::{CameraId, IdError, Line, OutputId, Polygon, RuleId, ZoneId};
+
+use crate::Problem;
+use crate::model::*;
+use crate::raw::*;
+
+struct Ctx<'a> {
+    problems: &'a mut Vec<Problem>,
+    base: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn bad(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn id<T>(&mut self, path: &str, value: &str, f: fn(String) -> Result<T, IdError>) -> Option<T> {
+        match f(value.to_owned()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.bad(path, format!("{value:?} {e}"));
+                None
+            }
+        }
+    }
+
+    fn int_in<T: TryFrom<i64>>(&mut self, path: &str, v: Option<i64>, default: i64, lo: i64, hi: i64) -> Option<T> {
+        let v = v.unwrap_or(default);
+        if !(lo..=hi).contains(&v) {
+            self.bad(path, format!("must be between {lo} and {hi}, got {v}"));
+            return None;
+        }
+        T::try_from(v).ok()
+    }
+
+    fn secs_in(&mut self, path: &str, v: Option<f64>, default: f64, lo: f64, hi: f64) -> Option<Duration> {
+        let v = v.unwrap_or(default);
+        if !v.is_finite() || v < lo || v > hi {
+            self.bad(path, format!("must be between {lo} and {hi} seconds, got {v}"));
+            return None;
+        }
+        Some(Duration::from_secs_f64(v))
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_owned() } else { self.base.join(p) }
+    }
+
+    fn choice<T: Copy>(&mut self, path: &str, v: Option<&str>, default: T, options: &[(&str, T)]) -> Option<T> {
+        let Some(v) = v else { return Some(default) };
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == v) {
+            return Some(*t);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        self.bad(path, format!("{v:?} is not one of: {}", names.join(", ")));
+        None
+    }
+
+    fn line_ref(&mut self, path: &str, offset: Option<i64>, name: Option<&str>) -> Option<LineRef> {
+        match (offset, name) {
+            (Some(o), None) => self
+                .int_in::<u32>(&format!("{path}.offset"), Some(o), 0, 0, 511)
+                .map(LineRef::Offset),
+            (None, Some(n)) if !n.trim().is_empty() => Some(LineRef::Name(n.to_owned())),
+            (None, Some(_)) => {
+                self.bad(format!("{path}.name"), "must not be empty");
+                None
+            }
+            (Some(_), Some(_)) => {
+                self.bad(path, "give either `offset` or `name`, not both");
+                None
+            }
+            (None, None) => {
+                self.bad(path, "needs the line's `offset` on the chip or its `name`");
+                None
+            }
+        }
+    }
+}
+
+fn unique<'a>(ctx: &mut Ctx<'_>, what: &str, items: impl Iterator<Item = (&'a str, &'a str)>) {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (path, id) in items {
+        if let Some(first) = seen.get(id) {
+            ctx.bad(format!("{path}.id"), format!("duplicate {what} id {id:?} (first used at {first})"));
+        } else {
+            seen.insert(id, path);
+        }
+    }
+}
+
+pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>) -> Config {
+    let mut ctx = Ctx { problems, base };
+    let incomplete = raw.incomplete;
+
+    let system = SystemConfig {
+        board: raw.system.board.clone(),
+        stall_timeout: ctx
+            .secs_in("system.stall_timeout_s", raw.system.stall_timeout_s, 10.0, 1.0, 300.0)
+            .unwrap_or(Duration::from_secs(10)),
+        shutdown_timeout: ctx
+            .secs_in("system.shutdown_timeout_s", raw.system.shutdown_timeout_s, 4.0, 0.5, 60.0)
+            .unwrap_or(Duration::from_secs(4)),
+        detect_workers: ctx
+            .int_in::<usize>("system.detect_workers", raw.system.detect_workers, 1, 1, 16)
+            .and_then(NonZeroUsize::new)
+            .unwrap_or(NonZeroUsize::MIN),
+    };
+
+    let detector = validate_detector(&mut ctx, &raw.detector, raw.failed_sections.contains(&"detector"));
+    let storage = validate_storage(&mut ctx, &raw.storage);
+    let features = Features {
+        ppe: raw.features.ppe.unwrap_or(false),
+        live_stream: raw.features.live_stream.unwrap_or(true),
+        web_ui: raw.features.web_ui.unwrap_or(true),
+        snapshots: raw.features.snapshots.unwrap_or(true),
+    };
+
+    unique(&mut ctx, "camera", raw.cameras.iter().map(|c| (c.path.as_str(), c.value.id.as_str())));
+    let cameras: Vec<CameraConfig> = raw
+        .cameras
+        .iter()
+        .filter_map(|c| validate_camera(&mut ctx, &c.path, &c.value, &storage.media_dir))
+        .collect();
+    let camera_ids: HashSet<&str> = raw.cameras.iter().map(|c| c.value.id.as_str()).collect();
+
+    // Zones and lines share one namespace: a rule names either.
+    unique(
+        &mut ctx,
+        "zone or line",
+        raw.zones
+            .iter()
+            .map(|z| (z.path.as_str(), z.value.id.as_str()))
+            .chain(raw.lines.iter().map(|l| (l.path.as_str(), l.value.id.as_str()))),
+    );
+    let check_camera = |ctx: &mut Ctx<'_>, path: &str, cam: &str| -> Option<CameraId> {
+        let id = ctx.id(path, cam, CameraId::new)?;
+        if !incomplete && !camera_ids.contains(cam) {
+            ctx.bad(path, format!("no camera has the id {cam:?}"));
+            return None;
+        }
+        Some(id)
+    };
+    let mut zones = Vec::new();
+    for z in &raw.zones {
+        let (p, v) = (&z.path, &z.value);
+        let id = ctx.id(&format!("{p}.id"), &v.id, ZoneId::new);
+        let camera = check_camera(&mut ctx, &format!("{p}.camera"), &v.camera);
+        let pts: Vec<[f32; 2]> = v.polygon.iter().map(|[x, y]| [*x as f32, *y as f32]).collect();
+        let polygon = match Polygon::new(&pts) {
+            Ok(poly) => Some(poly),
+            Err(e) => {
+                ctx.bad(format!("{p}.polygon"), e.to_string());
+                None
+            }
+        };
+        let anchor = ctx.choice(&format!("{p}.anchor"), v.anchor.as_deref(), Anchor::Feet, ANCHORS);
+        if let (Some(id), Some(camera), Some(polygon), Some(anchor)) = (id, camera, polygon, anchor) {
+            zones.push(ZoneConfig { name: v.name.clone().unwrap_or_else(|| id.to_string()), id, camera, polygon, anchor });
+        }
+    }
+    let mut lines = Vec::new();
+    for l in &raw.lines {
+        let (p, v) = (&l.path, &l.value);
+        let id = ctx.id(&format!("{p}.id"), &v.id, ZoneId::new);
+        let camera = check_camera(&mut ctx, &format!("{p}.camera"), &v.camera);
+        let line = match Line::new(
+            [v.from[0] as f32, v.from[1] as f32],
+            [v.to[0] as f32, v.to[1] as f32],
+        ) {
+            Ok(line) => Some(line),
+            Err(e) => {
+                ctx.bad(p.clone(), e.to_string());
+                None
+            }
+        };
+        if let (Some(id), Some(camera), Some(line)) = (id, camera, line) {
+            lines.push(LineConfig { name: v.name.clone().unwrap_or_else(|| id.to_string()), id, camera, line });
+        }
+    }
+
+    let outputs = validate_outputs(&mut ctx, &raw);
+
+    unique(&mut ctx, "rule", raw.rules.iter().map(|r| (r.path.as_str(), r.value.id.as_str())));
+    let zone_cams: HashMap<&str, (&str, bool)> = raw
+        .zones
+        .iter()
+        .map(|z| (z.value.id.as_str(), (z.value.camera.as_str(), false)))
+        .chain(raw.lines.iter().map(|l| (l.value.id.as_str(), (l.value.camera.as_str(), true))))
+        .collect();
+    let output_ids: HashSet<&str> = raw.output_lines.iter().map(|o| o.value.id.as_str()).collect();
+    let mut rules = Vec::new();
+    for r in &raw.rules {
+        if let Some(rule) = validate_rule(
+            &mut ctx,
+            &r.path,
+            &r.value,
+            &zone_cams,
+            &camera_ids,
+            &output_ids,
+            &detector,
+            features,
+            incomplete,
+        ) {
+            rules.push(rule);
+        }
+    }
+
+    let api = validate_api(&mut ctx, &raw.api);
+
+    Config { system, detector, cameras, zones, lines, rules, outputs, api, storage, features }
+}
+
+const ANCHORS: &[(&str, Anchor)] = &[("feet", Anchor::Feet), ("centre", Anchor::Centre), ("center", Anchor::Centre)];
+
+fn validate_detector(ctx: &mut Ctx<'_>, raw: &RawDetector, failed: bool) -> DetectorConfig {
+    let backend = ctx
+        .choice(
+            "detector.backend",
+            raw.backend.as_deref(),
+            Backend::Auto,
+            &[
+                ("auto", Backend::Auto),
+                ("tract", Backend::Tract),
+                ("onnxruntime", Backend::OnnxRuntime),
+                ("rknn", Backend::Rknn),
+            ],
+        )
+        .unwrap_or(Backend::Auto);
+    let model = match raw.model.as_deref() {
+        Some(m) if !m.trim().is_empty() => ctx.path(m),
+        _ if failed => PathBuf::new(),
+        _ => {
+            ctx.bad("detector.model", "is required: the path of a model manifest (models/<name>/manifest.toml)");
+            PathBuf::new()
+        }
+    };
+    let score_threshold = raw.score_threshold.and_then(|s| {
+        if (0.01..=0.99).contains(&s) {
+            Some(s as f32)
+        } else {
+            ctx.bad("detector.score_threshold", format!("must be between 0.01 and 0.99, got {s}"));
+            None
+        }
+    });
+    DetectorConfig {
+        backend,
+        model,
+        ppe_model: raw.ppe_model.as_deref().map(|p| ctx.path(p)),
+        threads: ctx
+            .int_in::<usize>("detector.threads", raw.threads, 1, 1, 16)
+            .and_then(NonZeroUsize::new)
+            .unwrap_or(NonZeroUsize::MIN),
+        score_threshold,
+        classes: raw.classes.clone().unwrap_or_default(),
+    }
+}
+
+fn validate_storage(ctx: &mut Ctx<'_>, raw: &RawStorage) -> StorageConfig {
+    let state_dir = match raw.state_dir.as_deref() {
+        Some(s) if !s.trim().is_empty() => ctx.path(s),
+        Some(_) => {
+            ctx.bad("storage.state_dir", "must not be empty");
+            PathBuf::new()
+        }
+        None => PathBuf::from("/var/lib/safe-yolo"),
+    };
+    let media_dir = match raw.media_dir.as_deref() {
+        Some(s) if !s.trim().is_empty() => ctx.path(s),
+        Some(_) => {
+            ctx.bad("storage.media_dir", "must not be empty");
+            PathBuf::new()
+        }
+        None => state_dir.join("media"),
+    };
+    let days = |ctx: &mut Ctx<'_>, path: &str, v: Option<i64>, default: i64| {
+        ctx.int_in::<u64>(path, v, default, 1, 3650)
+            .map(|d| Duration::from_secs(d * 86_400))
+            .unwrap_or(Duration::from_secs(default.unsigned_abs() * 86_400))
+    };
+    let event_retention = days(ctx, "storage.event_retention_days", raw.event_retention_days, 90);
+    let audit_retention = days(ctx, "storage.audit_retention_days", raw.audit_retention_days, 730);
+    if audit_retention < event_retention {
+        ctx.bad(
+            "storage.audit_retention_days",
+            "must be at least storage.event_retention_days: the audit log outlives the events it explains",
+        );
+    }
+    StorageConfig {
+        state_dir,
+        media_dir,
+        event_retention,
+        audit_retention,
+        snapshot_quota_bytes: ctx
+            .int_in::<u64>("storage.snapshot_quota_mb", raw.snapshot_quota_mb, 2048, 16, 1_048_576)
+            .unwrap_or(2048)
+            * 1024
+            * 1024,
+    }
+}
+
+/// A replay path must stay inside the media directory: relative, without
+/// `..`. (The capture crate re-checks the real path, symlinks resolved, when
+/// it opens the source.)
+fn replay_path(ctx: &mut Ctx<'_>, path: &str, raw: &str, media_dir: &Path) -> Option<PathBuf> {
+    let p = Path::new(raw);
+    if raw.trim().is_empty() {
+        ctx.bad(path, "must not be empty");
+        return None;
+    }
+    let rel = if p.is_absolute() {
+        match p.strip_prefix(media_dir) {
+            Ok(rel) => rel.to_owned(),
+            Err(_) => {
+                ctx.bad(path, format!("{raw:?} is outside the media directory {}", media_dir.display()));
+                return None;
+            }
+        }
+    } else {
+        p.to_owned()
+    };
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        ctx.bad(path, format!("{raw:?} must not contain `..`: replay footage must be inside the media directory"));
+        return None;
+    }
+    Some(media_dir.join(rel))
+}
+
+fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) -> Option<CameraConfig> {
+    let id = ctx.id(&format!("{p}.id"), &c.id, CameraId::new);
+    let detect_every = ctx
+        .int_in::<u32>(&format!("{p}.detect_every"), c.detect_every, 1, 1, 100)
+        .and_then(NonZeroU32::new);
+    let queue_depth = ctx
+        .int_in::<usize>(&format!("{p}.queue_depth"), c.queue_depth, 2, 1, 16)
+        .and_then(NonZeroUsize::new);
+    let s = &c.source;
+    let sp = format!("{p}.source");
+    let fps = |ctx: &mut Ctx<'_>, default: f64| -> Option<f32> {
+        let v = s.fps.unwrap_or(default);
+        if !(0.5..=120.0).contains(&v) {
+            ctx.bad(format!("{sp}.fps"), format!("must be between 0.5 and 120, got {v}"));
+            return None;
+        }
+        Some(v as f32)
+    };
+    let not_for = |ctx: &mut Ctx<'_>, kind: &str, fields: &[(&str, bool)]| {
+        for (name, present) in fields {
+            if *present {
+                ctx.bad(format!("{sp}.{name}"), format!("does not apply to a {kind} source"));
+            }
+        }
+    };
+    let source = match s.kind.as_str() {
+        "replay" => {
+            not_for(ctx, "replay", &[("device", s.device.is_some()), ("width", s.width.is_some()), ("height", s.height.is_some()), ("format", s.format.is_some())]);
+            let path = match s.path.as_deref() {
+                Some(raw) => replay_path(ctx, &format!("{sp}.path"), raw, media_dir),
+                None => {
+                    ctx.bad(format!("{sp}.path"), "is required for a replay source");
+                    None
+                }
+            };
+            let pace = ctx.choice(&format!("{sp}.pace"), s.pace.as_deref(), Pace::Realtime, &[("realtime", Pace::Realtime), ("fast", Pace::Fast)]);
+            let start_frame = ctx.int_in::<u64>(&format!("{sp}.start_frame"), s.start_frame, 0, 0, 10_000_000);
+            let fps = fps(ctx, 10.0);
+            match (path, pace, start_frame, fps) {
+                (Some(path), Some(pace), Some(start_frame), Some(fps)) => Some(SourceConfig::Replay {
+                    path,
+                    looping: s.looping.unwrap_or(true),
+                    pace,
+                    fps,
+                    start_frame,
+                }),
+                _ => None,
+            }
+        }
+        "v4l2" => {
+            not_for(ctx, "v4l2", &[("path", s.path.is_some()), ("loop", s.looping.is_some()), ("pace", s.pace.is_some()), ("start_frame", s.start_frame.is_some())]);
+            let device = match s.device.as_deref() {
+                Some(d) if Path::new(d).starts_with("/dev") && !d.contains("..") => Some(PathBuf::from(d)),
+                Some(d) => {
+                    ctx.bad(format!("{sp}.device"), format!("{d:?} is not a device path under /dev (e.g. /dev/video0 or /dev/v4l/by-id/...)"));
+                    None
+                }
+                None => {
+                    ctx.bad(format!("{sp}.device"), "is required for a v4l2 source");
+                    None
+                }
+            };
+            let width = ctx.int_in::<u32>(&format!("{sp}.width"), s.width, 1280, 160, 7680);
+            let height = ctx.int_in::<u32>(&format!("{sp}.height"), s.height, 720, 120, 4320);
+            let format = ctx.choice(
+                &format!("{sp}.format"),
+                s.format.as_deref(),
+                PixelFormat::Auto,
+                &[("auto", PixelFormat::Auto), ("mjpeg", PixelFormat::Mjpeg), ("yuyv", PixelFormat::Yuyv), ("nv12", PixelFormat::Nv12), ("rgb24", PixelFormat::Rgb24)],
+            );
+            let fps = fps(ctx, 15.0);
+            match (device, width, height, format, fps) {
+                (Some(device), Some(width), Some(height), Some(format), Some(fps)) => {
+                    Some(SourceConfig::V4l2 { device, width, height, fps, format })
+                }
+                _ => None,
+            }
+        }
+        other => {
+            ctx.bad(format!("{sp}.kind"), format!("{other:?} is not one of: v4l2, replay"));
+            None
+        }
+    };
+    Some(CameraConfig {
+        name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+        id: id?,
+        enabled: c.enabled.unwrap_or(true),
+        source: source?,
+        detect_every: detect_every?,
+        queue_depth: queue_depth?,
+    })
+}
+
+fn validate_input(ctx: &mut Ctx<'_>, path: &str, raw: &RawInput) -> Option<InputConfig> {
+    let line = ctx.line_ref(path, raw.offset, raw.name.as_deref());
+    let debounce = ctx.int_in::<u64>(&format!("{path}.debounce_ms"), raw.debounce_ms, 30, 0, 1000);
+    Some(InputConfig { line: line?, active_low: raw.active_low.unwrap_or(false), debounce: Duration::from_millis(debounce?) })
+}
+
+fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
+    let head = &raw.outputs;
+    let backend = match head.backend.as_deref().unwrap_or("simulated") {
+        "gpio" => match head.chip.as_deref() {
+            Some(chip) if !chip.trim().is_empty() => OutputBackendConfig::Gpio { chip: chip.to_owned() },
+            _ => {
+                ctx.bad("outputs.chip", "is required with backend = \"gpio\" (e.g. /dev/gpiochip0)");
+                OutputBackendConfig::Simulated { log: None }
+            }
+        },
+        "simulated" => OutputBackendConfig::Simulated { log: head.sim_log.as_deref().map(|p| ctx.path(p)) },
+        other => {
+            ctx.bad("outputs.backend", format!("{other:?} is not one of: gpio, simulated"));
+            OutputBackendConfig::Simulated { log: None }
+        }
+    };
+    unique(ctx, "output", raw.output_lines.iter().map(|o| (o.path.as_str(), o.value.id.as_str())));
+    let mut lines = Vec::new();
+    let mut used: HashMap<String, String> = HashMap::new();
+    for o in &raw.output_lines {
+        let (p, v) = (&o.path, &o.value);
+        let id = ctx.id(&format!("{p}.id"), &v.id, OutputId::new);
+        let role = ctx.choice(
+            &format!("{p}.role"),
+            Some(v.role.as_str()),
+            OutputRole::Relay,
+            &[("siren", OutputRole::Siren), ("relay", OutputRole::Relay), ("healthy", OutputRole::Healthy)],
+        );
+        let line = ctx.line_ref(p, v.offset, v.name.as_deref());
+        if let Some(l) = &line {
+            let key = format!("{l:?}");
+            if let Some(first) = used.get(&key) {
+                ctx.bad(p.clone(), format!("uses the same GPIO line as {first}"));
+            } else {
+                used.insert(key, p.clone());
+            }
+        }
+        let default_safe = match role {
+            Some(OutputRole::Healthy) | Some(OutputRole::Siren) | Some(OutputRole::Relay) | None => SafeState::Off,
+        };
+        let safe_state = ctx.choice(&format!("{p}.safe_state"), v.safe_state.as_deref(), default_safe, &[("off", SafeState::Off), ("on", SafeState::On)]);
+        if let (Some(id), Some(role), Some(line), Some(safe_state)) = (id, role, line, safe_state) {
+            lines.push(OutputLineConfig { id, role, line, active_low: v.active_low.unwrap_or(false), safe_state });
+        }
+    }
+    if lines.iter().filter(|l| l.role == OutputRole::Healthy).count() > 1 {
+        ctx.bad("outputs.lines", "at most one line may have role = \"healthy\"");
+    }
+    OutputsConfig {
+        backend,
+        lines,
+        ack_button: head.ack_button.as_ref().and_then(|i| validate_input(ctx, "outputs.ack_button", i)),
+        door_contact: head.door_contact.as_ref().and_then(|i| validate_input(ctx, "outputs.door_contact", i)),
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    if s == "24:00" {
+        return Some(1440);
+    }
+    (h < 24 && m < 60 && h.to_string().len() <= 2 && m.to_string().len() <= 2).then_some(h * 60 + m)
+}
+
+const WEEKDAYS: &[(&str, Weekday)] = &[
+    ("mon", Weekday::Mon),
+    ("tue", Weekday::Tue),
+    ("wed", Weekday::Wed),
+    ("thu", Weekday::Thu),
+    ("fri", Weekday::Fri),
+    ("sat", Weekday::Sat),
+    ("sun", Weekday::Sun),
+];
+
+fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Schedule> {
+    let mut ok = true;
+    let mut days = Vec::new();
+    for (i, d) in s.days.clone().unwrap_or_else(|| WEEKDAYS.iter().map(|(n, _)| (*n).to_owned()).collect()).iter().enumerate() {
+        match ctx.choice(&format!("{p}.days[{i}]"), Some(d.as_str()), Weekday::Mon, WEEKDAYS) {
+            Some(w) => days.push(w),
+            None => ok = false,
+        }
+    }
+    if days.is_empty() {
+        ctx.bad(format!("{p}.days"), "must list at least one day (mon..sun)");
+        ok = false;
+    }
+    let mut time = |key: &str, v: Option<&str>, default: u16| -> Option<u16> {
+        match v {
+            None => Some(default),
+            Some(t) => parse_hhmm(t).or_else(|| {
+                ctx.bad(format!("{p}.{key}"), format!("{t:?} is not a time of day HH:MM (00:00 to 24:00)"));
+                None
+            }),
+        }
+    };
+    let from_min = time("from", s.from.as_deref(), 0);
+    let to_min = time("to", s.to.as_deref(), 1440);
+    match (from_min, to_min) {
+        (Some(f), Some(t)) if ok => {
+            if f == t {
+                ctx.bad(format!("{p}.to"), "must differ from `from` (use 00:00 to 24:00 for all day)");
+                return None;
+            }
+            Some(Schedule { days, from_min: f, to_min: t })
+        }
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the lookup tables built by validate()")]
+fn validate_rule(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    r: &RawRule,
+    zones: &HashMap<&str, (&str, bool)>,
+    cameras: &HashSet<&str>,
+    outputs: &HashSet<&str>,
+    detector: &DetectorConfig,
+    features: Features,
+    incomplete: bool,
+) -> Option<RuleConfig> {
+    let id = ctx.id(&format!("{p}.id"), &r.id, RuleId::new);
+    // Which kind-specific keys each kind takes.
+    let specific: [(&str, bool); 8] = [
+        ("min_frames", r.min_frames.is_some()),
+        ("seconds", r.seconds.is_some()),
+        ("max_persons", r.max_persons.is_some()),
+        ("direction", r.direction.is_some()),
+        ("ppe_present_class", r.ppe_present_class.is_some()),
+        ("ppe_missing_class", r.ppe_missing_class.is_some()),
+        ("grace_s", r.grace_s.is_some()),
+        ("offline_after_s", r.offline_after_s.is_some()),
+    ];
+    let allowed: &[&str] = match r.kind.as_str() {
+        "intrusion" => &["min_frames"],
+        "missing_ppe" => &["min_frames", "ppe_present_class", "ppe_missing_class", "grace_s"],
+        "dwell" => &["seconds"],
+        "occupancy" => &["max_persons"],
+        "line_crossing" => &["direction"],
+        "camera_offline" => &["offline_after_s"],
+        other => {
+            ctx.bad(
+                format!("{p}.kind"),
+                format!("{other:?} is not one of: intrusion, missing_ppe, dwell, occupancy, line_crossing, camera_offline"),
+            );
+            return None;
+        }
+    };
+    for (key, present) in specific {
+        if present && !allowed.contains(&key) {
+            ctx.bad(format!("{p}.{key}"), format!("does not apply to a rule of kind {:?}", r.kind));
+        }
+    }
+    let kind = match r.kind.as_str() {
+        "intrusion" => ctx
+            .int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 3, 1, 1000)
+            .map(|min_frames| RuleKind::Intrusion { min_frames }),
+        "missing_ppe" => {
+            if !features.ppe {
+                ctx.bad(format!("{p}.kind"), "missing_ppe rules need features.ppe = true");
+            } else if detector.ppe_model.is_none() {
+                ctx.bad(format!("{p}.kind"), "missing_ppe rules need detector.ppe_model (a PPE model manifest)");
+            }
+            let min_frames = ctx.int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 5, 1, 1000);
+            let grace = ctx.secs_in(&format!("{p}.grace_s"), r.grace_s, 3.0, 0.0, 3600.0);
+            match (min_frames, grace) {
+                (Some(min_frames), Some(grace)) => Some(RuleKind::MissingPpe {
+                    present_class: r.ppe_present_class.clone().unwrap_or_else(|| "With Helmet".into()),
+                    missing_class: r.ppe_missing_class.clone().unwrap_or_else(|| "Without Helmet".into()),
+                    min_frames,
+                    grace,
+                }),
+                _ => None,
+            }
+        }
+        "dwell" => match r.seconds {
+            None => {
+                ctx.bad(format!("{p}.seconds"), "is required for a dwell rule");
+                None
+            }
+            s => ctx.secs_in(&format!("{p}.seconds"), s, 0.0, 1.0, 86_400.0).map(|limit| RuleKind::Dwell { limit }),
+        },
+        "occupancy" => match r.max_persons {
+            None => {
+                ctx.bad(format!("{p}.max_persons"), "is required for an occupancy rule");
+                None
+            }
+            m => ctx.int_in::<u32>(&format!("{p}.max_persons"), m, 0, 0, 1000).map(|max_persons| RuleKind::Occupancy { max_persons }),
+        },
+        "line_crossing" => ctx
+            .choice(
+                &format!("{p}.direction"),
+                r.direction.as_deref(),
+                Direction::Either,
+                &[("a_to_b", Direction::AToB), ("b_to_a", Direction::BToA), ("either", Direction::Either)],
+            )
+            .map(|direction| RuleKind::LineCrossing { direction }),
+        _ => ctx
+            .secs_in(&format!("{p}.offline_after_s"), r.offline_after_s, 2.0, 0.5, 3600.0)
+            .map(|after| RuleKind::CameraOffline { after }),
+    };
+
+    // Zone or camera.
+    let is_offline = r.kind == "camera_offline";
+    let (camera, zone) = if is_offline {
+        if r.zone.is_some() {
+            ctx.bad(format!("{p}.zone"), "does not apply to a camera_offline rule; give `camera`");
+        }
+        let cam = match r.camera.as_deref() {
+            None => {
+                ctx.bad(format!("{p}.camera"), "is required for a camera_offline rule");
+                None
+            }
+            Some(c) => {
+                let id = ctx.id(&format!("{p}.camera"), c, CameraId::new);
+                if id.is_some() && !incomplete && !cameras.contains(c) {
+                    ctx.bad(format!("{p}.camera"), format!("no camera has the id {c:?}"));
+                    None
+                } else {
+                    id
+                }
+            }
+        };
+        (cam, None)
+    } else {
+        if r.camera.is_some() {
+            ctx.bad(format!("{p}.camera"), "is taken from the zone; give only `zone`");
+        }
+        match r.zone.as_deref() {
+            None => {
+                ctx.bad(format!("{p}.zone"), format!("is required for a rule of kind {:?}", r.kind));
+                (None, None)
+            }
+            Some(z) => {
+                let zid = ctx.id(&format!("{p}.zone"), z, ZoneId::new);
+                match zones.get(z) {
+                    Some((cam, is_line)) => {
+                        let wants_line = r.kind == "line_crossing";
+                        if *is_line != wants_line {
+                            let what = if wants_line { "a line ([[lines]])" } else { "a zone ([[zones]])" };
+                            ctx.bad(format!("{p}.zone"), format!("{z:?} must name {what} for a rule of kind {:?}", r.kind));
+                        }
+                        (CameraId::new(*cam).ok(), zid)
+                    }
+                    None => {
+                        if !incomplete {
+                            ctx.bad(format!("{p}.zone"), format!("no zone or line has the id {z:?}"));
+                        }
+                        (None, None)
+                    }
+                }
+            }
+        }
+    };
+
+    let severity = ctx.choice(
+        &format!("{p}.severity"),
+        r.severity.as_deref(),
+        Severity::Warning,
+        &[("info", Severity::Info), ("warning", Severity::Warning), ("critical", Severity::Critical)],
+    );
+    let cooldown = ctx.secs_in(&format!("{p}.cooldown_s"), r.cooldown_s, 30.0, 0.0, 86_400.0);
+    let clear_after = ctx.secs_in(&format!("{p}.clear_after_s"), r.clear_after_s, 2.0, 0.0, 3600.0);
+    let schedule = match &r.schedule {
+        None => Some(None),
+        Some(s) => validate_schedule(ctx, &format!("{p}.schedule"), s).map(Some),
+    };
+    let mut out_ids = Vec::new();
+    for (i, o) in r.outputs.clone().unwrap_or_default().iter().enumerate() {
+        let path = format!("{p}.outputs[{i}]");
+        if let Some(oid) = ctx.id(&path, o, OutputId::new) {
+            if !incomplete && !outputs.contains(o.as_str()) {
+                ctx.bad(path, format!("no output line has the id {o:?}"));
+            } else {
+                out_ids.push(oid);
+            }
+        }
+    }
+    let siren = match &r.siren {
+        None => Some(SirenAction { pattern: SirenPattern::Steady, duration: None }),
+        Some(s) => {
+            let sp = format!("{p}.siren");
+            let pattern = match s.pattern.as_str() {
+                "steady" => {
+                    if s.period_ms.is_some() {
+                        ctx.bad(format!("{sp}.period_ms"), "applies only to pattern = \"pulsed\"");
+                    }
+                    Some(SirenPattern::Steady)
+                }
+                "pulsed" => ctx
+                    .int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
+                    .map(|ms| SirenPattern::Pulsed { period: Duration::from_millis(ms) }),
+                other => {
+                    ctx.bad(format!("{sp}.pattern"), format!("{other:?} is not one of: steady, pulsed"));
+                    None
+                }
+            };
+            let duration = match s.duration_s {
+                None => Some(None),
+                d => ctx.secs_in(&format!("{sp}.duration_s"), d, 0.0, 1.0, 3600.0).map(Some),
+            };
+            match (pattern, duration) {
+                (Some(pattern), Some(duration)) => Some(SirenAction { pattern, duration }),
+                _ => None,
+            }
+        }
+    };
+    let relay_latch = match r.relay_latch_s {
+        None => Some(None),
+        v => ctx.secs_in(&format!("{p}.relay_latch_s"), v, 0.0, 0.1, 86_400.0).map(Some),
+    };
+    let anchor = ctx.choice(&format!("{p}.anchor"), r.anchor.as_deref(), Anchor::Feet, ANCHORS);
+
+    Some(RuleConfig {
+        name: r.name.clone().unwrap_or_else(|| r.id.clone()),
+        id: id?,
+        enabled: r.enabled.unwrap_or(true),
+        kind: kind?,
+        camera: camera?,
+        zone,
+        severity: severity?,
+        cooldown: cooldown?,
+        clear_after: clear_after?,
+        schedule: schedule?,
+        outputs: out_ids,
+        siren: siren?,
+        relay_latch: relay_latch?,
+        anchor: anchor?,
+    })
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    let (a, p) = s.split_once('/').unwrap_or((s, ""));
+    let addr: std::net::IpAddr = a.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = if p.is_empty() { max } else { p.parse().ok()? };
+    (prefix <= max).then_some(IpNet { addr, prefix })
+}
+
+fn validate_origin(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('*') || rest.contains(char::is_whitespace) {
+        return Err("must be scheme://host[:port] with no path and no wildcard");
+    }
+    Ok(())
+}
+
+fn validate_api(ctx: &mut Ctx<'_>, raw: &RawApi) -> ApiConfig {
+    let addr = |ctx: &mut Ctx<'_>, path: &str, v: &str| -> Option<SocketAddr> {
+        v.parse().map_err(|_| ctx.bad(path, format!("{v:?} is not an address:port such as 0.0.0.0:8443"))).ok()
+    };
+    let bind = addr(ctx, "api.bind", raw.bind.as_deref().unwrap_or("0.0.0.0:8443"))
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
+    let http_redirect_bind = raw.http_redirect_bind.as_deref().and_then(|v| addr(ctx, "api.http_redirect_bind", v));
+    if http_redirect_bind.is_some_and(|r| r.port() == bind.port() && r.ip() == bind.ip()) {
+        ctx.bad("api.http_redirect_bind", "must differ from api.bind");
+    }
+    let tls_min_version = ctx
+        .choice("api.tls_min_version", raw.tls_min_version.as_deref(), TlsMinVersion::Tls13, &[("1.3", TlsMinVersion::Tls13), ("1.2", TlsMinVersion::Tls12)])
+        .unwrap_or(TlsMinVersion::Tls13);
+    if raw.cert.is_some() != raw.key.is_some() {
+        ctx.bad("api.cert", "api.cert and api.key go together: give both or neither (a self-signed pair is generated when neither is given)");
+    }
+    let mut cors_origins = Vec::new();
+    for (i, o) in raw.cors_origins.clone().unwrap_or_default().into_iter().enumerate() {
+        match validate_origin(&o) {
+            Ok(()) => cors_origins.push(o),
+            Err(why) => ctx.bad(format!("api.cors_origins[{i}]"), format!("{o:?} {why}")),
+        }
+    }
+    let mut setup_networks = Vec::new();
+    for (i, n) in raw.setup_networks.clone().unwrap_or_default().iter().enumerate() {
+        match parse_net(n) {
+            Some(net) => setup_networks.push(net),
+            None => ctx.bad(format!("api.setup_networks[{i}]"), format!("{n:?} is not a network such as 192.168.1.0/24")),
+        }
+    }
+    ApiConfig {
+        bind,
+        tls_min_version,
+        cert: raw.cert.as_deref().map(|p| ctx.path(p)),
+        key: raw.key.as_deref().map(|p| ctx.path(p)),
+        http_redirect_bind,
+        cors_origins,
+        setup_networks,
+        jpeg_quality: ctx.int_in::<u8>("api.jpeg_quality", raw.jpeg_quality, 75, 10, 100).unwrap_or(75),
+        max_body_bytes: ctx.int_in::<usize>("api.max_body_kib", raw.max_body_kib, 256, 4, 65_536).unwrap_or(256) * 1024,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hhmm() {
+        assert_eq!(parse_hhmm("06:30"), Some(390));
+        assert_eq!(parse_hhmm("24:00"), Some(1440));
+        assert_eq!(parse_hhmm("24:01"), None);
+        assert_eq!(parse_hhmm("7"), None);
+        assert_eq!(parse_hhmm("07:60"), None);
+    }
+
+    #[test]
+    fn nets() {
+        let n = parse_net("192.168.1.0/24").unwrap();
+        assert!(n.contains("192.168.1.77".parse().unwrap()));
+        assert!(!n.contains("192.168.2.1".parse().unwrap()));
+        assert!(parse_net("10.0.0.0/33").is_none());
+        assert!(parse_net("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(parse_net("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn origins() {
+        assert!(validate_origin("https://scada.plant.local:8443").is_ok());
+        assert!(validate_origin("https://*.plant").is_err());
+        assert!(validate_origin("scada.plant").is_err());
+        assert!(validate_origin("https://a/b").is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Loading whole configuration files: the shipped ones, and broken ones
+//! whose every problem must be reported in one pass.
+
+use std::path::Path;
+
+use safe_yolo_config::{ConfigError, RuleKind, SourceConfig, load, parse};
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap()
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for name in ["demo.toml", "example-box.toml"] {
+        let path = workspace_root().join("config").join(name);
+        match load(&path, no_env()) {
+            Ok(c) => assert!(!c.cameras.is_empty(), "{name} has no cameras"),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+}
+
+const MINIMAL: &str = r#"
+[detector]
+model = "models/m/manifest.toml"
+
+[storage]
+state_dir = "/tmp/sy"
+media_dir = "/tmp/sy/media"
+
+[[cameras]]
+id = "cam-1"
+source = { kind = "replay", path = "walk.mjpeg" }
+"#;
+
+#[test]
+fn minimal_config_and_relative_paths() {
+    let c = parse(MINIMAL, Path::new("/etc/safe-yolo"), no_env()).unwrap();
+    assert_eq!(c.detector.model, Path::new("/etc/safe-yolo/models/m/manifest.toml"));
+    match &c.cameras[0].source {
+        SourceConfig::Replay { path, looping, .. } => {
+            assert_eq!(path, Path::new("/tmp/sy/media/walk.mjpeg"));
+            assert!(looping);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Secure defaults.
+    assert_eq!(c.api.cors_origins, Vec::<String>::new());
+    assert_eq!(c.api.tls_min_version, safe_yolo_config::TlsMinVersion::Tls13);
+}
+
+/// The acceptance case: an unknown key, an out-of-range value, a bad polygon
+/// and a duplicate camera id, all reported at once with their key paths.
+const BROKEN: &str = r#"
+[detector]
+model = "m.toml"
+colour = "blue"
+
+[storage]
+state_dir = "/tmp/sy"
+media_dir = "/tmp/sy/media"
+
+[[cameras]]
+id = "dock"
+source = { kind = "replay", path = "a.mjpeg" }
+detect_every = 0
+
+[[cameras]]
+id = "dock"
+source = { kind = "replay", path = "../../etc/shadow" }
+
+[[cameras]]
+id = "gate"
+source = { kind = "v4l2", device = "/dev/video0", fps = 15, zoom = 2 }
+
+[[zones]]
+id = "bowtie"
+camera = "dock"
+polygon = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+
+[[zones]]
+id = "offframe"
+camera = "nowhere"
+polygon = [[0.1, 0.1], [1.4, 0.1], [0.5, 0.9]]
+
+[[rules]]
+id = "r1"
+kind = "intrusion"
+zone = "missing-zone"
+max_persons = 3
+severity = "apocalyptic"
+
+[[rules]]
+id = "r2"
+kind = "dwell"
+zone = "bowtie"
+
+[api]
+bind = "0.0.0.0:99999"
+cors_origins = ["*"]
+"#;
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let problems = parse(BROKEN, Path::new("/etc/safe-yolo"), no_env()).unwrap_err();
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    let has = |path: &str, needle: &str| {
+        assert!(
+            problems.iter().any(|p| p.path == path && p.reason.contains(needle)),
+            "expected a problem at {path} containing {needle:?}; got:\n{}",
+            text.join("\n")
+        );
+    };
+    has("detector.colour", "unknown field `colour`");
+    has("cameras[0].detect_every", "between 1 and 100, got 0");
+    has("cameras[1].id", "duplicate camera id \"dock\"");
+    has("cameras[1].source.path", "must not contain `..`");
+    has("cameras[2].source.zoom", "unknown field `zoom`");
+    has("zones[0].polygon", "cross each other");
+    has("zones[1].polygon", "outside the frame");
+    has("rules[0].max_persons", "does not apply");
+    has("rules[0].severity", "not one of: info, warning, critical");
+    has("rules[1].seconds", "is required for a dwell rule");
+    has("api.bind", "not an address:port");
+    has("api.cors_origins[0]", "https://");
+    // cameras[2] failed to parse, so references to unknown cameras/zones are
+    // not reported as follow-on noise.
+    assert!(!problems.iter().any(|p| p.path == "zones[1].camera"), "{text:?}");
+    // A section that failed to parse does not also report its keys missing.
+    assert!(!problems.iter().any(|p| p.path == "detector.model"), "{text:?}");
+}
+
+#[test]
+fn load_error_names_the_file_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("box.toml");
+    std::fs::write(&path, "[storage]\nstate_dir = \"\"\n[nonsense]\n").unwrap();
+    let err = load(&path, no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("box.toml has"), "{msg}");
+    assert!(msg.contains("nonsense: unknown section"), "{msg}");
+    assert!(msg.contains("storage.state_dir: must not be empty"), "{msg}");
+    assert!(msg.contains("detector.model: is required"), "{msg}");
+    assert!(matches!(err, ConfigError::Invalid { .. }));
+
+    let missing = load(&dir.path().join("nope.toml"), no_env()).unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }), "{missing}");
+}
+
+#[test]
+fn syntax_error_is_reported() {
+    let problems = parse("[api\nbind=", Path::new("/"), no_env()).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].reason.contains("not valid TOML"), "{problems:?}");
+}
+
+#[test]
+fn env_overrides_apply_and_are_validated() {
+    let env = vec![
+        ("SAFEYOLO_STORAGE__STATE_DIR".to_string(), "/data/sy".to_string()),
+        ("SAFEYOLO_API__BIND".to_string(), "127.0.0.1:9443".to_string()),
+    ];
+    let c = parse(MINIMAL, Path::new("/etc"), env).unwrap();
+    assert_eq!(c.storage.state_dir, Path::new("/data/sy"));
+    assert_eq!(c.api.bind.port(), 9443);
+
+    let env = vec![("SAFEYOLO_API__BLIND".to_string(), "x".to_string())];
+    let p = parse(MINIMAL, Path::new("/etc"), env).unwrap_err();
+    assert!(p.iter().any(|p| p.path == "api.blind" && p.reason.contains("unknown field `blind`")), "{p:?}");
+}
+
+#[test]
+fn rule_kinds_map_to_parameters() {
+    let text = format!(
+        "{MINIMAL}\n{}",
+        r#"
+[[zones]]
+id = "tape"
+camera = "cam-1"
+polygon = [[0.1, 0.5], [0.5, 0.5], [0.5, 0.9], [0.1, 0.9]]
+
+[[lines]]
+id = "door-line"
+camera = "cam-1"
+from = [0.5, 0.0]
+to = [0.5, 1.0]
+
+[[outputs.lines]]
+id = "siren"
+role = "siren"
+offset = 3
+
+[[rules]]
+id = "keep-out"
+kind = "intrusion"
+zone = "tape"
+min_frames = 4
+outputs = ["siren"]
+siren = { pattern = "pulsed", period_ms = 500, duration_s = 30 }
+schedule = { days = ["mon", "fri"], from = "22:00", to = "06:00" }
+
+[[rules]]
+id = "crowd"
+kind = "occupancy"
+zone = "tape"
+max_persons = 2
+
+[[rules]]
+id = "enter"
+kind = "line_crossing"
+zone = "door-line"
+direction = "a_to_b"
+
+[[rules]]
+id = "cam-down"
+kind = "camera_offline"
+camera = "cam-1"
+"#
+    );
+    let c = parse(&text, Path::new("/etc"), no_env()).unwrap();
+    assert_eq!(c.rules.len(), 4);
+    assert_eq!(c.rules[0].kind, RuleKind::Intrusion { min_frames: 4 });
+    let sched = c.rules[0].schedule.as_ref().unwrap();
+    assert_eq!((sched.from_min, sched.to_min), (22 * 60, 6 * 60));
+    assert_eq!(c.rules[1].kind, RuleKind::Occupancy { max_persons: 2 });
+    assert_eq!(c.rules[3].zone, None);
+
+    // A line rule must name a line, a zone rule a zone.
+    let wrong = text.replace("zone = \"door-line\"", "zone = \"tape\"");
+    let p = parse(&wrong, Path::new("/etc"), no_env()).unwrap_err();
+    assert!(p.iter().any(|p| p.path == "rules[2].zone" && p.reason.contains("must name a line")), "{p:?}");
+}

@@ -1,0 +1,54 @@
+//! The `safe-yolo` daemon.
+//!
+//! This crate only parses the command line, picks the real or simulated
+//! backend for every hardware edge, wires the subsystems together and runs
+//! them. It holds no logic of its own.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod lifecycle;
+mod report;
+mod run;
+mod wiring;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            report::version();
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { file } => match safe_yolo_config::load(&file, std::env::vars()) {
+            Ok(config) => {
+                report::config_ok(&file, &config);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                report::config_error(&e);
+                match e {
+                    safe_yolo_config::ConfigError::Read { .. } => ExitCode::from(2),
+                    safe_yolo_config::ConfigError::Invalid { .. } => ExitCode::from(1),
+                }
+            }
+        },
+        Command::Run { config } => {
+            if let Err(e) = safe_yolo_telemetry::logging::init(cli.log_format.into(), &cli.log) {
+                report::fatal(&anyhow::Error::new(e));
+                return ExitCode::from(2);
+            }
+            match run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "safe-yolo stopped on an error");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! `safe-yolo run`: start every subsystem, report READY, run until a signal,
+//! then stop in the order that keeps the plant safe.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use safe_yolo_config::{Config, SourceConfig};
+use safe_yolo_pipeline::{CameraSpec, DetectorFactory, Pipeline, PipelineConfig};
+use safe_yolo_telemetry::{Liveness, Metrics};
+use tokio_util::sync::CancellationToken;
+
+use safe_yolo_alarms::{Analysis, Dispatcher, DispatcherConfig};
+
+use crate::lifecycle::{self, Notifier};
+use crate::wiring;
+
+/// Loads the configuration and runs the daemon until SIGTERM/SIGINT.
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = match safe_yolo_config::load(config_path, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in e.problems() {
+                tracing::error!(key = %p.path, reason = %p.reason, "configuration problem");
+            }
+            return Err(anyhow::Error::new(e).context("refusing to start: fix the configuration (see `safe-yolo check-config`)"));
+        }
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config_path.display(),
+        cameras = config.cameras.len(),
+        rules = config.rules.len(),
+        "safe-yolo starting"
+    );
+    prepare_dirs(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("safe-yolo-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(config))
+}
+
+/// Creates the state directory (private to the daemon's user) and the
+/// directory of the simulated-output log.
+fn prepare_dirs(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let state = &config.storage.state_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state)
+        .with_context(|| format!("cannot create the state directory {}", state.display()))?;
+    let mode = std::fs::metadata(state)
+        .with_context(|| format!("cannot read {}", state.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %state.display(), mode = format!("{:o}", mode & 0o777), "state directory is readable by others");
+    }
+    if let safe_yolo_config::OutputBackendConfig::Simulated { log: Some(log) } = &config.outputs.backend {
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
+    let liveness = Liveness::new();
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+
+    // Start listening for signals first: a SIGTERM during start-up must
+    // still lead to an orderly stop.
+    let signal = tokio::spawn(lifecycle::termination_signal());
+
+    // Outputs first, so every line is in its safe state before anything can
+    // raise an alarm.
+    let outputs = wiring::start_outputs(&config, &metrics).await.context("cannot start the outputs")?;
+    let (store, writer) = match wiring::start_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            outputs.shutdown().await;
+            return Err(e);
+        }
+    };
+    let retention = store.spawn_retention(wiring::RETENTION_EVERY);
+
+    let pipeline_config = pipeline_config(&config);
+    let factory = detector_factory(&config);
+    let started = {
+        let liveness = liveness.clone();
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_blocking(move || Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown))
+            .await
+            .context("pipeline start-up panicked")?
+    };
+    let (pipeline, detected) = match started {
+        Ok(p) => p,
+        Err(e) => {
+            outputs.shutdown().await;
+            return Err(anyhow::Error::new(e).context("cannot start the pipeline"));
+        }
+    };
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        outputs.handle().clone(),
+        DispatcherConfig::from_config(&config),
+        metrics.clone(),
+    );
+    let analysis = safe_yolo_alarms::specs::rule_specs(&config)
+        .map_err(anyhow::Error::new)
+        .and_then(|rules| {
+            Analysis::start(
+                rules,
+                safe_yolo_alarms::specs::zone_specs(&config),
+                detected,
+                pipeline.taps(),
+                dispatcher.clone(),
+                &liveness,
+                &metrics,
+                shutdown.clone(),
+            )
+            .map_err(anyhow::Error::new)
+        });
+    let analysis = match analysis {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = pipeline.stop(Duration::from_secs(2)).await;
+            outputs.shutdown().await;
+            return Err(e.context("cannot start the rules"));
+        }
+    };
+    // The acknowledge button: the outputs silence themselves on the press;
+    // the events are marked acknowledged here.
+    let button = {
+        let mut inputs = outputs.handle().subscribe_inputs();
+        let d = dispatcher.clone();
+        tokio::spawn(async move {
+            loop {
+                match inputs.recv().await {
+                    Ok(ev) if ev.role == safe_yolo_outputs::InputRole::AckButton && ev.active => {
+                        let n = d.acknowledge_all("ack-button").await;
+                        tracing::info!(events = n, "acknowledge button pressed");
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    };
+
+    let status = format!("running: {} camera(s), {} rule(s)", config.cameras.len(), config.rules.len());
+    notifier.ready(&status);
+    tracing::info!(%status, "safe-yolo ready");
+
+    let monitor = {
+        let health = outputs.health_callback();
+        tokio::spawn(lifecycle::monitor(
+            notifier.clone(),
+            liveness.clone(),
+            metrics.clone(),
+            config.system.stall_timeout,
+            health,
+            shutdown.clone(),
+        ))
+    };
+
+    let which = match signal.await {
+        Ok(Ok(name)) => name,
+        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("cannot install signal handlers")),
+        Err(e) => return Err(anyhow::Error::new(e).context("signal task failed")),
+    };
+    tracing::info!(signal = which, "shutting down");
+    notifier.stopping();
+    shutdown.cancel();
+    let budget = config.system.shutdown_timeout;
+    // Outputs go to their safe state whatever else is slow.
+    let stop = async {
+        monitor.abort();
+        button.abort();
+        analysis.stop().await;
+        let stuck = pipeline.stop(budget.saturating_sub(Duration::from_millis(500))).await;
+        if stuck > 0 {
+            tracing::warn!(threads = stuck, "pipeline threads did not stop in time");
+        }
+    };
+    if tokio::time::timeout(budget, stop).await.is_err() {
+        tracing::warn!(budget_s = budget.as_secs_f64(), "shutdown took too long; forcing outputs safe");
+    }
+    outputs.shutdown().await;
+    // Last: let the store commit what is queued, then close it.
+    retention.abort();
+    drop(dispatcher);
+    drop(store);
+    if tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || writer.join()))
+        .await
+        .is_err()
+    {
+        tracing::warn!("store writer did not finish in time");
+    }
+    tracing::info!("safe-yolo stopped");
+    Ok(())
+}
+
+fn pipeline_config(config: &Config) -> PipelineConfig {
+    let offline_after = config
+        .rules
+        .iter()
+        .filter_map(|r| match r.kind {
+            safe_yolo_config::RuleKind::CameraOffline { after } => Some(after),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(2));
+    PipelineConfig {
+        cameras: config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| CameraSpec {
+                id: c.id.clone(),
+                source: source_request(&c.source),
+                detect_every: c.detect_every.get(),
+                queue_depth: c.queue_depth.get(),
+                offline_after,
+            })
+            .collect(),
+        policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+        detect_workers: config.system.detect_workers.get(),
+        analysis_queue: 64,
+    }
+}
+
+fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
+    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
+    use safe_yolo_config::{Pace, PixelFormat};
+    match s {
+        SourceConfig::V4l2 { device, width, height, fps, format } => SourceRequest::V4l2 {
+            device: device.clone(),
+            width: *width,
+            height: *height,
+            fps: *fps,
+            format: match format {
+                PixelFormat::Auto => None,
+                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
+                PixelFormat::Yuyv => Some(Pf::Yuyv),
+                PixelFormat::Nv12 => Some(Pf::Nv12),
+                PixelFormat::Rgb24 => Some(Pf::Rgb24),
+            },
+        },
+        SourceConfig::Replay { path, looping, pace, fps, start_frame } => SourceRequest::Replay {
+            path: path.clone(),
+            looping: *looping,
+            pacing: match pace {
+                Pace::Realtime => Pacing::RealTime,
+                Pace::Fast => Pacing::AsFastAsPossible,
+            },
+            fps: *fps,
+            start_frame: *start_frame,
+        },
+    }
+}
+
+fn detector_factory(config: &Config) -> DetectorFactory {
+    let manifest = config.detector.model.clone();
+    let opts = safe_yolo_detect::LoadOptions {
+        backend: match config.detector.backend {
+            safe_yolo_config::Backend::Auto => safe_yolo_detect::BackendChoice::Auto,
+            safe_yolo_config::Backend::Tract => safe_yolo_detect::BackendChoice::Tract,
+            safe_yolo_config::Backend::OnnxRuntime => safe_yolo_detect::BackendChoice::OnnxRuntime,
+            safe_yolo_config::Backend::Rknn => safe_yolo_detect::BackendChoice::Rknn,
+        },
+        threads: config.detector.threads.get(),
+        score_threshold: config.detector.score_threshold,
+        classes: (!config.detector.classes.is_empty()).then(|| config.detector.classes.clone()),
+        ..Default::default()
+    };
+    Arc::new(move || {
+        let d = safe_yolo_detect::load(&manifest, &opts)?;
+        tracing::info!(model = ?d.info(), "detector loaded");
+        Ok(d)
+    })
+}

@@ -1,0 +1,159 @@
+//! Picks the real or simulated backend for every edge and builds the
+//! subsystems from the configuration. The only place that knows both the
+//! configuration model and every subsystem's own settings types.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use safe_yolo_config::{Config, InputConfig, LineRef, OutputBackendConfig, OutputRole, SafeState};
+use safe_yolo_outputs as outputs;
+use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
+use safe_yolo_telemetry::Metrics;
+
+/// The running outputs: a runner thread that owns the backend.
+#[derive(Debug)]
+pub struct Outputs {
+    handle: outputs::OutputsHandle,
+    thread: Option<JoinHandle<outputs::RunnerReport>>,
+}
+
+fn line_ref(l: &LineRef) -> outputs::LineRef {
+    match l {
+        LineRef::Offset(o) => outputs::LineRef::Offset(*o),
+        LineRef::Name(n) => outputs::LineRef::Name(n.clone()),
+    }
+}
+
+fn input(i: &InputConfig) -> outputs::config::InputConfig {
+    outputs::config::InputConfig {
+        line: line_ref(&i.line),
+        active_low: i.active_low,
+        debounce_ms: u64::try_from(i.debounce.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The outputs section in the outputs crate's own terms.
+pub fn outputs_config(config: &Config) -> outputs::OutputsConfig {
+    let c = &config.outputs;
+    let (backend, chip, sim_log_file) = match &c.backend {
+        OutputBackendConfig::Gpio { chip } => (outputs::BackendKind::Gpio, chip.clone(), None),
+        OutputBackendConfig::Simulated { log } => (outputs::BackendKind::Simulated, String::new(), log.clone()),
+    };
+    outputs::OutputsConfig {
+        backend,
+        chip,
+        lines: c
+            .lines
+            .iter()
+            .map(|l| outputs::config::LineConfig {
+                id: l.id.clone(),
+                role: match l.role {
+                    OutputRole::Siren => outputs::OutputRole::Siren,
+                    OutputRole::Relay => outputs::OutputRole::Relay,
+                    OutputRole::Healthy => outputs::OutputRole::Healthy,
+                },
+                line: line_ref(&l.line),
+                active_low: l.active_low,
+                safe_state: match l.safe_state {
+                    SafeState::Off => outputs::SafeState::Off,
+                    SafeState::On => outputs::SafeState::On,
+                },
+            })
+            .collect(),
+        inputs: outputs::config::InputsConfig {
+            ack_button: c.ack_button.as_ref().map(input),
+            door_contact: c.door_contact.as_ref().map(input),
+        },
+        health_timeout_ms: u64::try_from(config.system.stall_timeout.as_millis()).unwrap_or(10_000),
+        tick_ms: 10,
+        max_test_ms: 60_000,
+        sim_log_file,
+    }
+}
+
+/// Opens the outputs backend and starts the runner, which puts every line
+/// in its safe state before it serves anything.
+pub async fn start_outputs(config: &Config, metrics: &Metrics) -> anyhow::Result<Outputs> {
+    let validated = outputs_config(config)
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid outputs configuration")?;
+    let (backend, _sim) = outputs::open_backend(&validated).context("cannot open the outputs backend")?;
+    let driver = outputs::Driver::new(validated.specs.clone(), validated.settings).context("invalid output lines")?;
+    let (runner, handle) = outputs::OutputsRunner::new(backend, driver, validated.debounce_periods(), validated.tick);
+    let thread = runner.spawn_thread().context("cannot start the outputs thread")?;
+    // Mirror line levels into the metrics.
+    let mut status = handle.watch_status();
+    let m = metrics.clone();
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let s = status.borrow().clone();
+            for o in &s.outputs {
+                m.output_level
+                    .get_or_create(&safe_yolo_telemetry::metrics::OutputLabels { output: o.id.to_string() })
+                    .set(i64::from(o.on));
+            }
+        }
+    });
+    Ok(Outputs {
+        handle,
+        thread: Some(thread),
+    })
+}
+
+impl Outputs {
+    /// The handle rules and the API command the outputs through.
+    pub fn handle(&self) -> &outputs::OutputsHandle {
+        &self.handle
+    }
+
+    /// Feeds the pipeline's health to the "healthy" line (called by the
+    /// liveness monitor on every check).
+    pub fn health_callback(&self) -> impl Fn(bool) + Send + 'static {
+        let h = self.handle.clone();
+        move |alive| {
+            if let Err(e) = h.pipeline_health(alive) {
+                tracing::warn!(error = %e, "cannot report pipeline health to the outputs");
+            }
+        }
+    }
+
+    /// Puts every line in its safe state and stops the runner.
+    pub async fn shutdown(mut self) {
+        if let Err(e) = self.handle.shutdown().await {
+            tracing::error!(error = %e, "outputs did not confirm their safe state");
+        }
+        if let Some(t) = self.thread.take() {
+            match tokio::task::spawn_blocking(move || t.join()).await {
+                Ok(Ok(report)) => tracing::info!(report = ?report, "outputs in safe state"),
+                _ => tracing::error!("outputs thread ended abnormally"),
+            }
+        }
+    }
+}
+
+/// The store: the database opened (and migrated) off the reactor, and its
+/// writer thread.
+pub async fn start_store(config: &Config) -> anyhow::Result<(StoreHandle, WriterThread)> {
+    let s = &config.storage;
+    let store_config = StoreConfig {
+        retention: RetentionPolicy {
+            event_max_age: Some(s.event_retention),
+            snapshot_max_age: Some(s.event_retention),
+            snapshot_quota_bytes: s.snapshot_quota_bytes,
+            audit_max_age: Some(s.audit_retention),
+            ..RetentionPolicy::default()
+        },
+        ..StoreConfig::new(s.state_dir.clone())
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
+        .await
+        .context("store open panicked")?
+        .with_context(|| format!("cannot open the store in {}", s.state_dir.display()))?;
+    tracing::info!(report = ?store.open_report(), "store open");
+    StoreHandle::start(store, 1024).context("cannot start the store writer")
+}
+
+/// How often retention runs (it also runs early when the snapshot quota is hit).
+pub const RETENTION_EVERY: Duration = Duration::from_secs(600);

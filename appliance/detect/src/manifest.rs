@@ -1,0 +1,526 @@
+//! Model manifests: one TOML file per model describing its weights (with sha256),
+//! input tensor, preprocessing, decoder family, classes, thresholds and provenance.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Why a manifest or its weights could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The manifest file could not be read.
+    #[error("cannot read model manifest {path}")]
+    Read {
+        /// The manifest path.
+        path: PathBuf,
+        /// The I/O cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest is not valid TOML for the manifest schema.
+    #[error("model manifest {path} is malformed")]
+    Parse {
+        /// The manifest path.
+        path: PathBuf,
+        /// The TOML cause (names the field).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A field holds a value outside its allowed range.
+    #[error("model manifest {path}: field `{field}` {reason}")]
+    Invalid {
+        /// The manifest path.
+        path: PathBuf,
+        /// The offending field.
+        field: String,
+        /// Why the value is rejected.
+        reason: String,
+    },
+    /// The manifest lists no weights of the requested precision.
+    #[error("model manifest {path} has no `[weights.{precision}]` entry")]
+    NoSuchPrecision {
+        /// The manifest path.
+        path: PathBuf,
+        /// The precision asked for.
+        precision: Precision,
+    },
+    /// The weights file could not be read.
+    #[error("cannot read model weights {path}")]
+    ReadWeights {
+        /// The weights path.
+        path: PathBuf,
+        /// The I/O cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The weights file does not have the checksum the manifest records.
+    #[error("model weights {path} have sha256 {actual}, but the manifest expects {expected}")]
+    ChecksumMismatch {
+        /// The weights path.
+        path: PathBuf,
+        /// The checksum in the manifest.
+        expected: String,
+        /// The checksum of the file on disk.
+        actual: String,
+    },
+}
+
+/// Numeric precision of a weights file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floating point.
+    Fp32,
+    /// 8-bit integer (quantised) weights and activations.
+    Int8,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+        })
+    }
+}
+
+/// Memory layout of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TensorLayout {
+    /// `[1, 3, H, W]`, planar channels.
+    Nchw,
+    /// `[1, H, W, 3]`, interleaved channels.
+    Nhwc,
+}
+
+/// How a frame is fitted into the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Scale each axis independently to the input size (aspect ratio changes).
+    Stretch,
+    /// Scale uniformly to fit, pad the rest with `letterbox_fill`.
+    Letterbox,
+}
+
+/// Where a letterboxed image sits inside the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LetterboxAlign {
+    /// Centred, padding split between both sides (Ultralytics).
+    #[default]
+    Center,
+    /// Top-left, padding on the right and bottom (YOLOX).
+    TopLeft,
+}
+
+/// Channel order the model expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (OpenCV-trained models).
+    Bgr,
+}
+
+/// The output decoder a model needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderFamily {
+    /// NanoDet / GFL: per stride a score tensor `[1, g*g, nc]` and a distribution box tensor `[1, g*g, 4*(reg_max+1)]`.
+    Nanodet,
+    /// YOLOv8 / YOLO11 / YOLOv12: `[1, 4+nc, N]`, boxes `cx, cy, w, h` in input pixels, no objectness.
+    Yolov8,
+    /// YOLOv5 / YOLOv7: `[1, N, 5+nc]`, boxes `cx, cy, w, h` in input pixels, objectness then class scores.
+    Yolov5,
+    /// YOLOX: `[1, N, 5+nc]` with grid-relative boxes (decoded here) unless `decoded = true`.
+    Yolox,
+}
+
+/// Input tensor and preprocessing description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Tensor layout.
+    pub layout: TensorLayout,
+    /// Resize mode.
+    pub resize: ResizeMode,
+    /// Grey level of letterbox padding.
+    #[serde(default = "default_fill")]
+    pub letterbox_fill: u8,
+    /// Letterbox placement.
+    #[serde(default)]
+    pub letterbox_align: LetterboxAlign,
+    /// Channel order.
+    pub channels: ChannelOrder,
+    /// Per-channel mean, in the model's channel order, on the 0-255 scale.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, in the model's channel order, on the 0-255 scale.
+    pub std: [f32; 3],
+}
+
+fn default_fill() -> u8 {
+    114
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderSpec {
+    /// Decoder family.
+    pub family: DecoderFamily,
+    /// Feature-map strides (NanoDet, YOLOX).
+    #[serde(default = "default_strides")]
+    pub strides: Vec<u32>,
+    /// Largest distribution bin index (NanoDet/GFL), so `reg_max + 1` bins per side.
+    #[serde(default = "default_reg_max")]
+    pub reg_max: u32,
+    /// YOLOX only: the export already decoded boxes to input pixels.
+    #[serde(default)]
+    pub decoded: bool,
+}
+
+fn default_strides() -> Vec<u32> {
+    vec![8, 16, 32]
+}
+
+fn default_reg_max() -> u32 {
+    10
+}
+
+/// Default thresholds for post-processing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdSpec {
+    /// Minimum score for any class.
+    pub score: f32,
+    /// IoU above which a lower-scored box of the same class is suppressed.
+    pub nms_iou: f32,
+    /// Maximum detections per frame after NMS.
+    pub max_detections: usize,
+    /// Per-class score thresholds by class name, overriding `score`.
+    #[serde(default)]
+    pub per_class: BTreeMap<String, f32>,
+}
+
+/// One weights file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsSpec {
+    /// File name, relative to the manifest directory (or absolute).
+    pub file: PathBuf,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+}
+
+/// Class list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassSpec {
+    /// Names by class index.
+    pub names: Vec<String>,
+}
+
+/// Preferred precision per backend when the caller does not choose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultPrecision {
+    /// For tract.
+    pub tract: Option<Precision>,
+    /// For ONNX Runtime.
+    pub onnxruntime: Option<Precision>,
+    /// For RKNN.
+    pub rknn: Option<Precision>,
+}
+
+/// A compiled RKNN model for Rockchip NPUs (produced by rknn-toolkit2 from the ONNX file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RknnSpec {
+    /// The `.rknn` file.
+    pub file: PathBuf,
+    /// Its sha256.
+    pub sha256: String,
+    /// Precision the model was compiled at.
+    pub precision: Precision,
+}
+
+/// The manifest as written in TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSpec {
+    /// Model name.
+    pub name: String,
+    /// SPDX licence of the weights.
+    pub licence: String,
+    /// Where the weights came from and how they were produced.
+    pub provenance: String,
+    /// ONNX weights by precision.
+    pub weights: BTreeMap<Precision, WeightsSpec>,
+    /// Preferred precision per backend.
+    #[serde(default)]
+    pub default_precision: DefaultPrecision,
+    /// Input tensor and preprocessing.
+    pub input: InputSpec,
+    /// Decoder.
+    pub decoder: DecoderSpec,
+    /// Thresholds.
+    pub thresholds: ThresholdSpec,
+    /// Class names; when absent they come from the ONNX metadata `names`.
+    #[serde(default)]
+    pub classes: Option<ClassSpec>,
+    /// Optional RKNN build of the model.
+    #[serde(default)]
+    pub rknn: Option<RknnSpec>,
+}
+
+/// A parsed and validated manifest plus the directory its relative paths resolve against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Where the manifest came from (for error messages).
+    pub path: PathBuf,
+    /// Directory relative weight paths are resolved against.
+    pub base_dir: PathBuf,
+    /// The manifest content.
+    pub spec: ManifestSpec,
+}
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`; weights resolve next to it.
+    pub fn from_path(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, path, &base_dir)
+    }
+
+    /// Parses and validates manifest `text`; `path` names it in errors and
+    /// relative weight paths resolve against `base_dir`.
+    pub fn from_toml(text: &str, path: &Path, base_dir: &Path) -> Result<Self, ManifestError> {
+        let spec: ManifestSpec = toml::from_str(text).map_err(|source| ManifestError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let manifest = Self {
+            path: path.to_path_buf(),
+            base_dir: base_dir.to_path_buf(),
+            spec,
+        };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn invalid(&self, field: &str, reason: impl Into<String>) -> ManifestError {
+        ManifestError::Invalid {
+            path: self.path.clone(),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let s = &self.spec;
+        if s.name.trim().is_empty() {
+            return Err(self.invalid("name", "is empty"));
+        }
+        if s.weights.is_empty() {
+            return Err(self.invalid("weights", "lists no weights file"));
+        }
+        for (precision, w) in &s.weights {
+            check_sha(&w.sha256).map_err(|r| self.invalid(&format!("weights.{precision}.sha256"), r))?;
+        }
+        if let Some(r) = &s.rknn {
+            check_sha(&r.sha256).map_err(|e| self.invalid("rknn.sha256", e))?;
+        }
+        let i = &s.input;
+        for (field, v) in [("input.width", i.width), ("input.height", i.height)] {
+            if !(1..=8192).contains(&v) {
+                return Err(self.invalid(field, format!("is {v}, expected 1..=8192")));
+            }
+        }
+        if i.std.iter().any(|v| !v.is_finite() || *v == 0.0) || i.mean.iter().any(|v| !v.is_finite()) {
+            return Err(self.invalid("input.std", "must be finite and non-zero (mean finite)"));
+        }
+        let d = &s.decoder;
+        if matches!(d.family, DecoderFamily::Nanodet | DecoderFamily::Yolox) {
+            if d.strides.is_empty() || d.strides.iter().any(|st| *st == 0 || !i.width.is_multiple_of(*st) || !i.height.is_multiple_of(*st)) {
+                return Err(self.invalid("decoder.strides", "must be non-empty and divide the input size"));
+            }
+            if d.reg_max == 0 || d.reg_max > 64 {
+                return Err(self.invalid("decoder.reg_max", "must be in 1..=64"));
+            }
+        }
+        let t = &s.thresholds;
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !unit(t.score) {
+            return Err(self.invalid("thresholds.score", "must be in [0, 1]"));
+        }
+        if !unit(t.nms_iou) {
+            return Err(self.invalid("thresholds.nms_iou", "must be in [0, 1]"));
+        }
+        if t.max_detections == 0 {
+            return Err(self.invalid("thresholds.max_detections", "must be at least 1"));
+        }
+        for (name, v) in &t.per_class {
+            if !unit(*v) {
+                return Err(self.invalid(&format!("thresholds.per_class.{name}"), "must be in [0, 1]"));
+            }
+            if let Some(c) = &s.classes
+                && !c.names.iter().any(|n| n == name)
+            {
+                return Err(self.invalid(&format!("thresholds.per_class.{name}"), "names no class of the model"));
+            }
+        }
+        if let Some(c) = &s.classes
+            && c.names.is_empty()
+        {
+            return Err(self.invalid("classes.names", "is empty"));
+        }
+        Ok(())
+    }
+
+    /// Precisions this manifest has ONNX weights for.
+    pub fn precisions(&self) -> impl Iterator<Item = Precision> + '_ {
+        self.spec.weights.keys().copied()
+    }
+
+    /// Resolves `file` against the manifest directory.
+    pub fn resolve(&self, file: &Path) -> PathBuf {
+        if file.is_absolute() { file.to_path_buf() } else { self.base_dir.join(file) }
+    }
+
+    /// Path of the ONNX weights of `precision`.
+    pub fn weights_path(&self, precision: Precision) -> Result<PathBuf, ManifestError> {
+        self.spec
+            .weights
+            .get(&precision)
+            .map(|w| self.resolve(&w.file))
+            .ok_or_else(|| ManifestError::NoSuchPrecision {
+                path: self.path.clone(),
+                precision,
+            })
+    }
+
+    /// Reads the ONNX weights of `precision` and checks their sha256.
+    pub fn read_weights(&self, precision: Precision) -> Result<(PathBuf, Vec<u8>), ManifestError> {
+        let path = self.weights_path(precision)?;
+        let expected = self.spec.weights.get(&precision).map(|w| w.sha256.as_str()).unwrap_or_default();
+        let bytes = read_verified(&path, expected)?;
+        Ok((path, bytes))
+    }
+}
+
+fn check_sha(s: &str) -> Result<(), String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("is {s:?}, expected 64 lowercase hex digits"))
+    }
+}
+
+/// Reads `path` and checks its sha256 against `expected` (lowercase hex).
+pub fn read_verified(path: &Path, expected: &str) -> Result<Vec<u8>, ManifestError> {
+    let bytes = std::fs::read(path).map_err(|source| ManifestError::ReadWeights {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != expected {
+        return Err(ManifestError::ChecksumMismatch {
+            path: path.to_path_buf(),
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small valid manifest for unit tests.
+    pub(crate) const SAMPLE: &str = r#"
+name = "t"
+licence = "Apache-2.0"
+provenance = "test"
+[weights.fp32]
+file = "m.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[input]
+width = 64
+height = 32
+layout = "nchw"
+resize = "letterbox"
+channels = "rgb"
+mean = [0.0, 0.0, 0.0]
+std = [255.0, 255.0, 255.0]
+[decoder]
+family = "yolov8"
+[thresholds]
+score = 0.25
+nms_iou = 0.45
+max_detections = 10
+per_class = { b = 0.5 }
+[classes]
+names = ["a", "b"]
+"#;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_toml(text, Path::new("m.toml"), Path::new("/models"))
+    }
+
+    #[test]
+    fn parses_sample() {
+        let m = parse(SAMPLE).unwrap();
+        assert_eq!(m.spec.input.letterbox_fill, 114);
+        assert_eq!(m.weights_path(Precision::Fp32).unwrap(), PathBuf::from("/models/m.onnx"));
+        assert!(matches!(m.weights_path(Precision::Int8), Err(ManifestError::NoSuchPrecision { .. })));
+    }
+
+    #[test]
+    fn rejects_bad_fields_with_their_name() {
+        let cases = [
+            (SAMPLE.replace("sha256 = \"0000", "sha256 = \"zz00"), "weights.fp32.sha256"),
+            (SAMPLE.replace("width = 64", "width = 0"), "input.width"),
+            (SAMPLE.replace("score = 0.25", "score = 1.5"), "thresholds.score"),
+            (SAMPLE.replace("b = 0.5", "c = 0.5"), "thresholds.per_class.c"),
+            (SAMPLE.replace("[255.0, 255.0, 255.0]", "[255.0, 0.0, 255.0]"), "input.std"),
+        ];
+        for (text, field) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.to_string().contains(field), "{err} should name {field}");
+        }
+        let err = parse(&SAMPLE.replace("family = \"yolov8\"", "family = \"yolo9000\"")).unwrap_err();
+        assert!(matches!(err, ManifestError::Parse { .. }), "{err}");
+        let err = parse(&format!("{SAMPLE}\nsurprise = 1\n")).unwrap_err();
+        assert!(matches!(err, ManifestError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn checksum_is_verified() {
+        let dir = std::env::temp_dir().join(format!("safe-yolo-detect-sha-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("w.bin");
+        std::fs::write(&file, b"abc").unwrap();
+        let good = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(read_verified(&file, good).unwrap(), b"abc");
+        let err = read_verified(&file, &"0".repeat(64)).unwrap_err();
+        assert!(matches!(err, ManifestError::ChecksumMismatch { .. }));
+        assert!(err.to_string().contains(good), "{err}");
+        let err = read_verified(&dir.join("missing.onnx"), good).unwrap_err();
+        assert!(matches!(err, ManifestError::ReadWeights { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

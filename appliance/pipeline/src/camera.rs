@@ -1,0 +1,310 @@
+//! One camera's capture and decode stages.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use safe_yolo_capture::{CapturedFrame, FrameSource, SourcePolicy};
+use safe_yolo_domain::{CameraId, Detection, FrameMeta};
+use safe_yolo_telemetry::{Liveness, Metrics};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::detect::DetectJob;
+use crate::queue::{Lanes, Pop};
+use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError};
+
+/// Whether a camera delivers frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraState {
+    /// Opened, no frame yet.
+    Starting,
+    /// Frames arrive.
+    Online,
+    /// No frame for longer than the offline threshold, or the source failed.
+    Offline,
+}
+
+/// A camera's health, as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraHealth {
+    /// Current state.
+    pub state: CameraState,
+    /// When the state was entered.
+    pub since: SystemTime,
+    /// Why the camera is offline.
+    pub reason: Option<String>,
+}
+
+pub(crate) struct Started {
+    pub threads: Vec<JoinHandle<()>>,
+    pub tap: CameraTap,
+    pub latest_detections: Arc<Mutex<Arc<Vec<Detection>>>>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, PipelineError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|source| PipelineError::Spawn { name, source })
+}
+
+pub(crate) fn start(
+    lane: usize,
+    spec: CameraSpec,
+    policy: SourcePolicy,
+    detect_lanes: Arc<Lanes<DetectJob>>,
+    liveness: &Liveness,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> Result<Started, PipelineError> {
+    let (health_tx, health_rx) = watch::channel(CameraHealth {
+        state: CameraState::Starting,
+        since: SystemTime::now(),
+        reason: None,
+    });
+    let (live_tx, live_rx) = watch::channel(None);
+    let raw: Arc<Lanes<CapturedFrame>> = Arc::new(Lanes::new(1, spec.queue_depth));
+    let latest = Arc::new(Mutex::new(Arc::new(Vec::new())));
+
+    let capture = {
+        let ctx = Capture {
+            spec: spec.clone(),
+            policy,
+            raw: Arc::clone(&raw),
+            health: health_tx,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let hb = liveness.register(format!("camera/{}/capture", spec.id));
+        spawn(format!("cap-{}", spec.id), move || ctx.run(&hb))?
+    };
+    let decode = {
+        let ctx = Decode {
+            lane,
+            spec: spec.clone(),
+            raw,
+            detect: detect_lanes,
+            live: live_tx,
+            latest: Arc::clone(&latest),
+            metrics: metrics.clone(),
+            shutdown,
+        };
+        let hb = liveness.register(format!("camera/{}/decode", spec.id));
+        spawn(format!("dec-{}", spec.id), move || ctx.run(&hb))?
+    };
+    Ok(Started {
+        threads: vec![capture, decode],
+        tap: CameraTap {
+            id: spec.id,
+            health: health_rx,
+            live: live_rx,
+        },
+        latest_detections: latest,
+    })
+}
+
+struct Capture {
+    spec: CameraSpec,
+    policy: SourcePolicy,
+    raw: Arc<Lanes<CapturedFrame>>,
+    health: watch::Sender<CameraHealth>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+fn set_state(tx: &watch::Sender<CameraHealth>, camera: &CameraId, state: CameraState, reason: Option<String>) {
+    tx.send_if_modified(|h| {
+        if h.state == state {
+            return false;
+        }
+        match state {
+            CameraState::Online => tracing::info!(%camera, "camera online"),
+            CameraState::Offline => tracing::warn!(%camera, reason = reason.as_deref().unwrap_or(""), "camera offline"),
+            CameraState::Starting => {}
+        }
+        *h = CameraHealth {
+            state,
+            since: SystemTime::now(),
+            reason,
+        };
+        true
+    });
+}
+
+#[allow(clippy::disallowed_methods, reason = "capture runs on its own OS thread, never on the reactor")]
+fn nap(d: Duration) {
+    std::thread::sleep(d);
+}
+
+impl Capture {
+    fn run(self, hb: &safe_yolo_telemetry::Heartbeat) {
+        let id = self.spec.id.clone();
+        let online = self.metrics.camera_online.get_or_create(&Metrics::camera(id.as_str())).clone();
+        let captured = self.metrics.frames_captured.get_or_create(&Metrics::camera(id.as_str())).clone();
+        let reconnects = self.metrics.camera_reconnects.get_or_create(&Metrics::camera(id.as_str())).clone();
+        let dropped = self.metrics.frames_dropped.get_or_create(&Metrics::stage(id.as_str(), "raw_queue")).clone();
+        let depth = self.metrics.queue_depth.get_or_create(&Metrics::stage(id.as_str(), "raw_queue")).clone();
+        let mut source: Option<Box<dyn FrameSource>> = None;
+        let mut backoff = BACKOFF_MIN;
+        let mut next_open = Instant::now();
+        let mut last_frame = Instant::now();
+        let mut ended = false;
+        // A silent source is reopened after this long (a wedged driver
+        // sometimes needs it); it is marked offline much earlier.
+        let reopen_after = (self.spec.offline_after * 3).max(Duration::from_secs(5));
+        while !self.shutdown.is_cancelled() {
+            hb.beat();
+            let now = Instant::now();
+            let silent = now.duration_since(last_frame);
+            if silent > self.spec.offline_after {
+                online.set(0);
+                set_state(
+                    &self.health,
+                    &id,
+                    CameraState::Offline,
+                    Some(format!("no frame for {:.1} s", silent.as_secs_f64())),
+                );
+            }
+            let Some(src) = source.as_mut() else {
+                if ended || now < next_open {
+                    nap(POLL.min(next_open.saturating_duration_since(now)).max(Duration::from_millis(10)));
+                    continue;
+                }
+                match safe_yolo_capture::open(&self.spec.source, &self.policy) {
+                    Ok(s) => {
+                        tracing::info!(camera = %id, source = ?s.info().kind, "camera source opened");
+                        source = Some(s);
+                        backoff = BACKOFF_MIN;
+                    }
+                    Err(e) => {
+                        reconnects.inc();
+                        tracing::warn!(camera = %id, error = %error_chain(&e), retry_in_ms = backoff.as_millis(), "cannot open camera source");
+                        online.set(0);
+                        set_state(&self.health, &id, CameraState::Offline, Some(error_chain(&e)));
+                        next_open = now + backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+                continue;
+            };
+            match src.next_frame(POLL) {
+                Ok(frame) => {
+                    last_frame = Instant::now();
+                    captured.inc();
+                    online.set(1);
+                    set_state(&self.health, &id, CameraState::Online, None);
+                    if self.raw.push(0, frame).is_some() {
+                        dropped.inc();
+                    }
+                    depth.set(i64::try_from(self.raw.depth(0)).unwrap_or(i64::MAX));
+                }
+                Err(e) if e.is_timeout() => {
+                    if silent > reopen_after {
+                        tracing::warn!(camera = %id, silent_s = silent.as_secs_f64(), "camera silent; reopening it");
+                        source = None;
+                        next_open = now + backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+                Err(e) if e.is_end() => {
+                    tracing::info!(camera = %id, "replay reached its end");
+                    online.set(0);
+                    set_state(&self.health, &id, CameraState::Offline, Some("replay ended".into()));
+                    source = None;
+                    ended = true;
+                }
+                Err(e) => {
+                    tracing::warn!(camera = %id, error = %error_chain(&e), "camera source failed; reopening");
+                    online.set(0);
+                    set_state(&self.health, &id, CameraState::Offline, Some(error_chain(&e)));
+                    source = None;
+                    next_open = now + backoff;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        self.raw.close();
+        tracing::debug!(camera = %id, "capture stopped");
+    }
+}
+
+struct Decode {
+    lane: usize,
+    spec: CameraSpec,
+    raw: Arc<Lanes<CapturedFrame>>,
+    detect: Arc<Lanes<DetectJob>>,
+    live: watch::Sender<Option<LiveFrame>>,
+    latest: Arc<Mutex<Arc<Vec<Detection>>>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+impl Decode {
+    fn run(self, hb: &safe_yolo_telemetry::Heartbeat) {
+        let id = self.spec.id.clone();
+        let cam = id.as_str();
+        let decode_errors = self.metrics.frames_dropped.get_or_create(&Metrics::stage(cam, "decode_error")).clone();
+        let dropped = self.metrics.frames_dropped.get_or_create(&Metrics::stage(cam, "detect_queue")).clone();
+        let depth = self.metrics.queue_depth.get_or_create(&Metrics::stage(cam, "detect_queue")).clone();
+        let decode_latency = self.metrics.stage_latency.get_or_create(&Metrics::stage(cam, "decode")).clone();
+        let every = u64::from(self.spec.detect_every.max(1));
+        let mut n: u64 = 0;
+        while !self.shutdown.is_cancelled() {
+            hb.beat();
+            let frame = match self.raw.pop(POLL) {
+                Pop::Item(_, f) => f,
+                Pop::Empty => continue,
+                Pop::Closed => break,
+            };
+            let t0 = Instant::now();
+            let rgb = match safe_yolo_capture::convert::to_rgb(&frame.payload) {
+                Ok(rgb) => rgb,
+                Err(e) => {
+                    decode_errors.inc();
+                    tracing::warn!(camera = %id, seq = frame.seq, error = %error_chain(&e), "cannot decode frame; skipped");
+                    continue;
+                }
+            };
+            let decode = t0.elapsed();
+            decode_latency.observe(decode.as_secs_f64());
+            let meta = FrameMeta {
+                camera: id.clone(),
+                seq: frame.seq,
+                captured_at: frame.captured_at,
+                since_start: frame.since_start,
+            };
+            let detections = Arc::clone(&self.latest.lock());
+            self.live.send_replace(Some(LiveFrame {
+                meta: meta.clone(),
+                frame: rgb.clone(),
+                detections,
+            }));
+            if n % every == 0 {
+                let job = DetectJob { meta, frame: rgb, decode };
+                if self.detect.push(self.lane, job).is_some() {
+                    dropped.inc();
+                }
+                depth.set(i64::try_from(self.detect.depth(self.lane)).unwrap_or(i64::MAX));
+            }
+            n = n.wrapping_add(1);
+        }
+        tracing::debug!(camera = %id, "decode stopped");
+    }
+}
+
+/// An error and its causes on one line ("a: b: c"), for log fields.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,258 @@
+//! The frame pipeline: one chain of stages per camera, joined by bounded
+//! queues that drop the oldest frame when full, feeding a shared pool of
+//! detector workers.
+//!
+//! ```text
+//!  capture thread ──raw q──▶ decode thread ──detect lane──▶ detect workers ──▶ analysis (mpsc)
+//!   (FrameSource)            (to RGB, live view)            (shared pool,      (tracks, rules:
+//!   health, reopen           every Nth frame                 round-robin)       outside this crate)
+//! ```
+//!
+//! Capture, decode and inference block, so they run on dedicated OS threads,
+//! never on the async reactor. Every stage beats a liveness heartbeat at
+//! least every [`POLL`], idle or not; a stage that stops beating is a stall.
+#![forbid(unsafe_code)]
+
+mod camera;
+mod detect;
+pub mod queue;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use safe_yolo_capture::{SourcePolicy, SourceRequest};
+use safe_yolo_detect::{DetectError, Detector};
+use safe_yolo_domain::{CameraId, Detection, FrameMeta, RgbFrame};
+use safe_yolo_telemetry::{Liveness, Metrics};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use camera::{CameraHealth, CameraState};
+
+/// Longest a stage waits before it beats its heartbeat and looks at the
+/// shutdown flag again.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// Builds one detector per worker thread.
+pub type DetectorFactory = Arc<dyn Fn() -> Result<Box<dyn Detector>, DetectError> + Send + Sync>;
+
+/// One camera of the pipeline.
+#[derive(Debug, Clone)]
+pub struct CameraSpec {
+    /// Identifier.
+    pub id: CameraId,
+    /// Where frames come from (checked against the sandbox at every open).
+    pub source: SourceRequest,
+    /// Run detection on every Nth decoded frame.
+    pub detect_every: u32,
+    /// Bound of this camera's queues.
+    pub queue_depth: usize,
+    /// Silence after which the camera is marked offline.
+    pub offline_after: Duration,
+}
+
+/// The pipeline's settings.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Cameras to run (enabled ones only).
+    pub cameras: Vec<CameraSpec>,
+    /// The source sandbox.
+    pub policy: SourcePolicy,
+    /// Detector worker threads.
+    pub detect_workers: usize,
+    /// Bound of the queue towards analysis.
+    pub analysis_queue: usize,
+}
+
+/// Time spent in each stage for one detected frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Decode/convert to RGB.
+    pub decode: Duration,
+    /// Detector call (pre-processing, inference, decoding).
+    pub detect: Duration,
+    /// Capture timestamp to detections ready.
+    pub capture_to_detected: Duration,
+}
+
+/// A frame with its detections, on its way to tracking and rules.
+#[derive(Debug, Clone)]
+pub struct DetectedFrame {
+    /// Where and when it was captured.
+    pub meta: FrameMeta,
+    /// The pixels (for snapshots).
+    pub frame: RgbFrame,
+    /// What the detector found, in frame pixels.
+    pub detections: Arc<Vec<Detection>>,
+    /// Stage timings.
+    pub times: StageTimes,
+    /// When the detections were ready (for detected->rules latency).
+    pub detected_at: SystemTime,
+}
+
+/// The newest frame of a camera, with the newest detections (which may be
+/// from an earlier frame when detection runs on every Nth frame only).
+#[derive(Debug, Clone)]
+pub struct LiveFrame {
+    /// Frame metadata.
+    pub meta: FrameMeta,
+    /// The pixels.
+    pub frame: RgbFrame,
+    /// Latest detections of this camera.
+    pub detections: Arc<Vec<Detection>>,
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A detector could not be loaded.
+    #[error("cannot load the detector for worker {worker}")]
+    Detector {
+        /// Worker index.
+        worker: usize,
+        /// The load error.
+        #[source]
+        source: DetectError,
+    },
+    /// An OS thread could not be spawned.
+    #[error("cannot start thread {name}")]
+    Spawn {
+        /// Thread name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No camera is configured.
+    #[error("no enabled camera")]
+    NoCamera,
+}
+
+/// Per-camera handles for consumers (API, live view, rules).
+#[derive(Debug, Clone)]
+pub struct CameraTap {
+    /// Camera id.
+    pub id: CameraId,
+    /// Health, updated on every change.
+    pub health: watch::Receiver<CameraHealth>,
+    /// Newest frame (full frame rate).
+    pub live: watch::Receiver<Option<LiveFrame>>,
+}
+
+/// A running pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    threads: Vec<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    taps: Vec<CameraTap>,
+}
+
+impl Pipeline {
+    /// Loads the detectors (so a bad model fails start-up, before READY),
+    /// then starts every stage. Detected frames go to the returned receiver.
+    pub fn start(
+        config: PipelineConfig,
+        factory: DetectorFactory,
+        liveness: &Liveness,
+        metrics: &Metrics,
+        shutdown: CancellationToken,
+    ) -> Result<(Pipeline, mpsc::Receiver<DetectedFrame>), PipelineError> {
+        if config.cameras.is_empty() {
+            return Err(PipelineError::NoCamera);
+        }
+        let mut detectors = Vec::new();
+        for worker in 0..config.detect_workers.max(1) {
+            detectors.push(factory().map_err(|source| PipelineError::Detector { worker, source })?);
+        }
+        let lanes = Arc::new(queue::Lanes::new(config.cameras.len(), 1));
+        let (tx, rx) = mpsc::channel(config.analysis_queue.max(1));
+        let mut threads = Vec::new();
+        let mut taps = Vec::new();
+        let mut latest = Vec::new();
+        for (lane, cam) in config.cameras.iter().enumerate() {
+            let started = camera::start(
+                lane,
+                cam.clone(),
+                config.policy.clone(),
+                Arc::clone(&lanes),
+                liveness,
+                metrics,
+                shutdown.clone(),
+            )?;
+            threads.extend(started.threads);
+            latest.push(started.latest_detections);
+            taps.push(started.tap);
+        }
+        let latest = Arc::new(latest);
+        for (worker, detector) in detectors.into_iter().enumerate() {
+            threads.push(detect::start_worker(
+                worker,
+                detector,
+                Arc::clone(&lanes),
+                Arc::clone(&latest),
+                tx.clone(),
+                liveness,
+                metrics,
+                shutdown.clone(),
+            )?);
+        }
+        Ok((
+            Pipeline {
+                threads,
+                shutdown,
+                taps,
+            },
+            rx,
+        ))
+    }
+
+    /// Per-camera handles.
+    pub fn taps(&self) -> &[CameraTap] {
+        &self.taps
+    }
+
+    /// Stops every stage and waits up to `timeout` for the threads to end.
+    /// Returns the number of threads that did not end in time (they are
+    /// left detached; the process is about to exit).
+    pub async fn stop(self, timeout: Duration) -> usize {
+        self.shutdown.cancel();
+        let threads = self.threads;
+        let total = threads.len();
+        let join = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            let mut left = 0;
+            for t in threads {
+                while !t.is_finished() && std::time::Instant::now() < deadline {
+                    park_briefly();
+                }
+                if t.is_finished() {
+                    let _ = t.join();
+                } else {
+                    left += 1;
+                }
+            }
+            left
+        });
+        join.await.unwrap_or(total)
+    }
+}
+
+#[allow(clippy::disallowed_methods, reason = "runs on a blocking thread, never on the reactor")]
+fn park_briefly() {
+    std::thread::sleep(Duration::from_millis(10));
+}
+
+/// The stall injected by the `fault-injection` feature: the number of
+/// detections after which detect workers stop beating.
+#[cfg(feature = "fault-injection")]
+fn injected_stall_after() -> Option<u64> {
+    std::env::var("SAFEYOLO_FAULT_STALL_DETECT_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn injected_stall_after() -> Option<u64> {
+    None
+}

@@ -1,0 +1,370 @@
+//! Rule specifications and their validation against the zones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use safe_yolo_domain::{CameraId, OutputId, RuleId, ZoneId};
+
+use crate::schedule::Schedule;
+use crate::zone::{Anchor, ZoneShape, ZoneSpec};
+
+/// Largest consensus window of a missing-PPE rule, in frames.
+pub const MAX_PPE_WINDOW: u32 = 64;
+
+/// Why a set of rules and zones was rejected. Every variant names the rule
+/// or zone at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RulesError {
+    /// Two rules share an id.
+    #[error("rule `{rule}` is defined twice")]
+    DuplicateRule {
+        /// The repeated id.
+        rule: RuleId,
+    },
+    /// Two zones share an id.
+    #[error("zone `{zone}` is defined twice")]
+    DuplicateZone {
+        /// The repeated id.
+        zone: ZoneId,
+    },
+    /// A rule that needs a zone has none.
+    #[error("rule `{rule}` needs a zone")]
+    MissingZone {
+        /// The rule.
+        rule: RuleId,
+    },
+    /// A rule names a zone that does not exist.
+    #[error("rule `{rule}` refers to zone `{zone}`, which does not exist")]
+    UnknownZone {
+        /// The rule.
+        rule: RuleId,
+        /// The missing zone.
+        zone: ZoneId,
+    },
+    /// A rule names a zone drawn on another camera.
+    #[error(
+        "rule `{rule}` is for camera `{rule_camera}` but zone `{zone}` is on camera `{zone_camera}`"
+    )]
+    ZoneOnOtherCamera {
+        /// The rule.
+        rule: RuleId,
+        /// The zone.
+        zone: ZoneId,
+        /// The rule's camera.
+        rule_camera: CameraId,
+        /// The zone's camera.
+        zone_camera: CameraId,
+    },
+    /// An area rule names a line, or a line rule names an area.
+    #[error("rule `{rule}` needs {expected}, but zone `{zone}` is not one")]
+    WrongZoneShape {
+        /// The rule.
+        rule: RuleId,
+        /// The zone.
+        zone: ZoneId,
+        /// What the rule needs: "an area" or "a line".
+        expected: &'static str,
+    },
+    /// A threshold is out of its range.
+    #[error("rule `{rule}`: `{field}` {reason}")]
+    BadThreshold {
+        /// The rule.
+        rule: RuleId,
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// How serious an alarm is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Recorded only.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Immediate danger: sirens and relays.
+    Critical,
+}
+
+/// Which way across a counting line raises the rule. Side A is on the left
+/// of the line walking from its first to its second point, side B on the right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineDirection {
+    /// From side A to side B.
+    AToB,
+    /// From side B to side A.
+    BToA,
+    /// Either way.
+    Either,
+}
+
+/// A crossing that happened, with its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Crossing {
+    /// From side A to side B.
+    AToB,
+    /// From side B to side A.
+    BToA,
+}
+
+impl LineDirection {
+    /// Whether `c` matches this direction.
+    pub fn matches(self, c: Crossing) -> bool {
+        matches!(
+            (self, c),
+            (LineDirection::Either, _)
+                | (LineDirection::AToB, Crossing::AToB)
+                | (LineDirection::BToA, Crossing::BToA)
+        )
+    }
+}
+
+/// The missing-PPE rule's parameters. Heads are found by a second model
+/// whose classes say whether the equipment is worn (e.g. `With Helmet`) or
+/// not (`Without Helmet`); a head belongs to a person when its centre is in
+/// the upper `head_fraction` of the person's box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PpeSpec {
+    /// Class names that mean the equipment is worn.
+    pub present_classes: Vec<Arc<str>>,
+    /// Class names that mean it is missing.
+    pub absent_classes: Vec<Arc<str>>,
+    /// Consensus window: the last this many frames of the person (1..=64).
+    pub window_frames: u32,
+    /// Least frames in the window with "missing" evidence; the rule also
+    /// needs more "missing" than "worn" frames in the window.
+    pub min_frames: u32,
+    /// Time after a person enters the zone before evidence counts.
+    pub grace: Duration,
+    /// Upper fraction of the person box where the head is looked for (0..=1).
+    pub head_fraction: f32,
+    /// Least score of a PPE detection to be used.
+    pub min_score: f32,
+}
+
+/// What a rule watches for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    /// A person inside a forbidden area for at least `min_frames` frames in
+    /// which they were seen (inertia).
+    Intrusion {
+        /// Frames inside before the alarm (at least 1).
+        min_frames: u32,
+    },
+    /// A person inside an area that requires PPE, without it.
+    MissingPpe(PpeSpec),
+    /// A person in an area for at least this long.
+    Dwell {
+        /// Time inside before the alarm.
+        min_duration: Duration,
+    },
+    /// More than `max_persons` persons in an area for `min_frames` frames.
+    Occupancy {
+        /// Most persons allowed.
+        max_persons: u32,
+        /// Consecutive frames over the limit before the alarm (at least 1).
+        min_frames: u32,
+    },
+    /// A person crossing a line in a direction. The crossing counts once
+    /// the person has stayed `min_frames` frames on the new side.
+    LineCrossing {
+        /// Which way raises the rule.
+        direction: LineDirection,
+        /// Frames on the new side that confirm a crossing (at least 1).
+        min_frames: u32,
+    },
+    /// The camera is offline or tampered with (the pipeline's health
+    /// signal) for at least `min_duration`.
+    CameraOffline {
+        /// How long the camera must be unhealthy before the alarm.
+        min_duration: Duration,
+    },
+}
+
+impl RuleKind {
+    /// A short name for logs and events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleKind::Intrusion { .. } => "intrusion",
+            RuleKind::MissingPpe(_) => "missing_ppe",
+            RuleKind::Dwell { .. } => "dwell",
+            RuleKind::Occupancy { .. } => "occupancy",
+            RuleKind::LineCrossing { .. } => "line_crossing",
+            RuleKind::CameraOffline { .. } => "camera_offline",
+        }
+    }
+
+    /// The zone shape this kind needs.
+    fn needs(&self) -> ZoneNeed {
+        match self {
+            RuleKind::LineCrossing { .. } => ZoneNeed::Line,
+            RuleKind::CameraOffline { .. } => ZoneNeed::Nothing,
+            _ => ZoneNeed::Area,
+        }
+    }
+}
+
+/// The zone a rule kind works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZoneNeed {
+    Area,
+    Line,
+    /// A camera-wide rule; a zone, if given, only has to exist on the camera.
+    Nothing,
+}
+
+/// When a raised alarm clears after its condition ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearAfter {
+    /// After this many consecutive frames without the condition (at least 1).
+    Frames(u32),
+    /// After the condition has been absent this long (zero: on the first
+    /// frame without it).
+    Time(Duration),
+}
+
+/// One safety rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSpec {
+    /// Unique id.
+    pub id: RuleId,
+    /// What to watch for.
+    pub kind: RuleKind,
+    /// The camera the rule watches.
+    pub camera: CameraId,
+    /// The area or line; `None` only for camera-wide rules.
+    pub zone: Option<ZoneId>,
+    /// Severity carried into the alarm.
+    pub severity: Severity,
+    /// Least time between two raises of this rule.
+    pub cooldown: Duration,
+    /// Debounce of clearing.
+    pub clear_after: ClearAfter,
+    /// Active hours; `None` means always.
+    pub schedule: Option<Schedule>,
+    /// Which point of a person's box is tested.
+    pub anchor: Anchor,
+    /// Class name of the tracks the rule is about (usually `person`).
+    pub person_class: Arc<str>,
+    /// Outputs to drive while the alarm is raised, carried into decisions.
+    pub outputs: Vec<OutputId>,
+}
+
+impl RuleSpec {
+    /// A rule with the usual defaults: warning severity, no cooldown,
+    /// cleared after one frame without the condition, always active,
+    /// feet anchor, class `person`, no outputs.
+    pub fn new(id: RuleId, camera: CameraId, zone: Option<ZoneId>, kind: RuleKind) -> Self {
+        Self {
+            id,
+            kind,
+            camera,
+            zone,
+            severity: Severity::Warning,
+            cooldown: Duration::ZERO,
+            clear_after: ClearAfter::Frames(1),
+            schedule: None,
+            anchor: Anchor::Feet,
+            person_class: Arc::from("person"),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+fn bad(rule: &RuleId, field: &'static str, reason: &'static str) -> RulesError {
+    RulesError::BadThreshold {
+        rule: rule.clone(),
+        field,
+        reason,
+    }
+}
+
+/// Checks one rule's thresholds and its zone reference; returns the index of
+/// its zone in `zones`.
+pub(crate) fn validate_rule(
+    rule: &RuleSpec,
+    zones: &[ZoneSpec],
+) -> Result<Option<usize>, RulesError> {
+    let id = &rule.id;
+    match &rule.kind {
+        RuleKind::Intrusion { min_frames } if *min_frames == 0 => {
+            return Err(bad(id, "min_frames", "must be at least 1"));
+        }
+        RuleKind::Occupancy { min_frames, .. } if *min_frames == 0 => {
+            return Err(bad(id, "min_frames", "must be at least 1"));
+        }
+        RuleKind::LineCrossing { min_frames, .. } if *min_frames == 0 => {
+            return Err(bad(id, "min_frames", "must be at least 1"));
+        }
+        RuleKind::MissingPpe(p) => {
+            if p.absent_classes.is_empty() {
+                return Err(bad(id, "absent_classes", "must name at least one class"));
+            }
+            if p.present_classes
+                .iter()
+                .any(|c| p.absent_classes.contains(c))
+            {
+                return Err(bad(
+                    id,
+                    "present_classes",
+                    "must not share a class with absent_classes",
+                ));
+            }
+            if p.window_frames == 0 || p.window_frames > MAX_PPE_WINDOW {
+                return Err(bad(id, "window_frames", "must be between 1 and 64"));
+            }
+            if p.min_frames == 0 || p.min_frames > p.window_frames {
+                return Err(bad(id, "min_frames", "must be between 1 and window_frames"));
+            }
+            if !(p.head_fraction > 0.0 && p.head_fraction <= 1.0) {
+                return Err(bad(id, "head_fraction", "must be above 0 and at most 1"));
+            }
+            if !(0.0..=1.0).contains(&p.min_score) {
+                return Err(bad(id, "min_score", "must be between 0 and 1"));
+            }
+        }
+        _ => {}
+    }
+    if rule.clear_after == ClearAfter::Frames(0) {
+        return Err(bad(id, "clear_after", "must be at least 1 frame"));
+    }
+    if rule.person_class.is_empty() {
+        return Err(bad(id, "person_class", "must not be empty"));
+    }
+    let Some(zone) = &rule.zone else {
+        return match rule.kind.needs() {
+            ZoneNeed::Nothing => Ok(None),
+            ZoneNeed::Area | ZoneNeed::Line => Err(RulesError::MissingZone { rule: id.clone() }),
+        };
+    };
+    let Some(zi) = zones.iter().position(|z| &z.id == zone) else {
+        return Err(RulesError::UnknownZone {
+            rule: id.clone(),
+            zone: zone.clone(),
+        });
+    };
+    let z = &zones[zi];
+    if z.camera != rule.camera {
+        return Err(RulesError::ZoneOnOtherCamera {
+            rule: id.clone(),
+            zone: zone.clone(),
+            rule_camera: rule.camera.clone(),
+            zone_camera: z.camera.clone(),
+        });
+    }
+    let expected = match (rule.kind.needs(), &z.shape) {
+        (ZoneNeed::Area, ZoneShape::Line(_)) => Some("an area"),
+        (ZoneNeed::Line, ZoneShape::Area(_)) => Some("a line"),
+        _ => None,
+    };
+    if let Some(expected) = expected {
+        return Err(RulesError::WrongZoneShape {
+            rule: id.clone(),
+            zone: zone.clone(),
+            expected,
+        });
+    }
+    Ok(Some(zi))
+}

@@ -1,0 +1,71 @@
+//! The SAFE-YOLO evidence store: events, snapshots, users, sessions, API keys, settings and
+//! the audit log in one redb database, with JPEG snapshots beside it.
+//!
+//! # Layout
+//!
+//! ```text
+//! <state dir>/store.redb                       the database (schema: see [`schema`])
+//! <state dir>/snapshots/<event id:020>.jpg     evidence snapshots
+//! <state dir>/store.redb.pre-v2.from-v1.bak    copy kept before a schema migration
+//! ```
+//!
+//! # Guarantees
+//!
+//! - Every event write commits with redb's `Durability::Immediate`; an event is
+//!   acknowledged (its [`Ticket`] resolves) only after its commit returned.
+//! - Event ids come from a persistent sequence incremented in the same transaction as the
+//!   insert: strictly increasing across restarts and crashes, never reused.
+//! - Snapshots are written to a temporary file, fsynced, renamed and the directory fsynced
+//!   before the transaction that references them commits.
+//! - A full snapshot quota or disk refuses snapshots (counted in [`StoreMetrics`], flagged)
+//!   but events are still recorded.
+//! - An audit row appended with [`StoreTxn::append_audit`] commits together with the change
+//!   it describes.
+//! - Opening a database written by a newer release fails with
+//!   [`StoreError::NewerSchema`]; an older one is copied aside, then migrated.
+//!
+//! # Async use
+//!
+//! [`StoreHandle::start`] spawns the writer thread. The pipeline calls
+//! [`StoreHandle::try_submit`] (never waits; a full queue hands the event back); the API
+//! awaits [`StoreHandle::record`], [`StoreHandle::transaction`] or [`StoreHandle::run`],
+//! which run on tokio's blocking pool.
+//!
+//! # RESTORE
+//!
+//! A backup ([`Store::backup`]) is a directory with `store.redb`, `snapshots/`,
+//! `config.toml` (optional) and `MANIFEST.json`. To restore it:
+//!
+//! 1. Stop the daemon (`systemctl stop safe-yolo`) so the database is closed.
+//! 2. Call [`restore`]`(backup_dir, state_dir)` (the daemon's `restore` subcommand does).
+//!    It verifies every file against the manifest's SHA-256, moves the current
+//!    `store.redb` and `snapshots/` aside as `*.replaced-<ms>` (nothing is deleted), and
+//!    copies the backup in durably (temp file, fsync, rename, fsync of the directory).
+//! 3. Install the returned config copy (`RestoreReport::config`) as the config file if the
+//!    configuration should be restored as well.
+//! 4. Start the daemon. A backup from an older firmware is migrated on open (with a copy
+//!    kept aside); one from a newer firmware is refused with a clear error.
+//!
+//! By hand, the same is: stop the daemon, check `sha256sum` against `MANIFEST.json`,
+//! move the old files aside, copy `store.redb` and `snapshots/` into the state directory,
+//! start the daemon.
+#![forbid(unsafe_code)]
+
+pub mod backup;
+pub mod error;
+pub mod handle;
+pub mod migrate;
+pub mod model;
+pub mod retention;
+pub mod schema;
+pub mod snapshots;
+pub mod store;
+
+pub use backup::{BackupManifest, RestoreReport, restore, verify_backup};
+pub use error::StoreError;
+pub use handle::{AckError, StoreHandle, SubmitError, Ticket, WriterThread};
+pub use migrate::OpenReport;
+pub use model::*;
+pub use retention::{PruneReport, RetentionPolicy};
+pub use schema::CURRENT_VERSION;
+pub use store::{Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn};

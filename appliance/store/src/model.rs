@@ -1,0 +1,548 @@
+//! Records kept by the store: events, snapshots, users, sessions, API keys, settings, audit.
+//!
+//! Every record is serialized with `serde_json`; fields added later carry `#[serde(default)]`
+//! so that older records still decode, and the schema migrations rewrite them explicitly.
+
+use std::sync::Arc;
+
+use safe_yolo_domain::{CameraId, RuleId, ZoneId};
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMs = u64;
+
+/// How serious an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Informational, e.g. a counting-line crossing.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// A safety alarm.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used on the wire and in exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// Who acknowledged an event and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    /// The user (or API key id) that acknowledged.
+    pub by: String,
+    /// When.
+    pub at: UnixMs,
+}
+
+/// Life cycle of an event: active, then acknowledged, then cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum EventState {
+    /// Raised and not yet acknowledged.
+    Active,
+    /// Seen by an operator but not cleared yet.
+    Acknowledged {
+        /// Who acknowledged it.
+        by: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// Closed. Only cleared events may be removed by retention.
+    Cleared {
+        /// When it was cleared.
+        at: UnixMs,
+        /// Who cleared it (`None` when the rule engine cleared it).
+        by: Option<String>,
+        /// The acknowledgement that preceded the clearing, if any.
+        acknowledged: Option<Acknowledgement>,
+    },
+}
+
+impl EventState {
+    /// The state's name: `active`, `acknowledged` or `cleared`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Acknowledged { .. } => "acknowledged",
+            Self::Cleared { .. } => "cleared",
+        }
+    }
+
+    /// Whether retention must keep the event (it is not cleared yet).
+    pub fn is_open(&self) -> bool {
+        !matches!(self, Self::Cleared { .. })
+    }
+}
+
+/// A state filter for event queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateFilter {
+    /// Only active (unacknowledged) events.
+    Active,
+    /// Only acknowledged, not yet cleared events.
+    Acknowledged,
+    /// Only cleared events.
+    Cleared,
+    /// Active or acknowledged events (everything retention keeps).
+    Open,
+}
+
+impl StateFilter {
+    /// Whether `state` passes the filter.
+    pub fn matches(self, state: &EventState) -> bool {
+        match self {
+            Self::Active => matches!(state, EventState::Active),
+            Self::Acknowledged => matches!(state, EventState::Acknowledged { .. }),
+            Self::Cleared => matches!(state, EventState::Cleared { .. }),
+            Self::Open => state.is_open(),
+        }
+    }
+}
+
+/// A JPEG snapshot stored beside the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// File name inside the snapshot directory, e.g. `00000000000000000042.jpg`.
+    pub file: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file, lowercase hex, so evidence can be verified.
+    pub sha256: String,
+    /// When the file was written.
+    pub written_at: UnixMs,
+}
+
+/// Why an event has no snapshot file (any more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotRefusal {
+    /// The snapshot quota was used up.
+    Quota,
+    /// The disk is (nearly) full.
+    DiskFull,
+    /// Writing the file failed for another reason (logged).
+    WriteFailed,
+}
+
+/// The snapshot attached to an event.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Snapshot {
+    /// No snapshot was offered.
+    #[default]
+    None,
+    /// The snapshot is on disk.
+    Stored(SnapshotRef),
+    /// A snapshot was offered but not written.
+    Refused {
+        /// Why.
+        reason: SnapshotRefusal,
+    },
+    /// The snapshot was written and later removed by retention.
+    Pruned {
+        /// When it was removed.
+        at: UnixMs,
+        /// Its size, for the record.
+        bytes: u64,
+        /// Its hash, so an exported copy can still be verified.
+        sha256: String,
+    },
+}
+
+impl Snapshot {
+    /// The stored file, if there is one.
+    pub fn stored(&self) -> Option<&SnapshotRef> {
+        match self {
+            Self::Stored(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// An event as submitted by the rules engine; the store assigns its id.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Camera that saw it.
+    pub camera: CameraId,
+    /// Rule that fired.
+    pub rule: RuleId,
+    /// Zone or line involved, if any.
+    pub zone: Option<ZoneId>,
+    /// Tracker id of the object involved, if any.
+    pub track: Option<u64>,
+    /// Short machine-readable kind, e.g. `intrusion`.
+    pub kind: String,
+    /// Severity.
+    pub severity: Severity,
+    /// When the condition started.
+    pub started_at: UnixMs,
+    /// When the condition ended, if it already has.
+    pub ended_at: Option<UnixMs>,
+    /// Human-readable message.
+    pub message: String,
+    /// Free-form details (scores, dwell time, ...).
+    pub details: serde_json::Value,
+    /// A JPEG to keep as evidence, written beside the database.
+    pub snapshot_jpeg: Option<Arc<[u8]>>,
+    /// Record the event as already cleared (informational events that need no
+    /// acknowledgement, e.g. line counts), so retention may remove it.
+    pub cleared: bool,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Strictly increasing id, never reused.
+    pub id: u64,
+    /// Camera that saw it.
+    pub camera: CameraId,
+    /// Rule that fired.
+    pub rule: RuleId,
+    /// Zone or line involved, if any.
+    pub zone: Option<ZoneId>,
+    /// Tracker id of the object involved, if any.
+    pub track: Option<u64>,
+    /// Short machine-readable kind, e.g. `intrusion`.
+    pub kind: String,
+    /// Severity.
+    pub severity: Severity,
+    /// When the condition started.
+    pub started_at: UnixMs,
+    /// When the condition ended, if it has.
+    pub ended_at: Option<UnixMs>,
+    /// Life-cycle state.
+    #[serde(flatten)]
+    pub state: EventState,
+    /// Human-readable message.
+    pub message: String,
+    /// Free-form details (added in schema v2).
+    #[serde(default)]
+    pub details: serde_json::Value,
+    /// The evidence snapshot (added in schema v2).
+    #[serde(default)]
+    pub snapshot: Snapshot,
+    /// When the store committed the event (added in schema v2).
+    #[serde(default)]
+    pub recorded_at: UnixMs,
+}
+
+/// A change to an event's mutable fields (`ended_at`, `message`, `details`).
+#[derive(Debug, Clone, Default)]
+pub struct EventUpdate {
+    /// New end time.
+    pub ended_at: Option<UnixMs>,
+    /// New message.
+    pub message: Option<String>,
+    /// New details.
+    pub details: Option<serde_json::Value>,
+}
+
+/// Which events a query returns.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events that started at or after this time.
+    pub from: Option<UnixMs>,
+    /// Only events that started before this time.
+    pub to: Option<UnixMs>,
+    /// Only this camera.
+    pub camera: Option<CameraId>,
+    /// Only this rule.
+    pub rule: Option<RuleId>,
+    /// Only events in this state.
+    pub state: Option<StateFilter>,
+    /// Resume after this id (exclusive), in the query's order.
+    pub cursor: Option<u64>,
+    /// Oldest first instead of the default newest first.
+    pub oldest_first: bool,
+    /// Page size; 0 means the default of 100. At most 10 000.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// Whether `e` passes the filters (cursor and limit aside).
+    pub fn matches(&self, e: &Event) -> bool {
+        self.from.is_none_or(|f| e.started_at >= f)
+            && self.to.is_none_or(|t| e.started_at < t)
+            && self.camera.as_ref().is_none_or(|c| &e.camera == c)
+            && self.rule.as_ref().is_none_or(|r| &e.rule == r)
+            && self.state.is_none_or(|s| s.matches(&e.state))
+    }
+}
+
+/// One page of query results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPage {
+    /// The events, in the query's order.
+    pub events: Vec<Event>,
+    /// Pass as `cursor` to get the next page; `None` when there are no more.
+    pub next_cursor: Option<u64>,
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including users and settings.
+    Admin,
+    /// Acknowledge and clear events, view everything.
+    Operator,
+    /// Read only.
+    Viewer,
+}
+
+/// A user account. The password hash is opaque to the store (argon2 PHC string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Login name, the key.
+    pub username: String,
+    /// PHC-format password hash.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// When the account was created.
+    pub created_at: UnixMs,
+    /// Disabled accounts cannot log in.
+    pub disabled: bool,
+}
+
+/// A login session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Opaque session id (or a hash of it), the key.
+    pub id: String,
+    /// The user it belongs to.
+    pub username: String,
+    /// When it was created.
+    pub created_at: UnixMs,
+    /// When it stops being valid.
+    pub expires_at: UnixMs,
+    /// Revoked sessions are invalid regardless of expiry.
+    pub revoked: bool,
+}
+
+/// An API key. Only a hash of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public key id, the key.
+    pub id: String,
+    /// Hash of the secret part (opaque to the store).
+    pub key_hash: String,
+    /// Role granted.
+    pub role: Role,
+    /// Human label.
+    pub label: String,
+    /// When it was created.
+    pub created_at: UnixMs,
+    /// When it stops being valid, if ever.
+    pub expires_at: Option<UnixMs>,
+    /// Revoked keys are invalid.
+    pub revoked: bool,
+}
+
+/// The kind of an API-edited settings document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingKind {
+    /// A camera definition.
+    Camera,
+    /// A zone or line.
+    Zone,
+    /// A safety rule.
+    Rule,
+    /// A GPIO output.
+    Output,
+}
+
+impl SettingKind {
+    /// The kind's name, used as the key prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Camera => "camera",
+            Self::Zone => "zone",
+            Self::Rule => "rule",
+            Self::Output => "output",
+        }
+    }
+
+    /// All kinds.
+    pub const ALL: [SettingKind; 4] = [Self::Camera, Self::Zone, Self::Rule, Self::Output];
+}
+
+/// A versioned settings document edited through the API, layered over the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingDoc {
+    /// The kind.
+    pub kind: SettingKind,
+    /// The object's id (a slug).
+    pub id: String,
+    /// Starts at 1 and grows by one on every change.
+    pub version: u64,
+    /// The document itself; the config crate validates it.
+    pub doc: serde_json::Value,
+    /// When it was last changed.
+    pub updated_at: UnixMs,
+    /// Who changed it.
+    pub updated_by: String,
+}
+
+/// Outcome recorded in an audit row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "reason", rename_all = "lowercase")]
+pub enum AuditResult {
+    /// The action took effect.
+    Ok,
+    /// The action was refused (authorization).
+    Denied(String),
+    /// The action was attempted and failed.
+    Failed(String),
+}
+
+/// An audit row before the store gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    /// When.
+    pub at: UnixMs,
+    /// User name, API key id or `system`.
+    pub actor: String,
+    /// The actor's role, if authenticated.
+    pub role: Option<Role>,
+    /// Remote address, if the action came over the network.
+    pub source: Option<String>,
+    /// What was done, e.g. `settings.put`.
+    pub action: String,
+    /// What it was done to, e.g. `zone/dock-1`.
+    pub target: String,
+    /// Summary of the state before.
+    pub before: Option<String>,
+    /// Summary of the state after.
+    pub after: Option<String>,
+    /// Outcome.
+    pub result: AuditResult,
+}
+
+/// A stored audit row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Strictly increasing id.
+    pub id: u64,
+    /// When.
+    pub at: UnixMs,
+    /// User name, API key id or `system`.
+    pub actor: String,
+    /// The actor's role, if authenticated.
+    pub role: Option<Role>,
+    /// Remote address, if any.
+    pub source: Option<String>,
+    /// What was done.
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// Summary of the state before.
+    pub before: Option<String>,
+    /// Summary of the state after.
+    pub after: Option<String>,
+    /// Outcome.
+    #[serde(flatten)]
+    pub result: AuditResult,
+}
+
+/// The current time in Unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_json_round_trips_with_flattened_state() {
+        let e = Event {
+            id: 7,
+            camera: CameraId::new("gate").unwrap(),
+            rule: RuleId::new("no-entry").unwrap(),
+            zone: None,
+            track: Some(3),
+            kind: "intrusion".into(),
+            severity: Severity::Warning,
+            started_at: 1,
+            ended_at: Some(2),
+            state: EventState::Cleared {
+                at: 3,
+                by: Some("op".into()),
+                acknowledged: Some(Acknowledgement {
+                    by: "op".into(),
+                    at: 2,
+                }),
+            },
+            message: "m".into(),
+            details: serde_json::json!({"k": 1}),
+            snapshot: Snapshot::Pruned {
+                at: 4,
+                bytes: 10,
+                sha256: "ab".into(),
+            },
+            recorded_at: 1,
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["state"], "cleared");
+        assert_eq!(json["snapshot"]["status"], "pruned");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn audit_result_round_trips() {
+        for result in [
+            AuditResult::Ok,
+            AuditResult::Denied("role".into()),
+            AuditResult::Failed("io".into()),
+        ] {
+            let r = AuditRecord {
+                id: 1,
+                at: 2,
+                actor: "a".into(),
+                role: Some(Role::Admin),
+                source: None,
+                action: "x".into(),
+                target: "y".into(),
+                before: None,
+                after: Some("z".into()),
+                result,
+            };
+            let back: AuditRecord =
+                serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn state_filters() {
+        let acked = EventState::Acknowledged {
+            by: "a".into(),
+            at: 1,
+        };
+        assert!(StateFilter::Open.matches(&EventState::Active));
+        assert!(StateFilter::Open.matches(&acked));
+        assert!(!StateFilter::Active.matches(&acked));
+        let cleared = EventState::Cleared {
+            at: 1,
+            by: None,
+            acknowledged: None,
+        };
+        assert!(StateFilter::Cleared.matches(&cleared));
+        assert!(!cleared.is_open());
+    }
+}

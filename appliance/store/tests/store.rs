@@ -1,0 +1,985 @@
+//! Integration tests of the store: crash safety (SIGKILL), migrations from every earlier
+//! schema's fixture, quota and retention, backup/restore, export, the async handle.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail loudly by design"
+)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use safe_yolo_domain::{CameraId, RuleId, ZoneId};
+use safe_yolo_store::{
+    AuditResult, CURRENT_VERSION, Event, EventQuery, EventState, NewAudit, NewEvent,
+    RetentionPolicy, Role, SettingKind, Severity, Snapshot, SnapshotRefusal, StateFilter, Store,
+    StoreConfig, StoreError, StoreHandle, SubmitError, User, now_ms,
+};
+use sha2::{Digest, Sha256};
+
+fn ev(camera: &str, started_at: u64, jpeg: Option<Vec<u8>>) -> NewEvent {
+    NewEvent {
+        camera: CameraId::new(camera).unwrap(),
+        rule: RuleId::new("no-entry").unwrap(),
+        zone: Some(ZoneId::new("lane").unwrap()),
+        track: Some(1),
+        kind: "intrusion".into(),
+        severity: Severity::Critical,
+        started_at,
+        ended_at: None,
+        message: format!("event at {started_at}"),
+        details: serde_json::json!({"score": 0.9}),
+        snapshot_jpeg: jpeg.map(Into::into),
+        cleared: false,
+    }
+}
+
+fn jpeg(len: usize, fill: u8) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8];
+    v.resize(len - 2, fill);
+    v.extend([0xFF, 0xD9]);
+    v
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(StoreConfig::new(dir)).unwrap()
+}
+
+fn snapshot_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+// === crash safety ===
+
+#[test]
+fn sigkill_never_loses_an_acknowledged_event_nor_reuses_an_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let exe = env!("CARGO_BIN_EXE_store-crash-writer");
+    let mut all_acked: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut seq_after_restart = 0u64;
+    let rounds = 12u64;
+    for round in 0..rounds {
+        let mut child = Command::new(exe)
+            .arg(&dir)
+            .arg("3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                // A line cut by the kill is incomplete: skip anything malformed.
+                if let ["ACK", id, at] = parts[..]
+                    && let (Ok(id), Ok(at)) = (id.parse(), at.parse())
+                {
+                    let _ = tx.send((id, at));
+                }
+            }
+        });
+        // Wait for a round-dependent number of acknowledgements, then kill mid-stream.
+        let target = 20 + (round * 37) % 90;
+        let mut acked = Vec::new();
+        while (acked.len() as u64) < target {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(a) => acked.push(a),
+                Err(e) => panic!("child produced no acks: {e}"),
+            }
+        }
+        // And a further round-dependent pause so the kill lands at arbitrary points.
+        #[allow(clippy::disallowed_methods, reason = "plain test thread, no runtime")]
+        std::thread::sleep(Duration::from_micros((round * 7919) % 20_000));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        acked.extend(rx.try_iter());
+        assert!(!acked.is_empty());
+
+        // Ids acknowledged in this round are all new: above everything committed before.
+        for (id, _) in &acked {
+            assert!(
+                *id > seq_after_restart,
+                "round {round}: id {id} reused (seq was {seq_after_restart})"
+            );
+        }
+        for (id, at) in &acked {
+            assert!(
+                all_acked.insert(*id, *at).is_none(),
+                "id {id} acknowledged twice"
+            );
+        }
+
+        let store = open(&dir);
+        let stats = store.stats().unwrap();
+        assert_eq!(stats.schema_version, CURRENT_VERSION);
+        // Every event acknowledged in any round is there, with its content.
+        for (&id, &at) in &all_acked {
+            let e = store
+                .get_event(id)
+                .unwrap()
+                .unwrap_or_else(|| panic!("round {round}: acknowledged event {id} lost"));
+            assert_eq!(e.started_at, at, "event {id} has the wrong content");
+        }
+        // Ids in the database are strictly increasing and never above the sequence.
+        let mut q = EventQuery {
+            oldest_first: true,
+            limit: 10_000,
+            ..EventQuery::default()
+        };
+        let mut last = 0;
+        let mut referenced = HashSet::new();
+        loop {
+            let page = store.query_events(&q).unwrap();
+            for e in &page.events {
+                assert!(e.id > last);
+                last = e.id;
+                if let Snapshot::Stored(r) = &e.snapshot {
+                    let bytes = std::fs::read(store.snapshot_path(r)).unwrap();
+                    assert_eq!(
+                        bytes.len() as u64,
+                        r.bytes,
+                        "snapshot of {} truncated",
+                        e.id
+                    );
+                    assert_eq!(hex::encode(Sha256::digest(&bytes)), r.sha256);
+                    referenced.insert(r.file.clone());
+                }
+            }
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert!(stats.event_seq >= last);
+        assert!(stats.event_seq >= *all_acked.keys().last().unwrap());
+        // No orphan or temporary snapshot files survive the open.
+        let on_disk: HashSet<String> = snapshot_files(&dir).into_iter().collect();
+        assert_eq!(on_disk, referenced, "round {round}");
+        seq_after_restart = stats.event_seq;
+    }
+    assert!(all_acked.len() as u64 >= rounds * 20);
+}
+
+// === migrations ===
+
+#[test]
+fn migrates_every_earlier_schema_fixture() {
+    // One entry per earlier schema version; add the next one when v3 ships.
+    let fixtures = [(1u32, "schema-v1.redb")];
+    assert_eq!(fixtures.len() as u32, CURRENT_VERSION - 1);
+    for (version, name) in fixtures {
+        let tmp = tempfile::tempdir().unwrap();
+        let fixture = fixtures_dir().join(name);
+        std::fs::copy(&fixture, tmp.path().join("store.redb")).unwrap();
+        let store = open(tmp.path());
+        let report = store.open_report().clone();
+        assert_eq!(report.found_version, Some(version));
+        let backup = report.backup.expect("a pre-migration copy");
+        // The copy aside is still a readable database of the old version (for a rollback).
+        assert_eq!(raw_schema_version(&backup), u64::from(version));
+        check_migrated_v1(&store);
+        drop(store);
+        // Reopening does not migrate again.
+        let store = open(tmp.path());
+        assert_eq!(store.open_report().backup, None);
+        assert_eq!(store.stats().unwrap().audit_rows, 1);
+    }
+}
+
+fn check_migrated_v1(store: &Store) {
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.schema_version, CURRENT_VERSION);
+    assert_eq!(stats.events, 5);
+    assert_eq!(stats.event_seq, 7);
+    assert_eq!(store.open_event_ids().unwrap(), vec![4, 6, 7]);
+    let e1 = store.get_event(1).unwrap().unwrap();
+    match &e1.state {
+        EventState::Cleared {
+            at, acknowledged, ..
+        } => {
+            assert_eq!(*at, 1_700_000_020_000);
+            assert_eq!(acknowledged.as_ref().unwrap().by, "alice");
+        }
+        s => panic!("event 1 should be cleared, is {s:?}"),
+    }
+    let e4 = store.get_event(4).unwrap().unwrap();
+    assert_eq!(
+        e4.state,
+        EventState::Acknowledged {
+            by: "bob".into(),
+            at: 1_700_000_410_000
+        }
+    );
+    assert_eq!(e4.camera.as_str(), "dock");
+    assert_eq!(
+        store.get_event(7).unwrap().unwrap().severity,
+        Severity::Critical
+    );
+    assert_eq!(store.get_event(2).unwrap(), None);
+    assert_eq!(e1.snapshot, Snapshot::None);
+    assert_eq!(store.get_user("admin").unwrap().unwrap().role, Role::Admin);
+    assert!(store.get_session("s-1").unwrap().is_some());
+    assert_eq!(
+        store.get_api_key("k-1").unwrap().unwrap().role,
+        Role::Viewer
+    );
+    let zone = store
+        .get_setting(SettingKind::Zone, "forklift-lane")
+        .unwrap()
+        .unwrap();
+    assert_eq!(zone.version, 3);
+    let (audit, _) = store.audit_page(None, 10, true).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, "store.migrate");
+    // The sequence continues after the highest id ever handed out, not after the last row.
+    let id = store.insert_events(&[ev("gate", 1, None)]).unwrap();
+    assert_eq!(id, vec![8]);
+}
+
+#[test]
+fn a_freshly_generated_v1_database_migrates_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    safe_yolo_store::schema::v1::write_fixture(&tmp.path().join("store.redb")).unwrap();
+    check_migrated_v1(&open(tmp.path()));
+}
+
+#[test]
+fn a_failed_migration_leaves_the_old_database_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store.redb");
+    safe_yolo_store::schema::v1::write_fixture(&path).unwrap();
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut events = tx
+                .open_table(redb::TableDefinition::<u64, &[u8]>::new("events"))
+                .unwrap();
+            events.insert(99, b"{not json".as_slice()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    match Store::open(StoreConfig::new(tmp.path())) {
+        Err(StoreError::Migration {
+            from: 1,
+            to: 2,
+            backup,
+            ..
+        }) => {
+            assert_eq!(raw_schema_version(&backup), 1);
+        }
+        other => panic!("expected a migration error, got {other:?}"),
+    }
+    // The step ran in one transaction: the database itself is still a complete v1.
+    assert_eq!(raw_schema_version(&path), 1);
+}
+
+#[test]
+fn a_database_from_a_newer_release_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(open(tmp.path()));
+    let path = tmp.path().join("store.redb");
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 99).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    match Store::open(StoreConfig::new(tmp.path())) {
+        Err(StoreError::NewerSchema {
+            found, supported, ..
+        }) => {
+            assert_eq!((found, supported), (99, CURRENT_VERSION));
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    assert_eq!(
+        raw_schema_version(&path),
+        99,
+        "the newer database is left as it was"
+    );
+}
+
+fn raw_schema_version(path: &Path) -> u64 {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let meta = tx
+        .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap();
+    meta.get("schema_version").unwrap().unwrap().value()
+}
+
+#[test]
+fn a_foreign_redb_file_is_not_mistaken_for_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(tmp.path().join("store.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb::TableDefinition::<u64, u64>::new("other"))
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(
+        Store::open(StoreConfig::new(tmp.path())),
+        Err(StoreError::NotAStore { .. })
+    ));
+}
+
+// === quota and retention ===
+
+#[test]
+fn snapshot_quota_refuses_then_prunes_oldest_cleared_first_and_events_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(tmp.path());
+    cfg.retention = RetentionPolicy {
+        snapshot_quota_bytes: 100_000,
+        snapshot_low_water_percent: 50,
+        min_free_bytes: 0,
+        ..RetentionPolicy::default()
+    };
+    let store = Store::open(cfg).unwrap();
+    let now = now_ms();
+    let batch: Vec<NewEvent> = (0..12)
+        .map(|i| ev("gate", now + i, Some(jpeg(10_000, 7))))
+        .collect();
+    let ids = store.insert_events(&batch).unwrap();
+    assert_eq!(ids, (1..=12).collect::<Vec<_>>());
+    let m = store.metrics();
+    assert_eq!(m.snapshots_written.load(Ordering::Relaxed), 10);
+    assert_eq!(m.snapshots_refused_quota.load(Ordering::Relaxed), 2);
+    assert!(m.snapshot_quota_exceeded.load(Ordering::Relaxed));
+    assert_eq!(m.snapshot_bytes.load(Ordering::Relaxed), 100_000);
+    for id in [11, 12] {
+        assert_eq!(
+            store.get_event(id).unwrap().unwrap().snapshot,
+            Snapshot::Refused {
+                reason: SnapshotRefusal::Quota
+            },
+            "event {id} recorded without its snapshot"
+        );
+    }
+    // Events 1 and 2 stay active; everything else is cleared.
+    for id in 3..=12 {
+        store.clear(id, Some("op"), now + 100).unwrap();
+    }
+    let report = store.prune(now + 200).unwrap();
+    assert_eq!(
+        report.snapshots,
+        vec![3, 4, 5, 6, 7],
+        "oldest cleared first, active kept"
+    );
+    assert!(
+        report.events.is_empty(),
+        "events are young: only snapshots go"
+    );
+    assert_eq!(m.snapshot_bytes.load(Ordering::Relaxed), 50_000);
+    assert!(!m.snapshot_quota_exceeded.load(Ordering::Relaxed));
+    assert_eq!(
+        snapshot_files(tmp.path()),
+        [1, 2, 8, 9, 10]
+            .iter()
+            .map(|id| format!("{id:020}.jpg"))
+            .collect::<Vec<_>>()
+    );
+    let e3 = store.get_event(3).unwrap().unwrap();
+    assert!(matches!(
+        e3.snapshot,
+        Snapshot::Pruned { bytes: 10_000, .. }
+    ));
+    // Recording goes on and snapshots are accepted again.
+    let id = store
+        .insert_events(&[ev("gate", now + 300, Some(jpeg(10_000, 8)))])
+        .unwrap();
+    assert!(
+        store
+            .get_event(id[0])
+            .unwrap()
+            .unwrap()
+            .snapshot
+            .stored()
+            .is_some()
+    );
+    assert_eq!(store.stats().unwrap().events, 13);
+}
+
+#[test]
+fn disk_full_guard_refuses_snapshots_but_records_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(tmp.path());
+    // Demand more free space than any disk has: the guard must trip.
+    cfg.retention.min_free_bytes = u64::MAX / 2;
+    let store = Store::open(cfg).unwrap();
+    let ids = store
+        .insert_events(&[ev("gate", 1, Some(jpeg(1000, 1))), ev("gate", 2, None)])
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let m = store.metrics();
+    assert_eq!(m.snapshots_refused_disk_full.load(Ordering::Relaxed), 1);
+    assert!(m.disk_full.load(Ordering::Relaxed));
+    assert_eq!(
+        store.get_event(1).unwrap().unwrap().snapshot,
+        Snapshot::Refused {
+            reason: SnapshotRefusal::DiskFull
+        }
+    );
+    assert!(snapshot_files(tmp.path()).is_empty());
+}
+
+#[test]
+fn events_pruned_by_age_and_count_oldest_first_never_open_ones_audit_by_its_own_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hour = 3_600_000u64;
+    let mut cfg = StoreConfig::new(tmp.path());
+    cfg.retention = RetentionPolicy {
+        event_max_age: Some(Duration::from_millis(24 * hour)),
+        max_events: Some(6),
+        snapshot_max_age: None,
+        audit_max_age: Some(Duration::from_millis(100 * 24 * hour)),
+        min_free_bytes: 0,
+        ..RetentionPolicy::default()
+    };
+    let store = Store::open(cfg).unwrap();
+    let now = 1_000 * 24 * hour;
+    // Ids 1..=4 are two days old, 5..=10 are fresh.
+    let mut batch: Vec<NewEvent> = (0..4)
+        .map(|i| ev("gate", now - 48 * hour + i, Some(jpeg(500, 1))))
+        .collect();
+    batch.extend((0..6).map(|i| ev("dock", now - hour + i, None)));
+    store.insert_events(&batch).unwrap();
+    for id in [1, 3, 5, 6, 7, 8, 9, 10] {
+        store.clear(id, None, now).unwrap();
+    }
+    // Audit rows: one 200 days old, one fresh; the fresh one must stay although the
+    // event rule (one day) would remove it.
+    store
+        .transaction(|tx| {
+            for at in [now - 200 * 24 * hour, now - 2 * 24 * hour] {
+                tx.append_audit(audit("test", at))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let report = store.prune(now).unwrap();
+    // Old cleared 1 and 3 go by age; 2 and 4 are open and stay. Then 8 events remain and
+    // the cap of 6 removes the two oldest cleared ones: 5 and 6.
+    assert_eq!(report.events, vec![1, 3, 5, 6]);
+    assert_eq!(report.audit_rows, 1);
+    assert_eq!(store.stats().unwrap().events, 6);
+    assert!(store.get_event(2).unwrap().is_some());
+    assert_eq!(
+        snapshot_files(tmp.path()),
+        vec![format!("{:020}.jpg", 2), format!("{:020}.jpg", 4)]
+    );
+    let (rows, _) = store.audit_page(None, 10, true).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].at, now - 2 * 24 * hour);
+    // Ids are never reused after pruning.
+    assert_eq!(
+        store.insert_events(&[ev("gate", now, None)]).unwrap(),
+        vec![11]
+    );
+}
+
+fn audit(action: &str, at: u64) -> NewAudit {
+    NewAudit {
+        at,
+        actor: "admin".into(),
+        role: Some(Role::Admin),
+        source: Some("10.0.0.2".into()),
+        action: action.into(),
+        target: "zone/lane".into(),
+        before: None,
+        after: None,
+        result: AuditResult::Ok,
+    }
+}
+
+// === transactions, users, settings, events life cycle ===
+
+#[test]
+fn a_change_and_its_audit_row_commit_together_or_not_at_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let doc = serde_json::json!({"polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]});
+    let failed: Result<(), StoreError> = store.transaction(|tx| {
+        tx.put_setting(SettingKind::Zone, "lane", doc.clone(), Some(0), "admin", 1)?;
+        tx.append_audit(audit("settings.put", 1))?;
+        Err(StoreError::Invalid {
+            field: "test",
+            reason: "abort".into(),
+        })
+    });
+    assert!(failed.is_err());
+    assert!(
+        store
+            .get_setting(SettingKind::Zone, "lane")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.stats().unwrap().audit_rows, 0);
+
+    let v1 = store
+        .transaction(|tx| {
+            let d = tx.put_setting(SettingKind::Zone, "lane", doc.clone(), Some(0), "admin", 1)?;
+            tx.append_audit(audit("settings.put", 1))?;
+            Ok(d)
+        })
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(store.stats().unwrap().audit_rows, 1);
+    // Optimistic concurrency: a stale version is refused.
+    let stale = store.transaction(|tx| {
+        tx.put_setting(SettingKind::Zone, "lane", doc.clone(), Some(0), "bob", 2)
+    });
+    assert!(matches!(
+        stale,
+        Err(StoreError::VersionConflict {
+            expected: 0,
+            actual: 1,
+            ..
+        })
+    ));
+    let v2 = store
+        .transaction(|tx| tx.put_setting(SettingKind::Zone, "lane", doc.clone(), Some(1), "bob", 2))
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    store
+        .transaction(|tx| {
+            tx.put_setting(
+                SettingKind::Camera,
+                "gate",
+                serde_json::json!({}),
+                None,
+                "a",
+                3,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        store.list_settings(Some(SettingKind::Zone)).unwrap().len(),
+        1
+    );
+    assert_eq!(store.list_settings(None).unwrap().len(), 2);
+    assert!(
+        store
+            .transaction(|tx| tx.put_setting(
+                SettingKind::Zone,
+                "Bad Id",
+                doc.clone(),
+                None,
+                "a",
+                3
+            ))
+            .is_err()
+    );
+    store
+        .transaction(|tx| tx.delete_setting(SettingKind::Zone, "lane", Some(2)))
+        .unwrap();
+    assert!(
+        store
+            .get_setting(SettingKind::Zone, "lane")
+            .unwrap()
+            .is_none()
+    );
+
+    // Users and sessions.
+    let user = User {
+        username: "op".into(),
+        password_hash: "$argon2id$...".into(),
+        role: Role::Operator,
+        created_at: 1,
+        disabled: false,
+    };
+    store.transaction(|tx| tx.create_user(&user)).unwrap();
+    assert!(matches!(
+        store.transaction(|tx| tx.create_user(&user)),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    store
+        .transaction(|tx| {
+            tx.put_session(&safe_yolo_store::Session {
+                id: "s1".into(),
+                username: "op".into(),
+                created_at: 1,
+                expires_at: u64::MAX,
+                revoked: false,
+            })
+        })
+        .unwrap();
+    store.transaction(|tx| tx.delete_user("op")).unwrap();
+    assert!(
+        store.get_session("s1").unwrap().is_none(),
+        "sessions go with their user"
+    );
+    assert!(store.list_users().unwrap().is_empty());
+}
+
+#[test]
+fn event_life_cycle_and_queries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let batch: Vec<NewEvent> = (0..25)
+        .map(|i| ev(if i % 2 == 0 { "gate" } else { "dock" }, 1000 + i, None))
+        .collect();
+    store.insert_events(&batch).unwrap();
+    let acked = store.acknowledge(3, "op", 2000).unwrap();
+    assert_eq!(acked.state.name(), "acknowledged");
+    assert!(matches!(
+        store.acknowledge(3, "op", 2001),
+        Err(StoreError::BadTransition { .. })
+    ));
+    let cleared = store.clear(3, Some("op"), 2002).unwrap();
+    match cleared.state {
+        EventState::Cleared {
+            acknowledged: Some(a),
+            ..
+        } => assert_eq!(a.by, "op"),
+        s => panic!("{s:?}"),
+    }
+    assert!(matches!(
+        store.clear(3, None, 2003),
+        Err(StoreError::BadTransition { .. })
+    ));
+    store.clear(4, None, 2004).unwrap();
+    assert!(matches!(
+        store.clear(999, None, 1),
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .update_event(
+            5,
+            safe_yolo_store::EventUpdate {
+                ended_at: Some(1500),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(store.get_event(5).unwrap().unwrap().ended_at, Some(1500));
+    assert_eq!(store.open_event_ids().unwrap().len(), 23);
+
+    // Pagination, newest first, by camera.
+    let mut q = EventQuery {
+        camera: Some(CameraId::new("gate").unwrap()),
+        limit: 5,
+        ..EventQuery::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.query_events(&q).unwrap();
+        seen.extend(page.events.iter().map(|e| e.id));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().step_by(2).collect::<Vec<u64>>());
+    // State and time filters.
+    let cleared = store
+        .query_events(&EventQuery {
+            state: Some(StateFilter::Cleared),
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(
+        cleared.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    let window = store
+        .query_events(&EventQuery {
+            from: Some(1010),
+            to: Some(1013),
+            oldest_first: true,
+            ..EventQuery::default()
+        })
+        .unwrap();
+    assert_eq!(
+        window.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![11, 12, 13]
+    );
+}
+
+// === backup, restore, export ===
+
+#[test]
+fn backup_restore_round_trip_and_tamper_detection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    let store = open(&live);
+    store
+        .insert_events(&[
+            ev("gate", 1, Some(jpeg(3000, 1))),
+            ev("gate", 2, None),
+            ev("dock", 3, Some(jpeg(3000, 2))),
+        ])
+        .unwrap();
+    store.clear(1, None, 10).unwrap();
+    store
+        .transaction(|tx| {
+            tx.put_setting(
+                SettingKind::Rule,
+                "no-entry",
+                serde_json::json!({"dwell_s": 2}),
+                None,
+                "admin",
+                5,
+            )?;
+            tx.append_audit(audit("settings.put", 5))
+        })
+        .unwrap();
+    let config = tmp.path().join("safe-yolo.toml");
+    std::fs::write(&config, "[appliance]\nname = \"dock\"\n").unwrap();
+    let bdir = tmp.path().join("backup");
+    let manifest = store.backup(&bdir, Some(&config), true).unwrap();
+    assert_eq!(manifest.events, 3);
+    assert_eq!(manifest.files.len(), 4, "db + 2 snapshots + config");
+    assert!(
+        store.backup(&bdir, None, false).is_err(),
+        "never overwrites a backup"
+    );
+    // Later changes are not in the backup.
+    store.insert_events(&[ev("gate", 4, None)]).unwrap();
+    drop(store);
+
+    // Restore into a fresh directory.
+    let fresh = tmp.path().join("fresh");
+    let report = safe_yolo_store::restore(&bdir, &fresh).unwrap();
+    assert_eq!(report.snapshots, 2);
+    assert_eq!(report.replaced, None);
+    assert_eq!(
+        std::fs::read_to_string(report.config.unwrap()).unwrap(),
+        "[appliance]\nname = \"dock\"\n"
+    );
+    let restored = open(&fresh);
+    assert_eq!(restored.stats().unwrap().events, 3);
+    assert_eq!(restored.stats().unwrap().audit_rows, 1);
+    assert_eq!(restored.open_event_ids().unwrap(), vec![2, 3]);
+    let e3 = restored.get_event(3).unwrap().unwrap();
+    let bytes = std::fs::read(restored.snapshot_path(e3.snapshot.stored().unwrap())).unwrap();
+    assert_eq!(bytes, jpeg(3000, 2));
+    assert_eq!(
+        restored.insert_events(&[ev("gate", 9, None)]).unwrap(),
+        vec![4]
+    );
+    drop(restored);
+
+    // Restore over the live directory: the old database is moved aside, not deleted.
+    let report = safe_yolo_store::restore(&bdir, &live).unwrap();
+    assert!(report.replaced.as_ref().unwrap().exists());
+    assert_eq!(open(&live).stats().unwrap().events, 3);
+
+    // A damaged backup is refused.
+    let snap = bdir.join("snapshots").join(format!("{:020}.jpg", 1));
+    std::fs::write(&snap, b"tampered").unwrap();
+    assert!(matches!(
+        safe_yolo_store::verify_backup(&bdir),
+        Err(StoreError::BadBackup { .. })
+    ));
+    assert!(safe_yolo_store::restore(&bdir, &tmp.path().join("x")).is_err());
+}
+
+#[test]
+fn events_export_as_csv_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let mut e = ev("gate", 1_700_000_000_123, None);
+    e.message = "person, \"running\"\nnear press".into();
+    store
+        .insert_events(&[e, ev("dock", 1_700_000_001_000, None)])
+        .unwrap();
+    store.acknowledge(1, "op", 1_700_000_002_000).unwrap();
+    let mut csv = Vec::new();
+    let n = store
+        .export_events_csv(&EventQuery::default(), &mut csv)
+        .unwrap();
+    assert_eq!(n, 2);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.starts_with("id,started_at_utc,"));
+    assert!(csv.contains("2023-11-14T22:13:20.123Z"));
+    assert!(csv.contains("\"person, \"\"running\"\"\nnear press\""));
+    assert!(csv.contains(",acknowledged,op,1700000002000,"));
+    let mut json = Vec::new();
+    store
+        .export_events_json(
+            &EventQuery {
+                camera: Some(CameraId::new("gate").unwrap()),
+                ..EventQuery::default()
+            },
+            &mut json,
+        )
+        .unwrap();
+    let back: Vec<Event> = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0], store.get_event(1).unwrap().unwrap());
+}
+
+// === async handle ===
+
+#[test]
+fn handle_group_commits_acks_in_order_and_hands_back_on_full_queue() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (handle, writer) = StoreHandle::start(open(tmp.path()), 2).unwrap();
+    rt.block_on(async {
+        // Hold the write lock so the writer stalls and the queue fills up.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let store = Arc::clone(handle.store());
+        let holder = std::thread::spawn(move || {
+            store
+                .transaction(|_| {
+                    locked_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok(())
+                })
+                .unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let mut tickets = Vec::new();
+        let mut handed_back = 0;
+        for i in 0..6 {
+            match handle.try_submit(ev("gate", i, None)) {
+                Ok(t) => tickets.push((i, t)),
+                Err(SubmitError::QueueFull { event }) => {
+                    assert_eq!(event.started_at, i, "the refused event comes back intact");
+                    handed_back += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(handed_back >= 3, "capacity 2 plus one in flight");
+        assert_eq!(
+            handle
+                .metrics()
+                .events_rejected_queue_full
+                .load(Ordering::Relaxed),
+            handed_back
+        );
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let mut last = 0;
+        for (i, t) in tickets {
+            let id = t.committed().await.unwrap();
+            assert!(id > last, "ids follow submission order");
+            last = id;
+            assert_eq!(handle.get_event(id).await.unwrap().unwrap().started_at, i);
+        }
+        // A burst is absorbed and committed in groups.
+        let h2 = handle.clone();
+        let ids: Vec<u64> = {
+            let mut v = Vec::new();
+            for i in 0..200 {
+                let h = h2.clone();
+                v.push(tokio::spawn(async move {
+                    h.record(ev("dock", 100 + i, None)).await
+                }));
+            }
+            let mut out = Vec::new();
+            for f in v {
+                out.push(f.await.unwrap().unwrap());
+            }
+            out
+        };
+        let unique: HashSet<u64> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), 200);
+        assert!(
+            handle.metrics().event_batches.load(Ordering::Relaxed)
+                <= handle.metrics().events_written.load(Ordering::Relaxed)
+        );
+        let page = handle
+            .query_events(EventQuery {
+                camera: Some(CameraId::new("dock").unwrap()),
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.events.len(), 100);
+        let n = handle
+            .transaction(|tx| tx.append_audit(audit("x", 1)))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    });
+    drop(handle);
+    writer.join();
+}
+
+#[test]
+fn retention_task_wakes_when_the_quota_refuses_a_snapshot() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(tmp.path());
+    cfg.retention = RetentionPolicy {
+        snapshot_quota_bytes: 30_000,
+        snapshot_low_water_percent: 50,
+        min_free_bytes: 0,
+        ..RetentionPolicy::default()
+    };
+    let (handle, writer) = StoreHandle::start(Store::open(cfg).unwrap(), 16).unwrap();
+    rt.block_on(async {
+        // A long period: only the quota wake-up can make it run within the test.
+        let task = handle.spawn_retention(Duration::from_secs(3600));
+        let now = now_ms();
+        for i in 0..3 {
+            let mut e = ev("gate", now + i, Some(jpeg(10_000, 3)));
+            e.cleared = true;
+            handle.record(e).await.unwrap();
+        }
+        let refused = handle
+            .record(ev("gate", now + 9, Some(jpeg(10_000, 3))))
+            .await
+            .unwrap();
+        assert!(matches!(
+            handle.get_event(refused).await.unwrap().unwrap().snapshot,
+            Snapshot::Refused {
+                reason: SnapshotRefusal::Quota
+            }
+        ));
+        let m = Arc::clone(handle.metrics());
+        let mut waited = 0;
+        // The pass prunes, then clears the flag: wait for both.
+        while m.snapshots_pruned.load(Ordering::Relaxed) < 2
+            || m.snapshot_quota_exceeded.load(Ordering::Relaxed)
+        {
+            waited += 1;
+            assert!(waited < 600, "retention never ran");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(snapshot_files(tmp.path()), vec![format!("{:020}.jpg", 3)]);
+        assert_eq!(m.snapshots_pruned.load(Ordering::Relaxed), 2);
+        task.abort();
+    });
+    drop(handle);
+    writer.join();
+}

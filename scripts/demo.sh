@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the appliance on the demo configuration: five replay cameras of real
+# CCTV footage, the real detector on the CPU, simulated sirens and relays.
+# Installs what it needs, converts the footage once, then runs until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/demo-media.sh demo-media
+exec cargo run -p safe-yolo -- run --config config/demo.toml "$@"

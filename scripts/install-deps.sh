@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing SAFE-YOLO needs on a fresh Debian
+# machine (bookworm). Idempotent; needs root (or sudo) for apt.
+#   libclang-dev   bindgen, for the v4l crate (V4L2 ioctls)
+#   pkg-config     -sys crates
+#   ffmpeg         converts the demo footage (scripts/demo-media.sh)
+#   python3 + onnxruntime   the ONNX Runtime library the detector's
+#                  `onnxruntime` backend is tested against, and the
+#                  reference scripts under appliance/detect/scripts
+set -euo pipefail
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need_apt=()
+for pkg in libclang-dev pkg-config ffmpeg; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "install-deps: apt-get install ${need_apt[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3 -c "import onnxruntime" >/dev/null 2>&1; then
+    echo "install-deps: pip install onnxruntime numpy pillow"
+    python3 -m pip install -q --disable-pip-version-check onnxruntime numpy pillow 2>&1 | grep -v "Running pip as the 'root' user" || true
+fi
+echo "install-deps: ok"
