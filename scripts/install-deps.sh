@@ -3,6 +3,7 @@
 # machine (bookworm). Idempotent; needs root (or sudo) for apt.
 #   libclang-dev   bindgen, for the v4l crate (V4L2 ioctls)
 #   pkg-config     -sys crates
+#   libturbojpeg0-dev   JPEG encoding for snapshots and the live stream
 #   ffmpeg         converts the demo footage (scripts/demo-media.sh)
 #   python3 + onnxruntime   the ONNX Runtime library the detector's
 #                  `onnxruntime` backend is tested against, and the
@@ -13,7 +14,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need_apt=()
-for pkg in libclang-dev pkg-config ffmpeg; do
+for pkg in libclang-dev pkg-config libturbojpeg0-dev ffmpeg; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)

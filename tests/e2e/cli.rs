@@ -22,7 +22,11 @@ camera = "cam-1"
 polygon = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
 "#,
     );
-    let out = Command::new(bin()).arg("check-config").arg(&config).output().unwrap();
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     // cameras[2] has two mistakes in one table: serde stops at the unknown key,
@@ -31,11 +35,20 @@ polygon = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
         "cameras[2].fov: unknown field `fov`",
         "zones[0].polygon: edges 0 and 2 cross each other",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
-    let fixed = std::fs::read_to_string(&config).unwrap().replace("fov = 90\n", "");
+    let fixed = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("fov = 90\n", "");
     std::fs::write(&config, fixed).unwrap();
-    let out = Command::new(bin()).arg("check-config").arg(&config).output().unwrap();
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for expected in [
@@ -44,7 +57,10 @@ polygon = [[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
         "zones[0].polygon: edges 0 and 2 cross each other",
         "3 problem(s)",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
 }
 
@@ -56,14 +72,21 @@ fn shipped_configs_check_ok() {
             .arg(repo_root().join("config").join(name))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains(": OK ("));
     }
 }
 
 #[test]
 fn unreadable_config_exits_2_and_run_refuses_bad_config() {
-    let out = Command::new(bin()).args(["check-config", "/nonexistent/x.toml"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let app = Appliance::new();
     let config = app.write_config(1, "\n[[rules]]\nid = \"r\"\nkind = \"teleport\"\n");

@@ -16,7 +16,10 @@ pub fn bin() -> &'static str {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn fixtures() -> PathBuf {
@@ -26,7 +29,7 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn model_manifest() -> PathBuf {
-    repo_root().join("models/nanodet-m-416-coco/manifest.toml")
+    repo_root().join("models/nanodet-m-416-coco/model.toml")
 }
 
 /// A temporary appliance: state dir, media dir with a short JPEG "recording"
@@ -43,7 +46,11 @@ impl Appliance {
         // Alternate two real photos with people so detections change.
         for i in 0..20 {
             let src = if i % 2 == 0 { "bus.jpg" } else { "zidane.jpg" };
-            std::fs::copy(fixtures().join("media").join(src), frames.join(format!("{i:04}.jpg"))).unwrap();
+            std::fs::copy(
+                fixtures().join("media").join(src),
+                frames.join(format!("{i:04}.jpg")),
+            )
+            .unwrap();
         }
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
         Self { dir }
@@ -124,7 +131,8 @@ impl NotifySocket {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify.sock");
         let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let m2 = Arc::clone(&messages);
         std::thread::spawn(move || {
@@ -135,7 +143,10 @@ impl NotifySocket {
                         let s = String::from_utf8_lossy(&buf[..n]).into_owned();
                         m2.lock().unwrap().push((Instant::now(), s));
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
                         if Arc::strong_count(&m2) == 1 {
                             return;
                         }
@@ -144,7 +155,11 @@ impl NotifySocket {
                 }
             }
         });
-        Self { path, messages, _dir: dir }
+        Self {
+            path,
+            messages,
+            _dir: dir,
+        }
     }
 
     pub fn messages(&self) -> Vec<(Instant, String)> {
@@ -182,7 +197,12 @@ impl Daemon {
     /// Starts `safe-yolo run --config <config>` the way systemd would for a
     /// `Type=notify` unit with `WatchdogSec=` (`WATCHDOG_PID` is the
     /// daemon's own pid, hence the `exec` through a shell).
-    pub fn start(config: &Path, notify: Option<&NotifySocket>, watchdog: Option<Duration>, env: &[(&str, &str)]) -> Self {
+    pub fn start(
+        config: &Path,
+        notify: Option<&NotifySocket>,
+        watchdog: Option<Duration>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = config.with_extension("log");
         let stderr = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new("/bin/sh");
@@ -214,7 +234,11 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -251,7 +275,11 @@ impl NotifySocket {
     pub fn wait_for_prefix(&self, prefix: &str, timeout: Duration) -> Option<Instant> {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
-            if let Some((t, _)) = self.messages().into_iter().find(|(_, m)| m.lines().any(|l| l.starts_with(prefix))) {
+            if let Some((t, _)) = self
+                .messages()
+                .into_iter()
+                .find(|(_, m)| m.lines().any(|l| l.starts_with(prefix)))
+            {
                 return Some(t);
             }
             std::thread::sleep(Duration::from_millis(20));

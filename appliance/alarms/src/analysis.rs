@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, Timelike};
 use safe_yolo_domain::CameraId;
 use safe_yolo_pipeline::{CameraState, CameraTap, DetectedFrame};
-use safe_yolo_rules::{CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleSpec, Tracker, TrackerConfig, ZoneSpec};
+use safe_yolo_rules::{
+    CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleSpec, Tracker, TrackerConfig,
+    ZoneSpec,
+};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -73,7 +76,10 @@ fn health(tap: &CameraTap) -> CameraHealth {
 
 impl Analysis {
     /// Starts the task.
-    #[allow(clippy::too_many_arguments, reason = "one call site in the daemon; distinct handles")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site in the daemon; distinct handles"
+    )]
     pub fn start(
         rules: Vec<RuleSpec>,
         zones: Vec<ZoneSpec>,
@@ -90,7 +96,8 @@ impl Analysis {
             cams.insert(
                 tap.id.clone(),
                 CameraCtx {
-                    tracker: Tracker::new(TrackerConfig::default()).map_err(AnalysisError::Tracker)?,
+                    tracker: Tracker::new(TrackerConfig::default())
+                        .map_err(AnalysisError::Tracker)?,
                     tap: tap.clone(),
                     last_frame: None,
                 },

@@ -93,12 +93,22 @@ impl DispatcherConfig {
             .collect();
         Self {
             rules,
-            output_roles: config.outputs.lines.iter().map(|l| (l.id.clone(), l.role)).collect(),
+            output_roles: config
+                .outputs
+                .lines
+                .iter()
+                .map(|l| (l.id.clone(), l.role))
+                .collect(),
             zones: config
                 .zones
                 .iter()
                 .map(|z| (z.id.clone(), z.polygon.points().to_vec()))
-                .chain(config.lines.iter().map(|l| (l.id.clone(), vec![l.line.a(), l.line.b()])))
+                .chain(
+                    config
+                        .lines
+                        .iter()
+                        .map(|l| (l.id.clone(), vec![l.line.a(), l.line.b()])),
+                )
                 .collect(),
             snapshots: config.features.snapshots,
             jpeg_quality: config.api.jpeg_quality,
@@ -213,7 +223,12 @@ pub struct Evidence {
 
 impl Dispatcher {
     /// A dispatcher writing to `store` and commanding `outputs`.
-    pub fn new(store: StoreHandle, outputs: OutputsHandle, cfg: DispatcherConfig, metrics: Metrics) -> Self {
+    pub fn new(
+        store: StoreHandle,
+        outputs: OutputsHandle,
+        cfg: DispatcherConfig,
+        metrics: Metrics,
+    ) -> Self {
         let (notices, _) = broadcast::channel(256);
         Self {
             inner: Arc::new(Inner {
@@ -293,7 +308,10 @@ impl Dispatcher {
 
         // 2. The event, with its snapshot, on a task of its own.
         let (id_tx, id_rx) = watch::channel(None);
-        inner.open.lock().insert(identity(&alarm), Open { id: id_rx });
+        inner
+            .open
+            .lock()
+            .insert(identity(&alarm), Open { id: id_rx });
         let this = self.clone();
         inner.tasks.spawn(async move {
             this.store_raise(alarm, action, key, evidence, id_tx).await;
@@ -312,7 +330,11 @@ impl Dispatcher {
         let started_at = now_ms();
         let snapshot = match evidence.filter(|_| inner.cfg.snapshots) {
             Some(ev) => {
-                let zone = alarm.zone.as_ref().and_then(|z| inner.cfg.zones.get(z)).cloned();
+                let zone = alarm
+                    .zone
+                    .as_ref()
+                    .and_then(|z| inner.cfg.zones.get(z))
+                    .cloned();
                 let quality = inner.cfg.jpeg_quality;
                 tokio::task::spawn_blocking(move || annotated_jpeg(&ev, zone.as_deref(), quality))
                     .await
@@ -321,7 +343,9 @@ impl Dispatcher {
             }
             None => None,
         };
-        let name = action.as_ref().map_or_else(|| alarm.rule.to_string(), |a| a.name.clone());
+        let name = action
+            .as_ref()
+            .map_or_else(|| alarm.rule.to_string(), |a| a.name.clone());
         let kind = action.as_ref().map_or("alarm", |a| a.kind);
         let message = match (&alarm.zone, alarm.track) {
             (Some(z), Some(t)) => format!("{name}: person #{t} in {z} on camera {}", alarm.camera),
@@ -346,7 +370,9 @@ impl Dispatcher {
         // for room here (this task only) rather than lose the event.
         let committed = match inner.store.try_submit(event) {
             Ok(ticket) => ticket.committed().await.map_err(|e| e.to_string()),
-            Err(SubmitError::QueueFull { event }) => inner.store.record(*event).await.map_err(|e| e.to_string()),
+            Err(SubmitError::QueueFull { event }) => {
+                inner.store.record(*event).await.map_err(|e| e.to_string())
+            }
             Err(e @ SubmitError::WriterGone { .. }) => Err(e.to_string()),
         };
         match committed {
@@ -386,7 +412,13 @@ impl Dispatcher {
                 .inner
                 .store
                 .run(move |s| {
-                    let e = s.update_event(id, EventUpdate { ended_at: Some(at), ..EventUpdate::default() })?;
+                    let e = s.update_event(
+                        id,
+                        EventUpdate {
+                            ended_at: Some(at),
+                            ..EventUpdate::default()
+                        },
+                    )?;
                     if matches!(e.state, EventState::Acknowledged { .. }) {
                         s.clear(id, None, at)?;
                     }
@@ -405,14 +437,20 @@ impl Dispatcher {
                         at_ms: at,
                     });
                 }
-                Err(e) => tracing::error!(event_id = id, error = %e, "cannot record the end of an alarm"),
+                Err(e) => {
+                    tracing::error!(event_id = id, error = %e, "cannot record the end of an alarm")
+                }
             }
         });
     }
 
     /// Acknowledges a stored event: silences its sirens and releases its
     /// latched relays, and records who did it.
-    pub async fn acknowledge(&self, id: u64, by: &str) -> Result<safe_yolo_store::Event, DispatchError> {
+    pub async fn acknowledge(
+        &self,
+        id: u64,
+        by: &str,
+    ) -> Result<safe_yolo_store::Event, DispatchError> {
         let at = now_ms();
         let who = by.to_owned();
         let event = self
@@ -420,14 +458,22 @@ impl Dispatcher {
             .store
             .run(move |s| {
                 let e = s.acknowledge(id, &who, at)?;
-                if e.ended_at.is_some() { s.clear(id, Some(&who), at) } else { Ok(e) }
+                if e.ended_at.is_some() {
+                    s.clear(id, Some(&who), at)
+                } else {
+                    Ok(e)
+                }
             })
             .await
             .map_err(|source| DispatchError::Store { id, source })?;
-        if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str()) {
-            if let Err(e) = self.inner.outputs.acknowledge(AckTarget::Event(key.to_owned())).await {
-                tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
-            }
+        if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str())
+            && let Err(e) = self
+                .inner
+                .outputs
+                .acknowledge(AckTarget::Event(key.to_owned()))
+                .await
+        {
+            tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
         }
         tracing::info!(event_id = id, by, "alarm acknowledged");
         let _ = self.inner.notices.send(AlarmNotice {
@@ -465,7 +511,10 @@ impl Dispatcher {
     /// Waits (up to `timeout`) for in-flight event writes, at shutdown.
     pub async fn drain(&self, timeout: Duration) {
         self.inner.tasks.close();
-        if tokio::time::timeout(timeout, self.inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(timeout, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some alarm events were still being stored at shutdown");
         }
     }

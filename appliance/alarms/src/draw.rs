@@ -73,7 +73,10 @@ impl Canvas {
 
     /// A box outline.
     pub fn rect(&mut self, b: &BBox, c: Rgb) {
-        #[allow(clippy::cast_possible_truncation, reason = "pixel coordinates, clamped by put()")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "pixel coordinates, clamped by put()"
+        )]
         let (x1, y1, x2, y2) = (b.x1 as i64, b.y1 as i64, b.x2 as i64, b.y2 as i64);
         self.line((x1, y1), (x2, y1), c, 3);
         self.line((x2, y1), (x2, y2), c, 3);
@@ -83,7 +86,10 @@ impl Canvas {
 
     /// A closed outline through normalised points.
     pub fn polygon(&mut self, pts: &[NormPoint], c: Rgb) {
-        #[allow(clippy::cast_possible_truncation, reason = "pixel coordinates, clamped by put()")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "pixel coordinates, clamped by put()"
+        )]
         let to_px = |p: &NormPoint| ((p.x * self.w as f32) as i64, (p.y * self.h as f32) as i64);
         let px: Vec<(i64, i64)> = pts.iter().map(to_px).collect();
         for i in 0..px.len() {
@@ -107,7 +113,15 @@ mod tests {
     fn rect_draws_edges_only() {
         let f = RgbFrame::new(20, 20, vec![0u8; 20 * 20 * 3]).unwrap();
         let mut c = Canvas::new(&f);
-        c.rect(&BBox { x1: 5.0, y1: 5.0, x2: 15.0, y2: 15.0 }, ALARM);
+        c.rect(
+            &BBox {
+                x1: 5.0,
+                y1: 5.0,
+                x2: 15.0,
+                y2: 15.0,
+            },
+            ALARM,
+        );
         let out = c.finish().unwrap();
         let at = |x: usize, y: usize| &out.data()[(y * 20 + x) * 3..(y * 20 + x) * 3 + 3];
         assert_eq!(at(5, 10), &ALARM);

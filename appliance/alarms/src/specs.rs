@@ -60,7 +60,9 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
     let mut out = Vec::new();
     for r in config.rules.iter().filter(|r| r.enabled) {
         let kind = match &r.kind {
-            RuleKind::Intrusion { min_frames } => rules::RuleKind::Intrusion { min_frames: *min_frames },
+            RuleKind::Intrusion { min_frames } => rules::RuleKind::Intrusion {
+                min_frames: *min_frames,
+            },
             RuleKind::MissingPpe {
                 present_class,
                 missing_class,
@@ -75,7 +77,9 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
                 head_fraction: PPE_HEAD_FRACTION,
                 min_score: PPE_MIN_SCORE,
             }),
-            RuleKind::Dwell { limit } => rules::RuleKind::Dwell { min_duration: *limit },
+            RuleKind::Dwell { limit } => rules::RuleKind::Dwell {
+                min_duration: *limit,
+            },
             RuleKind::Occupancy { max_persons } => rules::RuleKind::Occupancy {
                 max_persons: *max_persons,
                 min_frames: DEBOUNCE_FRAMES,
@@ -88,7 +92,9 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
                 },
                 min_frames: DEBOUNCE_FRAMES,
             },
-            RuleKind::CameraOffline { after } => rules::RuleKind::CameraOffline { min_duration: *after },
+            RuleKind::CameraOffline { after } => rules::RuleKind::CameraOffline {
+                min_duration: *after,
+            },
         };
         let schedule = match &r.schedule {
             None => None,

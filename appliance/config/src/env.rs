@@ -53,7 +53,11 @@ fn set_path(table: &mut toml::Table, keys: &[String], value: &str) -> Result<(),
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = match entry {
             toml::Value::Table(t) => t,
-            _ => return Err(format!("`{k}` is not a section, so it cannot hold `{last}`")),
+            _ => {
+                return Err(format!(
+                    "`{k}` is not a section, so it cannot hold `{last}`"
+                ));
+            }
         };
     }
     let new = match cur.get(last) {

@@ -92,7 +92,9 @@ pub fn load(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    parse(&text, base, env).map_err(|problems| ConfigError::Invalid {
+    // Absolute, so the daemon's paths do not depend on its working directory.
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
+    parse(&text, &base, env).map_err(|problems| ConfigError::Invalid {
         path: path.to_owned(),
         problems,
     })

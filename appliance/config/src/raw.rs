@@ -221,7 +221,11 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Deserialises `value` as a `T`, reporting a failure under `path`.
-fn one<T: DeserializeOwned>(path: &str, value: toml::Value, problems: &mut Vec<Problem>) -> Option<T> {
+fn one<T: DeserializeOwned>(
+    path: &str,
+    value: toml::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -326,18 +330,29 @@ impl RawConfig {
             ..RawConfig::default()
         };
         let mut incomplete = false;
-        raw.cameras = list(table.remove("cameras"), "cameras", problems, &mut incomplete);
+        raw.cameras = list(
+            table.remove("cameras"),
+            "cameras",
+            problems,
+            &mut incomplete,
+        );
         raw.zones = list(table.remove("zones"), "zones", problems, &mut incomplete);
         raw.lines = list(table.remove("lines"), "lines", problems, &mut incomplete);
         raw.rules = list(table.remove("rules"), "rules", problems, &mut incomplete);
         match table.remove("outputs") {
             None => {}
             Some(toml::Value::Table(mut t)) => {
-                raw.output_lines = list(t.remove("lines"), "outputs.lines", problems, &mut incomplete);
-                raw.outputs = one("outputs", toml::Value::Table(t), problems).unwrap_or_else(|| {
-                    failed.push("outputs");
-                    RawOutputsHead::default()
-                });
+                raw.output_lines = list(
+                    t.remove("lines"),
+                    "outputs.lines",
+                    problems,
+                    &mut incomplete,
+                );
+                raw.outputs =
+                    one("outputs", toml::Value::Table(t), problems).unwrap_or_else(|| {
+                        failed.push("outputs");
+                        RawOutputsHead::default()
+                    });
             }
             Some(_) => problems.push(Problem {
                 path: "outputs".into(),

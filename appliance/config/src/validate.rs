@@ -35,7 +35,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn int_in<T: TryFrom<i64>>(&mut self, path: &str, v: Option<i64>, default: i64, lo: i64, hi: i64) -> Option<T> {
+    fn int_in<T: TryFrom<i64>>(
+        &mut self,
+        path: &str,
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Option<T> {
         let v = v.unwrap_or(default);
         if !(lo..=hi).contains(&v) {
             self.bad(path, format!("must be between {lo} and {hi}, got {v}"));
@@ -44,10 +51,20 @@ impl Ctx<'_> {
         T::try_from(v).ok()
     }
 
-    fn secs_in(&mut self, path: &str, v: Option<f64>, default: f64, lo: f64, hi: f64) -> Option<Duration> {
+    fn secs_in(
+        &mut self,
+        path: &str,
+        v: Option<f64>,
+        default: f64,
+        lo: f64,
+        hi: f64,
+    ) -> Option<Duration> {
         let v = v.unwrap_or(default);
         if !v.is_finite() || v < lo || v > hi {
-            self.bad(path, format!("must be between {lo} and {hi} seconds, got {v}"));
+            self.bad(
+                path,
+                format!("must be between {lo} and {hi} seconds, got {v}"),
+            );
             return None;
         }
         Some(Duration::from_secs_f64(v))
@@ -55,10 +72,20 @@ impl Ctx<'_> {
 
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_owned() } else { self.base.join(p) }
+        normalize(&if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        })
     }
 
-    fn choice<T: Copy>(&mut self, path: &str, v: Option<&str>, default: T, options: &[(&str, T)]) -> Option<T> {
+    fn choice<T: Copy>(
+        &mut self,
+        path: &str,
+        v: Option<&str>,
+        default: T,
+        options: &[(&str, T)],
+    ) -> Option<T> {
         let Some(v) = v else { return Some(default) };
         if let Some((_, t)) = options.iter().find(|(name, _)| *name == v) {
             return Some(*t);
@@ -90,11 +117,38 @@ impl Ctx<'_> {
     }
 }
 
+/// Removes `.` and resolves `..` lexically (`config/../state` -> `state`),
+/// so paths in logs and sandbox checks are the plain paths they denote.
+pub(crate) fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
 fn unique<'a>(ctx: &mut Ctx<'_>, what: &str, items: impl Iterator<Item = (&'a str, &'a str)>) {
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (path, id) in items {
         if let Some(first) = seen.get(id) {
-            ctx.bad(format!("{path}.id"), format!("duplicate {what} id {id:?} (first used at {first})"));
+            ctx.bad(
+                format!("{path}.id"),
+                format!("duplicate {what} id {id:?} (first used at {first})"),
+            );
         } else {
             seen.insert(id, path);
         }
@@ -108,10 +162,22 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
     let system = SystemConfig {
         board: raw.system.board.clone(),
         stall_timeout: ctx
-            .secs_in("system.stall_timeout_s", raw.system.stall_timeout_s, 10.0, 1.0, 300.0)
+            .secs_in(
+                "system.stall_timeout_s",
+                raw.system.stall_timeout_s,
+                10.0,
+                1.0,
+                300.0,
+            )
             .unwrap_or(Duration::from_secs(10)),
         shutdown_timeout: ctx
-            .secs_in("system.shutdown_timeout_s", raw.system.shutdown_timeout_s, 4.0, 0.5, 60.0)
+            .secs_in(
+                "system.shutdown_timeout_s",
+                raw.system.shutdown_timeout_s,
+                4.0,
+                0.5,
+                60.0,
+            )
             .unwrap_or(Duration::from_secs(4)),
         detect_workers: ctx
             .int_in::<usize>("system.detect_workers", raw.system.detect_workers, 1, 1, 16)
@@ -119,7 +185,11 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
             .unwrap_or(NonZeroUsize::MIN),
     };
 
-    let detector = validate_detector(&mut ctx, &raw.detector, raw.failed_sections.contains(&"detector"));
+    let detector = validate_detector(
+        &mut ctx,
+        &raw.detector,
+        raw.failed_sections.contains(&"detector"),
+    );
     let storage = validate_storage(&mut ctx, &raw.storage);
     let features = Features {
         ppe: raw.features.ppe.unwrap_or(false),
@@ -128,7 +198,13 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         snapshots: raw.features.snapshots.unwrap_or(true),
     };
 
-    unique(&mut ctx, "camera", raw.cameras.iter().map(|c| (c.path.as_str(), c.value.id.as_str())));
+    unique(
+        &mut ctx,
+        "camera",
+        raw.cameras
+            .iter()
+            .map(|c| (c.path.as_str(), c.value.id.as_str())),
+    );
     let cameras: Vec<CameraConfig> = raw
         .cameras
         .iter()
@@ -143,7 +219,11 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         raw.zones
             .iter()
             .map(|z| (z.path.as_str(), z.value.id.as_str()))
-            .chain(raw.lines.iter().map(|l| (l.path.as_str(), l.value.id.as_str()))),
+            .chain(
+                raw.lines
+                    .iter()
+                    .map(|l| (l.path.as_str(), l.value.id.as_str())),
+            ),
     );
     let check_camera = |ctx: &mut Ctx<'_>, path: &str, cam: &str| -> Option<CameraId> {
         let id = ctx.id(path, cam, CameraId::new)?;
@@ -158,7 +238,11 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         let (p, v) = (&z.path, &z.value);
         let id = ctx.id(&format!("{p}.id"), &v.id, ZoneId::new);
         let camera = check_camera(&mut ctx, &format!("{p}.camera"), &v.camera);
-        let pts: Vec<[f32; 2]> = v.polygon.iter().map(|[x, y]| [*x as f32, *y as f32]).collect();
+        let pts: Vec<[f32; 2]> = v
+            .polygon
+            .iter()
+            .map(|[x, y]| [*x as f32, *y as f32])
+            .collect();
         let polygon = match Polygon::new(&pts) {
             Ok(poly) => Some(poly),
             Err(e) => {
@@ -166,9 +250,21 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
                 None
             }
         };
-        let anchor = ctx.choice(&format!("{p}.anchor"), v.anchor.as_deref(), Anchor::Feet, ANCHORS);
-        if let (Some(id), Some(camera), Some(polygon), Some(anchor)) = (id, camera, polygon, anchor) {
-            zones.push(ZoneConfig { name: v.name.clone().unwrap_or_else(|| id.to_string()), id, camera, polygon, anchor });
+        let anchor = ctx.choice(
+            &format!("{p}.anchor"),
+            v.anchor.as_deref(),
+            Anchor::Feet,
+            ANCHORS,
+        );
+        if let (Some(id), Some(camera), Some(polygon), Some(anchor)) = (id, camera, polygon, anchor)
+        {
+            zones.push(ZoneConfig {
+                name: v.name.clone().unwrap_or_else(|| id.to_string()),
+                id,
+                camera,
+                polygon,
+                anchor,
+            });
         }
     }
     let mut lines = Vec::new();
@@ -187,20 +283,39 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
             }
         };
         if let (Some(id), Some(camera), Some(line)) = (id, camera, line) {
-            lines.push(LineConfig { name: v.name.clone().unwrap_or_else(|| id.to_string()), id, camera, line });
+            lines.push(LineConfig {
+                name: v.name.clone().unwrap_or_else(|| id.to_string()),
+                id,
+                camera,
+                line,
+            });
         }
     }
 
     let outputs = validate_outputs(&mut ctx, &raw);
 
-    unique(&mut ctx, "rule", raw.rules.iter().map(|r| (r.path.as_str(), r.value.id.as_str())));
+    unique(
+        &mut ctx,
+        "rule",
+        raw.rules
+            .iter()
+            .map(|r| (r.path.as_str(), r.value.id.as_str())),
+    );
     let zone_cams: HashMap<&str, (&str, bool)> = raw
         .zones
         .iter()
         .map(|z| (z.value.id.as_str(), (z.value.camera.as_str(), false)))
-        .chain(raw.lines.iter().map(|l| (l.value.id.as_str(), (l.value.camera.as_str(), true))))
+        .chain(
+            raw.lines
+                .iter()
+                .map(|l| (l.value.id.as_str(), (l.value.camera.as_str(), true))),
+        )
         .collect();
-    let output_ids: HashSet<&str> = raw.output_lines.iter().map(|o| o.value.id.as_str()).collect();
+    let output_ids: HashSet<&str> = raw
+        .output_lines
+        .iter()
+        .map(|o| o.value.id.as_str())
+        .collect();
     let mut rules = Vec::new();
     for r in &raw.rules {
         if let Some(rule) = validate_rule(
@@ -220,10 +335,25 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
 
     let api = validate_api(&mut ctx, &raw.api);
 
-    Config { system, detector, cameras, zones, lines, rules, outputs, api, storage, features }
+    Config {
+        system,
+        detector,
+        cameras,
+        zones,
+        lines,
+        rules,
+        outputs,
+        api,
+        storage,
+        features,
+    }
 }
 
-const ANCHORS: &[(&str, Anchor)] = &[("feet", Anchor::Feet), ("centre", Anchor::Centre), ("center", Anchor::Centre)];
+const ANCHORS: &[(&str, Anchor)] = &[
+    ("feet", Anchor::Feet),
+    ("centre", Anchor::Centre),
+    ("center", Anchor::Centre),
+];
 
 fn validate_detector(ctx: &mut Ctx<'_>, raw: &RawDetector, failed: bool) -> DetectorConfig {
     let backend = ctx
@@ -243,7 +373,10 @@ fn validate_detector(ctx: &mut Ctx<'_>, raw: &RawDetector, failed: bool) -> Dete
         Some(m) if !m.trim().is_empty() => ctx.path(m),
         _ if failed => PathBuf::new(),
         _ => {
-            ctx.bad("detector.model", "is required: the path of a model manifest (models/<name>/manifest.toml)");
+            ctx.bad(
+                "detector.model",
+                "is required: the path of a model manifest (models/<name>/model.toml)",
+            );
             PathBuf::new()
         }
     };
@@ -251,7 +384,10 @@ fn validate_detector(ctx: &mut Ctx<'_>, raw: &RawDetector, failed: bool) -> Dete
         if (0.01..=0.99).contains(&s) {
             Some(s as f32)
         } else {
-            ctx.bad("detector.score_threshold", format!("must be between 0.01 and 0.99, got {s}"));
+            ctx.bad(
+                "detector.score_threshold",
+                format!("must be between 0.01 and 0.99, got {s}"),
+            );
             None
         }
     });
@@ -290,8 +426,18 @@ fn validate_storage(ctx: &mut Ctx<'_>, raw: &RawStorage) -> StorageConfig {
             .map(|d| Duration::from_secs(d * 86_400))
             .unwrap_or(Duration::from_secs(default.unsigned_abs() * 86_400))
     };
-    let event_retention = days(ctx, "storage.event_retention_days", raw.event_retention_days, 90);
-    let audit_retention = days(ctx, "storage.audit_retention_days", raw.audit_retention_days, 730);
+    let event_retention = days(
+        ctx,
+        "storage.event_retention_days",
+        raw.event_retention_days,
+        90,
+    );
+    let audit_retention = days(
+        ctx,
+        "storage.audit_retention_days",
+        raw.audit_retention_days,
+        730,
+    );
     if audit_retention < event_retention {
         ctx.bad(
             "storage.audit_retention_days",
@@ -304,7 +450,13 @@ fn validate_storage(ctx: &mut Ctx<'_>, raw: &RawStorage) -> StorageConfig {
         event_retention,
         audit_retention,
         snapshot_quota_bytes: ctx
-            .int_in::<u64>("storage.snapshot_quota_mb", raw.snapshot_quota_mb, 2048, 16, 1_048_576)
+            .int_in::<u64>(
+                "storage.snapshot_quota_mb",
+                raw.snapshot_quota_mb,
+                2048,
+                16,
+                1_048_576,
+            )
             .unwrap_or(2048)
             * 1024
             * 1024,
@@ -324,21 +476,40 @@ fn replay_path(ctx: &mut Ctx<'_>, path: &str, raw: &str, media_dir: &Path) -> Op
         match p.strip_prefix(media_dir) {
             Ok(rel) => rel.to_owned(),
             Err(_) => {
-                ctx.bad(path, format!("{raw:?} is outside the media directory {}", media_dir.display()));
+                ctx.bad(
+                    path,
+                    format!(
+                        "{raw:?} is outside the media directory {}",
+                        media_dir.display()
+                    ),
+                );
                 return None;
             }
         }
     } else {
         p.to_owned()
     };
-    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        ctx.bad(path, format!("{raw:?} must not contain `..`: replay footage must be inside the media directory"));
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        ctx.bad(
+            path,
+            format!(
+                "{raw:?} must not contain `..`: replay footage must be inside the media directory"
+            ),
+        );
         return None;
     }
     Some(media_dir.join(rel))
 }
 
-fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) -> Option<CameraConfig> {
+fn validate_camera(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    c: &RawCamera,
+    media_dir: &Path,
+) -> Option<CameraConfig> {
     let id = ctx.id(&format!("{p}.id"), &c.id, CameraId::new);
     let detect_every = ctx
         .int_in::<u32>(&format!("{p}.detect_every"), c.detect_every, 1, 1, 100)
@@ -351,7 +522,10 @@ fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) 
     let fps = |ctx: &mut Ctx<'_>, default: f64| -> Option<f32> {
         let v = s.fps.unwrap_or(default);
         if !(0.5..=120.0).contains(&v) {
-            ctx.bad(format!("{sp}.fps"), format!("must be between 0.5 and 120, got {v}"));
+            ctx.bad(
+                format!("{sp}.fps"),
+                format!("must be between 0.5 and 120, got {v}"),
+            );
             return None;
         }
         Some(v as f32)
@@ -359,13 +533,25 @@ fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) 
     let not_for = |ctx: &mut Ctx<'_>, kind: &str, fields: &[(&str, bool)]| {
         for (name, present) in fields {
             if *present {
-                ctx.bad(format!("{sp}.{name}"), format!("does not apply to a {kind} source"));
+                ctx.bad(
+                    format!("{sp}.{name}"),
+                    format!("does not apply to a {kind} source"),
+                );
             }
         }
     };
     let source = match s.kind.as_str() {
         "replay" => {
-            not_for(ctx, "replay", &[("device", s.device.is_some()), ("width", s.width.is_some()), ("height", s.height.is_some()), ("format", s.format.is_some())]);
+            not_for(
+                ctx,
+                "replay",
+                &[
+                    ("device", s.device.is_some()),
+                    ("width", s.width.is_some()),
+                    ("height", s.height.is_some()),
+                    ("format", s.format.is_some()),
+                ],
+            );
             let path = match s.path.as_deref() {
                 Some(raw) => replay_path(ctx, &format!("{sp}.path"), raw, media_dir),
                 None => {
@@ -373,24 +559,48 @@ fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) 
                     None
                 }
             };
-            let pace = ctx.choice(&format!("{sp}.pace"), s.pace.as_deref(), Pace::Realtime, &[("realtime", Pace::Realtime), ("fast", Pace::Fast)]);
-            let start_frame = ctx.int_in::<u64>(&format!("{sp}.start_frame"), s.start_frame, 0, 0, 10_000_000);
+            let pace = ctx.choice(
+                &format!("{sp}.pace"),
+                s.pace.as_deref(),
+                Pace::Realtime,
+                &[("realtime", Pace::Realtime), ("fast", Pace::Fast)],
+            );
+            let start_frame = ctx.int_in::<u64>(
+                &format!("{sp}.start_frame"),
+                s.start_frame,
+                0,
+                0,
+                10_000_000,
+            );
             let fps = fps(ctx, 10.0);
             match (path, pace, start_frame, fps) {
-                (Some(path), Some(pace), Some(start_frame), Some(fps)) => Some(SourceConfig::Replay {
-                    path,
-                    looping: s.looping.unwrap_or(true),
-                    pace,
-                    fps,
-                    start_frame,
-                }),
+                (Some(path), Some(pace), Some(start_frame), Some(fps)) => {
+                    Some(SourceConfig::Replay {
+                        path,
+                        looping: s.looping.unwrap_or(true),
+                        pace,
+                        fps,
+                        start_frame,
+                    })
+                }
                 _ => None,
             }
         }
         "v4l2" => {
-            not_for(ctx, "v4l2", &[("path", s.path.is_some()), ("loop", s.looping.is_some()), ("pace", s.pace.is_some()), ("start_frame", s.start_frame.is_some())]);
+            not_for(
+                ctx,
+                "v4l2",
+                &[
+                    ("path", s.path.is_some()),
+                    ("loop", s.looping.is_some()),
+                    ("pace", s.pace.is_some()),
+                    ("start_frame", s.start_frame.is_some()),
+                ],
+            );
             let device = match s.device.as_deref() {
-                Some(d) if Path::new(d).starts_with("/dev") && !d.contains("..") => Some(PathBuf::from(d)),
+                Some(d) if Path::new(d).starts_with("/dev") && !d.contains("..") => {
+                    Some(PathBuf::from(d))
+                }
                 Some(d) => {
                     ctx.bad(format!("{sp}.device"), format!("{d:?} is not a device path under /dev (e.g. /dev/video0 or /dev/v4l/by-id/...)"));
                     None
@@ -406,18 +616,33 @@ fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) 
                 &format!("{sp}.format"),
                 s.format.as_deref(),
                 PixelFormat::Auto,
-                &[("auto", PixelFormat::Auto), ("mjpeg", PixelFormat::Mjpeg), ("yuyv", PixelFormat::Yuyv), ("nv12", PixelFormat::Nv12), ("rgb24", PixelFormat::Rgb24)],
+                &[
+                    ("auto", PixelFormat::Auto),
+                    ("mjpeg", PixelFormat::Mjpeg),
+                    ("yuyv", PixelFormat::Yuyv),
+                    ("nv12", PixelFormat::Nv12),
+                    ("rgb24", PixelFormat::Rgb24),
+                ],
             );
             let fps = fps(ctx, 15.0);
             match (device, width, height, format, fps) {
                 (Some(device), Some(width), Some(height), Some(format), Some(fps)) => {
-                    Some(SourceConfig::V4l2 { device, width, height, fps, format })
+                    Some(SourceConfig::V4l2 {
+                        device,
+                        width,
+                        height,
+                        fps,
+                        format,
+                    })
                 }
                 _ => None,
             }
         }
         other => {
-            ctx.bad(format!("{sp}.kind"), format!("{other:?} is not one of: v4l2, replay"));
+            ctx.bad(
+                format!("{sp}.kind"),
+                format!("{other:?} is not one of: v4l2, replay"),
+            );
             None
         }
     };
@@ -434,26 +659,46 @@ fn validate_camera(ctx: &mut Ctx<'_>, p: &str, c: &RawCamera, media_dir: &Path) 
 fn validate_input(ctx: &mut Ctx<'_>, path: &str, raw: &RawInput) -> Option<InputConfig> {
     let line = ctx.line_ref(path, raw.offset, raw.name.as_deref());
     let debounce = ctx.int_in::<u64>(&format!("{path}.debounce_ms"), raw.debounce_ms, 30, 0, 1000);
-    Some(InputConfig { line: line?, active_low: raw.active_low.unwrap_or(false), debounce: Duration::from_millis(debounce?) })
+    Some(InputConfig {
+        line: line?,
+        active_low: raw.active_low.unwrap_or(false),
+        debounce: Duration::from_millis(debounce?),
+    })
 }
 
 fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
     let head = &raw.outputs;
     let backend = match head.backend.as_deref().unwrap_or("simulated") {
         "gpio" => match head.chip.as_deref() {
-            Some(chip) if !chip.trim().is_empty() => OutputBackendConfig::Gpio { chip: chip.to_owned() },
+            Some(chip) if !chip.trim().is_empty() => OutputBackendConfig::Gpio {
+                chip: chip.to_owned(),
+            },
             _ => {
-                ctx.bad("outputs.chip", "is required with backend = \"gpio\" (e.g. /dev/gpiochip0)");
+                ctx.bad(
+                    "outputs.chip",
+                    "is required with backend = \"gpio\" (e.g. /dev/gpiochip0)",
+                );
                 OutputBackendConfig::Simulated { log: None }
             }
         },
-        "simulated" => OutputBackendConfig::Simulated { log: head.sim_log.as_deref().map(|p| ctx.path(p)) },
+        "simulated" => OutputBackendConfig::Simulated {
+            log: head.sim_log.as_deref().map(|p| ctx.path(p)),
+        },
         other => {
-            ctx.bad("outputs.backend", format!("{other:?} is not one of: gpio, simulated"));
+            ctx.bad(
+                "outputs.backend",
+                format!("{other:?} is not one of: gpio, simulated"),
+            );
             OutputBackendConfig::Simulated { log: None }
         }
     };
-    unique(ctx, "output", raw.output_lines.iter().map(|o| (o.path.as_str(), o.value.id.as_str())));
+    unique(
+        ctx,
+        "output",
+        raw.output_lines
+            .iter()
+            .map(|o| (o.path.as_str(), o.value.id.as_str())),
+    );
     let mut lines = Vec::new();
     let mut used: HashMap<String, String> = HashMap::new();
     for o in &raw.output_lines {
@@ -463,7 +708,11 @@ fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
             &format!("{p}.role"),
             Some(v.role.as_str()),
             OutputRole::Relay,
-            &[("siren", OutputRole::Siren), ("relay", OutputRole::Relay), ("healthy", OutputRole::Healthy)],
+            &[
+                ("siren", OutputRole::Siren),
+                ("relay", OutputRole::Relay),
+                ("healthy", OutputRole::Healthy),
+            ],
         );
         let line = ctx.line_ref(p, v.offset, v.name.as_deref());
         if let Some(l) = &line {
@@ -475,21 +724,49 @@ fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
             }
         }
         let default_safe = match role {
-            Some(OutputRole::Healthy) | Some(OutputRole::Siren) | Some(OutputRole::Relay) | None => SafeState::Off,
+            Some(OutputRole::Healthy)
+            | Some(OutputRole::Siren)
+            | Some(OutputRole::Relay)
+            | None => SafeState::Off,
         };
-        let safe_state = ctx.choice(&format!("{p}.safe_state"), v.safe_state.as_deref(), default_safe, &[("off", SafeState::Off), ("on", SafeState::On)]);
+        let safe_state = ctx.choice(
+            &format!("{p}.safe_state"),
+            v.safe_state.as_deref(),
+            default_safe,
+            &[("off", SafeState::Off), ("on", SafeState::On)],
+        );
         if let (Some(id), Some(role), Some(line), Some(safe_state)) = (id, role, line, safe_state) {
-            lines.push(OutputLineConfig { id, role, line, active_low: v.active_low.unwrap_or(false), safe_state });
+            lines.push(OutputLineConfig {
+                id,
+                role,
+                line,
+                active_low: v.active_low.unwrap_or(false),
+                safe_state,
+            });
         }
     }
-    if lines.iter().filter(|l| l.role == OutputRole::Healthy).count() > 1 {
-        ctx.bad("outputs.lines", "at most one line may have role = \"healthy\"");
+    if lines
+        .iter()
+        .filter(|l| l.role == OutputRole::Healthy)
+        .count()
+        > 1
+    {
+        ctx.bad(
+            "outputs.lines",
+            "at most one line may have role = \"healthy\"",
+        );
     }
     OutputsConfig {
         backend,
         lines,
-        ack_button: head.ack_button.as_ref().and_then(|i| validate_input(ctx, "outputs.ack_button", i)),
-        door_contact: head.door_contact.as_ref().and_then(|i| validate_input(ctx, "outputs.door_contact", i)),
+        ack_button: head
+            .ack_button
+            .as_ref()
+            .and_then(|i| validate_input(ctx, "outputs.ack_button", i)),
+        door_contact: head
+            .door_contact
+            .as_ref()
+            .and_then(|i| validate_input(ctx, "outputs.door_contact", i)),
     }
 }
 
@@ -515,8 +792,19 @@ const WEEKDAYS: &[(&str, Weekday)] = &[
 fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Schedule> {
     let mut ok = true;
     let mut days = Vec::new();
-    for (i, d) in s.days.clone().unwrap_or_else(|| WEEKDAYS.iter().map(|(n, _)| (*n).to_owned()).collect()).iter().enumerate() {
-        match ctx.choice(&format!("{p}.days[{i}]"), Some(d.as_str()), Weekday::Mon, WEEKDAYS) {
+    for (i, d) in s
+        .days
+        .clone()
+        .unwrap_or_else(|| WEEKDAYS.iter().map(|(n, _)| (*n).to_owned()).collect())
+        .iter()
+        .enumerate()
+    {
+        match ctx.choice(
+            &format!("{p}.days[{i}]"),
+            Some(d.as_str()),
+            Weekday::Mon,
+            WEEKDAYS,
+        ) {
             Some(w) => days.push(w),
             None => ok = false,
         }
@@ -529,7 +817,10 @@ fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Sche
         match v {
             None => Some(default),
             Some(t) => parse_hhmm(t).or_else(|| {
-                ctx.bad(format!("{p}.{key}"), format!("{t:?} is not a time of day HH:MM (00:00 to 24:00)"));
+                ctx.bad(
+                    format!("{p}.{key}"),
+                    format!("{t:?} is not a time of day HH:MM (00:00 to 24:00)"),
+                );
                 None
             }),
         }
@@ -539,16 +830,26 @@ fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Sche
     match (from_min, to_min) {
         (Some(f), Some(t)) if ok => {
             if f == t {
-                ctx.bad(format!("{p}.to"), "must differ from `from` (use 00:00 to 24:00 for all day)");
+                ctx.bad(
+                    format!("{p}.to"),
+                    "must differ from `from` (use 00:00 to 24:00 for all day)",
+                );
                 return None;
             }
-            Some(Schedule { days, from_min: f, to_min: t })
+            Some(Schedule {
+                days,
+                from_min: f,
+                to_min: t,
+            })
         }
         _ => None,
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the lookup tables built by validate()")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are the lookup tables built by validate()"
+)]
 fn validate_rule(
     ctx: &mut Ctx<'_>,
     p: &str,
@@ -574,7 +875,12 @@ fn validate_rule(
     ];
     let allowed: &[&str] = match r.kind.as_str() {
         "intrusion" => &["min_frames"],
-        "missing_ppe" => &["min_frames", "ppe_present_class", "ppe_missing_class", "grace_s"],
+        "missing_ppe" => &[
+            "min_frames",
+            "ppe_present_class",
+            "ppe_missing_class",
+            "grace_s",
+        ],
         "dwell" => &["seconds"],
         "occupancy" => &["max_persons"],
         "line_crossing" => &["direction"],
@@ -589,7 +895,10 @@ fn validate_rule(
     };
     for (key, present) in specific {
         if present && !allowed.contains(&key) {
-            ctx.bad(format!("{p}.{key}"), format!("does not apply to a rule of kind {:?}", r.kind));
+            ctx.bad(
+                format!("{p}.{key}"),
+                format!("does not apply to a rule of kind {:?}", r.kind),
+            );
         }
     }
     let kind = match r.kind.as_str() {
@@ -598,16 +907,29 @@ fn validate_rule(
             .map(|min_frames| RuleKind::Intrusion { min_frames }),
         "missing_ppe" => {
             if !features.ppe {
-                ctx.bad(format!("{p}.kind"), "missing_ppe rules need features.ppe = true");
+                ctx.bad(
+                    format!("{p}.kind"),
+                    "missing_ppe rules need features.ppe = true",
+                );
             } else if detector.ppe_model.is_none() {
-                ctx.bad(format!("{p}.kind"), "missing_ppe rules need detector.ppe_model (a PPE model manifest)");
+                ctx.bad(
+                    format!("{p}.kind"),
+                    "missing_ppe rules need detector.ppe_model (a PPE model manifest)",
+                );
             }
-            let min_frames = ctx.int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 5, 1, 1000);
+            let min_frames =
+                ctx.int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 5, 1, 1000);
             let grace = ctx.secs_in(&format!("{p}.grace_s"), r.grace_s, 3.0, 0.0, 3600.0);
             match (min_frames, grace) {
                 (Some(min_frames), Some(grace)) => Some(RuleKind::MissingPpe {
-                    present_class: r.ppe_present_class.clone().unwrap_or_else(|| "With Helmet".into()),
-                    missing_class: r.ppe_missing_class.clone().unwrap_or_else(|| "Without Helmet".into()),
+                    present_class: r
+                        .ppe_present_class
+                        .clone()
+                        .unwrap_or_else(|| "With Helmet".into()),
+                    missing_class: r
+                        .ppe_missing_class
+                        .clone()
+                        .unwrap_or_else(|| "Without Helmet".into()),
                     min_frames,
                     grace,
                 }),
@@ -619,25 +941,42 @@ fn validate_rule(
                 ctx.bad(format!("{p}.seconds"), "is required for a dwell rule");
                 None
             }
-            s => ctx.secs_in(&format!("{p}.seconds"), s, 0.0, 1.0, 86_400.0).map(|limit| RuleKind::Dwell { limit }),
+            s => ctx
+                .secs_in(&format!("{p}.seconds"), s, 0.0, 1.0, 86_400.0)
+                .map(|limit| RuleKind::Dwell { limit }),
         },
         "occupancy" => match r.max_persons {
             None => {
-                ctx.bad(format!("{p}.max_persons"), "is required for an occupancy rule");
+                ctx.bad(
+                    format!("{p}.max_persons"),
+                    "is required for an occupancy rule",
+                );
                 None
             }
-            m => ctx.int_in::<u32>(&format!("{p}.max_persons"), m, 0, 0, 1000).map(|max_persons| RuleKind::Occupancy { max_persons }),
+            m => ctx
+                .int_in::<u32>(&format!("{p}.max_persons"), m, 0, 0, 1000)
+                .map(|max_persons| RuleKind::Occupancy { max_persons }),
         },
         "line_crossing" => ctx
             .choice(
                 &format!("{p}.direction"),
                 r.direction.as_deref(),
                 Direction::Either,
-                &[("a_to_b", Direction::AToB), ("b_to_a", Direction::BToA), ("either", Direction::Either)],
+                &[
+                    ("a_to_b", Direction::AToB),
+                    ("b_to_a", Direction::BToA),
+                    ("either", Direction::Either),
+                ],
             )
             .map(|direction| RuleKind::LineCrossing { direction }),
         _ => ctx
-            .secs_in(&format!("{p}.offline_after_s"), r.offline_after_s, 2.0, 0.5, 3600.0)
+            .secs_in(
+                &format!("{p}.offline_after_s"),
+                r.offline_after_s,
+                2.0,
+                0.5,
+                3600.0,
+            )
             .map(|after| RuleKind::CameraOffline { after }),
     };
 
@@ -645,11 +984,17 @@ fn validate_rule(
     let is_offline = r.kind == "camera_offline";
     let (camera, zone) = if is_offline {
         if r.zone.is_some() {
-            ctx.bad(format!("{p}.zone"), "does not apply to a camera_offline rule; give `camera`");
+            ctx.bad(
+                format!("{p}.zone"),
+                "does not apply to a camera_offline rule; give `camera`",
+            );
         }
         let cam = match r.camera.as_deref() {
             None => {
-                ctx.bad(format!("{p}.camera"), "is required for a camera_offline rule");
+                ctx.bad(
+                    format!("{p}.camera"),
+                    "is required for a camera_offline rule",
+                );
                 None
             }
             Some(c) => {
@@ -665,11 +1010,17 @@ fn validate_rule(
         (cam, None)
     } else {
         if r.camera.is_some() {
-            ctx.bad(format!("{p}.camera"), "is taken from the zone; give only `zone`");
+            ctx.bad(
+                format!("{p}.camera"),
+                "is taken from the zone; give only `zone`",
+            );
         }
         match r.zone.as_deref() {
             None => {
-                ctx.bad(format!("{p}.zone"), format!("is required for a rule of kind {:?}", r.kind));
+                ctx.bad(
+                    format!("{p}.zone"),
+                    format!("is required for a rule of kind {:?}", r.kind),
+                );
                 (None, None)
             }
             Some(z) => {
@@ -678,14 +1029,24 @@ fn validate_rule(
                     Some((cam, is_line)) => {
                         let wants_line = r.kind == "line_crossing";
                         if *is_line != wants_line {
-                            let what = if wants_line { "a line ([[lines]])" } else { "a zone ([[zones]])" };
-                            ctx.bad(format!("{p}.zone"), format!("{z:?} must name {what} for a rule of kind {:?}", r.kind));
+                            let what = if wants_line {
+                                "a line ([[lines]])"
+                            } else {
+                                "a zone ([[zones]])"
+                            };
+                            ctx.bad(
+                                format!("{p}.zone"),
+                                format!("{z:?} must name {what} for a rule of kind {:?}", r.kind),
+                            );
                         }
                         (CameraId::new(*cam).ok(), zid)
                     }
                     None => {
                         if !incomplete {
-                            ctx.bad(format!("{p}.zone"), format!("no zone or line has the id {z:?}"));
+                            ctx.bad(
+                                format!("{p}.zone"),
+                                format!("no zone or line has the id {z:?}"),
+                            );
                         }
                         (None, None)
                     }
@@ -698,10 +1059,26 @@ fn validate_rule(
         &format!("{p}.severity"),
         r.severity.as_deref(),
         Severity::Warning,
-        &[("info", Severity::Info), ("warning", Severity::Warning), ("critical", Severity::Critical)],
+        &[
+            ("info", Severity::Info),
+            ("warning", Severity::Warning),
+            ("critical", Severity::Critical),
+        ],
     );
-    let cooldown = ctx.secs_in(&format!("{p}.cooldown_s"), r.cooldown_s, 30.0, 0.0, 86_400.0);
-    let clear_after = ctx.secs_in(&format!("{p}.clear_after_s"), r.clear_after_s, 2.0, 0.0, 3600.0);
+    let cooldown = ctx.secs_in(
+        &format!("{p}.cooldown_s"),
+        r.cooldown_s,
+        30.0,
+        0.0,
+        86_400.0,
+    );
+    let clear_after = ctx.secs_in(
+        &format!("{p}.clear_after_s"),
+        r.clear_after_s,
+        2.0,
+        0.0,
+        3600.0,
+    );
     let schedule = match &r.schedule {
         None => Some(None),
         Some(s) => validate_schedule(ctx, &format!("{p}.schedule"), s).map(Some),
@@ -718,27 +1095,40 @@ fn validate_rule(
         }
     }
     let siren = match &r.siren {
-        None => Some(SirenAction { pattern: SirenPattern::Steady, duration: None }),
+        None => Some(SirenAction {
+            pattern: SirenPattern::Steady,
+            duration: None,
+        }),
         Some(s) => {
             let sp = format!("{p}.siren");
             let pattern = match s.pattern.as_str() {
                 "steady" => {
                     if s.period_ms.is_some() {
-                        ctx.bad(format!("{sp}.period_ms"), "applies only to pattern = \"pulsed\"");
+                        ctx.bad(
+                            format!("{sp}.period_ms"),
+                            "applies only to pattern = \"pulsed\"",
+                        );
                     }
                     Some(SirenPattern::Steady)
                 }
                 "pulsed" => ctx
                     .int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
-                    .map(|ms| SirenPattern::Pulsed { period: Duration::from_millis(ms) }),
+                    .map(|ms| SirenPattern::Pulsed {
+                        period: Duration::from_millis(ms),
+                    }),
                 other => {
-                    ctx.bad(format!("{sp}.pattern"), format!("{other:?} is not one of: steady, pulsed"));
+                    ctx.bad(
+                        format!("{sp}.pattern"),
+                        format!("{other:?} is not one of: steady, pulsed"),
+                    );
                     None
                 }
             };
             let duration = match s.duration_s {
                 None => Some(None),
-                d => ctx.secs_in(&format!("{sp}.duration_s"), d, 0.0, 1.0, 3600.0).map(Some),
+                d => ctx
+                    .secs_in(&format!("{sp}.duration_s"), d, 0.0, 1.0, 3600.0)
+                    .map(Some),
             };
             match (pattern, duration) {
                 (Some(pattern), Some(duration)) => Some(SirenAction { pattern, duration }),
@@ -748,9 +1138,16 @@ fn validate_rule(
     };
     let relay_latch = match r.relay_latch_s {
         None => Some(None),
-        v => ctx.secs_in(&format!("{p}.relay_latch_s"), v, 0.0, 0.1, 86_400.0).map(Some),
+        v => ctx
+            .secs_in(&format!("{p}.relay_latch_s"), v, 0.0, 0.1, 86_400.0)
+            .map(Some),
     };
-    let anchor = ctx.choice(&format!("{p}.anchor"), r.anchor.as_deref(), Anchor::Feet, ANCHORS);
+    let anchor = ctx.choice(
+        &format!("{p}.anchor"),
+        r.anchor.as_deref(),
+        Anchor::Feet,
+        ANCHORS,
+    );
 
     Some(RuleConfig {
         name: r.name.clone().unwrap_or_else(|| r.id.clone()),
@@ -783,7 +1180,11 @@ fn validate_origin(o: &str) -> Result<(), &'static str> {
         .strip_prefix("https://")
         .or_else(|| o.strip_prefix("http://"))
         .ok_or("must start with https:// or http://")?;
-    if rest.is_empty() || rest.contains('/') || rest.contains('*') || rest.contains(char::is_whitespace) {
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('*')
+        || rest.contains(char::is_whitespace)
+    {
         return Err("must be scheme://host[:port] with no path and no wildcard");
     }
     Ok(())
@@ -791,32 +1192,66 @@ fn validate_origin(o: &str) -> Result<(), &'static str> {
 
 fn validate_api(ctx: &mut Ctx<'_>, raw: &RawApi) -> ApiConfig {
     let addr = |ctx: &mut Ctx<'_>, path: &str, v: &str| -> Option<SocketAddr> {
-        v.parse().map_err(|_| ctx.bad(path, format!("{v:?} is not an address:port such as 0.0.0.0:8443"))).ok()
+        v.parse()
+            .map_err(|_| {
+                ctx.bad(
+                    path,
+                    format!("{v:?} is not an address:port such as 0.0.0.0:8443"),
+                )
+            })
+            .ok()
     };
-    let bind = addr(ctx, "api.bind", raw.bind.as_deref().unwrap_or("0.0.0.0:8443"))
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
-    let http_redirect_bind = raw.http_redirect_bind.as_deref().and_then(|v| addr(ctx, "api.http_redirect_bind", v));
+    let bind = addr(
+        ctx,
+        "api.bind",
+        raw.bind.as_deref().unwrap_or("0.0.0.0:8443"),
+    )
+    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443)));
+    let http_redirect_bind = raw
+        .http_redirect_bind
+        .as_deref()
+        .and_then(|v| addr(ctx, "api.http_redirect_bind", v));
     if http_redirect_bind.is_some_and(|r| r.port() == bind.port() && r.ip() == bind.ip()) {
         ctx.bad("api.http_redirect_bind", "must differ from api.bind");
     }
     let tls_min_version = ctx
-        .choice("api.tls_min_version", raw.tls_min_version.as_deref(), TlsMinVersion::Tls13, &[("1.3", TlsMinVersion::Tls13), ("1.2", TlsMinVersion::Tls12)])
+        .choice(
+            "api.tls_min_version",
+            raw.tls_min_version.as_deref(),
+            TlsMinVersion::Tls13,
+            &[("1.3", TlsMinVersion::Tls13), ("1.2", TlsMinVersion::Tls12)],
+        )
         .unwrap_or(TlsMinVersion::Tls13);
     if raw.cert.is_some() != raw.key.is_some() {
         ctx.bad("api.cert", "api.cert and api.key go together: give both or neither (a self-signed pair is generated when neither is given)");
     }
     let mut cors_origins = Vec::new();
-    for (i, o) in raw.cors_origins.clone().unwrap_or_default().into_iter().enumerate() {
+    for (i, o) in raw
+        .cors_origins
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         match validate_origin(&o) {
             Ok(()) => cors_origins.push(o),
             Err(why) => ctx.bad(format!("api.cors_origins[{i}]"), format!("{o:?} {why}")),
         }
     }
     let mut setup_networks = Vec::new();
-    for (i, n) in raw.setup_networks.clone().unwrap_or_default().iter().enumerate() {
+    for (i, n) in raw
+        .setup_networks
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         match parse_net(n) {
             Some(net) => setup_networks.push(net),
-            None => ctx.bad(format!("api.setup_networks[{i}]"), format!("{n:?} is not a network such as 192.168.1.0/24")),
+            None => ctx.bad(
+                format!("api.setup_networks[{i}]"),
+                format!("{n:?} is not a network such as 192.168.1.0/24"),
+            ),
         }
     }
     ApiConfig {
@@ -827,14 +1262,33 @@ fn validate_api(ctx: &mut Ctx<'_>, raw: &RawApi) -> ApiConfig {
         http_redirect_bind,
         cors_origins,
         setup_networks,
-        jpeg_quality: ctx.int_in::<u8>("api.jpeg_quality", raw.jpeg_quality, 75, 10, 100).unwrap_or(75),
-        max_body_bytes: ctx.int_in::<usize>("api.max_body_kib", raw.max_body_kib, 256, 4, 65_536).unwrap_or(256) * 1024,
+        jpeg_quality: ctx
+            .int_in::<u8>("api.jpeg_quality", raw.jpeg_quality, 75, 10, 100)
+            .unwrap_or(75),
+        max_body_bytes: ctx
+            .int_in::<usize>("api.max_body_kib", raw.max_body_kib, 256, 4, 65_536)
+            .unwrap_or(256)
+            * 1024,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(
+            normalize(Path::new("config/../state/demo")),
+            Path::new("state/demo")
+        );
+        assert_eq!(
+            normalize(Path::new("/etc/safe-yolo/./../x")),
+            Path::new("/etc/x")
+        );
+        assert_eq!(normalize(Path::new("../a")), Path::new("../a"));
+        assert_eq!(normalize(Path::new("a/..")), Path::new("."));
+    }
 
     #[test]
     fn hhmm() {
@@ -851,8 +1305,16 @@ mod tests {
         assert!(n.contains("192.168.1.77".parse().unwrap()));
         assert!(!n.contains("192.168.2.1".parse().unwrap()));
         assert!(parse_net("10.0.0.0/33").is_none());
-        assert!(parse_net("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
-        assert!(parse_net("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            parse_net("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(
+            parse_net("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
     }
 
     #[test]

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 //! Loading whole configuration files: the shipped ones, and broken ones
 //! whose every problem must be reported in one pass.
 
@@ -10,7 +17,11 @@ fn no_env() -> Vec<(String, String)> {
 }
 
 fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
 }
 
 #[test]
@@ -40,7 +51,10 @@ source = { kind = "replay", path = "walk.mjpeg" }
 #[test]
 fn minimal_config_and_relative_paths() {
     let c = parse(MINIMAL, Path::new("/etc/safe-yolo"), no_env()).unwrap();
-    assert_eq!(c.detector.model, Path::new("/etc/safe-yolo/models/m/manifest.toml"));
+    assert_eq!(
+        c.detector.model,
+        Path::new("/etc/safe-yolo/models/m/manifest.toml")
+    );
     match &c.cameras[0].source {
         SourceConfig::Replay { path, looping, .. } => {
             assert_eq!(path, Path::new("/tmp/sy/media/walk.mjpeg"));
@@ -50,7 +64,10 @@ fn minimal_config_and_relative_paths() {
     }
     // Secure defaults.
     assert_eq!(c.api.cors_origins, Vec::<String>::new());
-    assert_eq!(c.api.tls_min_version, safe_yolo_config::TlsMinVersion::Tls13);
+    assert_eq!(
+        c.api.tls_min_version,
+        safe_yolo_config::TlsMinVersion::Tls13
+    );
 }
 
 /// The acceptance case: an unknown key, an out-of-range value, a bad polygon
@@ -110,7 +127,9 @@ fn every_problem_is_reported_at_once() {
     let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     let has = |path: &str, needle: &str| {
         assert!(
-            problems.iter().any(|p| p.path == path && p.reason.contains(needle)),
+            problems
+                .iter()
+                .any(|p| p.path == path && p.reason.contains(needle)),
             "expected a problem at {path} containing {needle:?}; got:\n{}",
             text.join("\n")
         );
@@ -129,9 +148,15 @@ fn every_problem_is_reported_at_once() {
     has("api.cors_origins[0]", "https://");
     // cameras[2] failed to parse, so references to unknown cameras/zones are
     // not reported as follow-on noise.
-    assert!(!problems.iter().any(|p| p.path == "zones[1].camera"), "{text:?}");
+    assert!(
+        !problems.iter().any(|p| p.path == "zones[1].camera"),
+        "{text:?}"
+    );
     // A section that failed to parse does not also report its keys missing.
-    assert!(!problems.iter().any(|p| p.path == "detector.model"), "{text:?}");
+    assert!(
+        !problems.iter().any(|p| p.path == "detector.model"),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -143,7 +168,10 @@ fn load_error_names_the_file_and_counts() {
     let msg = err.to_string();
     assert!(msg.contains("box.toml has"), "{msg}");
     assert!(msg.contains("nonsense: unknown section"), "{msg}");
-    assert!(msg.contains("storage.state_dir: must not be empty"), "{msg}");
+    assert!(
+        msg.contains("storage.state_dir: must not be empty"),
+        "{msg}"
+    );
     assert!(msg.contains("detector.model: is required"), "{msg}");
     assert!(matches!(err, ConfigError::Invalid { .. }));
 
@@ -155,14 +183,23 @@ fn load_error_names_the_file_and_counts() {
 fn syntax_error_is_reported() {
     let problems = parse("[api\nbind=", Path::new("/"), no_env()).unwrap_err();
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].reason.contains("not valid TOML"), "{problems:?}");
+    assert!(
+        problems[0].reason.contains("not valid TOML"),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn env_overrides_apply_and_are_validated() {
     let env = vec![
-        ("SAFEYOLO_STORAGE__STATE_DIR".to_string(), "/data/sy".to_string()),
-        ("SAFEYOLO_API__BIND".to_string(), "127.0.0.1:9443".to_string()),
+        (
+            "SAFEYOLO_STORAGE__STATE_DIR".to_string(),
+            "/data/sy".to_string(),
+        ),
+        (
+            "SAFEYOLO_API__BIND".to_string(),
+            "127.0.0.1:9443".to_string(),
+        ),
     ];
     let c = parse(MINIMAL, Path::new("/etc"), env).unwrap();
     assert_eq!(c.storage.state_dir, Path::new("/data/sy"));
@@ -170,7 +207,11 @@ fn env_overrides_apply_and_are_validated() {
 
     let env = vec![("SAFEYOLO_API__BLIND".to_string(), "x".to_string())];
     let p = parse(MINIMAL, Path::new("/etc"), env).unwrap_err();
-    assert!(p.iter().any(|p| p.path == "api.blind" && p.reason.contains("unknown field `blind`")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|p| p.path == "api.blind" && p.reason.contains("unknown field `blind`")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -232,5 +273,9 @@ camera = "cam-1"
     // A line rule must name a line, a zone rule a zone.
     let wrong = text.replace("zone = \"door-line\"", "zone = \"tape\"");
     let p = parse(&wrong, Path::new("/etc"), no_env()).unwrap_err();
-    assert!(p.iter().any(|p| p.path == "rules[2].zone" && p.reason.contains("must name a line")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|p| p.path == "rules[2].zone" && p.reason.contains("must name a line")),
+        "{p:?}"
+    );
 }

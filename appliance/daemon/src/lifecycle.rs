@@ -78,7 +78,9 @@ pub async fn monitor(
 ) {
     let wd = watchdog_interval();
     // Check at least every 500 ms so the healthy output drops promptly.
-    let period = wd.map_or(Duration::from_millis(500), |w| w.min(Duration::from_millis(500)));
+    let period = wd.map_or(Duration::from_millis(500), |w| {
+        w.min(Duration::from_millis(500))
+    });
     let mut last_ping: Option<Instant> = None;
     let mut healthy = true;
     let mut ticker = tokio::time::interval(period);
@@ -99,11 +101,11 @@ pub async fn monitor(
                 }
                 // Every check is a heartbeat for the "healthy" output.
                 on_health(true);
-                if let Some(wd) = wd {
-                    if last_ping.is_none_or(|t| now.duration_since(t) >= wd) {
-                        notifier.watchdog();
-                        last_ping = Some(now);
-                    }
+                if let Some(wd) = wd
+                    && last_ping.is_none_or(|t| now.duration_since(t) >= wd)
+                {
+                    notifier.watchdog();
+                    last_ping = Some(now);
                 }
             }
             Err(stale) => {

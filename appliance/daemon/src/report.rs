@@ -1,7 +1,11 @@
 //! Output of the interactive commands (`check-config`, `version`, `detect`).
 //! This is the one module that writes to stdout/stderr directly: its output
 //! is the command's result, not a log line.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "command output, not logging")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "command output, not logging"
+)]
 
 use std::path::Path;
 
@@ -42,7 +46,11 @@ pub fn version() {
         env!("CARGO_PKG_VERSION"),
         std::env::consts::OS,
         std::env::consts::ARCH,
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
 }
 

@@ -24,7 +24,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             for p in e.problems() {
                 tracing::error!(key = %p.path, reason = %p.reason, "configuration problem");
             }
-            return Err(anyhow::Error::new(e).context("refusing to start: fix the configuration (see `safe-yolo check-config`)"));
+            return Err(anyhow::Error::new(e).context(
+                "refusing to start: fix the configuration (see `safe-yolo check-config`)",
+            ));
         }
     };
     tracing::info!(
@@ -61,10 +63,12 @@ fn prepare_dirs(config: &Config) -> anyhow::Result<()> {
     if mode & 0o077 != 0 {
         tracing::warn!(dir = %state.display(), mode = format!("{:o}", mode & 0o777), "state directory is readable by others");
     }
-    if let safe_yolo_config::OutputBackendConfig::Simulated { log: Some(log) } = &config.outputs.backend {
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-        }
+    if let safe_yolo_config::OutputBackendConfig::Simulated { log: Some(log) } =
+        &config.outputs.backend
+        && let Some(parent) = log.parent()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     Ok(())
 }
@@ -81,7 +85,9 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
 
     // Outputs first, so every line is in its safe state before anything can
     // raise an alarm.
-    let outputs = wiring::start_outputs(&config, &metrics).await.context("cannot start the outputs")?;
+    let outputs = wiring::start_outputs(&config, &metrics)
+        .await
+        .context("cannot start the outputs")?;
     let (store, writer) = match wiring::start_store(&config).await {
         Ok(s) => s,
         Err(e) => {
@@ -97,9 +103,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         let liveness = liveness.clone();
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown))
-            .await
-            .context("pipeline start-up panicked")?
+        tokio::task::spawn_blocking(move || {
+            Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown)
+        })
+        .await
+        .context("pipeline start-up panicked")?
     };
     let (pipeline, detected) = match started {
         Ok(p) => p,
@@ -156,7 +164,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         })
     };
 
-    let status = format!("running: {} camera(s), {} rule(s)", config.cameras.len(), config.rules.len());
+    let status = format!(
+        "running: {} camera(s), {} rule(s)",
+        config.cameras.len(),
+        config.rules.len()
+    );
     notifier.ready(&status);
     tracing::info!(%status, "safe-yolo ready");
 
@@ -186,22 +198,30 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         monitor.abort();
         button.abort();
         analysis.stop().await;
-        let stuck = pipeline.stop(budget.saturating_sub(Duration::from_millis(500))).await;
+        let stuck = pipeline
+            .stop(budget.saturating_sub(Duration::from_millis(500)))
+            .await;
         if stuck > 0 {
             tracing::warn!(threads = stuck, "pipeline threads did not stop in time");
         }
     };
     if tokio::time::timeout(budget, stop).await.is_err() {
-        tracing::warn!(budget_s = budget.as_secs_f64(), "shutdown took too long; forcing outputs safe");
+        tracing::warn!(
+            budget_s = budget.as_secs_f64(),
+            "shutdown took too long; forcing outputs safe"
+        );
     }
     outputs.shutdown().await;
     // Last: let the store commit what is queued, then close it.
     retention.abort();
     drop(dispatcher);
     drop(store);
-    if tokio::time::timeout(Duration::from_secs(2), tokio::task::spawn_blocking(move || writer.join()))
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || writer.join()),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("store writer did not finish in time");
     }
@@ -242,7 +262,13 @@ fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
     use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
     use safe_yolo_config::{Pace, PixelFormat};
     match s {
-        SourceConfig::V4l2 { device, width, height, fps, format } => SourceRequest::V4l2 {
+        SourceConfig::V4l2 {
+            device,
+            width,
+            height,
+            fps,
+            format,
+        } => SourceRequest::V4l2 {
             device: device.clone(),
             width: *width,
             height: *height,
@@ -255,7 +281,13 @@ fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
                 PixelFormat::Rgb24 => Some(Pf::Rgb24),
             },
         },
-        SourceConfig::Replay { path, looping, pace, fps, start_frame } => SourceRequest::Replay {
+        SourceConfig::Replay {
+            path,
+            looping,
+            pace,
+            fps,
+            start_frame,
+        } => SourceRequest::Replay {
             path: path.clone(),
             looping: *looping,
             pacing: match pace {

@@ -38,7 +38,9 @@ pub fn outputs_config(config: &Config) -> outputs::OutputsConfig {
     let c = &config.outputs;
     let (backend, chip, sim_log_file) = match &c.backend {
         OutputBackendConfig::Gpio { chip } => (outputs::BackendKind::Gpio, chip.clone(), None),
-        OutputBackendConfig::Simulated { log } => (outputs::BackendKind::Simulated, String::new(), log.clone()),
+        OutputBackendConfig::Simulated { log } => {
+            (outputs::BackendKind::Simulated, String::new(), log.clone())
+        }
     };
     outputs::OutputsConfig {
         backend,
@@ -79,10 +81,19 @@ pub async fn start_outputs(config: &Config, metrics: &Metrics) -> anyhow::Result
         .validate()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("invalid outputs configuration")?;
-    let (backend, _sim) = outputs::open_backend(&validated).context("cannot open the outputs backend")?;
-    let driver = outputs::Driver::new(validated.specs.clone(), validated.settings).context("invalid output lines")?;
-    let (runner, handle) = outputs::OutputsRunner::new(backend, driver, validated.debounce_periods(), validated.tick);
-    let thread = runner.spawn_thread().context("cannot start the outputs thread")?;
+    let (backend, _sim) =
+        outputs::open_backend(&validated).context("cannot open the outputs backend")?;
+    let driver = outputs::Driver::new(validated.specs.clone(), validated.settings)
+        .context("invalid output lines")?;
+    let (runner, handle) = outputs::OutputsRunner::new(
+        backend,
+        driver,
+        validated.debounce_periods(),
+        validated.tick,
+    );
+    let thread = runner
+        .spawn_thread()
+        .context("cannot start the outputs thread")?;
     // Mirror line levels into the metrics.
     let mut status = handle.watch_status();
     let m = metrics.clone();
@@ -91,7 +102,9 @@ pub async fn start_outputs(config: &Config, metrics: &Metrics) -> anyhow::Result
             let s = status.borrow().clone();
             for o in &s.outputs {
                 m.output_level
-                    .get_or_create(&safe_yolo_telemetry::metrics::OutputLabels { output: o.id.to_string() })
+                    .get_or_create(&safe_yolo_telemetry::metrics::OutputLabels {
+                        output: o.id.to_string(),
+                    })
                     .set(i64::from(o.on));
             }
         }

@@ -9,29 +9,40 @@
 //! Environment: `SAFEYOLO_BENCH_ITERS` (default 20), `SAFEYOLO_BENCH_THREADS` (default 1),
 //! `SAFEYOLO_FIXTURES`, `ORT_DYLIB_PATH`.
 #![allow(clippy::print_stdout, reason = "a benchmark's report is its output")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark aborts on broken fixtures")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark aborts on broken fixtures"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fast_image_resize as fir;
-use safe_yolo_detect::{BackendChoice, Detector, LoadOptions, Manifest, Precision, load_manifest, report};
+use safe_yolo_detect::{
+    BackendChoice, Detector, LoadOptions, Manifest, Precision, load_manifest, report,
+};
 use safe_yolo_domain::RgbFrame;
 
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
-    v.get(v.len() / 2).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    v.get(v.len() / 2)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// bus.jpg stretched to 1920x1080, the camera frame size the target is about.
 fn frame_1080p(fixtures: &Path) -> RgbFrame {
     let src = report::load_image(&fixtures.join("media/bus.jpg")).unwrap();
-    let s = fir::images::ImageRef::new(src.width(), src.height(), src.data(), fir::PixelType::U8x3).unwrap();
+    let s = fir::images::ImageRef::new(src.width(), src.height(), src.data(), fir::PixelType::U8x3)
+        .unwrap();
     let mut dst = fir::images::Image::new(1920, 1080, fir::PixelType::U8x3);
     fir::Resizer::new().resize(&s, &mut dst, None).unwrap();
     RgbFrame::new(1920, 1080, dst.into_vec()).unwrap()
@@ -50,7 +61,10 @@ fn python_ort_ms(model: &Path, iters: usize, threads: usize) -> Option<f64> {
          t.sort(); print(t[len(t) // 2] * 1000)\n",
         model.display()
     );
-    let out = Command::new("python3").args(["-c", &script]).output().ok()?;
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .ok()?;
     String::from_utf8(out.stdout).ok()?.trim().parse().ok()
 }
 
@@ -67,7 +81,13 @@ fn backends() -> Vec<(BackendChoice, LoadOptions)> {
                 .ok()?;
             Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
         });
-        v.push((BackendChoice::OnnxRuntime, LoadOptions { onnxruntime_library: lib, ..LoadOptions::default() }));
+        v.push((
+            BackendChoice::OnnxRuntime,
+            LoadOptions {
+                onnxruntime_library: lib,
+                ..LoadOptions::default()
+            },
+        ));
     }
     v
 }
@@ -76,22 +96,34 @@ fn main() {
     let iters = env_usize("SAFEYOLO_BENCH_ITERS", 20).max(3);
     let threads = env_usize("SAFEYOLO_BENCH_THREADS", 1).max(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let fixtures = std::env::var_os("SAFEYOLO_FIXTURES").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/fixtures"));
+    let fixtures = std::env::var_os("SAFEYOLO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/fixtures"));
     let manifest = Manifest::from_path(&root.join("models/nanodet-m-416-coco/model.toml")).unwrap();
     let frame = frame_1080p(&fixtures);
-    println!("# safe-yolo-detect benchmark: {} on a 1920x1080 frame, {iters} iterations, {threads} thread(s), medians", manifest.spec.name);
+    println!(
+        "# safe-yolo-detect benchmark: {} on a 1920x1080 frame, {iters} iterations, {threads} thread(s), medians",
+        manifest.spec.name
+    );
     println!();
     let mut reference = Vec::new();
     for p in manifest.precisions() {
         let ms = python_ort_ms(&manifest.weights_path(p).unwrap(), iters, threads);
         reference.push((p, ms));
     }
-    println!("| backend | precision | model ms | vs python onnxruntime | preprocess ms | postprocess ms | detections |");
+    println!(
+        "| backend | precision | model ms | vs python onnxruntime | preprocess ms | postprocess ms | detections |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut per_backend: Vec<(String, Precision, f64)> = Vec::new();
     for (choice, base) in backends() {
         for p in manifest.precisions() {
-            let opts = LoadOptions { backend: choice, precision: Some(p), threads, ..base.clone() };
+            let opts = LoadOptions {
+                backend: choice,
+                precision: Some(p),
+                threads,
+                ..base.clone()
+            };
             let mut det = match load_manifest(&manifest, &opts) {
                 Ok(d) => d,
                 Err(e) => {
@@ -120,17 +152,29 @@ fn main() {
                 .iter()
                 .find(|(rp, _)| *rp == p)
                 .and_then(|(_, r)| *r)
-                .map_or("n/a (python onnxruntime missing)".to_owned(), |r| format!("{:.2}x ({r:.1} ms)", model / r));
-            println!("| {} | {p} | {model:.1} | {ratio} | {:.2} | {:.2} | {count} |", det.info().backend, median(pre), median(post));
+                .map_or("n/a (python onnxruntime missing)".to_owned(), |r| {
+                    format!("{:.2}x ({r:.1} ms)", model / r)
+                });
+            println!(
+                "| {} | {p} | {model:.1} | {ratio} | {:.2} | {:.2} | {count} |",
+                det.info().backend,
+                median(pre),
+                median(post)
+            );
             per_backend.push((det.info().backend.to_string(), p, model));
         }
     }
     println!();
     for (b, p, ms) in &per_backend {
         if *p == Precision::Int8
-            && let Some((_, _, fp32)) = per_backend.iter().find(|(b2, p2, _)| b2 == b && *p2 == Precision::Fp32)
+            && let Some((_, _, fp32)) = per_backend
+                .iter()
+                .find(|(b2, p2, _)| b2 == b && *p2 == Precision::Fp32)
         {
-            println!("{b}: int8 / fp32 time = {:.2} ({ms:.1} ms / {fp32:.1} ms)", ms / fp32);
+            println!(
+                "{b}: int8 / fp32 time = {:.2} ({ms:.1} ms / {fp32:.1} ms)",
+                ms / fp32
+            );
         }
     }
 }

@@ -19,7 +19,9 @@ pub enum DecodeError {
         found: Vec<Vec<usize>>,
     },
     /// The model predicts a different number of classes than the class list has.
-    #[error("{family:?} decoder: the model predicts {model} classes but the class list has {listed}")]
+    #[error(
+        "{family:?} decoder: the model predicts {model} classes but the class list has {listed}"
+    )]
     ClassCount {
         /// Decoder family.
         family: DecoderFamily,
@@ -53,13 +55,20 @@ pub struct Candidate {
 #[derive(Debug, Clone, PartialEq)]
 enum Plan {
     /// Per stride: (stride, grid width, score tensor index, box tensor index).
-    Nanodet { levels: Vec<(usize, usize, usize, usize)>, bins: usize },
+    Nanodet {
+        levels: Vec<(usize, usize, usize, usize)>,
+        bins: usize,
+    },
     /// `[1, 4+nc, N]` at `index`.
     Yolov8 { index: usize, anchors: usize },
     /// `[1, N, 5+nc]` at `index`.
     Yolov5 { index: usize, anchors: usize },
     /// `[1, N, 5+nc]` at `index`; grid per stride when raw.
-    Yolox { index: usize, anchors: usize, grids: Option<Vec<(usize, usize, usize)>> },
+    Yolox {
+        index: usize,
+        anchors: usize,
+        grids: Option<Vec<(usize, usize, usize)>>,
+    },
 }
 
 /// A decoder bound to one model's output shapes.
@@ -77,10 +86,20 @@ fn as_u(v: u32) -> usize {
 impl Decoder {
     /// Binds `spec` to a model with `output_shapes`, an input of `width x height`
     /// and `classes` class names; fails when the shapes do not fit the family.
-    pub fn new(spec: &DecoderSpec, classes: usize, width: u32, height: u32, output_shapes: &[Vec<usize>]) -> Result<Self, DecodeError> {
+    pub fn new(
+        spec: &DecoderSpec,
+        classes: usize,
+        width: u32,
+        height: u32,
+        output_shapes: &[Vec<usize>],
+    ) -> Result<Self, DecodeError> {
         let family = spec.family;
         let found = || output_shapes.to_vec();
-        let missing = |expected: String| DecodeError::MissingOutput { family, expected, found: found() };
+        let missing = |expected: String| DecodeError::MissingOutput {
+            family,
+            expected,
+            found: found(),
+        };
         let plan = match family {
             DecoderFamily::Nanodet => {
                 let bins = as_u(spec.reg_max) + 1;
@@ -88,18 +107,29 @@ impl Decoder {
                 for &s in &spec.strides {
                     let (gw, gh) = (as_u(width / s), as_u(height / s));
                     let n = gw * gh;
-                    let find = |c: usize| output_shapes.iter().position(|sh| sh.as_slice() == [1, n, c]);
-                    let boxes = find(4 * bins).ok_or_else(|| missing(format!("[1, {n}, {}] (boxes, stride {s})", 4 * bins)))?;
+                    let find = |c: usize| {
+                        output_shapes
+                            .iter()
+                            .position(|sh| sh.as_slice() == [1, n, c])
+                    };
+                    let boxes = find(4 * bins).ok_or_else(|| {
+                        missing(format!("[1, {n}, {}] (boxes, stride {s})", 4 * bins))
+                    })?;
                     let scores = match find(classes) {
                         Some(i) if i != boxes => i,
                         _ => {
-                            let other = output_shapes
-                                .iter()
-                                .enumerate()
-                                .find(|(i, sh)| *i != boxes && sh.len() == 3 && sh[0] == 1 && sh[1] == n);
+                            let other = output_shapes.iter().enumerate().find(|(i, sh)| {
+                                *i != boxes && sh.len() == 3 && sh[0] == 1 && sh[1] == n
+                            });
                             return Err(match other {
-                                Some((_, sh)) => DecodeError::ClassCount { family, model: sh[2], listed: classes },
-                                None => missing(format!("[1, {n}, {classes}] (scores, stride {s})")),
+                                Some((_, sh)) => DecodeError::ClassCount {
+                                    family,
+                                    model: sh[2],
+                                    listed: classes,
+                                },
+                                None => {
+                                    missing(format!("[1, {n}, {classes}] (scores, stride {s})"))
+                                }
                             });
                         }
                     };
@@ -112,8 +142,17 @@ impl Decoder {
                     return Err(missing("[1, 4+nc, N] as the only output".into()));
                 };
                 match sh.as_slice() {
-                    [1, c, n] if *c == 4 + classes && n > c => Plan::Yolov8 { index: 0, anchors: *n },
-                    [1, c, n] if n > c && *c > 4 => return Err(DecodeError::ClassCount { family, model: c - 4, listed: classes }),
+                    [1, c, n] if *c == 4 + classes && n > c => Plan::Yolov8 {
+                        index: 0,
+                        anchors: *n,
+                    },
+                    [1, c, n] if n > c && *c > 4 => {
+                        return Err(DecodeError::ClassCount {
+                            family,
+                            model: c - 4,
+                            listed: classes,
+                        });
+                    }
                     _ => return Err(missing(format!("[1, {}, N]", 4 + classes))),
                 }
             }
@@ -123,7 +162,13 @@ impl Decoder {
                 };
                 let anchors = match sh.as_slice() {
                     [1, n, c] if *c == 5 + classes && n > c => *n,
-                    [1, n, c] if n > c && *c > 5 => return Err(DecodeError::ClassCount { family, model: c - 5, listed: classes }),
+                    [1, n, c] if n > c && *c > 5 => {
+                        return Err(DecodeError::ClassCount {
+                            family,
+                            model: c - 5,
+                            listed: classes,
+                        });
+                    }
                     _ => return Err(missing(format!("[1, N, {}]", 5 + classes))),
                 };
                 if family == DecoderFamily::Yolov5 {
@@ -132,18 +177,34 @@ impl Decoder {
                     let grids = if spec.decoded {
                         None
                     } else {
-                        let g: Vec<_> = spec.strides.iter().map(|&s| (as_u(s), as_u(width / s), as_u(height / s))).collect();
+                        let g: Vec<_> = spec
+                            .strides
+                            .iter()
+                            .map(|&s| (as_u(s), as_u(width / s), as_u(height / s)))
+                            .collect();
                         let total: usize = g.iter().map(|(_, w, h)| w * h).sum();
                         if total != anchors {
-                            return Err(missing(format!("[1, {total}, {}] (grid of strides {:?})", 5 + classes, spec.strides)));
+                            return Err(missing(format!(
+                                "[1, {total}, {}] (grid of strides {:?})",
+                                5 + classes,
+                                spec.strides
+                            )));
                         }
                         Some(g)
                     };
-                    Plan::Yolox { index: 0, anchors, grids }
+                    Plan::Yolox {
+                        index: 0,
+                        anchors,
+                        grids,
+                    }
                 }
             }
         };
-        Ok(Self { family, classes, plan })
+        Ok(Self {
+            family,
+            classes,
+            plan,
+        })
     }
 
     /// Number of classes the decoder expects.
@@ -151,7 +212,12 @@ impl Decoder {
         self.classes
     }
 
-    fn tensor<'a>(&self, outputs: &'a [OutputTensor], index: usize, len: usize) -> Result<&'a [f32], DecodeError> {
+    fn tensor<'a>(
+        &self,
+        outputs: &'a [OutputTensor],
+        index: usize,
+        len: usize,
+    ) -> Result<&'a [f32], DecodeError> {
         outputs
             .get(index)
             .map(|t| t.data.as_slice())
@@ -165,14 +231,21 @@ impl Decoder {
 
     /// Decodes `outputs` into `out`, keeping boxes whose best class score reaches
     /// `thresholds[class]`.
-    pub fn decode(&self, outputs: &[OutputTensor], thresholds: &[f32], out: &mut Vec<Candidate>) -> Result<(), DecodeError> {
+    pub fn decode(
+        &self,
+        outputs: &[OutputTensor],
+        thresholds: &[f32],
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), DecodeError> {
         out.clear();
         let nc = self.classes;
         let thr = |c: usize| thresholds.get(c).copied().unwrap_or(1.0);
         match &self.plan {
             Plan::Nanodet { levels, bins } => {
                 for &(stride, gw, si, bi) in levels {
-                    let n = outputs.get(si).map_or(0, |t| t.shape.get(1).copied().unwrap_or(0));
+                    let n = outputs
+                        .get(si)
+                        .map_or(0, |t| t.shape.get(1).copied().unwrap_or(0));
                     let scores = self.tensor(outputs, si, n * nc)?;
                     let boxes = self.tensor(outputs, bi, n * 4 * bins)?;
                     for (cell, row) in scores.chunks_exact(nc).enumerate() {
@@ -181,10 +254,22 @@ impl Decoder {
                             continue;
                         }
                         let reg = &boxes[cell * 4 * bins..(cell + 1) * 4 * bins];
-                        let d: Vec<f32> = reg.chunks_exact(*bins).map(|r| dfl_expectation(r) * stride as f32).collect();
+                        let d: Vec<f32> = reg
+                            .chunks_exact(*bins)
+                            .map(|r| dfl_expectation(r) * stride as f32)
+                            .collect();
                         let cx = ((cell % gw) as f32 + 0.5) * stride as f32;
                         let cy = ((cell / gw) as f32 + 0.5) * stride as f32;
-                        out.push(candidate(c, score, BBox { x1: cx - d[0], y1: cy - d[1], x2: cx + d[2], y2: cy + d[3] }));
+                        out.push(candidate(
+                            c,
+                            score,
+                            BBox {
+                                x1: cx - d[0],
+                                y1: cy - d[1],
+                                x2: cx + d[2],
+                                y2: cy + d[3],
+                            },
+                        ));
                     }
                 }
             }
@@ -214,12 +299,23 @@ impl Decoder {
                     if score < thr(c) {
                         continue;
                     }
-                    out.push(candidate(c, score, centre_box(row[0], row[1], row[2], row[3])));
+                    out.push(candidate(
+                        c,
+                        score,
+                        centre_box(row[0], row[1], row[2], row[3]),
+                    ));
                 }
             }
-            Plan::Yolox { index, anchors, grids } => {
+            Plan::Yolox {
+                index,
+                anchors,
+                grids,
+            } => {
                 let data = self.tensor(outputs, *index, anchors * (5 + nc))?;
-                let mut cells = grids.iter().flatten().flat_map(|&(s, gw, gh)| (0..gw * gh).map(move |k| (s, k % gw, k / gw)));
+                let mut cells = grids
+                    .iter()
+                    .flatten()
+                    .flat_map(|&(s, gw, gh)| (0..gw * gh).map(move |k| (s, k % gw, k / gw)));
                 for row in data.chunks_exact(5 + nc) {
                     let cell = cells.next();
                     let (c, cls) = argmax(&row[5..]);
@@ -230,7 +326,12 @@ impl Decoder {
                     let bbox = match cell {
                         Some((s, gx, gy)) => {
                             let s = s as f32;
-                            centre_box((row[0] + gx as f32) * s, (row[1] + gy as f32) * s, row[2].exp() * s, row[3].exp() * s)
+                            centre_box(
+                                (row[0] + gx as f32) * s,
+                                (row[1] + gy as f32) * s,
+                                row[2].exp() * s,
+                                row[3].exp() * s,
+                            )
                         }
                         None => centre_box(row[0], row[1], row[2], row[3]),
                     };
@@ -251,14 +352,21 @@ fn candidate(class: usize, score: f32, bbox: BBox) -> Candidate {
 }
 
 fn centre_box(cx: f32, cy: f32, w: f32, h: f32) -> BBox {
-    BBox { x1: cx - w / 2.0, y1: cy - h / 2.0, x2: cx + w / 2.0, y2: cy + h / 2.0 }
+    BBox {
+        x1: cx - w / 2.0,
+        y1: cy - h / 2.0,
+        x2: cx + w / 2.0,
+        y2: cy + h / 2.0,
+    }
 }
 
 /// Index and value of the largest element (first on ties; `(0, -inf)` when empty).
 fn argmax(row: &[f32]) -> (usize, f32) {
     row.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
 }
 
 /// Expected bin index under the softmax of `logits` (GFL distribution focal loss head).
@@ -278,18 +386,33 @@ mod tests {
     use super::*;
 
     fn spec(family: DecoderFamily) -> DecoderSpec {
-        DecoderSpec { family, strides: vec![8, 16, 32], reg_max: 10, decoded: false }
+        DecoderSpec {
+            family,
+            strides: vec![8, 16, 32],
+            reg_max: 10,
+            decoded: false,
+        }
     }
 
     fn t(shape: &[usize], data: Vec<f32>) -> OutputTensor {
         assert_eq!(shape.iter().product::<usize>(), data.len());
-        OutputTensor { shape: shape.to_vec(), data }
+        OutputTensor {
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     /// A `[1, 6, 8]` YOLOv8 output: anchor 1 is class 1 at 0.9, anchor 2 class 0 at 0.3.
     fn v8_data() -> Vec<f32> {
         let n = 8;
-        let rows = [[10.0, 50.0, 90.0], [20.0, 60.0, 90.0], [4.0, 10.0, 4.0], [6.0, 20.0, 6.0], [0.1, 0.2, 0.3], [0.0, 0.9, 0.1]];
+        let rows = [
+            [10.0, 50.0, 90.0],
+            [20.0, 60.0, 90.0],
+            [4.0, 10.0, 4.0],
+            [6.0, 20.0, 6.0],
+            [0.1, 0.2, 0.3],
+            [0.0, 0.9, 0.1],
+        ];
         let mut d = vec![0.0; 6 * n];
         for (row, vals) in rows.iter().enumerate() {
             d[row * n..row * n + 3].copy_from_slice(vals);
@@ -299,25 +422,66 @@ mod tests {
 
     #[test]
     fn yolov8_layout() {
-        let dec = Decoder::new(&spec(DecoderFamily::Yolov8), 2, 128, 128, &[vec![1, 6, 8]]).unwrap();
+        let dec =
+            Decoder::new(&spec(DecoderFamily::Yolov8), 2, 128, 128, &[vec![1, 6, 8]]).unwrap();
         let mut out = Vec::new();
-        dec.decode(&[t(&[1, 6, 8], v8_data())], &[0.25, 0.25], &mut out).unwrap();
+        dec.decode(&[t(&[1, 6, 8], v8_data())], &[0.25, 0.25], &mut out)
+            .unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].class_id, 1);
-        assert_eq!(out[0].bbox, BBox { x1: 45.0, y1: 50.0, x2: 55.0, y2: 70.0 });
+        assert_eq!(
+            out[0].bbox,
+            BBox {
+                x1: 45.0,
+                y1: 50.0,
+                x2: 55.0,
+                y2: 70.0
+            }
+        );
         assert_eq!((out[1].class_id, out[1].score), (0, 0.3));
         // A per-class threshold drops the class-0 box.
-        dec.decode(&[t(&[1, 6, 8], v8_data())], &[0.5, 0.25], &mut out).unwrap();
+        dec.decode(&[t(&[1, 6, 8], v8_data())], &[0.5, 0.25], &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
     }
 
     #[test]
     fn yolov8_class_mismatch_and_bad_shape() {
-        let e = Decoder::new(&spec(DecoderFamily::Yolov8), 80, 640, 640, &[vec![1, 6, 8400]]).unwrap_err();
-        assert_eq!(e, DecodeError::ClassCount { family: DecoderFamily::Yolov8, model: 2, listed: 80 });
-        let e = Decoder::new(&spec(DecoderFamily::Yolov8), 2, 640, 640, &[vec![1, 8400, 6]]).unwrap_err();
+        let e = Decoder::new(
+            &spec(DecoderFamily::Yolov8),
+            80,
+            640,
+            640,
+            &[vec![1, 6, 8400]],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::ClassCount {
+                family: DecoderFamily::Yolov8,
+                model: 2,
+                listed: 80
+            }
+        );
+        let e = Decoder::new(
+            &spec(DecoderFamily::Yolov8),
+            2,
+            640,
+            640,
+            &[vec![1, 8400, 6]],
+        )
+        .unwrap_err();
         assert!(matches!(e, DecodeError::MissingOutput { .. }), "{e}");
-        assert!(Decoder::new(&spec(DecoderFamily::Yolov8), 2, 640, 640, &[vec![1, 6, 8400], vec![1, 6, 8400]]).is_err());
+        assert!(
+            Decoder::new(
+                &spec(DecoderFamily::Yolov8),
+                2,
+                640,
+                640,
+                &[vec![1, 6, 8400], vec![1, 6, 8400]]
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -326,7 +490,13 @@ mod tests {
             100.0, 100.0, 20.0, 40.0, 0.9, 0.1, 0.8, // class 1, 0.72
             50.0, 50.0, 10.0, 10.0, 0.2, 0.9, 0.1, // class 0, 0.18: dropped
         ];
-        let dec = Decoder::new(&spec(DecoderFamily::Yolov5), 2, 64, 64, &[vec![1, 2 + 8, 7]]);
+        let dec = Decoder::new(
+            &spec(DecoderFamily::Yolov5),
+            2,
+            64,
+            64,
+            &[vec![1, 2 + 8, 7]],
+        );
         assert!(dec.is_ok());
         let dec = Decoder::new(&spec(DecoderFamily::Yolov5), 2, 64, 64, &[vec![1, 2, 7]]);
         assert!(dec.is_err(), "N must exceed 5+nc");
@@ -334,13 +504,30 @@ mod tests {
         padded.extend(vec![0.0; 8 * 7]);
         let dec = Decoder::new(&spec(DecoderFamily::Yolov5), 2, 64, 64, &[vec![1, 10, 7]]).unwrap();
         let mut out = Vec::new();
-        dec.decode(&[t(&[1, 10, 7], padded)], &[0.25, 0.25], &mut out).unwrap();
+        dec.decode(&[t(&[1, 10, 7], padded)], &[0.25, 0.25], &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].class_id, 1);
         assert!((out[0].score - 0.72).abs() < 1e-6);
-        assert_eq!(out[0].bbox, BBox { x1: 90.0, y1: 80.0, x2: 110.0, y2: 120.0 });
-        let e = Decoder::new(&spec(DecoderFamily::Yolov5), 80, 64, 64, &[vec![1, 10, 7]]).unwrap_err();
-        assert_eq!(e, DecodeError::ClassCount { family: DecoderFamily::Yolov5, model: 2, listed: 80 });
+        assert_eq!(
+            out[0].bbox,
+            BBox {
+                x1: 90.0,
+                y1: 80.0,
+                x2: 110.0,
+                y2: 120.0
+            }
+        );
+        let e =
+            Decoder::new(&spec(DecoderFamily::Yolov5), 80, 64, 64, &[vec![1, 10, 7]]).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::ClassCount {
+                family: DecoderFamily::Yolov5,
+                model: 2,
+                listed: 80
+            }
+        );
     }
 
     #[test]
@@ -356,17 +543,29 @@ mod tests {
         assert_eq!(out.len(), 1);
         let b = out[0].bbox;
         // Cell (1, 0) of stride 16: centre ((0.5 + 1) * 16, 0.5 * 16) = (24, 8), w = 16, h = 32.
-        assert!((b.x1 - 16.0).abs() < 1e-4 && (b.x2 - 32.0).abs() < 1e-4, "{b:?}");
-        assert!((b.y1 + 8.0).abs() < 1e-4 && (b.y2 - 24.0).abs() < 1e-4, "{b:?}");
+        assert!(
+            (b.x1 - 16.0).abs() < 1e-4 && (b.x2 - 32.0).abs() < 1e-4,
+            "{b:?}"
+        );
+        assert!(
+            (b.y1 + 8.0).abs() < 1e-4 && (b.y2 - 24.0).abs() < 1e-4,
+            "{b:?}"
+        );
         assert!((out[0].score - 0.4).abs() < 1e-6);
-        let e = Decoder::new(&spec(DecoderFamily::Yolox), 1, 32, 32, &[vec![1, 20, 6]]).unwrap_err();
+        let e =
+            Decoder::new(&spec(DecoderFamily::Yolox), 1, 32, 32, &[vec![1, 20, 6]]).unwrap_err();
         assert!(matches!(e, DecodeError::MissingOutput { .. }));
     }
 
     #[test]
     fn nanodet_distribution_boxes() {
         // 16x16 input, single stride 8: 2x2 grid, 2 classes, reg_max 1 (2 bins).
-        let s = DecoderSpec { family: DecoderFamily::Nanodet, strides: vec![8], reg_max: 1, decoded: false };
+        let s = DecoderSpec {
+            family: DecoderFamily::Nanodet,
+            strides: vec![8],
+            reg_max: 1,
+            decoded: false,
+        };
         let shapes = vec![vec![1, 4, 8], vec![1, 4, 2]];
         let dec = Decoder::new(&s, 2, 16, 16, &shapes).unwrap();
         let mut scores = vec![0.0; 8];
@@ -375,12 +574,32 @@ mod tests {
         // Each side: logits (0, 0) -> expectation 0.5 bins -> 4 px.
         boxes[3 * 8..4 * 8].copy_from_slice(&[0.0; 8]);
         let mut out = Vec::new();
-        dec.decode(&[t(&[1, 4, 8], boxes), t(&[1, 4, 2], scores)], &[0.5, 0.5], &mut out).unwrap();
+        dec.decode(
+            &[t(&[1, 4, 8], boxes), t(&[1, 4, 2], scores)],
+            &[0.5, 0.5],
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].class_id, 1);
-        assert_eq!(out[0].bbox, BBox { x1: 8.0, y1: 8.0, x2: 16.0, y2: 16.0 });
+        assert_eq!(
+            out[0].bbox,
+            BBox {
+                x1: 8.0,
+                y1: 8.0,
+                x2: 16.0,
+                y2: 16.0
+            }
+        );
         let e = Decoder::new(&s, 3, 16, 16, &shapes).unwrap_err();
-        assert_eq!(e, DecodeError::ClassCount { family: DecoderFamily::Nanodet, model: 2, listed: 3 });
+        assert_eq!(
+            e,
+            DecodeError::ClassCount {
+                family: DecoderFamily::Nanodet,
+                model: 2,
+                listed: 3
+            }
+        );
         let e = Decoder::new(&s, 2, 32, 32, &shapes).unwrap_err();
         assert!(matches!(e, DecodeError::MissingOutput { .. }));
     }

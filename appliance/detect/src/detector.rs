@@ -130,14 +130,19 @@ pub struct ModelDetector {
 
 impl std::fmt::Debug for ModelDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelDetector").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("ModelDetector")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
 impl ModelDetector {
     /// Stage 1: resizes and normalises `frame` into the internal input tensor.
     pub fn preprocess(&mut self, frame: &RgbFrame) -> Result<(), DetectError> {
-        let t = self.pre.run(frame, &mut self.input).map_err(DetectError::Preprocess)?;
+        let t = self
+            .pre
+            .run(frame, &mut self.input)
+            .map_err(DetectError::Preprocess)?;
         self.transform = Some(t);
         Ok(())
     }
@@ -155,7 +160,10 @@ impl ModelDetector {
         let transform = self.transform.ok_or(DetectError::NoInput)?;
         self.decoder
             .decode(outputs, &self.post.thresholds, &mut self.candidates)
-            .map_err(|source| DetectError::Decode { path: self.info.weights.clone(), source })?;
+            .map_err(|source| DetectError::Decode {
+                path: self.info.weights.clone(),
+                source,
+            })?;
         Ok(self.post.run(&mut self.candidates, &transform))
     }
 
@@ -183,29 +191,30 @@ pub fn load(manifest: &Path, opts: &LoadOptions) -> Result<Box<dyn Detector>, De
     Ok(Box::new(load_manifest(&m, opts)?))
 }
 
-fn choose_backend(m: &Manifest, opts: &LoadOptions) -> Result<BackendKind, DetectError> {
+/// Backends to try, in order. `Auto` lists every compiled backend that looks present,
+/// fastest first; the first that loads wins.
+fn backend_candidates(m: &Manifest, opts: &LoadOptions) -> Vec<BackendKind> {
     match opts.backend {
-        BackendChoice::Tract => Ok(BackendKind::Tract),
-        BackendChoice::OnnxRuntime => Ok(BackendKind::OnnxRuntime),
-        BackendChoice::Rknn => Ok(BackendKind::Rknn),
+        BackendChoice::Tract => vec![BackendKind::Tract],
+        BackendChoice::OnnxRuntime => vec![BackendKind::OnnxRuntime],
+        BackendChoice::Rknn => vec![BackendKind::Rknn],
         BackendChoice::Auto => {
-            let _ = m;
+            let mut v = Vec::new();
             #[cfg(feature = "rknn")]
-            if m.spec.rknn.is_some() && crate::backend::rknn::find_library(opts.rknn_library.as_deref()).is_some() {
-                return Ok(BackendKind::Rknn);
+            if m.spec.rknn.is_some()
+                && crate::backend::rknn::find_library(opts.rknn_library.as_deref()).is_some()
+            {
+                v.push(BackendKind::Rknn);
             }
             #[cfg(feature = "onnxruntime")]
-            if crate::backend::onnxruntime::find_library(opts.onnxruntime_library.as_deref()).is_some() {
-                return Ok(BackendKind::OnnxRuntime);
+            if crate::backend::onnxruntime::find_library(opts.onnxruntime_library.as_deref())
+                .is_some()
+            {
+                v.push(BackendKind::OnnxRuntime);
             }
-            if cfg!(feature = "tract") {
-                Ok(BackendKind::Tract)
-            } else {
-                Err(DetectError::Backend(BackendError::Unavailable {
-                    backend: BackendKind::Tract,
-                    reason: "no backend is compiled in and available".into(),
-                }))
-            }
+            let _ = m;
+            v.push(BackendKind::Tract);
+            v
         }
     }
 }
@@ -222,41 +231,92 @@ fn choose_precision(m: &Manifest, backend: BackendKind, opts: &LoadOptions) -> P
     };
     preferred
         .filter(|p| m.spec.weights.contains_key(p) || backend == BackendKind::Rknn)
-        .or_else(|| m.spec.weights.contains_key(&Precision::Fp32).then_some(Precision::Fp32))
+        .or_else(|| {
+            m.spec
+                .weights
+                .contains_key(&Precision::Fp32)
+                .then_some(Precision::Fp32)
+        })
         .or_else(|| m.precisions().next())
         .unwrap_or(Precision::Fp32)
 }
 
 /// Resolves class names: the manifest's list and/or the ONNX `names` metadata.
-fn class_names(m: &Manifest, path: &Path, model: Option<&[u8]>) -> Result<Vec<String>, DetectError> {
+fn class_names(
+    m: &Manifest,
+    path: &Path,
+    model: Option<&[u8]>,
+) -> Result<Vec<String>, DetectError> {
     let from_meta = match model {
         Some(bytes) => {
-            let meta = onnx_meta::metadata_props(bytes).map_err(|source| DetectError::Metadata { path: path.to_path_buf(), source })?;
+            let meta =
+                onnx_meta::metadata_props(bytes).map_err(|source| DetectError::Metadata {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             meta.get("names")
                 .map(|n| onnx_meta::parse_names(n))
                 .transpose()
-                .map_err(|source| DetectError::Metadata { path: path.to_path_buf(), source })?
+                .map_err(|source| DetectError::Metadata {
+                    path: path.to_path_buf(),
+                    source,
+                })?
         }
         None => None,
     };
-    let classes_err = |reason: String| DetectError::Classes { path: path.to_path_buf(), reason };
+    let classes_err = |reason: String| DetectError::Classes {
+        path: path.to_path_buf(),
+        reason,
+    };
     match (m.spec.classes.as_ref().map(|c| &c.names), from_meta) {
         (Some(listed), Some(meta)) if *listed != meta => Err(classes_err(format!(
             "the manifest lists {} classes ({}...) but the ONNX metadata has {} ({}...)",
             listed.len(),
-            listed.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            listed
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
             meta.len(),
             meta.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         ))),
         (Some(listed), _) => Ok(listed.clone()),
         (None, Some(meta)) => Ok(meta),
-        (None, None) => Err(classes_err("the manifest has no [classes] and the ONNX metadata has no `names`".into())),
+        (None, None) => Err(classes_err(
+            "the manifest has no [classes] and the ONNX metadata has no `names`".into(),
+        )),
     }
 }
 
-/// Loads a detector from an already parsed manifest.
+/// Loads a detector from an already parsed manifest. With `BackendChoice::Auto`, a
+/// backend whose runtime turns out unusable (for example a library that fails to
+/// load) is skipped with a warning and the next one is tried.
 pub fn load_manifest(m: &Manifest, opts: &LoadOptions) -> Result<ModelDetector, DetectError> {
-    let backend_kind = choose_backend(m, opts)?;
+    let mut candidates = backend_candidates(m, opts).into_iter().peekable();
+    loop {
+        let Some(kind) = candidates.next() else {
+            return Err(DetectError::Backend(BackendError::Unavailable {
+                backend: BackendKind::Tract,
+                reason: "no backend could be loaded".into(),
+            }));
+        };
+        match load_with_backend(m, opts, kind) {
+            Err(DetectError::Backend(
+                e @ (BackendError::Unavailable { .. } | BackendError::NotCompiled { .. }),
+            )) if candidates.peek().is_some() => {
+                tracing::warn!(backend = %kind, error = %e, "backend unusable, trying the next one");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn load_with_backend(
+    m: &Manifest,
+    opts: &LoadOptions,
+    backend_kind: BackendKind,
+) -> Result<ModelDetector, DetectError> {
     let precision = choose_precision(m, backend_kind, opts);
     let threads = opts.threads.max(1);
     let pre = Preprocessor::new(&m.spec.input);
@@ -268,16 +328,32 @@ pub fn load_manifest(m: &Manifest, opts: &LoadOptions) -> Result<ModelDetector, 
         (path, Some(bytes))
     };
     let names = class_names(m, &weights, onnx.as_deref())?;
-    let backend = open_backend(backend_kind, m, opts, &weights, onnx.as_deref(), shape, threads).map_err(DetectError::Backend)?;
+    let backend = open_backend(
+        backend_kind,
+        m,
+        opts,
+        &weights,
+        onnx.as_deref(),
+        shape,
+        threads,
+    )
+    .map_err(DetectError::Backend)?;
     let (w, h) = (m.spec.input.width, m.spec.input.height);
     let decoder = Decoder::new(&m.spec.decoder, names.len(), w, h, backend.output_shapes())
-        .map_err(|source| DetectError::Decode { path: weights.clone(), source })?;
+        .map_err(|source| DetectError::Decode {
+            path: weights.clone(),
+            source,
+        })?;
     let known = || names.join(", ");
     let index_of = |name: &str, field: &'static str| {
         names
             .iter()
             .position(|n| n == name)
-            .ok_or_else(|| DetectError::UnknownClass { name: name.to_owned(), field, known: known() })
+            .ok_or_else(|| DetectError::UnknownClass {
+                name: name.to_owned(),
+                field,
+                known: known(),
+            })
     };
     let t = &m.spec.thresholds;
     let mut thresholds = vec![opts.score_threshold.unwrap_or(t.score); names.len()];
@@ -293,7 +369,13 @@ pub fn load_manifest(m: &Manifest, opts: &LoadOptions) -> Result<ModelDetector, 
         None => None,
     };
     let classes: Arc<[Arc<str>]> = names.iter().map(|n| Arc::from(n.as_str())).collect();
-    let post = PostProcess { thresholds, nms_iou: t.nms_iou, max_detections: t.max_detections, names: classes.clone(), class_filter };
+    let post = PostProcess {
+        thresholds,
+        nms_iou: t.nms_iou,
+        max_detections: t.max_detections,
+        names: classes.clone(),
+        class_filter,
+    };
     let info = ModelInfo {
         name: m.spec.name.clone(),
         weights,
@@ -306,7 +388,16 @@ pub fn load_manifest(m: &Manifest, opts: &LoadOptions) -> Result<ModelDetector, 
     };
     tracing::info!(model = %info.name, backend = %info.backend, precision = %info.precision, threads, "detector loaded");
     let input = pre.new_tensor();
-    Ok(ModelDetector { info, pre, backend, decoder, post, input, transform: None, candidates: Vec::new() })
+    Ok(ModelDetector {
+        info,
+        pre,
+        backend,
+        decoder,
+        post,
+        input,
+        transform: None,
+        candidates: Vec::new(),
+    })
 }
 
 fn open_backend(
@@ -327,36 +418,82 @@ fn open_backend(
 }
 
 #[cfg(feature = "tract")]
-fn open_tract(weights: &Path, onnx: &[u8], shape: [usize; 4], threads: usize) -> Result<Box<dyn Backend>, BackendError> {
-    Ok(Box::new(crate::backend::tract::TractBackend::load(weights, onnx, shape, threads)?))
+fn open_tract(
+    weights: &Path,
+    onnx: &[u8],
+    shape: [usize; 4],
+    threads: usize,
+) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(crate::backend::tract::TractBackend::load(
+        weights, onnx, shape, threads,
+    )?))
 }
 
 #[cfg(not(feature = "tract"))]
-fn open_tract(_: &Path, _: &[u8], _: [usize; 4], _: usize) -> Result<Box<dyn Backend>, BackendError> {
-    Err(BackendError::NotCompiled { backend: BackendKind::Tract })
+fn open_tract(
+    _: &Path,
+    _: &[u8],
+    _: [usize; 4],
+    _: usize,
+) -> Result<Box<dyn Backend>, BackendError> {
+    Err(BackendError::NotCompiled {
+        backend: BackendKind::Tract,
+    })
 }
 
 #[cfg(feature = "onnxruntime")]
-fn open_onnxruntime(opts: &LoadOptions, weights: &Path, onnx: &[u8], shape: [usize; 4], threads: usize) -> Result<Box<dyn Backend>, BackendError> {
+fn open_onnxruntime(
+    opts: &LoadOptions,
+    weights: &Path,
+    onnx: &[u8],
+    shape: [usize; 4],
+    threads: usize,
+) -> Result<Box<dyn Backend>, BackendError> {
     use crate::backend::onnxruntime::{OrtBackend, find_library};
-    let lib = find_library(opts.onnxruntime_library.as_deref()).ok_or_else(|| BackendError::Unavailable {
-        backend: BackendKind::OnnxRuntime,
-        reason: "no libonnxruntime.so found (set onnxruntime_library or ORT_DYLIB_PATH)".into(),
+    let lib = find_library(opts.onnxruntime_library.as_deref()).ok_or_else(|| {
+        BackendError::Unavailable {
+            backend: BackendKind::OnnxRuntime,
+            reason: "no libonnxruntime.so found (set onnxruntime_library or ORT_DYLIB_PATH)".into(),
+        }
     })?;
-    Ok(Box::new(OrtBackend::load(&lib, weights, onnx, shape, threads)?))
+    Ok(Box::new(OrtBackend::load(
+        &lib, weights, onnx, shape, threads,
+    )?))
 }
 
 #[cfg(not(feature = "onnxruntime"))]
-fn open_onnxruntime(_: &LoadOptions, _: &Path, _: &[u8], _: [usize; 4], _: usize) -> Result<Box<dyn Backend>, BackendError> {
-    Err(BackendError::NotCompiled { backend: BackendKind::OnnxRuntime })
+fn open_onnxruntime(
+    _: &LoadOptions,
+    _: &Path,
+    _: &[u8],
+    _: [usize; 4],
+    _: usize,
+) -> Result<Box<dyn Backend>, BackendError> {
+    Err(BackendError::NotCompiled {
+        backend: BackendKind::OnnxRuntime,
+    })
 }
 
 #[cfg(feature = "rknn")]
-fn open_rknn(m: &Manifest, opts: &LoadOptions, shape: [usize; 4]) -> Result<Box<dyn Backend>, BackendError> {
-    Ok(Box::new(crate::backend::rknn::RknnBackend::load(m, opts.rknn_library.as_deref(), shape)?))
+fn open_rknn(
+    m: &Manifest,
+    opts: &LoadOptions,
+    shape: [usize; 4],
+) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(crate::backend::rknn::RknnBackend::load(
+        m,
+        opts.rknn_library.as_deref(),
+        shape,
+    )?))
 }
 
 #[cfg(not(feature = "rknn"))]
-fn open_rknn(_: &Manifest, _: &LoadOptions, _: [usize; 4]) -> Result<Box<dyn Backend>, BackendError> {
-    Err(BackendError::NotCompiled { backend: BackendKind::Rknn })
+fn open_rknn(
+    _: &Manifest,
+    _: &LoadOptions,
+    _: [usize; 4],
+) -> Result<Box<dyn Backend>, BackendError> {
+    Err(BackendError::NotCompiled {
+        backend: BackendKind::Rknn,
+    })
 }

@@ -25,5 +25,7 @@ pub mod preprocess;
 pub mod report;
 
 pub use backend::{BackendChoice, BackendKind};
-pub use detector::{DetectError, Detector, LoadOptions, ModelDetector, ModelInfo, load, load_manifest};
+pub use detector::{
+    DetectError, Detector, LoadOptions, ModelDetector, ModelInfo, load, load_manifest,
+};
 pub use manifest::{Manifest, Precision};

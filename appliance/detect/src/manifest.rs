@@ -338,7 +338,8 @@ impl Manifest {
             return Err(self.invalid("weights", "lists no weights file"));
         }
         for (precision, w) in &s.weights {
-            check_sha(&w.sha256).map_err(|r| self.invalid(&format!("weights.{precision}.sha256"), r))?;
+            check_sha(&w.sha256)
+                .map_err(|r| self.invalid(&format!("weights.{precision}.sha256"), r))?;
         }
         if let Some(r) = &s.rknn {
             check_sha(&r.sha256).map_err(|e| self.invalid("rknn.sha256", e))?;
@@ -349,13 +350,22 @@ impl Manifest {
                 return Err(self.invalid(field, format!("is {v}, expected 1..=8192")));
             }
         }
-        if i.std.iter().any(|v| !v.is_finite() || *v == 0.0) || i.mean.iter().any(|v| !v.is_finite()) {
+        if i.std.iter().any(|v| !v.is_finite() || *v == 0.0)
+            || i.mean.iter().any(|v| !v.is_finite())
+        {
             return Err(self.invalid("input.std", "must be finite and non-zero (mean finite)"));
         }
         let d = &s.decoder;
         if matches!(d.family, DecoderFamily::Nanodet | DecoderFamily::Yolox) {
-            if d.strides.is_empty() || d.strides.iter().any(|st| *st == 0 || !i.width.is_multiple_of(*st) || !i.height.is_multiple_of(*st)) {
-                return Err(self.invalid("decoder.strides", "must be non-empty and divide the input size"));
+            if d.strides.is_empty()
+                || d.strides.iter().any(|st| {
+                    *st == 0 || !i.width.is_multiple_of(*st) || !i.height.is_multiple_of(*st)
+                })
+            {
+                return Err(self.invalid(
+                    "decoder.strides",
+                    "must be non-empty and divide the input size",
+                ));
             }
             if d.reg_max == 0 || d.reg_max > 64 {
                 return Err(self.invalid("decoder.reg_max", "must be in 1..=64"));
@@ -374,12 +384,17 @@ impl Manifest {
         }
         for (name, v) in &t.per_class {
             if !unit(*v) {
-                return Err(self.invalid(&format!("thresholds.per_class.{name}"), "must be in [0, 1]"));
+                return Err(
+                    self.invalid(&format!("thresholds.per_class.{name}"), "must be in [0, 1]")
+                );
             }
             if let Some(c) = &s.classes
                 && !c.names.iter().any(|n| n == name)
             {
-                return Err(self.invalid(&format!("thresholds.per_class.{name}"), "names no class of the model"));
+                return Err(self.invalid(
+                    &format!("thresholds.per_class.{name}"),
+                    "names no class of the model",
+                ));
             }
         }
         if let Some(c) = &s.classes
@@ -397,7 +412,11 @@ impl Manifest {
 
     /// Resolves `file` against the manifest directory.
     pub fn resolve(&self, file: &Path) -> PathBuf {
-        if file.is_absolute() { file.to_path_buf() } else { self.base_dir.join(file) }
+        if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            self.base_dir.join(file)
+        }
     }
 
     /// Path of the ONNX weights of `precision`.
@@ -415,14 +434,22 @@ impl Manifest {
     /// Reads the ONNX weights of `precision` and checks their sha256.
     pub fn read_weights(&self, precision: Precision) -> Result<(PathBuf, Vec<u8>), ManifestError> {
         let path = self.weights_path(precision)?;
-        let expected = self.spec.weights.get(&precision).map(|w| w.sha256.as_str()).unwrap_or_default();
+        let expected = self
+            .spec
+            .weights
+            .get(&precision)
+            .map(|w| w.sha256.as_str())
+            .unwrap_or_default();
         let bytes = read_verified(&path, expected)?;
         Ok((path, bytes))
     }
 }
 
 fn check_sha(s: &str) -> Result<(), String> {
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(format!("is {s:?}, expected 64 lowercase hex digits"))
@@ -485,24 +512,43 @@ names = ["a", "b"]
     fn parses_sample() {
         let m = parse(SAMPLE).unwrap();
         assert_eq!(m.spec.input.letterbox_fill, 114);
-        assert_eq!(m.weights_path(Precision::Fp32).unwrap(), PathBuf::from("/models/m.onnx"));
-        assert!(matches!(m.weights_path(Precision::Int8), Err(ManifestError::NoSuchPrecision { .. })));
+        assert_eq!(
+            m.weights_path(Precision::Fp32).unwrap(),
+            PathBuf::from("/models/m.onnx")
+        );
+        assert!(matches!(
+            m.weights_path(Precision::Int8),
+            Err(ManifestError::NoSuchPrecision { .. })
+        ));
     }
 
     #[test]
     fn rejects_bad_fields_with_their_name() {
         let cases = [
-            (SAMPLE.replace("sha256 = \"0000", "sha256 = \"zz00"), "weights.fp32.sha256"),
+            (
+                SAMPLE.replace("sha256 = \"0000", "sha256 = \"zz00"),
+                "weights.fp32.sha256",
+            ),
             (SAMPLE.replace("width = 64", "width = 0"), "input.width"),
-            (SAMPLE.replace("score = 0.25", "score = 1.5"), "thresholds.score"),
-            (SAMPLE.replace("b = 0.5", "c = 0.5"), "thresholds.per_class.c"),
-            (SAMPLE.replace("[255.0, 255.0, 255.0]", "[255.0, 0.0, 255.0]"), "input.std"),
+            (
+                SAMPLE.replace("score = 0.25", "score = 1.5"),
+                "thresholds.score",
+            ),
+            (
+                SAMPLE.replace("b = 0.5", "c = 0.5"),
+                "thresholds.per_class.c",
+            ),
+            (
+                SAMPLE.replace("[255.0, 255.0, 255.0]", "[255.0, 0.0, 255.0]"),
+                "input.std",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err();
             assert!(err.to_string().contains(field), "{err} should name {field}");
         }
-        let err = parse(&SAMPLE.replace("family = \"yolov8\"", "family = \"yolo9000\"")).unwrap_err();
+        let err =
+            parse(&SAMPLE.replace("family = \"yolov8\"", "family = \"yolo9000\"")).unwrap_err();
         assert!(matches!(err, ManifestError::Parse { .. }), "{err}");
         let err = parse(&format!("{SAMPLE}\nsurprise = 1\n")).unwrap_err();
         assert!(matches!(err, ManifestError::Parse { .. }), "{err}");

@@ -33,13 +33,19 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, reason: &'static str) -> OnnxMetaError {
-        OnnxMetaError::Malformed { offset: self.pos, reason }
+        OnnxMetaError::Malformed {
+            offset: self.pos,
+            reason,
+        }
     }
 
     fn varint(&mut self) -> Result<u64, OnnxMetaError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| self.err("truncated varint"))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| self.err("truncated varint"))?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -51,7 +57,11 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self, n: u64) -> Result<&'a [u8], OnnxMetaError> {
         let n = usize::try_from(n).map_err(|_| self.err("length overflows"))?;
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or_else(|| self.err("length past end"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| self.err("length past end"))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -105,7 +115,9 @@ pub fn metadata_props(model: &[u8]) -> Result<BTreeMap<String, String>, OnnxMeta
 
 /// Parses a Python-dict-style class map `{0: 'a', 1: "b"}` into names by index.
 pub fn parse_names(text: &str) -> Result<Vec<String>, OnnxMetaError> {
-    let bad = |reason: &str| OnnxMetaError::BadNames { reason: reason.to_owned() };
+    let bad = |reason: &str| OnnxMetaError::BadNames {
+        reason: reason.to_owned(),
+    };
     let body = text
         .trim()
         .strip_prefix('{')
@@ -114,10 +126,19 @@ pub fn parse_names(text: &str) -> Result<Vec<String>, OnnxMetaError> {
     let mut names = BTreeMap::new();
     let mut rest = body.trim_start();
     while !rest.is_empty() {
-        let (idx, after) = rest.split_once(':').ok_or_else(|| bad("entry without ':'"))?;
-        let idx: usize = idx.trim().parse().map_err(|_| bad("index is not an integer"))?;
+        let (idx, after) = rest
+            .split_once(':')
+            .ok_or_else(|| bad("entry without ':'"))?;
+        let idx: usize = idx
+            .trim()
+            .parse()
+            .map_err(|_| bad("index is not an integer"))?;
         let after = after.trim_start();
-        let quote = after.chars().next().filter(|c| *c == '\'' || *c == '"').ok_or_else(|| bad("name is not quoted"))?;
+        let quote = after
+            .chars()
+            .next()
+            .filter(|c| *c == '\'' || *c == '"')
+            .ok_or_else(|| bad("name is not quoted"))?;
         let inner = &after[1..];
         let end = inner.find(quote).ok_or_else(|| bad("unterminated name"))?;
         if names.insert(idx, inner[..end].to_owned()).is_some() {
@@ -141,7 +162,10 @@ mod tests {
     use super::*;
 
     fn ld(field: u64, payload: &[u8]) -> Vec<u8> {
-        let mut v = vec![u8::try_from(field << 3 | 2).unwrap(), u8::try_from(payload.len()).unwrap()];
+        let mut v = vec![
+            u8::try_from(field << 3 | 2).unwrap(),
+            u8::try_from(payload.len()).unwrap(),
+        ];
         v.extend_from_slice(payload);
         v
     }

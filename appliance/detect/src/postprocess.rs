@@ -25,7 +25,11 @@ pub struct PostProcess {
 impl PostProcess {
     /// Greedy class-wise NMS over `candidates` (input pixels), then the cap, then
     /// mapping through `transform`; results sorted by descending score.
-    pub fn run(&self, candidates: &mut Vec<Candidate>, transform: &FrameTransform) -> Vec<Detection> {
+    pub fn run(
+        &self,
+        candidates: &mut Vec<Candidate>,
+        transform: &FrameTransform,
+    ) -> Vec<Detection> {
         if let Some(filter) = &self.class_filter {
             candidates.retain(|c| filter.contains(&c.class_id));
         }
@@ -63,7 +67,16 @@ mod tests {
     use safe_yolo_domain::BBox;
 
     fn cand(class_id: u32, score: f32, x: f32) -> Candidate {
-        Candidate { class_id, score, bbox: BBox { x1: x, y1: 0.0, x2: x + 10.0, y2: 10.0 } }
+        Candidate {
+            class_id,
+            score,
+            bbox: BBox {
+                x1: x,
+                y1: 0.0,
+                x2: x + 10.0,
+                y2: 10.0,
+            },
+        }
     }
 
     #[test]
@@ -75,15 +88,43 @@ mod tests {
             names: vec![Arc::from("a"), Arc::from("b")].into(),
             class_filter: None,
         };
-        let tr = FrameTransform { scale_x: 0.5, scale_y: 0.5, pad_x: 0.0, pad_y: 0.0, frame_width: 100, frame_height: 100 };
+        let tr = FrameTransform {
+            scale_x: 0.5,
+            scale_y: 0.5,
+            pad_x: 0.0,
+            pad_y: 0.0,
+            frame_width: 100,
+            frame_height: 100,
+        };
         // Same box, two classes: both kept. Overlapping same-class box: suppressed.
-        let mut c = vec![cand(0, 0.9, 0.0), cand(1, 0.8, 0.0), cand(0, 0.7, 1.0), cand(0, 0.6, 50.0), cand(0, 0.5, 80.0)];
+        let mut c = vec![
+            cand(0, 0.9, 0.0),
+            cand(1, 0.8, 0.0),
+            cand(0, 0.7, 1.0),
+            cand(0, 0.6, 50.0),
+            cand(0, 0.5, 80.0),
+        ];
         let d = post.run(&mut c, &tr);
         assert_eq!(d.len(), 3, "capped at max_detections");
-        assert_eq!(d.iter().map(|d| d.score).collect::<Vec<_>>(), [0.9, 0.8, 0.6]);
+        assert_eq!(
+            d.iter().map(|d| d.score).collect::<Vec<_>>(),
+            [0.9, 0.8, 0.6]
+        );
         assert_eq!(&*d[1].class_name, "b");
-        assert_eq!(d[2].bbox, BBox { x1: 100.0, y1: 0.0, x2: 100.0, y2: 20.0 }, "scaled and clamped");
-        let post = PostProcess { class_filter: Some(vec![1]), ..post };
+        assert_eq!(
+            d[2].bbox,
+            BBox {
+                x1: 100.0,
+                y1: 0.0,
+                x2: 100.0,
+                y2: 20.0
+            },
+            "scaled and clamped"
+        );
+        let post = PostProcess {
+            class_filter: Some(vec![1]),
+            ..post
+        };
         let d = post.run(&mut vec![cand(0, 0.9, 0.0), cand(1, 0.8, 0.0)], &tr);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].class_id, 1);

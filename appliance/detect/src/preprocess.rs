@@ -145,22 +145,41 @@ impl Preprocessor {
 
     /// Writes `frame` into `out` (resized from [`Self::new_tensor`]) and returns the
     /// transform mapping input coordinates back to the frame.
-    pub fn run(&mut self, frame: &RgbFrame, out: &mut InputTensor) -> Result<FrameTransform, PreprocessError> {
+    pub fn run(
+        &mut self,
+        frame: &RgbFrame,
+        out: &mut InputTensor,
+    ) -> Result<FrameTransform, PreprocessError> {
         let (fw, fh) = (frame.width(), frame.height());
         let (nw, nh, dx, dy) = self.placement(fw, fh);
-        let src = fir::images::ImageRef::new(fw, fh, frame.data(), fir::PixelType::U8x3)
-            .map_err(|source| PreprocessError::Buffer { width: fw, height: fh, source })?;
+        let src = fir::images::ImageRef::new(fw, fh, frame.data(), fir::PixelType::U8x3).map_err(
+            |source| PreprocessError::Buffer {
+                width: fw,
+                height: fh,
+                source,
+            },
+        )?;
         let len = nw as usize * nh as usize * 3;
         self.scratch.resize(len, 0);
         let resized: &[u8] = if (nw, nh) == (fw, fh) {
             frame.data()
         } else {
-            let mut dst = fir::images::Image::from_slice_u8(nw, nh, &mut self.scratch, fir::PixelType::U8x3)
-                .map_err(|source| PreprocessError::Buffer { width: nw, height: nh, source })?;
-            let opts = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
+            let mut dst =
+                fir::images::Image::from_slice_u8(nw, nh, &mut self.scratch, fir::PixelType::U8x3)
+                    .map_err(|source| PreprocessError::Buffer {
+                        width: nw,
+                        height: nh,
+                        source,
+                    })?;
+            let opts = fir::ResizeOptions::new()
+                .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
             self.resizer
                 .resize(&src, &mut dst, &opts)
-                .map_err(|source| PreprocessError::Resize { width: fw, height: fh, source })?;
+                .map_err(|source| PreprocessError::Resize {
+                    width: fw,
+                    height: fh,
+                    source,
+                })?;
             &self.scratch
         };
         let shape = self.shape();
@@ -197,8 +216,13 @@ impl Preprocessor {
                 }
                 for (y, row) in resized.chunks_exact(nw * 3).enumerate() {
                     let start = ((y + dy) * iw + dx) * 3;
-                    for (o, px) in out.data[start..start + nw * 3].chunks_exact_mut(3).zip(row.chunks_exact(3)) {
-                        for ((slot, lut), sc) in o.iter_mut().zip(&self.lut).zip(self.source_channel) {
+                    for (o, px) in out.data[start..start + nw * 3]
+                        .chunks_exact_mut(3)
+                        .zip(row.chunks_exact(3))
+                    {
+                        for ((slot, lut), sc) in
+                            o.iter_mut().zip(&self.lut).zip(self.source_channel)
+                        {
                             *slot = lut[usize::from(px[sc])];
                         }
                     }
@@ -250,17 +274,38 @@ mod tests {
 
     #[test]
     fn letterbox_pads_and_maps_back() {
-        let mut p = Preprocessor::new(&spec(ResizeMode::Letterbox, ChannelOrder::Rgb, TensorLayout::Nchw));
+        let mut p = Preprocessor::new(&spec(
+            ResizeMode::Letterbox,
+            ChannelOrder::Rgb,
+            TensorLayout::Nchw,
+        ));
         let mut t = p.new_tensor();
         let tr = p.run(&frame(16, 8, [10, 20, 30]), &mut t).unwrap();
         // 16x8 -> 8x4 centred vertically: rows 0-1 and 6-7 are padding.
-        assert_eq!((tr.scale_x, tr.scale_y, tr.pad_x, tr.pad_y), (0.5, 0.5, 0.0, 2.0));
+        assert_eq!(
+            (tr.scale_x, tr.scale_y, tr.pad_x, tr.pad_y),
+            (0.5, 0.5, 0.0, 2.0)
+        );
         assert_eq!(t.data[0], 114.0);
         assert_eq!(t.data[2 * 8], 10.0);
         assert_eq!(t.data[64 + 3 * 8], 20.0);
         assert_eq!(t.data[128 + 7 * 8], 114.0);
-        let b = tr.to_frame(&BBox { x1: 0.0, y1: 2.0, x2: 8.0, y2: 7.0 });
-        assert_eq!(b, BBox { x1: 0.0, y1: 0.0, x2: 16.0, y2: 8.0 }, "clamped to the frame");
+        let b = tr.to_frame(&BBox {
+            x1: 0.0,
+            y1: 2.0,
+            x2: 8.0,
+            y2: 7.0,
+        });
+        assert_eq!(
+            b,
+            BBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 16.0,
+                y2: 8.0
+            },
+            "clamped to the frame"
+        );
     }
 
     #[test]

@@ -43,10 +43,18 @@ pub enum ReportError {
 
 /// Loads a JPEG or PNG file (any bit depth, grey or colour, alpha dropped) as RGB.
 pub fn load_image(path: &Path) -> Result<RgbFrame, ReportError> {
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     decode_image(&bytes).map_err(|e| match e {
-        None => ReportError::UnknownFormat { path: path.to_path_buf() },
-        Some(reason) => ReportError::Decode { path: path.to_path_buf(), reason },
+        None => ReportError::UnknownFormat {
+            path: path.to_path_buf(),
+        },
+        Some(reason) => ReportError::Decode {
+            path: path.to_path_buf(),
+            reason,
+        },
     })
 }
 
@@ -58,14 +66,25 @@ fn decode_image(bytes: &[u8]) -> Result<RgbFrame, Option<String>> {
         let pixels = d.decode().map_err(|e| Some(format!("{e:?}")))?;
         let info = d.info().ok_or_else(|| Some("no image header".to_owned()))?;
         let cs = d.output_colorspace().unwrap_or(ColorSpace::RGB);
-        (usize::from(info.width), usize::from(info.height), cs, pixels)
+        (
+            usize::from(info.width),
+            usize::from(info.height),
+            cs,
+            pixels,
+        )
     } else if bytes.starts_with(b"\x89PNG") {
         let opts = DecoderOptions::default().png_set_strip_to_8bit(true);
         let mut d = zune_png::PngDecoder::new_with_options(ZCursor::new(bytes), opts);
         let result = d.decode().map_err(|e| Some(format!("{e:?}")))?;
-        let (w, h) = d.dimensions().ok_or_else(|| Some("no image header".to_owned()))?;
-        let cs = d.colorspace().ok_or_else(|| Some("unknown colour space".to_owned()))?;
-        let pixels = result.u8().ok_or_else(|| Some("not 8-bit after stripping".to_owned()))?;
+        let (w, h) = d
+            .dimensions()
+            .ok_or_else(|| Some("no image header".to_owned()))?;
+        let cs = d
+            .colorspace()
+            .ok_or_else(|| Some("unknown colour space".to_owned()))?;
+        let pixels = result
+            .u8()
+            .ok_or_else(|| Some("not 8-bit after stripping".to_owned()))?;
         (w, h, cs, pixels)
     } else {
         return Err(None);
@@ -74,11 +93,20 @@ fn decode_image(bytes: &[u8]) -> Result<RgbFrame, Option<String>> {
     let rgb: Vec<u8> = match n {
         3 => pixels,
         1 => pixels.iter().flat_map(|&g| [g, g, g]).collect(),
-        2 => pixels.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
-        4 => pixels.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        2 => pixels
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        4 => pixels
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         _ => return Err(Some(format!("unsupported colour space {cs:?}"))),
     };
-    let (w, h) = (u32::try_from(w).map_err(|_| Some("too wide".to_owned()))?, u32::try_from(h).map_err(|_| Some("too tall".to_owned()))?);
+    let (w, h) = (
+        u32::try_from(w).map_err(|_| Some("too wide".to_owned()))?,
+        u32::try_from(h).map_err(|_| Some("too tall".to_owned()))?,
+    );
     RgbFrame::new(w, h, rgb).ok_or_else(|| Some(format!("pixel data does not fill {w}x{h}")))
 }
 
@@ -119,8 +147,17 @@ pub fn to_table(image: &str, detections: &[Detection]) -> String {
     if detections.is_empty() {
         return s;
     }
-    let width = detections.iter().map(|d| d.class_name.len()).max().unwrap_or(5).max(5);
-    let _ = writeln!(s, "  {:<width$}  score   x1      y1      x2      y2", "class");
+    let width = detections
+        .iter()
+        .map(|d| d.class_name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        s,
+        "  {:<width$}  score   x1      y1      x2      y2",
+        "class"
+    );
     for d in detections {
         let b = d.bbox;
         let _ = writeln!(
@@ -139,22 +176,39 @@ mod tests {
     use std::sync::Arc;
 
     fn det() -> Detection {
-        Detection { class_id: 0, class_name: Arc::from("person"), score: 0.5, bbox: BBox { x1: 1.0, y1: 2.0, x2: 3.0, y2: 4.0 } }
+        Detection {
+            class_id: 0,
+            class_name: Arc::from("person"),
+            score: 0.5,
+            bbox: BBox {
+                x1: 1.0,
+                y1: 2.0,
+                x2: 3.0,
+                y2: 4.0,
+            },
+        }
     }
 
     #[test]
     fn formats_json_and_table() {
-        let j: serde_json::Value = serde_json::from_str(&to_json("a.jpg", &[det()]).unwrap()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&to_json("a.jpg", &[det()]).unwrap()).unwrap();
         assert_eq!(j["detections"][0]["class_name"], "person");
         assert_eq!(j["detections"][0]["bbox"][3], 4.0);
         let t = to_table("a.jpg", &[det()]);
-        assert!(t.contains("a.jpg: 1 detection(s)") && t.contains("person  0.500"), "{t}");
+        assert!(
+            t.contains("a.jpg: 1 detection(s)") && t.contains("person  0.500"),
+            "{t}"
+        );
     }
 
     #[test]
     fn rejects_unknown_and_corrupt_images() {
         assert!(matches!(decode_image(b"GIF89a"), Err(None)));
-        assert!(matches!(decode_image(b"\xff\xd8\xff\x00garbage"), Err(Some(_))));
+        assert!(matches!(
+            decode_image(b"\xff\xd8\xff\x00garbage"),
+            Err(Some(_))
+        ));
         assert!(matches!(decode_image(b"\x89PNG\r\n\x1a\nxx"), Err(Some(_))));
     }
 }

@@ -2,14 +2,20 @@
 //! with onnxruntime references produced by `scripts/make_golden.py` (committed JSON
 //! under `tests/golden/`), plus the bad-model error paths.
 #![cfg(any(feature = "tract", feature = "onnxruntime"))]
-#![allow(clippy::unwrap_used, clippy::print_stderr, reason = "test helpers fail loudly and skipped tests say why")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test helpers fail loudly and skipped tests say why"
+)]
 
 use std::path::{Path, PathBuf};
 
 use safe_yolo_detect::backend::{BackendChoice, BackendError};
 use safe_yolo_detect::decode::DecodeError;
 use safe_yolo_detect::manifest::ManifestError;
-use safe_yolo_detect::{DetectError, Detector, LoadOptions, Manifest, Precision, load, load_manifest, report};
+use safe_yolo_detect::{
+    DetectError, Detector, LoadOptions, Manifest, Precision, load, load_manifest, report,
+};
 use safe_yolo_domain::{BBox, Detection};
 use serde_json::Value;
 
@@ -22,7 +28,9 @@ fn repo() -> PathBuf {
 }
 
 fn fixtures() -> PathBuf {
-    std::env::var_os("SAFEYOLO_FIXTURES").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/fixtures"))
+    std::env::var_os("SAFEYOLO_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/fixtures"))
 }
 
 fn nanodet_manifest() -> PathBuf {
@@ -42,8 +50,18 @@ fn golden(name: &str) -> Value {
 }
 
 fn bbox(v: &Value) -> BBox {
-    let b: Vec<f32> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-    BBox { x1: b[0], y1: b[1], x2: b[2], y2: b[3] }
+    let b: Vec<f32> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    BBox {
+        x1: b[0],
+        y1: b[1],
+        x2: b[2],
+        y2: b[3],
+    }
 }
 
 /// Tolerances of one comparison.
@@ -53,19 +71,38 @@ struct Tol {
     score: f32,
 }
 
-const FP32: Tol = Tol { iou: 0.9, score: 0.02 };
-const INT8: Tol = Tol { iou: 0.8, score: 0.1 };
+const FP32: Tol = Tol {
+    iou: 0.9,
+    score: 0.02,
+};
+const INT8: Tol = Tol {
+    iou: 0.8,
+    score: 0.1,
+};
 
 /// Compares detections of `classes` (None = all) with the reference list. Both sides
 /// must match one to one (IoU and score within `tol`); boxes whose score is within
 /// `tol.score` of the threshold may be missing on either side.
-fn compare(image: &str, got: &[Detection], reference: &Value, classes: Option<&[u32]>, threshold: f32, tol: Tol) -> Result<usize, String> {
+fn compare(
+    image: &str,
+    got: &[Detection],
+    reference: &Value,
+    classes: Option<&[u32]>,
+    threshold: f32,
+    tol: Tol,
+) -> Result<usize, String> {
     let wanted = |c: u32| classes.is_none_or(|cs| cs.contains(&c));
     let refs: Vec<(u32, f32, BBox)> = reference
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["class_id"].as_u64().unwrap() as u32, d["score"].as_f64().unwrap() as f32, bbox(&d["bbox"])))
+        .map(|d| {
+            (
+                d["class_id"].as_u64().unwrap() as u32,
+                d["score"].as_f64().unwrap() as f32,
+                bbox(&d["bbox"]),
+            )
+        })
         .filter(|(c, _, _)| wanted(*c))
         .collect();
     let got: Vec<&Detection> = got.iter().filter(|d| wanted(d.class_id)).collect();
@@ -79,42 +116,79 @@ fn compare(image: &str, got: &[Detection], reference: &Value, classes: Option<&[
             .map(|(i, d)| (i, d.bbox.iou(b)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         match best {
-            Some((i, iou)) if iou >= tol.iou && (got[i].score - s).abs() <= tol.score => used[i] = true,
+            Some((i, iou)) if iou >= tol.iou && (got[i].score - s).abs() <= tol.score => {
+                used[i] = true;
+                eprintln!(
+                    "{image}: class {c} IoU {iou:.3} score diff {:+.4}",
+                    got[i].score - s
+                );
+            }
             Some((i, iou)) if !borderline(*s) => {
                 return Err(format!(
                     "{image}: reference class {c} score {s} {b:?} best match IoU {iou:.3} score {} {:?}",
                     got[i].score, got[i].bbox
                 ));
             }
-            None if !borderline(*s) => return Err(format!("{image}: reference class {c} score {s} {b:?} not found")),
+            None if !borderline(*s) => {
+                return Err(format!(
+                    "{image}: reference class {c} score {s} {b:?} not found"
+                ));
+            }
             _ => {}
         }
     }
     for (i, d) in got.iter().enumerate() {
         if !used[i] && !borderline(d.score) {
-            return Err(format!("{image}: extra detection {} {} {:?}", d.class_name, d.score, d.bbox));
+            return Err(format!(
+                "{image}: extra detection {} {} {:?}",
+                d.class_name, d.score, d.bbox
+            ));
         }
     }
     Ok(refs.len())
 }
 
 /// Runs `det` on every image of the golden file and compares.
-fn check_golden(det: &mut dyn Detector, golden: &Value, images: &[&str], classes: Option<&[u32]>, tol: Tol) -> Result<usize, String> {
+fn check_golden(
+    det: &mut dyn Detector,
+    golden: &Value,
+    images: &[&str],
+    classes: Option<&[u32]>,
+    tol: Tol,
+) -> Result<usize, String> {
     let threshold = golden["score_threshold"].as_f64().unwrap() as f32;
     let mut matched = 0;
     for image in images {
         let frame = report::load_image(&fixtures().join("media").join(image)).unwrap();
         let got = det.detect(&frame).map_err(|e| e.to_string())?;
-        matched += compare(image, &got, &golden["images"][image], classes, threshold, tol)?;
+        matched += compare(
+            image,
+            &got,
+            &golden["images"][image],
+            classes,
+            threshold,
+            tol,
+        )?;
     }
     Ok(matched)
 }
 
-const NANODET_IMAGES: &[&str] = &["bus.jpg", "zidane.jpg", "astronaut.png", "camera.png", "person-horse-dog.jpg"];
+const NANODET_IMAGES: &[&str] = &[
+    "bus.jpg",
+    "zidane.jpg",
+    "astronaut.png",
+    "camera.png",
+    "person-horse-dog.jpg",
+];
 const PERSON: Option<&[u32]> = Some(&[0]);
 
 fn opts(backend: BackendChoice, precision: Precision) -> LoadOptions {
-    LoadOptions { backend, precision: Some(precision), threads: 1, ..LoadOptions::default() }
+    LoadOptions {
+        backend,
+        precision: Some(precision),
+        threads: 1,
+        ..LoadOptions::default()
+    }
 }
 
 #[cfg(feature = "tract")]
@@ -123,21 +197,53 @@ mod tract {
 
     #[test]
     fn nanodet_fp32_matches_onnxruntime_reference() {
-        let mut det = load(&nanodet_manifest(), &opts(BackendChoice::Tract, Precision::Fp32)).unwrap();
+        let mut det = load(
+            &nanodet_manifest(),
+            &opts(BackendChoice::Tract, Precision::Fp32),
+        )
+        .unwrap();
         assert_eq!(det.info().classes.len(), 80);
         let g = golden("nanodet-m-416-coco-fp32.json");
         let persons = check_golden(det.as_mut(), &g, NANODET_IMAGES, PERSON, FP32).unwrap();
-        assert!(persons >= 9, "bus 4 + zidane 2 + astronaut 1 + camera 1 + person-horse-dog 1, got {persons}");
+        assert!(
+            persons >= 9,
+            "bus 4 + zidane 2 + astronaut 1 + camera 1 + person-horse-dog 1, got {persons}"
+        );
         // All classes agree too.
-        check_golden(det.as_mut(), &g, &["bus.jpg", "person-horse-dog.jpg"], None, FP32).unwrap();
+        check_golden(
+            det.as_mut(),
+            &g,
+            &["bus.jpg", "person-horse-dog.jpg"],
+            None,
+            FP32,
+        )
+        .unwrap();
     }
 
     #[test]
     fn nanodet_int8_finds_the_same_persons() {
-        let mut det = load(&nanodet_manifest(), &opts(BackendChoice::Tract, Precision::Int8)).unwrap();
+        let mut det = load(
+            &nanodet_manifest(),
+            &opts(BackendChoice::Tract, Precision::Int8),
+        )
+        .unwrap();
         assert_eq!(det.info().precision, Precision::Int8);
-        check_golden(det.as_mut(), &golden("nanodet-m-416-coco-fp32.json"), NANODET_IMAGES, PERSON, INT8).unwrap();
-        check_golden(det.as_mut(), &golden("nanodet-m-416-coco-int8.json"), NANODET_IMAGES, PERSON, INT8).unwrap();
+        check_golden(
+            det.as_mut(),
+            &golden("nanodet-m-416-coco-fp32.json"),
+            NANODET_IMAGES,
+            PERSON,
+            INT8,
+        )
+        .unwrap();
+        check_golden(
+            det.as_mut(),
+            &golden("nanodet-m-416-coco-int8.json"),
+            NANODET_IMAGES,
+            PERSON,
+            INT8,
+        )
+        .unwrap();
     }
 
     /// The golden comparison is sensitive: feeding RGB instead of BGR (a typical
@@ -145,7 +251,9 @@ mod tract {
     #[test]
     fn golden_comparison_catches_a_preprocessing_regression() {
         let path = nanodet_manifest();
-        let text = std::fs::read_to_string(&path).unwrap().replace("channels = \"bgr\"", "channels = \"rgb\"");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("channels = \"bgr\"", "channels = \"rgb\"");
         let m = Manifest::from_toml(&text, &path, path.parent().unwrap()).unwrap();
         let mut det = load_manifest(&m, &opts(BackendChoice::Tract, Precision::Fp32)).unwrap();
         let g = golden("nanodet-m-416-coco-fp32.json");
@@ -156,7 +264,15 @@ mod tract {
     #[test]
     fn yolov8_layout_helmet_model_with_metadata_class_names() {
         let m = helmet_manifest(|t| t);
-        let mut det = load_manifest(&m, &LoadOptions { backend: BackendChoice::Tract, threads: 2, ..LoadOptions::default() }).unwrap();
+        let mut det = load_manifest(
+            &m,
+            &LoadOptions {
+                backend: BackendChoice::Tract,
+                threads: 2,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(&*det.info().classes[0], "With Helmet");
         assert_eq!(&*det.info().classes[1], "Without Helmet");
         let g = golden("helmet-yolov12m-640-fp32.json");
@@ -164,18 +280,32 @@ mod tract {
         assert!(n >= 3, "heads in bus.jpg and zidane.jpg, got {n}");
         let frame = report::load_image(&fixtures().join("media/zidane.jpg")).unwrap();
         let d = det.detect(&frame).unwrap();
-        assert!(d.iter().any(|d| &*d.class_name == "Without Helmet"), "{d:?}");
+        assert!(
+            d.iter().any(|d| &*d.class_name == "Without Helmet"),
+            "{d:?}"
+        );
     }
 
     #[test]
     fn auto_backend_and_class_filter() {
-        let o = LoadOptions { classes: Some(vec!["bus".into()]), ..LoadOptions::default() };
+        let o = LoadOptions {
+            classes: Some(vec!["bus".into()]),
+            ..LoadOptions::default()
+        };
         let mut det = load(&nanodet_manifest(), &o).unwrap();
         let frame = report::load_image(&fixtures().join("media/bus.jpg")).unwrap();
         let d = det.detect(&frame).unwrap();
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(&*d[0].class_name, "bus");
-        let err = load(&nanodet_manifest(), &LoadOptions { classes: Some(vec!["unicorn".into()]), ..LoadOptions::default() }).err().unwrap();
+        let err = load(
+            &nanodet_manifest(),
+            &LoadOptions {
+                classes: Some(vec!["unicorn".into()]),
+                ..LoadOptions::default()
+            },
+        )
+        .err()
+        .unwrap();
         assert!(matches!(err, DetectError::UnknownClass { .. }), "{err}");
     }
 
@@ -186,17 +316,48 @@ mod tract {
         let dir = path.parent().unwrap();
         let tract = opts(BackendChoice::Tract, Precision::Fp32);
         // Declared as a YOLOv8 model: the outputs do not fit.
-        let m = Manifest::from_toml(&text.replace("family = \"nanodet\"", "family = \"yolov8\""), &path, dir).unwrap();
+        let m = Manifest::from_toml(
+            &text.replace("family = \"nanodet\"", "family = \"yolov8\""),
+            &path,
+            dir,
+        )
+        .unwrap();
         let err = load_manifest(&m, &tract).unwrap_err();
-        assert!(matches!(err, DetectError::Decode { source: DecodeError::MissingOutput { .. }, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DetectError::Decode {
+                    source: DecodeError::MissingOutput { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // Wrong input size for the model.
-        let m = Manifest::from_toml(&text.replace("width = 416", "width = 320"), &path, dir).unwrap();
+        let m =
+            Manifest::from_toml(&text.replace("width = 416", "width = 320"), &path, dir).unwrap();
         let err = load_manifest(&m, &tract).unwrap_err();
-        assert!(matches!(err, DetectError::Backend(BackendError::InputShape { .. })), "{err}");
+        assert!(
+            matches!(err, DetectError::Backend(BackendError::InputShape { .. })),
+            "{err}"
+        );
         // 79 class names for an 80-class model.
         let m = Manifest::from_toml(&text.replace("\"toothbrush\",", ""), &path, dir).unwrap();
         let err = load_manifest(&m, &tract).unwrap_err();
-        assert!(matches!(err, DetectError::Decode { source: DecodeError::ClassCount { model: 80, listed: 79, .. }, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DetectError::Decode {
+                    source: DecodeError::ClassCount {
+                        model: 80,
+                        listed: 79,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // A manifest class list that disagrees with the ONNX metadata.
         let m = helmet_manifest(|t| format!("{t}\n[classes]\nnames = [\"helmet\", \"head\"]\n"));
         let err = load_manifest(&m, &tract).unwrap_err();
@@ -207,19 +368,47 @@ mod tract {
 
 #[test]
 fn missing_file_and_wrong_checksum_are_clear_errors() {
-    let err = load(Path::new("/nonexistent/model.toml"), &LoadOptions::default()).err().unwrap();
-    assert!(matches!(err, DetectError::Manifest(ManifestError::Read { .. })), "{err}");
+    let err = load(
+        Path::new("/nonexistent/model.toml"),
+        &LoadOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, DetectError::Manifest(ManifestError::Read { .. })),
+        "{err}"
+    );
     let path = nanodet_manifest();
     let text = std::fs::read_to_string(&path).unwrap();
     let dir = path.parent().unwrap();
-    let m = Manifest::from_toml(&text.replace("model-fp32.onnx", "missing.onnx"), &path, dir).unwrap();
+    let m =
+        Manifest::from_toml(&text.replace("model-fp32.onnx", "missing.onnx"), &path, dir).unwrap();
     let err = load_manifest(&m, &opts(BackendChoice::Auto, Precision::Fp32)).unwrap_err();
-    assert!(matches!(err, DetectError::Manifest(ManifestError::ReadWeights { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            DetectError::Manifest(ManifestError::ReadWeights { .. })
+        ),
+        "{err}"
+    );
     let m = Manifest::from_toml(&text.replace("d8b641eb", "00000000"), &path, dir).unwrap();
     let err = load_manifest(&m, &opts(BackendChoice::Auto, Precision::Fp32)).unwrap_err();
-    assert!(matches!(err, DetectError::Manifest(ManifestError::ChecksumMismatch { .. })), "{err}");
-    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source()).map(ToString::to_string).collect::<Vec<_>>();
-    assert!(chain.iter().any(|s| s.contains("model-fp32.onnx") && s.contains("00000000")), "{chain:?}");
+    assert!(
+        matches!(
+            err,
+            DetectError::Manifest(ManifestError::ChecksumMismatch { .. })
+        ),
+        "{err}"
+    );
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        chain
+            .iter()
+            .any(|s| s.contains("model-fp32.onnx") && s.contains("00000000")),
+        "{chain:?}"
+    );
 }
 
 #[cfg(feature = "onnxruntime")]
@@ -240,7 +429,12 @@ mod onnxruntime {
             .ok()?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("libonnxruntime.so"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("libonnxruntime.so")
+            })
             .collect();
         libs.sort();
         libs.pop()
@@ -248,37 +442,147 @@ mod onnxruntime {
 
     fn ort_opts(precision: Precision) -> Option<LoadOptions> {
         let Some(lib) = library() else {
-            eprintln!("SKIPPED: no libonnxruntime.so (pip install onnxruntime, or set ORT_DYLIB_PATH)");
+            eprintln!(
+                "SKIPPED: no libonnxruntime.so (pip install onnxruntime, or set ORT_DYLIB_PATH)"
+            );
             return None;
         };
-        Some(LoadOptions { onnxruntime_library: Some(lib), ..opts(BackendChoice::OnnxRuntime, precision) })
+        Some(LoadOptions {
+            onnxruntime_library: Some(lib),
+            ..opts(BackendChoice::OnnxRuntime, precision)
+        })
     }
 
     #[test]
     fn nanodet_fp32_and_int8_on_onnxruntime() {
-        let Some(o) = ort_opts(Precision::Fp32) else { return };
+        let Some(o) = ort_opts(Precision::Fp32) else {
+            return;
+        };
         let mut det = load(&nanodet_manifest(), &o).unwrap();
-        assert_eq!(det.info().backend, safe_yolo_detect::BackendKind::OnnxRuntime);
-        check_golden(det.as_mut(), &golden("nanodet-m-416-coco-fp32.json"), NANODET_IMAGES, None, FP32).unwrap();
-        let o = LoadOptions { precision: Some(Precision::Int8), ..o };
+        assert_eq!(
+            det.info().backend,
+            safe_yolo_detect::BackendKind::OnnxRuntime
+        );
+        check_golden(
+            det.as_mut(),
+            &golden("nanodet-m-416-coco-fp32.json"),
+            NANODET_IMAGES,
+            None,
+            FP32,
+        )
+        .unwrap();
+        let o = LoadOptions {
+            precision: Some(Precision::Int8),
+            ..o
+        };
         let mut det = load(&nanodet_manifest(), &o).unwrap();
-        check_golden(det.as_mut(), &golden("nanodet-m-416-coco-int8.json"), NANODET_IMAGES, PERSON, INT8).unwrap();
-        check_golden(det.as_mut(), &golden("nanodet-m-416-coco-fp32.json"), NANODET_IMAGES, PERSON, INT8).unwrap();
+        check_golden(
+            det.as_mut(),
+            &golden("nanodet-m-416-coco-int8.json"),
+            NANODET_IMAGES,
+            PERSON,
+            INT8,
+        )
+        .unwrap();
+        check_golden(
+            det.as_mut(),
+            &golden("nanodet-m-416-coco-fp32.json"),
+            NANODET_IMAGES,
+            PERSON,
+            INT8,
+        )
+        .unwrap();
     }
 
     #[test]
     fn helmet_on_onnxruntime() {
-        let Some(o) = ort_opts(Precision::Fp32) else { return };
+        let Some(o) = ort_opts(Precision::Fp32) else {
+            return;
+        };
         let mut det = load_manifest(&helmet_manifest(|t| t), &o).unwrap();
-        check_golden(&mut det, &golden("helmet-yolov12m-640-fp32.json"), &["bus.jpg", "zidane.jpg"], None, FP32).unwrap();
+        check_golden(
+            &mut det,
+            &golden("helmet-yolov12m-640-fp32.json"),
+            &["bus.jpg", "zidane.jpg"],
+            None,
+            FP32,
+        )
+        .unwrap();
     }
 
     #[test]
     fn auto_prefers_onnxruntime_when_present() {
-        let Some(o) = ort_opts(Precision::Fp32) else { return };
-        let o = LoadOptions { backend: BackendChoice::Auto, precision: None, ..o };
+        let Some(o) = ort_opts(Precision::Fp32) else {
+            return;
+        };
+        let o = LoadOptions {
+            backend: BackendChoice::Auto,
+            precision: None,
+            ..o
+        };
         let det = load(&nanodet_manifest(), &o).unwrap();
-        assert_eq!(det.info().backend, safe_yolo_detect::BackendKind::OnnxRuntime);
-        assert_eq!(det.info().precision, Precision::Int8, "manifest prefers int8 on onnxruntime");
+        assert_eq!(
+            det.info().backend,
+            safe_yolo_detect::BackendKind::OnnxRuntime
+        );
+        assert_eq!(
+            det.info().precision,
+            Precision::Int8,
+            "manifest prefers int8 on onnxruntime"
+        );
+    }
+}
+
+#[cfg(feature = "rknn")]
+mod rknn {
+    use super::*;
+
+    /// `rknpu2` panics when dlopen fails; the backend must turn that into an error.
+    #[test]
+    fn missing_or_broken_runtime_library_is_an_error_not_a_panic() {
+        let path = nanodet_manifest();
+        let rknn = "\n[rknn]\nfile = \"model.rknn\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nprecision = \"int8\"\n";
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Inserted before [input] so it is a top-level table, not part of [default_precision].
+        let text = text.replacen("[input]", &format!("{rknn}\n[input]"), 1);
+        let m = Manifest::from_toml(&text, &path, path.parent().unwrap()).unwrap();
+        let dir = std::env::temp_dir().join(format!("safe-yolo-rknn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("librknnrt.so");
+        std::fs::write(&fake, b"not an ELF file").unwrap();
+        let o = LoadOptions {
+            backend: BackendChoice::Rknn,
+            rknn_library: Some(fake),
+            ..LoadOptions::default()
+        };
+        let err = load_manifest(&m, &o).unwrap_err();
+        assert!(
+            matches!(&err, DetectError::Backend(BackendError::Unavailable { reason, .. }) if reason.contains("dlopen")),
+            "{err:?}"
+        );
+        let o = LoadOptions {
+            rknn_library: Some(dir.join("absent.so")),
+            ..o
+        };
+        let err = load_manifest(&m, &o).unwrap_err();
+        assert!(
+            matches!(err, DetectError::Backend(BackendError::Unavailable { .. })),
+            "{err:?}"
+        );
+        // A manifest without an [rknn] model cannot run on the NPU.
+        let plain = Manifest::from_path(&path).unwrap();
+        let err = load_manifest(
+            &plain,
+            &LoadOptions {
+                backend: BackendChoice::Rknn,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DetectError::Backend(BackendError::Unavailable { .. })),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -105,7 +105,9 @@ pub enum PolygonError {
         count: usize,
     },
     /// A vertex is outside the frame.
-    #[error("point {index} ({x}, {y}) is outside the frame; coordinates are fractions from 0.0 to 1.0")]
+    #[error(
+        "point {index} ({x}, {y}) is outside the frame; coordinates are fractions from 0.0 to 1.0"
+    )]
     OutsideFrame {
         /// Index of the vertex.
         index: usize,
@@ -189,8 +191,7 @@ impl Polygon {
                 if adjacent {
                     continue;
                 }
-                if segments_intersect(pts[a], pts[(a + 1) % count], pts[b], pts[(b + 1) % count])
-                {
+                if segments_intersect(pts[a], pts[(a + 1) % count], pts[b], pts[(b + 1) % count]) {
                     return Err(PolygonError::SelfIntersecting { a, b });
                 }
             }
@@ -335,11 +336,26 @@ mod tests {
 
     #[test]
     fn iou_basics() {
-        let a = BBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 10.0 };
-        let b = BBox { x1: 5.0, y1: 0.0, x2: 15.0, y2: 10.0 };
+        let a = BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 10.0,
+            y2: 10.0,
+        };
+        let b = BBox {
+            x1: 5.0,
+            y1: 0.0,
+            x2: 15.0,
+            y2: 10.0,
+        };
         assert!((a.iou(&a) - 1.0).abs() < 1e-6);
         assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
-        let far = BBox { x1: 20.0, y1: 20.0, x2: 30.0, y2: 30.0 };
+        let far = BBox {
+            x1: 20.0,
+            y1: 20.0,
+            x2: 30.0,
+            y2: 30.0,
+        };
         assert_eq!(a.iou(&far), 0.0);
     }
 
@@ -351,7 +367,11 @@ mod tests {
         );
         assert_eq!(
             Polygon::new(&[[0.0, 0.0], [1.5, 0.0], [0.5, 0.5]]),
-            Err(PolygonError::OutsideFrame { index: 1, x: 1.5, y: 0.0 })
+            Err(PolygonError::OutsideFrame {
+                index: 1,
+                x: 1.5,
+                y: 0.0
+            })
         );
         // A bow tie: edges 0 (0,0)-(1,1) and 2 (1,0)-(0,1) cross.
         assert_eq!(
@@ -434,7 +454,7 @@ mod tests {
         fn outside_bounds_is_never_inside(x in 0.0f32..=1.0, y in 0.0f32..=1.0) {
             let sq = square();
             let p = NormPoint::new(x, y).unwrap();
-            if x < 0.2 || x > 0.6 || y < 0.2 || y > 0.6 {
+            if !(0.2..=0.6).contains(&x) || !(0.2..=0.6).contains(&y) {
                 prop_assert!(!sq.contains(p));
             }
         }

@@ -40,7 +40,7 @@ pub struct CameraHealth {
 pub(crate) struct Started {
     pub threads: Vec<JoinHandle<()>>,
     pub tap: CameraTap,
-    pub latest_detections: Arc<Mutex<Arc<Vec<Detection>>>>,
+    pub latest_detections: crate::detect::LatestDetections,
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -117,14 +117,21 @@ struct Capture {
     shutdown: CancellationToken,
 }
 
-fn set_state(tx: &watch::Sender<CameraHealth>, camera: &CameraId, state: CameraState, reason: Option<String>) {
+fn set_state(
+    tx: &watch::Sender<CameraHealth>,
+    camera: &CameraId,
+    state: CameraState,
+    reason: Option<String>,
+) {
     tx.send_if_modified(|h| {
         if h.state == state {
             return false;
         }
         match state {
             CameraState::Online => tracing::info!(%camera, "camera online"),
-            CameraState::Offline => tracing::warn!(%camera, reason = reason.as_deref().unwrap_or(""), "camera offline"),
+            CameraState::Offline => {
+                tracing::warn!(%camera, reason = reason.as_deref().unwrap_or(""), "camera offline")
+            }
             CameraState::Starting => {}
         }
         *h = CameraHealth {
@@ -136,7 +143,10 @@ fn set_state(tx: &watch::Sender<CameraHealth>, camera: &CameraId, state: CameraS
     });
 }
 
-#[allow(clippy::disallowed_methods, reason = "capture runs on its own OS thread, never on the reactor")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "capture runs on its own OS thread, never on the reactor"
+)]
 fn nap(d: Duration) {
     std::thread::sleep(d);
 }
@@ -144,11 +154,31 @@ fn nap(d: Duration) {
 impl Capture {
     fn run(self, hb: &safe_yolo_telemetry::Heartbeat) {
         let id = self.spec.id.clone();
-        let online = self.metrics.camera_online.get_or_create(&Metrics::camera(id.as_str())).clone();
-        let captured = self.metrics.frames_captured.get_or_create(&Metrics::camera(id.as_str())).clone();
-        let reconnects = self.metrics.camera_reconnects.get_or_create(&Metrics::camera(id.as_str())).clone();
-        let dropped = self.metrics.frames_dropped.get_or_create(&Metrics::stage(id.as_str(), "raw_queue")).clone();
-        let depth = self.metrics.queue_depth.get_or_create(&Metrics::stage(id.as_str(), "raw_queue")).clone();
+        let online = self
+            .metrics
+            .camera_online
+            .get_or_create(&Metrics::camera(id.as_str()))
+            .clone();
+        let captured = self
+            .metrics
+            .frames_captured
+            .get_or_create(&Metrics::camera(id.as_str()))
+            .clone();
+        let reconnects = self
+            .metrics
+            .camera_reconnects
+            .get_or_create(&Metrics::camera(id.as_str()))
+            .clone();
+        let dropped = self
+            .metrics
+            .frames_dropped
+            .get_or_create(&Metrics::stage(id.as_str(), "raw_queue"))
+            .clone();
+        let depth = self
+            .metrics
+            .queue_depth
+            .get_or_create(&Metrics::stage(id.as_str(), "raw_queue"))
+            .clone();
         let mut source: Option<Box<dyn FrameSource>> = None;
         let mut backoff = BACKOFF_MIN;
         let mut next_open = Instant::now();
@@ -172,7 +202,9 @@ impl Capture {
             }
             let Some(src) = source.as_mut() else {
                 if ended || now < next_open {
-                    nap(POLL.min(next_open.saturating_duration_since(now)).max(Duration::from_millis(10)));
+                    nap(POLL
+                        .min(next_open.saturating_duration_since(now))
+                        .max(Duration::from_millis(10)));
                     continue;
                 }
                 match safe_yolo_capture::open(&self.spec.source, &self.policy) {
@@ -183,9 +215,14 @@ impl Capture {
                     }
                     Err(e) => {
                         reconnects.inc();
-                        tracing::warn!(camera = %id, error = %error_chain(&e), retry_in_ms = backoff.as_millis(), "cannot open camera source");
+                        tracing::warn!(camera = %id, error = %error_chain(&e), retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "cannot open camera source");
                         online.set(0);
-                        set_state(&self.health, &id, CameraState::Offline, Some(error_chain(&e)));
+                        set_state(
+                            &self.health,
+                            &id,
+                            CameraState::Offline,
+                            Some(error_chain(&e)),
+                        );
                         next_open = now + backoff;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
@@ -214,14 +251,24 @@ impl Capture {
                 Err(e) if e.is_end() => {
                     tracing::info!(camera = %id, "replay reached its end");
                     online.set(0);
-                    set_state(&self.health, &id, CameraState::Offline, Some("replay ended".into()));
+                    set_state(
+                        &self.health,
+                        &id,
+                        CameraState::Offline,
+                        Some("replay ended".into()),
+                    );
                     source = None;
                     ended = true;
                 }
                 Err(e) => {
                     tracing::warn!(camera = %id, error = %error_chain(&e), "camera source failed; reopening");
                     online.set(0);
-                    set_state(&self.health, &id, CameraState::Offline, Some(error_chain(&e)));
+                    set_state(
+                        &self.health,
+                        &id,
+                        CameraState::Offline,
+                        Some(error_chain(&e)),
+                    );
                     source = None;
                     next_open = now + backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -248,10 +295,26 @@ impl Decode {
     fn run(self, hb: &safe_yolo_telemetry::Heartbeat) {
         let id = self.spec.id.clone();
         let cam = id.as_str();
-        let decode_errors = self.metrics.frames_dropped.get_or_create(&Metrics::stage(cam, "decode_error")).clone();
-        let dropped = self.metrics.frames_dropped.get_or_create(&Metrics::stage(cam, "detect_queue")).clone();
-        let depth = self.metrics.queue_depth.get_or_create(&Metrics::stage(cam, "detect_queue")).clone();
-        let decode_latency = self.metrics.stage_latency.get_or_create(&Metrics::stage(cam, "decode")).clone();
+        let decode_errors = self
+            .metrics
+            .frames_dropped
+            .get_or_create(&Metrics::stage(cam, "decode_error"))
+            .clone();
+        let dropped = self
+            .metrics
+            .frames_dropped
+            .get_or_create(&Metrics::stage(cam, "detect_queue"))
+            .clone();
+        let depth = self
+            .metrics
+            .queue_depth
+            .get_or_create(&Metrics::stage(cam, "detect_queue"))
+            .clone();
+        let decode_latency = self
+            .metrics
+            .stage_latency
+            .get_or_create(&Metrics::stage(cam, "decode"))
+            .clone();
         let every = u64::from(self.spec.detect_every.max(1));
         let mut n: u64 = 0;
         while !self.shutdown.is_cancelled() {
@@ -284,8 +347,12 @@ impl Decode {
                 frame: rgb.clone(),
                 detections,
             }));
-            if n % every == 0 {
-                let job = DetectJob { meta, frame: rgb, decode };
+            if n.is_multiple_of(every) {
+                let job = DetectJob {
+                    meta,
+                    frame: rgb,
+                    decode,
+                };
                 if self.detect.push(self.lane, job).is_some() {
                     dropped.inc();
                 }

@@ -15,6 +15,9 @@ use crate::camera::error_chain;
 use crate::queue::{Lanes, Pop};
 use crate::{DetectedFrame, POLL, PipelineError, StageTimes};
 
+/// The newest detections of one camera, shared with its decode stage.
+pub(crate) type LatestDetections = Arc<Mutex<Arc<Vec<Detection>>>>;
+
 /// A decoded frame waiting for the detector.
 #[derive(Debug)]
 pub(crate) struct DetectJob {
@@ -23,12 +26,15 @@ pub(crate) struct DetectJob {
     pub decode: Duration,
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call site in Pipeline::start; each is a distinct shared handle")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site in Pipeline::start; each is a distinct shared handle"
+)]
 pub(crate) fn start_worker(
     worker: usize,
     mut detector: Box<dyn Detector>,
     lanes: Arc<Lanes<DetectJob>>,
-    latest: Arc<Vec<Arc<Mutex<Arc<Vec<Detection>>>>>>,
+    latest: Arc<Vec<LatestDetections>>,
     tx: mpsc::Sender<DetectedFrame>,
     liveness: &Liveness,
     metrics: &Metrics,
@@ -97,7 +103,10 @@ pub(crate) fn start_worker(
         .map_err(|source| PipelineError::Spawn { name, source })
 }
 
-#[allow(clippy::disallowed_methods, reason = "detect workers are OS threads, never on the reactor")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "detect workers are OS threads, never on the reactor"
+)]
 fn nap(d: Duration) {
     std::thread::sleep(d);
 }

@@ -238,7 +238,10 @@ impl Pipeline {
     }
 }
 
-#[allow(clippy::disallowed_methods, reason = "runs on a blocking thread, never on the reactor")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "runs on a blocking thread, never on the reactor"
+)]
 fn park_briefly() {
     std::thread::sleep(Duration::from_millis(10));
 }

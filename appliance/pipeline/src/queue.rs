@@ -43,7 +43,9 @@ impl<T> Lanes<T> {
         Self {
             cap: cap.max(1),
             state: Mutex::new(State {
-                lanes: (0..lanes).map(|_| VecDeque::with_capacity(cap.max(1))).collect(),
+                lanes: (0..lanes)
+                    .map(|_| VecDeque::with_capacity(cap.max(1)))
+                    .collect(),
                 next: 0,
                 closed: false,
             }),
@@ -110,6 +112,7 @@ impl<T> Lanes<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "tests run on plain threads")]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -126,7 +126,12 @@ impl Liveness {
 
     /// Names of the registered stages.
     pub fn stages(&self) -> Vec<String> {
-        self.inner.slots.lock().iter().map(|s| s.name.clone()).collect()
+        self.inner
+            .slots
+            .lock()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 }
 
@@ -169,12 +174,20 @@ mod tests {
         let t0 = Instant::now();
         let hb = l.register("camera/a/detect");
         hb.beat_at(t0);
-        assert!(l.check(t0 + Duration::from_secs(1), Duration::from_secs(2)).is_ok());
-        let stale = l.check(t0 + Duration::from_secs(3), Duration::from_secs(2)).unwrap_err();
+        assert!(
+            l.check(t0 + Duration::from_secs(1), Duration::from_secs(2))
+                .is_ok()
+        );
+        let stale = l
+            .check(t0 + Duration::from_secs(3), Duration::from_secs(2))
+            .unwrap_err();
         assert_eq!(stale.stages.len(), 1);
         assert_eq!(stale.stages[0].0, "camera/a/detect");
         hb.beat_at(t0 + Duration::from_secs(3));
-        assert!(l.check(t0 + Duration::from_secs(3), Duration::from_secs(2)).is_ok());
+        assert!(
+            l.check(t0 + Duration::from_secs(3), Duration::from_secs(2))
+                .is_ok()
+        );
     }
 
     #[test]

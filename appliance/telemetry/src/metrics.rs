@@ -106,22 +106,67 @@ impl Metrics {
             output_level: Family::default(),
             pipeline_stalled: Gauge::default(),
         };
-        registry.register("frames_captured", "Frames delivered by the camera source", m.frames_captured.clone());
-        registry.register("frames_detected", "Frames run through the detector", m.frames_detected.clone());
-        registry.register("frames_dropped", "Frames dropped by a full queue (drop-oldest)", m.frames_dropped.clone());
-        registry.register("queue_depth", "Frames waiting in a bounded queue", m.queue_depth.clone());
-        registry.register("stage_latency_seconds", "Latency of a pipeline stage", m.stage_latency.clone());
-        registry.register("camera_online", "1 while the camera delivers frames", m.camera_online.clone());
-        registry.register("camera_reconnects", "Failed attempts to (re)open a camera", m.camera_reconnects.clone());
-        registry.register("events_raised", "Alarm events raised", m.events_raised.clone());
-        registry.register("output_level", "Current level of an output line (1 = active)", m.output_level.clone());
-        registry.register("pipeline_stalled", "1 while a pipeline stage is stalled", m.pipeline_stalled.clone());
+        registry.register(
+            "frames_captured",
+            "Frames delivered by the camera source",
+            m.frames_captured.clone(),
+        );
+        registry.register(
+            "frames_detected",
+            "Frames run through the detector",
+            m.frames_detected.clone(),
+        );
+        registry.register(
+            "frames_dropped",
+            "Frames dropped by a full queue (drop-oldest)",
+            m.frames_dropped.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Frames waiting in a bounded queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "stage_latency_seconds",
+            "Latency of a pipeline stage",
+            m.stage_latency.clone(),
+        );
+        registry.register(
+            "camera_online",
+            "1 while the camera delivers frames",
+            m.camera_online.clone(),
+        );
+        registry.register(
+            "camera_reconnects",
+            "Failed attempts to (re)open a camera",
+            m.camera_reconnects.clone(),
+        );
+        registry.register(
+            "events_raised",
+            "Alarm events raised",
+            m.events_raised.clone(),
+        );
+        registry.register(
+            "output_level",
+            "Current level of an output line (1 = active)",
+            m.output_level.clone(),
+        );
+        registry.register(
+            "pipeline_stalled",
+            "1 while a pipeline stage is stalled",
+            m.pipeline_stalled.clone(),
+        );
         *m.registry.lock() = registry;
         m
     }
 
     /// Registers an extra metric (for subsystems that own their own counters).
-    pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
         self.registry.lock().register(name, help, metric);
     }
 
@@ -135,12 +180,17 @@ impl Metrics {
 
     /// Shorthand for a camera's labels.
     pub fn camera(camera: &str) -> CameraLabels {
-        CameraLabels { camera: camera.to_owned() }
+        CameraLabels {
+            camera: camera.to_owned(),
+        }
     }
 
     /// Shorthand for a camera + stage's labels.
     pub fn stage(camera: &str, stage: &str) -> StageLabels {
-        StageLabels { camera: camera.to_owned(), stage: stage.to_owned() }
+        StageLabels {
+            camera: camera.to_owned(),
+            stage: stage.to_owned(),
+        }
     }
 }
 
@@ -151,13 +201,21 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::new();
-        m.frames_captured.get_or_create(&Metrics::camera("dock")).inc_by(3);
+        m.frames_captured
+            .get_or_create(&Metrics::camera("dock"))
+            .inc_by(3);
         m.stage_latency
             .get_or_create(&Metrics::stage("dock", "inference"))
             .observe(0.040);
         let text = m.render();
-        assert!(text.contains("safeyolo_frames_captured_total{camera=\"dock\"} 3"), "{text}");
-        assert!(text.contains("safeyolo_stage_latency_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("safeyolo_frames_captured_total{camera=\"dock\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("safeyolo_stage_latency_seconds_bucket"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -10,9 +10,9 @@ use crate::preprocess::InputTensor;
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
-pub mod rknn_layout;
 #[cfg(feature = "rknn")]
 pub mod rknn;
+pub mod rknn_layout;
 #[cfg(feature = "tract")]
 pub mod tract;
 
@@ -129,13 +129,32 @@ pub trait Backend: Send {
 }
 
 /// Checks a model's declared input dims (`None` = dynamic) against the manifest.
-#[cfg_attr(not(any(feature = "tract", feature = "onnxruntime", feature = "rknn")), allow(dead_code))]
-pub(crate) fn check_input_dims(path: &std::path::Path, dims: &[Option<usize>], expected: [usize; 4]) -> Result<(), BackendError> {
-    let fits = dims.len() == 4 && dims.iter().zip(expected).all(|(d, e)| d.is_none_or(|d| d == e));
+#[cfg_attr(
+    not(any(feature = "tract", feature = "onnxruntime", feature = "rknn")),
+    allow(dead_code)
+)]
+pub(crate) fn check_input_dims(
+    path: &std::path::Path,
+    dims: &[Option<usize>],
+    expected: [usize; 4],
+) -> Result<(), BackendError> {
+    let fits = dims.len() == 4
+        && dims
+            .iter()
+            .zip(expected)
+            .all(|(d, e)| d.is_none_or(|d| d == e));
     if fits {
         Ok(())
     } else {
-        let found = dims.iter().map(|d| d.map_or("?".to_owned(), |d| d.to_string())).collect::<Vec<_>>().join(", ");
-        Err(BackendError::InputShape { path: path.to_path_buf(), expected, found: format!("[{found}]") })
+        let found = dims
+            .iter()
+            .map(|d| d.map_or("?".to_owned(), |d| d.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(BackendError::InputShape {
+            path: path.to_path_buf(),
+            expected,
+            found: format!("[{found}]"),
+        })
     }
 }

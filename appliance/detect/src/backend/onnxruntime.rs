@@ -40,7 +40,11 @@ pub fn find_library(explicit: Option<&Path>) -> Option<PathBuf> {
             .ok()?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
             .collect();
         found.sort();
         found.pop()
@@ -58,7 +62,12 @@ fn environment(library: &Path) -> Result<Environment, String> {
                 .map_err(|e| format!("cannot load {}: {e}", library.display()))?
                 .with_name("safe-yolo")
                 .build()
-                .map_err(|e| format!("cannot create an environment from {}: {e}", library.display()))
+                .map_err(|e| {
+                    format!(
+                        "cannot create an environment from {}: {e}",
+                        library.display()
+                    )
+                })
         })
         .clone()
 }
@@ -72,23 +81,40 @@ pub struct OrtBackend {
 
 impl std::fmt::Debug for OrtBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrtBackend").field("input", &self.input_name).field("outputs", &self.shapes).finish_non_exhaustive()
+        f.debug_struct("OrtBackend")
+            .field("input", &self.input_name)
+            .field("outputs", &self.shapes)
+            .finish_non_exhaustive()
     }
 }
 
 fn load_err(path: &Path, source: impl Into<super::RuntimeError>) -> BackendError {
-    BackendError::Load { backend: BackendKind::OnnxRuntime, path: path.to_path_buf(), source: source.into() }
+    BackendError::Load {
+        backend: BackendKind::OnnxRuntime,
+        path: path.to_path_buf(),
+        source: source.into(),
+    }
 }
 
 fn dims(vt: &ValueType) -> Option<Vec<Option<usize>>> {
-    vt.tensor_shape().map(|s| s.iter().map(|d| usize::try_from(*d).ok()).collect())
+    vt.tensor_shape()
+        .map(|s| s.iter().map(|d| usize::try_from(*d).ok()).collect())
 }
 
 impl OrtBackend {
     /// Loads `model` (the bytes of `path`) with ONNX Runtime from `library`, for a
     /// fixed input `shape`, on `threads` intra-op threads.
-    pub fn load(library: &Path, path: &Path, model: &[u8], shape: [usize; 4], threads: usize) -> Result<Self, BackendError> {
-        let env = environment(library).map_err(|reason| BackendError::Unavailable { backend: BackendKind::OnnxRuntime, reason })?;
+    pub fn load(
+        library: &Path,
+        path: &Path,
+        model: &[u8],
+        shape: [usize; 4],
+        threads: usize,
+    ) -> Result<Self, BackendError> {
+        let env = environment(library).map_err(|reason| BackendError::Unavailable {
+            backend: BackendKind::OnnxRuntime,
+            reason,
+        })?;
         let session = Session::builder(&env)
             .map_err(|e| load_err(path, e))?
             .with_intra_threads(threads.max(1))
@@ -108,9 +134,18 @@ impl OrtBackend {
         for (i, o) in session.outputs().iter().enumerate() {
             let d = dims(o.dtype()).unwrap_or_default();
             let concrete: Option<Vec<usize>> = d.into_iter().collect();
-            shapes.push(concrete.ok_or_else(|| load_err(path, format!("output {i} ({}) has a dynamic shape", o.name())))?);
+            shapes.push(concrete.ok_or_else(|| {
+                load_err(
+                    path,
+                    format!("output {i} ({}) has a dynamic shape", o.name()),
+                )
+            })?);
         }
-        Ok(Self { session, input_name, shapes })
+        Ok(Self {
+            session,
+            input_name,
+            shapes,
+        })
     }
 }
 
@@ -124,18 +159,33 @@ impl Backend for OrtBackend {
     }
 
     fn run(&mut self, input: &InputTensor) -> Result<Vec<OutputTensor>, BackendError> {
-        let run_err = |e: ort::Error| BackendError::Run { backend: BackendKind::OnnxRuntime, source: e.into() };
+        let run_err = |e: ort::Error| BackendError::Run {
+            backend: BackendKind::OnnxRuntime,
+            source: e.into(),
+        };
         let tensor = Tensor::from_array((input.shape, input.data.clone())).map_err(run_err)?;
-        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(run_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(run_err)?;
         let mut out = Vec::with_capacity(outputs.len());
         for (index, (_, value)) in outputs.iter().enumerate() {
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| BackendError::Output {
-                backend: BackendKind::OnnxRuntime,
-                index,
-                reason: e.to_string(),
-            })?;
-            let shape = shape.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect();
-            out.push(OutputTensor { shape, data: data.to_vec() });
+            let (shape, data) =
+                value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| BackendError::Output {
+                        backend: BackendKind::OnnxRuntime,
+                        index,
+                        reason: e.to_string(),
+                    })?;
+            let shape = shape
+                .iter()
+                .map(|d| usize::try_from(*d).unwrap_or(0))
+                .collect();
+            out.push(OutputTensor {
+                shape,
+                data: data.to_vec(),
+            });
         }
         Ok(out)
     }

@@ -69,13 +69,18 @@ pub struct RknnBackend {
 
 impl std::fmt::Debug for RknnBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RknnBackend").field("outputs", &self.shapes).finish_non_exhaustive()
+        f.debug_struct("RknnBackend")
+            .field("outputs", &self.shapes)
+            .finish_non_exhaustive()
     }
 }
 
 fn quant_of(attr: &impl TensorAttrView) -> QuantParams {
     match attr.qnt_type() {
-        QuantTypeKind::AffineAsymmetric(_) => QuantParams::Affine { scale: attr.scale(), zero_point: attr.zero_point() },
+        QuantTypeKind::AffineAsymmetric(_) => QuantParams::Affine {
+            scale: attr.scale(),
+            zero_point: attr.zero_point(),
+        },
         QuantTypeKind::Dfp(_) => QuantParams::Dfp { fl: attr.fl() },
         _ => QuantParams::None,
     }
@@ -88,29 +93,51 @@ fn to_usize(v: &[u32]) -> Vec<usize> {
 impl RknnBackend {
     /// Loads the manifest's `[rknn]` model with `library` (else the usual paths),
     /// for a model input of `shape` (NCHW as declared; fed as NHWC).
-    pub fn load(m: &Manifest, library: Option<&Path>, shape: [usize; 4]) -> Result<Self, BackendError> {
-        let unavailable = |reason: String| BackendError::Unavailable { backend: BackendKind::Rknn, reason };
-        let spec = m.spec.rknn.as_ref().ok_or_else(|| unavailable(format!("manifest {} has no [rknn] model", m.path.display())))?;
-        let lib = find_library(library).ok_or_else(|| unavailable("librknnrt.so not found".into()))?;
-        probe::dlopen(&lib).map_err(|e| unavailable(format!("cannot dlopen {}: {e}", lib.display())))?;
+    pub fn load(
+        m: &Manifest,
+        library: Option<&Path>,
+        shape: [usize; 4],
+    ) -> Result<Self, BackendError> {
+        let unavailable = |reason: String| BackendError::Unavailable {
+            backend: BackendKind::Rknn,
+            reason,
+        };
+        let spec = m.spec.rknn.as_ref().ok_or_else(|| {
+            unavailable(format!("manifest {} has no [rknn] model", m.path.display()))
+        })?;
+        let lib =
+            find_library(library).ok_or_else(|| unavailable("librknnrt.so not found".into()))?;
+        probe::dlopen(&lib)
+            .map_err(|e| unavailable(format!("cannot dlopen {}: {e}", lib.display())))?;
         let path = m.resolve(&spec.file);
-        let load_err = |source: rknpu2::Error| BackendError::Load { backend: BackendKind::Rknn, path: path.clone(), source: source.into() };
+        let load_err = |source: rknpu2::Error| BackendError::Load {
+            backend: BackendKind::Rknn,
+            path: path.clone(),
+            source: source.into(),
+        };
         let mut model = read_verified(&path, &spec.sha256).map_err(|e| BackendError::Load {
             backend: BackendKind::Rknn,
             path: path.clone(),
             source: e.into(),
         })?;
-        let ctx = rknpu2::RKNN::new_with_library(&lib, &mut model, RknnInitFlags::builder()).map_err(load_err)?;
+        let ctx = rknpu2::RKNN::new_with_library(&lib, &mut model, RknnInitFlags::builder())
+            .map_err(load_err)?;
         let num: InputOutputNum = ctx.query().map_err(load_err)?;
         if num.input_num() != 1 {
-            return Err(BackendError::InputShape { path, expected: shape, found: format!("{} inputs", num.input_num()) });
+            return Err(BackendError::InputShape {
+                path,
+                expected: shape,
+                found: format!("{} inputs", num.input_num()),
+            });
         }
         let input: InputAttr = ctx.query_with_input(0).map_err(load_err)?;
         let dims = to_usize(input.dims());
         let [n, c, h, w] = shape;
         // The runtime reports NHWC dims for 4-D image inputs.
         let as_nchw = match (input.format(), dims.as_slice()) {
-            (TensorFormatKind::NHWC(_), [a, b, cc, d]) => vec![Some(*a), Some(*d), Some(*b), Some(*cc)],
+            (TensorFormatKind::NHWC(_), [a, b, cc, d]) => {
+                vec![Some(*a), Some(*d), Some(*b), Some(*cc)]
+            }
             (_, d) => d.iter().map(|v| Some(*v)).collect(),
         };
         check_input_dims(&path, &as_nchw, [n, c, h, w])?;
@@ -126,11 +153,24 @@ impl RknnBackend {
                 Some((c, h, w, _)) => vec![1, c, h, w],
                 None => dims,
             };
-            outputs.push(OutputPlan { shape, quant: quant_of(&attr), native, bytes: attr.size() as usize });
+            outputs.push(OutputPlan {
+                shape,
+                quant: quant_of(&attr),
+                native,
+                bytes: attr.size() as usize,
+            });
         }
         let shapes = outputs.iter().map(|o| o.shape.clone()).collect();
         let raw = outputs.iter().map(|o| vec![0i8; o.bytes]).collect();
-        Ok(Self { ctx, input_shape: shape, outputs, shapes, nhwc: Vec::new(), raw, reorder: Vec::new() })
+        Ok(Self {
+            ctx,
+            input_shape: shape,
+            outputs,
+            shapes,
+            nhwc: Vec::new(),
+            raw,
+            reorder: Vec::new(),
+        })
     }
 }
 
@@ -144,10 +184,18 @@ impl Backend for RknnBackend {
     }
 
     fn run(&mut self, input: &InputTensor) -> Result<Vec<OutputTensor>, BackendError> {
-        let run_err = |source: rknpu2::Error| BackendError::Run { backend: BackendKind::Rknn, source: source.into() };
+        let run_err = |source: rknpu2::Error| BackendError::Run {
+            backend: BackendKind::Rknn,
+            source: source.into(),
+        };
         let [_, c, h, w] = self.input_shape;
         nchw_to_nhwc(&input.data, c, h, w, &mut self.nhwc);
-        let inp = Input::new(0, BufView::F32(&self.nhwc), false, TensorFormatKind::NHWC(TensorFormat::NHWC));
+        let inp = Input::new(
+            0,
+            BufView::F32(&self.nhwc),
+            false,
+            TensorFormatKind::NHWC(TensorFormat::NHWC),
+        );
         self.ctx.set_inputs(inp).map_err(run_err)?;
         self.ctx.run().map_err(run_err)?;
         {
@@ -157,7 +205,10 @@ impl Backend for RknnBackend {
                 .enumerate()
                 .map(|(i, buf)| Output {
                     index: u32::try_from(i).unwrap_or(u32::MAX),
-                    kind: OutputKind::Preallocated { buf: BufMutView::I8(buf), want_float: false },
+                    kind: OutputKind::Preallocated {
+                        buf: BufMutView::I8(buf),
+                        want_float: false,
+                    },
                 })
                 .collect();
             self.ctx.get_outputs(&mut outs).map_err(run_err)?;
@@ -172,7 +223,10 @@ impl Backend for RknnBackend {
                 }
                 None => plan.quant.dequantize(raw, &mut data),
             }
-            result.push(OutputTensor { shape: plan.shape.clone(), data });
+            result.push(OutputTensor {
+                shape: plan.shape.clone(),
+                data,
+            });
         }
         Ok(result)
     }

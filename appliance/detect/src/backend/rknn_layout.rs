@@ -29,8 +29,13 @@ impl QuantParams {
             Self::None => out.extend(q.iter().map(|&v| f32::from(v))),
             Self::Affine { scale, zero_point } => {
                 // Precomputing the 256 possible values makes this a table lookup.
-                let lut: Vec<f32> = (i8::MIN..=i8::MAX).map(|v| (i32::from(v) - zero_point) as f32 * scale).collect();
-                out.extend(q.iter().map(|&v| lut[usize::from(v.cast_unsigned())  ^ 0x80]));
+                let lut: Vec<f32> = (i8::MIN..=i8::MAX)
+                    .map(|v| (i32::from(v) - zero_point) as f32 * scale)
+                    .collect();
+                out.extend(
+                    q.iter()
+                        .map(|&v| lut[usize::from(v.cast_unsigned()) ^ 0x80]),
+                );
             }
             Self::Dfp { fl } => {
                 let s = (-f32::from(fl)).exp2();
@@ -65,7 +70,14 @@ pub fn nchw_to_nhwc<T: Copy>(src: &[T], c: usize, h: usize, w: usize, dst: &mut 
 
 /// Reorders an RKNN native `NC1HWC2` tensor (channels split in blocks of `c2`, the
 /// last block zero-padded) into `[1, C, H, W]`.
-pub fn nc1hwc2_to_nchw<T: Copy>(src: &[T], c: usize, h: usize, w: usize, c2: usize, dst: &mut Vec<T>) {
+pub fn nc1hwc2_to_nchw<T: Copy>(
+    src: &[T],
+    c: usize,
+    h: usize,
+    w: usize,
+    c2: usize,
+    dst: &mut Vec<T>,
+) {
     dst.clear();
     if c2 == 0 {
         return;
@@ -88,7 +100,10 @@ mod tests {
 
     #[test]
     fn affine_round_trip_and_saturation() {
-        let q = QuantParams::Affine { scale: 0.5, zero_point: -10 };
+        let q = QuantParams::Affine {
+            scale: 0.5,
+            zero_point: -10,
+        };
         let mut out = Vec::new();
         q.dequantize(&[-10, 0, 127, -128], &mut out);
         assert_eq!(out, [0.0, 5.0, 68.5, -59.0]);

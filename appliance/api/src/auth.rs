@@ -1,0 +1,588 @@
+//! Authentication: passwords (argon2id), access JWTs (HS256, per-box key), refresh
+//! sessions, API keys, login throttling and lockout, and single-use WebSocket tickets.
+//!
+//! Revocation is immediate: every request re-reads the session (or key) and the user,
+//! so a revoked session, a disabled user or a changed password stops working at once.
+//! A session is bound to the password it was opened with: its id starts with a
+//! fingerprint of the password hash, which a password change invalidates.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use parking_lot::{Mutex, RwLock};
+use ring::rand::SecureRandom;
+use safe_yolo_store::{Role, StoreHandle, now_ms};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{ApiError, HttpError};
+use crate::settings::AuthTuning;
+use crate::tls::write_private;
+
+/// Name of the cookie that carries the access JWT for browsers.
+pub const ACCESS_COOKIE: &str = "sy_access";
+/// Prefix of API key tokens: `sy_<id>_<secret>`.
+pub const KEY_PREFIX: &str = "sy_";
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An access JWT of a login session.
+    Session {
+        /// The session id (a hash; not the refresh secret).
+        sid: String,
+    },
+    /// An API key.
+    ApiKey {
+        /// The key's public id.
+        id: String,
+    },
+    /// A redeemed WebSocket ticket.
+    Ticket,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User name, or `key:<id>` for API keys.
+    pub actor: String,
+    /// Current role (read from the store on every request).
+    pub role: Role,
+    /// The credential used.
+    pub via: Credential,
+    /// Remote address.
+    pub source: IpAddr,
+}
+
+/// Orders roles: viewer < operator < admin.
+pub fn rank(role: Role) -> u8 {
+    match role {
+        Role::Viewer => 1,
+        Role::Operator => 2,
+        Role::Admin => 3,
+    }
+}
+
+/// The name of a role as used on the wire.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Viewer => "viewer",
+        Role::Operator => "operator",
+        Role::Admin => "admin",
+    }
+}
+
+/// Random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], HttpError> {
+    let mut b = [0u8; N];
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| {
+        HttpError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the random number generator failed",
+        )
+    })?;
+    Ok(b)
+}
+
+/// SHA-256 as lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Fingerprint of a password hash, binding sessions and JWTs to the password.
+pub fn password_version(password_hash: &str) -> String {
+    sha256_hex(password_hash.as_bytes())[..16].to_owned()
+}
+
+// === passwords ===
+
+/// Checks a new password against the policy.
+pub fn check_password_policy(field: &'static str, pw: &str) -> Result<(), HttpError> {
+    let n = pw.chars().count();
+    if n < 12 {
+        return Err(HttpError::invalid(
+            field,
+            "must have at least 12 characters",
+        ));
+    }
+    if n > 128 {
+        return Err(HttpError::invalid(
+            field,
+            "must have at most 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes a password with argon2id (on the blocking pool).
+pub async fn hash_password(tuning: &AuthTuning, pw: String) -> Result<String, HttpError> {
+    let params = argon2::Params::new(tuning.argon2_m_kib, tuning.argon2_t, 1, None)
+        .map_err(|e| HttpError::internal("argon2 parameters", &e))?;
+    let salt_bytes = random_bytes::<16>()?;
+    tokio::task::spawn_blocking(move || {
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::encode_b64(&salt_bytes)
+            .map_err(|e| HttpError::internal("password salt", &e))?;
+        a.hash_password(pw.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| HttpError::internal("password hashing", &e))
+    })
+    .await
+    .map_err(|e| HttpError::internal("password hashing task", &e))?
+}
+
+/// Verifies a password against a PHC string (on the blocking pool). `None` hashes a
+/// dummy so unknown users take as long as known ones.
+pub async fn verify_password(tuning: &AuthTuning, pw: String, phc: Option<String>) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let dummy_params = (tuning.argon2_m_kib, tuning.argon2_t);
+    let dummy_salt = random_bytes::<16>().unwrap_or([7u8; 16]);
+    tokio::task::spawn_blocking(move || {
+        let phc = match phc {
+            Some(p) => p,
+            None => DUMMY
+                .get_or_init(|| {
+                    let Ok(salt) = SaltString::encode_b64(&dummy_salt) else {
+                        return String::new();
+                    };
+                    argon2::Params::new(dummy_params.0, dummy_params.1, 1, None)
+                        .ok()
+                        .map(|p| {
+                            argon2::Argon2::new(
+                                argon2::Algorithm::Argon2id,
+                                argon2::Version::V0x13,
+                                p,
+                            )
+                        })
+                        .and_then(|a| {
+                            a.hash_password(b"dummy-password", &salt)
+                                .ok()
+                                .map(|h| h.to_string())
+                        })
+                        .unwrap_or_default()
+                })
+                .clone(),
+        };
+        PasswordHash::new(&phc).is_ok_and(|h| {
+            argon2::Argon2::default()
+                .verify_password(pw.as_bytes(), &h)
+                .is_ok()
+        }) && !phc.is_empty()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+// === JWT ===
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// User name.
+    pub sub: String,
+    /// Session id.
+    pub sid: String,
+    /// Password fingerprint at login.
+    pub pwv: String,
+    /// Issued at (Unix s).
+    pub iat: u64,
+    /// Expiry (Unix s).
+    pub exp: u64,
+    /// Always `access`.
+    pub typ: String,
+}
+
+/// The per-box JWT signing key, kept in `<state>/api/jwt.key` (0600), never in config.
+#[derive(Debug)]
+pub struct JwtKeys {
+    key: RwLock<Vec<u8>>,
+    path: PathBuf,
+}
+
+impl JwtKeys {
+    /// Loads the key, creating it on first boot.
+    pub fn load_or_create(api_dir: &Path) -> Result<Self, ApiError> {
+        let path = api_dir.join("jwt.key");
+        let io = |op, source| ApiError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let key = if path.exists() {
+            let k = std::fs::read(&path).map_err(|e| io("read", e))?;
+            if k.len() < 32 {
+                return Err(ApiError::BadKeyFile { path: path.clone() });
+            }
+            k
+        } else {
+            let k = fresh_key().map_err(|_| ApiError::Random {
+                what: "the JWT key",
+            })?;
+            write_private(&path, &k).map_err(|e| io("write", e))?;
+            tracing::info!(path = %path.display(), "generated a new JWT signing key");
+            k
+        };
+        Ok(Self {
+            key: RwLock::new(key),
+            path,
+        })
+    }
+
+    /// Replaces the key: every access token issued so far stops working.
+    pub fn rotate(&self) -> Result<(), HttpError> {
+        let k = fresh_key()?;
+        write_private(&self.path, &k)
+            .map_err(|e| HttpError::internal("writing the JWT key", &e))?;
+        *self.key.write() = k;
+        Ok(())
+    }
+
+    /// Signs an access token.
+    pub fn issue(
+        &self,
+        sub: &str,
+        sid: &str,
+        pwv: &str,
+        ttl: Duration,
+    ) -> Result<(String, u64), HttpError> {
+        let iat = now_ms() / 1000;
+        let exp = iat + ttl.as_secs().max(1);
+        let claims = Claims {
+            sub: sub.to_owned(),
+            sid: sid.to_owned(),
+            pwv: pwv.to_owned(),
+            iat,
+            exp,
+            typ: "access".into(),
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.key.read()),
+        )
+        .map_err(|e| HttpError::internal("signing a token", &e))?;
+        Ok((token, exp))
+    }
+
+    /// Verifies signature (HS256 only; `none` and other algorithms are refused) and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, HttpError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.key.read()), &v)
+                .map_err(|e| HttpError::unauthorized(format!("invalid access token: {e}")))?;
+        if data.claims.typ != "access" {
+            return Err(HttpError::unauthorized("not an access token"));
+        }
+        Ok(data.claims)
+    }
+}
+
+fn fresh_key() -> Result<Vec<u8>, HttpError> {
+    Ok(random_bytes::<32>()?.to_vec())
+}
+
+// === credentials on a request ===
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The bearer token (header) or the access cookie of a request.
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(h) = headers.get(axum::http::header::AUTHORIZATION) {
+        let s = h.to_str().ok()?;
+        let (scheme, tok) = s.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then_some(tok.trim());
+    }
+    cookie(headers, ACCESS_COOKIE)
+}
+
+/// Authenticates a request: an API key (`Bearer sy_<id>_<secret>`) or an access JWT
+/// (header or cookie), checked against the store's current state.
+pub async fn authenticate(
+    store: &StoreHandle,
+    keys: &JwtKeys,
+    headers: &HeaderMap,
+    source: IpAddr,
+) -> Result<Principal, HttpError> {
+    let token = presented_token(headers)
+        .ok_or_else(|| HttpError::unauthorized("no credentials (Authorization: Bearer ...)"))?;
+    if let Some(rest) = token.strip_prefix(KEY_PREFIX) {
+        let (id, secret) = rest
+            .split_once('_')
+            .ok_or_else(|| HttpError::unauthorized("malformed API key"))?;
+        let id = id.to_owned();
+        let key = store
+            .run(move |s| s.get_api_key(&id))
+            .await
+            .map_err(|e| HttpError::store("api key lookup", e))?
+            .ok_or_else(|| HttpError::unauthorized("unknown API key"))?;
+        if !ct_eq(
+            sha256_hex(secret.as_bytes()).as_bytes(),
+            key.key_hash.as_bytes(),
+        ) {
+            return Err(HttpError::unauthorized("wrong API key secret"));
+        }
+        if key.revoked {
+            return Err(HttpError::unauthorized("API key revoked"));
+        }
+        if key.expires_at.is_some_and(|t| t <= now_ms()) {
+            return Err(HttpError::unauthorized("API key expired"));
+        }
+        return Ok(Principal {
+            actor: format!("key:{}", key.id),
+            role: key.role,
+            via: Credential::ApiKey { id: key.id },
+            source,
+        });
+    }
+    let claims = keys.verify(token)?;
+    let (sid, sub) = (claims.sid.clone(), claims.sub.clone());
+    let (session, user) = store
+        .run(move |s| Ok((s.get_session(&sid)?, s.get_user(&sub)?)))
+        .await
+        .map_err(|e| HttpError::store("session lookup", e))?;
+    let session = session.ok_or_else(|| HttpError::unauthorized("session not found"))?;
+    if session.revoked || session.expires_at <= now_ms() || session.username != claims.sub {
+        return Err(HttpError::unauthorized("session revoked or expired"));
+    }
+    let user = user.ok_or_else(|| HttpError::unauthorized("user no longer exists"))?;
+    if user.disabled {
+        return Err(HttpError::unauthorized("user disabled"));
+    }
+    if password_version(&user.password_hash) != claims.pwv {
+        return Err(HttpError::unauthorized("password changed; log in again"));
+    }
+    Ok(Principal {
+        actor: user.username,
+        role: user.role,
+        via: Credential::Session { sid: claims.sid },
+        source,
+    })
+}
+
+/// A new refresh secret and the session id it maps to: `(token, session id)`.
+/// The token is `<pwv>.<secret>`; the stored id is `<pwv>.<sha256(secret)>`.
+pub fn new_refresh(pwv: &str) -> Result<(String, String), HttpError> {
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let sid = format!("{pwv}.{}", sha256_hex(secret.as_bytes()));
+    Ok((format!("{pwv}.{secret}"), sid))
+}
+
+/// The session id a refresh token maps to.
+pub fn refresh_sid(token: &str) -> Option<String> {
+    let (pwv, secret) = token.split_once('.')?;
+    Some(format!("{pwv}.{}", sha256_hex(secret.as_bytes())))
+}
+
+/// A new API key: `(token shown once, id, stored hash)`.
+pub fn new_api_key() -> Result<(String, String, String), HttpError> {
+    let id = hex::encode(random_bytes::<8>()?);
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let hash = sha256_hex(secret.as_bytes());
+    Ok((format!("{KEY_PREFIX}{id}_{secret}"), id, hash))
+}
+
+// === throttling ===
+
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    count: u32,
+    window_start: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// Failed-login counters per user and per source address, with lockout.
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    users: Mutex<HashMap<String, Strikes>>,
+    sources: Mutex<HashMap<IpAddr, Strikes>>,
+}
+
+/// Most tracked keys per map; older entries are dropped first once it is full.
+const LIMITER_CAP: usize = 10_000;
+
+impl LoginLimiter {
+    /// `Err(seconds)` while the user or the source is locked out.
+    pub fn check(&self, user: &str, source: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let left = |s: Option<&Strikes>| {
+            s.and_then(|s| s.locked_until)
+                .filter(|t| *t > now)
+                .map(|t| (t - now).as_secs().max(1))
+        };
+        if let Some(s) = left(self.users.lock().get(user)) {
+            return Err(s);
+        }
+        if let Some(s) = left(self.sources.lock().get(&source)) {
+            return Err(s);
+        }
+        Ok(())
+    }
+
+    /// Counts a failure; returns `true` when it started a lockout.
+    pub fn fail(&self, tuning: &AuthTuning, user: &str, source: IpAddr) -> bool {
+        let now = Instant::now();
+        let a = strike(
+            &mut self.users.lock(),
+            user.to_owned(),
+            now,
+            tuning,
+            tuning.user_max_failures,
+        );
+        let b = strike(
+            &mut self.sources.lock(),
+            source,
+            now,
+            tuning,
+            tuning.source_max_failures,
+        );
+        a || b
+    }
+
+    /// Clears the user's failures after a successful login.
+    pub fn succeed(&self, user: &str) {
+        self.users.lock().remove(user);
+    }
+}
+
+fn strike<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Strikes>,
+    key: K,
+    now: Instant,
+    tuning: &AuthTuning,
+    max: u32,
+) -> bool {
+    if map.len() >= LIMITER_CAP {
+        map.retain(|_, s| {
+            s.locked_until.is_some_and(|t| t > now) || now - s.window_start < tuning.failure_window
+        });
+        if map.len() >= LIMITER_CAP {
+            map.clear();
+        }
+    }
+    let s = map.entry(key).or_insert(Strikes {
+        count: 0,
+        window_start: now,
+        locked_until: None,
+    });
+    if s.locked_until.is_some_and(|t| t <= now) || now - s.window_start >= tuning.failure_window {
+        *s = Strikes {
+            count: 0,
+            window_start: now,
+            locked_until: None,
+        };
+    }
+    s.count += 1;
+    if s.count >= max.max(1) && s.locked_until.is_none() {
+        s.locked_until = Some(now + tuning.lockout);
+        return true;
+    }
+    false
+}
+
+// === WebSocket tickets ===
+
+#[derive(Debug, Clone)]
+struct TicketEntry {
+    actor: String,
+    role: Role,
+    expires: Instant,
+}
+
+/// Single-use, short-lived tickets that authorise one WebSocket upgrade.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    map: Mutex<HashMap<String, TicketEntry>>,
+}
+
+impl Tickets {
+    /// Mints a ticket for `p`, valid for `ttl`.
+    pub fn mint(&self, p: &Principal, ttl: Duration) -> Result<String, HttpError> {
+        let t = URL_SAFE_NO_PAD.encode(random_bytes::<24>()?);
+        let now = Instant::now();
+        let mut map = self.map.lock();
+        map.retain(|_, e| e.expires > now);
+        if map.len() >= LIMITER_CAP {
+            return Err(HttpError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_tickets",
+                "too many outstanding tickets",
+            ));
+        }
+        map.insert(
+            t.clone(),
+            TicketEntry {
+                actor: p.actor.clone(),
+                role: p.role,
+                expires: now + ttl,
+            },
+        );
+        Ok(t)
+    }
+
+    /// Redeems a ticket (once).
+    pub fn redeem(&self, ticket: &str, source: IpAddr) -> Option<Principal> {
+        let e = self.map.lock().remove(ticket)?;
+        (e.expires > Instant::now()).then_some(Principal {
+            actor: e.actor,
+            role: e.role,
+            via: Credential::Ticket,
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockout_triggers_at_the_limit_and_expires() {
+        let t = AuthTuning {
+            user_max_failures: 3,
+            lockout: Duration::from_millis(50),
+            ..AuthTuning::default()
+        };
+        let l = LoginLimiter::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(!l.fail(&t, "a", ip));
+        assert!(!l.fail(&t, "a", ip));
+        assert!(l.check("a", ip).is_ok());
+        assert!(l.fail(&t, "a", ip));
+        assert!(l.check("a", ip).is_err());
+        assert!(l.check("b", ip).is_ok());
+        #[allow(clippy::disallowed_methods, reason = "plain unit test thread")]
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(l.check("a", ip).is_ok());
+    }
+
+    #[test]
+    fn refresh_tokens_map_to_their_session() {
+        let (tok, sid) = new_refresh("abcd").unwrap();
+        assert_eq!(refresh_sid(&tok).unwrap(), sid);
+        assert!(!sid.contains(tok.split_once('.').unwrap().1));
+    }
+}

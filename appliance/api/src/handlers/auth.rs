@@ -1,0 +1,370 @@
+//! Setup, login, refresh, logout, password change.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use safe_yolo_store::{AuditResult, NewAudit, Role, Session, StoreError, User, now_ms};
+use serde::Deserialize;
+
+use crate::audit;
+use crate::auth::{
+    ACCESS_COOKIE, Credential, Principal, check_password_policy, hash_password, new_refresh,
+    password_version, refresh_sid, role_name, verify_password,
+};
+use crate::body::ValidJson;
+use crate::error::HttpError;
+use crate::handlers::check_username;
+use crate::routes::Source;
+use crate::state::AppState;
+
+/// First-boot setup request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetupBody {
+    username: String,
+    password: String,
+    setup_token: Option<String>,
+}
+
+pub(crate) async fn setup(
+    State(s): State<AppState>,
+    Extension(Source(ip)): Extension<Source>,
+    ValidJson(b): ValidJson<SetupBody>,
+) -> Result<Response, HttpError> {
+    let _guard = s.setup.lock.lock().await;
+    let users = s
+        .store
+        .run(|st| st.list_users())
+        .await
+        .map_err(|e| HttpError::store("listing users", e))?;
+    if !users.is_empty() {
+        return Err(HttpError::conflict("setup is already done: a user exists"));
+    }
+    let from_network = s.settings.api.setup_networks.iter().any(|n| n.contains(ip));
+    let token_ok = {
+        let t = s.setup.token.lock();
+        match (t.as_deref(), b.setup_token.as_deref()) {
+            (Some(expected), Some(given)) => {
+                expected.len() == given.len()
+                    && expected
+                        .bytes()
+                        .zip(given.bytes())
+                        .fold(0u8, |a, (x, y)| a | (x ^ y))
+                        == 0
+            }
+            _ => false,
+        }
+    };
+    if !from_network && !token_ok {
+        return Err(HttpError::forbidden(
+            "setup is allowed only from the setup networks or with the setup token from the journal",
+        ));
+    }
+    check_username("username", &b.username)?;
+    check_password_policy("password", &b.password)?;
+    let hash = hash_password(&s.settings.auth, b.password).await?;
+    let user = User {
+        username: b.username.clone(),
+        password_hash: hash,
+        role: Role::Admin,
+        created_at: now_ms(),
+        disabled: false,
+    };
+    let row = NewAudit {
+        at: now_ms(),
+        actor: b.username.clone(),
+        role: Some(Role::Admin),
+        source: Some(ip.to_string()),
+        action: "setup.create_admin".into(),
+        target: format!("user/{}", b.username),
+        before: None,
+        after: Some(format!("admin {}", b.username)),
+        result: AuditResult::Ok,
+    };
+    s.store
+        .transaction(move |t| {
+            t.create_user(&user)?;
+            t.append_audit(row)
+        })
+        .await
+        .map_err(|e| HttpError::store("creating the first admin", e))?;
+    *s.setup.token.lock() = None;
+    tracing::info!(username = %b.username, source = %ip, "first admin created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"username": b.username, "role": "admin"})),
+    )
+        .into_response())
+}
+
+/// Login request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginBody {
+    username: String,
+    password: String,
+}
+
+fn token_response(
+    s: &AppState,
+    user: &User,
+    sid: &str,
+    refresh: Option<String>,
+) -> Result<Response, HttpError> {
+    let pwv = password_version(&user.password_hash);
+    let (access, exp) = s
+        .keys
+        .issue(&user.username, sid, &pwv, s.settings.auth.access_ttl)?;
+    let cookie = format!(
+        "{ACCESS_COOKIE}={access}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        s.settings.auth.access_ttl.as_secs()
+    );
+    let mut body = serde_json::json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_at": exp,
+        "username": user.username,
+        "role": role_name(user.role),
+    });
+    if let Some(r) = refresh {
+        body["refresh_token"] = serde_json::Value::String(r);
+    }
+    let mut resp = axum::Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+fn locked(secs: u64) -> HttpError {
+    HttpError {
+        retry_after: Some(secs),
+        ..HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked_out",
+            format!("too many failed logins; try again in {secs} s"),
+        )
+    }
+}
+
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    Extension(Source(ip)): Extension<Source>,
+    ValidJson(b): ValidJson<LoginBody>,
+) -> Result<Response, HttpError> {
+    s.limiter.check(&b.username, ip).map_err(locked)?;
+    let name = b.username.clone();
+    let user = s
+        .store
+        .run(move |st| st.get_user(&name))
+        .await
+        .map_err(|e| HttpError::store("user lookup", e))?;
+    let ok = verify_password(
+        &s.settings.auth,
+        b.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
+    let user = match user {
+        Some(u) if ok && !u.disabled => u,
+        _ => {
+            if s.limiter.fail(&s.settings.auth, &b.username, ip) {
+                tracing::warn!(username = %b.username, source = %ip, "login lockout started");
+                let row = NewAudit {
+                    at: now_ms(),
+                    actor: "system".into(),
+                    role: None,
+                    source: Some(ip.to_string()),
+                    action: "auth.lockout".into(),
+                    target: format!("user/{}", b.username),
+                    before: None,
+                    after: Some(format!(
+                        "locked for {} s",
+                        s.settings.auth.lockout.as_secs()
+                    )),
+                    result: AuditResult::Ok,
+                };
+                if let Err(e) = s.store.transaction(move |t| t.append_audit(row)).await {
+                    tracing::error!(error = %e, "cannot record a lockout in the audit log");
+                }
+            }
+            return Err(HttpError::unauthorized("invalid user name or password"));
+        }
+    };
+    s.limiter.succeed(&user.username);
+    let pwv = password_version(&user.password_hash);
+    let (refresh, sid) = new_refresh(&pwv)?;
+    let now = now_ms();
+    let session = Session {
+        id: sid.clone(),
+        username: user.username.clone(),
+        created_at: now,
+        expires_at: now
+            + u64::try_from(s.settings.auth.session_ttl.as_millis()).unwrap_or(u64::MAX / 2),
+        revoked: false,
+    };
+    let p = Principal {
+        actor: user.username.clone(),
+        role: user.role,
+        via: Credential::Session { sid: sid.clone() },
+        source: ip,
+    };
+    let row = audit::row(
+        &p,
+        "auth.login",
+        format!("user/{}", user.username),
+        None,
+        Some("session opened".into()),
+    );
+    s.store
+        .transaction(move |t| {
+            t.put_session(&session)?;
+            t.append_audit(row)
+        })
+        .await
+        .map_err(|e| HttpError::store("opening a session", e))?;
+    token_response(&s, &user, &sid, Some(refresh))
+}
+
+/// Refresh request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefreshBody {
+    refresh_token: String,
+}
+
+pub(crate) async fn refresh(
+    State(s): State<AppState>,
+    ValidJson(b): ValidJson<RefreshBody>,
+) -> Result<Response, HttpError> {
+    let sid = refresh_sid(&b.refresh_token)
+        .ok_or_else(|| HttpError::unauthorized("malformed refresh token"))?;
+    let lookup = sid.clone();
+    let session = s
+        .store
+        .run(move |st| st.get_session(&lookup))
+        .await
+        .map_err(|e| HttpError::store("session lookup", e))?
+        .ok_or_else(|| HttpError::unauthorized("unknown refresh token"))?;
+    if session.revoked || session.expires_at <= now_ms() {
+        return Err(HttpError::unauthorized("session revoked or expired"));
+    }
+    let name = session.username.clone();
+    let user = s
+        .store
+        .run(move |st| st.get_user(&name))
+        .await
+        .map_err(|e| HttpError::store("user lookup", e))?
+        .ok_or_else(|| HttpError::unauthorized("user no longer exists"))?;
+    if user.disabled || !sid.starts_with(&format!("{}.", password_version(&user.password_hash))) {
+        return Err(HttpError::unauthorized("user disabled or password changed"));
+    }
+    token_response(&s, &user, &sid, None)
+}
+
+pub(crate) async fn me(Extension(p): Extension<Principal>) -> axum::Json<serde_json::Value> {
+    let via = match &p.via {
+        Credential::Session { .. } => "session",
+        Credential::ApiKey { .. } => "api_key",
+        Credential::Ticket => "ticket",
+    };
+    axum::Json(serde_json::json!({"actor": p.actor, "role": role_name(p.role), "via": via}))
+}
+
+fn session_of(p: &Principal) -> Result<String, HttpError> {
+    match &p.via {
+        Credential::Session { sid } => Ok(sid.clone()),
+        _ => Err(HttpError::bad_request(
+            "credential",
+            "only a login session can do this",
+        )),
+    }
+}
+
+pub(crate) async fn logout(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, HttpError> {
+    let sid = session_of(&p)?;
+    let row = audit::row(
+        &p,
+        "auth.logout",
+        format!("user/{}", p.actor),
+        None,
+        Some("session revoked".into()),
+    );
+    s.store
+        .transaction(move |t| {
+            t.revoke_session(&sid)?;
+            t.append_audit(row)
+        })
+        .await
+        .map_err(|e| HttpError::store("revoking the session", e))?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "sy_access=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    Ok(resp)
+}
+
+/// Password change request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+pub(crate) async fn change_password(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ValidJson(b): ValidJson<PasswordBody>,
+) -> Result<StatusCode, HttpError> {
+    let sid = session_of(&p)?;
+    check_password_policy("new_password", &b.new_password)?;
+    let name = p.actor.clone();
+    let user = s
+        .store
+        .run(move |st| st.get_user(&name))
+        .await
+        .map_err(|e| HttpError::store("user lookup", e))?
+        .ok_or_else(|| HttpError::not_found("user"))?;
+    if !verify_password(
+        &s.settings.auth,
+        b.current_password,
+        Some(user.password_hash.clone()),
+    )
+    .await
+    {
+        return Err(HttpError::invalid("current_password", "is wrong"));
+    }
+    let hash = hash_password(&s.settings.auth, b.new_password).await?;
+    let row = audit::row(
+        &p,
+        "user.password",
+        format!("user/{}", p.actor),
+        None,
+        Some("password changed; sessions revoked".into()),
+    );
+    s.store
+        .transaction(move |t| {
+            let mut u = t
+                .get_user(&user.username)?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "user",
+                    key: user.username.clone(),
+                })?;
+            u.password_hash = hash;
+            t.put_user(&u)?;
+            // Every other session dies with the old password fingerprint; this one too.
+            t.revoke_session(&sid)?;
+            t.append_audit(row)
+        })
+        .await
+        .map_err(|e| HttpError::store("changing the password", e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

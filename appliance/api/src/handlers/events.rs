@@ -1,0 +1,190 @@
+//! Events (list, get, snapshot, acknowledge) and the audit log.
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use safe_yolo_domain::{CameraId, RuleId};
+use safe_yolo_outputs::AckTarget;
+use safe_yolo_store::{AuditRecord, Event, EventPage, EventQuery, StateFilter, now_ms};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, summary};
+use crate::auth::Principal;
+use crate::error::HttpError;
+use crate::state::AppState;
+
+/// Query string of the event list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsParams {
+    from: Option<u64>,
+    to: Option<u64>,
+    camera: Option<CameraId>,
+    rule: Option<RuleId>,
+    state: Option<StateFilter>,
+    cursor: Option<u64>,
+    limit: Option<usize>,
+    order: Option<Order>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Order {
+    Asc,
+    Desc,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, HttpError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| HttpError::bad_request("query", e.body_text()))
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<EventsParams>, QueryRejection>,
+) -> Result<axum::Json<EventPage>, HttpError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(HttpError::bad_request(
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let eq = EventQuery {
+        from: q.from,
+        to: q.to,
+        camera: q.camera,
+        rule: q.rule,
+        state: q.state,
+        cursor: q.cursor,
+        oldest_first: q.order == Some(Order::Asc),
+        limit,
+    };
+    let page = s
+        .store
+        .query_events(eq)
+        .await
+        .map_err(|e| HttpError::store("querying events", e))?;
+    Ok(axum::Json(page))
+}
+
+async fn load(s: &AppState, id: u64) -> Result<Event, HttpError> {
+    s.store
+        .get_event(id)
+        .await
+        .map_err(|e| HttpError::store("reading an event", e))?
+        .ok_or_else(|| HttpError::not_found(format!("event {id}")))
+}
+
+pub(crate) async fn get_one(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<Event>, HttpError> {
+    Ok(axum::Json(load(&s, id).await?))
+}
+
+pub(crate) async fn snapshot(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, HttpError> {
+    let e = load(&s, id).await?;
+    let r = e
+        .snapshot
+        .stored()
+        .ok_or_else(|| HttpError::not_found(format!("snapshot of event {id}")))?;
+    let path = s.store.store().snapshot_path(r);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| HttpError::not_found(format!("snapshot of event {id}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+            (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
+            (header::ETAG, format!("\"{}\"", r.sha256)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+pub(crate) async fn acknowledge(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<Event>, HttpError> {
+    let at = now_ms();
+    let who = p.actor.clone();
+    let event = s
+        .store
+        .transaction(move |t| {
+            let before = t.get_event(id)?.map(|e| e.state.name().to_owned());
+            let mut e = t.acknowledge_event(id, &who, at)?;
+            if e.ended_at.is_some() {
+                e = t.clear_event(id, Some(&who), at)?;
+            }
+            t.append_audit(audit::row(
+                &p,
+                "event.acknowledge",
+                format!("event/{id}"),
+                before,
+                Some(e.state.name().to_owned()),
+            ))?;
+            Ok(e)
+        })
+        .await
+        .map_err(|e| HttpError::store("acknowledging an event", e))?;
+    if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str())
+        && let Err(e) = s
+            .outputs
+            .acknowledge(AckTarget::Event(key.to_owned()))
+            .await
+    {
+        tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
+    }
+    tracing::info!(event_id = id, by = %event_by(&event), "event acknowledged through the API");
+    Ok(axum::Json(event))
+}
+
+fn event_by(e: &Event) -> String {
+    summary(&e.state).unwrap_or_default()
+}
+
+/// Query string of the audit log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    cursor: Option<u64>,
+    limit: Option<usize>,
+    order: Option<Order>,
+}
+
+/// One page of the audit log.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuditPage {
+    rows: Vec<AuditRecord>,
+    next_cursor: Option<u64>,
+}
+
+pub(crate) async fn audit(
+    State(s): State<AppState>,
+    q: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<axum::Json<AuditPage>, HttpError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(HttpError::bad_request(
+            "limit",
+            "must be between 1 and 1000",
+        ));
+    }
+    let asc = q.order == Some(Order::Asc);
+    let (rows, next_cursor) = s
+        .store
+        .run(move |st| st.audit_page(q.cursor, limit, asc))
+        .await
+        .map_err(|e| HttpError::store("reading the audit log", e))?;
+    Ok(axum::Json(AuditPage { rows, next_cursor }))
+}

@@ -1,0 +1,348 @@
+//! Live view endpoints: MJPEG, WebSocket tickets and the WebSocket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use safe_yolo_domain::CameraId;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::auth::Principal;
+use crate::error::HttpError;
+use crate::live::Encoded;
+use crate::state::AppState;
+
+/// Query string of the MJPEG stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MjpegParams {
+    /// JPEG quality 10..=95 (default from the config).
+    quality: Option<u8>,
+    /// Frame-rate cap 1..=30 (default 10).
+    fps: Option<u32>,
+    /// A single-use ticket, for players that cannot send headers (consumed by the gate).
+    #[allow(
+        dead_code,
+        reason = "read by the route gate, declared so it is not an unknown field"
+    )]
+    ticket: Option<String>,
+}
+
+const BOUNDARY: &str = "safeyoloframe";
+
+fn check_quality(q: u8) -> Result<u8, String> {
+    if (10..=95).contains(&q) {
+        Ok(q)
+    } else {
+        Err("quality must be between 10 and 95".into())
+    }
+}
+
+fn check_fps(f: u32) -> Result<u32, String> {
+    if (1..=30).contains(&f) {
+        Ok(f)
+    } else {
+        Err("fps must be between 1 and 30".into())
+    }
+}
+
+pub(crate) async fn mjpeg(
+    State(s): State<AppState>,
+    Path(camera): Path<String>,
+    q: Result<Query<MjpegParams>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    let q = q
+        .map(|Query(q)| q)
+        .map_err(|e| HttpError::bad_request("query", e.body_text()))?;
+    let camera = CameraId::new(camera).map_err(|e| HttpError::bad_request("id", e.to_string()))?;
+    let quality = check_quality(q.quality.unwrap_or(s.live.default_quality()))
+        .map_err(|m| HttpError::bad_request("quality", m))?;
+    let fps = check_fps(q.fps.unwrap_or(10)).map_err(|m| HttpError::bad_request("fps", m))?;
+    let rx = s
+        .live
+        .subscribe(&camera, quality)
+        .map_err(HttpError::not_found)?;
+    let period = Duration::from_millis(1000 / u64::from(fps));
+    let stream =
+        futures_util::stream::unfold((rx, None::<Instant>), move |(mut rx, due)| async move {
+            if let Some(due) = due {
+                tokio::time::sleep_until(due).await;
+            }
+            let frame = next_frame(&mut rx).await?;
+            let head = format!(
+                "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                frame.jpeg.len()
+            );
+            let mut part = Vec::with_capacity(head.len() + frame.jpeg.len() + 2);
+            part.extend_from_slice(head.as_bytes());
+            part.extend_from_slice(&frame.jpeg);
+            part.extend_from_slice(b"\r\n");
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(part)),
+                (rx, Some(Instant::now() + period)),
+            ))
+        });
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Waits for the next encoded frame (the newest one); `None` when the stream ended.
+async fn next_frame(rx: &mut watch::Receiver<Option<Arc<Encoded>>>) -> Option<Arc<Encoded>> {
+    loop {
+        rx.changed().await.ok()?;
+        if let Some(f) = rx.borrow_and_update().clone() {
+            return Some(f);
+        }
+    }
+}
+
+pub(crate) async fn ticket(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    let ttl = s.settings.auth.ticket_ttl;
+    let t = s.tickets.mint(&p, ttl)?;
+    Ok(axum::Json(
+        serde_json::json!({"ticket": t, "expires_in_s": ttl.as_secs()}),
+    ))
+}
+
+pub(crate) async fn ws(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |socket| run(s, p, socket))
+}
+
+/// Commands a WebSocket client may send (JSON text messages).
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Command {
+    /// Start (or switch to) a camera.
+    Subscribe {
+        /// The camera.
+        camera: CameraId,
+    },
+    /// Stop sending frames.
+    Unsubscribe,
+    /// JPEG quality 10..=95.
+    SetQuality {
+        /// The quality.
+        quality: u8,
+    },
+    /// Frame-rate cap 1..=30.
+    SetFps {
+        /// The rate.
+        fps: u32,
+    },
+}
+
+/// Commands allowed per second (burst); more are answered with an error.
+const COMMANDS_PER_SECOND: u32 = 10;
+
+struct Viewer {
+    camera: Option<CameraId>,
+    rx: Option<watch::Receiver<Option<Arc<Encoded>>>>,
+    quality: u8,
+    fps: u32,
+    window: Instant,
+    commands: u32,
+}
+
+fn error_message(msg: &str) -> Message {
+    Message::Text(Utf8Bytes::from(
+        serde_json::json!({"type": "error", "message": msg}).to_string(),
+    ))
+}
+
+impl Viewer {
+    fn command(&mut self, s: &AppState, text: &str) -> Message {
+        let now = Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.commands = 0;
+        }
+        self.commands += 1;
+        if self.commands > COMMANDS_PER_SECOND {
+            return error_message("rate limited: at most 10 commands per second");
+        }
+        let cmd: Command = match crate::body::parse_json(text.as_bytes()) {
+            Ok(c) => c,
+            Err(e) => {
+                let field = e.field.map(|f| format!(" ({f})")).unwrap_or_default();
+                return error_message(&format!("invalid command{field}: {}", e.message));
+            }
+        };
+        let resubscribe = match cmd {
+            Command::Subscribe { camera } => {
+                self.camera = Some(camera);
+                true
+            }
+            Command::Unsubscribe => {
+                self.camera = None;
+                self.rx = None;
+                false
+            }
+            Command::SetQuality { quality } => match check_quality(quality) {
+                Ok(q) => {
+                    self.quality = q;
+                    true
+                }
+                Err(m) => return error_message(&m),
+            },
+            Command::SetFps { fps } => match check_fps(fps) {
+                Ok(f) => {
+                    self.fps = f;
+                    false
+                }
+                Err(m) => return error_message(&m),
+            },
+        };
+        if resubscribe && let Some(cam) = &self.camera {
+            match s.live.subscribe(cam, self.quality) {
+                Ok(rx) => self.rx = Some(rx),
+                Err(m) => {
+                    self.camera = None;
+                    self.rx = None;
+                    return error_message(&m);
+                }
+            }
+        }
+        Message::Text(Utf8Bytes::from(
+            serde_json::json!({
+                "type": "ok",
+                "camera": self.camera,
+                "quality": self.quality,
+                "fps": self.fps,
+            })
+            .to_string(),
+        ))
+    }
+}
+
+async fn run(s: AppState, p: Principal, socket: WebSocket) {
+    tracing::debug!(actor = %p.actor, source = %p.source, "live WebSocket opened");
+    let (mut sink, mut stream) = socket.split();
+    let mut v = Viewer {
+        camera: None,
+        rx: None,
+        quality: s.live.default_quality(),
+        fps: 10,
+        window: Instant::now(),
+        commands: 0,
+    };
+    let shutdown = s.live_shutdown.clone();
+    let mut alarms = s.alarms.subscribe();
+    loop {
+        let frame = async {
+            match v.rx.as_mut() {
+                Some(rx) => next_frame(rx).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = stream.next() => {
+                let reply = match msg {
+                    Some(Ok(Message::Text(t))) => v.command(&s, t.as_str()),
+                    Some(Ok(Message::Binary(_))) => error_message("binary messages are not accepted; send JSON commands"),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                };
+                if sink.send(reply).await.is_err() {
+                    break;
+                }
+            }
+            f = frame => {
+                let Some(f) = f else {
+                    v.rx = None;
+                    if sink.send(error_message("the camera stream ended")).await.is_err() {
+                        break;
+                    }
+                    continue;
+                };
+                let Ok(meta) = serde_json::to_string(&f.meta) else { continue };
+                if sink.send(Message::Text(Utf8Bytes::from(meta))).await.is_err()
+                    || sink.send(Message::Binary(f.jpeg.clone())).await.is_err()
+                {
+                    break;
+                }
+                // The frame-rate cap: frames arriving meanwhile are skipped (newest wins).
+                tokio::time::sleep(Duration::from_millis(1000 / u64::from(v.fps))).await;
+            }
+            n = alarms.recv() => {
+                let n = match n {
+                    Ok(n) => n,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        alarms = tokio::sync::broadcast::channel(1).1;
+                        continue;
+                    }
+                };
+                if v.camera.as_ref() != Some(&n.camera) {
+                    continue;
+                }
+                let msg = serde_json::json!({
+                    "type": "alarm",
+                    "kind": format!("{:?}", n.kind).to_lowercase(),
+                    "event_id": n.event_id,
+                    "rule": n.rule,
+                    "camera": n.camera,
+                    "zone": n.zone,
+                    "severity": n.severity,
+                    "at_ms": n.at_ms,
+                });
+                if sink.send(Message::Text(Utf8Bytes::from(msg.to_string()))).await.is_err() {
+                    break;
+                }
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!(actor = %p.actor, "live WebSocket closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_typed() {
+        let c: Command =
+            crate::body::parse_json(br#"{"type":"subscribe","camera":"gate"}"#).unwrap();
+        assert_eq!(
+            c,
+            Command::Subscribe {
+                camera: CameraId::new("gate").unwrap()
+            }
+        );
+        assert!(
+            crate::body::parse_json::<Command>(br#"{"type":"subscribe","camera":"Bad Id"}"#)
+                .is_err()
+        );
+        assert!(
+            crate::body::parse_json::<Command>(br#"{"type":"set_fps","fps":5,"x":1}"#).is_err()
+        );
+    }
+}

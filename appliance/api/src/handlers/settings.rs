@@ -1,0 +1,394 @@
+//! Cameras, zones and rules: settings documents edited through the API.
+//!
+//! A change is validated here (typed documents with `deny_unknown_fields`, polygons
+//! through the domain, camera sources through the capture sandbox), then handed to
+//! [`crate::Control::apply`] inside the store transaction that records the document
+//! and its audit row: a change the daemon refuses is never stored.
+
+use std::path::PathBuf;
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use safe_yolo_capture::{Pacing, SourceRequest};
+use safe_yolo_domain::{CameraId, OutputId, Polygon, ZoneId};
+use safe_yolo_store::{SettingDoc, SettingKind, StoreError, now_ms};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, summary};
+use crate::auth::Principal;
+use crate::body::ValidJson;
+use crate::control::SettingsChange;
+use crate::error::HttpError;
+use crate::state::AppState;
+
+/// A PUT body: the document and, optionally, the version it was based on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutBody<D> {
+    doc: D,
+    expected_version: Option<u64>,
+}
+
+/// Checks beyond the types.
+pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
+    /// The kind.
+    const KIND: SettingKind;
+    /// Validates the document; the error names the field.
+    fn check(&self, s: &AppState) -> Result<(), HttpError>;
+}
+
+fn check_name(name: &str) -> Result<(), HttpError> {
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(HttpError::invalid("doc.name", "must be 1-64 characters"));
+    }
+    Ok(())
+}
+
+/// A camera source.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum SourceDoc {
+    /// A V4L2 device.
+    V4l2 {
+        device: PathBuf,
+        width: u32,
+        height: u32,
+        fps: f32,
+    },
+    /// Recorded footage inside the media directory.
+    Replay {
+        path: PathBuf,
+        #[serde(default)]
+        looping: bool,
+        fps: f32,
+    },
+}
+
+/// A camera document.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CameraDoc {
+    name: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    source: SourceDoc,
+    detect_every: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Doc for CameraDoc {
+    const KIND: SettingKind = SettingKind::Camera;
+
+    fn check(&self, s: &AppState) -> Result<(), HttpError> {
+        check_name(&self.name)?;
+        if self.detect_every.is_some_and(|n| !(1..=100).contains(&n)) {
+            return Err(HttpError::invalid(
+                "doc.detect_every",
+                "must be between 1 and 100",
+            ));
+        }
+        let req = match &self.source {
+            SourceDoc::V4l2 {
+                device,
+                width,
+                height,
+                fps,
+            } => SourceRequest::V4l2 {
+                device: device.clone(),
+                width: *width,
+                height: *height,
+                fps: *fps,
+                format: None,
+            },
+            SourceDoc::Replay { path, looping, fps } => SourceRequest::Replay {
+                path: path.clone(),
+                looping: *looping,
+                pacing: Pacing::RealTime,
+                fps: *fps,
+                start_frame: 0,
+            },
+        };
+        s.source_policy
+            .check(&req)
+            .map(drop)
+            .map_err(|e| HttpError::invalid("doc.source", e.to_string()))
+    }
+}
+
+/// Which point of a person is tested against a zone.
+#[derive(Debug, Deserialize, Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AnchorDoc {
+    Feet,
+    Centre,
+}
+
+/// A zone document.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ZoneDoc {
+    camera: CameraId,
+    name: String,
+    /// Outline in normalised coordinates `[x, y]`, 0..=1.
+    polygon: Vec<[f32; 2]>,
+    anchor: Option<AnchorDoc>,
+}
+
+impl Doc for ZoneDoc {
+    const KIND: SettingKind = SettingKind::Zone;
+
+    fn check(&self, _s: &AppState) -> Result<(), HttpError> {
+        check_name(&self.name)?;
+        Polygon::new(&self.polygon)
+            .map(drop)
+            .map_err(|e| HttpError::invalid("doc.polygon", e.to_string()))
+    }
+}
+
+/// Severity of a rule.
+#[derive(Debug, Deserialize, Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SeverityDoc {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// The rule kinds of the safety regulation panel.
+#[derive(Debug, Deserialize, Serialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RuleKindDoc {
+    Intrusion,
+    Dwell,
+    Occupancy,
+    LineCrossing,
+    MissingPpe,
+    CameraOffline,
+}
+
+/// A rule document (the safety regulation panel).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleDoc {
+    name: String,
+    kind: RuleKindDoc,
+    #[serde(default = "yes")]
+    enabled: bool,
+    camera: Option<CameraId>,
+    zone: Option<ZoneId>,
+    severity: SeverityDoc,
+    cooldown_s: Option<f64>,
+    clear_after_s: Option<f64>,
+    outputs: Option<Vec<OutputId>>,
+    min_frames: Option<u32>,
+    seconds: Option<f64>,
+    max_persons: Option<u32>,
+    direction: Option<String>,
+    ppe_present_class: Option<String>,
+    ppe_missing_class: Option<String>,
+    grace_s: Option<f64>,
+    offline_after_s: Option<f64>,
+}
+
+impl Doc for RuleDoc {
+    const KIND: SettingKind = SettingKind::Rule;
+
+    fn check(&self, _s: &AppState) -> Result<(), HttpError> {
+        check_name(&self.name)?;
+        for (field, v) in [
+            ("doc.cooldown_s", self.cooldown_s),
+            ("doc.clear_after_s", self.clear_after_s),
+            ("doc.seconds", self.seconds),
+            ("doc.grace_s", self.grace_s),
+            ("doc.offline_after_s", self.offline_after_s),
+        ] {
+            if v.is_some_and(|v| !v.is_finite() || !(0.0..=86_400.0).contains(&v)) {
+                return Err(HttpError::invalid(
+                    field,
+                    "must be between 0 and 86400 seconds",
+                ));
+            }
+        }
+        if matches!(self.kind, RuleKindDoc::CameraOffline) {
+            if self.camera.is_none() {
+                return Err(HttpError::invalid(
+                    "doc.camera",
+                    "is required for camera_offline",
+                ));
+            }
+        } else if self.zone.is_none() {
+            return Err(HttpError::invalid(
+                "doc.zone",
+                "is required for this rule kind",
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn list(s: &AppState, kind: SettingKind) -> Result<serde_json::Value, HttpError> {
+    let edited = s
+        .store
+        .run(move |st| st.list_settings(Some(kind)))
+        .await
+        .map_err(|e| HttpError::store("listing settings", e))?;
+    let running: Vec<_> = s
+        .control
+        .current(kind)
+        .into_iter()
+        .map(|(id, doc)| serde_json::json!({"id": id, "doc": doc}))
+        .collect();
+    Ok(serde_json::json!({"running": running, "edited": edited}))
+}
+
+pub(crate) async fn list_cameras(
+    State(s): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    let mut v = list(&s, SettingKind::Camera).await?;
+    let health: Vec<_> = s
+        .live
+        .taps()
+        .iter()
+        .map(|t| {
+            let h = t.health.borrow();
+            serde_json::json!({"id": t.id, "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason})
+        })
+        .collect();
+    v["health"] = serde_json::Value::Array(health);
+    Ok(axum::Json(v))
+}
+
+pub(crate) async fn list_zones(
+    State(s): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    list(&s, SettingKind::Zone).await.map(axum::Json)
+}
+
+pub(crate) async fn list_rules(
+    State(s): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    list(&s, SettingKind::Rule).await.map(axum::Json)
+}
+
+async fn put<D: Doc>(
+    s: AppState,
+    p: Principal,
+    id: String,
+    body: PutBody<D>,
+) -> Result<axum::Json<SettingDoc>, HttpError> {
+    CameraId::new(id.clone()).map_err(|e| HttpError::invalid("id", e.to_string()))?;
+    body.doc.check(&s)?;
+    let doc = serde_json::to_value(&body.doc)
+        .map_err(|e| HttpError::internal("encoding a document", &e))?;
+    let control = std::sync::Arc::clone(&s.control);
+    let kind = D::KIND;
+    let saved = s
+        .store
+        .transaction(move |t| {
+            let before = t.get_setting(kind, &id)?;
+            let new = t.put_setting(
+                kind,
+                &id,
+                doc.clone(),
+                body.expected_version,
+                &p.actor,
+                now_ms(),
+            )?;
+            control
+                .apply(SettingsChange::Put {
+                    kind,
+                    id: id.clone(),
+                    doc,
+                })
+                .map_err(|reason| StoreError::Invalid {
+                    field: "doc",
+                    reason,
+                })?;
+            t.append_audit(audit::row(
+                &p,
+                &format!("{}.put", kind.as_str()),
+                format!("{}/{id}", kind.as_str()),
+                before.as_ref().and_then(|b| summary(&b.doc)),
+                summary(&new.doc),
+            ))?;
+            Ok(new)
+        })
+        .await
+        .map_err(|e| HttpError::store("storing a settings document", e))?;
+    Ok(axum::Json(saved))
+}
+
+/// Query string of a delete.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteParams {
+    expected_version: Option<u64>,
+}
+
+async fn delete(
+    s: AppState,
+    p: Principal,
+    kind: SettingKind,
+    id: String,
+    q: Result<Query<DeleteParams>, QueryRejection>,
+) -> Result<StatusCode, HttpError> {
+    let q = q
+        .map(|Query(q)| q)
+        .map_err(|e| HttpError::bad_request("query", e.body_text()))?;
+    let control = std::sync::Arc::clone(&s.control);
+    s.store
+        .transaction(move |t| {
+            let old = t.delete_setting(kind, &id, q.expected_version)?;
+            control
+                .apply(SettingsChange::Delete {
+                    kind,
+                    id: id.clone(),
+                })
+                .map_err(|reason| StoreError::Invalid {
+                    field: "id",
+                    reason,
+                })?;
+            t.append_audit(audit::row(
+                &p,
+                &format!("{}.delete", kind.as_str()),
+                format!("{}/{id}", kind.as_str()),
+                summary(&old.doc),
+                None,
+            ))
+        })
+        .await
+        .map_err(|e| HttpError::store("deleting a settings document", e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+macro_rules! handlers {
+    ($put:ident, $del:ident, $doc:ty) => {
+        pub(crate) async fn $put(
+            State(s): State<AppState>,
+            Extension(p): Extension<Principal>,
+            Path(id): Path<String>,
+            ValidJson(b): ValidJson<PutBody<$doc>>,
+        ) -> Result<axum::Json<SettingDoc>, HttpError> {
+            put(s, p, id, b).await
+        }
+
+        pub(crate) async fn $del(
+            State(s): State<AppState>,
+            Extension(p): Extension<Principal>,
+            Path(id): Path<String>,
+            q: Result<Query<DeleteParams>, QueryRejection>,
+        ) -> Result<StatusCode, HttpError> {
+            delete(s, p, <$doc as Doc>::KIND, id, q).await
+        }
+    };
+}
+
+handlers!(put_camera, delete_camera, CameraDoc);
+handlers!(put_zone, delete_zone, ZoneDoc);
+handlers!(put_rule, delete_rule, RuleDoc);

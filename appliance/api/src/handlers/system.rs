@@ -1,0 +1,186 @@
+//! System information, metrics, outputs, certificate and key management.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use safe_yolo_domain::OutputId;
+use safe_yolo_outputs::OutputsStatus;
+use serde::Deserialize;
+
+use crate::audit::{self, summary};
+use crate::auth::Principal;
+use crate::body::ValidJson;
+use crate::error::HttpError;
+use crate::state::AppState;
+
+pub(crate) async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+pub(crate) async fn info(
+    State(s): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    let stats = s
+        .store
+        .run(|st| st.stats())
+        .await
+        .map_err(|e| HttpError::store("store statistics", e))?;
+    let m = s.store.metrics();
+    let cameras: Vec<_> = s
+        .live
+        .taps()
+        .iter()
+        .map(|t| {
+            let h = t.health.borrow();
+            serde_json::json!({
+                "id": t.id,
+                "state": format!("{:?}", h.state).to_lowercase(),
+                "reason": h.reason,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({
+        "version": s.settings.version,
+        "uptime_s": s.started.elapsed().as_secs(),
+        "model": s.settings.model,
+        "storage": {
+            "stats": stats,
+            "disk_full": m.disk_full.load(Ordering::Relaxed),
+            "snapshot_quota_exceeded": m.snapshot_quota_exceeded.load(Ordering::Relaxed),
+        },
+        "cameras": cameras,
+        "outputs_backend": s.outputs.status().backend,
+        "certificate": s.certs.info(),
+        "tls_min_version": match s.settings.api.tls_min_version {
+            safe_yolo_config::TlsMinVersion::Tls13 => "1.3",
+            safe_yolo_config::TlsMinVersion::Tls12 => "1.2",
+        },
+    })))
+}
+
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(crate) async fn openapi(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(crate::openapi::document(s.settings.max_cert_body_bytes))
+}
+
+pub(crate) async fn outputs_status(State(s): State<AppState>) -> axum::Json<OutputsStatus> {
+    axum::Json(s.outputs.status())
+}
+
+/// Manual output test request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestBody {
+    /// How long to drive the output, 100..=30000 ms.
+    duration_ms: u64,
+}
+
+pub(crate) async fn test_output(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    ValidJson(b): ValidJson<TestBody>,
+) -> Result<StatusCode, HttpError> {
+    let output = OutputId::new(id).map_err(|e| HttpError::invalid("id", e.to_string()))?;
+    if !(100..=30_000).contains(&b.duration_ms) {
+        return Err(HttpError::invalid(
+            "duration_ms",
+            "must be between 100 and 30000",
+        ));
+    }
+    if !s.outputs.outputs().iter().any(|o| o.id == output) {
+        return Err(HttpError::not_found(format!("output {output}")));
+    }
+    s.outputs
+        .test(output.clone(), Duration::from_millis(b.duration_ms))
+        .await
+        .map_err(|e| HttpError::conflict(format!("output test refused: {e}")))?;
+    let row = audit::row(
+        &p,
+        "output.test",
+        format!("output/{output}"),
+        None,
+        Some(format!("on for {} ms", b.duration_ms)),
+    );
+    s.store
+        .transaction(move |t| t.append_audit(row))
+        .await
+        .map_err(|e| HttpError::store("recording the output test", e))?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Certificate upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertBody {
+    /// PEM certificate chain, leaf first.
+    cert_pem: String,
+    /// PEM private key.
+    key_pem: String,
+}
+
+pub(crate) async fn put_certificate(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ValidJson(b): ValidJson<CertBody>,
+) -> Result<axum::Json<crate::tls::CertInfo>, HttpError> {
+    let before = summary(&s.certs.info());
+    let certs = std::sync::Arc::clone(&s.certs);
+    let info = tokio::task::spawn_blocking(move || {
+        certs.replace(b.cert_pem.as_bytes(), b.key_pem.as_bytes())
+    })
+    .await
+    .map_err(|e| HttpError::internal("certificate task", &e))?
+    .map_err(|e| match e {
+        crate::tls::TlsError::Invalid { field, reason } => HttpError::invalid(
+            if field == "cert" {
+                "cert_pem"
+            } else {
+                "key_pem"
+            },
+            reason,
+        ),
+        other => HttpError::internal("storing the certificate", &other),
+    })?;
+    let row = audit::row(&p, "system.certificate", "tls", before, summary(&info));
+    s.store
+        .transaction(move |t| t.append_audit(row))
+        .await
+        .map_err(|e| HttpError::store("recording the certificate change", e))?;
+    tracing::info!(subject = %info.subject, not_after = info.not_after, "TLS certificate replaced");
+    Ok(axum::Json(info))
+}
+
+pub(crate) async fn rotate_jwt_key(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<StatusCode, HttpError> {
+    let row = audit::row(
+        &p,
+        "system.jwt_key.rotate",
+        "jwt-key",
+        None,
+        Some("rotated".into()),
+    );
+    // The audit row is committed first: a failed rotation then shows as a failed request.
+    s.store
+        .transaction(move |t| t.append_audit(row))
+        .await
+        .map_err(|e| HttpError::store("recording the key rotation", e))?;
+    s.keys.rotate()?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,40 @@
+//! The appliance's hardened HTTPS API.
+//!
+//! - [`tls`]: rustls (ring provider), TLS 1.3 only unless 1.2 is enabled, a self-signed
+//!   certificate generated on first boot, hot replacement of an uploaded certificate.
+//! - [`auth`]: first-boot setup, argon2id passwords, short-lived JWTs with revocable
+//!   refresh sessions, API keys, login throttling and lockout, WebSocket tickets.
+//! - [`routes`]: the route table. Every route declares its minimum [`routes::Access`];
+//!   one middleware enforces it, and the router is built only from the table.
+//! - [`live`]: MJPEG and WebSocket live view, one JPEG encode per frame shared by all
+//!   viewers of a camera; slow viewers lose frames, the pipeline never waits.
+//! - [`openapi`]: the OpenAPI document, generated from the route table.
+//!
+//! Architecture invariants:
+//! - No route exists outside [`routes::table`]; the integration test walks the table and
+//!   proves 401/403/2xx for every entry.
+//! - Every mutating route writes its audit row in the same store transaction as the
+//!   change (see [`audit`]).
+//! - Nothing here blocks the reactor: argon2, store work and JPEG encoding run on the
+//!   blocking pool or a dedicated thread.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod body;
+pub mod control;
+pub mod error;
+mod handlers;
+pub mod headers;
+pub mod live;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod settings;
+pub mod state;
+pub mod tls;
+
+pub use control::{Control, SettingsChange};
+pub use error::{ApiError, HttpError};
+pub use server::{ApiDeps, ApiServer, build_router, serve};
+pub use settings::{ApiSettings, AuthTuning};

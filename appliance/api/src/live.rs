@@ -1,0 +1,229 @@
+//! The live view: one JPEG encode per frame per camera (and quality), shared by every
+//! viewer through a `watch` channel.
+//!
+//! ```text
+//! CameraTap.live (watch, newest frame) ──▶ encoder task ──▶ watch<Arc<Encoded>> ──▶ viewers
+//! ```
+//!
+//! Nothing queues: the pipeline overwrites its tap, the encoder reads the newest frame
+//! when it is free, and each viewer takes the newest encoded frame when it is ready to
+//! send. A slow viewer therefore skips frames; it never slows the encoder, the pipeline
+//! or the other viewers, and memory per viewer is one frame. An encoder runs only while
+//! it has viewers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use safe_yolo_capture::JpegEncoder;
+use safe_yolo_domain::CameraId;
+use safe_yolo_pipeline::{CameraTap, LiveFrame};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// One encoded frame with its detection message.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The JPEG file.
+    pub jpeg: Bytes,
+    /// The JSON message sent before the JPEG on the WebSocket.
+    pub meta: FrameMessage,
+}
+
+/// One detection in a [`FrameMessage`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DetectionMessage {
+    /// Class name.
+    pub class: String,
+    /// Confidence.
+    pub score: f32,
+    /// `[x1, y1, x2, y2]` in frame pixels.
+    pub bbox: [f32; 4],
+}
+
+/// The per-frame JSON message of the WebSocket.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FrameMessage {
+    /// Always `frame`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Camera.
+    pub camera: CameraId,
+    /// Frame sequence number.
+    pub seq: u64,
+    /// Capture time, Unix ms.
+    pub captured_at_ms: u64,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Latest detections of the camera.
+    pub detections: Vec<DetectionMessage>,
+    /// Size of the JPEG that follows, in bytes.
+    pub jpeg_bytes: usize,
+}
+
+type StreamKey = (CameraId, u8);
+type Slot = Arc<watch::Sender<Option<Arc<Encoded>>>>;
+
+/// Shared encoders of the live view.
+#[derive(Debug)]
+pub struct LiveHub {
+    taps: Vec<CameraTap>,
+    default_quality: u8,
+    streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
+    encoded: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+}
+
+/// Most distinct qualities encoded at once for one camera.
+pub const MAX_QUALITIES_PER_CAMERA: usize = 3;
+
+impl LiveHub {
+    /// A hub over the pipeline's taps.
+    pub fn new(taps: Vec<CameraTap>, default_quality: u8, shutdown: CancellationToken) -> Self {
+        Self {
+            taps,
+            default_quality,
+            streams: Arc::default(),
+            encoded: Arc::default(),
+            shutdown,
+        }
+    }
+
+    /// The taps.
+    pub fn taps(&self) -> &[CameraTap] {
+        &self.taps
+    }
+
+    /// The configured default quality.
+    pub fn default_quality(&self) -> u8 {
+        self.default_quality
+    }
+
+    /// Frames encoded so far (all cameras).
+    pub fn encoded_frames(&self) -> u64 {
+        self.encoded.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to a camera's encoded frames at `quality`, starting its encoder if
+    /// needed. `Err` names the reason (unknown camera, too many qualities).
+    pub fn subscribe(
+        &self,
+        camera: &CameraId,
+        quality: u8,
+    ) -> Result<watch::Receiver<Option<Arc<Encoded>>>, String> {
+        let tap = self
+            .taps
+            .iter()
+            .find(|t| &t.id == camera)
+            .ok_or_else(|| format!("unknown camera {camera}"))?;
+        let mut streams = self.streams.lock();
+        let key = (camera.clone(), quality);
+        if let Some(slot) = streams.get(&key) {
+            return Ok(slot.subscribe());
+        }
+        if streams.keys().filter(|(c, _)| c == camera).count() >= MAX_QUALITIES_PER_CAMERA {
+            return Err(format!(
+                "camera {camera} is already streamed at {MAX_QUALITIES_PER_CAMERA} qualities; pick one of those"
+            ));
+        }
+        let encoder = JpegEncoder::new(quality).map_err(|e| e.to_string())?;
+        let (tx, rx) = watch::channel(None);
+        let slot = Arc::new(tx);
+        streams.insert(key.clone(), Arc::clone(&slot));
+        tokio::spawn(encode_loop(
+            tap.live.clone(),
+            slot,
+            encoder,
+            key,
+            Arc::clone(&self.streams),
+            Arc::clone(&self.encoded),
+            self.shutdown.clone(),
+        ));
+        Ok(rx)
+    }
+}
+
+fn message(f: &LiveFrame, jpeg_bytes: usize) -> FrameMessage {
+    FrameMessage {
+        kind: "frame",
+        camera: f.meta.camera.clone(),
+        seq: f.meta.seq,
+        captured_at_ms: f
+            .meta
+            .captured_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        width: f.frame.width(),
+        height: f.frame.height(),
+        detections: f
+            .detections
+            .iter()
+            .map(|d| DetectionMessage {
+                class: d.class_name.to_string(),
+                score: d.score,
+                bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
+            })
+            .collect(),
+        jpeg_bytes,
+    }
+}
+
+async fn encode_loop(
+    mut live: watch::Receiver<Option<LiveFrame>>,
+    slot: Slot,
+    mut encoder: JpegEncoder,
+    key: StreamKey,
+    streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
+    counter: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+) {
+    // The frame already in the tap is shown at once.
+    live.mark_changed();
+    loop {
+        tokio::select! {
+            changed = live.changed() => if changed.is_err() { break },
+            () = slot.closed() => {}
+            () = shutdown.cancelled() => break,
+        }
+        {
+            // Checked under the lock so a concurrent subscribe either finds this stream
+            // still registered (and keeps it alive) or starts a new one.
+            let mut map = streams.lock();
+            if slot.receiver_count() == 0 {
+                map.remove(&key);
+                return;
+            }
+        }
+        let Some(frame) = live.borrow_and_update().clone() else {
+            continue;
+        };
+        let job = tokio::task::spawn_blocking(move || {
+            let r = encoder.encode(&frame.frame);
+            (encoder, frame, r)
+        })
+        .await;
+        let Ok((enc, frame, result)) = job else {
+            tracing::error!(camera = %key.0, "live encoder task failed");
+            break;
+        };
+        encoder = enc;
+        match result {
+            Ok(jpeg) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let meta = message(&frame, jpeg.len());
+                slot.send_replace(Some(Arc::new(Encoded {
+                    jpeg: Bytes::from(jpeg),
+                    meta,
+                })));
+            }
+            Err(e) => tracing::warn!(camera = %key.0, error = %e, "live frame not encoded"),
+        }
+    }
+    streams.lock().remove(&key);
+}

@@ -1,0 +1,528 @@
+//! The route table: every route with its method, path, minimum access and summary.
+//!
+//! The router is built only from [`table`], and one middleware ([`gate`]) enforces
+//! each route's [`Access`]: handlers never check roles themselves. The integration
+//! test walks the table and proves 401 without credentials, 403 below the minimum
+//! role and success at it for every entry.
+
+use std::net::IpAddr;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use safe_yolo_store::{AuditResult, NewAudit, Role, now_ms};
+
+use crate::auth::{Principal, authenticate, presented_token, rank, role_name};
+use crate::error::HttpError;
+use crate::handlers::{
+    auth as h_auth, events, live as h_live, settings as h_settings, system, users,
+};
+use crate::state::{AppState, peer};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (setup, login, refresh, health). Each such route does its own gating
+    /// (setup networks/token, throttling).
+    Public,
+    /// A single-use WebSocket ticket minted for a viewer or above.
+    Ticket,
+    /// An authenticated caller with at least this role.
+    Role(Role),
+}
+
+/// The remote address, available to every handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Source(pub IpAddr);
+
+/// A route's description, independent of its handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template (axum syntax, `{id}` for parameters).
+    pub path: &'static str,
+    /// Minimum access.
+    pub access: Access,
+    /// One-line description (also the OpenAPI summary).
+    pub summary: &'static str,
+    /// Largest body accepted, when it differs from the default.
+    pub body_limit: Option<usize>,
+    /// Whether the route changes state (and therefore writes an audit row). True for
+    /// every method but GET unless the table says otherwise with a reason.
+    pub changes_state: bool,
+    /// Whether a single-use ticket (`?ticket=`) is accepted instead of a bearer token,
+    /// for clients that cannot send headers (VLC opening the MJPEG stream).
+    pub accepts_ticket: bool,
+}
+
+impl RouteSpec {
+    /// Whether the route changes state (and therefore writes an audit row).
+    pub fn mutating(&self) -> bool {
+        self.changes_state
+    }
+}
+
+/// A route: its spec and its handler.
+pub struct Route {
+    /// The description.
+    pub spec: RouteSpec,
+    router: MethodRouter<AppState>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.spec.fmt(f)
+    }
+}
+
+fn route<H, T>(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    h: H,
+) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+    Route {
+        spec: RouteSpec {
+            method: method.clone(),
+            path,
+            access,
+            changes_state: method != Method::GET && method != Method::HEAD,
+            accepts_ticket: false,
+            summary,
+            body_limit: None,
+        },
+        router: on(filter, h),
+    }
+}
+
+impl Route {
+    fn limit(mut self, bytes: usize) -> Self {
+        self.spec.body_limit = Some(bytes);
+        self
+    }
+
+    /// Also accepts a single-use ticket in the query (read-only streams only).
+    fn ticket_ok(mut self) -> Self {
+        self.spec.accepts_ticket = true;
+        self
+    }
+
+    /// Marks a POST that changes no stored state (e.g. minting an in-memory,
+    /// single-use ticket), so it writes no audit row.
+    fn no_state_change(mut self) -> Self {
+        self.spec.changes_state = false;
+        self
+    }
+}
+
+const VIEWER: Access = Access::Role(Role::Viewer);
+const OPERATOR: Access = Access::Role(Role::Operator);
+const ADMIN: Access = Access::Role(Role::Admin);
+
+/// Every route of the API. `max_cert_body` is the body limit of the certificate upload.
+pub fn table(max_cert_body: usize) -> Vec<Route> {
+    use Method as M;
+    vec![
+        // --- public ---
+        route(
+            M::GET,
+            "/api/v1/health",
+            Access::Public,
+            "Liveness probe",
+            system::health,
+        ),
+        route(
+            M::POST,
+            "/api/v1/setup",
+            Access::Public,
+            "First-boot setup: create the first admin",
+            h_auth::setup,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/login",
+            Access::Public,
+            "Log in; returns an access JWT and a refresh token",
+            h_auth::login,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/refresh",
+            Access::Public,
+            "Exchange a refresh token for a new access JWT",
+            h_auth::refresh,
+        ),
+        // --- viewer ---
+        route(
+            M::GET,
+            "/api/v1/auth/me",
+            VIEWER,
+            "The caller's identity and role",
+            h_auth::me,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/logout",
+            VIEWER,
+            "Revoke the current session",
+            h_auth::logout,
+        ),
+        route(
+            M::POST,
+            "/api/v1/auth/password",
+            VIEWER,
+            "Change the caller's password (revokes its sessions)",
+            h_auth::change_password,
+        ),
+        route(
+            M::GET,
+            "/api/v1/events",
+            VIEWER,
+            "List events (filter by time, camera, rule, state; paginated)",
+            events::list,
+        ),
+        route(
+            M::GET,
+            "/api/v1/events/{id}",
+            VIEWER,
+            "One event",
+            events::get_one,
+        ),
+        route(
+            M::GET,
+            "/api/v1/events/{id}/snapshot",
+            VIEWER,
+            "The event's JPEG snapshot",
+            events::snapshot,
+        ),
+        route(
+            M::GET,
+            "/api/v1/cameras",
+            VIEWER,
+            "Cameras: health and settings",
+            h_settings::list_cameras,
+        ),
+        route(
+            M::GET,
+            "/api/v1/zones",
+            VIEWER,
+            "Zones and lines",
+            h_settings::list_zones,
+        ),
+        route(
+            M::GET,
+            "/api/v1/rules",
+            VIEWER,
+            "Safety rules",
+            h_settings::list_rules,
+        ),
+        route(
+            M::GET,
+            "/api/v1/outputs",
+            VIEWER,
+            "Output states",
+            system::outputs_status,
+        ),
+        route(
+            M::GET,
+            "/api/v1/system",
+            VIEWER,
+            "Version, health, storage, model, certificate",
+            system::info,
+        ),
+        route(
+            M::GET,
+            "/api/v1/openapi.json",
+            VIEWER,
+            "This API's OpenAPI document",
+            system::openapi,
+        ),
+        route(
+            M::GET,
+            "/metrics",
+            VIEWER,
+            "Prometheus metrics",
+            system::metrics,
+        ),
+        route(
+            M::GET,
+            "/api/v1/cameras/{id}/mjpeg",
+            VIEWER,
+            "Live view as multipart MJPEG",
+            h_live::mjpeg,
+        )
+        .ticket_ok(),
+        route(
+            M::POST,
+            "/api/v1/live/ticket",
+            VIEWER,
+            "A single-use ticket for the live WebSocket",
+            h_live::ticket,
+        )
+        .no_state_change(),
+        route(
+            M::GET,
+            "/api/v1/live/ws",
+            Access::Ticket,
+            "Live WebSocket (binary JPEG frames + JSON detections)",
+            h_live::ws,
+        ),
+        // --- operator ---
+        route(
+            M::POST,
+            "/api/v1/events/{id}/ack",
+            OPERATOR,
+            "Acknowledge an event",
+            events::acknowledge,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/cameras/{id}",
+            OPERATOR,
+            "Create or replace a camera",
+            h_settings::put_camera,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/cameras/{id}",
+            OPERATOR,
+            "Delete an API-defined camera",
+            h_settings::delete_camera,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/zones/{id}",
+            OPERATOR,
+            "Create or replace a zone",
+            h_settings::put_zone,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/zones/{id}",
+            OPERATOR,
+            "Delete an API-defined zone",
+            h_settings::delete_zone,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/rules/{id}",
+            OPERATOR,
+            "Create or replace a safety rule",
+            h_settings::put_rule,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/rules/{id}",
+            OPERATOR,
+            "Delete an API-defined rule",
+            h_settings::delete_rule,
+        ),
+        // --- admin ---
+        route(
+            M::GET,
+            "/api/v1/users",
+            ADMIN,
+            "List users",
+            users::list_users,
+        ),
+        route(
+            M::POST,
+            "/api/v1/users",
+            ADMIN,
+            "Create a user",
+            users::create_user,
+        ),
+        route(
+            M::PATCH,
+            "/api/v1/users/{name}",
+            ADMIN,
+            "Change a user's role, state or password",
+            users::update_user,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/users/{name}",
+            ADMIN,
+            "Delete a user and its sessions",
+            users::delete_user,
+        ),
+        route(
+            M::GET,
+            "/api/v1/keys",
+            ADMIN,
+            "List API keys",
+            users::list_keys,
+        ),
+        route(
+            M::POST,
+            "/api/v1/keys",
+            ADMIN,
+            "Create an API key (the secret is shown once)",
+            users::create_key,
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/keys/{id}",
+            ADMIN,
+            "Revoke an API key",
+            users::revoke_key,
+        ),
+        route(
+            M::GET,
+            "/api/v1/audit",
+            ADMIN,
+            "The audit log (append-only)",
+            events::audit,
+        ),
+        route(
+            M::POST,
+            "/api/v1/outputs/{id}/test",
+            ADMIN,
+            "Manual output test",
+            system::test_output,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/system/certificate",
+            ADMIN,
+            "Install a TLS certificate and key (used without restart)",
+            system::put_certificate,
+        )
+        .limit(max_cert_body),
+        route(
+            M::POST,
+            "/api/v1/system/jwt-key/rotate",
+            ADMIN,
+            "Rotate the JWT signing key (ends every access token)",
+            system::rotate_jwt_key,
+        ),
+    ]
+}
+
+#[derive(Clone)]
+struct Gate {
+    app: AppState,
+    access: Access,
+    action: String,
+    mutating: bool,
+    ticket_ok: bool,
+}
+
+/// Builds the router from the table; every route goes through [`gate`].
+pub fn router(state: AppState) -> Router {
+    let default_limit = state.settings.api.max_body_bytes;
+    let mut r: Router<AppState> = Router::new();
+    for route in table(state.settings.max_cert_body_bytes) {
+        let gate = Gate {
+            app: state.clone(),
+            access: route.spec.access,
+            action: format!("{} {}", route.spec.method, route.spec.path),
+            mutating: route.spec.mutating(),
+            ticket_ok: route.spec.accepts_ticket,
+        };
+        let limit = route.spec.body_limit.unwrap_or(default_limit);
+        let mr = route
+            .router
+            .layer(DefaultBodyLimit::max(limit))
+            .route_layer(from_fn_with_state(gate, gate_fn));
+        r = r.route(route.spec.path, mr);
+    }
+    r.fallback(|| async { HttpError::not_found("route") })
+        .with_state(state)
+}
+
+async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
+    let source = peer(&req);
+    req.extensions_mut().insert(Source(source));
+    let principal = match g.access {
+        Access::Public => None,
+        Access::Ticket => match query_ticket(&req).and_then(|t| g.app.tickets.redeem(&t, source)) {
+            Some(p) => Some(p),
+            None => {
+                return HttpError::unauthorized("missing, used or expired ticket").into_response();
+            }
+        },
+        Access::Role(min) => {
+            let ticket = (g.ticket_ok && presented_token(req.headers()).is_none())
+                .then(|| query_ticket(&req))
+                .flatten();
+            let authenticated = match ticket {
+                Some(t) => g
+                    .app
+                    .tickets
+                    .redeem(&t, source)
+                    .ok_or_else(|| HttpError::unauthorized("missing, used or expired ticket")),
+                None => authenticate(&g.app.store, &g.app.keys, req.headers(), source).await,
+            };
+            let p = match authenticated {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
+            if rank(p.role) < rank(min) {
+                let msg = format!(
+                    "{} role required, caller is {}",
+                    role_name(min),
+                    role_name(p.role)
+                );
+                if g.mutating {
+                    record_refusal(&g, &p, AuditResult::Denied(msg.clone())).await;
+                }
+                return HttpError::forbidden(msg).into_response();
+            }
+            Some(p)
+        }
+    };
+    if let Some(p) = &principal {
+        req.extensions_mut().insert(p.clone());
+    }
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if let Some(p) = principal.filter(|_| g.mutating)
+        && (status.is_server_error()
+            || (status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS))
+    {
+        record_refusal(
+            &g,
+            &p,
+            AuditResult::Failed(format!("HTTP {}", status.as_u16())),
+        )
+        .await;
+    }
+    resp
+}
+
+fn query_ticket(req: &Request) -> Option<String> {
+    req.uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ticket=")))
+        .map(str::to_owned)
+}
+
+/// Records a refused or failed change (the change itself did not happen).
+async fn record_refusal(g: &Gate, p: &Principal, result: AuditResult) {
+    let row = NewAudit {
+        at: now_ms(),
+        actor: p.actor.clone(),
+        role: Some(p.role),
+        source: Some(p.source.to_string()),
+        action: g.action.clone(),
+        target: String::new(),
+        before: None,
+        after: None,
+        result,
+    };
+    if let Err(e) = g.app.store.transaction(move |t| t.append_audit(row)).await {
+        tracing::error!(error = %e, "cannot record a refused request in the audit log");
+    }
+}

@@ -1,0 +1,108 @@
+//! The API's settings: the `[api]` config section plus state paths and auth tuning.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use safe_yolo_config::ApiConfig;
+
+/// Authentication tuning; the defaults suit production, tests shorten them.
+#[derive(Debug, Clone)]
+pub struct AuthTuning {
+    /// Lifetime of an access JWT.
+    pub access_ttl: Duration,
+    /// Lifetime of a refresh session.
+    pub session_ttl: Duration,
+    /// Failed logins of one user within `failure_window` that lock the user.
+    pub user_max_failures: u32,
+    /// Failed logins from one address within `failure_window` that lock the address.
+    pub source_max_failures: u32,
+    /// Window in which failures are counted.
+    pub failure_window: Duration,
+    /// How long a lockout lasts.
+    pub lockout: Duration,
+    /// Lifetime of a WebSocket ticket.
+    pub ticket_ttl: Duration,
+    /// Argon2id memory cost in KiB (OWASP: 19 MiB with 2 passes).
+    pub argon2_m_kib: u32,
+    /// Argon2id passes.
+    pub argon2_t: u32,
+}
+
+impl Default for AuthTuning {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            user_max_failures: 5,
+            source_max_failures: 20,
+            failure_window: Duration::from_secs(15 * 60),
+            lockout: Duration::from_secs(5 * 60),
+            ticket_ttl: Duration::from_secs(30),
+            argon2_m_kib: 19 * 1024,
+            argon2_t: 2,
+        }
+    }
+}
+
+/// Everything [`crate::serve`] needs to know besides its dependencies.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The validated `[api]` section.
+    pub api: ApiConfig,
+    /// State directory; the API keeps `api/` (JWT key, certificate) inside it.
+    pub state_dir: PathBuf,
+    /// Host names and addresses for the self-signed certificate.
+    pub cert_names: Vec<String>,
+    /// Authentication tuning.
+    pub auth: AuthTuning,
+    /// Firmware version shown by `/api/v1/system`.
+    pub version: String,
+    /// Model description shown by `/api/v1/system`.
+    pub model: String,
+    /// Largest accepted certificate upload body.
+    pub max_cert_body_bytes: usize,
+}
+
+/// Names for the self-signed certificate: `localhost`, the loopback addresses, the
+/// box's host name (and `<name>.local`) and the bind address when it is specific.
+pub fn default_cert_names(api: &ApiConfig) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() && h != "localhost" {
+            names.push(h.to_owned());
+            if !h.contains('.') {
+                names.push(format!("{h}.local"));
+            }
+        }
+    }
+    let ip = api.bind.ip();
+    if !ip.is_unspecified() && !ip.is_loopback() {
+        names.push(ip.to_string());
+    }
+    names
+}
+
+impl ApiSettings {
+    /// Settings from the `[api]` section with default tuning.
+    pub fn new(api: ApiConfig, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cert_names: default_cert_names(&api),
+            api,
+            state_dir: state_dir.into(),
+            auth: AuthTuning::default(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            model: String::new(),
+            max_cert_body_bytes: 256 * 1024,
+        }
+    }
+
+    /// The API's own state directory.
+    pub fn api_dir(&self) -> PathBuf {
+        self.state_dir.join("api")
+    }
+}

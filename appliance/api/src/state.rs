@@ -1,0 +1,76 @@
+//! Shared state of the request handlers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use safe_yolo_alarms::Dispatcher;
+use safe_yolo_outputs::OutputsHandle;
+use safe_yolo_store::StoreHandle;
+use safe_yolo_telemetry::Metrics;
+
+use crate::auth::{JwtKeys, LoginLimiter, Tickets};
+use crate::control::Control;
+use crate::live::LiveHub;
+use crate::settings::ApiSettings;
+use crate::tls::CertStore;
+
+/// First-boot setup: the one-time token and a lock that serialises setup attempts.
+#[derive(Debug)]
+pub struct SetupGate {
+    /// The token printed to the journal; `None` once a user exists.
+    pub(crate) token: parking_lot::Mutex<Option<String>>,
+    /// Held while an attempt checks "no user yet" and creates the admin.
+    pub(crate) lock: tokio::sync::Mutex<()>,
+}
+
+/// Everything a handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The shared state behind [`AppState`] (fields are crate-private).
+pub struct Inner {
+    pub(crate) settings: ApiSettings,
+    pub(crate) store: StoreHandle,
+    pub(crate) alarms: Dispatcher,
+    pub(crate) outputs: OutputsHandle,
+    pub(crate) metrics: Metrics,
+    pub(crate) control: Arc<dyn Control>,
+    pub(crate) keys: JwtKeys,
+    pub(crate) limiter: LoginLimiter,
+    pub(crate) tickets: Tickets,
+    pub(crate) setup: SetupGate,
+    pub(crate) certs: Arc<CertStore>,
+    pub(crate) live: LiveHub,
+    pub(crate) source_policy: safe_yolo_capture::SourcePolicy,
+    pub(crate) started: std::time::Instant,
+    pub(crate) live_shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The remote address of a request (set per connection by the server; tests set it).
+pub fn peer<B>(req: &Request<B>) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}

@@ -1,0 +1,1890 @@
+//! Integration tests of the API: the route table's authorisation matrix, setup, JWTs,
+//! revocation, lockout, CORS, body limits, audit rows, TLS from outside (openssl),
+//! the live WebSocket and MJPEG stream, and the committed OpenAPI document.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions: a failed unwrap is a failed test"
+)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use safe_yolo_alarms::{Dispatcher, DispatcherConfig};
+use safe_yolo_api::routes::{Access, table};
+use safe_yolo_api::server::App;
+use safe_yolo_api::{
+    ApiDeps, ApiSettings, AuthTuning, Control, SettingsChange, build_router, serve,
+};
+use safe_yolo_capture::SourcePolicy;
+use safe_yolo_config::{ApiConfig, IpNet, TlsMinVersion};
+use safe_yolo_domain::{BBox, CameraId, Detection, FrameMeta, OutputId, RgbFrame, RuleId};
+use safe_yolo_outputs::{
+    Driver, DriverSettings, OutputRole, OutputSpec, OutputsHandle, OutputsRunner, SafeState,
+    SimBackend,
+};
+use safe_yolo_pipeline::{CameraHealth, CameraState, CameraTap, LiveFrame};
+use safe_yolo_store::{
+    NewEvent, Role, SettingKind, Severity, Store, StoreConfig, StoreHandle, User, now_ms,
+};
+use safe_yolo_telemetry::Metrics;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery staple";
+const CLIENT: &str = "10.1.2.3:40000";
+const SETUP_NET_CLIENT: &str = "127.0.0.1:40000";
+const MAX_BODY: usize = 4096;
+
+// === test doubles ===
+
+/// Records applied changes; refuses documents whose name is "refuse".
+#[derive(Default)]
+struct RecordingControl {
+    applied: Mutex<Vec<SettingsChange>>,
+}
+
+impl Control for RecordingControl {
+    fn apply(&self, change: SettingsChange) -> Result<(), String> {
+        if let SettingsChange::Put { doc, .. } = &change
+            && doc["name"] == "refuse"
+        {
+            return Err("doc.name: refused by the rule engine".into());
+        }
+        self.applied.lock().push(change);
+        Ok(())
+    }
+
+    fn current(&self, _kind: SettingKind) -> Vec<(String, Value)> {
+        Vec::new()
+    }
+}
+
+struct Rig {
+    app: App,
+    store: StoreHandle,
+    dir: tempfile::TempDir,
+    _live: watch::Sender<Option<LiveFrame>>,
+    _health: watch::Sender<CameraHealth>,
+    control: Arc<RecordingControl>,
+    shutdown: CancellationToken,
+    users: AtomicU64,
+}
+
+fn tuning() -> AuthTuning {
+    AuthTuning {
+        argon2_m_kib: 1024,
+        argon2_t: 1,
+        user_max_failures: 3,
+        source_max_failures: 1000,
+        lockout: Duration::from_millis(1500),
+        ..AuthTuning::default()
+    }
+}
+
+fn api_config(cors: Vec<String>) -> ApiConfig {
+    ApiConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        tls_min_version: TlsMinVersion::Tls13,
+        cert: None,
+        key: None,
+        http_redirect_bind: None,
+        cors_origins: cors,
+        setup_networks: vec![IpNet {
+            addr: "127.0.0.0".parse().unwrap(),
+            prefix: 8,
+        }],
+        jpeg_quality: 75,
+        max_body_bytes: MAX_BODY,
+    }
+}
+
+fn outputs() -> OutputsHandle {
+    let specs = vec![
+        OutputSpec {
+            id: OutputId::new("siren").unwrap(),
+            role: OutputRole::Siren,
+            safe_state: SafeState::Off,
+            active_low: false,
+        },
+        OutputSpec {
+            id: OutputId::new("healthy").unwrap(),
+            role: OutputRole::Healthy,
+            safe_state: SafeState::Off,
+            active_low: false,
+        },
+    ];
+    let backend = SimBackend::new(&specs, &[]).unwrap();
+    let driver = Driver::new(
+        specs,
+        DriverSettings {
+            health_timeout: Duration::from_secs(5),
+            max_test: Duration::from_secs(30),
+            healthy_pulse: None,
+        },
+    )
+    .unwrap();
+    let (runner, handle) =
+        OutputsRunner::new(Box::new(backend), driver, vec![], Duration::from_millis(20));
+    runner.spawn();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = h.pipeline_health(true);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    handle
+}
+
+fn cam() -> CameraId {
+    CameraId::new("cam1").unwrap()
+}
+
+fn deps(
+    dir: &Path,
+    store: StoreHandle,
+    control: Arc<RecordingControl>,
+) -> (
+    ApiDeps,
+    watch::Sender<Option<LiveFrame>>,
+    watch::Sender<CameraHealth>,
+) {
+    let outputs = outputs();
+    let metrics = Metrics::new();
+    let cfg = DispatcherConfig {
+        rules: HashMap::new(),
+        output_roles: HashMap::new(),
+        zones: HashMap::new(),
+        snapshots: false,
+        jpeg_quality: 75,
+    };
+    let alarms = Dispatcher::new(store.clone(), outputs.clone(), cfg, metrics.clone());
+    let (live_tx, live_rx) = watch::channel(None);
+    let (health_tx, health_rx) = watch::channel(CameraHealth {
+        state: CameraState::Online,
+        since: SystemTime::now(),
+        reason: None,
+    });
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::write(media.join("clip.mjpeg"), jpeg_bytes()).unwrap();
+    let deps = ApiDeps {
+        store,
+        alarms,
+        outputs,
+        cameras: vec![CameraTap {
+            id: cam(),
+            health: health_rx,
+            live: live_rx,
+        }],
+        metrics,
+        control,
+        source_policy: SourcePolicy::new(media),
+    };
+    (deps, live_tx, health_tx)
+}
+
+fn jpeg_bytes() -> Vec<u8> {
+    let frame = RgbFrame::new(32, 24, vec![120u8; 32 * 24 * 3]).unwrap();
+    safe_yolo_capture::JpegEncoder::new(80)
+        .unwrap()
+        .encode(&frame)
+        .unwrap()
+}
+
+fn settings(dir: &Path, cors: Vec<String>) -> ApiSettings {
+    let mut s = ApiSettings::new(api_config(cors), dir);
+    s.auth = tuning();
+    s.version = "test".into();
+    s
+}
+
+async fn rig_with(cors: Vec<String>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let (store, _writer) = StoreHandle::start(store, 64).unwrap();
+    let control = Arc::new(RecordingControl::default());
+    let (deps, live, health) = deps(dir.path(), store.clone(), Arc::clone(&control));
+    let shutdown = CancellationToken::new();
+    let app = build_router(settings(dir.path(), cors), deps, shutdown.clone()).unwrap();
+    Rig {
+        app,
+        store,
+        dir,
+        _live: live,
+        _health: health,
+        control,
+        shutdown,
+        users: AtomicU64::new(0),
+    }
+}
+
+async fn rig() -> Rig {
+    rig_with(vec!["https://ops.example".into()]).await
+}
+
+// === requests ===
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn call_from(
+    router: &Router,
+    from: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "box.local");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Body::from(serde_json::to_vec(&b).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let mut req = req.body(body).unwrap();
+    let addr: SocketAddr = from.parse().unwrap();
+    req.extensions_mut().insert(ConnectInfo(addr));
+    let resp = tower::ServiceExt::oneshot(router.clone(), req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let streaming = headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("multipart/x-mixed-replace"));
+    let body = if streaming {
+        Vec::new()
+    } else {
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Rig {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        call_from(&self.app.router, CLIENT, method, path, token, body, &[]).await
+    }
+
+    async fn setup_admin(&self) {
+        let r = call_from(
+            &self.app.router,
+            SETUP_NET_CLIENT,
+            Method::POST,
+            "/api/v1/setup",
+            None,
+            Some(json!({"username": "admin", "password": PASSWORD})),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    async fn login(&self, user: &str, password: &str) -> Resp {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": user, "password": password})),
+        )
+        .await
+    }
+
+    async fn token(&self, user: &str) -> String {
+        let r = self.login(user, PASSWORD).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "login {user}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a fresh user with `role` directly in the store and returns its name.
+    async fn user(&self, role: Role) -> String {
+        let n = self.users.fetch_add(1, Ordering::Relaxed);
+        let name = format!("u{n}");
+        let hash = safe_yolo_api::auth::hash_password(&tuning(), PASSWORD.into())
+            .await
+            .unwrap();
+        let user = User {
+            username: name.clone(),
+            password_hash: hash,
+            role,
+            created_at: now_ms(),
+            disabled: false,
+        };
+        self.store
+            .transaction(move |t| t.create_user(&user))
+            .await
+            .unwrap();
+        name
+    }
+
+    async fn token_for(&self, role: Role) -> String {
+        let u = self.user(role).await;
+        self.token(&u).await
+    }
+
+    async fn event(&self, snapshot: bool) -> u64 {
+        self.store
+            .record(NewEvent {
+                camera: cam(),
+                rule: RuleId::new("no-entry").unwrap(),
+                zone: None,
+                track: Some(1),
+                kind: "intrusion".into(),
+                severity: Severity::Critical,
+                started_at: now_ms(),
+                ended_at: None,
+                message: "person in zone".into(),
+                details: json!({}),
+                snapshot_jpeg: snapshot.then(|| Arc::from(jpeg_bytes())),
+                cleared: false,
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn last_audit_id(&self) -> u64 {
+        self.store
+            .run(|s| s.audit_page(None, 1, false))
+            .await
+            .unwrap()
+            .0
+            .first()
+            .map_or(0, |r| r.id)
+    }
+
+    async fn audit_after(&self, id: u64) -> Vec<safe_yolo_store::AuditRecord> {
+        self.store
+            .run(move |s| s.audit_page(Some(id), 1000, true))
+            .await
+            .unwrap()
+            .0
+    }
+
+    async fn setting(&self, kind: SettingKind, id: &str, doc: Value) {
+        let id = id.to_owned();
+        self.store
+            .transaction(move |t| t.put_setting(kind, &id, doc, None, "test", now_ms()))
+            .await
+            .unwrap();
+    }
+
+    /// A concrete path and a valid body for a route, creating what it needs.
+    async fn example(&self, method: &Method, path: &str) -> (String, Option<Value>) {
+        let n = self.users.fetch_add(1, Ordering::Relaxed);
+        match (method.as_str(), path) {
+            ("POST", "/api/v1/auth/password") => (
+                path.into(),
+                Some(
+                    json!({"current_password": PASSWORD, "new_password": "another long password 1"}),
+                ),
+            ),
+            ("GET", "/api/v1/events/{id}") => {
+                (format!("/api/v1/events/{}", self.event(false).await), None)
+            }
+            ("GET", "/api/v1/events/{id}/snapshot") => (
+                format!("/api/v1/events/{}/snapshot", self.event(true).await),
+                None,
+            ),
+            ("POST", "/api/v1/events/{id}/ack") => (
+                format!("/api/v1/events/{}/ack", self.event(false).await),
+                None,
+            ),
+            ("GET", "/api/v1/cameras/{id}/mjpeg") => ("/api/v1/cameras/cam1/mjpeg".into(), None),
+            ("PUT", "/api/v1/cameras/{id}") => (
+                format!("/api/v1/cameras/c{n}"),
+                Some(
+                    json!({"doc": {"name": "Gate", "source": {"kind": "replay", "path": "clip.mjpeg", "fps": 10.0}}}),
+                ),
+            ),
+            ("PUT", "/api/v1/zones/{id}") => (
+                format!("/api/v1/zones/z{n}"),
+                Some(
+                    json!({"doc": {"camera": "cam1", "name": "Dock", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}}),
+                ),
+            ),
+            ("PUT", "/api/v1/rules/{id}") => (
+                format!("/api/v1/rules/r{n}"),
+                Some(
+                    json!({"doc": {"name": "No entry", "kind": "intrusion", "zone": "z1", "severity": "critical"}}),
+                ),
+            ),
+            ("DELETE", p)
+                if p.starts_with("/api/v1/cameras/")
+                    || p.starts_with("/api/v1/zones/")
+                    || p.starts_with("/api/v1/rules/") =>
+            {
+                let (kind, seg) = if p.contains("cameras") {
+                    (SettingKind::Camera, "cameras")
+                } else if p.contains("zones") {
+                    (SettingKind::Zone, "zones")
+                } else {
+                    (SettingKind::Rule, "rules")
+                };
+                let id = format!("d{n}");
+                self.setting(kind, &id, json!({"name": "x"})).await;
+                (format!("/api/v1/{seg}/{id}"), None)
+            }
+            ("POST", "/api/v1/users") => (
+                path.into(),
+                Some(
+                    json!({"username": format!("new{n}"), "password": PASSWORD, "role": "viewer"}),
+                ),
+            ),
+            ("PATCH", "/api/v1/users/{name}") => (
+                format!("/api/v1/users/{}", self.user(Role::Viewer).await),
+                Some(json!({"role": "operator"})),
+            ),
+            ("DELETE", "/api/v1/users/{name}") => (
+                format!("/api/v1/users/{}", self.user(Role::Viewer).await),
+                None,
+            ),
+            ("POST", "/api/v1/keys") => (
+                path.into(),
+                Some(json!({"label": "scraper", "role": "viewer", "expires_in_days": 30})),
+            ),
+            ("DELETE", "/api/v1/keys/{id}") => {
+                let admin = self.token_for(Role::Admin).await;
+                let r = self
+                    .call(
+                        Method::POST,
+                        "/api/v1/keys",
+                        Some(&admin),
+                        Some(json!({"label": "k", "role": "viewer", "expires_in_days": 1})),
+                    )
+                    .await;
+                (
+                    format!("/api/v1/keys/{}", r.json()["id"].as_str().unwrap()),
+                    None,
+                )
+            }
+            ("POST", "/api/v1/outputs/{id}/test") => (
+                "/api/v1/outputs/siren/test".into(),
+                Some(json!({"duration_ms": 200})),
+            ),
+            ("PUT", "/api/v1/system/certificate") => {
+                let c = rcgen::generate_simple_self_signed(vec!["box.local".to_string()]).unwrap();
+                (
+                    path.into(),
+                    Some(json!({"cert_pem": c.cert.pem(), "key_pem": c.key_pair.serialize_pem()})),
+                )
+            }
+            (_, p) if !p.contains('{') => (p.into(), None),
+            (m, p) => panic!("no example for {m} {p}: add one to Rig::example when adding a route"),
+        }
+    }
+}
+
+fn below(role: Role) -> Option<Role> {
+    match role {
+        Role::Admin => Some(Role::Operator),
+        Role::Operator => Some(Role::Viewer),
+        Role::Viewer => None,
+    }
+}
+
+// === the authorisation matrix ===
+
+/// The routes that may be called without credentials. Adding a public route means
+/// adding it here, on purpose.
+const PUBLIC: &[(&str, &str)] = &[
+    ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/setup"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_enforces_its_role_and_audits_changes() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let routes = table(256 * 1024);
+    assert!(routes.len() > 30);
+    for route in &routes {
+        let spec = &route.spec;
+        let name = format!("{} {}", spec.method, spec.path);
+        match spec.access {
+            Access::Public => {
+                assert!(
+                    PUBLIC.contains(&(spec.method.as_str(), spec.path)),
+                    "{name} is public but not in the PUBLIC allow-list"
+                );
+                continue;
+            }
+            Access::Ticket => {
+                let r = rig.call(spec.method.clone(), spec.path, None, None).await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{name} without a ticket"
+                );
+                let viewer = rig.token_for(Role::Viewer).await;
+                let r = rig
+                    .call(spec.method.clone(), spec.path, Some(&viewer), None)
+                    .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{name} with a JWT instead of a ticket"
+                );
+                continue;
+            }
+            Access::Role(min) => {
+                // 401 without credentials and with garbage.
+                let (path, body) = rig.example(&spec.method, spec.path).await;
+                let r = rig
+                    .call(spec.method.clone(), &path, None, body.clone())
+                    .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{name} without credentials"
+                );
+                assert_eq!(r.json()["error"], "unauthorized");
+                let r = rig
+                    .call(spec.method.clone(), &path, Some("garbage"), body.clone())
+                    .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{name} with a garbage token"
+                );
+                // 403 one role below.
+                if let Some(low) = below(min) {
+                    let t = rig.token_for(low).await;
+                    let before = rig.last_audit_id().await;
+                    let r = rig
+                        .call(spec.method.clone(), &path, Some(&t), body.clone())
+                        .await;
+                    assert_eq!(r.status, StatusCode::FORBIDDEN, "{name} as {low:?}");
+                    if spec.mutating() {
+                        let rows = rig.audit_after(before).await;
+                        assert!(
+                            rows.iter().any(|r| matches!(
+                                r.result,
+                                safe_yolo_store::AuditResult::Denied(_)
+                            )),
+                            "{name}: a refused change is audited"
+                        );
+                    }
+                }
+                // Success at the minimum role, with an audit row for every change.
+                let t = rig.token_for(min).await;
+                let (path, body) = rig.example(&spec.method, spec.path).await;
+                let before = rig.last_audit_id().await;
+                let r = rig.call(spec.method.clone(), &path, Some(&t), body).await;
+                assert!(
+                    r.status.is_success(),
+                    "{name} as {min:?}: {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
+                if spec.mutating() {
+                    let rows = rig.audit_after(before).await;
+                    assert!(
+                        rows.iter()
+                            .any(|r| r.result == safe_yolo_store::AuditResult::Ok
+                                && r.role == Some(min)
+                                && r.source.as_deref() == Some("10.1.2.3")),
+                        "{name}: no audit row for the change: {rows:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Settings changes reached the running system.
+    assert!(rig.control.applied.lock().len() >= 6);
+    // The audit log is append-only through the API.
+    assert!(
+        routes
+            .iter()
+            .all(|r| !(r.spec.path.starts_with("/api/v1/audit") && r.spec.mutating()))
+    );
+    rig.shutdown.cancel();
+}
+
+// === setup ===
+
+#[tokio::test]
+async fn first_boot_setup_cannot_be_replayed() {
+    let rig = rig().await;
+    let token = rig
+        .app
+        .setup_token()
+        .expect("a setup token while no user exists");
+    let setup = |from: &'static str, tok: Option<String>, user: &'static str| {
+        let router = rig.app.router.clone();
+        async move {
+            let mut body = json!({"username": user, "password": PASSWORD});
+            if let Some(t) = tok {
+                body["setup_token"] = Value::String(t);
+            }
+            call_from(
+                &router,
+                from,
+                Method::POST,
+                "/api/v1/setup",
+                None,
+                Some(body),
+                &[],
+            )
+            .await
+        }
+    };
+    // Outside the setup networks: only with the token.
+    assert_eq!(
+        setup(CLIENT, None, "eve").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        setup(CLIENT, Some("wrong".into()), "eve").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = setup(CLIENT, Some(token.clone()), "admin").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // Replays fail, with the token and from the setup network.
+    assert_eq!(
+        setup(CLIENT, Some(token), "eve").await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        setup(SETUP_NET_CLIENT, None, "eve").await.status,
+        StatusCode::CONFLICT
+    );
+    assert!(rig.app.setup_token().is_none());
+    assert_eq!(rig.store.store().list_users().unwrap().len(), 1);
+    // A weak password is refused with the field named.
+    let rig2 = rig_with(vec![]).await;
+    let r = call_from(
+        &rig2.app.router,
+        SETUP_NET_CLIENT,
+        Method::POST,
+        "/api/v1/setup",
+        None,
+        Some(json!({"username": "admin", "password": "short"})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("password"))
+    );
+}
+
+// === tokens ===
+
+fn jwt_key(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("api/jwt.key")).unwrap()
+}
+
+#[tokio::test]
+async fn expired_forged_and_unsigned_jwts_are_rejected() {
+    use base64::Engine;
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let good = rig.token("admin").await;
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&good), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let claims: Value = {
+        let payload = good.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let sign = |claims: &Value, key: &[u8], alg: jsonwebtoken::Algorithm| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(key),
+        )
+        .unwrap()
+    };
+    let key = jwt_key(rig.dir.path());
+    // Expired (same key, same session).
+    let mut expired = claims.clone();
+    expired["exp"] = json!(now_ms() / 1000 - 10);
+    expired["iat"] = json!(now_ms() / 1000 - 100);
+    let t = sign(&expired, &key, jsonwebtoken::Algorithm::HS256);
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Forged: another key.
+    let t = sign(
+        &claims,
+        b"0123456789abcdef0123456789abcdef",
+        jsonwebtoken::Algorithm::HS256,
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Another algorithm with the right key.
+    let t = sign(&claims, &key, jsonwebtoken::Algorithm::HS512);
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // alg: none.
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let t = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims)
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Tampered payload (role escalation attempt) with the original signature.
+    let mut other = claims.clone();
+    other["sub"] = json!("someone-else");
+    let parts: Vec<&str> = good.split('.').collect();
+    let t = format!("{}.{}.{}", parts[0], b64(&other), parts[2]);
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The genuine token still works, until the key is rotated.
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&good), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        rig.call(
+            Method::POST,
+            "/api/v1/system/jwt-key/rotate",
+            Some(&good),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&good), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_ne!(jwt_key(rig.dir.path()), key);
+}
+
+#[tokio::test]
+async fn revoked_sessions_and_keys_stop_working_at_once() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    // Logout revokes the session and its refresh token.
+    let r = rig.login("admin", PASSWORD).await;
+    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert!(
+        r.headers
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly; SameSite=Strict")
+    );
+    let rf = rig
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(rf.status, StatusCode::OK);
+    let refreshed = rf.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&refreshed), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        rig.call(Method::POST, "/api/v1/auth/logout", Some(&access), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&access), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&refreshed), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let rf = rig
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(rf.status, StatusCode::UNAUTHORIZED);
+
+    // A password change ends every session of the user.
+    let u = rig.user(Role::Viewer).await;
+    let a = rig.token(&u).await;
+    let b = rig.token(&u).await;
+    let r = rig
+        .call(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&a),
+            Some(json!({"current_password": PASSWORD, "new_password": "a brand new password"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&a), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&b), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        rig.login(&u, "a brand new password").await.status,
+        StatusCode::OK
+    );
+
+    // Disabling a user ends its sessions; a demotion applies at once.
+    let admin = rig.token("admin").await;
+    let op = rig.user(Role::Operator).await;
+    let t = rig.token(&op).await;
+    assert_eq!(
+        rig.call(
+            Method::PATCH,
+            &format!("/api/v1/users/{op}"),
+            Some(&admin),
+            Some(json!({"role": "viewer"}))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let id = rig.event(false).await;
+    assert_eq!(
+        rig.call(
+            Method::POST,
+            &format!("/api/v1/events/{id}/ack"),
+            Some(&t),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        rig.call(
+            Method::PATCH,
+            &format!("/api/v1/users/{op}"),
+            Some(&admin),
+            Some(json!({"disabled": true}))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&t), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // API keys: shown once, work for scraping, revoked at once.
+    let r = rig
+        .call(
+            Method::POST,
+            "/api/v1/keys",
+            Some(&admin),
+            Some(json!({"label": "prometheus", "role": "viewer", "expires_in_days": 30})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let key = r.json()["token"].as_str().unwrap().to_owned();
+    let key_id = r.json()["id"].as_str().unwrap().to_owned();
+    let listed = rig
+        .call(Method::GET, "/api/v1/keys", Some(&admin), None)
+        .await;
+    assert!(
+        !String::from_utf8_lossy(&listed.body).contains(&key[10..]),
+        "the secret is shown only once"
+    );
+    let m = rig.call(Method::GET, "/metrics", Some(&key), None).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(
+        m.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(
+        rig.call(Method::POST, "/api/v1/events/1/ack", Some(&key), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        rig.call(
+            Method::DELETE,
+            &format!("/api/v1/keys/{key_id}"),
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/metrics", Some(&key), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong_secret = format!("{}x", &key[..key.len() - 1]);
+    assert_eq!(
+        rig.call(Method::GET, "/metrics", Some(&wrong_secret), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn lockout_triggers_and_expires() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    for _ in 0..3 {
+        assert_eq!(
+            rig.login("admin", "wrong password!!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Locked: even the right password is refused, with Retry-After.
+    let r = rig.login("admin", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key("retry-after"));
+    let rows = rig.audit_after(0).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.action == "auth.lockout" && r.target == "user/admin")
+    );
+    // Other users are not locked by it.
+    let u = rig.user(Role::Viewer).await;
+    assert_eq!(rig.login(&u, PASSWORD).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(rig.login("admin", PASSWORD).await.status, StatusCode::OK);
+    // Unknown users are throttled the same way (no user enumeration by behaviour).
+    for _ in 0..3 {
+        assert_eq!(
+            rig.login("nobody", "wrong password!!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        rig.login("nobody", "wrong password!!").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+// === request hygiene ===
+
+#[tokio::test]
+async fn cors_bodies_and_headers() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let admin = rig.token("admin").await;
+    let router = &rig.app.router;
+    // Preflight: unknown origin refused, allowed origin answered.
+    async fn pre(router: &Router, origin: &str) -> Resp {
+        call_from(
+            router,
+            CLIENT,
+            Method::OPTIONS,
+            "/api/v1/events",
+            None,
+            None,
+            &[("origin", origin), ("access-control-request-method", "GET")],
+        )
+        .await
+    }
+    let r = pre(router, "https://evil.example").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+    let r = pre(router, "https://ops.example").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://ops.example"
+    );
+    // Actual requests from an unknown origin are refused too (cookies cannot ride along).
+    let r = call_from(
+        router,
+        CLIENT,
+        Method::GET,
+        "/api/v1/events",
+        Some(&admin),
+        None,
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call_from(
+        router,
+        CLIENT,
+        Method::GET,
+        "/api/v1/events",
+        Some(&admin),
+        None,
+        &[("origin", "https://box.local")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "same origin");
+    let r = call_from(
+        router,
+        CLIENT,
+        Method::GET,
+        "/api/v1/events",
+        Some(&admin),
+        None,
+        &[("origin", "https://ops.example")],
+    )
+    .await;
+    assert_eq!(
+        (
+            r.status,
+            r.headers["access-control-allow-origin"].to_str().unwrap()
+        ),
+        (StatusCode::OK, "https://ops.example")
+    );
+    // No CORS configured: every foreign origin is refused.
+    let bare = rig_with(vec![]).await;
+    let r = call_from(
+        &bare.app.router,
+        CLIENT,
+        Method::OPTIONS,
+        "/api/v1/events",
+        None,
+        None,
+        &[
+            ("origin", "https://ops.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Security headers on every response, errors included.
+    for path in ["/api/v1/health", "/api/v1/events", "/nope"] {
+        let r = rig.call(Method::GET, path, None, None).await;
+        assert!(
+            r.headers["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .contains("max-age=")
+        );
+        assert!(
+            r.headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    }
+
+    // Oversized bodies: 413. Unknown fields: 422 naming the field. Bad values name theirs.
+    let big = json!({"username": "x".repeat(MAX_BODY), "password": PASSWORD, "role": "viewer"});
+    let r = rig
+        .call(Method::POST, "/api/v1/users", Some(&admin), Some(big))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let r = rig
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(
+                json!({"username": "v", "password": PASSWORD, "role": "viewer", "is_admin": true}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "is_admin", "{}", r.json());
+    let r = rig
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "v", "password": PASSWORD, "role": "root"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("role"))
+    );
+    let r = rig.call(Method::PUT, "/api/v1/zones/z9", Some(&admin), Some(json!({"doc": {"camera": "cam1", "name": "Dock", "polygon": [[0.1, 0.1], [0.2, 0.2]], "colour": "red"}}))).await;
+    assert_eq!(r.json()["field"], "doc.colour");
+    let r = rig.call(Method::PUT, "/api/v1/zones/z9", Some(&admin), Some(json!({"doc": {"camera": "cam1", "name": "Dock", "polygon": [[0.1, 0.1], [0.2, 0.2]]}}))).await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("doc.polygon"))
+    );
+    let r = rig.call(Method::PUT, "/api/v1/cameras/c9", Some(&admin), Some(json!({"doc": {"name": "Gate", "source": {"kind": "replay", "path": "../../etc/passwd", "fps": 10.0}}}))).await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("doc.source"))
+    );
+    // A change the running system refuses is not stored, and the refusal is audited.
+    let before = rig.last_audit_id().await;
+    let r = rig.call(Method::PUT, "/api/v1/zones/z9", Some(&admin), Some(json!({"doc": {"camera": "cam1", "name": "refuse", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        rig.store
+            .store()
+            .get_setting(SettingKind::Zone, "z9")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        rig.audit_after(before)
+            .await
+            .iter()
+            .any(|r| matches!(r.result, safe_yolo_store::AuditResult::Failed(_)))
+    );
+    // Optimistic concurrency on settings.
+    let ok = json!({"doc": {"camera": "cam1", "name": "Dock", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}});
+    assert_eq!(
+        rig.call(
+            Method::PUT,
+            "/api/v1/zones/z8",
+            Some(&admin),
+            Some(ok.clone())
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let mut stale = ok;
+    stale["expected_version"] = json!(7);
+    assert_eq!(
+        rig.call(Method::PUT, "/api/v1/zones/z8", Some(&admin), Some(stale))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+
+    // Events: filters, pagination, snapshot, acknowledge.
+    let a = rig.event(true).await;
+    let b = rig.event(false).await;
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events?limit=1&camera=cam1&state=active",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["events"][0]["id"], json!(b));
+    let cursor = r.json()["next_cursor"].as_u64().unwrap();
+    let r = rig
+        .call(
+            Method::GET,
+            &format!("/api/v1/events?limit=1&cursor={cursor}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["events"][0]["id"], json!(a));
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/events?bogus=1", Some(&admin), None)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = rig
+        .call(
+            Method::GET,
+            &format!("/api/v1/events/{a}/snapshot"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.headers["content-type"].to_str().unwrap(), &r.body[..2]),
+        ("image/jpeg", &[0xFF, 0xD8][..])
+    );
+    assert_eq!(
+        rig.call(
+            Method::GET,
+            &format!("/api/v1/events/{b}/snapshot"),
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        rig.call(
+            Method::POST,
+            &format!("/api/v1/events/{a}/ack"),
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        rig.call(
+            Method::POST,
+            &format!("/api/v1/events/{a}/ack"),
+            Some(&admin),
+            None
+        )
+        .await
+        .status,
+        StatusCode::CONFLICT
+    );
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events?state=acknowledged",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["events"][0]["id"], json!(a));
+    let r = rig
+        .call(Method::GET, "/api/v1/audit?limit=5", Some(&admin), None)
+        .await;
+    assert!(
+        r.json()["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row["action"] == "event.acknowledge")
+    );
+}
+
+// === TLS from outside ===
+
+fn openssl() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("openssl"))
+            .find(|p| p.is_file())
+    })
+}
+
+async fn s_client(addr: SocketAddr, args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(openssl().unwrap())
+            .arg("s_client")
+            .arg("-connect")
+            .arg(addr.to_string())
+            .arg("-servername")
+            .arg("localhost")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn serve_rig(
+    redirect: bool,
+) -> (
+    safe_yolo_api::ApiServer,
+    tempfile::TempDir,
+    StoreHandle,
+    watch::Sender<Option<LiveFrame>>,
+    watch::Sender<CameraHealth>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let (store, _writer) = StoreHandle::start(store, 64).unwrap();
+    let (deps, live, health) = deps(dir.path(), store.clone(), Arc::default());
+    let mut s = settings(dir.path(), vec![]);
+    if redirect {
+        s.api.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap());
+    }
+    let server = serve(s, deps, CancellationToken::new()).await.unwrap();
+    (server, dir, store, live, health)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_13_only_from_outside_and_certificate_hot_swap() {
+    if openssl().is_none() {
+        eprintln!(
+            "SKIPPED: openssl is not installed (apt-get install openssl); TLS was not checked from outside"
+        );
+        return;
+    }
+    let (server, dir, _store, _live, _health) = serve_rig(true).await;
+    let addr = server.https_addr;
+    // The key files are private.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["tls.key", "tls.crt", "jwt.key"] {
+            let mode = std::fs::metadata(dir.path().join("api").join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+    let (ok, out) = s_client(addr, &["-tls1_3"]).await;
+    assert!(
+        ok && out.contains("TLSv1.3"),
+        "TLS 1.3 handshake failed:\n{out}"
+    );
+    let (ok, out) = s_client(addr, &["-tls1_2"]).await;
+    assert!(!ok, "TLS 1.2 was accepted:\n{out}");
+    assert!(!out.contains("TLSv1.2, Cipher"), "{out}");
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+        assert!(
+            !buf.starts_with(b"HTTP/"),
+            "plaintext answered: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    // The optional HTTP listener only redirects.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(server.http_redirect_addr.unwrap())
+            .await
+            .unwrap();
+        tcp.write_all(
+            b"GET /api/v1/events?x=1 HTTP/1.1\r\nHost: box.local:80\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 308"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "location: https://box.local:{}/api/v1/events?x=1",
+                addr.port()
+            )),
+            "{text}"
+        );
+    }
+    // An uploaded certificate is used for new connections without a restart.
+    let app = &server.app;
+    let r = call_from(
+        &app.router,
+        SETUP_NET_CLIENT,
+        Method::POST,
+        "/api/v1/setup",
+        None,
+        Some(json!({"username": "admin", "password": PASSWORD})),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = call_from(
+        &app.router,
+        CLIENT,
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": "admin", "password": PASSWORD})),
+        &[],
+    )
+    .await;
+    let admin = r.json()["access_token"].as_str().unwrap().to_owned();
+    let mut params = rcgen::CertificateParams::new(vec!["uploaded.example".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "uploaded.example");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let r = call_from(
+        &app.router,
+        CLIENT,
+        Method::PUT,
+        "/api/v1/system/certificate",
+        Some(&admin),
+        Some(json!({"cert_pem": cert.pem(), "key_pem": key.serialize_pem()})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let (ok, out) = s_client(addr, &["-tls1_3"]).await;
+    assert!(
+        ok && out.contains("uploaded.example"),
+        "new certificate not served:\n{out}"
+    );
+    // A key that does not match is refused, naming the field.
+    let other = rcgen::KeyPair::generate().unwrap();
+    let r = call_from(
+        &app.router,
+        CLIENT,
+        Method::PUT,
+        "/api/v1/system/certificate",
+        Some(&admin),
+        Some(json!({"cert_pem": cert.pem(), "key_pem": other.serialize_pem()})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("key_pem"))
+    );
+}
+
+// === live view ===
+
+fn live_frame(seq: u64) -> LiveFrame {
+    let (w, h) = (160u32, 120u32);
+    let mut px = vec![0u8; (w * h * 3) as usize];
+    for (i, p) in px.iter_mut().enumerate() {
+        *p = ((i as u64 + seq * 7) % 251) as u8;
+    }
+    LiveFrame {
+        meta: FrameMeta {
+            camera: cam(),
+            seq,
+            captured_at: SystemTime::now(),
+            since_start: Duration::from_millis(seq * 33),
+        },
+        frame: RgbFrame::new(w, h, px).unwrap(),
+        detections: Arc::new(vec![Detection {
+            class_id: 0,
+            class_name: Arc::from("person"),
+            score: 0.9,
+            bbox: BBox {
+                x1: 10.0,
+                y1: 20.0,
+                x2: 50.0,
+                y2: 100.0,
+            },
+        }]),
+    }
+}
+
+async fn wss(
+    addr: SocketAddr,
+    dir: &Path,
+    ticket: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use rustls::pki_types::pem::PemObject;
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("api/tls.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let url = format!(
+        "wss://localhost:{}/api/v1/live/ws?ticket={ticket}",
+        addr.port()
+    );
+    tokio_tungstenite::client_async(url, tls)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_producer() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (server, dir, _store, live, _health) = serve_rig(false).await;
+    let app = &server.app;
+    call_from(
+        &app.router,
+        SETUP_NET_CLIENT,
+        Method::POST,
+        "/api/v1/setup",
+        None,
+        Some(json!({"username": "admin", "password": PASSWORD})),
+        &[],
+    )
+    .await;
+    let login = call_from(
+        &app.router,
+        CLIENT,
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": "admin", "password": PASSWORD})),
+        &[],
+    )
+    .await;
+    let token = login.json()["access_token"].as_str().unwrap().to_owned();
+    let ticket = || {
+        let router = app.router.clone();
+        let token = token.clone();
+        async move {
+            let r = call_from(
+                &router,
+                CLIENT,
+                Method::POST,
+                "/api/v1/live/ticket",
+                Some(&token),
+                None,
+                &[],
+            )
+            .await;
+            r.json()["ticket"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // The producer: the pipeline's tap, overwritten at its own pace, never waiting.
+    let produced = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let producer = {
+        let produced = Arc::clone(&produced);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seq = 0;
+            while !stop.is_cancelled() {
+                live.send_replace(Some(live_frame(seq)));
+                seq += 1;
+                produced.store(seq, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            live
+        })
+    };
+
+    // A slow client: subscribes, then never reads.
+    let t = ticket().await;
+    let mut slow = wss(server.https_addr, dir.path(), &t).await.unwrap();
+    slow.send(Message::Text(
+        r#"{"type":"subscribe","camera":"cam1"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    slow.send(Message::Text(r#"{"type":"set_fps","fps":30}"#.into()))
+        .await
+        .unwrap();
+    // A used ticket does not open a second connection.
+    assert!(wss(server.https_addr, dir.path(), &t).await.is_err());
+
+    let rss_before = rss_kib();
+    let t = ticket().await;
+    let mut ws = wss(server.https_addr, dir.path(), &t).await.unwrap();
+    // An invalid command gets an error message, not a dropped connection.
+    ws.send(Message::Text(
+        r#"{"type":"subscribe","camera":"cam1","extra":1}"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        r#"{"type":"set_quality","quality":500}"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        r#"{"type":"subscribe","camera":"cam1"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(r#"{"type":"set_fps","fps":30}"#.into()))
+        .await
+        .unwrap();
+    let mut errors = 0;
+    let mut oks = 0;
+    let mut frames = 0;
+    let mut last_seq = None::<u64>;
+    let mut pending_meta: Option<Value> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while frames < 40 {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("frames keep coming")
+            .unwrap()
+            .unwrap();
+        match msg {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                match v["type"].as_str().unwrap() {
+                    "error" => errors += 1,
+                    "ok" => oks += 1,
+                    "frame" => pending_meta = Some(v),
+                    other => panic!("unexpected message {other}"),
+                }
+            }
+            Message::Binary(jpeg) => {
+                let meta = pending_meta
+                    .take()
+                    .expect("a JSON message precedes each JPEG");
+                assert_eq!(meta["jpeg_bytes"].as_u64().unwrap() as usize, jpeg.len());
+                assert_eq!(meta["detections"][0]["class"], "person");
+                assert_eq!(
+                    meta["detections"][0]["bbox"],
+                    json!([10.0, 20.0, 50.0, 100.0])
+                );
+                let img = safe_yolo_capture::convert::decode_jpeg(&jpeg).unwrap();
+                assert_eq!((img.width(), img.height()), (160, 120));
+                let seq = meta["seq"].as_u64().unwrap();
+                if let Some(prev) = last_seq {
+                    assert!(seq > prev, "frames are never repeated or reordered");
+                }
+                last_seq = Some(seq);
+                frames += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        (errors, oks),
+        (2, 2),
+        "invalid commands answered with errors, valid ones with ok"
+    );
+    // The slow client never read a byte, yet the fast one got fresh frames all along and
+    // the producer was never held back: it kept overwriting its tap.
+    let p = produced.load(Ordering::Relaxed);
+    assert!(
+        p > last_seq.unwrap(),
+        "producer at {p}, viewer at {last_seq:?}"
+    );
+    let encoded = app.live().encoded_frames();
+    assert!(
+        encoded <= p + 1,
+        "one encode per frame at most, shared by both viewers: {encoded} encodes for {p} frames"
+    );
+    // Memory stays bounded while the slow client is stalled (one frame per viewer, no queue).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let growth = rss_kib().saturating_sub(rss_before);
+    assert!(
+        growth < 64 * 1024,
+        "RSS grew by {growth} KiB with a stalled viewer"
+    );
+    stop.cancel();
+    drop(producer.await.unwrap());
+    drop(slow);
+
+    // MJPEG through the router: a multipart stream of JPEG parts.
+    let mut bodies = {
+        let r = call_from(
+            &app.router,
+            CLIENT,
+            Method::GET,
+            "/api/v1/live/ticket",
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ticket route is POST only"
+        );
+        let mut req = Request::builder()
+            .uri("/api/v1/cameras/cam1/mjpeg?fps=30")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo::<SocketAddr>(CLIENT.parse().unwrap()));
+        let resp = tower::ServiceExt::oneshot(app.router.clone(), req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("multipart/x-mixed-replace; boundary=")
+        );
+        resp.into_body()
+    };
+    let frame = tokio::time::timeout(Duration::from_secs(30), bodies.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let data = frame.into_data().unwrap();
+    assert!(data.starts_with(b"--safeyoloframe\r\nContent-Type: image/jpeg\r\n"));
+    let start = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&data[start..start + 2], &[0xFF, 0xD8]);
+    drop(bodies);
+    // Players that cannot send headers (VLC) use a single-use ticket instead.
+    let t = ticket().await;
+    let path = format!("/api/v1/cameras/cam1/mjpeg?ticket={t}");
+    let r = call_from(&app.router, CLIENT, Method::GET, &path, None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call_from(&app.router, CLIENT, Method::GET, &path, None, None, &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a ticket is single-use");
+}
+
+// === OpenAPI ===
+
+#[test]
+fn openapi_document_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/openapi.json");
+    let fresh = safe_yolo_api::openapi::render(
+        ApiSettings::new(api_config(vec![]), "/tmp").max_cert_body_bytes,
+    );
+    if std::env::var_os("SAFEYOLO_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "config/openapi.json is out of date with the route table; regenerate it with:\n  \
+         SAFEYOLO_UPDATE_OPENAPI=1 cargo test -p safe-yolo-api --test api openapi_document_is_current"
+    );
+    let doc: Value = serde_json::from_str(&committed).unwrap();
+    for r in table(256 * 1024) {
+        assert!(
+            doc["paths"][r.spec.path][r.spec.method.as_str().to_lowercase()].is_object(),
+            "{} {}",
+            r.spec.method,
+            r.spec.path
+        );
+    }
+}
+
+#[allow(dead_code, reason = "keeps IpAddr in use for readers of the helpers")]
+fn _ip(_: IpAddr) {}

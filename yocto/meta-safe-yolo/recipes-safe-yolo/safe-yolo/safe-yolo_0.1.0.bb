@@ -1,0 +1,77 @@
+SUMMARY = "SAFE-YOLO industrial-safety CCTV daemon"
+DESCRIPTION = "Watches V4L2 cameras with an on-box person detector, applies \
+               zone safety rules and drives fail-safe sirens and relays over GPIO; \
+               serves an HTTPS API and web UI. Runs as a hardened Type=notify \
+               systemd service."
+HOMEPAGE = "https://example.invalid/safe-yolo"
+BUGTRACKER = "https://example.invalid/safe-yolo/issues"
+SECTION = "console/utils"
+CVE_PRODUCT = "safe-yolo"
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+
+# bindgen (v4l crate) needs libclang at build time; JPEG uses libjpeg-turbo.
+DEPENDS += "clang-native libjpeg-turbo"
+
+PV = "0.1.0+git"
+
+# The repository and commit come from the distro configuration
+# (SAFE_YOLO_GIT_URL, SAFE_YOLO_SRCREV): pinned, never floating.
+SRC_URI = "git://${SAFE_YOLO_GIT_URL};protocol=${SAFE_YOLO_GIT_PROTOCOL};branch=${SAFE_YOLO_GIT_BRANCH} \
+           file://safe-yolo.service \
+           file://safe-yolo-health.service \
+           file://health-check \
+           file://safe-yolo-data-init.service \
+           file://data-init \
+           file://90-safe-yolo-gpio.rules \
+           "
+SRC_URI:append:tegra = " file://10-jetson-devices.conf"
+
+require ${BPN}-crates.inc
+
+inherit cargo cargo-update-recipe-crates systemd useradd
+
+# Cargo features per accelerator: tract is always built; the NPU and
+# ONNX Runtime backends dlopen their runtime at run time.
+SAFE_YOLO_CARGO_FEATURES ??= ""
+SAFE_YOLO_CARGO_FEATURES:rk3588 = "--features safe-yolo-detect/rknn"
+SAFE_YOLO_CARGO_FEATURES:tegra = "--features safe-yolo-detect/onnxruntime"
+
+do_compile() {
+    oe_cargo_build --package safe-yolo ${SAFE_YOLO_CARGO_FEATURES}
+}
+
+do_install() {
+    install -d ${D}${bindir}
+    install -m 0755 ${B}/target/${CARGO_TARGET_SUBDIR}/safe-yolo ${D}${bindir}/safe-yolo
+
+    install -d ${D}${systemd_system_unitdir}
+    install -m 0644 ${UNPACKDIR}/safe-yolo.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${UNPACKDIR}/safe-yolo-health.service ${D}${systemd_system_unitdir}/
+    install -d ${D}${libexecdir}/safe-yolo
+    install -m 0755 ${UNPACKDIR}/health-check ${D}${libexecdir}/safe-yolo/health-check
+    install -m 0644 ${UNPACKDIR}/safe-yolo-data-init.service ${D}${systemd_system_unitdir}/
+    install -m 0755 ${UNPACKDIR}/data-init ${D}${libexecdir}/safe-yolo/data-init
+
+    install -d ${D}${nonarch_base_libdir}/udev/rules.d
+    install -m 0644 ${UNPACKDIR}/90-safe-yolo-gpio.rules ${D}${nonarch_base_libdir}/udev/rules.d/
+
+    if [ -f ${UNPACKDIR}/10-jetson-devices.conf ]; then
+        install -d ${D}${systemd_system_unitdir}/safe-yolo.service.d
+        install -m 0644 ${UNPACKDIR}/10-jetson-devices.conf ${D}${systemd_system_unitdir}/safe-yolo.service.d/
+    fi
+}
+
+USERADD_PACKAGES = "${PN}"
+GROUPADD_PARAM:${PN} = "--system safe-yolo; --system gpio"
+USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/safe-yolo --no-create-home \
+                       --shell /sbin/nologin --gid safe-yolo \
+                       --groups video,render,gpio safe-yolo"
+
+SYSTEMD_SERVICE:${PN} = "safe-yolo.service safe-yolo-health.service safe-yolo-data-init.service"
+SYSTEMD_AUTO_ENABLE:${PN} = "enable"
+
+FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d \
+                ${systemd_system_unitdir}/safe-yolo.service.d"
+
+RDEPENDS:${PN} = "safe-yolo-data"
