@@ -15,4 +15,5 @@
 mod harness;
 
 mod cli;
+mod detect;
 mod lifecycle;

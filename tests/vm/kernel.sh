@@ -28,13 +28,25 @@ resolve_kernel() {
     log "kernel: $KPKG $KVERSION"
 }
 
-# Deletes kernels and packages of older ABIs from the cache.
+# $KVERSION when apt offers package $1 at that version, else $1's candidate.
+same_or_candidate() {
+    if apt-cache show "$1=$KVERSION" >/dev/null 2>&1; then
+        echo "$KVERSION"
+    else
+        apt_candidate "$1"
+    fi
+}
+
+# Deletes other kernels, and the packages they were made from, from the cache.
 prune_kernel_cache() {
     local d
     for d in "$CACHE"/kernel-*; do
         [ -d "$d" ] && [ "$d" != "$KDIR" ] && { log "pruning $d"; rm -rf "$d"; }
     done
-    find "$DEBS" -name 'linux-*.deb' ! -name "*_${KVERSION//:/%3a}_*" -delete 2>/dev/null || true
+    [ -f "$KDIR/debs.txt" ] || return 0
+    find "$DEBS" -maxdepth 1 -name 'linux-*.deb' | while read -r d; do
+        grep -qxF "$(basename "$d")" "$KDIR/debs.txt" || { log "pruning $d"; rm -f "$d"; }
+    done
 }
 
 prepare_kernel() {
@@ -47,8 +59,10 @@ prepare_kernel() {
     img="$(fetch_deb "$KPKG" "$KVERSION")"
     hdr="$(fetch_deb "linux-headers-$KVER" "$KVERSION")"
     common="$(fetch_deb "linux-headers-$KABI-common" "$KVERSION")"
-    kbuild="$(fetch_deb "linux-kbuild-$KSERIES" "$KVERSION")"
-    src="$(fetch_deb "linux-source-$KSERIES" "$KVERSION")"
+    # kbuild and the sources: the kernel's own version when the archive still
+    # has it, else the current one (gpio-sim.c changes little within a series).
+    kbuild="$(fetch_deb "linux-kbuild-$KSERIES" "$(same_or_candidate "linux-kbuild-$KSERIES")")"
+    src="$(fetch_deb "linux-source-$KSERIES" "$(same_or_candidate "linux-source-$KSERIES")")"
     T_DOWNLOAD_MS=$(( T_DOWNLOAD_MS + $(now_ms) - t0 ))
 
     rm -rf "$KDIR.tmp"
@@ -97,6 +111,7 @@ prepare_kernel() {
     cp "$tmp/gpio-sim.ko" "$tmp/modules/gpio-sim.ko"
     echo gpio-sim.ko >>"$tmp/modules/modules.order"
 
+    for deb in "$img" "$hdr" "$common" "$kbuild" "$src"; do basename "$deb"; done >"$tmp/debs.txt"
     rm -rf "$tmp/root" "$tmp/src" "$tmp/build"
     touch "$tmp/ready"
     rm -rf "$KDIR"

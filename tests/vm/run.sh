@@ -48,9 +48,9 @@ FRAME_FIRST=1
 FRAME_COUNT=60
 RULE_ID="vm-walkway-intrusion"
 
-# shellcheck source=tests/vm/lib.sh
+# shellcheck source-path=SCRIPTDIR
 . "$HERE/lib.sh"
-# shellcheck source=tests/vm/kernel.sh
+# shellcheck source-path=SCRIPTDIR
 . "$HERE/kernel.sh"
 
 T_BEGIN="$(now_ms)"
@@ -68,8 +68,8 @@ esac
 # --- host tools, kernel, busybox -----------------------------------------------
 install_host_deps
 resolve_kernel
-prune_kernel_cache
 prepare_kernel
+prune_kernel_cache
 
 prepare_busybox() {
     local ver deb
@@ -172,7 +172,7 @@ case "$BREAK" in
         CAMERA_SOURCE='{ kind = "replay", path = "vtest.mjpeg", fps = 10 }'
         ;;
     *)
-        CAMERA_SOURCE="{ kind = \"v4l2\", device = \"/dev/video0\", width = $CAM_WIDTH, height = $CAM_HEIGHT, fps = $CAM_FPS, format = \"$CAM_FORMAT\" }"
+        CAMERA_SOURCE="{ kind = \"v4l2\", device = \"/dev/v4l/by-path/platform-vivid.0-video-index0\", width = $CAM_WIDTH, height = $CAM_HEIGHT, fps = $CAM_FPS, format = \"$CAM_FORMAT\" }"
         ;;
 esac
 awk -v model="/usr/share/safe-yolo/models/nanodet-m-416-coco/$MANIFEST" \
@@ -196,6 +196,7 @@ LINE_HEALTHY=2
 LINE_ACK=3
 READY_TIMEOUT_S=180
 ALARM_TIMEOUT_S=360
+DEADLINE_UPTIME_S=$(( VM_TIMEOUT_S - 30 ))
 DAEMON_LOG_FILTER=info,safe_yolo_capture=debug
 EOF
 
@@ -256,13 +257,14 @@ T_ALL_MS=$(( $(now_ms) - T_BEGIN ))
 # --- results ---------------------------------------------------------------------------
 tr -d '\r' <"$SERIAL" >"$WORK/serial.txt"
 sed -n '/^VMTEST-DAEMON-LOG-BEGIN/,/^VMTEST-DAEMON-LOG-END/p' "$WORK/serial.txt" | sed '1d;$d' >"$WORK/daemon.log"
-grep -a '^VMTEST \(PASS\|FAIL\|INFO\|FPS\|READY\)' "$WORK/serial.txt" | sed 's/^/  /' || true
+grep -a '^VMTEST \(PASS\|FAIL\|INFO\|FPS\|READY\|ALARM\)' "$WORK/serial.txt" | sed 's/^/  /' || true
 
 val() { { grep -a "^VMTEST $1" "$WORK/serial.txt" || true; } | head -n1 | sed -n "s/.*$2=\([^ ]*\).*/\1/p"; }
 BOOTED="$(val BOOTED uptime)"
 READY_UPTIME="$(val READY uptime)"
 START_TO_READY="$(val READY start_to_ready_s)"
 VIVID_FPS="$(val FPS vivid_loop)"
+READY_TO_ALARM="$(val ALARM ready_to_alarm_s)"
 DAEMON_FPS="$(val "FPS daemon_capture=" daemon_capture)"
 if [ -z "$DAEMON_FPS" ]; then
     DAEMON_FPS="$(val "FPS daemon_capture_derived" daemon_capture_derived)"
@@ -277,6 +279,7 @@ echo   "  kernel boot to /init ${BOOTED:-?} s (guest uptime)"
 echo   "  qemu start to READY  $(awk -v m="${T_READY_HOST:-0}" 'BEGIN{printf "%.1f", m/1000}') s (host clock)"
 echo   "  boot to READY        ${READY_UPTIME:-?} s (guest uptime at \"safe-yolo ready\")"
 echo   "  daemon start->READY  ${START_TO_READY:-?} s"
+echo   "  READY to alarm       ${READY_TO_ALARM:-?} s (inference is ~20 s under TCG)"
 echo   "  capture fps          vivid loop ${VIVID_FPS:-?}; daemon ${DAEMON_FPS:-n/a}"
 printf '  VM run               %6.1f s\n' "$(awk -v m="$T_VM_MS" 'BEGIN{print m/1000}')"
 printf '  whole test           %6.1f s\n' "$(awk -v m="$T_ALL_MS" 'BEGIN{print m/1000}')"

@@ -17,7 +17,7 @@ use safe_yolo_rules::{
     ZoneSpec,
 };
 use safe_yolo_telemetry::{Liveness, Metrics};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,11 +36,57 @@ pub enum AnalysisError {
     Tracker(#[source] safe_yolo_rules::TrackerError),
 }
 
+/// A request to swap the rules and zones of the running engine.
+struct Replace {
+    rules: Vec<RuleSpec>,
+    zones: Vec<ZoneSpec>,
+    reply: oneshot::Sender<Result<(), safe_yolo_rules::RulesError>>,
+}
+
 /// A running analysis task.
 #[derive(Debug)]
 pub struct Analysis {
     task: JoinHandle<()>,
     dispatcher: Dispatcher,
+    control: RulesControl,
+}
+
+/// Replaces the running rules and zones; cheap to clone, usable from any thread.
+#[derive(Debug, Clone)]
+pub struct RulesControl {
+    tx: mpsc::Sender<Replace>,
+}
+
+impl std::fmt::Debug for Replace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replace")
+            .field("rules", &self.rules.len())
+            .field("zones", &self.zones.len())
+            .finish()
+    }
+}
+
+impl RulesControl {
+    /// Swaps the rules and zones, from a blocking thread (the API's
+    /// settings transaction). Rules whose spec is unchanged keep their state;
+    /// alarms of removed rules are cleared.
+    pub fn blocking_replace(
+        &self,
+        rules: Vec<RuleSpec>,
+        zones: Vec<ZoneSpec>,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Replace {
+                rules,
+                zones,
+                reply,
+            })
+            .map_err(|_| "the analysis task is not running".to_owned())?;
+        rx.blocking_recv()
+            .map_err(|_| "the analysis task stopped".to_owned())?
+            .map_err(|e| e.to_string())
+    }
 }
 
 struct CameraCtx {
@@ -103,6 +149,7 @@ impl Analysis {
                 },
             );
         }
+        let (control_tx, mut control_rx) = mpsc::channel::<Replace>(4);
         let hb = liveness.register("analysis");
         let metrics = metrics.clone();
         let d = dispatcher.clone();
@@ -113,6 +160,15 @@ impl Analysis {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
+                    Some(req) = control_rx.recv() => {
+                        let result = engine.replace(req.rules, req.zones).map(|clears| {
+                            for decision in clears {
+                                d.handle(decision, None);
+                            }
+                            tracing::info!("rules and zones replaced at run time");
+                        });
+                        let _ = req.reply.send(result);
+                    }
                     f = frames.recv() => {
                         let Some(f) = f else { break };
                         hb.beat();
@@ -193,7 +249,16 @@ impl Analysis {
             hb.retire();
             tracing::debug!("analysis stopped");
         });
-        Ok(Self { task, dispatcher })
+        Ok(Self {
+            task,
+            dispatcher,
+            control: RulesControl { tx: control_tx },
+        })
+    }
+
+    /// A handle that swaps the running rules and zones.
+    pub fn control(&self) -> RulesControl {
+        self.control.clone()
     }
 
     /// Stops the task and waits for in-flight event writes.

@@ -169,7 +169,7 @@ struct Open {
 struct Inner {
     store: StoreHandle,
     outputs: OutputsHandle,
-    cfg: DispatcherConfig,
+    cfg: parking_lot::RwLock<Arc<DispatcherConfig>>,
     open: Mutex<HashMap<String, Open>>,
     seq: AtomicU64,
     boot_ms: u64,
@@ -234,7 +234,7 @@ impl Dispatcher {
             inner: Arc::new(Inner {
                 store,
                 outputs,
-                cfg,
+                cfg: parking_lot::RwLock::new(Arc::new(cfg)),
                 open: Mutex::new(HashMap::new()),
                 seq: AtomicU64::new(0),
                 boot_ms: now_ms(),
@@ -243,6 +243,21 @@ impl Dispatcher {
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Replaces the rule actions and zone outlines (rules edited at run time).
+    pub fn update_config(&self, cfg: DispatcherConfig) {
+        *self.inner.cfg.write() = Arc::new(cfg);
+    }
+
+    fn cfg(&self) -> Arc<DispatcherConfig> {
+        Arc::clone(&self.inner.cfg.read())
+    }
+
+    /// Publishes a notice (for changes made outside the dispatcher, e.g. an
+    /// acknowledgement recorded by the API in its own transaction).
+    pub fn publish(&self, notice: AlarmNotice) {
+        let _ = self.inner.notices.send(notice);
     }
 
     /// Subscribes to alarm notices. A subscriber that falls behind loses
@@ -264,13 +279,14 @@ impl Dispatcher {
         let inner = &self.inner;
         let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}-{seq}", inner.boot_ms);
-        let action = inner.cfg.rules.get(&alarm.rule).cloned();
+        let cfg = self.cfg();
+        let action = cfg.rules.get(&alarm.rule).cloned();
         // 1. Physical outputs, before anything touches the disk.
         if let Some(action) = &action {
             let mut sirens = Vec::new();
             let mut relays = Vec::new();
             for o in alarm.outputs.iter() {
-                match inner.cfg.output_roles.get(o) {
+                match cfg.output_roles.get(o) {
                     Some(OutputRole::Siren) => sirens.push(o.clone()),
                     Some(OutputRole::Relay) => relays.push(o.clone()),
                     Some(OutputRole::Healthy) | None => {}
@@ -328,14 +344,11 @@ impl Dispatcher {
     ) {
         let inner = &self.inner;
         let started_at = now_ms();
-        let snapshot = match evidence.filter(|_| inner.cfg.snapshots) {
+        let cfg = self.cfg();
+        let snapshot = match evidence.filter(|_| cfg.snapshots) {
             Some(ev) => {
-                let zone = alarm
-                    .zone
-                    .as_ref()
-                    .and_then(|z| inner.cfg.zones.get(z))
-                    .cloned();
-                let quality = inner.cfg.jpeg_quality;
+                let zone = alarm.zone.as_ref().and_then(|z| cfg.zones.get(z)).cloned();
+                let quality = cfg.jpeg_quality;
                 tokio::task::spawn_blocking(move || annotated_jpeg(&ev, zone.as_deref(), quality))
                     .await
                     .ok()
@@ -491,6 +504,28 @@ impl Dispatcher {
     /// Acknowledges every open event (the physical acknowledge button; the
     /// outputs already silenced themselves on the press).
     pub async fn acknowledge_all(&self, by: &str) -> usize {
+        // Alarms raised but not stored yet (the press can beat the disk):
+        // acknowledge each as soon as its event exists.
+        let pending: Vec<watch::Receiver<Option<u64>>> = self
+            .inner
+            .open
+            .lock()
+            .values()
+            .filter(|o| o.id.borrow().is_none())
+            .map(|o| o.id.clone())
+            .collect();
+        for mut rx in pending {
+            let this = self.clone();
+            let by = by.to_owned();
+            self.inner.tasks.spawn(async move {
+                let id = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
+                if let Some(id) = id
+                    && let Err(e) = this.acknowledge(id, &by).await
+                {
+                    tracing::warn!(event_id = id, error = %e, "late acknowledgement failed");
+                }
+            });
+        }
         let ids = match self.inner.store.run(|s| s.open_event_ids()).await {
             Ok(ids) => ids,
             Err(e) => {

@@ -19,5 +19,5 @@ pub mod dispatch;
 pub mod draw;
 pub mod specs;
 
-pub use analysis::{Analysis, AnalysisError};
+pub use analysis::{Analysis, AnalysisError, RulesControl};
 pub use dispatch::{AlarmNotice, Dispatcher, DispatcherConfig, NoticeKind};

@@ -8,7 +8,11 @@
 //!   one middleware enforces it, and the router is built only from the table.
 //! - [`live`]: MJPEG and WebSocket live view, one JPEG encode per frame shared by all
 //!   viewers of a camera; slow viewers lose frames, the pipeline never waits.
-//! - [`openapi`]: the OpenAPI document, generated from the route table.
+//! - [`openapi`]: the OpenAPI document, generated from the route table (request bodies
+//!   from the handlers' types through schemars).
+//! - [`metrics`]: the API's own Prometheus families (login failures, lockouts, 401/403,
+//!   live viewers, live encodes), registered in the daemon's registry.
+//! - [`ui`]: the local web UI, embedded in the binary (plain JS modules and CSS).
 //!
 //! Architecture invariants:
 //! - No route exists outside [`routes::table`]; the integration test walks the table and
@@ -27,12 +31,14 @@ pub mod error;
 mod handlers;
 pub mod headers;
 pub mod live;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod settings;
 pub mod state;
 pub mod tls;
+pub mod ui;
 
 pub use control::{Control, SettingsChange};
 pub use error::{ApiError, HttpError};

@@ -18,6 +18,7 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use safe_yolo_capture::JpegEncoder;
 use safe_yolo_domain::CameraId;
 use safe_yolo_pipeline::{CameraTap, LiveFrame};
@@ -77,6 +78,7 @@ pub struct LiveHub {
     default_quality: u8,
     streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
     encoded: Arc<AtomicU64>,
+    counter: Counter,
     shutdown: CancellationToken,
 }
 
@@ -91,8 +93,15 @@ impl LiveHub {
             default_quality,
             streams: Arc::default(),
             encoded: Arc::default(),
+            counter: Counter::default(),
             shutdown,
         }
+    }
+
+    /// Also counts encoded frames in a Prometheus counter.
+    pub fn with_counter(mut self, counter: Counter) -> Self {
+        self.counter = counter;
+        self
     }
 
     /// The taps.
@@ -136,15 +145,13 @@ impl LiveHub {
         let (tx, rx) = watch::channel(None);
         let slot = Arc::new(tx);
         streams.insert(key.clone(), Arc::clone(&slot));
-        tokio::spawn(encode_loop(
-            tap.live.clone(),
-            slot,
-            encoder,
-            key,
-            Arc::clone(&self.streams),
-            Arc::clone(&self.encoded),
-            self.shutdown.clone(),
-        ));
+        let shared = Shared {
+            streams: Arc::clone(&self.streams),
+            encoded: Arc::clone(&self.encoded),
+            counter: self.counter.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(encode_loop(tap.live.clone(), slot, encoder, key, shared));
         Ok(rx)
     }
 }
@@ -174,15 +181,27 @@ fn message(f: &LiveFrame, jpeg_bytes: usize) -> FrameMessage {
     }
 }
 
+/// What every encoder task shares with the hub.
+struct Shared {
+    streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
+    encoded: Arc<AtomicU64>,
+    counter: Counter,
+    shutdown: CancellationToken,
+}
+
 async fn encode_loop(
     mut live: watch::Receiver<Option<LiveFrame>>,
     slot: Slot,
     mut encoder: JpegEncoder,
     key: StreamKey,
-    streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
-    counter: Arc<AtomicU64>,
-    shutdown: CancellationToken,
+    shared: Shared,
 ) {
+    let Shared {
+        streams,
+        encoded: counter,
+        counter: metric,
+        shutdown,
+    } = shared;
     // The frame already in the tap is shown at once.
     live.mark_changed();
     loop {
@@ -216,6 +235,7 @@ async fn encode_loop(
         match result {
             Ok(jpeg) => {
                 counter.fetch_add(1, Ordering::Relaxed);
+                metric.inc();
                 let meta = message(&frame, jpeg.len());
                 slot.send_replace(Some(Arc::new(Encoded {
                     jpeg: Bytes::from(jpeg),

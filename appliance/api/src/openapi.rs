@@ -12,6 +12,9 @@ use crate::routes::{Access, table};
 /// The document as JSON.
 pub fn document(max_cert_body: usize) -> Value {
     let mut paths = Map::new();
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    let mut generator = settings.into_generator();
     for r in table(max_cert_body) {
         let spec = &r.spec;
         let params: Vec<Value> = spec
@@ -80,6 +83,12 @@ pub fn document(max_cert_body: usize) -> Value {
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
+        if let Some(body) = spec.body {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": body(&mut generator)}},
+            });
+        }
         if let Some(limit) = spec.body_limit {
             op["x-body-limit-bytes"] = json!(limit);
         }
@@ -88,6 +97,21 @@ pub fn document(max_cert_body: usize) -> Value {
             .or_insert_with(|| json!({}));
         entry[spec.method.as_str().to_lowercase()] = op;
     }
+    // The live WebSocket's commands are documented as a schema of their own.
+    let _ = generator.subschema_for::<crate::handlers::live::Command>();
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {
+                "error": {"type": "string"},
+                "field": {"type": ["string", "null"]},
+                "message": {"type": "string"},
+            },
+        }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -108,17 +132,7 @@ pub fn document(max_cert_body: usize) -> Value {
                 "Forbidden": {"description": "The caller's role is too low", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "Error": {"description": "Invalid request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "field": {"type": ["string", "null"]},
-                        "message": {"type": "string"},
-                    },
-                },
-            },
+            "schemas": schemas,
         },
     })
 }

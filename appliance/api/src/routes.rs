@@ -1,6 +1,6 @@
 //! The route table: every route with its method, path, minimum access and summary.
 //!
-//! The router is built only from [`table`], and one middleware ([`gate`]) enforces
+//! The router is built only from [`table`], and one middleware (`gate_fn`) enforces
 //! each route's [`Access`]: handlers never check roles themselves. The integration
 //! test walks the table and proves 401 without credentials, 403 below the minimum
 //! role and success at it for every entry.
@@ -22,6 +22,7 @@ use crate::handlers::{
     auth as h_auth, events, live as h_live, settings as h_settings, system, users,
 };
 use crate::state::{AppState, peer};
+use crate::ui;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +40,11 @@ pub enum Access {
 #[derive(Debug, Clone, Copy)]
 pub struct Source(pub IpAddr);
 
+/// Produces the JSON schema of a request body (a `$ref` into the generator's definitions).
+pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
 /// A route's description, independent of its handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RouteSpec {
     /// HTTP method.
     pub method: Method,
@@ -58,6 +62,8 @@ pub struct RouteSpec {
     /// Whether a single-use ticket (`?ticket=`) is accepted instead of a bearer token,
     /// for clients that cannot send headers (VLC opening the MJPEG stream).
     pub accepts_ticket: bool,
+    /// Schema of the JSON request body, if the route takes one.
+    pub body: Option<BodySchema>,
 }
 
 impl RouteSpec {
@@ -99,6 +105,7 @@ where
             access,
             changes_state: method != Method::GET && method != Method::HEAD,
             accepts_ticket: false,
+            body: None,
             summary,
             body_limit: None,
         },
@@ -109,6 +116,12 @@ where
 impl Route {
     fn limit(mut self, bytes: usize) -> Self {
         self.spec.body_limit = Some(bytes);
+        self
+    }
+
+    /// Declares the JSON request body (for the OpenAPI document).
+    fn body<B: schemars::JsonSchema>(mut self) -> Self {
+        self.spec.body = Some(|g| g.subschema_for::<B>());
         self
     }
 
@@ -148,20 +161,31 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             Access::Public,
             "First-boot setup: create the first admin",
             h_auth::setup,
-        ),
+        )
+        .body::<h_auth::SetupBody>(),
         route(
             M::POST,
             "/api/v1/auth/login",
             Access::Public,
             "Log in; returns an access JWT and a refresh token",
             h_auth::login,
-        ),
+        )
+        .body::<h_auth::LoginBody>(),
         route(
             M::POST,
             "/api/v1/auth/refresh",
             Access::Public,
             "Exchange a refresh token for a new access JWT",
             h_auth::refresh,
+        )
+        .body::<h_auth::RefreshBody>(),
+        route(M::GET, "/", Access::Public, "The web UI page", ui::index),
+        route(
+            M::GET,
+            "/ui/{file}",
+            Access::Public,
+            "A static asset of the web UI (embedded in the binary)",
+            ui::asset,
         ),
         // --- viewer ---
         route(
@@ -184,7 +208,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             VIEWER,
             "Change the caller's password (revokes its sessions)",
             h_auth::change_password,
-        ),
+        )
+        .body::<h_auth::PasswordBody>(),
         route(
             M::GET,
             "/api/v1/events",
@@ -292,7 +317,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             OPERATOR,
             "Create or replace a camera",
             h_settings::put_camera,
-        ),
+        )
+        .body::<h_settings::PutBody<h_settings::CameraDoc>>(),
         route(
             M::DELETE,
             "/api/v1/cameras/{id}",
@@ -306,7 +332,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             OPERATOR,
             "Create or replace a zone",
             h_settings::put_zone,
-        ),
+        )
+        .body::<h_settings::PutBody<h_settings::ZoneDoc>>(),
         route(
             M::DELETE,
             "/api/v1/zones/{id}",
@@ -320,7 +347,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             OPERATOR,
             "Create or replace a safety rule",
             h_settings::put_rule,
-        ),
+        )
+        .body::<h_settings::PutBody<h_settings::RuleDoc>>(),
         route(
             M::DELETE,
             "/api/v1/rules/{id}",
@@ -342,14 +370,16 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             ADMIN,
             "Create a user",
             users::create_user,
-        ),
+        )
+        .body::<users::NewUserBody>(),
         route(
             M::PATCH,
             "/api/v1/users/{name}",
             ADMIN,
             "Change a user's role, state or password",
             users::update_user,
-        ),
+        )
+        .body::<users::UpdateUserBody>(),
         route(
             M::DELETE,
             "/api/v1/users/{name}",
@@ -370,7 +400,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             ADMIN,
             "Create an API key (the secret is shown once)",
             users::create_key,
-        ),
+        )
+        .body::<users::NewKeyBody>(),
         route(
             M::DELETE,
             "/api/v1/keys/{id}",
@@ -391,7 +422,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             ADMIN,
             "Manual output test",
             system::test_output,
-        ),
+        )
+        .body::<system::TestBody>(),
         route(
             M::PUT,
             "/api/v1/system/certificate",
@@ -399,6 +431,7 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "Install a TLS certificate and key (used without restart)",
             system::put_certificate,
         )
+        .body::<system::CertBody>()
         .limit(max_cert_body),
         route(
             M::POST,
@@ -419,7 +452,7 @@ struct Gate {
     ticket_ok: bool,
 }
 
-/// Builds the router from the table; every route goes through [`gate`].
+/// Builds the router from the table; every route goes through `gate_fn`.
 pub fn router(state: AppState) -> Router {
     let default_limit = state.settings.api.max_body_bytes;
     let mut r: Router<AppState> = Router::new();
@@ -467,7 +500,10 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
             };
             let p = match authenticated {
                 Ok(p) => p,
-                Err(e) => return e.into_response(),
+                Err(e) => {
+                    g.app.api_metrics.unauthorized.inc();
+                    return e.into_response();
+                }
             };
             if rank(p.role) < rank(min) {
                 let msg = format!(
@@ -475,6 +511,7 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
                     role_name(min),
                     role_name(p.role)
                 );
+                g.app.api_metrics.forbidden.inc();
                 if g.mutating {
                     record_refusal(&g, &p, AuditResult::Denied(msg.clone())).await;
                 }

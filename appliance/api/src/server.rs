@@ -117,7 +117,9 @@ pub fn build_router(
     } else {
         None
     };
-    let live = LiveHub::new(deps.cameras, settings.api.jpeg_quality, shutdown.clone());
+    let api_metrics = crate::metrics::ApiMetrics::register(&deps.metrics);
+    let live = LiveHub::new(deps.cameras, settings.api.jpeg_quality, shutdown.clone())
+        .with_counter(api_metrics.live_frames_encoded.clone());
     let cors_cfg = Cors {
         origins: Arc::new(settings.api.cors_origins.clone()),
     };
@@ -127,6 +129,7 @@ pub fn build_router(
         alarms: deps.alarms,
         outputs: deps.outputs,
         metrics: deps.metrics,
+        api_metrics,
         control: deps.control,
         keys,
         limiter: LoginLimiter::default(),
@@ -229,8 +232,12 @@ async fn accept_loop(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
         };
         let (tcp, peer) = tokio::select! {
             () = shutdown.cancelled() => break,

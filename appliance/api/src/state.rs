@@ -42,6 +42,7 @@ pub struct Inner {
     pub(crate) alarms: Dispatcher,
     pub(crate) outputs: OutputsHandle,
     pub(crate) metrics: Metrics,
+    pub(crate) api_metrics: crate::metrics::ApiMetrics,
     pub(crate) control: Arc<dyn Control>,
     pub(crate) keys: JwtKeys,
     pub(crate) limiter: LoginLimiter,

@@ -550,6 +550,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/api/v1/setup"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
+    ("GET", "/"),
+    ("GET", "/ui/{file}"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,6 +592,11 @@ async fn every_route_enforces_its_role_and_audits_changes() {
             Access::Role(min) => {
                 // 401 without credentials and with garbage.
                 let (path, body) = rig.example(&spec.method, spec.path).await;
+                assert_eq!(
+                    body.is_some(),
+                    spec.body.is_some(),
+                    "{name}: the OpenAPI body schema must match whether the route takes a JSON body"
+                );
                 let r = rig
                     .call(spec.method.clone(), &path, None, body.clone())
                     .await;
@@ -1067,6 +1074,14 @@ async fn lockout_triggers_and_expires() {
     assert_eq!(rig.login(&u, PASSWORD).await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1700)).await;
     assert_eq!(rig.login("admin", PASSWORD).await.status, StatusCode::OK);
+    let admin = rig.token("admin").await;
+    let m = rig.call(Method::GET, "/metrics", Some(&admin), None).await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("safeyolo_api_login_failures_total 3"),
+        "{text}"
+    );
+    assert!(text.contains("safeyolo_api_lockouts_total 1"), "{text}");
     // Unknown users are throttled the same way (no user enumeration by behaviour).
     for _ in 0..3 {
         assert_eq!(
@@ -1797,6 +1812,9 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
     assert!(
         growth < 64 * 1024,
         "RSS grew by {growth} KiB with a stalled viewer"
+    );
+    eprintln!(
+        "live: produced {p} frames, encoded {encoded}, fast viewer got {frames} (last seq {last_seq:?}), RSS growth {growth} KiB with a stalled viewer"
     );
     stop.cancel();
     drop(producer.await.unwrap());

@@ -35,8 +35,10 @@ pub struct Config {
 /// Daemon-wide settings.
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
-    /// Board profile name (a file in `board/`), if any.
+    /// Board profile name (a file in `board_dir`), if any.
     pub board: Option<String>,
+    /// Where board profiles are installed.
+    pub board_dir: PathBuf,
     /// A pipeline stage silent for this long counts as stalled: the systemd
     /// watchdog pings stop and the "healthy" output drops.
     pub stall_timeout: Duration,

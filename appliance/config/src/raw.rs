@@ -14,6 +14,7 @@ use crate::Problem;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSystem {
     pub board: Option<String>,
+    pub board_dir: Option<String>,
     pub stall_timeout_s: Option<f64>,
     pub shutdown_timeout_s: Option<f64>,
     pub detect_workers: Option<i64>,

@@ -161,6 +161,10 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
 
     let system = SystemConfig {
         board: raw.system.board.clone(),
+        board_dir: raw.system.board_dir.as_deref().map_or_else(
+            || PathBuf::from("/usr/share/safe-yolo/board"),
+            |d| ctx.path(d),
+        ),
         stall_timeout: ctx
             .secs_in(
                 "system.stall_timeout_s",

@@ -47,6 +47,98 @@ pub enum Command {
     },
     /// Print the version and build details.
     Version,
+    /// Run the detector on image files and print what it finds.
+    ///
+    /// For checking a model on pictures of the site. Prints a table per
+    /// image, or one JSON object per line with `--json`. Exits 1 when the
+    /// model cannot be loaded or any image cannot be read.
+    Detect(DetectArgs),
+    /// Measure the frame pipeline on the configured cameras.
+    ///
+    /// Runs capture, decode, detection and a live-stream JPEG encode of every
+    /// frame (no API, no rules, no outputs) for a while, then prints per
+    /// camera: frame rates, drops, per-frame overhead outside inference,
+    /// memory and glass-to-detection latency.
+    Bench(BenchArgs),
+}
+
+/// `safe-yolo detect` arguments.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "model"])))]
+pub struct DetectArgs {
+    /// Take the detector settings from this configuration file's `[detector]`
+    /// section (the options below override them).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Model manifest (`model.toml`).
+    #[arg(long, value_name = "MANIFEST")]
+    pub model: Option<PathBuf>,
+    /// Inference backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Inference threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
+    /// Score threshold (0..1), overriding the model's default.
+    #[arg(long, value_name = "S", value_parser = parse_score)]
+    pub score: Option<f32>,
+    /// One JSON object per image and line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// JPEG or PNG images.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<PathBuf>,
+}
+
+/// `safe-yolo bench` arguments.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Configuration file (its cameras and detector are used).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Length of the measured window.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+    /// Start-up time excluded from the figures (detector warm-up, first frames).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub warmup: u64,
+    /// Print the figures as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a score threshold: a number in `0..=1`.
+fn parse_score(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be between 0 and 1, got {v}"))
+    }
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The fastest backend available on this box.
+    Auto,
+    /// tract (pure Rust, always available).
+    Tract,
+    /// ONNX Runtime (when built in and its library is installed).
+    Onnxruntime,
+    /// Rockchip NPU (when built in and librknnrt is installed).
+    Rknn,
+}
+
+impl From<BackendArg> for safe_yolo_detect::BackendChoice {
+    fn from(v: BackendArg) -> Self {
+        match v {
+            BackendArg::Auto => Self::Auto,
+            BackendArg::Tract => Self::Tract,
+            BackendArg::Onnxruntime => Self::OnnxRuntime,
+            BackendArg::Rknn => Self::Rknn,
+        }
+    }
 }
 
 /// `--log-format` values.

@@ -5,10 +5,13 @@
 //! them. It holds no logic of its own.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
+mod detect_cmd;
 mod lifecycle;
 mod report;
 mod run;
+mod settings;
 mod wiring;
 
 use std::process::ExitCode;
@@ -24,6 +27,8 @@ fn main() -> ExitCode {
             report::version();
             ExitCode::SUCCESS
         }
+        Command::Detect(args) => detect_cmd::run(&args, cli.log_format, &cli.log),
+        Command::Bench(args) => bench::run(&args, cli.log_format, &cli.log),
         Command::CheckConfig { file } => match safe_yolo_config::load(&file, std::env::vars()) {
             Ok(config) => {
                 report::config_ok(&file, &config);

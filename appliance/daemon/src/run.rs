@@ -12,6 +12,9 @@ use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio_util::sync::CancellationToken;
 
 use safe_yolo_alarms::{Analysis, Dispatcher, DispatcherConfig};
+use safe_yolo_api::{ApiDeps, ApiSettings};
+
+use crate::settings::LiveSettings;
 
 use crate::lifecycle::{self, Notifier};
 use crate::wiring;
@@ -37,13 +40,21 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         "safe-yolo starting"
     );
     prepare_dirs(&config)?;
+    // The file itself, as the base the API's edits are layered over.
+    let file_text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let base_dir = config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("safe-yolo-rt")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(config))
+    runtime.block_on(run_async(config, file_text, base_dir))
 }
 
 /// Creates the state directory (private to the daemon's user) and the
@@ -73,7 +84,11 @@ fn prepare_dirs(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_async(config: Config) -> anyhow::Result<()> {
+async fn run_async(
+    config: Config,
+    file_text: String,
+    base_dir: std::path::PathBuf,
+) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let liveness = Liveness::new();
     let metrics = Metrics::new();
@@ -82,6 +97,19 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     // Start listening for signals first: a SIGTERM during start-up must
     // still lead to an orderly stop.
     let signal = tokio::spawn(lifecycle::termination_signal());
+
+    // The board profile, checked against the hardware actually present.
+    if let Some(board) = config.system.board.clone() {
+        let dir = config.system.board_dir.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let profile = safe_yolo_board::profile::load_named(&dir, &board)?;
+            safe_yolo_board::check_hardware(&profile).map_err(anyhow::Error::new)
+        })
+        .await
+        .context("board check panicked")?;
+        let report = checked.context("the board does not match its profile")?;
+        tracing::info!(board = ?report, "board profile matches the hardware");
+    }
 
     // Outputs first, so every line is in its safe state before anything can
     // raise an alarm.
@@ -164,14 +192,79 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         })
     };
 
+    // Settings edited through the API, layered over the file.
+    let stored = store
+        .run(|s| s.list_settings(None))
+        .await
+        .context("cannot read the stored settings")?;
+    let stored: Vec<_> = stored.into_iter().map(|d| (d.kind, d.id, d.doc)).collect();
+    let had_edits = !stored.is_empty();
+    let (live, effective) = LiveSettings::new(
+        file_text,
+        base_dir,
+        std::env::vars().collect(),
+        config.clone(),
+        stored,
+        analysis.control(),
+        dispatcher.clone(),
+    );
+    if had_edits {
+        let control = analysis.control();
+        let rules = safe_yolo_alarms::specs::rule_specs(&effective).map_err(anyhow::Error::new)?;
+        let zones = safe_yolo_alarms::specs::zone_specs(&effective);
+        tokio::task::spawn_blocking(move || control.blocking_replace(rules, zones))
+            .await
+            .context("rule replacement panicked")?
+            .map_err(|e| anyhow::anyhow!("the stored rule edits do not apply: {e}"))?;
+        dispatcher.update_config(DispatcherConfig::from_config(&effective));
+        tracing::info!(
+            rules = effective.rules.len(),
+            zones = effective.zones.len(),
+            "stored rule and zone edits applied"
+        );
+    }
+
+    let mut api_settings = ApiSettings::new(config.api.clone(), config.storage.state_dir.clone());
+    api_settings.model = config.detector.model.display().to_string();
+    let deps = ApiDeps {
+        store: store.clone(),
+        alarms: dispatcher.clone(),
+        outputs: outputs.handle().clone(),
+        cameras: pipeline.taps().to_vec(),
+        metrics: metrics.clone(),
+        control: Arc::new(live),
+        source_policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+    };
+    let api = match safe_yolo_api::serve(api_settings, deps, shutdown.clone()).await {
+        Ok(api) => api,
+        Err(e) => {
+            shutdown.cancel();
+            analysis.stop().await;
+            let _ = pipeline.stop(Duration::from_secs(2)).await;
+            outputs.shutdown().await;
+            return Err(anyhow::Error::new(e).context("cannot start the HTTPS API"));
+        }
+    };
+    tracing::info!(https = %api.https_addr, redirect = ?api.http_redirect_addr, "HTTPS API listening");
+
     let status = format!(
-        "running: {} camera(s), {} rule(s)",
+        "running: {} camera(s), {} rule(s), https://{}",
         config.cameras.len(),
-        config.rules.len()
+        effective.rules.len(),
+        api.https_addr
     );
     notifier.ready(&status);
     tracing::info!(%status, "safe-yolo ready");
 
+    let stats = tokio::spawn(log_stats(
+        metrics.clone(),
+        config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.id.to_string())
+            .collect(),
+    ));
     let monitor = {
         let health = outputs.health_callback();
         tokio::spawn(lifecycle::monitor(
@@ -197,12 +290,19 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let stop = async {
         monitor.abort();
         button.abort();
+        stats.abort();
+        if tokio::time::timeout(Duration::from_secs(1), api.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("API connections did not close in time");
+        }
         analysis.stop().await;
         let stuck = pipeline
             .stop(budget.saturating_sub(Duration::from_millis(500)))
             .await;
-        if stuck > 0 {
-            tracing::warn!(threads = stuck, "pipeline threads did not stop in time");
+        if !stuck.is_empty() {
+            tracing::warn!(threads = ?stuck, "pipeline threads did not stop in time");
         }
     };
     if tokio::time::timeout(budget, stop).await.is_err() {
@@ -227,6 +327,41 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("safe-yolo stopped");
     Ok(())
+}
+
+/// How often per-camera throughput is logged.
+const STATS_EVERY: Duration = Duration::from_secs(30);
+
+/// Logs each camera's capture and detect rates every [`STATS_EVERY`], for
+/// operators reading the journal (the same figures are in `/metrics`).
+async fn log_stats(metrics: Metrics, cameras: Vec<String>) {
+    let mut last: Vec<(u64, u64)> = vec![(0, 0); cameras.len()];
+    let mut ticker = tokio::time::interval(STATS_EVERY);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let secs = STATS_EVERY.as_secs_f64();
+        for (cam, prev) in cameras.iter().zip(last.iter_mut()) {
+            let captured = metrics
+                .frames_captured
+                .get_or_create(&Metrics::camera(cam))
+                .get();
+            let detected = metrics
+                .frames_detected
+                .get_or_create(&Metrics::camera(cam))
+                .get();
+            #[allow(
+                clippy::cast_precision_loss,
+                reason = "frame counts stay far below 2^52"
+            )]
+            let (capture_fps, detect_fps) = (
+                captured.saturating_sub(prev.0) as f64 / secs,
+                detected.saturating_sub(prev.1) as f64 / secs,
+            );
+            tracing::info!(camera = %cam, captured, capture_fps, detected, detect_fps, "pipeline stats");
+            *prev = (captured, detected);
+        }
+    }
 }
 
 fn pipeline_config(config: &Config) -> PipelineConfig {

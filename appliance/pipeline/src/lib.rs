@@ -213,15 +213,18 @@ impl Pipeline {
     }
 
     /// Stops every stage and waits up to `timeout` for the threads to end.
-    /// Returns the number of threads that did not end in time (they are
+    /// Returns the names of the threads that did not end in time (they are
     /// left detached; the process is about to exit).
-    pub async fn stop(self, timeout: Duration) -> usize {
+    pub async fn stop(self, timeout: Duration) -> Vec<String> {
         self.shutdown.cancel();
         let threads = self.threads;
-        let total = threads.len();
+        let names: Vec<String> = threads
+            .iter()
+            .map(|t| t.thread().name().unwrap_or("?").to_owned())
+            .collect();
         let join = tokio::task::spawn_blocking(move || {
             let deadline = std::time::Instant::now() + timeout;
-            let mut left = 0;
+            let mut left = Vec::new();
             for t in threads {
                 while !t.is_finished() && std::time::Instant::now() < deadline {
                     park_briefly();
@@ -229,12 +232,12 @@ impl Pipeline {
                 if t.is_finished() {
                     let _ = t.join();
                 } else {
-                    left += 1;
+                    left.push(t.thread().name().unwrap_or("?").to_owned());
                 }
             }
             left
         });
-        join.await.unwrap_or(total)
+        join.await.unwrap_or(names)
     }
 }
 

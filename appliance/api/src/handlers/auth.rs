@@ -19,7 +19,7 @@ use crate::routes::Source;
 use crate::state::AppState;
 
 /// First-boot setup request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SetupBody {
     username: String,
@@ -99,7 +99,7 @@ pub(crate) async fn setup(
 }
 
 /// Login request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
     username: String,
@@ -169,7 +169,9 @@ pub(crate) async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
+            s.api_metrics.login_failures.inc();
             if s.limiter.fail(&s.settings.auth, &b.username, ip) {
+                s.api_metrics.lockouts.inc();
                 tracing::warn!(username = %b.username, source = %ip, "login lockout started");
                 let row = NewAudit {
                     at: now_ms(),
@@ -228,7 +230,7 @@ pub(crate) async fn login(
 }
 
 /// Refresh request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshBody {
     refresh_token: String,
@@ -312,7 +314,7 @@ pub(crate) async fn logout(
 }
 
 /// Password change request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordBody {
     current_password: String,

@@ -23,7 +23,7 @@ use crate::live::Encoded;
 use crate::state::AppState;
 
 /// Query string of the MJPEG stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MjpegParams {
     /// JPEG quality 10..=95 (default from the config).
@@ -73,8 +73,11 @@ pub(crate) async fn mjpeg(
         .subscribe(&camera, quality)
         .map_err(HttpError::not_found)?;
     let period = Duration::from_millis(1000 / u64::from(fps));
-    let stream =
-        futures_util::stream::unfold((rx, None::<Instant>), move |(mut rx, due)| async move {
+    // The viewer gauge is part of the stream's state: it drops with the connection.
+    let viewer = crate::metrics::ViewerGuard::new(&s.api_metrics.live_viewers);
+    let stream = futures_util::stream::unfold(
+        (rx, None::<Instant>, viewer),
+        move |(mut rx, due, viewer)| async move {
             if let Some(due) = due {
                 tokio::time::sleep_until(due).await;
             }
@@ -89,9 +92,10 @@ pub(crate) async fn mjpeg(
             part.extend_from_slice(b"\r\n");
             Some((
                 Ok::<_, std::io::Error>(Bytes::from(part)),
-                (rx, Some(Instant::now() + period)),
+                (rx, Some(Instant::now() + period), viewer),
             ))
-        });
+        },
+    );
     Ok((
         [
             (
@@ -137,12 +141,14 @@ pub(crate) async fn ws(
 }
 
 /// Commands a WebSocket client may send (JSON text messages).
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[schemars(rename = "LiveCommand")]
 pub(crate) enum Command {
     /// Start (or switch to) a camera.
     Subscribe {
         /// The camera.
+        #[schemars(with = "String")]
         camera: CameraId,
     },
     /// Stop sending frames.
@@ -254,6 +260,7 @@ async fn run(s: AppState, p: Principal, socket: WebSocket) {
         commands: 0,
     };
     let shutdown = s.live_shutdown.clone();
+    let _viewer = crate::metrics::ViewerGuard::new(&s.api_metrics.live_viewers);
     let mut alarms = s.alarms.subscribe();
     loop {
         let frame = async {

@@ -25,8 +25,9 @@ use crate::error::HttpError;
 use crate::state::AppState;
 
 /// A PUT body: the document and, optionally, the version it was based on.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Put{D}")]
 pub(crate) struct PutBody<D> {
     doc: D,
     expected_version: Option<u64>,
@@ -48,7 +49,7 @@ fn check_name(name: &str) -> Result<(), HttpError> {
 }
 
 /// A camera source.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub(crate) enum SourceDoc {
     /// A V4L2 device.
@@ -68,7 +69,7 @@ pub(crate) enum SourceDoc {
 }
 
 /// A camera document.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CameraDoc {
     name: String,
@@ -122,7 +123,7 @@ impl Doc for CameraDoc {
 }
 
 /// Which point of a person is tested against a zone.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum AnchorDoc {
     Feet,
@@ -130,9 +131,10 @@ pub(crate) enum AnchorDoc {
 }
 
 /// A zone document.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ZoneDoc {
+    #[schemars(with = "String")]
     camera: CameraId,
     name: String,
     /// Outline in normalised coordinates `[x, y]`, 0..=1.
@@ -152,7 +154,7 @@ impl Doc for ZoneDoc {
 }
 
 /// Severity of a rule.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum SeverityDoc {
     Info,
@@ -161,7 +163,7 @@ pub(crate) enum SeverityDoc {
 }
 
 /// The rule kinds of the safety regulation panel.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum RuleKindDoc {
     Intrusion,
@@ -173,18 +175,21 @@ pub(crate) enum RuleKindDoc {
 }
 
 /// A rule document (the safety regulation panel).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleDoc {
     name: String,
     kind: RuleKindDoc,
     #[serde(default = "yes")]
     enabled: bool,
+    #[schemars(with = "Option<String>")]
     camera: Option<CameraId>,
+    #[schemars(with = "Option<String>")]
     zone: Option<ZoneId>,
     severity: SeverityDoc,
     cooldown_s: Option<f64>,
     clear_after_s: Option<f64>,
+    #[schemars(with = "Option<Vec<String>>")]
     outputs: Option<Vec<OutputId>>,
     min_frames: Option<u32>,
     seconds: Option<f64>,
@@ -325,7 +330,7 @@ async fn put<D: Doc>(
 }
 
 /// Query string of a delete.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeleteParams {
     expected_version: Option<u64>,

@@ -82,7 +82,7 @@ pub(crate) async fn outputs_status(State(s): State<AppState>) -> axum::Json<Outp
 }
 
 /// Manual output test request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TestBody {
     /// How long to drive the output, 100..=30000 ms.
@@ -124,7 +124,7 @@ pub(crate) async fn test_output(
 }
 
 /// Certificate upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CertBody {
     /// PEM certificate chain, leaf first.

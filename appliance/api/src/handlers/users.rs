@@ -13,6 +13,16 @@ use crate::error::HttpError;
 use crate::handlers::check_username;
 use crate::state::AppState;
 
+/// The roles, for the OpenAPI schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Role", rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its schema is used")]
+pub(crate) enum RoleSchema {
+    Admin,
+    Operator,
+    Viewer,
+}
+
 /// A user as the API shows it (never the hash).
 #[derive(Debug, Serialize)]
 pub(crate) struct UserView {
@@ -45,11 +55,12 @@ pub(crate) async fn list_users(
 }
 
 /// New user request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewUserBody {
     username: String,
     password: String,
+    #[schemars(with = "RoleSchema")]
     role: Role,
 }
 
@@ -86,9 +97,10 @@ pub(crate) async fn create_user(
 }
 
 /// User change request; absent fields are unchanged.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateUserBody {
+    #[schemars(with = "Option<RoleSchema>")]
     role: Option<Role>,
     disabled: Option<bool>,
     password: Option<String>,
@@ -238,10 +250,11 @@ pub(crate) async fn list_keys(
 }
 
 /// New API key request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKeyBody {
     label: String,
+    #[schemars(with = "RoleSchema")]
     role: Role,
     /// Days until expiry, 1..=3650.
     expires_in_days: u32,

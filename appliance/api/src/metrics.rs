@@ -1,0 +1,74 @@
+//! The API's own Prometheus metrics, registered in the daemon's registry.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use safe_yolo_telemetry::Metrics;
+
+/// Counters and gauges of the API (cheap clones sharing the same values).
+#[derive(Debug, Clone, Default)]
+pub struct ApiMetrics {
+    /// Failed logins (wrong password, unknown or disabled user).
+    pub login_failures: Counter,
+    /// Lockouts started (per user or per source).
+    pub lockouts: Counter,
+    /// Requests refused with 401.
+    pub unauthorized: Counter,
+    /// Requests refused with 403.
+    pub forbidden: Counter,
+    /// Open live views (WebSocket and MJPEG).
+    pub live_viewers: Gauge,
+    /// Live frames encoded to JPEG (one per frame per camera and quality).
+    pub live_frames_encoded: Counter,
+}
+
+impl ApiMetrics {
+    /// Creates the metrics and registers them in `m`.
+    pub fn register(m: &Metrics) -> Self {
+        let a = Self::default();
+        m.register(
+            "api_login_failures",
+            "Failed API logins",
+            a.login_failures.clone(),
+        );
+        m.register("api_lockouts", "Login lockouts started", a.lockouts.clone());
+        m.register(
+            "api_unauthorized",
+            "API requests refused with 401",
+            a.unauthorized.clone(),
+        );
+        m.register(
+            "api_forbidden",
+            "API requests refused with 403",
+            a.forbidden.clone(),
+        );
+        m.register(
+            "api_live_viewers",
+            "Open live views",
+            a.live_viewers.clone(),
+        );
+        m.register(
+            "api_live_frames_encoded",
+            "Live frames encoded to JPEG",
+            a.live_frames_encoded.clone(),
+        );
+        a
+    }
+}
+
+/// Decrements a gauge when dropped (one open viewer).
+#[derive(Debug)]
+pub struct ViewerGuard(Gauge);
+
+impl ViewerGuard {
+    /// Counts one viewer until the guard is dropped.
+    pub fn new(g: &Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for ViewerGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,902 @@
+//! `safe-yolo bench`: measures the real frame pipeline on the configured
+//! cameras with the real detector, without the API, rules or outputs.
+//!
+//! What runs is what `safe-yolo run` runs (capture, decode, the shared
+//! detector pool, bounded drop-oldest queues), plus one JPEG encode of every
+//! live frame at quality 75, as the live stream does for a watched camera.
+//! The detector is wrapped so its three stages are timed apart: the
+//! pipeline's overhead is everything except the inference itself.
+//!
+//! Figures cover a window that starts after a warm-up: frame rates and drops
+//! come from the pipeline's own counters (deltas over the window), stage
+//! times and latencies from the frames that came out during the window,
+//! memory from `/proc/self/status`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use safe_yolo_capture::JpegEncoder;
+use safe_yolo_config::{Config, SourceConfig};
+use safe_yolo_detect::{DetectError, Detector, Manifest, ModelDetector, ModelInfo};
+use safe_yolo_domain::{Detection, RgbFrame};
+use safe_yolo_pipeline::{CameraSpec, DetectedFrame, DetectorFactory, Pipeline, PipelineConfig};
+use safe_yolo_telemetry::{Liveness, Metrics};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BenchArgs, LogFormatArg};
+use crate::report;
+
+/// JPEG quality of the simulated live stream (the API's default).
+const STREAM_QUALITY: u8 = 75;
+
+/// Queues whose drops the pipeline counts, per camera.
+const DROP_STAGES: [&str; 5] = [
+    "raw_queue",
+    "decode_error",
+    "detect_queue",
+    "detect_error",
+    "analysis_queue",
+];
+
+/// Runs `safe-yolo bench`: exit 0 with the figures printed, 1 when the
+/// pipeline cannot run, 2 when the configuration cannot be read.
+pub fn run(args: &BenchArgs, log_format: LogFormatArg, log: &str) -> ExitCode {
+    if let Err(e) = safe_yolo_telemetry::logging::init(log_format.into(), log) {
+        report::fatal(&anyhow::Error::new(e));
+        return ExitCode::from(2);
+    }
+    let config = match safe_yolo_config::load(&args.config, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            report::config_error(&e);
+            return match e {
+                safe_yolo_config::ConfigError::Read { .. } => ExitCode::from(2),
+                safe_yolo_config::ConfigError::Invalid { .. } => ExitCode::FAILURE,
+            };
+        }
+    };
+    match measure(&args.config, &config, args) {
+        Ok(figures) => {
+            let text = if args.json {
+                format!("{:#}\n", figures.to_json())
+            } else {
+                figures.to_table()
+            };
+            print(&text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report::fatal(&e.context("benchmark failed"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's result, not logging")]
+fn print(text: &str) {
+    print!("{text}");
+}
+
+// === Timed detector ===
+
+/// Stage times of one detector call.
+#[derive(Debug, Clone, Copy, Default)]
+struct Split {
+    preprocess: Duration,
+    inference: Duration,
+    postprocess: Duration,
+}
+
+/// What the timed detectors share with the benchmark.
+#[derive(Debug, Default)]
+struct DetectorProbe {
+    /// Stage times by the address of the frame's pixels. The pipeline moves
+    /// the very frame it detected into its `DetectedFrame`, so the address
+    /// identifies the frame until that is dropped.
+    splits: Mutex<HashMap<usize, Split>>,
+    /// The loaded model.
+    info: Mutex<Option<ModelInfo>>,
+    /// Process RSS right after the last detector was loaded (bytes).
+    rss_after_load: AtomicU64,
+}
+
+/// A [`ModelDetector`] that records how long each of its stages took.
+struct TimedDetector {
+    inner: ModelDetector,
+    probe: Arc<DetectorProbe>,
+}
+
+impl Detector for TimedDetector {
+    fn detect(&mut self, frame: &RgbFrame) -> Result<Vec<Detection>, DetectError> {
+        let t0 = Instant::now();
+        self.inner.preprocess(frame)?;
+        let t1 = Instant::now();
+        let outputs = self.inner.run_backend()?;
+        let t2 = Instant::now();
+        let detections = self.inner.decode(&outputs)?;
+        let t3 = Instant::now();
+        let split = Split {
+            preprocess: t1 - t0,
+            inference: t2 - t1,
+            postprocess: t3 - t2,
+        };
+        let mut splits = self.probe.splits.blocking_lock();
+        // Frames the pipeline dropped after detection leave their entry
+        // behind; keep the map small.
+        if splits.len() > 1024 {
+            splits.clear();
+        }
+        splits.insert(frame.data().as_ptr().addr(), split);
+        Ok(detections)
+    }
+
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+}
+
+fn timed_factory(config: &Config, probe: &Arc<DetectorProbe>) -> DetectorFactory {
+    let manifest = config.detector.model.clone();
+    let opts = crate::detect_cmd::load_options(&config.detector);
+    let probe = Arc::clone(probe);
+    Arc::new(move || {
+        let m = Manifest::from_path(&manifest).map_err(DetectError::Manifest)?;
+        let inner = safe_yolo_detect::load_manifest(&m, &opts)?;
+        tracing::info!(model = ?inner.info(), "detector loaded");
+        *probe.info.blocking_lock() = Some(inner.info().clone());
+        probe.rss_after_load.store(rss_bytes(), Ordering::Relaxed);
+        Ok(Box::new(TimedDetector {
+            inner,
+            probe: Arc::clone(&probe),
+        }))
+    })
+}
+
+// === Pipeline settings (the same as `safe-yolo run`) ===
+
+// Mirrors `run::pipeline_config`, which is private to the run module.
+fn pipeline_config(config: &Config) -> PipelineConfig {
+    let offline_after = config
+        .rules
+        .iter()
+        .filter_map(|r| match r.kind {
+            safe_yolo_config::RuleKind::CameraOffline { after } => Some(after),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(2));
+    PipelineConfig {
+        cameras: config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| CameraSpec {
+                id: c.id.clone(),
+                source: source_request(&c.source),
+                detect_every: c.detect_every.get(),
+                queue_depth: c.queue_depth.get(),
+                offline_after,
+            })
+            .collect(),
+        policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+        detect_workers: config.system.detect_workers.get(),
+        analysis_queue: 64,
+    }
+}
+
+// Mirrors `run::source_request`.
+fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
+    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
+    use safe_yolo_config::{Pace, PixelFormat};
+    match s {
+        SourceConfig::V4l2 {
+            device,
+            width,
+            height,
+            fps,
+            format,
+        } => SourceRequest::V4l2 {
+            device: device.clone(),
+            width: *width,
+            height: *height,
+            fps: *fps,
+            format: match format {
+                PixelFormat::Auto => None,
+                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
+                PixelFormat::Yuyv => Some(Pf::Yuyv),
+                PixelFormat::Nv12 => Some(Pf::Nv12),
+                PixelFormat::Rgb24 => Some(Pf::Rgb24),
+            },
+        },
+        SourceConfig::Replay {
+            path,
+            looping,
+            pace,
+            fps,
+            start_frame,
+        } => SourceRequest::Replay {
+            path: path.clone(),
+            looping: *looping,
+            pacing: match pace {
+                Pace::Realtime => Pacing::RealTime,
+                Pace::Fast => Pacing::AsFastAsPossible,
+            },
+            fps: *fps,
+            start_frame: *start_frame,
+        },
+    }
+}
+
+// === Measurement ===
+
+/// Samples of one camera, taken during the window.
+#[derive(Debug, Default, Clone)]
+struct Samples {
+    decode: Vec<Duration>,
+    preprocess: Vec<Duration>,
+    inference: Vec<Duration>,
+    postprocess: Vec<Duration>,
+    encode: Vec<Duration>,
+    latency: Vec<Duration>,
+}
+
+impl Samples {
+    fn extend(&mut self, o: &Samples) {
+        self.decode.extend_from_slice(&o.decode);
+        self.preprocess.extend_from_slice(&o.preprocess);
+        self.inference.extend_from_slice(&o.inference);
+        self.postprocess.extend_from_slice(&o.postprocess);
+        self.encode.extend_from_slice(&o.encode);
+        self.latency.extend_from_slice(&o.latency);
+    }
+}
+
+/// Pipeline counters of one camera at one instant.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    captured: u64,
+    detected: u64,
+    dropped: BTreeMap<&'static str, u64>,
+}
+
+fn counters(metrics: &Metrics, camera: &str) -> Counters {
+    Counters {
+        captured: metrics
+            .frames_captured
+            .get_or_create(&Metrics::camera(camera))
+            .get(),
+        detected: metrics
+            .frames_detected
+            .get_or_create(&Metrics::camera(camera))
+            .get(),
+        dropped: DROP_STAGES
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    metrics
+                        .frames_dropped
+                        .get_or_create(&Metrics::stage(camera, s))
+                        .get(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Resident set size of this process in bytes (0 when unknown).
+fn rss_bytes() -> u64 {
+    status_kib("VmRSS:").saturating_mul(1024)
+}
+
+/// A `kB` field of `/proc/self/status`.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the pipeline and collects the figures.
+fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Figures> {
+    let rss_start = rss_bytes();
+    let pipeline_config = pipeline_config(config);
+    let queue_depths: Vec<usize> = pipeline_config
+        .cameras
+        .iter()
+        .map(|c| c.queue_depth)
+        .collect();
+    let detect_every: Vec<u32> = pipeline_config
+        .cameras
+        .iter()
+        .map(|c| c.detect_every)
+        .collect();
+    let workers = pipeline_config.detect_workers;
+    let probe = Arc::new(DetectorProbe::default());
+    let factory = timed_factory(config, &probe);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let liveness = Liveness::new();
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let (pipeline, detected) = {
+        // The pipeline uses tokio channels: start it inside the runtime.
+        let _guard = runtime.enter();
+        Pipeline::start(
+            pipeline_config,
+            factory,
+            &liveness,
+            &metrics,
+            shutdown.clone(),
+        )
+        .context("cannot start the pipeline")?
+    };
+    let rss_after_load = probe.rss_after_load.load(Ordering::Relaxed);
+    let cameras: Vec<String> = pipeline
+        .taps()
+        .iter()
+        .map(|t| t.id.as_str().to_owned())
+        .collect();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let consumer = spawn_consumer(detected, Arc::clone(&probe), Arc::clone(&measuring))?;
+    let mut encoders = Vec::new();
+    for tap in pipeline.taps() {
+        encoders.push(spawn_encoder(
+            tap.id.as_str(),
+            tap.live.clone(),
+            runtime.handle().clone(),
+            Arc::clone(&measuring),
+            shutdown.clone(),
+        )?);
+    }
+
+    runtime.block_on(tokio::time::sleep(Duration::from_secs(args.warmup)));
+    let before: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let window = Duration::from_secs(args.seconds);
+    let mut rss_peak = 0u64;
+    let mut max_depth: Vec<BTreeMap<&'static str, i64>> = vec![BTreeMap::new(); cameras.len()];
+    while started.elapsed() < window {
+        runtime.block_on(tokio::time::sleep(
+            Duration::from_millis(100).min(window.saturating_sub(started.elapsed())),
+        ));
+        rss_peak = rss_peak.max(rss_bytes());
+        for (cam, depths) in cameras.iter().zip(max_depth.iter_mut()) {
+            for stage in ["raw_queue", "detect_queue"] {
+                let d = metrics
+                    .queue_depth
+                    .get_or_create(&Metrics::stage(cam, stage))
+                    .get();
+                let e = depths.entry(stage).or_insert(0);
+                *e = (*e).max(d);
+            }
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let after: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
+    let rss_end = rss_bytes();
+    let stuck = runtime.block_on(pipeline.stop(Duration::from_secs(5)));
+    if !stuck.is_empty() {
+        tracing::warn!(threads = ?stuck, "pipeline threads did not stop in time");
+    }
+    shutdown.cancel();
+    let mut samples: HashMap<String, Samples> = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the result collector panicked"))?;
+    for (cam, handle) in cameras.iter().zip(encoders) {
+        let encode = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the encoder of {cam} panicked"))?
+            .with_context(|| format!("cannot encode the live frames of {cam}"))?;
+        samples.entry(cam.clone()).or_default().encode = encode;
+    }
+
+    let secs = elapsed.as_secs_f64();
+    let mut rows = Vec::new();
+    let mut all = Samples::default();
+    let mut total_before = Counters::default();
+    let mut total_after = Counters::default();
+    for (i, cam) in cameras.iter().enumerate() {
+        let s = samples.remove(cam).unwrap_or_default();
+        all.extend(&s);
+        let (b, a) = (&before[i], &after[i]);
+        add_counters(&mut total_before, b);
+        add_counters(&mut total_after, a);
+        rows.push(Row::new(cam.clone(), &s, b, a, secs));
+    }
+    let total = Row::new("whole run".into(), &all, &total_before, &total_after, secs);
+    let info = probe.info.blocking_lock().clone();
+    let n = u64::try_from(cameras.len()).unwrap_or(1).max(1);
+    Ok(Figures {
+        config: path.display().to_string(),
+        model: info,
+        threads: config.detector.threads.get(),
+        workers,
+        detect_every,
+        queue_depths,
+        max_depth,
+        window_s: secs,
+        warmup_s: args.warmup,
+        rows,
+        total,
+        rss_start,
+        rss_after_load,
+        rss_end,
+        rss_peak,
+        rss_per_camera: rss_peak.max(rss_end).saturating_sub(rss_after_load) / n,
+        hwm: status_kib("VmHWM:").saturating_mul(1024),
+    })
+}
+
+fn add_counters(total: &mut Counters, c: &Counters) {
+    total.captured += c.captured;
+    total.detected += c.detected;
+    for (k, v) in &c.dropped {
+        *total.dropped.entry(k).or_insert(0) += v;
+    }
+}
+
+/// Drains the detected frames (as the rules would) and keeps their timings.
+fn spawn_consumer(
+    mut rx: mpsc::Receiver<DetectedFrame>,
+    probe: Arc<DetectorProbe>,
+    measuring: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<HashMap<String, Samples>>> {
+    std::thread::Builder::new()
+        .name("bench-collect".into())
+        .spawn(move || {
+            let mut out: HashMap<String, Samples> = HashMap::new();
+            while let Some(f) = rx.blocking_recv() {
+                let split = probe
+                    .splits
+                    .blocking_lock()
+                    .remove(&f.frame.data().as_ptr().addr());
+                if !measuring.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let s = out.entry(f.meta.camera.as_str().to_owned()).or_default();
+                s.decode.push(f.times.decode);
+                s.latency.push(f.times.capture_to_detected);
+                if let Some(split) = split {
+                    s.preprocess.push(split.preprocess);
+                    s.inference.push(split.inference);
+                    s.postprocess.push(split.postprocess);
+                }
+            }
+            out
+        })
+        .context("cannot start the result collector")
+}
+
+/// Encodes every new live frame of one camera once, as the live stream does
+/// for a watched camera, and returns the encode times of the window.
+fn spawn_encoder(
+    camera: &str,
+    mut live: tokio::sync::watch::Receiver<Option<safe_yolo_pipeline::LiveFrame>>,
+    handle: tokio::runtime::Handle,
+    measuring: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<anyhow::Result<Vec<Duration>>>> {
+    let mut encoder = JpegEncoder::new(STREAM_QUALITY).context("cannot create a JPEG encoder")?;
+    std::thread::Builder::new()
+        .name(format!("bench-enc-{camera}"))
+        .spawn(move || {
+            let mut times = Vec::new();
+            loop {
+                let changed = handle.block_on(async {
+                    tokio::select! {
+                        r = live.changed() => r.is_ok(),
+                        () = shutdown.cancelled() => false,
+                    }
+                });
+                if !changed {
+                    return Ok(times);
+                }
+                let frame = live.borrow_and_update().clone();
+                let Some(frame) = frame else { continue };
+                let t0 = Instant::now();
+                let jpeg = encoder.encode(&frame.frame)?;
+                let took = t0.elapsed();
+                if measuring.load(Ordering::Relaxed) && !jpeg.is_empty() {
+                    times.push(took);
+                }
+            }
+        })
+        .context("cannot start an encoder thread")
+}
+
+// === Figures ===
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of `v`, in ms; 0 when empty.
+fn percentile_ms(v: &[Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank between 1 and n"
+    )]
+    let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as usize;
+    ms(s[rank.min(n) - 1])
+}
+
+fn mean_ms(v: &[Duration]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "sample counts are small")]
+    let n = v.len() as f64;
+    v.iter().map(|d| ms(*d)).sum::<f64>() / n
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone)]
+struct Row {
+    camera: String,
+    capture_fps: f64,
+    detect_fps: f64,
+    encode_fps: f64,
+    dropped: BTreeMap<&'static str, u64>,
+    decode_ms: f64,
+    preprocess_ms: f64,
+    postprocess_ms: f64,
+    encode_ms: f64,
+    inference_ms: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    /// Overhead outside inference of one frame that goes through every stage.
+    overhead_ms: f64,
+    /// All pipeline work of the window (every decoded and encoded frame,
+    /// every detector call's pre/post-processing) over its inference time.
+    cpu_overhead_pct: f64,
+}
+
+impl Row {
+    fn new(camera: String, s: &Samples, before: &Counters, after: &Counters, secs: f64) -> Self {
+        #[allow(clippy::cast_precision_loss, reason = "frame counts")]
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs.max(1e-9);
+        let dropped = after
+            .dropped
+            .iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    v.saturating_sub(before.dropped.get(k).copied().unwrap_or(0)),
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        let decode_ms = percentile_ms(&s.decode, 50.0);
+        let preprocess_ms = percentile_ms(&s.preprocess, 50.0);
+        let postprocess_ms = percentile_ms(&s.postprocess, 50.0);
+        let encode_ms = percentile_ms(&s.encode, 50.0);
+        let inference_ms = percentile_ms(&s.inference, 50.0);
+        // Work of the whole window: decodes are timed on detected frames
+        // only, so their mean stands for every decoded frame.
+        let captured = after.captured.saturating_sub(before.captured);
+        let decoded = captured
+            .saturating_sub(dropped.get("raw_queue").copied().unwrap_or(0))
+            .saturating_sub(dropped.get("decode_error").copied().unwrap_or(0));
+        #[allow(clippy::cast_precision_loss, reason = "frame counts")]
+        let decode_total = mean_ms(&s.decode) * decoded as f64;
+        let sum = |v: &[Duration]| v.iter().map(|d| ms(*d)).sum::<f64>();
+        let overhead_total =
+            decode_total + sum(&s.preprocess) + sum(&s.postprocess) + sum(&s.encode);
+        let inference_total = sum(&s.inference);
+        #[allow(clippy::cast_precision_loss, reason = "frame counts")]
+        let encode_fps = s.encode.len() as f64 / secs.max(1e-9);
+        Self {
+            camera,
+            capture_fps: rate(after.captured, before.captured),
+            detect_fps: rate(after.detected, before.detected),
+            encode_fps,
+            dropped,
+            decode_ms,
+            preprocess_ms,
+            postprocess_ms,
+            encode_ms,
+            inference_ms,
+            latency_p50_ms: percentile_ms(&s.latency, 50.0),
+            latency_p99_ms: percentile_ms(&s.latency, 99.0),
+            overhead_ms: decode_ms + preprocess_ms + postprocess_ms + encode_ms,
+            cpu_overhead_pct: if inference_total > 0.0 {
+                100.0 * overhead_total / inference_total
+            } else {
+                0.0
+            },
+        }
+    }
+
+    fn overhead_pct(&self) -> f64 {
+        if self.inference_ms > 0.0 {
+            100.0 * self.overhead_ms / self.inference_ms
+        } else {
+            0.0
+        }
+    }
+
+    fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "camera": self.camera,
+            "capture_fps": self.capture_fps,
+            "detect_fps": self.detect_fps,
+            "encode_fps": self.encode_fps,
+            "dropped": self.dropped,
+            "dropped_total": self.dropped_total(),
+            "decode_ms": self.decode_ms,
+            "preprocess_ms": self.preprocess_ms,
+            "postprocess_ms": self.postprocess_ms,
+            "encode_ms": self.encode_ms,
+            "overhead_ms": self.overhead_ms,
+            "inference_ms": self.inference_ms,
+            "overhead_pct_of_inference": self.overhead_pct(),
+            "window_overhead_pct_of_inference": self.cpu_overhead_pct,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p99_ms": self.latency_p99_ms,
+        })
+    }
+}
+
+/// Everything the benchmark measured.
+#[derive(Debug)]
+struct Figures {
+    config: String,
+    model: Option<ModelInfo>,
+    threads: usize,
+    workers: usize,
+    detect_every: Vec<u32>,
+    queue_depths: Vec<usize>,
+    max_depth: Vec<BTreeMap<&'static str, i64>>,
+    window_s: f64,
+    warmup_s: u64,
+    rows: Vec<Row>,
+    total: Row,
+    rss_start: u64,
+    rss_after_load: u64,
+    rss_end: u64,
+    rss_peak: u64,
+    rss_per_camera: u64,
+    hwm: u64,
+}
+
+fn mib(b: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "memory sizes")]
+    let b = b as f64;
+    b / (1024.0 * 1024.0)
+}
+
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    }
+}
+
+impl Figures {
+    fn to_table(&self) -> String {
+        let mut s = String::new();
+        let model = self.model.as_ref().map_or_else(
+            || "unknown".to_owned(),
+            |m| {
+                format!(
+                    "{} {:?} {}x{} on {:?}",
+                    m.name, m.precision, m.input_width, m.input_height, m.backend
+                )
+            },
+        );
+        let _ = writeln!(
+            s,
+            "safe-yolo bench: {} ({} camera(s), profile {}, {} core(s))",
+            self.config,
+            self.rows.len(),
+            profile(),
+            std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get)
+        );
+        let _ = writeln!(
+            s,
+            "model {model}, {} thread(s), {} detect worker(s); window {:.1} s after {} s warm-up; stream JPEG q{STREAM_QUALITY}",
+            self.threads, self.workers, self.window_s, self.warmup_s
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:<12} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8}",
+            "camera",
+            "cap fps",
+            "det fps",
+            "dropped",
+            "dec ms",
+            "pre ms",
+            "post ms",
+            "enc ms",
+            "ovh ms",
+            "inf ms",
+            "ovh %",
+            "lat p50",
+            "lat p99"
+        );
+        for r in self.rows.iter().chain(std::iter::once(&self.total)) {
+            let _ = writeln!(
+                s,
+                "{:<12} {:>7.1} {:>7.1} {:>7} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.1} {:>7.1} {:>8.0} {:>8.0}",
+                r.camera,
+                r.capture_fps,
+                r.detect_fps,
+                r.dropped_total(),
+                r.decode_ms,
+                r.preprocess_ms,
+                r.postprocess_ms,
+                r.encode_ms,
+                r.overhead_ms,
+                r.inference_ms,
+                r.overhead_pct(),
+                r.latency_p50_ms,
+                r.latency_p99_ms
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "stage times are medians; ovh = decode + pre + post + encode of one frame; ovh % = ovh / inference"
+        );
+        let _ = writeln!(
+            s,
+            "all pipeline work in the window (every decoded and encoded frame) = {:.1}% of the inference time",
+            self.total.cpu_overhead_pct
+        );
+        let drops = self
+            .total
+            .dropped
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(s, "dropped frames by queue (all cameras): {drops}");
+        let depths = self
+            .rows
+            .iter()
+            .zip(&self.max_depth)
+            .zip(&self.queue_depths)
+            .map(|((r, d), bound)| {
+                format!(
+                    "{} raw {}/{bound} detect {}/1",
+                    r.camera,
+                    d.get("raw_queue").copied().unwrap_or(0),
+                    d.get("detect_queue").copied().unwrap_or(0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = writeln!(s, "deepest queues seen (depth/bound): {depths}");
+        let _ = writeln!(
+            s,
+            "RSS: {:.1} MiB at start, {:.1} MiB with the detector loaded, {:.1} MiB at the end ({:.1} MiB peak in the window, {:.1} MiB high-water mark)",
+            mib(self.rss_start),
+            mib(self.rss_after_load),
+            mib(self.rss_end),
+            mib(self.rss_peak),
+            mib(self.hwm)
+        );
+        let _ = writeln!(
+            s,
+            "RSS per camera: {:.1} MiB ((peak - with detector) / {} cameras)",
+            mib(self.rss_per_camera),
+            self.rows.len()
+        );
+        s
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.config,
+            "profile": profile(),
+            "cores": std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
+            "model": self.model.as_ref().map(|m| serde_json::json!({
+                "name": m.name,
+                "precision": format!("{:?}", m.precision),
+                "backend": format!("{:?}", m.backend),
+                "input": [m.input_width, m.input_height],
+            })),
+            "threads": self.threads,
+            "detect_workers": self.workers,
+            "detect_every": self.detect_every,
+            "queue_depths": self.queue_depths,
+            "max_queue_depths": self.max_depth,
+            "window_s": self.window_s,
+            "warmup_s": self.warmup_s,
+            "stream_jpeg_quality": STREAM_QUALITY,
+            "cameras": self.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+            "total": self.total.to_json(),
+            "rss_bytes": {
+                "start": self.rss_start,
+                "detector_loaded": self.rss_after_load,
+                "end": self.rss_end,
+                "peak_in_window": self.rss_peak,
+                "high_water_mark": self.hwm,
+                "per_camera": self.rss_per_camera,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert!((percentile_ms(&v, 50.0) - 50.0).abs() < 1e-9);
+        assert!((percentile_ms(&v, 99.0) - 99.0).abs() < 1e-9);
+        assert!((percentile_ms(&v[..1], 99.0) - 1.0).abs() < 1e-9);
+        assert!(percentile_ms(&[], 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rows_use_counter_deltas_and_stage_medians() {
+        let mut s = Samples::default();
+        for _ in 0..4 {
+            s.decode.push(Duration::from_millis(2));
+            s.preprocess.push(Duration::from_millis(1));
+            s.inference.push(Duration::from_millis(40));
+            s.postprocess.push(Duration::from_millis(1));
+            s.encode.push(Duration::from_millis(4));
+            s.encode.push(Duration::from_millis(4));
+        }
+        let before = Counters {
+            captured: 10,
+            detected: 5,
+            dropped: [("raw_queue", 1)].into_iter().collect(),
+        };
+        let after = Counters {
+            captured: 30,
+            detected: 9,
+            dropped: [("raw_queue", 3)].into_iter().collect(),
+        };
+        let r = Row::new("cam".into(), &s, &before, &after, 2.0);
+        assert!((r.capture_fps - 10.0).abs() < 1e-9);
+        assert!((r.detect_fps - 2.0).abs() < 1e-9);
+        assert_eq!(r.dropped_total(), 2);
+        assert!((r.overhead_ms - 8.0).abs() < 1e-9);
+        assert!((r.overhead_pct() - 20.0).abs() < 1e-9);
+        // 18 decoded frames x 2 ms + 4 x (1 + 1) ms + 8 x 4 ms over 160 ms.
+        assert!((r.cpu_overhead_pct - 100.0 * 76.0 / 160.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rss_is_read() {
+        assert!(rss_bytes() > 0);
+    }
+}

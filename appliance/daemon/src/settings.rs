@@ -1,0 +1,305 @@
+//! Settings edited through the API, layered over the configuration file.
+//!
+//! The configuration file stays the base. Zones and rules edited through
+//! the API are kept as documents in the store and laid over the file's
+//! `[[zones]]` and `[[rules]]` (same id: replaced; new id: added; deleted:
+//! removed). Every edit is validated by rendering the layered configuration
+//! and running the very same validation as `check-config`, so the API can
+//! never put the daemon in a state the file could not describe. A valid edit
+//! then swaps the running rule engine's rules and zones without a restart.
+//!
+//! Cameras and output lines are wiring: they change in the file, with a
+//! restart, and the API refuses to edit them live.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
+use safe_yolo_api::{Control, SettingsChange};
+use safe_yolo_config::{Anchor, Config, Direction, OutputRole, RuleKind, Severity, SourceConfig};
+use safe_yolo_store::SettingKind;
+use serde_json::{Value, json};
+
+/// The running settings.
+pub struct LiveSettings {
+    file_text: String,
+    base_dir: PathBuf,
+    env: Vec<(String, String)>,
+    state: Mutex<State>,
+    rules: RulesControl,
+    dispatcher: Dispatcher,
+}
+
+impl std::fmt::Debug for LiveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSettings")
+            .field("base_dir", &self.base_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    /// (kind, id) -> document, or `None` for a deletion.
+    overlay: BTreeMap<(&'static str, String), Option<Value>>,
+    config: Config,
+}
+
+fn section(kind: SettingKind) -> Option<&'static str> {
+    match kind {
+        SettingKind::Zone => Some("zones"),
+        SettingKind::Rule => Some("rules"),
+        SettingKind::Camera | SettingKind::Output => None,
+    }
+}
+
+/// JSON (API wire form) to TOML; nulls (absent optional fields) are dropped.
+fn to_toml(v: &Value) -> Option<toml::Value> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(a) => toml::Value::Array(a.iter().filter_map(to_toml).collect()),
+        Value::Object(o) => toml::Value::Table(
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), to_toml(v)?)))
+                .collect(),
+        ),
+    })
+}
+
+impl LiveSettings {
+    /// Builds the layered settings from the file and the stored edits.
+    /// Stored edits that no longer validate against the file (a zone whose
+    /// camera was removed, say) are skipped with an error in the log.
+    pub fn new(
+        file_text: String,
+        base_dir: PathBuf,
+        env: Vec<(String, String)>,
+        config: Config,
+        stored: Vec<(SettingKind, String, Value)>,
+        rules: RulesControl,
+        dispatcher: Dispatcher,
+    ) -> (Self, Config) {
+        let this = Self {
+            file_text,
+            base_dir,
+            env,
+            state: Mutex::new(State {
+                overlay: BTreeMap::new(),
+                config,
+            }),
+            rules,
+            dispatcher,
+        };
+        for (kind, id, doc) in stored {
+            let Some(sec) = section(kind) else { continue };
+            let mut st = this.state.lock();
+            let mut overlay = st.overlay.clone();
+            overlay.insert((sec, id.clone()), Some(doc));
+            match this.validate(&overlay) {
+                Ok(cfg) => {
+                    st.overlay = overlay;
+                    st.config = cfg;
+                }
+                Err(e) => {
+                    tracing::error!(kind = sec, id, reason = %e, "stored setting no longer valid; ignored")
+                }
+            }
+        }
+        let config = this.state.lock().config.clone();
+        (this, config)
+    }
+
+    /// The configuration with `overlay` laid over the file, validated.
+    fn validate(
+        &self,
+        overlay: &BTreeMap<(&'static str, String), Option<Value>>,
+    ) -> Result<Config, String> {
+        let mut table: toml::Table = self
+            .file_text
+            .parse()
+            .map_err(|e| format!("configuration file: {e}"))?;
+        for ((sec, id), doc) in overlay {
+            let list = table
+                .entry((*sec).to_owned())
+                .or_insert_with(|| toml::Value::Array(Vec::new()));
+            let toml::Value::Array(items) = list else {
+                return Err(format!("{sec} is not a list in the configuration file"));
+            };
+            let pos = items
+                .iter()
+                .position(|t| t.get("id").and_then(toml::Value::as_str) == Some(id.as_str()));
+            match (doc.as_ref().and_then(to_toml), pos) {
+                (Some(toml::Value::Table(mut t)), pos) => {
+                    t.insert("id".into(), toml::Value::String(id.clone()));
+                    match pos {
+                        Some(i) => items[i] = toml::Value::Table(t),
+                        None => items.push(toml::Value::Table(t)),
+                    }
+                }
+                (Some(_), _) => return Err(format!("{sec} {id}: the document is not an object")),
+                (None, Some(i)) => {
+                    items.remove(i);
+                }
+                (None, None) => {}
+            }
+        }
+        let text =
+            toml::to_string(&table).map_err(|e| format!("cannot render the settings: {e}"))?;
+        safe_yolo_config::parse(&text, &self.base_dir, self.env.clone()).map_err(|problems| {
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+impl Control for LiveSettings {
+    fn apply(&self, change: SettingsChange) -> Result<(), String> {
+        let (kind, id, doc) = match change {
+            SettingsChange::Put { kind, id, doc } => (kind, id, Some(doc)),
+            SettingsChange::Delete { kind, id } => (kind, id, None),
+        };
+        let Some(sec) = section(kind) else {
+            return Err(format!(
+                "{} are wiring: change them in the configuration file and restart the daemon",
+                kind.as_str()
+            ));
+        };
+        let mut st = self.state.lock();
+        let mut overlay = st.overlay.clone();
+        overlay.insert((sec, id.clone()), doc);
+        let cfg = self.validate(&overlay)?;
+        let rules = safe_yolo_alarms::specs::rule_specs(&cfg).map_err(|e| format!("rules: {e}"))?;
+        self.rules
+            .blocking_replace(rules, safe_yolo_alarms::specs::zone_specs(&cfg))?;
+        self.dispatcher
+            .update_config(DispatcherConfig::from_config(&cfg));
+        tracing::info!(kind = sec, id, "setting applied to the running pipeline");
+        st.overlay = overlay;
+        st.config = cfg;
+        Ok(())
+    }
+
+    fn current(&self, kind: SettingKind) -> Vec<(String, Value)> {
+        let st = self.state.lock();
+        let c = &st.config;
+        match kind {
+            SettingKind::Zone => c
+                .zones
+                .iter()
+                .map(|z| (z.id.to_string(), zone_doc(z)))
+                .collect(),
+            SettingKind::Rule => c
+                .rules
+                .iter()
+                .map(|r| (r.id.to_string(), rule_doc(r)))
+                .collect(),
+            SettingKind::Camera => c
+                .cameras
+                .iter()
+                .map(|cam| (cam.id.to_string(), camera_doc(cam, c)))
+                .collect(),
+            SettingKind::Output => c
+                .outputs
+                .lines
+                .iter()
+                .map(|l| {
+                    let role = match l.role {
+                        OutputRole::Siren => "siren",
+                        OutputRole::Relay => "relay",
+                        OutputRole::Healthy => "healthy",
+                    };
+                    (
+                        l.id.to_string(),
+                        json!({ "role": role, "active_low": l.active_low }),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+fn zone_doc(z: &safe_yolo_config::ZoneConfig) -> Value {
+    json!({
+        "camera": z.camera,
+        "name": z.name,
+        "polygon": z.polygon.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>(),
+        "anchor": match z.anchor { Anchor::Feet => "feet", Anchor::Centre => "centre" },
+    })
+}
+
+fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> Value {
+    let source = match &cam.source {
+        SourceConfig::V4l2 {
+            device,
+            width,
+            height,
+            fps,
+            ..
+        } => {
+            json!({ "kind": "v4l2", "device": device, "width": width, "height": height, "fps": fps })
+        }
+        SourceConfig::Replay {
+            path, looping, fps, ..
+        } => {
+            let rel = path.strip_prefix(&c.storage.media_dir).unwrap_or(path);
+            json!({ "kind": "replay", "path": rel, "looping": looping, "fps": fps })
+        }
+    };
+    json!({ "name": cam.name, "enabled": cam.enabled, "source": source, "detect_every": cam.detect_every.get() })
+}
+
+fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
+    let severity = match r.severity {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    };
+    let mut doc = json!({
+        "name": r.name,
+        "kind": r.kind.name(),
+        "enabled": r.enabled,
+        "severity": severity,
+        "cooldown_s": r.cooldown.as_secs_f64(),
+        "clear_after_s": r.clear_after.as_secs_f64(),
+        "outputs": r.outputs,
+    });
+    if let Some(z) = &r.zone {
+        doc["zone"] = json!(z);
+    } else {
+        doc["camera"] = json!(r.camera);
+    }
+    match &r.kind {
+        RuleKind::Intrusion { min_frames } => doc["min_frames"] = json!(min_frames),
+        RuleKind::MissingPpe {
+            present_class,
+            missing_class,
+            min_frames,
+            grace,
+        } => {
+            doc["ppe_present_class"] = json!(present_class);
+            doc["ppe_missing_class"] = json!(missing_class);
+            doc["min_frames"] = json!(min_frames);
+            doc["grace_s"] = json!(grace.as_secs_f64());
+        }
+        RuleKind::Dwell { limit } => doc["seconds"] = json!(limit.as_secs_f64()),
+        RuleKind::Occupancy { max_persons } => doc["max_persons"] = json!(max_persons),
+        RuleKind::LineCrossing { direction } => {
+            doc["direction"] = json!(match direction {
+                Direction::AToB => "a_to_b",
+                Direction::BToA => "b_to_a",
+                Direction::Either => "either",
+            });
+        }
+        RuleKind::CameraOffline { after } => doc["offline_after_s"] = json!(after.as_secs_f64()),
+    }
+    doc
+}
