@@ -367,7 +367,7 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
         )?);
     }
 
-    runtime.block_on(tokio::time::sleep(Duration::from_secs(args.warmup)));
+    nap(&runtime, Duration::from_secs(args.warmup));
     let before: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
@@ -375,9 +375,10 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
     let mut rss_peak = 0u64;
     let mut max_depth: Vec<BTreeMap<&'static str, i64>> = vec![BTreeMap::new(); cameras.len()];
     while started.elapsed() < window {
-        runtime.block_on(tokio::time::sleep(
+        nap(
+            &runtime,
             Duration::from_millis(100).min(window.saturating_sub(started.elapsed())),
-        ));
+        );
         rss_peak = rss_peak.max(rss_bytes());
         for (cam, depths) in cameras.iter().zip(max_depth.iter_mut()) {
             for stage in ["raw_queue", "detect_queue"] {
@@ -445,6 +446,11 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
         rss_per_camera: rss_peak.max(rss_end).saturating_sub(rss_after_load) / n,
         hwm: status_kib("VmHWM:").saturating_mul(1024),
     })
+}
+
+/// Waits on the runtime's timer (the pipeline threads run meanwhile).
+fn nap(runtime: &tokio::runtime::Runtime, d: Duration) {
+    runtime.block_on(async { tokio::time::sleep(d).await });
 }
 
 fn add_counters(total: &mut Counters, c: &Counters) {
