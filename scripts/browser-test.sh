@@ -27,7 +27,8 @@ fi
 (cd "$ROOT/tests/browser" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 
 # 2. The daemon binary and the demo footage.
-if [ ! -x "$BIN" ]; then
+# Rebuild when the binary is missing or older than the UI assets it embeds.
+if [ ! -x "$BIN" ] || [ -n "$(find "$ROOT/appliance/api/ui" "$ROOT/appliance/api/src" -newer "$BIN" -type f 2>/dev/null | head -n1)" ]; then
     (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build -p safe-yolo --features fault-injection)
 fi
 [ -f "$ROOT/demo-media/vtest.mjpeg" ] || "$ROOT/scripts/demo-media.sh"

@@ -14,6 +14,7 @@
 
 mod harness;
 
+mod alarms;
 mod cli;
 mod detect;
 mod lifecycle;

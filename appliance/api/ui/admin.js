@@ -129,6 +129,7 @@ export async function systemView(root) {
       h('section', { class: 'card' }, h('h3', {}, 'Storage'), kv([
         ['Disk full', st.disk_full], ['Snapshot quota exceeded', st.snapshot_quota_exceeded],
         ...Object.entries(st.stats || {})])),
-      h('section', { class: 'card' }, h('h3', {}, 'Certificate'), kv(Object.entries(s.certificate || {}))),
+      h('section', { class: 'card' }, h('h3', {}, 'Certificate'), kv(Object.entries(s.certificate || {})
+        .map(([k, v]) => [k, k.startsWith('not_') && typeof v === 'number' ? new Date(v * 1000).toISOString().slice(0, 10) : v]))),
       h('section', { class: 'card' }, h('h3', {}, 'Cameras'), table('camera-health', s.cameras || [], ['id', 'state', 'reason']))));
 }

@@ -191,7 +191,7 @@ function eventRow(e, onAck) {
       snap.replaceChildren(img);
     } }, 'Snapshot'));
   }
-  return h('tr', { dataset: { event: String(e.id), state: e.state }, class: `sev-${e.severity}` },
+  return h('tr', { dataset: { event: String(e.id), state: e.state, rule: e.rule }, class: `sev-${e.severity}` },
     h('td', {}, String(e.id)), h('td', {}, when(e.started_at)), h('td', {}, e.camera), h('td', {}, e.rule),
     h('td', {}, e.zone || ''), h('td', {}, e.track ?? ''), h('td', {}, e.severity), h('td', {}, e.state), h('td', {}, e.message), snap,
     h('td', {}, e.state === 'active' && can('operator') && onAck ? h('button', { type: 'button', class: 'ack', onclick: () => onAck(e) }, 'Acknowledge') : ''));
@@ -206,7 +206,11 @@ export async function eventsView(root, cleanup) {
     const page = await api('GET', '/api/v1/events?state=open&limit=200');
     active.replaceChildren(h('tr', {}, EVENT_HEAD.map((t) => h('th', {}, t))),
       ...page.events.map((e) => eventRow(e, async (ev) => {
-        await api('POST', `/api/v1/events/${ev.id}/ack`);
+        try {
+          await api('POST', `/api/v1/events/${ev.id}/ack`);
+        } catch (err) {
+          active.before(h('p', { class: 'error', role: 'alert' }, `Event ${ev.id}: ${err.message}`));
+        }
         refresh();
       })));
     if (!page.events.length) active.append(h('tr', {}, h('td', { colspan: '11', class: 'muted' }, 'No active alarm.')));

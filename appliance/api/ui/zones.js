@@ -25,7 +25,8 @@ export async function zonesView(root, cleanup, cameraId) {
     return;
   }
   const camera = cameras.some((c) => c.id === cameraId) ? cameraId : cameras[0].id;
-  const zones = merged(await api('GET', '/api/v1/zones')).filter((z) => z.doc.camera === camera);
+  const zones = merged(await api('GET', '/api/v1/zones'))
+    .filter((z) => z.doc.camera === camera && Array.isArray(z.doc.polygon));
   const state = { zone: null, points: [], drag: null, selected: null, error: null };
 
   const canvas = h('canvas', { class: 'big editor', width: 640, height: 360, id: 'zone-canvas', dataset: { camera, frames: '0' } });

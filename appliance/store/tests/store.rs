@@ -874,7 +874,11 @@ fn handle_group_commits_acks_in_order_and_hands_back_on_full_queue() {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert!(handed_back >= 3, "capacity 2 plus one in flight");
+        // The writer may already hold a group of events it drained before
+        // the lock stalled it; whatever it took, the queue (capacity 2) fills
+        // and later submissions come back instead of waiting.
+        assert!(handed_back >= 1, "a full queue hands events back");
+        assert_eq!(tickets.len() + handed_back as usize, 6);
         assert_eq!(
             handle
                 .metrics()
