@@ -135,11 +135,10 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
     let config = app
         .write_config(
             0,
-            &format!(
-                r#"
+            r#"
 [[cameras]]
 id = "walkway"
-source = {{ kind = "replay", path = "walk", fps = 10 }}
+source = { kind = "replay", path = "walk", fps = 10 }
 
 [[zones]]
 id = "tape-front"
@@ -155,8 +154,7 @@ severity = "critical"
 cooldown_s = 5
 clear_after_s = 1
 outputs = ["siren", "relay"]
-"#
-            ),
+"#,
         )
         .to_string_lossy()
         .into_owned();
