@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use safe_yolo_capture::JpegEncoder;
-use safe_yolo_config::{Config, SourceConfig};
+use safe_yolo_config::Config;
 use safe_yolo_detect::{DetectError, Detector, Manifest, ModelDetector, ModelInfo};
 use safe_yolo_domain::{Detection, RgbFrame};
-use safe_yolo_pipeline::{CameraSpec, DetectedFrame, DetectorFactory, Pipeline, PipelineConfig};
+use safe_yolo_pipeline::{DetectedFrame, DetectorFactory, Pipeline};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -170,79 +170,6 @@ fn timed_factory(config: &Config, probe: &Arc<DetectorProbe>) -> DetectorFactory
 
 // === Pipeline settings (the same as `safe-yolo run`) ===
 
-// Mirrors `run::pipeline_config`, which is private to the run module.
-fn pipeline_config(config: &Config) -> PipelineConfig {
-    let offline_after = config
-        .rules
-        .iter()
-        .filter_map(|r| match r.kind {
-            safe_yolo_config::RuleKind::CameraOffline { after } => Some(after),
-            _ => None,
-        })
-        .min()
-        .unwrap_or(Duration::from_secs(2));
-    PipelineConfig {
-        cameras: config
-            .cameras
-            .iter()
-            .filter(|c| c.enabled)
-            .map(|c| CameraSpec {
-                id: c.id.clone(),
-                source: source_request(&c.source),
-                detect_every: c.detect_every.get(),
-                queue_depth: c.queue_depth.get(),
-                offline_after,
-            })
-            .collect(),
-        policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
-        detect_workers: config.system.detect_workers.get(),
-        analysis_queue: 64,
-    }
-}
-
-// Mirrors `run::source_request`.
-fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
-    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
-    use safe_yolo_config::{Pace, PixelFormat};
-    match s {
-        SourceConfig::V4l2 {
-            device,
-            width,
-            height,
-            fps,
-            format,
-        } => SourceRequest::V4l2 {
-            device: device.clone(),
-            width: *width,
-            height: *height,
-            fps: *fps,
-            format: match format {
-                PixelFormat::Auto => None,
-                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
-                PixelFormat::Yuyv => Some(Pf::Yuyv),
-                PixelFormat::Nv12 => Some(Pf::Nv12),
-                PixelFormat::Rgb24 => Some(Pf::Rgb24),
-            },
-        },
-        SourceConfig::Replay {
-            path,
-            looping,
-            pace,
-            fps,
-            start_frame,
-        } => SourceRequest::Replay {
-            path: path.clone(),
-            looping: *looping,
-            pacing: match pace {
-                Pace::Realtime => Pacing::RealTime,
-                Pace::Fast => Pacing::AsFastAsPossible,
-            },
-            fps: *fps,
-            start_frame: *start_frame,
-        },
-    }
-}
-
 // === Measurement ===
 
 /// Samples of one camera, taken during the window.
@@ -321,7 +248,7 @@ fn status_kib(field: &str) -> u64 {
 /// Runs the pipeline and collects the figures.
 fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Figures> {
     let rss_start = rss_bytes();
-    let pipeline_config = pipeline_config(config);
+    let pipeline_config = crate::wiring::pipeline_config(config);
     let queue_depths: Vec<usize> = pipeline_config
         .cameras
         .iter()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use safe_yolo_config::{Config, SourceConfig};
-use safe_yolo_pipeline::{CameraSpec, DetectorFactory, Pipeline, PipelineConfig};
+use safe_yolo_config::Config;
+use safe_yolo_pipeline::{DetectorFactory, Pipeline};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +125,7 @@ async fn run_async(
     };
     let retention = store.spawn_retention(wiring::RETENTION_EVERY);
 
-    let pipeline_config = pipeline_config(&config);
+    let pipeline_config = wiring::pipeline_config(&config);
     let factory = detector_factory(&config);
     let started = {
         let liveness = liveness.clone();
@@ -364,91 +364,9 @@ async fn log_stats(metrics: Metrics, cameras: Vec<String>) {
     }
 }
 
-fn pipeline_config(config: &Config) -> PipelineConfig {
-    let offline_after = config
-        .rules
-        .iter()
-        .filter_map(|r| match r.kind {
-            safe_yolo_config::RuleKind::CameraOffline { after } => Some(after),
-            _ => None,
-        })
-        .min()
-        .unwrap_or(Duration::from_secs(2));
-    PipelineConfig {
-        cameras: config
-            .cameras
-            .iter()
-            .filter(|c| c.enabled)
-            .map(|c| CameraSpec {
-                id: c.id.clone(),
-                source: source_request(&c.source),
-                detect_every: c.detect_every.get(),
-                queue_depth: c.queue_depth.get(),
-                offline_after,
-            })
-            .collect(),
-        policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
-        detect_workers: config.system.detect_workers.get(),
-        analysis_queue: 64,
-    }
-}
-
-fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
-    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
-    use safe_yolo_config::{Pace, PixelFormat};
-    match s {
-        SourceConfig::V4l2 {
-            device,
-            width,
-            height,
-            fps,
-            format,
-        } => SourceRequest::V4l2 {
-            device: device.clone(),
-            width: *width,
-            height: *height,
-            fps: *fps,
-            format: match format {
-                PixelFormat::Auto => None,
-                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
-                PixelFormat::Yuyv => Some(Pf::Yuyv),
-                PixelFormat::Nv12 => Some(Pf::Nv12),
-                PixelFormat::Rgb24 => Some(Pf::Rgb24),
-            },
-        },
-        SourceConfig::Replay {
-            path,
-            looping,
-            pace,
-            fps,
-            start_frame,
-        } => SourceRequest::Replay {
-            path: path.clone(),
-            looping: *looping,
-            pacing: match pace {
-                Pace::Realtime => Pacing::RealTime,
-                Pace::Fast => Pacing::AsFastAsPossible,
-            },
-            fps: *fps,
-            start_frame: *start_frame,
-        },
-    }
-}
-
 fn detector_factory(config: &Config) -> DetectorFactory {
     let manifest = config.detector.model.clone();
-    let opts = safe_yolo_detect::LoadOptions {
-        backend: match config.detector.backend {
-            safe_yolo_config::Backend::Auto => safe_yolo_detect::BackendChoice::Auto,
-            safe_yolo_config::Backend::Tract => safe_yolo_detect::BackendChoice::Tract,
-            safe_yolo_config::Backend::OnnxRuntime => safe_yolo_detect::BackendChoice::OnnxRuntime,
-            safe_yolo_config::Backend::Rknn => safe_yolo_detect::BackendChoice::Rknn,
-        },
-        threads: config.detector.threads.get(),
-        score_threshold: config.detector.score_threshold,
-        classes: (!config.detector.classes.is_empty()).then(|| config.detector.classes.clone()),
-        ..Default::default()
-    };
+    let opts = crate::detect_cmd::load_options(&config.detector);
     Arc::new(move || {
         let d = safe_yolo_detect::load(&manifest, &opts)?;
         tracing::info!(model = ?d.info(), "detector loaded");

@@ -6,8 +6,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use safe_yolo_config::{Config, InputConfig, LineRef, OutputBackendConfig, OutputRole, SafeState};
+use safe_yolo_config::{
+    Config, InputConfig, LineRef, OutputBackendConfig, OutputRole, SafeState, SourceConfig,
+};
 use safe_yolo_outputs as outputs;
+use safe_yolo_pipeline::{CameraSpec, PipelineConfig};
 use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
 use safe_yolo_telemetry::Metrics;
 
@@ -170,3 +173,76 @@ pub async fn start_store(config: &Config) -> anyhow::Result<(StoreHandle, Writer
 
 /// How often retention runs (it also runs early when the snapshot quota is hit).
 pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// The pipeline's settings from the configuration (enabled cameras only).
+pub fn pipeline_config(config: &Config) -> PipelineConfig {
+    let offline_after = config
+        .rules
+        .iter()
+        .filter_map(|r| match r.kind {
+            safe_yolo_config::RuleKind::CameraOffline { after } => Some(after),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(2));
+    PipelineConfig {
+        cameras: config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| CameraSpec {
+                id: c.id.clone(),
+                source: source_request(&c.source),
+                detect_every: c.detect_every.get(),
+                queue_depth: c.queue_depth.get(),
+                offline_after,
+            })
+            .collect(),
+        policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+        detect_workers: config.system.detect_workers.get(),
+        analysis_queue: 64,
+    }
+}
+
+/// A camera's source in the capture crate's terms (checked by its sandbox).
+pub fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
+    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
+    use safe_yolo_config::{Pace, PixelFormat};
+    match s {
+        SourceConfig::V4l2 {
+            device,
+            width,
+            height,
+            fps,
+            format,
+        } => SourceRequest::V4l2 {
+            device: device.clone(),
+            width: *width,
+            height: *height,
+            fps: *fps,
+            format: match format {
+                PixelFormat::Auto => None,
+                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
+                PixelFormat::Yuyv => Some(Pf::Yuyv),
+                PixelFormat::Nv12 => Some(Pf::Nv12),
+                PixelFormat::Rgb24 => Some(Pf::Rgb24),
+            },
+        },
+        SourceConfig::Replay {
+            path,
+            looping,
+            pace,
+            fps,
+            start_frame,
+        } => SourceRequest::Replay {
+            path: path.clone(),
+            looping: *looping,
+            pacing: match pace {
+                Pace::Realtime => Pacing::RealTime,
+                Pace::Fast => Pacing::AsFastAsPossible,
+            },
+            fps: *fps,
+            start_frame: *start_frame,
+        },
+    }
+}

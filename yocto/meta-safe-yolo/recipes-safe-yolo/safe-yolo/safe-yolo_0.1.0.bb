@@ -34,8 +34,8 @@ inherit cargo cargo-update-recipe-crates systemd useradd
 # Cargo features per accelerator: tract is always built; the NPU and
 # ONNX Runtime backends dlopen their runtime at run time.
 SAFE_YOLO_CARGO_FEATURES ??= ""
-SAFE_YOLO_CARGO_FEATURES:rk3588 = "--features safe-yolo-detect/rknn"
-SAFE_YOLO_CARGO_FEATURES:tegra = "--features safe-yolo-detect/onnxruntime"
+SAFE_YOLO_CARGO_FEATURES:rk3588 = "--features rknn"
+SAFE_YOLO_CARGO_FEATURES:tegra = "--features onnxruntime"
 
 do_compile() {
     oe_cargo_build --package safe-yolo ${SAFE_YOLO_CARGO_FEATURES}
