@@ -197,6 +197,11 @@ outputs = ["siren", "relay"]
     assert_eq!(status, 200, "login: {body}");
     c.token = Some(body["access_token"].as_str().unwrap().to_owned());
 
+    // The system page reports the update state (no RAUC here: its reason).
+    let (status, sys) = c.json("GET", "/api/v1/system", None);
+    assert_eq!(status, 200, "{sys}");
+    assert!(sys["update"].is_object(), "no update state in {sys}");
+
     // An intrusion event appears for a person entering the zone.
     let event = wait_until(Duration::from_secs(150), || {
         open_intrusions(&c).into_iter().next()

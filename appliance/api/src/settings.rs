@@ -61,6 +61,12 @@ pub struct ApiSettings {
     pub model: String,
     /// Largest accepted certificate upload body.
     pub max_cert_body_bytes: usize,
+    /// Serve the embedded web UI (`[features] web_ui`); when false, `/` and
+    /// `/ui/*` answer 404.
+    pub web_ui: bool,
+    /// Root of the file system the update state (RAUC slot, version) is read
+    /// from: `/` on a box; tests point it elsewhere.
+    pub system_root: PathBuf,
 }
 
 /// Names for the self-signed certificate: `localhost`, the loopback addresses, the
@@ -98,6 +104,8 @@ impl ApiSettings {
             version: env!("CARGO_PKG_VERSION").into(),
             model: String::new(),
             max_cert_body_bytes: 256 * 1024,
+            web_ui: true,
+            system_root: PathBuf::from("/"),
         }
     }
 

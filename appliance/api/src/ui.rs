@@ -5,7 +5,9 @@
 //! `eval`. Every asset is public (it holds no data); the data comes from the API, which
 //! enforces roles.
 
+use crate::state::AppState;
 use axum::extract::Path;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -84,12 +86,23 @@ fn respond(content_type: &'static str, body: &'static [u8]) -> Response {
 }
 
 /// `GET /`: the UI page.
-pub(crate) async fn index() -> Response {
-    respond("text/html; charset=utf-8", INDEX.as_bytes())
+pub(crate) async fn index(State(s): State<AppState>) -> Result<Response, HttpError> {
+    if !s.settings.web_ui {
+        return Err(HttpError::not_found(
+            "the web UI (disabled by features.web_ui)".to_owned(),
+        ));
+    }
+    Ok(respond("text/html; charset=utf-8", INDEX.as_bytes()))
 }
 
 /// `GET /ui/{file}`: one embedded asset.
-pub(crate) async fn asset(Path(file): Path<String>) -> Result<Response, HttpError> {
+pub(crate) async fn asset(
+    State(s): State<AppState>,
+    Path(file): Path<String>,
+) -> Result<Response, HttpError> {
+    if !s.settings.web_ui {
+        return Err(HttpError::not_found(format!("UI asset {file}")));
+    }
     ASSETS
         .iter()
         .find(|a| a.name == file)

@@ -226,6 +226,7 @@ async fn run_async(
 
     let mut api_settings = ApiSettings::new(config.api.clone(), config.storage.state_dir.clone());
     api_settings.model = config.detector.model.display().to_string();
+    api_settings.web_ui = config.features.web_ui;
     let deps = ApiDeps {
         store: store.clone(),
         alarms: dispatcher.clone(),

@@ -144,6 +144,15 @@ pub(crate) async fn acknowledge(
     {
         tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
     }
+    s.alarms.publish(safe_yolo_alarms::AlarmNotice {
+        kind: safe_yolo_alarms::NoticeKind::Acknowledged,
+        event_id: id,
+        rule: event.rule.clone(),
+        camera: event.camera.clone(),
+        zone: event.zone.clone(),
+        severity: event.severity.as_str(),
+        at_ms: at,
+    });
     tracing::info!(event_id = id, by = %event_by(&event), "event acknowledged through the API");
     Ok(axum::Json(event))
 }

@@ -30,6 +30,12 @@ pub(crate) async fn info(
         .await
         .map_err(|e| HttpError::store("store statistics", e))?;
     let m = s.store.metrics();
+    let root = s.settings.system_root.clone();
+    let update = tokio::task::spawn_blocking(move || safe_yolo_board::read_update_state(&root))
+        .await
+        .ok()
+        .and_then(|u| serde_json::to_value(u).ok())
+        .unwrap_or(serde_json::Value::Null);
     let cameras: Vec<_> = s
         .live
         .taps()
@@ -45,6 +51,7 @@ pub(crate) async fn info(
         .collect();
     Ok(axum::Json(serde_json::json!({
         "version": s.settings.version,
+        "update": update,
         "uptime_s": s.started.elapsed().as_secs(),
         "model": s.settings.model,
         "storage": {
