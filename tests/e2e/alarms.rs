@@ -104,6 +104,44 @@ fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
     None
 }
 
+/// Completes first-boot setup with the token from the log and logs in.
+fn first_admin(daemon: &Daemon, port: u16) -> Client {
+    let token = setup_token(daemon).expect("setup token in the log");
+    let mut c = Client {
+        base: format!("https://127.0.0.1:{port}"),
+        token: None,
+    };
+    let password = "correct horse battery staple";
+    let (status, body) = c.json(
+        "POST",
+        "/api/v1/setup",
+        Some(
+            &serde_json::json!({"username": "safety", "password": password, "setup_token": token}),
+        ),
+    );
+    assert!((200..300).contains(&status), "setup: {status} {body}");
+    let (status, body) = c.json(
+        "POST",
+        "/api/v1/auth/login",
+        Some(&serde_json::json!({"username": "safety", "password": password})),
+    );
+    assert_eq!(status, 200, "login: {body}");
+    c.token = Some(body["access_token"].as_str().unwrap().to_owned());
+    c
+}
+
+/// A counter of `/metrics` for one camera.
+fn camera_counter(c: &Client, metric: &str, camera: &str) -> u64 {
+    let (status, raw) = c.call("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let prefix = format!("{metric}{{camera=\"{camera}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 fn open_intrusions(c: &Client) -> Vec<Value> {
     let (status, page) = c.json(
         "GET",
@@ -303,6 +341,96 @@ outputs = ["siren", "relay"]
         new_id > id,
         "event id {new_id} after restart is not above {id}"
     );
+    daemon.signal("TERM");
+    assert!(
+        daemon
+            .wait(Duration::from_secs(5))
+            .is_some_and(|s| s.success())
+    );
+}
+
+/// A camera whose footage disappears goes offline and raises its
+/// camera-offline alarm through the whole alarm path (event in the store,
+/// siren on), while the other camera keeps being analysed.
+#[test]
+fn vanished_footage_raises_camera_offline_and_the_other_camera_runs_on() {
+    let app = Appliance::new();
+    let people = app.path().join("media/people");
+    let second = app.path().join("media/people2");
+    std::fs::create_dir_all(&second).unwrap();
+    for f in std::fs::read_dir(&people).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, second.join(f.file_name().unwrap())).unwrap();
+    }
+    let port = free_port();
+    let config = app.write_config(
+        0,
+        r#"
+[[cameras]]
+id = "cam-a"
+source = { kind = "replay", path = "people", fps = 10 }
+
+[[cameras]]
+id = "cam-b"
+source = { kind = "replay", path = "people2", fps = 10 }
+
+[[rules]]
+id = "cam-b-offline"
+kind = "camera_offline"
+camera = "cam-b"
+offline_after_s = 2
+severity = "critical"
+outputs = ["siren"]
+"#,
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).unwrap();
+    let notify = NotifySocket::new();
+    let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
+    assert!(
+        notify
+            .wait_for("READY=1", Duration::from_secs(120))
+            .is_some(),
+        "{}",
+        daemon.log_text()
+    );
+    let c = first_admin(&daemon, port);
+    let detected = wait_until(Duration::from_secs(60), || {
+        (camera_counter(&c, "safeyolo_frames_detected_total", "cam-b") > 0).then_some(())
+    });
+    assert!(
+        detected.is_some(),
+        "cam-b never analysed; log:\n{}",
+        daemon.log_text()
+    );
+    let (status, page) = c.json("GET", "/api/v1/events?state=open&rule=cam-b-offline", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        page["events"].as_array().map(Vec::len),
+        Some(0),
+        "offline before the footage vanished: {page}"
+    );
+
+    std::fs::rename(&second, app.path().join("media/gone")).unwrap();
+    let event = wait_until(Duration::from_secs(30), || {
+        let (_, page) = c.json("GET", "/api/v1/events?state=open&rule=cam-b-offline", None);
+        page["events"].as_array().and_then(|e| e.first().cloned())
+    })
+    .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
+    assert_eq!(event["camera"], "cam-b");
+    assert!(
+        transitions(&app, "siren").iter().any(|t| t.1),
+        "siren not on for the offline camera"
+    );
+
+    // cam-a goes on being analysed.
+    let before = camera_counter(&c, "safeyolo_frames_detected_total", "cam-a");
+    let advanced = wait_until(Duration::from_secs(30), || {
+        (camera_counter(&c, "safeyolo_frames_detected_total", "cam-a") > before).then_some(())
+    });
+    assert!(advanced.is_some(), "cam-a stopped after cam-b died");
     daemon.signal("TERM");
     assert!(
         daemon
