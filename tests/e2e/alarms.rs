@@ -104,6 +104,9 @@ fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
     None
 }
 
+/// The first admin's password in these tests.
+const PASSWORD: &str = "correct horse battery staple";
+
 /// Completes first-boot setup with the token from the log and logs in.
 fn first_admin(daemon: &Daemon, port: u16) -> Client {
     let token = setup_token(daemon).expect("setup token in the log");
@@ -111,7 +114,7 @@ fn first_admin(daemon: &Daemon, port: u16) -> Client {
         base: format!("https://127.0.0.1:{port}"),
         token: None,
     };
-    let password = "correct horse battery staple";
+    let password = PASSWORD;
     let (status, body) = c.json(
         "POST",
         "/api/v1/setup",
@@ -212,28 +215,8 @@ outputs = ["siren", "relay"]
         "{}",
         daemon.log_text()
     );
-    let token = setup_token(&daemon).expect("setup token in the log");
-
-    let mut c = Client {
-        base: format!("https://127.0.0.1:{port}"),
-        token: None,
-    };
-    let password = "correct horse battery staple";
-    let (status, body) = c.json(
-        "POST",
-        "/api/v1/setup",
-        Some(
-            &serde_json::json!({"username": "safety", "password": password, "setup_token": token}),
-        ),
-    );
-    assert!((200..300).contains(&status), "setup: {status} {body}");
-    let (status, body) = c.json(
-        "POST",
-        "/api/v1/auth/login",
-        Some(&serde_json::json!({"username": "safety", "password": password})),
-    );
-    assert_eq!(status, 200, "login: {body}");
-    c.token = Some(body["access_token"].as_str().unwrap().to_owned());
+    let mut c = first_admin(&daemon, port);
+    let password = PASSWORD;
 
     // The system page reports the update state (no RAUC here: its reason).
     let (status, sys) = c.json("GET", "/api/v1/system", None);
