@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Appliance, Daemon, NotifySocket, repo_root};
+use crate::harness::{Appliance, Daemon, NotifySocket, repo_root, set_api_port};
 
 /// Frames of the demo footage (made by scripts/demo-media.sh, which the test
 /// command runs first).
@@ -173,10 +173,9 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
         std::fs::copy(frames.join(&name), walk.join(&name)).unwrap();
     }
     let port = free_port();
-    let config = app
-        .write_config(
-            0,
-            r#"
+    let config = app.write_config(
+        0,
+        r#"
 [[cameras]]
 id = "walkway"
 source = { kind = "replay", path = "walk", fps = 10 }
@@ -196,15 +195,8 @@ cooldown_s = 5
 clear_after_s = 1
 outputs = ["siren", "relay"]
 "#,
-        )
-        .to_string_lossy()
-        .into_owned();
-    // The harness config binds port 0; give this one a known port.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&config, text).unwrap();
-    let config = PathBuf::from(config);
+    );
+    set_api_port(&config, port);
 
     let notify = NotifySocket::new();
     let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
@@ -366,10 +358,7 @@ severity = "critical"
 outputs = ["siren"]
 "#,
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&config, text).unwrap();
+    set_api_port(&config, port);
     let notify = NotifySocket::new();
     let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
     assert!(

@@ -119,6 +119,15 @@ offset = 2
     }
 }
 
+/// Gives a config written by [`Appliance::write_config`] (which binds the
+/// API to port 0) a known API port, for tests that talk to the API.
+pub fn set_api_port(config: &Path, port: u16) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(config, text).unwrap();
+}
+
 /// A fake systemd notify socket that records every datagram with its time.
 pub struct NotifySocket {
     pub path: PathBuf,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::detect::DetectJob;
 use crate::queue::{Lanes, Pop};
-use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError};
+use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError, nap};
 
 /// Whether a camera delivers frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,14 +141,6 @@ fn set_state(
         };
         true
     });
-}
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "capture runs on its own OS thread, never on the reactor"
-)]
-fn nap(d: Duration) {
-    std::thread::sleep(d);
 }
 
 impl Capture {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camera::error_chain;
 use crate::queue::{Lanes, Pop};
-use crate::{DetectedFrame, POLL, PipelineError, StageTimes};
+use crate::{DetectedFrame, POLL, PipelineError, StageTimes, nap};
 
 /// The newest detections of one camera, shared with its decode stage.
 pub(crate) type LatestDetections = Arc<Mutex<Arc<Vec<Detection>>>>;
@@ -101,12 +101,4 @@ pub(crate) fn start_worker(
             tracing::debug!(worker, "detect worker stopped");
         })
         .map_err(|source| PipelineError::Spawn { name, source })
-}
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "detect workers are OS threads, never on the reactor"
-)]
-fn nap(d: Duration) {
-    std::thread::sleep(d);
 }

@@ -227,7 +227,7 @@ impl Pipeline {
             let mut left = Vec::new();
             for t in threads {
                 while !t.is_finished() && std::time::Instant::now() < deadline {
-                    park_briefly();
+                    nap(Duration::from_millis(10));
                 }
                 if t.is_finished() {
                     let _ = t.join();
@@ -241,12 +241,14 @@ impl Pipeline {
     }
 }
 
+/// Sleeps the calling thread. Only for the pipeline's own OS threads and the
+/// blocking pool, never on the async reactor.
 #[allow(
     clippy::disallowed_methods,
-    reason = "runs on a blocking thread, never on the reactor"
+    reason = "callers are dedicated OS threads or the blocking pool, never the reactor"
 )]
-fn park_briefly() {
-    std::thread::sleep(Duration::from_millis(10));
+pub(crate) fn nap(d: Duration) {
+    std::thread::sleep(d);
 }
 
 /// The stall injected by the `fault-injection` feature: the number of
