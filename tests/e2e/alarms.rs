@@ -5,144 +5,19 @@
 //! restart on the same store.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::client::{
+    Client, PASSWORD, camera_counter, first_admin, free_port, transitions, wait_until,
+};
 use crate::harness::{Appliance, Daemon, NotifySocket, repo_root, set_api_port};
 
 /// Frames of the demo footage (made by scripts/demo-media.sh, which the test
 /// command runs first).
 fn vtest_frames() -> PathBuf {
     repo_root().join("demo-media/vtest-frames")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Client {
-    base: String,
-    token: Option<String>,
-}
-
-impl Client {
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Vec<u8>) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sk",
-            "--max-time",
-            "20",
-            "-X",
-            method,
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            cmd.arg("-H").arg(format!("authorization: Bearer {t}"));
-        }
-        if let Some(b) = body {
-            cmd.args(["-H", "content-type: application/json", "--data-binary"])
-                .arg(b.to_string());
-        }
-        let out = cmd.output().expect("curl runs");
-        let mut raw = out.stdout;
-        let nl = raw.iter().rposition(|b| *b == b'\n').expect("status line");
-        let status = String::from_utf8_lossy(&raw[nl + 1..])
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        raw.truncate(nl);
-        (status, raw)
-    }
-
-    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let (status, raw) = self.call(method, path, body);
-        (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
-    }
-}
-
-fn setup_token(daemon: &Daemon) -> Option<String> {
-    let log = daemon.log_text();
-    let at = log.find("setup_token=")? + "setup_token=".len();
-    Some(
-        log[at..]
-            .split_whitespace()
-            .next()?
-            .trim_matches('"')
-            .to_owned(),
-    )
-}
-
-/// (unix ms, on) transitions of one output in the simulated-output log.
-fn transitions(app: &Appliance, output: &str) -> Vec<(u64, bool)> {
-    std::fs::read_to_string(app.sim_log())
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["output"] == output)
-        .map(|v| (v["unix_ms"].as_u64().unwrap(), v["on"].as_bool().unwrap()))
-        .collect()
-}
-
-fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
-}
-
-/// The first admin's password in these tests.
-const PASSWORD: &str = "correct horse battery staple";
-
-/// Completes first-boot setup with the token from the log and logs in.
-fn first_admin(daemon: &Daemon, port: u16) -> Client {
-    let token = setup_token(daemon).expect("setup token in the log");
-    let mut c = Client {
-        base: format!("https://127.0.0.1:{port}"),
-        token: None,
-    };
-    let password = PASSWORD;
-    let (status, body) = c.json(
-        "POST",
-        "/api/v1/setup",
-        Some(
-            &serde_json::json!({"username": "safety", "password": password, "setup_token": token}),
-        ),
-    );
-    assert!((200..300).contains(&status), "setup: {status} {body}");
-    let (status, body) = c.json(
-        "POST",
-        "/api/v1/auth/login",
-        Some(&serde_json::json!({"username": "safety", "password": password})),
-    );
-    assert_eq!(status, 200, "login: {body}");
-    c.token = Some(body["access_token"].as_str().unwrap().to_owned());
-    c
-}
-
-/// A counter of `/metrics` for one camera.
-fn camera_counter(c: &Client, metric: &str, camera: &str) -> u64 {
-    let (status, raw) = c.call("GET", "/metrics", None);
-    assert_eq!(status, 200);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let prefix = format!("{metric}{{camera=\"{camera}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 fn open_intrusions(c: &Client) -> Vec<Value> {

@@ -12,9 +12,11 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod client;
 mod harness;
 
 mod alarms;
 mod cli;
 mod detect;
 mod lifecycle;
+mod ppe;

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Timelike};
 use safe_yolo_domain::CameraId;
-use safe_yolo_pipeline::{CameraState, CameraTap, DetectedFrame};
+use safe_yolo_pipeline::{
+    CameraState, CameraTap, DetectedFrame, PpeSwitch, Scene, SceneTrack, SceneZone,
+};
 use safe_yolo_rules::{
-    CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleSpec, Tracker, TrackerConfig,
-    ZoneSpec,
+    CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, Track,
+    TrackState, Tracker, TrackerConfig, ZoneSpec,
 };
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{mpsc, oneshot};
@@ -113,6 +115,46 @@ fn local_now() -> LocalTime {
     }
 }
 
+/// Turns the PPE model on for the cameras that have a missing-PPE rule.
+fn switch_ppe(ppe: &PpeSwitch, engine: &RuleEngine) {
+    ppe.set(|camera| {
+        engine
+            .rules()
+            .any(|r| &r.camera == camera && matches!(r.kind, RuleKind::MissingPpe(_)))
+    });
+}
+
+/// What the live view shows of one analysed frame: confirmed tracks and the
+/// state of every zone of the camera.
+fn scene(seq: u64, camera: &CameraId, tracks: &[Track], engine: &RuleEngine) -> Scene {
+    Scene {
+        seq,
+        tracks: tracks
+            .iter()
+            .filter(|t| t.state != TrackState::Tentative)
+            .map(|t| SceneTrack {
+                id: t.id,
+                class_name: t.class_name.clone(),
+                bbox: t.bbox,
+                lost: t.state == TrackState::Lost,
+            })
+            .collect(),
+        zones: engine
+            .zone_states(camera)
+            .iter()
+            .map(|z| SceneZone {
+                id: z.zone.clone(),
+                inside: z.inside.clone(),
+                crossings_a_to_b: z.crossings_a_to_b,
+                crossings_b_to_a: z.crossings_b_to_a,
+                alarm: engine
+                    .active_alarms()
+                    .any(|a| &a.camera == camera && a.zone.as_ref() == Some(&z.zone)),
+            })
+            .collect(),
+    }
+}
+
 fn health(tap: &CameraTap) -> CameraHealth {
     match tap.health.borrow().state {
         CameraState::Offline => CameraHealth::Offline,
@@ -121,7 +163,8 @@ fn health(tap: &CameraTap) -> CameraHealth {
 }
 
 impl Analysis {
-    /// Starts the task.
+    /// Starts the task. `ppe` is switched on for the cameras whose rules
+    /// need the PPE model, now and whenever the rules are replaced.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site in the daemon; distinct handles"
@@ -131,12 +174,14 @@ impl Analysis {
         zones: Vec<ZoneSpec>,
         mut frames: mpsc::Receiver<DetectedFrame>,
         taps: &[CameraTap],
+        ppe: PpeSwitch,
         dispatcher: Dispatcher,
         liveness: &Liveness,
         metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> Result<Self, AnalysisError> {
         let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
+        switch_ppe(&ppe, &engine);
         let mut cams: HashMap<CameraId, CameraCtx> = HashMap::new();
         for tap in taps {
             cams.insert(
@@ -167,6 +212,7 @@ impl Analysis {
                             }
                             tracing::info!("rules and zones replaced at run time");
                         });
+                        switch_ppe(&ppe, &engine);
                         let _ = req.reply.send(result);
                     }
                     f = frames.recv() => {
@@ -185,10 +231,11 @@ impl Analysis {
                             frame_w: w,
                             frame_h: h,
                             tracks: &tracks,
-                            ppe: &[],
+                            ppe: &f.ppe,
                             health: health(&cam.tap),
                         };
                         let decisions = engine.evaluate(&input);
+                        cam.tap.scene.publish(scene(f.meta.seq, &f.meta.camera, &tracks, &engine));
                         metrics
                             .stage_latency
                             .get_or_create(&Metrics::stage(f.meta.camera.as_str(), "rules"))
@@ -205,6 +252,8 @@ impl Analysis {
                                     frame: f.frame.clone(),
                                     detections: f.detections.clone(),
                                     culprit: a.track.and_then(|t| tracks.iter().find(|tr| tr.id == t)).map(|tr| tr.bbox),
+                                    captured_at: f.meta.captured_at,
+                                    capture_to_detected: f.times.capture_to_detected,
                                 }),
                                 Decision::Clear { .. } => None,
                             };

@@ -219,6 +219,10 @@ pub struct Evidence {
     pub detections: Arc<Vec<Detection>>,
     /// Box of the track that raised the alarm, if any.
     pub culprit: Option<safe_yolo_domain::BBox>,
+    /// When the frame was captured (the start of glass-to-output latency).
+    pub captured_at: std::time::SystemTime,
+    /// Capture to detections ready, for this frame.
+    pub capture_to_detected: Duration,
 }
 
 impl Dispatcher {
@@ -300,7 +304,11 @@ impl Dispatcher {
                 if outs.is_empty() {
                     continue;
                 }
-                if let Err(e) = inner.outputs.try_activate(source.clone(), outs, spec) {
+                let origin = evidence.as_ref().map(|e| e.captured_at);
+                if let Err(e) = inner
+                    .outputs
+                    .try_activate_from(source.clone(), outs, spec, origin)
+                {
                     tracing::error!(rule = %alarm.rule, error = %e, "cannot command the outputs for an alarm");
                 }
             }
@@ -315,6 +323,9 @@ impl Dispatcher {
             .inc();
         tracing::warn!(
             rule = %alarm.rule,
+            event = %key,
+            capture_to_detected_ms = evidence.as_ref().map(|e| e.capture_to_detected.as_secs_f64() * 1000.0),
+            capture_to_raise_ms = evidence.as_ref().and_then(|e| SystemTime::now().duration_since(e.captured_at).ok()).map(|d| d.as_secs_f64() * 1000.0),
             camera = %alarm.camera,
             zone = alarm.zone.as_ref().map_or("", |z| z.as_str()),
             track = alarm.track,

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use safe_yolo_capture::JpegEncoder;
-use safe_yolo_domain::CameraId;
-use safe_yolo_pipeline::{CameraTap, LiveFrame};
+use safe_yolo_domain::{CameraId, ZoneId};
+use safe_yolo_pipeline::{CameraTap, LiveFrame, Scene, SceneSlot};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,34 @@ pub struct DetectionMessage {
     pub bbox: [f32; 4],
 }
 
+/// One confirmed track in a [`FrameMessage`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrackMessage {
+    /// Stable track id (the same person keeps it across frames).
+    pub id: u64,
+    /// Class name.
+    pub class: String,
+    /// `[x1, y1, x2, y2]` in frame pixels (a prediction while lost).
+    pub bbox: [f32; 4],
+    /// Not matched in the last analysed frame.
+    pub lost: bool,
+}
+
+/// The state of one zone or line in a [`FrameMessage`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZoneMessage {
+    /// Zone id.
+    pub id: ZoneId,
+    /// Track ids inside (areas only).
+    pub inside: Vec<u64>,
+    /// Crossings A to B since start (lines only).
+    pub crossings_a_to_b: u64,
+    /// Crossings B to A since start (lines only).
+    pub crossings_b_to_a: u64,
+    /// An alarm of a rule on this zone is raised.
+    pub alarm: bool,
+}
+
 /// The per-frame JSON message of the WebSocket.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FrameMessage {
@@ -64,6 +92,14 @@ pub struct FrameMessage {
     pub height: u32,
     /// Latest detections of the camera.
     pub detections: Vec<DetectionMessage>,
+    /// Sequence number of the frame the tracks and zones were computed on
+    /// (0 before the first analysed frame; detection and analysis may run on
+    /// every Nth frame only).
+    pub scene_seq: u64,
+    /// Confirmed tracks.
+    pub tracks: Vec<TrackMessage>,
+    /// Zones and lines of the camera with who is inside and alarm state.
+    pub zones: Vec<ZoneMessage>,
     /// Size of the JPEG that follows, in bytes.
     pub jpeg_bytes: usize,
 }
@@ -151,12 +187,19 @@ impl LiveHub {
             counter: self.counter.clone(),
             shutdown: self.shutdown.clone(),
         };
-        tokio::spawn(encode_loop(tap.live.clone(), slot, encoder, key, shared));
+        tokio::spawn(encode_loop(
+            tap.live.clone(),
+            tap.scene.clone(),
+            slot,
+            encoder,
+            key,
+            shared,
+        ));
         Ok(rx)
     }
 }
 
-fn message(f: &LiveFrame, jpeg_bytes: usize) -> FrameMessage {
+fn message(f: &LiveFrame, scene: &Scene, jpeg_bytes: usize) -> FrameMessage {
     FrameMessage {
         kind: "frame",
         camera: f.meta.camera.clone(),
@@ -177,6 +220,28 @@ fn message(f: &LiveFrame, jpeg_bytes: usize) -> FrameMessage {
                 bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
             })
             .collect(),
+        scene_seq: scene.seq,
+        tracks: scene
+            .tracks
+            .iter()
+            .map(|t| TrackMessage {
+                id: t.id,
+                class: t.class_name.to_string(),
+                bbox: [t.bbox.x1, t.bbox.y1, t.bbox.x2, t.bbox.y2],
+                lost: t.lost,
+            })
+            .collect(),
+        zones: scene
+            .zones
+            .iter()
+            .map(|z| ZoneMessage {
+                id: z.id.clone(),
+                inside: z.inside.clone(),
+                crossings_a_to_b: z.crossings_a_to_b,
+                crossings_b_to_a: z.crossings_b_to_a,
+                alarm: z.alarm,
+            })
+            .collect(),
         jpeg_bytes,
     }
 }
@@ -191,6 +256,7 @@ struct Shared {
 
 async fn encode_loop(
     mut live: watch::Receiver<Option<LiveFrame>>,
+    scene: SceneSlot,
     slot: Slot,
     mut encoder: JpegEncoder,
     key: StreamKey,
@@ -236,7 +302,7 @@ async fn encode_loop(
             Ok(jpeg) => {
                 counter.fetch_add(1, Ordering::Relaxed);
                 metric.inc();
-                let meta = message(&frame, jpeg.len());
+                let meta = message(&frame, &scene.latest(), jpeg.len());
                 slot.send_replace(Some(Arc::new(Encoded {
                     jpeg: Bytes::from(jpeg),
                     meta,

@@ -29,12 +29,14 @@ use safe_yolo_api::{
 };
 use safe_yolo_capture::SourcePolicy;
 use safe_yolo_config::{ApiConfig, IpNet, TlsMinVersion};
-use safe_yolo_domain::{BBox, CameraId, Detection, FrameMeta, OutputId, RgbFrame, RuleId};
+use safe_yolo_domain::{BBox, CameraId, Detection, FrameMeta, OutputId, RgbFrame, RuleId, ZoneId};
 use safe_yolo_outputs::{
     Driver, DriverSettings, OutputRole, OutputSpec, OutputsHandle, OutputsRunner, SafeState,
     SimBackend,
 };
-use safe_yolo_pipeline::{CameraHealth, CameraState, CameraTap, LiveFrame};
+use safe_yolo_pipeline::{
+    CameraHealth, CameraState, CameraTap, LiveFrame, Scene, SceneSlot, SceneTrack, SceneZone,
+};
 use safe_yolo_store::{
     NewEvent, Role, SettingKind, Severity, Store, StoreConfig, StoreHandle, User, now_ms,
 };
@@ -161,6 +163,7 @@ fn deps(
     ApiDeps,
     watch::Sender<Option<LiveFrame>>,
     watch::Sender<CameraHealth>,
+    SceneSlot,
 ) {
     let outputs = outputs();
     let metrics = Metrics::new();
@@ -181,6 +184,7 @@ fn deps(
     let media = dir.join("media");
     std::fs::create_dir_all(&media).unwrap();
     std::fs::write(media.join("clip.mjpeg"), jpeg_bytes()).unwrap();
+    let scene = SceneSlot::default();
     let deps = ApiDeps {
         store,
         alarms,
@@ -189,12 +193,13 @@ fn deps(
             id: cam(),
             health: health_rx,
             live: live_rx,
+            scene: scene.clone(),
         }],
         metrics,
         control,
         source_policy: SourcePolicy::new(media),
     };
-    (deps, live_tx, health_tx)
+    (deps, live_tx, health_tx, scene)
 }
 
 fn jpeg_bytes() -> Vec<u8> {
@@ -217,7 +222,7 @@ async fn rig_with(cors: Vec<String>) -> Rig {
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
     let (store, _writer) = StoreHandle::start(store, 64).unwrap();
     let control = Arc::new(RecordingControl::default());
-    let (deps, live, health) = deps(dir.path(), store.clone(), Arc::clone(&control));
+    let (deps, live, health, _scene) = deps(dir.path(), store.clone(), Arc::clone(&control));
     let shutdown = CancellationToken::new();
     let app = build_router(settings(dir.path(), cors), deps, shutdown.clone()).unwrap();
     Rig {
@@ -1417,17 +1422,18 @@ async fn serve_rig(
     StoreHandle,
     watch::Sender<Option<LiveFrame>>,
     watch::Sender<CameraHealth>,
+    SceneSlot,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
     let (store, _writer) = StoreHandle::start(store, 64).unwrap();
-    let (deps, live, health) = deps(dir.path(), store.clone(), Arc::default());
+    let (deps, live, health, scene) = deps(dir.path(), store.clone(), Arc::default());
     let mut s = settings(dir.path(), vec![]);
     if redirect {
         s.api.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap());
     }
     let server = serve(s, deps, CancellationToken::new()).await.unwrap();
-    (server, dir, store, live, health)
+    (server, dir, store, live, health, scene)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1438,7 +1444,7 @@ async fn tls_13_only_from_outside_and_certificate_hot_swap() {
         );
         return;
     }
-    let (server, dir, _store, _live, _health) = serve_rig(true).await;
+    let (server, dir, _store, _live, _health, _scene) = serve_rig(true).await;
     let addr = server.https_addr;
     // The key files are private.
     {
@@ -1650,7 +1656,7 @@ fn rss_kib() -> u64 {
 async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_producer() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let (server, dir, _store, live, _health) = serve_rig(false).await;
+    let (server, dir, _store, live, _health, scene) = serve_rig(false).await;
     let app = &server.app;
     call_from(
         &app.router,
@@ -1700,6 +1706,28 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
         tokio::spawn(async move {
             let mut seq = 0;
             while !stop.is_cancelled() {
+                // The analysis publishes its scene (tracks, zones) beside the frames.
+                scene.publish(Scene {
+                    seq,
+                    tracks: vec![SceneTrack {
+                        id: 7,
+                        class_name: Arc::from("person"),
+                        bbox: BBox {
+                            x1: 10.0,
+                            y1: 20.0,
+                            x2: 50.0,
+                            y2: 100.0,
+                        },
+                        lost: false,
+                    }],
+                    zones: vec![SceneZone {
+                        id: ZoneId::new("walkway").unwrap(),
+                        inside: vec![7],
+                        crossings_a_to_b: 0,
+                        crossings_b_to_a: 0,
+                        alarm: true,
+                    }],
+                });
                 live.send_replace(Some(live_frame(seq)));
                 seq += 1;
                 produced.store(seq, Ordering::Relaxed);
@@ -1777,6 +1805,13 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
                     meta["detections"][0]["bbox"],
                     json!([10.0, 20.0, 50.0, 100.0])
                 );
+                // Tracks and zone states of the analysed frame ride along.
+                assert_eq!(meta["tracks"][0]["id"], 7, "{meta}");
+                assert_eq!(meta["tracks"][0]["lost"], false);
+                assert_eq!(meta["zones"][0]["id"], "walkway");
+                assert_eq!(meta["zones"][0]["inside"], json!([7]));
+                assert_eq!(meta["zones"][0]["alarm"], true);
+                assert!(meta["scene_seq"].as_u64().unwrap() <= meta["seq"].as_u64().unwrap() + 1);
                 let img = safe_yolo_capture::convert::decode_jpeg(&jpeg).unwrap();
                 assert_eq!((img.width(), img.height()), (160, 120));
                 let seq = meta["seq"].as_u64().unwrap();

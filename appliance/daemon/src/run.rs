@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use safe_yolo_config::Config;
-use safe_yolo_pipeline::{DetectorFactory, Pipeline};
+use safe_yolo_detect::{DetectError, LoadOptions};
+use safe_yolo_pipeline::{DetectorFactory, Detectors, Pipeline};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +159,7 @@ async fn run_async(
                 safe_yolo_alarms::specs::zone_specs(&config),
                 detected,
                 pipeline.taps(),
+                pipeline.ppe_switch(),
                 dispatcher.clone(),
                 &liveness,
                 &metrics,
@@ -365,12 +367,61 @@ async fn log_stats(metrics: Metrics, cameras: Vec<String>) {
     }
 }
 
-fn detector_factory(config: &Config) -> DetectorFactory {
+fn detector_factory(config: &Config) -> Detectors {
     let manifest = config.detector.model.clone();
     let opts = crate::detect_cmd::load_options(&config.detector);
-    Arc::new(move || {
-        let d = safe_yolo_detect::load(&manifest, &opts)?;
-        tracing::info!(model = ?d.info(), "detector loaded");
-        Ok(d)
-    })
+    let ppe = config.detector.ppe_model.clone().map(|manifest| {
+        // The PPE model keeps its own classes and thresholds: the main
+        // detector's class filter and score override are about persons.
+        let opts = LoadOptions {
+            classes: None,
+            score_threshold: None,
+            ..crate::detect_cmd::load_options(&config.detector)
+        };
+        let wanted = ppe_classes(config);
+        let factory: DetectorFactory = Arc::new(move || {
+            let d = safe_yolo_detect::load(&manifest, &opts)?;
+            // A missing-PPE rule naming a class the model never outputs
+            // would never fire: refuse to start instead.
+            let known = &d.info().classes;
+            if let Some(name) = wanted.iter().find(|w| !known.iter().any(|k| **k == ***w)) {
+                return Err(DetectError::UnknownClass {
+                    name: name.clone(),
+                    field: "rules.ppe_present_class / rules.ppe_missing_class",
+                    known: known.join(", "),
+                });
+            }
+            tracing::info!(model = ?d.info(), "PPE model loaded");
+            Ok(d)
+        });
+        factory
+    });
+    Detectors {
+        main: Arc::new(move || {
+            let d = safe_yolo_detect::load(&manifest, &opts)?;
+            tracing::info!(model = ?d.info(), "detector loaded");
+            Ok(d)
+        }),
+        ppe,
+    }
+}
+
+/// The PPE class names the configured missing-PPE rules rely on.
+fn ppe_classes(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            safe_yolo_config::RuleKind::MissingPpe {
+                present_class,
+                missing_class,
+                ..
+            } => Some([present_class.clone(), missing_class.clone()]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }

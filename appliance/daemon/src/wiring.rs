@@ -94,6 +94,16 @@ pub async fn start_outputs(config: &Config, metrics: &Metrics) -> anyhow::Result
         validated.debounce_periods(),
         validated.tick,
     );
+    let histogram = metrics.glass_to_output.clone();
+    let runner = runner.with_latency_observer(outputs::LatencyObserver::new(move |source, d| {
+        histogram.observe(d.as_secs_f64());
+        tracing::info!(
+            rule = %source.rule,
+            event = %source.event,
+            glass_to_output_ms = d.as_secs_f64() * 1000.0,
+            "alarm reached the output lines"
+        );
+    }));
     let thread = runner
         .spawn_thread()
         .context("cannot start the outputs thread")?;

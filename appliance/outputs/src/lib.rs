@@ -45,7 +45,8 @@ pub use config::{BackendKind, ConfigError, LineRef, OutputsConfig, ValidatedOutp
 pub use driver::{Activation, Driver, DriverError, DriverSettings, DriverStatus, Mode};
 pub use gpio::{GpioCdevBackend, GpioError};
 pub use runner::{
-    InputEvent, Outputs, OutputsError, OutputsHandle, OutputsRunner, OutputsStatus, RunnerReport,
+    InputEvent, LatencyObserver, Outputs, OutputsError, OutputsHandle, OutputsRunner,
+    OutputsStatus, RunnerReport,
 };
 pub use sim::{SimBackend, SimError, SimHandle, Transition};
 pub use spec::{

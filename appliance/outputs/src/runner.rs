@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use safe_yolo_domain::OutputId;
 use serde::Serialize;
@@ -65,6 +65,9 @@ pub enum Command {
         outputs: Vec<OutputId>,
         /// What they do.
         action: ActionSpec,
+        /// Capture time of the camera frame that caused it, for the
+        /// glass-to-output latency (none for API and test activations).
+        origin: Option<SystemTime>,
         /// Where to send the outcome, if the sender waits for it.
         reply: Option<oneshot::Sender<Result<Activation, DriverError>>>,
     },
@@ -198,6 +201,7 @@ impl OutputsHandle {
             source,
             outputs,
             action,
+            origin: None,
             reply: Some(reply),
         })
         .await?;
@@ -214,10 +218,24 @@ impl OutputsHandle {
         outputs: Vec<OutputId>,
         action: ActionSpec,
     ) -> Result<(), OutputsError> {
+        self.try_activate_from(source, outputs, action, None)
+    }
+
+    /// [`Self::try_activate`] for an alarm decided on a camera frame captured at
+    /// `origin`: once the lines are written, the runner reports the time from
+    /// capture to the line change to its latency observer.
+    pub fn try_activate_from(
+        &self,
+        source: Source,
+        outputs: Vec<OutputId>,
+        action: ActionSpec,
+        origin: Option<SystemTime>,
+    ) -> Result<(), OutputsError> {
         self.try_send(Command::Activate {
             source,
             outputs,
             action,
+            origin,
             reply: None,
         })
     }
@@ -370,6 +388,29 @@ pub struct OutputsRunner<B: LineBackend> {
     status: watch::Sender<OutputsStatus>,
     events: broadcast::Sender<InputEvent>,
     counters: Arc<Counters>,
+    /// Capture times of the frames behind activations applied since the
+    /// lines were last written.
+    origins: Vec<(Source, SystemTime)>,
+    observer: Option<LatencyObserver>,
+}
+
+/// Receives the glass-to-output latency (frame capture to the line write
+/// that carried out the alarm's activation) of every alarm activation.
+pub struct LatencyObserver(Box<ObserverFn>);
+
+type ObserverFn = dyn Fn(&Source, Duration) + Send;
+
+impl LatencyObserver {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(&Source, Duration) + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for LatencyObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LatencyObserver")
+    }
 }
 
 fn line_statuses(
@@ -453,11 +494,21 @@ impl<B: LineBackend + 'static> OutputsRunner<B> {
             status,
             events,
             counters,
+            origins: Vec::new(),
+            observer: None,
         };
         (runner, handle)
     }
 
-    /// Runs on the current tokio runtime.
+    /// Reports the glass-to-output latency of every alarm activation that
+    /// carried its frame's capture time to `observer` (called on the
+    /// runner's thread right after the line write: keep it cheap).
+    pub fn with_latency_observer(mut self, observer: LatencyObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs on the current runtime.
     pub fn spawn(self) -> tokio::task::JoinHandle<RunnerReport> {
         tokio::spawn(self.run())
     }
@@ -577,6 +628,15 @@ impl<B: LineBackend + 'static> OutputsRunner<B> {
             self.driver.prune(now);
             let levels = self.driver.levels(now);
             self.write_levels(&levels, &mut written, &mut failing);
+            if !self.origins.is_empty() {
+                let wrote = SystemTime::now();
+                for (source, origin) in self.origins.drain(..) {
+                    if let (Some(observe), Ok(lat)) = (&self.observer, wrote.duration_since(origin))
+                    {
+                        (observe.0)(&source, lat);
+                    }
+                }
+            }
             self.publish(now, &written, &failing, &debouncers);
 
             if self.driver.mode(now) == Mode::ShutDown {
@@ -605,9 +665,13 @@ impl<B: LineBackend + 'static> OutputsRunner<B> {
                 source,
                 outputs,
                 action,
+                origin,
                 reply,
             } => {
                 let r = self.driver.activate(now, &source, &outputs, action);
+                if let (Some(origin), Ok(Activation::Applied)) = (origin, &r) {
+                    self.origins.push((source.clone(), origin));
+                }
                 match &r {
                     Ok(Activation::Applied) => {
                         tracing::info!(%source, outputs = ?outputs, action = ?action, "outputs activated");

@@ -555,3 +555,63 @@ fn dedicated_thread_runner_serves_the_seam_and_shuts_down_safely() {
         assert_eq!(sim.level(&s.id), Some(s.safe_state.is_on()), "{}", s.id);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn alarm_activations_report_glass_to_output_latency() {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let backend = SimBackend::new(&specs(), &[]).unwrap();
+    let sim = backend.handle();
+    let driver = Driver::new(
+        specs(),
+        DriverSettings {
+            health_timeout: ms(500),
+            max_test: ms(10_000),
+            healthy_pulse: None,
+        },
+    )
+    .unwrap();
+    let (runner, handle) = OutputsRunner::new(backend, driver, Vec::new(), TICK);
+    let sink = std::sync::Arc::clone(&seen);
+    let runner =
+        runner.with_latency_observer(safe_yolo_outputs::LatencyObserver::new(move |source, d| {
+            assert_eq!(source.event, "e1");
+            sink.lock().push(d);
+        }));
+    let _task = runner.spawn();
+    let _beats = heartbeats(&handle);
+    sleep(ms(100)).await;
+    // A frame captured 80 ms (wall clock) before the alarm reached the outputs.
+    let origin = std::time::SystemTime::now() - ms(80);
+    handle
+        .try_activate_from(
+            src("zone", "e1"),
+            vec![id("siren")],
+            ActionSpec::latch(),
+            Some(origin),
+        )
+        .unwrap();
+    // Activations without a frame (API, tests) are not measured.
+    handle
+        .try_activate(src("zone", "e2"), vec![id("lamp")], ActionSpec::latch())
+        .unwrap();
+    sleep(ms(50)).await;
+    assert_eq!(sim.level(&id("siren")), Some(true));
+    let got = seen.lock().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0] >= ms(80) && got[0] < ms(10_000), "{got:?}");
+    // Repeating an acknowledged event changes no line and is not measured.
+    handle
+        .acknowledge(AckTarget::Event("e1".into()))
+        .await
+        .unwrap();
+    handle
+        .try_activate_from(
+            src("zone", "e1"),
+            vec![id("siren")],
+            ActionSpec::latch(),
+            Some(origin),
+        )
+        .unwrap();
+    sleep(ms(50)).await;
+    assert_eq!(seen.lock().len(), 1, "acknowledged activation ignored");
+}

@@ -103,6 +103,7 @@ pub(crate) fn start(
             id: spec.id,
             health: health_rx,
             live: live_rx,
+            scene: crate::SceneSlot::default(),
         },
         latest_detections: latest,
     })

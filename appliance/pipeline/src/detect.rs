@@ -13,10 +13,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camera::error_chain;
 use crate::queue::{Lanes, Pop};
-use crate::{DetectedFrame, POLL, PipelineError, StageTimes, nap};
+use crate::{DetectedFrame, PERSON_CLASS, POLL, PipelineError, PpeSwitch, StageTimes, nap};
 
 /// The newest detections of one camera, shared with its decode stage.
 pub(crate) type LatestDetections = Arc<Mutex<Arc<Vec<Detection>>>>;
+
+/// The models of one worker.
+pub(crate) struct Models {
+    pub main: Box<dyn Detector>,
+    pub ppe: Option<Box<dyn Detector>>,
+}
 
 /// A decoded frame waiting for the detector.
 #[derive(Debug)]
@@ -32,9 +38,10 @@ pub(crate) struct DetectJob {
 )]
 pub(crate) fn start_worker(
     worker: usize,
-    mut detector: Box<dyn Detector>,
+    models: Models,
     lanes: Arc<Lanes<DetectJob>>,
     latest: Arc<Vec<LatestDetections>>,
+    ppe_switch: PpeSwitch,
     tx: mpsc::Sender<DetectedFrame>,
     liveness: &Liveness,
     metrics: &Metrics,
@@ -46,6 +53,7 @@ pub(crate) fn start_worker(
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
+            let Models { main: mut detector, ppe: mut ppe_detector } = models;
             let stall_after = crate::injected_stall_after();
             let mut done: u64 = 0;
             while !shutdown.is_cancelled() {
@@ -74,6 +82,28 @@ pub(crate) fn start_worker(
                         continue;
                     }
                 };
+                // The PPE model runs only where a rule needs it and only
+                // when there is somebody to wear the equipment.
+                let mut ppe_time = Duration::ZERO;
+                let ppe = match ppe_detector.as_mut() {
+                    Some(p) if ppe_switch.is_on(lane) && detections.iter().any(|d| &*d.class_name == PERSON_CLASS) => {
+                        let t1 = Instant::now();
+                        let r = p.detect(&job.frame);
+                        ppe_time = t1.elapsed();
+                        hb.beat();
+                        metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "ppe_inference")).observe(ppe_time.as_secs_f64());
+                        match r {
+                            Ok(d) => Arc::new(d),
+                            Err(e) => {
+                                // Without PPE evidence the consensus sees "unknown", never "worn".
+                                metrics.frames_dropped.get_or_create(&Metrics::stage(&cam, "ppe_error")).inc();
+                                tracing::warn!(camera = %cam, seq = job.meta.seq, error = %error_chain(&e), "PPE model failed on a frame");
+                                Arc::new(Vec::new())
+                            }
+                        }
+                    }
+                    _ => Arc::new(Vec::new()),
+                };
                 done += 1;
                 let detected_at = SystemTime::now();
                 let capture_to_detected = detected_at.duration_since(job.meta.captured_at).unwrap_or_default();
@@ -84,13 +114,19 @@ pub(crate) fn start_worker(
                     .get_or_create(&Metrics::stage(&cam, "capture_to_detected"))
                     .observe(capture_to_detected.as_secs_f64());
                 if let Some(slot) = latest.get(lane) {
-                    *slot.lock() = Arc::clone(&detections);
+                    // The live view shows both models' boxes.
+                    *slot.lock() = if ppe.is_empty() {
+                        Arc::clone(&detections)
+                    } else {
+                        Arc::new(detections.iter().chain(ppe.iter()).cloned().collect())
+                    };
                 }
                 let frame = DetectedFrame {
                     meta: job.meta,
                     frame: job.frame,
                     detections,
-                    times: StageTimes { decode: job.decode, detect, capture_to_detected },
+                    ppe,
+                    times: StageTimes { decode: job.decode, detect, ppe: ppe_time, capture_to_detected },
                     detected_at,
                 };
                 if tx.try_send(frame).is_err() {

@@ -16,6 +16,7 @@
 mod camera;
 mod detect;
 pub mod queue;
+mod scene;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use camera::{CameraHealth, CameraState};
+pub use scene::{PpeSwitch, Scene, SceneSlot, SceneTrack, SceneZone};
 
 /// Longest a stage waits before it beats its heartbeat and looks at the
 /// shutdown flag again.
@@ -36,6 +38,34 @@ pub const POLL: Duration = Duration::from_millis(250);
 
 /// Builds one detector per worker thread.
 pub type DetectorFactory = Arc<dyn Fn() -> Result<Box<dyn Detector>, DetectError> + Send + Sync>;
+
+/// The models every detect worker loads: the main detector and, optionally,
+/// a protective-equipment model run on the frames of the cameras switched on
+/// through [`Pipeline::ppe_switch`] whenever the main detector found a person.
+#[derive(Clone)]
+pub struct Detectors {
+    /// The main detector (persons and other classes).
+    pub main: DetectorFactory,
+    /// The PPE model (e.g. heads with and without a helmet).
+    pub ppe: Option<DetectorFactory>,
+}
+
+impl std::fmt::Debug for Detectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detectors")
+            .field("ppe", &self.ppe.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<DetectorFactory> for Detectors {
+    fn from(main: DetectorFactory) -> Self {
+        Self { main, ppe: None }
+    }
+}
+
+/// Class name of the main detector that triggers the PPE model.
+pub const PERSON_CLASS: &str = "person";
 
 /// One camera of the pipeline.
 #[derive(Debug, Clone)]
@@ -72,6 +102,8 @@ pub struct StageTimes {
     pub decode: Duration,
     /// Detector call (pre-processing, inference, decoding).
     pub detect: Duration,
+    /// PPE model call (zero when it did not run on this frame).
+    pub ppe: Duration,
     /// Capture timestamp to detections ready.
     pub capture_to_detected: Duration,
 }
@@ -85,6 +117,8 @@ pub struct DetectedFrame {
     pub frame: RgbFrame,
     /// What the detector found, in frame pixels.
     pub detections: Arc<Vec<Detection>>,
+    /// What the PPE model found (empty when it did not run on this frame).
+    pub ppe: Arc<Vec<Detection>>,
     /// Stage timings.
     pub times: StageTimes,
     /// When the detections were ready (for detected->rules latency).
@@ -99,7 +133,7 @@ pub struct LiveFrame {
     pub meta: FrameMeta,
     /// The pixels.
     pub frame: RgbFrame,
-    /// Latest detections of this camera.
+    /// Latest detections of this camera (main and PPE models).
     pub detections: Arc<Vec<Detection>>,
 }
 
@@ -107,13 +141,15 @@ pub struct LiveFrame {
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// A detector could not be loaded.
-    #[error("cannot load the detector for worker {worker}")]
+    #[error("cannot load the {model} model for worker {worker}")]
     Detector {
+        /// Which model (`main` or `ppe`).
+        model: &'static str,
         /// Worker index.
         worker: usize,
         /// The load error.
         #[source]
-        source: DetectError,
+        source: Box<DetectError>,
     },
     /// An OS thread could not be spawned.
     #[error("cannot start thread {name}")]
@@ -138,6 +174,9 @@ pub struct CameraTap {
     pub health: watch::Receiver<CameraHealth>,
     /// Newest frame (full frame rate).
     pub live: watch::Receiver<Option<LiveFrame>>,
+    /// Tracks and zone states of the newest analysed frame (written by the
+    /// analysis task, which lives outside this crate).
+    pub scene: SceneSlot,
 }
 
 /// A running pipeline.
@@ -146,6 +185,7 @@ pub struct Pipeline {
     threads: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
     taps: Vec<CameraTap>,
+    ppe: PpeSwitch,
 }
 
 impl Pipeline {
@@ -153,7 +193,7 @@ impl Pipeline {
     /// then starts every stage. Detected frames go to the returned receiver.
     pub fn start(
         config: PipelineConfig,
-        factory: DetectorFactory,
+        detectors: impl Into<Detectors>,
         liveness: &Liveness,
         metrics: &Metrics,
         shutdown: CancellationToken,
@@ -161,10 +201,28 @@ impl Pipeline {
         if config.cameras.is_empty() {
             return Err(PipelineError::NoCamera);
         }
+        let factories: Detectors = detectors.into();
         let mut detectors = Vec::new();
         for worker in 0..config.detect_workers.max(1) {
-            detectors.push(factory().map_err(|source| PipelineError::Detector { worker, source })?);
+            let main = (factories.main)().map_err(|source| PipelineError::Detector {
+                model: "main",
+                worker,
+                source: Box::new(source),
+            })?;
+            let ppe = match &factories.ppe {
+                Some(f) => Some(f().map_err(|source| PipelineError::Detector {
+                    model: "ppe",
+                    worker,
+                    source: Box::new(source),
+                })?),
+                None => None,
+            };
+            detectors.push(detect::Models { main, ppe });
         }
+        let ppe = PpeSwitch::new(
+            config.cameras.iter().map(|c| c.id.clone()).collect(),
+            factories.ppe.is_some(),
+        );
         let lanes = Arc::new(queue::Lanes::new(config.cameras.len(), 1));
         let (tx, rx) = mpsc::channel(config.analysis_queue.max(1));
         let mut threads = Vec::new();
@@ -191,6 +249,7 @@ impl Pipeline {
                 detector,
                 Arc::clone(&lanes),
                 Arc::clone(&latest),
+                ppe.clone(),
                 tx.clone(),
                 liveness,
                 metrics,
@@ -202,6 +261,7 @@ impl Pipeline {
                 threads,
                 shutdown,
                 taps,
+                ppe,
             },
             rx,
         ))
@@ -210,6 +270,11 @@ impl Pipeline {
     /// Per-camera handles.
     pub fn taps(&self) -> &[CameraTap] {
         &self.taps
+    }
+
+    /// Turns the PPE model on and off per camera.
+    pub fn ppe_switch(&self) -> PpeSwitch {
+        self.ppe.clone()
     }
 
     /// Stops every stage and waits up to `timeout` for the threads to end.

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub output_level: Family<OutputLabels, Gauge>,
     /// 1 while a pipeline stage is stalled (watchdog not fed).
     pub pipeline_stalled: Gauge,
+    /// Frame capture to the output line write of the alarm it raised, seconds.
+    pub glass_to_output: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,6 +107,7 @@ impl Metrics {
             events_raised: Family::default(),
             output_level: Family::default(),
             pipeline_stalled: Gauge::default(),
+            glass_to_output: latency_histogram(),
         };
         registry.register(
             "frames_captured",
@@ -155,6 +158,11 @@ impl Metrics {
             "pipeline_stalled",
             "1 while a pipeline stage is stalled",
             m.pipeline_stalled.clone(),
+        );
+        registry.register(
+            "glass_to_output_seconds",
+            "Frame capture to the output line change of the alarm it raised",
+            m.glass_to_output.clone(),
         );
         *m.registry.lock() = registry;
         m

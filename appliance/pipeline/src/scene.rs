@@ -1,0 +1,153 @@
+//! What the analysis made of a camera's latest frame (tracks, zone states),
+//! published for the live view, and the switch that turns the PPE model on
+//! for the cameras that need it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use safe_yolo_domain::{BBox, CameraId, ZoneId};
+
+/// One tracked object of a [`Scene`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneTrack {
+    /// Stable track id.
+    pub id: u64,
+    /// Class name of the detections the track follows.
+    pub class_name: Arc<str>,
+    /// Box in frame pixels (a prediction while the track is lost).
+    pub bbox: BBox,
+    /// Not matched in the last analysed frame.
+    pub lost: bool,
+}
+
+/// One zone or line of a [`Scene`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneZone {
+    /// The zone.
+    pub id: ZoneId,
+    /// Track ids inside (areas only).
+    pub inside: Vec<u64>,
+    /// Crossings from side A to side B since the engine started (lines only).
+    pub crossings_a_to_b: u64,
+    /// Crossings from side B to side A.
+    pub crossings_b_to_a: u64,
+    /// At least one alarm of a rule on this zone is raised.
+    pub alarm: bool,
+}
+
+/// The analysis of one camera's latest analysed frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scene {
+    /// Sequence number of the frame analysed (0 before the first).
+    pub seq: u64,
+    /// Confirmed tracks (tentative ones are not shown).
+    pub tracks: Vec<SceneTrack>,
+    /// Zones and lines of the camera.
+    pub zones: Vec<SceneZone>,
+}
+
+/// The newest [`Scene`] of a camera: written by the analysis task, read by
+/// the live view. Reads and writes swap an `Arc` under a short lock; nobody
+/// waits on anybody.
+#[derive(Debug, Clone, Default)]
+pub struct SceneSlot(Arc<Mutex<Arc<Scene>>>);
+
+impl SceneSlot {
+    /// Replaces the scene.
+    pub fn publish(&self, scene: Scene) {
+        *self.0.lock() = Arc::new(scene);
+    }
+
+    /// The newest scene.
+    pub fn latest(&self) -> Arc<Scene> {
+        Arc::clone(&self.0.lock())
+    }
+}
+
+/// Which cameras run the PPE model. The analysis task sets it from the rules
+/// (cameras with a missing-PPE rule), at start and whenever rules change;
+/// detect workers read it per frame.
+#[derive(Debug, Clone)]
+pub struct PpeSwitch {
+    cameras: Arc<[CameraId]>,
+    on: Arc<[AtomicBool]>,
+    available: bool,
+}
+
+impl PpeSwitch {
+    pub(crate) fn new(cameras: Vec<CameraId>, available: bool) -> Self {
+        let on = cameras.iter().map(|_| AtomicBool::new(false)).collect();
+        Self {
+            cameras: cameras.into(),
+            on,
+            available,
+        }
+    }
+
+    /// Whether a PPE model is loaded at all.
+    pub fn available(&self) -> bool {
+        self.available
+    }
+
+    /// Turns the PPE model on for the cameras `wanted` accepts, off for the others.
+    pub fn set(&self, wanted: impl Fn(&CameraId) -> bool) {
+        for (id, on) in self.cameras.iter().zip(self.on.iter()) {
+            let want = self.available && wanted(id);
+            if on.swap(want, Ordering::Relaxed) != want {
+                tracing::info!(camera = %id, ppe = want, "PPE model switched");
+            }
+        }
+    }
+
+    /// Whether the camera of pipeline lane `lane` runs the PPE model.
+    pub(crate) fn is_on(&self, lane: usize) -> bool {
+        self.on.get(lane).is_some_and(|b| b.load(Ordering::Relaxed))
+    }
+
+    /// The cameras that run the PPE model now.
+    pub fn cameras_on(&self) -> Vec<CameraId> {
+        self.cameras
+            .iter()
+            .zip(self.on.iter())
+            .filter(|(_, on)| on.load(Ordering::Relaxed))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cam(s: &str) -> CameraId {
+        CameraId::new(s).unwrap()
+    }
+
+    #[test]
+    fn switch_follows_the_predicate_and_stays_off_without_a_model() {
+        let s = PpeSwitch::new(vec![cam("a"), cam("b")], true);
+        assert!(!s.is_on(0) && !s.is_on(1));
+        s.set(|c| c.as_str() == "b");
+        assert!(!s.is_on(0) && s.is_on(1));
+        assert_eq!(s.cameras_on(), vec![cam("b")]);
+        s.set(|_| false);
+        assert!(s.cameras_on().is_empty());
+        assert!(!s.is_on(7), "unknown lane is off");
+        let none = PpeSwitch::new(vec![cam("a")], false);
+        none.set(|_| true);
+        assert!(!none.is_on(0), "no model, nothing to run");
+    }
+
+    #[test]
+    fn slot_hands_out_the_newest_scene() {
+        let slot = SceneSlot::default();
+        assert_eq!(slot.latest().seq, 0);
+        let reader = slot.clone();
+        slot.publish(Scene {
+            seq: 9,
+            ..Scene::default()
+        });
+        assert_eq!(reader.latest().seq, 9);
+    }
+}

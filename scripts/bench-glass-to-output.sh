@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Glass-to-output latency on the demo footage: from the capture timestamp of
+# the frame that raised an alarm to the write of the output lines that carry
+# it out, per alarm, with the part of it spent before detections were ready
+# (capture queue + inference) measured on the same frame.
+#
+#   scripts/bench-glass-to-output.sh [SECONDS] [BACKEND]   # default 120 auto
+#
+# Runs the real daemon (the build in $CARGO_TARGET_DIR) on config/demo.toml's
+# five cameras with extra bench-only zones and intrusion rules that fire
+# often (no cooldown), simulated outputs, a temporary state directory.
+# Prints medians and p99 and the overhead the target is about:
+# glass-to-output minus capture-to-detected (rules + dispatch + line write)
+# must stay under 20 ms.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-120}"
+backend="${2:-auto}"
+target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
+bin="$target/debug/safe-yolo"
+[ -x "$bin" ] || { echo "no daemon at $bin: cargo build -p safe-yolo first" >&2; exit 2; }
+[ -f demo-media/vtest.mjpeg ] || scripts/demo-media.sh demo-media
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+    ORT_DYLIB_PATH="$(python3 -c 'import glob, onnxruntime, os; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null || true)"
+    export ORT_DYLIB_PATH
+fi
+work="$(mktemp -d)"
+trap 'kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+repo="$(pwd)"
+python3 - "$repo" "$work" "$backend" <<'PY'
+import re, sys
+repo, work, backend = sys.argv[1:]
+text = open(f"{repo}/config/demo.toml").read()
+text = text.replace('model = "../models/', f'model = "{repo}/models/')
+text = text.replace('state_dir = "../state/demo"', f'state_dir = "{work}/state"')
+text = text.replace('media_dir = "../demo-media"', f'media_dir = "{repo}/demo-media"')
+text = text.replace('sim_log = "../state/demo/outputs.jsonl"', f'sim_log = "{work}/state/outputs.jsonl"')
+text = text.replace('bind = "127.0.0.1:8443"', 'bind = "127.0.0.1:0"')
+text = re.sub(r'backend = "auto"', f'backend = "{backend}"', text, count=1)
+for i in range(1, 6):
+    text += f'''
+[[zones]]
+id = "bench-band-{i}"
+camera = "walkway-{i}"
+polygon = [[0.0, 0.30], [1.0, 0.30], [1.0, 0.60], [0.0, 0.60]]
+
+[[rules]]
+id = "bench-intrusion-{i}"
+kind = "intrusion"
+zone = "bench-band-{i}"
+min_frames = 1
+severity = "warning"
+cooldown_s = 0
+clear_after_s = 0
+outputs = ["siren"]
+'''
+open(f"{work}/bench.toml", "w").write(text)
+PY
+mkdir -p "$work/state"
+"$bin" --log-format json --log info run --config "$work/bench.toml" 2>"$work/daemon.log" &
+pid=$!
+sleep "$secs"
+kill -TERM "$pid"
+wait "$pid" || true
+python3 - "$work/daemon.log" "$secs" "$backend" <<'PY'
+import json, statistics, sys
+log, secs, backend = sys.argv[1:]
+raised, reached = {}, {}
+for line in open(log):
+    try:
+        v = json.loads(line)
+    except ValueError:
+        continue
+    f = v.get("fields", v)
+    msg = f.get("message", "")
+    if msg == "alarm raised" and f.get("capture_to_detected_ms") is not None:
+        raised[f["event"]] = (float(f["capture_to_detected_ms"]), float(f["capture_to_raise_ms"]))
+    elif msg == "alarm reached the output lines":
+        reached[f["event"]] = float(f["glass_to_output_ms"])
+pairs = [(reached[k],) + raised[k] for k in reached if k in raised]
+if len(pairs) < 10:
+    sys.exit(f"too few alarms reached the outputs ({len(pairs)}); see {log}")
+def q(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+g = [a for a, _, _ in pairs]
+d = [b for _, b, _ in pairs]
+o = [a - b for a, b, _ in pairs]
+r = [c - b for _, b, c in pairs]
+w = [a - c for a, _, c in pairs]
+print(f"glass-to-output on the demo, backend={backend}, {secs} s, {len(pairs)} alarms")
+print(f"{'':32}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+for name, xs in [("glass to output", g), ("capture to detected", d), ("overhead (rules+dispatch+write)", o), ("  detected to raised", r), ("  raised to lines written", w)]:
+    print(f"{name:32}{q(xs, .5):10.1f}{q(xs, .99):10.1f}{max(xs):10.1f}")
+print("target: overhead under 20 ms:", "met" if q(o, .99) < 20 else "NOT met", f"(p99 {q(o, .99):.1f} ms)")
+PY
