@@ -7,11 +7,11 @@
 #   scripts/bench-glass-to-output.sh [SECONDS] [BACKEND]   # default 120 auto
 #
 # Runs the real daemon (the build in $CARGO_TARGET_DIR) on config/demo.toml's
-# five cameras with extra bench-only zones and intrusion rules that fire
+# five cameras with 20 extra bench-only zones and intrusion rules that fire
 # often (no cooldown), simulated outputs, a temporary state directory.
-# Prints medians and p99 and the overhead the target is about:
-# glass-to-output minus capture-to-detected (rules + dispatch + line write)
-# must stay under 20 ms.
+# Prints medians and p99 and what the target is about: glass-to-output minus
+# the frame's own inference time (capture queueing, decode, waiting for a
+# detector, rules, dispatch, line write) must stay under 20 ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-120}"
@@ -37,17 +37,21 @@ text = text.replace('media_dir = "../demo-media"', f'media_dir = "{repo}/demo-me
 text = text.replace('sim_log = "../state/demo/outputs.jsonl"', f'sim_log = "{work}/state/outputs.jsonl"')
 text = text.replace('bind = "127.0.0.1:8443"', 'bind = "127.0.0.1:0"')
 text = re.sub(r'backend = "auto"', f'backend = "{backend}"', text, count=1)
+# Four strips across the walkway per camera: people walking along it enter
+# and leave them all the time, so alarms raise and clear often.
 for i in range(1, 6):
-    text += f'''
+    for k in range(4):
+        x0, x1 = k * 0.25, (k + 1) * 0.25
+        text += f'''
 [[zones]]
-id = "bench-band-{i}"
+id = "bench-strip-{i}-{k}"
 camera = "walkway-{i}"
-polygon = [[0.0, 0.30], [1.0, 0.30], [1.0, 0.60], [0.0, 0.60]]
+polygon = [[{x0}, 0.30], [{x1}, 0.30], [{x1}, 0.60], [{x0}, 0.60]]
 
 [[rules]]
-id = "bench-intrusion-{i}"
+id = "bench-intrusion-{i}-{k}"
 kind = "intrusion"
-zone = "bench-band-{i}"
+zone = "bench-strip-{i}-{k}"
 min_frames = 1
 severity = "warning"
 cooldown_s = 0
@@ -74,7 +78,7 @@ for line in open(log):
     f = v.get("fields", v)
     msg = f.get("message", "")
     if msg == "alarm raised" and f.get("capture_to_detected_ms") is not None:
-        raised[f["event"]] = (float(f["capture_to_detected_ms"]), float(f["capture_to_raise_ms"]))
+        raised[f["event"]] = (float(f["capture_to_detected_ms"]), float(f["capture_to_raise_ms"]), float(f["inference_ms"]))
     elif msg == "alarm reached the output lines":
         reached[f["event"]] = float(f["glass_to_output_ms"])
 pairs = [(reached[k],) + raised[k] for k in reached if k in raised]
@@ -83,14 +87,16 @@ if len(pairs) < 10:
 def q(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
-g = [a for a, _, _ in pairs]
-d = [b for _, b, _ in pairs]
-o = [a - b for a, b, _ in pairs]
-r = [c - b for _, b, c in pairs]
-w = [a - c for a, _, c in pairs]
+g = [a for a, _, _, _ in pairs]
+d = [b for _, b, _, _ in pairs]
+i = [x for _, _, _, x in pairs]
+o = [a - b for a, b, _, _ in pairs]
+r = [c - b for _, b, c, _ in pairs]
+w = [a - c for a, _, c, _ in pairs]
+beyond = [a - x for a, _, _, x in pairs]
 print(f"glass-to-output on the demo, backend={backend}, {secs} s, {len(pairs)} alarms")
 print(f"{'':32}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-for name, xs in [("glass to output", g), ("capture to detected", d), ("overhead (rules+dispatch+write)", o), ("  detected to raised", r), ("  raised to lines written", w)]:
+for name, xs in [("glass to output", g), ("  inference (same frame)", i), ("  beyond inference", beyond), ("capture to detected", d), ("detected to lines written", o), ("  detected to raised", r), ("  raised to lines written", w)]:
     print(f"{name:32}{q(xs, .5):10.1f}{q(xs, .99):10.1f}{max(xs):10.1f}")
-print("target: overhead under 20 ms:", "met" if q(o, .99) < 20 else "NOT met", f"(p99 {q(o, .99):.1f} ms)")
+print("target: glass-to-output = inference + under 20 ms:", "met" if q(beyond, .99) < 20 else "NOT met", f"(p99 beyond inference {q(beyond, .99):.1f} ms)")
 PY

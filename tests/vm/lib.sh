@@ -44,7 +44,7 @@ SRC
 #       xz-utils, ffmpeg (footage to raw frames), binutils (strip).
 install_host_deps() {
     local need=() pkg
-    for pkg in gcc make libc6-dev kmod cpio xz-utils ffmpeg binutils; do
+    for pkg in gcc make libc6-dev kmod cpio xz-utils ffmpeg binutils curl openssl jq; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ "${#need[@]}" -gt 0 ]; then

@@ -2,7 +2,8 @@
 # Appliance-in-a-VM test: the real `safe-yolo` daemon inside a qemu (TCG) VM,
 # capturing from vivid through its real V4L2 backend (real footage looped
 # through vivid's output node) and driving gpio-sim lines through its real
-# GPIO backend. Entry point: scripts/vm-test.sh. See tests/vm/README.md.
+# GPIO backend, while the host sets it up and drives it through its HTTPS API
+# (tests/vm/api.sh). Entry point: scripts/vm-test.sh. See tests/vm/README.md.
 #
 # Environment:
 #   SAFEYOLO_SKIP_VM=1        skip the test (exit 0)
@@ -10,8 +11,9 @@
 #   SAFEYOLO_VM_DAEMON        use this daemon binary instead of $CARGO_TARGET_DIR/debug/safe-yolo
 #   SAFEYOLO_VM_CACHE         download/build cache (default /var/cache/safe-yolo/vm)
 #   SAFEYOLO_VM_BREAK         negative check: "gpio-simulated" (outputs backend
-#                             simulated) or "replay" (replay source instead of
-#                             V4L2); the test must then FAIL
+#                             simulated), "replay" (replay source instead of
+#                             V4L2) or "api-zone" (the zone PUT through the API
+#                             is a corner nobody walks in); the test must then FAIL
 #   SAFEYOLO_VM_PORT          host port forwarded to the daemon's HTTPS port (default: a free one)
 #   SAFEYOLO_VM_CPU           qemu CPU model (default qemu64)
 #   SAFEYOLO_VM_TIMEOUT_S     whole-VM timeout (default 480)
@@ -46,12 +48,17 @@ SRC_FPS=10
 # Frames of vtest used: people walk through the zone all along.
 FRAME_FIRST=1
 FRAME_COUNT=60
+# Defined through the HTTPS API by tests/vm/api.sh (none in the guest's file).
+ZONE_ID="walkway-area"
 RULE_ID="vm-walkway-intrusion"
+RULE2_ID="vm-walkway-button"
 
 # shellcheck source-path=SCRIPTDIR
 . "$HERE/lib.sh"
 # shellcheck source-path=SCRIPTDIR
 . "$HERE/kernel.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$HERE/api.sh"
 
 T_BEGIN="$(now_ms)"
 T_DOWNLOAD_MS=0
@@ -61,8 +68,8 @@ exec 9>"$CACHE/.lock"
 flock 9
 
 case "$BREAK" in
-    "" | gpio-simulated | replay) ;;
-    *) die "SAFEYOLO_VM_BREAK must be gpio-simulated or replay, not $BREAK" ;;
+    "" | gpio-simulated | replay | api-zone) ;;
+    *) die "SAFEYOLO_VM_BREAK must be gpio-simulated, replay or api-zone, not $BREAK" ;;
 esac
 
 # --- host tools, kernel, busybox -----------------------------------------------
@@ -190,12 +197,14 @@ CAM_HEIGHT=$CAM_HEIGHT
 CAM_FOURCC=$CAM_FOURCC
 SRC_FPS=$SRC_FPS
 RULE_ID=$RULE_ID
+RULE2_ID=$RULE2_ID
 LINE_SIREN=0
 LINE_RELAY=1
 LINE_HEALTHY=2
 LINE_ACK=3
 READY_TIMEOUT_S=180
-ALARM_TIMEOUT_S=360
+HOST_TIMEOUT_S=180
+ALARM_TIMEOUT_S=240
 DEADLINE_UPTIME_S=$(( VM_TIMEOUT_S - 30 ))
 DAEMON_LOG_FILTER=info,safe_yolo_capture=debug
 EOF
@@ -209,6 +218,12 @@ SERIAL="$WORK/serial.log"
 if [ -z "$PORT" ]; then
     PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 fi
+# The host -> guest channel: the guest's second serial port (ttyS1) is a qemu
+# pipe chardev on the FIFOs $CTL.in (host to guest) and $CTL.out (unused).
+# The host holds $CTL.in open read-write on fd 8, so its writes never block.
+CTL="$WORK/ctl"
+mkfifo "$CTL.in" "$CTL.out"
+exec 8<>"$CTL.in"
 T_PREP_MS=$(( $(now_ms) - T_BEGIN ))
 T_BOOT="$(now_ms)"
 log "booting the VM (TCG, 2 vCPUs, 1 GiB); serial console in $SERIAL"
@@ -218,7 +233,8 @@ timeout "$VM_TIMEOUT_S" qemu-system-x86_64 \
     -append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init" \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:8443" \
     -device virtio-net-pci,netdev=n0,romfile= \
-    -display none -monitor none -serial "file:$SERIAL" -no-reboot &
+    -chardev "pipe,id=ctl,path=$CTL" \
+    -display none -monitor none -serial "file:$SERIAL" -serial chardev:ctl -no-reboot &
 QEMU=$!
 # shellcheck disable=SC2064
 trap "kill $QEMU 2>/dev/null || true" EXIT
@@ -232,22 +248,14 @@ wait_serial() {
     grep -qa "$1" "$SERIAL" 2>/dev/null
 }
 
+T_API_MS=""
 if wait_serial "^VMTEST READY"; then
     T_READY_HOST=$(( $(now_ms) - T_BOOT ))
     log "daemon ready in the VM after $(( T_READY_HOST / 1000 )) s (host clock)"
-    # --- API steps over HTTPS, through qemu's port forward (TODO) ----------------
-    # Not in the daemon yet. When the HTTPS API lands, add here, against
-    # https://127.0.0.1:$PORT (self-signed certificate: curl --cacert from the
-    # setup response, or -k for this step only):
-    #   1. first-boot setup   POST /api/v1/setup          {admin user, password}
-    #   2. login              POST /api/v1/auth/login     -> session cookie / token
-    #   3. zone create        POST /api/v1/cameras/walkway/zones  + the intrusion rule
-    #                         (then drop [[zones]]/[[rules]] from guest/safe-yolo.toml)
-    #   4. wait for the event GET  /api/v1/events?state=open (the guest signals
-    #                         "alarm raised" on the serial console as now)
-    #   5. event ack          POST /api/v1/events/{id}/ack  -> the siren line drops
-    # The guest then needs to wait for the host between its steps: have test.sh
-    # poll a flag the host sets (e.g. a second serial port or a file on 9p).
+    # --- API steps over HTTPS, through qemu's port forward (tests/vm/api.sh) ----
+    T_API="$(now_ms)"
+    api_steps || true
+    T_API_MS=$(( $(now_ms) - T_API ))
 fi
 wait "$QEMU" || true
 trap - EXIT
@@ -258,13 +266,16 @@ T_ALL_MS=$(( $(now_ms) - T_BEGIN ))
 tr -d '\r' <"$SERIAL" >"$WORK/serial.txt"
 sed -n '/^VMTEST-DAEMON-LOG-BEGIN/,/^VMTEST-DAEMON-LOG-END/p' "$WORK/serial.txt" | sed '1d;$d' >"$WORK/daemon.log"
 grep -a '^VMTEST \(PASS\|FAIL\|INFO\|FPS\|READY\|ALARM\)' "$WORK/serial.txt" | sed 's/^/  /' || true
+echo "API steps (host, over HTTPS; requests and responses in $WORK/api.log):"
+{ grep -a '^API \(PASS\|FAIL\)' "$WORK/api.log" 2>/dev/null || echo "API not reached"; } | sed 's/^/  /'
 
 val() { { grep -a "^VMTEST $1" "$WORK/serial.txt" || true; } | head -n1 | sed -n "s/.*$2=\([^ ]*\).*/\1/p"; }
 BOOTED="$(val BOOTED uptime)"
 READY_UPTIME="$(val READY uptime)"
 START_TO_READY="$(val READY start_to_ready_s)"
 VIVID_FPS="$(val FPS vivid_loop)"
-READY_TO_ALARM="$(val ALARM ready_to_alarm_s)"
+RULE_TO_ALARM="$(val ALARM rule_to_alarm_s)"
+RULE2_TO_ALARM="$(val ALARM2 rule_to_alarm_s)"
 DAEMON_FPS="$(val "FPS daemon_capture=" daemon_capture)"
 if [ -z "$DAEMON_FPS" ]; then
     DAEMON_FPS="$(val "FPS daemon_capture_derived" daemon_capture_derived)"
@@ -279,18 +290,22 @@ echo   "  kernel boot to /init ${BOOTED:-?} s (guest uptime)"
 echo   "  qemu start to READY  $(awk -v m="${T_READY_HOST:-0}" 'BEGIN{printf "%.1f", m/1000}') s (host clock)"
 echo   "  boot to READY        ${READY_UPTIME:-?} s (guest uptime at \"safe-yolo ready\")"
 echo   "  daemon start->READY  ${START_TO_READY:-?} s"
-echo   "  READY to alarm       ${READY_TO_ALARM:-?} s (inference is ~20 s under TCG)"
+echo   "  rule PUT to alarm    ${RULE_TO_ALARM:-?} s, second rule ${RULE2_TO_ALARM:-?} s (inference is ~20 s under TCG)"
+echo   "  API steps (host)     $(awk -v m="${T_API_MS:-0}" 'BEGIN{printf "%.1f", m/1000}') s (READY to the last API check)"
 echo   "  capture fps          vivid loop ${VIVID_FPS:-?}; daemon ${DAEMON_FPS:-n/a}"
 printf '  VM run               %6.1f s\n' "$(awk -v m="$T_VM_MS" 'BEGIN{print m/1000}')"
 printf '  whole test           %6.1f s\n' "$(awk -v m="$T_ALL_MS" 'BEGIN{print m/1000}')"
 
-if grep -qa "^VMTEST RESULT PASS" "$WORK/serial.txt"; then
+if grep -qa "^VMTEST RESULT PASS" "$WORK/serial.txt" && [ "$API_FAILS" -eq 0 ] \
+    && grep -q "^API PASS GET /api/v1/events: event .* by the ack button" "$WORK/api.log"; then
     echo "vm-test: PASS${BREAK:+ (with SAFEYOLO_VM_BREAK=$BREAK: the test did not notice!)}"
     exit 0
 fi
 echo "vm-test: FAIL${BREAK:+ (expected: SAFEYOLO_VM_BREAK=$BREAK)}"
 echo "===== VM serial log ($SERIAL) ====="
 sed '/^VMTEST-DAEMON-LOG-BEGIN/,/^VMTEST-DAEMON-LOG-END/d' "$WORK/serial.txt"
+echo "===== API log ($WORK/api.log) ====="
+cat "$WORK/api.log" 2>/dev/null || true
 echo "===== daemon log ====="
 cat "$WORK/daemon.log"
 exit 1

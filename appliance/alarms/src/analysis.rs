@@ -254,6 +254,7 @@ impl Analysis {
                                     culprit: a.track.and_then(|t| tracks.iter().find(|tr| tr.id == t)).map(|tr| tr.bbox),
                                     captured_at: f.meta.captured_at,
                                     capture_to_detected: f.times.capture_to_detected,
+                                    inference: f.times.detect + f.times.ppe,
                                 }),
                                 Decision::Clear { .. } => None,
                             };

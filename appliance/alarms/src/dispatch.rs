@@ -223,6 +223,8 @@ pub struct Evidence {
     pub captured_at: std::time::SystemTime,
     /// Capture to detections ready, for this frame.
     pub capture_to_detected: Duration,
+    /// Of which the detector call(s) on this frame.
+    pub inference: Duration,
 }
 
 impl Dispatcher {
@@ -325,6 +327,7 @@ impl Dispatcher {
             rule = %alarm.rule,
             event = %key,
             capture_to_detected_ms = evidence.as_ref().map(|e| e.capture_to_detected.as_secs_f64() * 1000.0),
+            inference_ms = evidence.as_ref().map(|e| e.inference.as_secs_f64() * 1000.0),
             capture_to_raise_ms = evidence.as_ref().and_then(|e| SystemTime::now().duration_since(e.captured_at).ok()).map(|d| d.as_secs_f64() * 1000.0),
             camera = %alarm.camera,
             zone = alarm.zone.as_ref().map_or("", |z| z.as_str()),

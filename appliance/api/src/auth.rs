@@ -5,6 +5,13 @@
 //! so a revoked session, a disabled user or a changed password stops working at once.
 //! A session is bound to the password it was opened with: its id starts with a
 //! fingerprint of the password hash, which a password change invalidates.
+//!
+//! Refresh tokens rotate (OAuth 2.0 Security BCP): every refresh spends the presented
+//! token and hands out a new one; the session id, and so the access JWTs, stay the
+//! same. A spent token presented again means one of its holders is a thief, so the
+//! whole session is revoked (the newest token and every access JWT of the session stop
+//! working) and an `auth.refresh_reuse` audit row is written. See [`RefreshToken`] for
+//! how this is stored without changing the store's schema.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -385,16 +392,82 @@ pub async fn authenticate(
 
 /// A new refresh secret and the session id it maps to: `(token, session id)`.
 /// The token is `<pwv>.<secret>`; the stored id is `<pwv>.<sha256(secret)>`.
+///
+/// This is the first token of a session. Each refresh rotates it (see
+/// [`rotated_refresh`]); the session id (the JWTs' `sid`) stays the same.
 pub fn new_refresh(pwv: &str) -> Result<(String, String), HttpError> {
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
     let sid = format!("{pwv}.{}", sha256_hex(secret.as_bytes()));
     Ok((format!("{pwv}.{secret}"), sid))
 }
 
-/// The session id a refresh token maps to.
+/// The session id a first (never rotated) refresh token maps to.
 pub fn refresh_sid(token: &str) -> Option<String> {
     let (pwv, secret) = token.split_once('.')?;
     Some(format!("{pwv}.{}", sha256_hex(secret.as_bytes())))
+}
+
+/// A refresh token as presented, mapped to the records it names.
+///
+/// Rotation keeps the store schema as it is: a session is one record keyed by its id
+/// (`<pwv>.<hash>`, the JWTs' `sid`), and each rotated refresh token is one more
+/// session record keyed `<session id>.<sha256(secret)>`. The current token is the
+/// session's only unrevoked child record (or, before the first rotation, the session's
+/// own first token while it has no child at all). Anything else that names a live
+/// session is a token that was already used: the whole session is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshToken {
+    /// `<pwv>.<secret>`: the token handed out at login.
+    First {
+        /// The session id.
+        session: String,
+    },
+    /// `<session id>.<secret>`: a token handed out by a refresh.
+    Rotated {
+        /// The session id.
+        session: String,
+        /// The id of the token's own record.
+        record: String,
+    },
+}
+
+impl RefreshToken {
+    /// Parses a presented token; `None` when it has neither shape.
+    pub fn parse(token: &str) -> Option<Self> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let ok = |p: &&str| {
+            !p.is_empty()
+                && p.len() <= 128
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !parts.iter().all(ok) {
+            return None;
+        }
+        match parts.as_slice() {
+            [_, _] => refresh_sid(token).map(|session| Self::First { session }),
+            [pwv, hash, secret] => {
+                let session = format!("{pwv}.{hash}");
+                let record = format!("{session}.{}", sha256_hex(secret.as_bytes()));
+                Some(Self::Rotated { session, record })
+            }
+            _ => None,
+        }
+    }
+
+    /// The session the token belongs to.
+    pub fn session(&self) -> &str {
+        match self {
+            Self::First { session } | Self::Rotated { session, .. } => session,
+        }
+    }
+}
+
+/// The next refresh token of `session`: `(token, id of its record)`.
+pub fn rotated_refresh(session: &str) -> Result<(String, String), HttpError> {
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let record = format!("{session}.{}", sha256_hex(secret.as_bytes()));
+    Ok((format!("{session}.{secret}"), record))
 }
 
 /// A new API key: `(token shown once, id, stored hash)`.
@@ -584,5 +657,25 @@ mod tests {
         let (tok, sid) = new_refresh("abcd").unwrap();
         assert_eq!(refresh_sid(&tok).unwrap(), sid);
         assert!(!sid.contains(tok.split_once('.').unwrap().1));
+        assert_eq!(
+            RefreshToken::parse(&tok),
+            Some(RefreshToken::First {
+                session: sid.clone()
+            })
+        );
+        let (next, record) = rotated_refresh(&sid).unwrap();
+        assert!(record.starts_with(&format!("{sid}.")));
+        assert_eq!(
+            RefreshToken::parse(&next),
+            Some(RefreshToken::Rotated {
+                session: sid.clone(),
+                record: record.clone()
+            })
+        );
+        let secret = next.rsplit_once('.').unwrap().1;
+        assert!(!record.contains(secret), "only the secret's hash is stored");
+        for bad in ["", "abc", "a..b", "a.b.c.d", "a.b/c", ".a", "a b.c"] {
+            assert_eq!(RefreshToken::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! - [`tls`]: rustls (ring provider), TLS 1.3 only unless 1.2 is enabled, a self-signed
 //!   certificate generated on first boot, hot replacement of an uploaded certificate.
 //! - [`auth`]: first-boot setup, argon2id passwords, short-lived JWTs with revocable
-//!   refresh sessions, API keys, login throttling and lockout, WebSocket tickets.
+//!   refresh sessions (rotating refresh tokens with reuse detection), API keys, login
+//!   throttling and lockout, WebSocket tickets.
 //! - [`routes`]: the route table. Every route declares its minimum [`routes::Access`];
 //!   one middleware enforces it, and the router is built only from the table.
 //! - [`live`]: MJPEG and WebSocket live view, one JPEG encode per frame shared by all
@@ -11,14 +12,18 @@
 //! - [`openapi`]: the OpenAPI document, generated from the route table (request bodies
 //!   from the handlers' types through schemars).
 //! - [`metrics`]: the API's own Prometheus families (login failures, lockouts, 401/403,
-//!   live viewers, live encodes), registered in the daemon's registry.
+//!   429 from the rate limit, backups, live viewers, live encodes), registered in the
+//!   daemon's registry.
+//! - [`ratelimit`]: token buckets per credential and per source address (429 with
+//!   `Retry-After`), so a misbehaving client cannot starve the safety pipeline.
 //! - [`ui`]: the local web UI, embedded in the binary (plain JS modules and CSS).
 //!
 //! Architecture invariants:
 //! - No route exists outside [`routes::table`]; the integration test walks the table and
 //!   proves 401/403/2xx for every entry.
 //! - Every mutating route writes its audit row in the same store transaction as the
-//!   change (see [`audit`]).
+//!   change (see [`audit`]); a backup download, which changes nothing but takes
+//!   evidence off the box, is audited before its first byte is sent.
 //! - Nothing here blocks the reactor: argon2, store work and JPEG encoding run on the
 //!   blocking pool or a dedicated thread.
 #![forbid(unsafe_code)]
@@ -33,6 +38,7 @@ pub mod headers;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod settings;
@@ -42,5 +48,6 @@ pub mod ui;
 
 pub use control::{Control, SettingsChange};
 pub use error::{ApiError, HttpError};
+pub use ratelimit::RateLimit;
 pub use server::{ApiDeps, ApiServer, build_router, serve};
 pub use settings::{ApiSettings, AuthTuning};

@@ -15,6 +15,10 @@ pub struct ApiMetrics {
     pub unauthorized: Counter,
     /// Requests refused with 403.
     pub forbidden: Counter,
+    /// Requests refused with 429 by the request rate limit.
+    pub rate_limited: Counter,
+    /// Backups downloaded.
+    pub backups: Counter,
     /// Open live views (WebSocket and MJPEG).
     pub live_viewers: Gauge,
     /// Live frames encoded to JPEG (one per frame per camera and quality).
@@ -40,6 +44,16 @@ impl ApiMetrics {
             "api_forbidden",
             "API requests refused with 403",
             a.forbidden.clone(),
+        );
+        m.register(
+            "api_rate_limited",
+            "API requests refused with 429 by the request rate limit",
+            a.rate_limited.clone(),
+        );
+        m.register(
+            "api_backups",
+            "Backups downloaded through the API",
+            a.backups.clone(),
         );
         m.register(
             "api_live_viewers",

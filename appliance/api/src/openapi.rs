@@ -22,6 +22,9 @@ pub fn document(max_cert_body: usize) -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .chain(spec.query.iter().map(|(name, required, description)| {
+                json!({"name": name, "in": "query", "required": required, "description": description, "schema": {"type": "string"}})
+            }))
             .collect();
         let (security, role) = match spec.access {
             Access::Public => (json!([]), "public".to_owned()),
@@ -36,7 +39,28 @@ pub fn document(max_cert_body: usize) -> Value {
             ),
         };
         let mut responses = Map::new();
-        responses.insert("2XX".into(), json!({"description": "Success"}));
+        if spec.produces.is_empty() {
+            responses.insert("2XX".into(), json!({"description": "Success"}));
+        } else {
+            let content: Map<String, Value> = spec
+                .produces
+                .iter()
+                .map(|m| {
+                    (
+                        (*m).to_owned(),
+                        json!({"schema": {"type": "string", "format": "binary"}}),
+                    )
+                })
+                .collect();
+            responses.insert(
+                "2XX".into(),
+                json!({"description": "Success (a download)", "content": content}),
+            );
+        }
+        responses.insert(
+            "429".into(),
+            json!({"$ref": "#/components/responses/TooManyRequests"}),
+        );
         if spec.access != Access::Public {
             responses.insert(
                 "401".into(),
@@ -130,6 +154,7 @@ pub fn document(max_cert_body: usize) -> Value {
             "responses": {
                 "Unauthorized": {"description": "Missing, invalid, expired or revoked credentials", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "Forbidden": {"description": "The caller's role is too low", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "TooManyRequests": {"description": "Request rate limit of the credential (or of the source address, for requests without a valid credential) exceeded; see Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "Error": {"description": "Invalid request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
             "schemas": schemas,

@@ -1,9 +1,9 @@
 //! The route table: every route with its method, path, minimum access and summary.
 //!
 //! The router is built only from [`table`], and one middleware (`gate_fn`) enforces
-//! each route's [`Access`]: handlers never check roles themselves. The integration
-//! test walks the table and proves 401 without credentials, 403 below the minimum
-//! role and success at it for every entry.
+//! each route's [`Access`] and the request rate limit ([`crate::ratelimit`]): handlers
+//! never check roles themselves. The integration test walks the table and proves 401
+//! without credentials, 403 below the minimum role and success at it for every entry.
 
 use std::net::IpAddr;
 
@@ -19,7 +19,7 @@ use safe_yolo_store::{AuditResult, NewAudit, Role, now_ms};
 use crate::auth::{Principal, authenticate, presented_token, rank, role_name};
 use crate::error::HttpError;
 use crate::handlers::{
-    auth as h_auth, events, live as h_live, settings as h_settings, system, users,
+    auth as h_auth, download, events, live as h_live, settings as h_settings, system, users,
 };
 use crate::state::{AppState, peer};
 use crate::ui;
@@ -64,7 +64,66 @@ pub struct RouteSpec {
     pub accepts_ticket: bool,
     /// Schema of the JSON request body, if the route takes one.
     pub body: Option<BodySchema>,
+    /// Query parameters, for the OpenAPI document: `(name, required, description)`.
+    pub query: &'static [QueryParam],
+    /// Media types of a successful response when it is not JSON (downloads).
+    pub produces: &'static [&'static str],
 }
+
+/// A query parameter: `(name, required, description)`.
+pub type QueryParam = (&'static str, bool, &'static str);
+
+/// The event list's filters, shared by the list and the export.
+const EVENT_FILTERS: [QueryParam; 5] = [
+    (
+        "from",
+        false,
+        "Only events that started at or after this Unix time (ms)",
+    ),
+    (
+        "to",
+        false,
+        "Only events that started before this Unix time (ms)",
+    ),
+    ("camera", false, "Only this camera id"),
+    ("rule", false, "Only this rule id"),
+    (
+        "state",
+        false,
+        "Only events in this state: open, active, acknowledged or cleared",
+    ),
+];
+
+const EVENT_LIST_QUERY: [QueryParam; 8] = [
+    EVENT_FILTERS[0],
+    EVENT_FILTERS[1],
+    EVENT_FILTERS[2],
+    EVENT_FILTERS[3],
+    EVENT_FILTERS[4],
+    ("order", false, "asc or desc (default: newest first)"),
+    (
+        "cursor",
+        false,
+        "Resume after this event id (the previous page's next_cursor)",
+    ),
+    ("limit", false, "Page size, 1-1000 (default 100)"),
+];
+
+const EVENT_EXPORT_QUERY: [QueryParam; 7] = [
+    ("format", true, "csv or json"),
+    EVENT_FILTERS[0],
+    EVENT_FILTERS[1],
+    EVENT_FILTERS[2],
+    EVENT_FILTERS[3],
+    EVENT_FILTERS[4],
+    ("order", false, "asc or desc (default: oldest first)"),
+];
+
+const BACKUP_QUERY: [QueryParam; 1] = [(
+    "snapshots",
+    false,
+    "true (default) or false: include the snapshot JPEGs",
+)];
 
 impl RouteSpec {
     /// Whether the route changes state (and therefore writes an audit row).
@@ -106,6 +165,8 @@ where
             changes_state: method != Method::GET && method != Method::HEAD,
             accepts_ticket: false,
             body: None,
+            query: &[],
+            produces: &[],
             summary,
             body_limit: None,
         },
@@ -122,6 +183,18 @@ impl Route {
     /// Declares the JSON request body (for the OpenAPI document).
     fn body<B: schemars::JsonSchema>(mut self) -> Self {
         self.spec.body = Some(|g| g.subschema_for::<B>());
+        self
+    }
+
+    /// Declares the query parameters (for the OpenAPI document).
+    fn query(mut self, params: &'static [QueryParam]) -> Self {
+        self.spec.query = params;
+        self
+    }
+
+    /// Declares a non-JSON success response (for the OpenAPI document).
+    fn produces(mut self, media_types: &'static [&'static str]) -> Self {
+        self.spec.produces = media_types;
         self
     }
 
@@ -175,7 +248,7 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             M::POST,
             "/api/v1/auth/refresh",
             Access::Public,
-            "Exchange a refresh token for a new access JWT",
+            "Exchange a refresh token for a new access JWT and a new refresh token (the used one is spent; reusing it revokes the session)",
             h_auth::refresh,
         )
         .body::<h_auth::RefreshBody>(),
@@ -216,7 +289,17 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             VIEWER,
             "List events (filter by time, camera, rule, state; paginated)",
             events::list,
-        ),
+        )
+        .query(&EVENT_LIST_QUERY),
+        route(
+            M::GET,
+            "/api/v1/events/export",
+            VIEWER,
+            "Export events for incident reports: format=csv|json, the list's filters (from, to, camera, rule, state, order); an attachment",
+            download::export,
+        )
+        .query(&EVENT_EXPORT_QUERY)
+        .produces(&["text/csv", "application/json"]),
         route(
             M::GET,
             "/api/v1/events/{id}",
@@ -434,6 +517,15 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
         .body::<system::CertBody>()
         .limit(max_cert_body),
         route(
+            M::GET,
+            "/api/v1/system/backup",
+            ADMIN,
+            "Download a consistent backup as a tar (database, snapshots unless snapshots=false, config, MANIFEST.json with SHA-256); one at a time, audited",
+            download::backup,
+        )
+        .query(&BACKUP_QUERY)
+        .produces(&["application/x-tar"]),
+        route(
             M::POST,
             "/api/v1/system/jwt-key/rotate",
             ADMIN,
@@ -479,14 +571,35 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
     let source = peer(&req);
     req.extensions_mut().insert(Source(source));
     let principal = match g.access {
-        Access::Public => None,
-        Access::Ticket => match query_ticket(&req).and_then(|t| g.app.tickets.redeem(&t, source)) {
-            Some(p) => Some(p),
-            None => {
-                return HttpError::unauthorized("missing, used or expired ticket").into_response();
+        Access::Public => {
+            if let Err(secs) = g.app.rate.charge_source(source) {
+                return rate_limited(&g, secs);
             }
-        },
+            None
+        }
+        Access::Ticket => {
+            if let Err(secs) = g.app.rate.check_source(source) {
+                return rate_limited(&g, secs);
+            }
+            match query_ticket(&req).and_then(|t| g.app.tickets.redeem(&t, source)) {
+                Some(p) => {
+                    if let Err(secs) = g.app.rate.charge_principal(&p.actor) {
+                        return rate_limited(&g, secs);
+                    }
+                    Some(p)
+                }
+                None => {
+                    let _ = g.app.rate.charge_source(source);
+                    return HttpError::unauthorized("missing, used or expired ticket")
+                        .into_response();
+                }
+            }
+        }
         Access::Role(min) => {
+            // A source that keeps failing is refused before its credential is checked.
+            if let Err(secs) = g.app.rate.check_source(source) {
+                return rate_limited(&g, secs);
+            }
             let ticket = (g.ticket_ok && presented_token(req.headers()).is_none())
                 .then(|| query_ticket(&req))
                 .flatten();
@@ -501,10 +614,14 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
             let p = match authenticated {
                 Ok(p) => p,
                 Err(e) => {
+                    let _ = g.app.rate.charge_source(source);
                     g.app.api_metrics.unauthorized.inc();
                     return e.into_response();
                 }
             };
+            if let Err(secs) = g.app.rate.charge_principal(&p.actor) {
+                return rate_limited(&g, secs);
+            }
             if rank(p.role) < rank(min) {
                 let msg = format!(
                     "{} role required, caller is {}",
@@ -537,6 +654,16 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
         .await;
     }
     resp
+}
+
+fn rate_limited(g: &Gate, secs: u64) -> Response {
+    g.app.api_metrics.rate_limited.inc();
+    HttpError::too_many(
+        "rate_limited",
+        secs,
+        format!("too many requests; try again in {secs} s"),
+    )
+    .into_response()
 }
 
 fn query_ticket(req: &Request) -> Option<String> {

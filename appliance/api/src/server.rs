@@ -123,6 +123,8 @@ pub fn build_router(
     let cors_cfg = Cors {
         origins: Arc::new(settings.api.cors_origins.clone()),
     };
+    let rate = crate::ratelimit::RateLimiter::new(settings.auth.rate_limit);
+    crate::handlers::download::remove_stale_work_dirs(&api_dir);
     let state = AppState(Arc::new(Inner {
         settings,
         store: deps.store,
@@ -133,6 +135,9 @@ pub fn build_router(
         control: deps.control,
         keys,
         limiter: LoginLimiter::default(),
+        rate,
+        backup_gate: Arc::new(Semaphore::new(1)),
+        export_gate: Arc::new(Semaphore::new(crate::handlers::download::MAX_EXPORTS)),
         tickets: Tickets::default(),
         setup: SetupGate {
             token: parking_lot::Mutex::new(token),

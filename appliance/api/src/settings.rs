@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use safe_yolo_config::ApiConfig;
 
+use crate::ratelimit::RateLimit;
+
 /// Authentication tuning; the defaults suit production, tests shorten them.
 #[derive(Debug, Clone)]
 pub struct AuthTuning {
@@ -26,6 +28,9 @@ pub struct AuthTuning {
     pub argon2_m_kib: u32,
     /// Argon2id passes.
     pub argon2_t: u32,
+    /// Request rate limit per credential (and per source address for requests without
+    /// a valid credential); over it the API answers 429 with `Retry-After`.
+    pub rate_limit: RateLimit,
 }
 
 impl Default for AuthTuning {
@@ -40,6 +45,7 @@ impl Default for AuthTuning {
             ticket_ttl: Duration::from_secs(30),
             argon2_m_kib: 19 * 1024,
             argon2_t: 2,
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -67,6 +73,12 @@ pub struct ApiSettings {
     /// Root of the file system the update state (RAUC slot, version) is read
     /// from: `/` on a box; tests point it elsewhere.
     pub system_root: PathBuf,
+    /// The config file copied into backups (`GET /api/v1/system/backup`); `None`
+    /// leaves the configuration out of the backup.
+    pub config_path: Option<PathBuf>,
+    /// The box's name in download file names (backup, event export): the host name by
+    /// default, reduced to `A-Z a-z 0-9 . _ -`.
+    pub box_name: String,
 }
 
 /// Names for the self-signed certificate: `localhost`, the loopback addresses, the
@@ -93,6 +105,23 @@ pub fn default_cert_names(api: &ApiConfig) -> Vec<String> {
     names
 }
 
+/// The host name, or `box` when it is unknown.
+pub fn default_box_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| file_name_safe(h.trim()))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "box".to_owned())
+}
+
+/// Keeps `A-Z a-z 0-9 . _ -` of `s` (at most 64 characters), for file names and headers.
+pub fn file_name_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect()
+}
+
 impl ApiSettings {
     /// Settings from the `[api]` section with default tuning.
     pub fn new(api: ApiConfig, state_dir: impl Into<PathBuf>) -> Self {
@@ -106,6 +135,8 @@ impl ApiSettings {
             max_cert_body_bytes: 256 * 1024,
             web_ui: true,
             system_root: PathBuf::from("/"),
+            config_path: None,
+            box_name: default_box_name(),
         }
     }
 

@@ -46,6 +46,11 @@ pub struct Inner {
     pub(crate) control: Arc<dyn Control>,
     pub(crate) keys: JwtKeys,
     pub(crate) limiter: LoginLimiter,
+    pub(crate) rate: crate::ratelimit::RateLimiter,
+    /// One backup at a time (each one takes disk space until it has been sent).
+    pub(crate) backup_gate: Arc<tokio::sync::Semaphore>,
+    /// A few event exports at a time (each one takes a temporary file).
+    pub(crate) export_gate: Arc<tokio::sync::Semaphore>,
     pub(crate) tickets: Tickets,
     pub(crate) setup: SetupGate,
     pub(crate) certs: Arc<CertStore>,

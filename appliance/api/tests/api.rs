@@ -25,7 +25,7 @@ use safe_yolo_alarms::{Dispatcher, DispatcherConfig};
 use safe_yolo_api::routes::{Access, table};
 use safe_yolo_api::server::App;
 use safe_yolo_api::{
-    ApiDeps, ApiSettings, AuthTuning, Control, SettingsChange, build_router, serve,
+    ApiDeps, ApiSettings, AuthTuning, Control, RateLimit, SettingsChange, build_router, serve,
 };
 use safe_yolo_capture::SourcePolicy;
 use safe_yolo_config::{ApiConfig, IpNet, TlsMinVersion};
@@ -92,6 +92,12 @@ fn tuning() -> AuthTuning {
         user_max_failures: 3,
         source_max_failures: 1000,
         lockout: Duration::from_millis(1500),
+        // The matrix walk makes hundreds of requests in a few seconds; the limiter has
+        // its own test with a tiny limit.
+        rate_limit: RateLimit {
+            per_second: 1e6,
+            burst: 1_000_000,
+        },
         ..AuthTuning::default()
     }
 }
@@ -110,6 +116,8 @@ fn api_config(cors: Vec<String>) -> ApiConfig {
         }],
         jpeg_quality: 75,
         max_body_bytes: MAX_BODY,
+        rate_limit_per_s: 50,
+        rate_limit_burst: 100,
     }
 }
 
@@ -218,13 +226,31 @@ fn settings(dir: &Path, cors: Vec<String>) -> ApiSettings {
 }
 
 async fn rig_with(cors: Vec<String>) -> Rig {
+    rig_custom(cors, |_| {}).await
+}
+
+/// A rig whose settings `tweak` adjusts (its argument's state dir is the rig's dir).
+async fn rig_custom(cors: Vec<String>, tweak: impl FnOnce(&mut ApiSettings)) -> Rig {
+    rig_store(cors, tweak, |_| {}).await
+}
+
+/// A rig whose API settings and store configuration are adjusted.
+async fn rig_store(
+    cors: Vec<String>,
+    tweak: impl FnOnce(&mut ApiSettings),
+    store_tweak: impl FnOnce(&mut StoreConfig),
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let mut store_config = StoreConfig::new(dir.path());
+    store_tweak(&mut store_config);
+    let store = Store::open(store_config).unwrap();
     let (store, _writer) = StoreHandle::start(store, 64).unwrap();
     let control = Arc::new(RecordingControl::default());
     let (deps, live, health, _scene) = deps(dir.path(), store.clone(), Arc::clone(&control));
     let shutdown = CancellationToken::new();
-    let app = build_router(settings(dir.path(), cors), deps, shutdown.clone()).unwrap();
+    let mut settings = settings(dir.path(), cors);
+    tweak(&mut settings);
+    let app = build_router(settings, deps, shutdown.clone()).unwrap();
     Rig {
         app,
         store,
@@ -531,6 +557,10 @@ impl Rig {
                     path.into(),
                     Some(json!({"cert_pem": c.cert.pem(), "key_pem": c.key_pair.serialize_pem()})),
                 )
+            }
+            ("GET", "/api/v1/events/export") => {
+                self.event(false).await;
+                ("/api/v1/events/export?format=csv".into(), None)
             }
             (_, p) if !p.contains('{') => (p.into(), None),
             (m, p) => panic!("no example for {m} {p}: add one to Rig::example when adding a route"),
@@ -1908,6 +1938,708 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
     assert_eq!(r.status, StatusCode::OK);
     let r = call_from(&app.router, CLIENT, Method::GET, &path, None, None, &[]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a ticket is single-use");
+}
+
+// === refresh-token rotation ===
+
+async fn refresh_with(rig: &Rig, token: &str) -> Resp {
+    rig.call(
+        Method::POST,
+        "/api/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": token})),
+    )
+    .await
+}
+
+fn str_field(r: &Resp, name: &str) -> String {
+    r.json()[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {}", String::from_utf8_lossy(&r.body)))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_session() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let u = rig.user(Role::Viewer).await;
+
+    // Each refresh hands out a new refresh token; access tokens keep working.
+    let r = rig.login(&u, PASSWORD).await;
+    let (a0, r0) = (
+        str_field(&r, "access_token"),
+        str_field(&r, "refresh_token"),
+    );
+    let rf = refresh_with(&rig, &r0).await;
+    assert_eq!(rf.status, StatusCode::OK);
+    let (a1, r1) = (
+        str_field(&rf, "access_token"),
+        str_field(&rf, "refresh_token"),
+    );
+    assert_ne!(r1, r0);
+    let rf = refresh_with(&rig, &r1).await;
+    assert_eq!(rf.status, StatusCode::OK);
+    let (a2, r2) = (
+        str_field(&rf, "access_token"),
+        str_field(&rf, "refresh_token"),
+    );
+    assert_ne!(r2, r1);
+    for a in [&a0, &a1, &a2] {
+        assert_eq!(
+            rig.call(Method::GET, "/api/v1/auth/me", Some(a), None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+
+    // Presenting a spent token is theft: the whole session ends, newest token included.
+    let before = rig.last_audit_id().await;
+    let reuse = refresh_with(&rig, &r1).await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reuse.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{}",
+        String::from_utf8_lossy(&reuse.body)
+    );
+    let rows = rig.audit_after(before).await;
+    assert!(
+        rows.iter().any(|r| r.action == "auth.refresh_reuse"
+            && r.target == format!("user/{u}")
+            && r.source.as_deref() == Some("10.1.2.3")),
+        "reuse is audited: {rows:?}"
+    );
+    assert_eq!(
+        refresh_with(&rig, &r2).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the newest token dies with the session"
+    );
+    for a in [&a0, &a2] {
+        assert_eq!(
+            rig.call(Method::GET, "/api/v1/auth/me", Some(a), None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED,
+            "the session's access tokens are revoked too"
+        );
+    }
+
+    // The login token itself is single-use as well.
+    let r = rig.login(&u, PASSWORD).await;
+    let first = str_field(&r, "refresh_token");
+    let next = refresh_with(&rig, &first).await;
+    assert_eq!(next.status, StatusCode::OK);
+    let next = str_field(&next, "refresh_token");
+    assert_eq!(
+        refresh_with(&rig, &first).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh_with(&rig, &next).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Two concurrent uses of one token: exactly one wins, and the loser's reuse ends
+    // the session, so the winner's new token is dead as well.
+    let r = rig.login(&u, PASSWORD).await;
+    let tok = str_field(&r, "refresh_token");
+    let (x, y) = tokio::join!(refresh_with(&rig, &tok), refresh_with(&rig, &tok));
+    let ok: Vec<&Resp> = [&x, &y]
+        .into_iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert_eq!(ok.len(), 1, "{} / {}", x.status, y.status);
+    let won = str_field(ok[0], "refresh_token");
+    assert_eq!(
+        refresh_with(&rig, &won).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logout after a rotation ends the rotated token without calling it theft.
+    let r = rig.login(&u, PASSWORD).await;
+    let rf = refresh_with(&rig, &str_field(&r, "refresh_token")).await;
+    let (access, latest) = (
+        str_field(&rf, "access_token"),
+        str_field(&rf, "refresh_token"),
+    );
+    assert_eq!(
+        rig.call(Method::POST, "/api/v1/auth/logout", Some(&access), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let before = rig.last_audit_id().await;
+    assert_eq!(
+        refresh_with(&rig, &latest).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        rig.audit_after(before)
+            .await
+            .iter()
+            .all(|r| r.action != "auth.refresh_reuse")
+    );
+
+    // Malformed and unknown tokens.
+    for bad in ["nodots", "a.b.c.d", "x.y", "a.b.c"] {
+        assert_eq!(
+            refresh_with(&rig, bad).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{bad}"
+        );
+    }
+}
+
+// === rate limit ===
+
+#[tokio::test]
+async fn rate_limit_answers_429_per_credential_and_per_failing_source() {
+    let rig = rig_custom(vec![], |s| {
+        s.auth.rate_limit = RateLimit {
+            per_second: 0.001,
+            burst: 3,
+        };
+    })
+    .await;
+    rig.setup_admin().await;
+    // Each login from its own address (public requests are charged per address).
+    let login_from = |i: u32, user: String| {
+        let router = rig.app.router.clone();
+        async move {
+            let r = call_from(
+                &router,
+                &format!("10.9.0.{i}:1000"),
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": user, "password": PASSWORD})),
+                &[],
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK);
+            str_field(&r, "access_token")
+        }
+    };
+    let alice = login_from(1, rig.user(Role::Viewer).await).await;
+    let bob = login_from(2, rig.user(Role::Viewer).await).await;
+    let carol = login_from(3, rig.user(Role::Viewer).await).await;
+
+    // Per credential: the burst, then 429 with Retry-After, from any address.
+    for _ in 0..3 {
+        assert_eq!(
+            rig.call(Method::GET, "/api/v1/auth/me", Some(&alice), None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let r = rig
+        .call(Method::GET, "/api/v1/auth/me", Some(&alice), None)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.json()["error"], "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    let r = call_from(
+        &rig.app.router,
+        "10.20.0.1:1",
+        Method::GET,
+        "/api/v1/auth/me",
+        Some(&alice),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "per credential");
+    // Another credential from the same address is not affected.
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&bob), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A refused change is not audited as a failure (429 is the limiter, not the change).
+    let before = rig.last_audit_id().await;
+    let id = rig.event(false).await;
+    let r = rig
+        .call(
+            Method::POST,
+            &format!("/api/v1/events/{id}/ack"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(rig.audit_after(before).await.is_empty());
+
+    // A live stream is one request, however long it runs.
+    let t = rig
+        .call(Method::POST, "/api/v1/live/ticket", Some(&carol), None)
+        .await;
+    assert_eq!(t.status, StatusCode::OK);
+    let ticket = str_field(&t, "ticket");
+    let r = rig
+        .call(
+            Method::GET,
+            &format!("/api/v1/cameras/cam1/mjpeg?ticket={ticket}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&carol), None)
+            .await
+            .status,
+        StatusCode::OK,
+        "ticket + stream + this = the burst of 3"
+    );
+    assert_eq!(
+        rig.call(Method::GET, "/api/v1/auth/me", Some(&carol), None)
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Failed authentications are charged to the address; once it is empty, the address
+    // is refused before any credential is checked, even a valid one.
+    let bad = "10.8.0.1:1";
+    for _ in 0..3 {
+        let r = call_from(
+            &rig.app.router,
+            bad,
+            Method::GET,
+            "/api/v1/auth/me",
+            Some("garbage"),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    for token in ["garbage", bob.as_str()] {
+        let r = call_from(
+            &rig.app.router,
+            bad,
+            Method::GET,
+            "/api/v1/auth/me",
+            Some(token),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers.contains_key("retry-after"));
+    }
+
+    // Public routes are charged per address.
+    for _ in 0..3 {
+        let r = call_from(
+            &rig.app.router,
+            "10.7.0.1:1",
+            Method::GET,
+            "/api/v1/health",
+            None,
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = call_from(
+        &rig.app.router,
+        "10.7.0.1:1",
+        Method::GET,
+        "/api/v1/health",
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    rig.shutdown.cancel();
+}
+
+// === downloads: backup and event export ===
+
+/// Sends a request and returns the response with its body unread.
+async fn call_raw(router: &Router, token: &str, path: &str) -> axum::response::Response {
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("host", "box.local")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let addr: SocketAddr = CLIENT.parse().unwrap();
+    req.extensions_mut().insert(ConnectInfo(addr));
+    tower::ServiceExt::oneshot(router.clone(), req)
+        .await
+        .unwrap()
+}
+
+fn work_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("api"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("tmp-download-")
+        })
+        .collect()
+}
+
+/// Waits (up to 10 s) for `f` to hold; a condition, not a timing assert.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
+/// Unpacks a tar into `dest` and returns the single top-level directory.
+fn untar(bytes: &[u8], dest: &Path) -> PathBuf {
+    tar::Archive::new(bytes).unpack(dest).unwrap();
+    let tops: Vec<PathBuf> = std::fs::read_dir(dest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(tops.len(), 1, "one top-level directory: {tops:?}");
+    tops.into_iter().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_download_is_admin_only_verifiable_audited_and_one_at_a_time() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("safe-yolo.toml");
+    std::fs::write(&cfg, "# the box's config\n[api]\n").unwrap();
+    let cfg_for_rig = cfg.clone();
+    let rig = rig_custom(vec![], move |s| {
+        s.config_path = Some(cfg_for_rig);
+        s.box_name = "dock-7".into();
+    })
+    .await;
+    rig.setup_admin().await;
+    let id = rig.event(true).await;
+    let admin = rig.token("admin").await;
+
+    for role in [Role::Viewer, Role::Operator] {
+        let t = rig.token_for(role).await;
+        let r = rig
+            .call(Method::GET, "/api/v1/system/backup", Some(&t), None)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{role:?}");
+    }
+
+    let before = rig.last_audit_id().await;
+    let r = rig
+        .call(Method::GET, "/api/v1/system/backup", Some(&admin), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers["content-type"], "application/x-tar");
+    let cd = r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cd.starts_with("attachment; filename=\"safe-yolo-backup-dock-7-")
+            && cd.ends_with("Z.tar\""),
+        "{cd}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let top = untar(&r.body, out.path());
+    assert!(cd.contains(&*top.file_name().unwrap().to_string_lossy()));
+    let manifest = safe_yolo_store::verify_backup(&top).unwrap();
+    assert!(manifest.events >= 1);
+    assert!(
+        manifest
+            .files
+            .iter()
+            .any(|f| f.path.starts_with("snapshots/")),
+        "snapshots are included by default: {manifest:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(top.join("config.toml")).unwrap(),
+        "# the box's config\n[api]\n"
+    );
+    // The event recorded before the download is in the backup's database.
+    let copy = Store::open(StoreConfig::new(&top)).unwrap();
+    let e = copy
+        .get_event(id)
+        .unwrap()
+        .expect("the event is in the backup");
+    assert_eq!(e.message, "person in zone");
+    drop(copy);
+    // Audited: who, role, source.
+    let rows = rig.audit_after(before).await;
+    assert!(
+        rows.iter().any(|r| r.action == "system.backup"
+            && r.actor == "admin"
+            && r.role == Some(Role::Admin)
+            && r.source.as_deref() == Some("10.1.2.3")
+            && r.target.starts_with("backup/safe-yolo-backup-dock-7-")),
+        "{rows:?}"
+    );
+    eventually("work directory removal", || {
+        work_dirs(rig.dir.path()).is_empty()
+    })
+    .await;
+
+    // Without snapshots; a tampered file fails verification.
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/system/backup?snapshots=false",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let out = tempfile::tempdir().unwrap();
+    let top = untar(&r.body, out.path());
+    let m = safe_yolo_store::verify_backup(&top).unwrap();
+    assert!(m.files.iter().all(|f| !f.path.starts_with("snapshots/")));
+    std::fs::write(top.join("config.toml"), "tampered").unwrap();
+    assert!(safe_yolo_store::verify_backup(&top).is_err());
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/system/backup?snapshots=maybe",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // One at a time: while a download is open, another is refused with 409; once the
+    // first client goes away, its work directory is removed and backups work again.
+    let first = call_raw(&rig.app.router, &admin, "/api/v1/system/backup").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let r = rig
+        .call(Method::GET, "/api/v1/system/backup", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    drop(first);
+    eventually("the abandoned backup's cleanup", || {
+        work_dirs(rig.dir.path()).is_empty()
+    })
+    .await;
+    let mut again = StatusCode::CONFLICT;
+    for _ in 0..200 {
+        again = rig
+            .call(Method::GET, "/api/v1/system/backup", Some(&admin), None)
+            .await
+            .status;
+        if again != StatusCode::CONFLICT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(again, StatusCode::OK);
+    rig.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_backup_that_would_eat_the_reserved_free_space_is_refused() {
+    let rig = rig_store(
+        vec![],
+        |_| {},
+        |c| c.retention.min_free_bytes = u64::MAX / 2,
+    )
+    .await;
+    rig.setup_admin().await;
+    let admin = rig.token("admin").await;
+    let before = rig.last_audit_id().await;
+    let r = rig
+        .call(Method::GET, "/api/v1/system/backup", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("snapshots=false")
+    );
+    assert!(work_dirs(rig.dir.path()).is_empty());
+    assert!(
+        rig.audit_after(before)
+            .await
+            .iter()
+            .all(|r| r.action != "system.backup"),
+        "nothing left the box, nothing to audit"
+    );
+}
+
+async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
+    rig.store
+        .record(NewEvent {
+            camera: CameraId::new(camera).unwrap(),
+            rule: RuleId::new(rule).unwrap(),
+            zone: None,
+            track: None,
+            kind: "intrusion".into(),
+            severity: Severity::Warning,
+            started_at,
+            ended_at: None,
+            message: format!("{camera}, \"{rule}\""),
+            details: json!({}),
+            snapshot_jpeg: None,
+            cleared: false,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn event_export_as_csv_and_json_with_the_list_filters() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let t0 = 1_700_000_000_000u64;
+    let mut ids = Vec::new();
+    for (i, (cam, rule)) in [
+        ("gate", "no-entry"),
+        ("dock", "no-entry"),
+        ("gate", "helmet"),
+        ("dock", "helmet"),
+        ("gate", "no-entry"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ids.push(event_at(&rig, cam, rule, t0 + i as u64 * 1000).await);
+    }
+    let viewer = rig.token_for(Role::Viewer).await;
+
+    // CSV: header, then every event oldest first, the same as the store holds.
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=csv",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    let cd = r.headers["content-disposition"].to_str().unwrap();
+    assert!(
+        cd.starts_with("attachment; filename=\"safe-yolo-events-") && cd.ends_with(".csv\""),
+        "{cd}"
+    );
+    assert_eq!(r.headers["x-event-count"], "5");
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("id,started_at_utc,started_at_ms,"),
+        "{header}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5);
+    let all = rig
+        .store
+        .query_events(safe_yolo_store::EventQuery {
+            oldest_first: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (row, e) in rows.iter().zip(&all.events) {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols[0], e.id.to_string());
+        assert_eq!(cols[2], e.started_at.to_string());
+        assert_eq!(cols[4], e.camera.to_string());
+        assert_eq!(cols[5], e.rule.to_string());
+    }
+    assert!(
+        rows[0].contains("\"gate, \"\"no-entry\"\"\""),
+        "quoted per RFC 4180: {}",
+        rows[0]
+    );
+
+    // JSON with filters: camera + rule, then a time window, newest first on request.
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=json&camera=gate&rule=no-entry",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let got: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    let got_ids: Vec<u64> = got.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(got_ids, [ids[0], ids[4]]);
+    let r = rig
+        .call(
+            Method::GET,
+            &format!(
+                "/api/v1/events/export?format=json&from={}&to={}&order=desc",
+                t0 + 1000,
+                t0 + 4000
+            ),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    let got: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    let got_ids: Vec<u64> = got.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(got_ids, [ids[3], ids[2], ids[1]]);
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=json&state=cleared",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.json(), json!([]));
+
+    // Bad requests name the field.
+    for (q, field) in [
+        ("format=xml", "format"),
+        ("camera=gate", "format"),
+        ("format=csv&limit=5", "query"),
+    ] {
+        let r = rig
+            .call(
+                Method::GET,
+                &format!("/api/v1/events/export?{q}"),
+                Some(&viewer),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(r.json()["field"], field, "{q}");
+    }
+    let r = rig
+        .call(Method::GET, "/api/v1/events/export?format=csv", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(work_dirs(rig.dir.path()).is_empty());
 }
 
 // === OpenAPI ===

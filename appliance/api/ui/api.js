@@ -49,13 +49,21 @@ async function raw(method, path, body, auth) {
   });
 }
 
-async function refresh() {
+async function refreshOnce() {
   const s = session();
   if (!s || !s.refresh) return false;
   const r = await raw('POST', '/api/v1/auth/refresh', { refresh_token: s.refresh }, false);
   if (!r.ok) return false;
   saveSession(await r.json());
   return true;
+}
+
+// Refresh tokens are single-use (a reused one revokes the session), so concurrent
+// 401s share one refresh instead of each spending the same token.
+let refreshing = null;
+function refresh() {
+  if (!refreshing) refreshing = refreshOnce().finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 let onUnauthorized = () => {};

@@ -46,6 +46,11 @@ pub struct SystemConfig {
     pub shutdown_timeout: Duration,
     /// Detector worker threads (inference runs there, never on the reactor).
     pub detect_workers: NonZeroUsize,
+    /// Nice value of inference (detect workers and their libraries' threads):
+    /// below capture, rules and outputs, which keep the default 0.
+    pub detect_nice: i32,
+    /// Nice value of the HTTPS API and live view: below inference.
+    pub api_nice: i32,
 }
 
 /// Which inference backend to use.
@@ -492,6 +497,11 @@ pub struct ApiConfig {
     pub jpeg_quality: u8,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Sustained API requests per second allowed per credential (and per
+    /// source address for unauthenticated attempts).
+    pub rate_limit_per_s: u32,
+    /// Requests allowed at once after an idle period.
+    pub rate_limit_burst: u32,
 }
 
 /// Where state lives and how long it is kept.

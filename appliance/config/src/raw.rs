@@ -18,6 +18,8 @@ pub(crate) struct RawSystem {
     pub stall_timeout_s: Option<f64>,
     pub shutdown_timeout_s: Option<f64>,
     pub detect_workers: Option<i64>,
+    pub detect_nice: Option<i64>,
+    pub api_nice: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +169,8 @@ pub(crate) struct RawApi {
     pub setup_networks: Option<Vec<String>>,
     pub jpeg_quality: Option<i64>,
     pub max_body_kib: Option<i64>,
+    pub rate_limit_per_s: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -187,6 +187,12 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
             .int_in::<usize>("system.detect_workers", raw.system.detect_workers, 1, 1, 16)
             .and_then(NonZeroUsize::new)
             .unwrap_or(NonZeroUsize::MIN),
+        detect_nice: ctx
+            .int_in::<i32>("system.detect_nice", raw.system.detect_nice, 5, 0, 19)
+            .unwrap_or(5),
+        api_nice: ctx
+            .int_in::<i32>("system.api_nice", raw.system.api_nice, 10, 0, 19)
+            .unwrap_or(10),
     };
 
     let detector = validate_detector(
@@ -1273,6 +1279,18 @@ fn validate_api(ctx: &mut Ctx<'_>, raw: &RawApi) -> ApiConfig {
             .int_in::<usize>("api.max_body_kib", raw.max_body_kib, 256, 4, 65_536)
             .unwrap_or(256)
             * 1024,
+        rate_limit_per_s: ctx
+            .int_in::<u32>("api.rate_limit_per_s", raw.rate_limit_per_s, 50, 1, 10_000)
+            .unwrap_or(50),
+        rate_limit_burst: ctx
+            .int_in::<u32>(
+                "api.rate_limit_burst",
+                raw.rate_limit_burst,
+                100,
+                1,
+                100_000,
+            )
+            .unwrap_or(100),
     }
 }
 

@@ -55,7 +55,31 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(config, file_text, base_dir))
+    // The HTTPS API and live view run on a runtime of their own at a lower
+    // CPU priority: a flood of requests slows the viewers, not the alarms.
+    let api_nice = config.system.api_nice;
+    let api_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("safe-yolo-api")
+        .on_thread_start(move || {
+            if let Err(e) = safe_yolo_pipeline::priority::set_thread_nice(api_nice) {
+                tracing::warn!(error = %e, "API thread keeps the default priority");
+            }
+        })
+        .enable_all()
+        .build()
+        .context("cannot start the API runtime")?;
+    let config_file =
+        std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let result = runtime.block_on(run_async(
+        config,
+        file_text,
+        base_dir,
+        config_file,
+        api_runtime.handle().clone(),
+    ));
+    api_runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// Creates the state directory (private to the daemon's user) and the
@@ -89,6 +113,8 @@ async fn run_async(
     config: Config,
     file_text: String,
     base_dir: std::path::PathBuf,
+    config_path: std::path::PathBuf,
+    api_runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let liveness = Liveness::new();
@@ -229,6 +255,11 @@ async fn run_async(
     let mut api_settings = ApiSettings::new(config.api.clone(), config.storage.state_dir.clone());
     api_settings.model = config.detector.model.display().to_string();
     api_settings.web_ui = config.features.web_ui;
+    api_settings.config_path = Some(config_path);
+    api_settings.auth.rate_limit = safe_yolo_api::RateLimit {
+        per_second: f64::from(config.api.rate_limit_per_s),
+        burst: config.api.rate_limit_burst,
+    };
     let deps = ApiDeps {
         store: store.clone(),
         alarms: dispatcher.clone(),
@@ -238,7 +269,11 @@ async fn run_async(
         control: Arc::new(live),
         source_policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
     };
-    let api = match safe_yolo_api::serve(api_settings, deps, shutdown.clone()).await {
+    let served = api_runtime
+        .spawn(safe_yolo_api::serve(api_settings, deps, shutdown.clone()))
+        .await
+        .context("API start-up panicked")?;
+    let api = match served {
         Ok(api) => api,
         Err(e) => {
             shutdown.cancel();

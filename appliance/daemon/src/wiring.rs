@@ -211,6 +211,7 @@ pub fn pipeline_config(config: &Config) -> PipelineConfig {
         policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
         detect_workers: config.system.detect_workers.get(),
         analysis_queue: 64,
+        detect_nice: config.system.detect_nice,
     }
 }
 

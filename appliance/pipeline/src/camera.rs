@@ -40,7 +40,6 @@ pub struct CameraHealth {
 pub(crate) struct Started {
     pub threads: Vec<JoinHandle<()>>,
     pub tap: CameraTap,
-    pub latest_detections: crate::detect::LatestDetections,
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -53,11 +52,16 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
         .map_err(|source| PipelineError::Spawn { name, source })
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site in Pipeline::start; each is a distinct shared handle"
+)]
 pub(crate) fn start(
     lane: usize,
     spec: CameraSpec,
     policy: SourcePolicy,
     detect_lanes: Arc<Lanes<DetectJob>>,
+    latest: crate::detect::LatestDetections,
     liveness: &Liveness,
     metrics: &Metrics,
     shutdown: CancellationToken,
@@ -69,7 +73,6 @@ pub(crate) fn start(
     });
     let (live_tx, live_rx) = watch::channel(None);
     let raw: Arc<Lanes<CapturedFrame>> = Arc::new(Lanes::new(1, spec.queue_depth));
-    let latest = Arc::new(Mutex::new(Arc::new(Vec::new())));
 
     let capture = {
         let ctx = Capture {
@@ -90,7 +93,7 @@ pub(crate) fn start(
             raw,
             detect: detect_lanes,
             live: live_tx,
-            latest: Arc::clone(&latest),
+            latest,
             metrics: metrics.clone(),
             shutdown,
         };
@@ -105,7 +108,6 @@ pub(crate) fn start(
             live: live_rx,
             scene: crate::SceneSlot::default(),
         },
-        latest_detections: latest,
     })
 }
 

@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camera::error_chain;
 use crate::queue::{Lanes, Pop};
-use crate::{DetectedFrame, PERSON_CLASS, POLL, PipelineError, PpeSwitch, StageTimes, nap};
+use crate::{
+    DetectedFrame, Detectors, PERSON_CLASS, POLL, PipelineError, PpeSwitch, StageTimes, nap,
+};
 
 /// The newest detections of one camera, shared with its decode stage.
 pub(crate) type LatestDetections = Arc<Mutex<Arc<Vec<Detection>>>>;
@@ -32,27 +34,80 @@ pub(crate) struct DetectJob {
     pub decode: Duration,
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site in Pipeline::start; each is a distinct shared handle"
-)]
+/// Everything one detect worker needs.
+pub(crate) struct Worker {
+    pub index: usize,
+    pub factories: Detectors,
+    pub nice: i32,
+    /// Where the worker reports whether its models loaded.
+    pub loaded: std::sync::mpsc::Sender<Result<(), PipelineError>>,
+    pub lanes: Arc<Lanes<DetectJob>>,
+    pub latest: Arc<Vec<LatestDetections>>,
+    pub ppe: PpeSwitch,
+    pub tx: mpsc::Sender<DetectedFrame>,
+    pub shutdown: CancellationToken,
+}
+
+/// Loads the worker's models on the calling thread.
+fn load(factories: &Detectors, worker: usize) -> Result<Models, PipelineError> {
+    let main = (factories.main)().map_err(|source| PipelineError::Detector {
+        model: "main",
+        worker,
+        source: Box::new(source),
+    })?;
+    let ppe = match &factories.ppe {
+        Some(f) => Some(f().map_err(|source| PipelineError::Detector {
+            model: "ppe",
+            worker,
+            source: Box::new(source),
+        })?),
+        None => None,
+    };
+    Ok(Models { main, ppe })
+}
+
+/// Starts a worker thread: it lowers its priority, loads its models,
+/// reports the outcome on `w.loaded`, then serves the lanes.
 pub(crate) fn start_worker(
-    worker: usize,
-    models: Models,
-    lanes: Arc<Lanes<DetectJob>>,
-    latest: Arc<Vec<LatestDetections>>,
-    ppe_switch: PpeSwitch,
-    tx: mpsc::Sender<DetectedFrame>,
+    w: Worker,
     liveness: &Liveness,
     metrics: &Metrics,
-    shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, PipelineError> {
+    let Worker {
+        index: worker,
+        factories,
+        nice,
+        loaded,
+        lanes,
+        latest,
+        ppe: ppe_switch,
+        tx,
+        shutdown,
+    } = w;
     let hb = liveness.register(format!("detect/worker-{worker}"));
     let metrics = metrics.clone();
     let name = format!("detect-{worker}");
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
+            if nice > 0
+                && let Err(e) = crate::priority::set_thread_nice(nice)
+            {
+                tracing::warn!(worker, error = %error_chain(&e), "detect worker keeps the default priority");
+            }
+            let models = match load(&factories, worker) {
+                Ok(m) => {
+                    let _ = loaded.send(Ok(()));
+                    m
+                }
+                Err(e) => {
+                    let _ = loaded.send(Err(e));
+                    hb.retire();
+                    return;
+                }
+            };
+            drop(loaded);
+            hb.beat();
             let Models { main: mut detector, ppe: mut ppe_detector } = models;
             let stall_after = crate::injected_stall_after();
             let mut done: u64 = 0;

@@ -15,6 +15,7 @@
 
 mod camera;
 mod detect;
+pub mod priority;
 pub mod queue;
 mod scene;
 
@@ -93,6 +94,9 @@ pub struct PipelineConfig {
     pub detect_workers: usize,
     /// Bound of the queue towards analysis.
     pub analysis_queue: usize,
+    /// Nice value of the detect workers and of the threads their inference
+    /// libraries start (0 = default priority; see [`priority`]).
+    pub detect_nice: i32,
 }
 
 /// Time spent in each stage for one detected frame.
@@ -163,6 +167,9 @@ pub enum PipelineError {
     /// No camera is configured.
     #[error("no enabled camera")]
     NoCamera,
+    /// A detect worker ended before reporting whether its models loaded.
+    #[error("a detect worker ended while loading its models")]
+    WorkerDied,
 }
 
 /// Per-camera handles for consumers (API, live view, rules).
@@ -202,59 +209,76 @@ impl Pipeline {
             return Err(PipelineError::NoCamera);
         }
         let factories: Detectors = detectors.into();
-        let mut detectors = Vec::new();
-        for worker in 0..config.detect_workers.max(1) {
-            let main = (factories.main)().map_err(|source| PipelineError::Detector {
-                model: "main",
-                worker,
-                source: Box::new(source),
-            })?;
-            let ppe = match &factories.ppe {
-                Some(f) => Some(f().map_err(|source| PipelineError::Detector {
-                    model: "ppe",
-                    worker,
-                    source: Box::new(source),
-                })?),
-                None => None,
-            };
-            detectors.push(detect::Models { main, ppe });
-        }
+        // A failed start stops what it started without touching the caller's token.
+        let shutdown = shutdown.child_token();
         let ppe = PpeSwitch::new(
             config.cameras.iter().map(|c| c.id.clone()).collect(),
             factories.ppe.is_some(),
         );
         let lanes = Arc::new(queue::Lanes::new(config.cameras.len(), 1));
         let (tx, rx) = mpsc::channel(config.analysis_queue.max(1));
+        let latest: Arc<Vec<detect::LatestDetections>> =
+            Arc::new(config.cameras.iter().map(|_| Arc::default()).collect());
         let mut threads = Vec::new();
+        // Detectors load on their worker threads (after those lowered their
+        // priority, which inference libraries' own threads then inherit);
+        // a bad model still fails start-up before any camera opens.
+        let workers = config.detect_workers.max(1);
+        let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
+        for worker in 0..workers {
+            let started = detect::start_worker(
+                detect::Worker {
+                    index: worker,
+                    factories: factories.clone(),
+                    nice: config.detect_nice,
+                    loaded: loaded_tx.clone(),
+                    lanes: Arc::clone(&lanes),
+                    latest: Arc::clone(&latest),
+                    ppe: ppe.clone(),
+                    tx: tx.clone(),
+                    shutdown: shutdown.clone(),
+                },
+                liveness,
+                metrics,
+            );
+            match started {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shutdown.cancel();
+                    return Err(e);
+                }
+            }
+        }
+        drop(loaded_tx);
+        for _ in 0..workers {
+            let outcome = loaded_rx.recv().unwrap_or(Err(PipelineError::WorkerDied));
+            if let Err(e) = outcome {
+                shutdown.cancel();
+                return Err(e);
+            }
+        }
         let mut taps = Vec::new();
-        let mut latest = Vec::new();
         for (lane, cam) in config.cameras.iter().enumerate() {
             let started = camera::start(
                 lane,
                 cam.clone(),
                 config.policy.clone(),
                 Arc::clone(&lanes),
+                Arc::clone(&latest[lane]),
                 liveness,
                 metrics,
                 shutdown.clone(),
-            )?;
-            threads.extend(started.threads);
-            latest.push(started.latest_detections);
-            taps.push(started.tap);
-        }
-        let latest = Arc::new(latest);
-        for (worker, detector) in detectors.into_iter().enumerate() {
-            threads.push(detect::start_worker(
-                worker,
-                detector,
-                Arc::clone(&lanes),
-                Arc::clone(&latest),
-                ppe.clone(),
-                tx.clone(),
-                liveness,
-                metrics,
-                shutdown.clone(),
-            )?);
+            );
+            match started {
+                Ok(started) => {
+                    threads.extend(started.threads);
+                    taps.push(started.tap);
+                }
+                Err(e) => {
+                    shutdown.cancel();
+                    return Err(e);
+                }
+            }
         }
         Ok((
             Pipeline {

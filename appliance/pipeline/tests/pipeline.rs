@@ -93,6 +93,7 @@ async fn five_cameras_real_detector_bounded_and_isolated() {
         policy: SourcePolicy::new(media.path()),
         detect_workers: 1,
         analysis_queue: 8,
+        detect_nice: 0,
     };
     let (pipeline, mut rx) =
         Pipeline::start(config, factory, &liveness, &metrics, shutdown.clone()).unwrap();

@@ -280,6 +280,12 @@ impl Store {
         &self.snapshot_dir
     }
 
+    /// Bytes available to unprivileged writers on the file system that holds the state
+    /// directory (for callers that put temporary copies there, such as a backup).
+    pub fn available_bytes(&self) -> Result<u64, StoreError> {
+        snapshots::available_bytes(&self.config.state_dir)
+    }
+
     /// Full path of a stored snapshot.
     pub fn snapshot_path(&self, r: &SnapshotRef) -> PathBuf {
         self.snapshot_dir.join(&r.file)
@@ -940,6 +946,30 @@ impl StoreTxn {
         s.revoked = true;
         self.put_session(&s)?;
         Ok(s)
+    }
+
+    /// Sessions whose id starts with `<family>.`: the rotated refresh-token records of
+    /// the session `family` (see the API's refresh-token rotation). Ordered by id.
+    pub fn session_children(&self, family: &str) -> Result<Vec<Session>, StoreError> {
+        let t = self.tx.open_table(SESSIONS).db("open sessions")?;
+        list_str(&t, "sessions", &format!("{family}."))
+    }
+
+    /// Revokes the session `family` and every session whose id starts with `<family>.`;
+    /// returns how many records were newly revoked. A missing family record is not an
+    /// error (its children are still revoked).
+    pub fn revoke_session_family(&mut self, family: &str) -> Result<usize, StoreError> {
+        let mut all = self.session_children(family)?;
+        if let Some(s) = self.get_session(family)? {
+            all.push(s);
+        }
+        let mut n = 0;
+        for mut s in all.into_iter().filter(|s| !s.revoked) {
+            s.revoked = true;
+            self.put_session(&s)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Creates or replaces an API key.

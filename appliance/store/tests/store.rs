@@ -639,6 +639,70 @@ fn a_change_and_its_audit_row_commit_together_or_not_at_all() {
 }
 
 #[test]
+fn a_session_family_is_listed_and_revoked_by_prefix_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let session = |id: &str| safe_yolo_store::Session {
+        id: id.into(),
+        username: "op".into(),
+        created_at: 1,
+        expires_at: u64::MAX,
+        revoked: false,
+    };
+    store
+        .transaction(|tx| {
+            // "pw.fam" is the family; "pw.fam.*" its children; "pw.family2" shares a
+            // textual prefix but is another session and must be left alone.
+            for id in ["pw.fam", "pw.fam.a", "pw.fam.b", "pw.family2", "pw.fam0"] {
+                tx.put_session(&session(id))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let children = store
+        .transaction(|tx| tx.session_children("pw.fam"))
+        .unwrap();
+    let ids: Vec<&str> = children.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["pw.fam.a", "pw.fam.b"]);
+    assert_eq!(
+        store
+            .transaction(|tx| tx.revoke_session_family("pw.fam"))
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .transaction(|tx| tx.revoke_session_family("pw.fam"))
+            .unwrap(),
+        0,
+        "revoking twice changes nothing"
+    );
+    for (id, revoked) in [
+        ("pw.fam", true),
+        ("pw.fam.a", true),
+        ("pw.fam.b", true),
+        ("pw.family2", false),
+        ("pw.fam0", false),
+    ] {
+        assert_eq!(
+            store.get_session(id).unwrap().unwrap().revoked,
+            revoked,
+            "{id}"
+        );
+    }
+    // A family whose own record is gone (pruned) still has its children revoked.
+    store
+        .transaction(|tx| tx.put_session(&session("pw.gone.c")))
+        .unwrap();
+    assert_eq!(
+        store
+            .transaction(|tx| tx.revoke_session_family("pw.gone"))
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
 fn event_life_cycle_and_queries() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());

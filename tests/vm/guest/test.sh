@@ -1,16 +1,27 @@
 #!/bin/sh
 # The in-VM part of the VM test (busybox sh). Sets up gpio-sim and vivid's
 # loop, starts the feeder and the real daemon, then checks what a technician
-# would check on a real box:
+# would check on a real box, while the host drives the HTTPS API
+# (tests/vm/api.sh):
 #   - the daemon reaches READY capturing from vivid (real V4L2 backend);
 #   - the "healthy" line goes high (real GPIO backend on gpio-sim);
-#   - a person in the forbidden zone raises the intrusion alarm and the siren
-#     and relay lines read back high in gpio-sim's sysfs;
-#   - pulling the ack button line silences the siren;
+#   - the one-time setup token the daemon logs is passed to the host, which
+#     sets up the admin, logs in and defines the zone and the rule;
+#   - a person in that zone raises the intrusion alarm and the siren and
+#     relay lines read back high in gpio-sim's sysfs;
+#   - the host's acknowledgement through the API drops the siren line;
+#   - the alarm of a second rule (defined by the host) is silenced by
+#     pulling the ack button line;
 #   - SIGKILL of the daemon drops the "healthy" line (the kernel releases it).
 # Every result is a "VMTEST ..." line on the serial console; the daemon's and
 # the feeder's logs follow between BEGIN/END markers. Settings come from
 # /etc/vmtest.env, written by tests/vm/run.sh.
+#
+# Handshake with the host: "VMTEST STEP <name> ... end" lines on the console
+# (ttyS0) tell the host a step is done; the host answers with
+# "HOST <name> ... end" lines on the second serial port (ttyS1), which a
+# background cat appends to /tmp/host.msgs. "HOST abort <reason> end" ends
+# the test (the logs are still dumped).
 # shellcheck disable=SC1091
 . /etc/vmtest.env
 
@@ -37,21 +48,22 @@ finish() {
 }
 
 # wait_for SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds,
-# giving up at SECONDS or at the guest's deadline (set by the host so that the
-# logs are always printed before qemu is stopped).
+# giving up after SECONDS of guest uptime or at the guest's deadline (set by
+# the host so that the logs are always printed before qemu is stopped). The
+# limit is on the clock, not on a count of polls: under TCG, with inference
+# busy on both vCPUs, one poll can take far longer than its 0.2 s sleep.
+# Guest uptime in hundredths of a second (/proc/uptime has two decimals).
+uptime_cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
 wait_for() {
-    _left=$(( DEADLINE_UPTIME_S - $(cut -d. -f1 /proc/uptime) ))
-    _secs=$1; shift
-    [ "$_left" -lt "$_secs" ] && _secs=$_left
-    [ "$_secs" -gt 0 ] || { echo "VMTEST INFO deadline reached"; return 1; }
-    _limit=$(( _secs * 5 ))
-    _i=0
-    while [ "$_i" -lt "$_limit" ]; do
+    _now=$(uptime_cs)
+    _end=$(( _now + $1 * 100 )); shift
+    [ "$_end" -gt $(( DEADLINE_UPTIME_S * 100 )) ] && _end=$(( DEADLINE_UPTIME_S * 100 ))
+    [ "$_now" -lt "$_end" ] || { echo "VMTEST INFO deadline reached"; return 1; }
+    while :; do
         "$@" && return 0
+        [ "$(uptime_cs)" -lt "$_end" ] || return 1
         sleep 0.2
-        _i=$((_i + 1))
     done
-    return 1
 }
 
 # --- gpio-sim: one bank of 8 named lines, live -------------------------------
@@ -74,12 +86,39 @@ line() { cat "$SIM/sim_gpio$1/value"; }
 is_high() { [ "$(line "$1")" = 1 ]; }
 is_low() { [ "$(line "$1")" = 0 ]; }
 
-# --- network (for the HTTPS API steps, see tests/vm/run.sh) -----------------
+# --- network (for the HTTPS API steps, see tests/vm/api.sh) -----------------
 ip link set lo up
 if ip link set eth0 up 2>/dev/null; then
     ip addr add 10.0.2.15/24 dev eth0
     ip route add default via 10.0.2.2
+else
+    fail "no eth0: the host cannot reach the API"
 fi
+
+# --- the host's messages: second serial port -> /tmp/host.msgs ---------------
+: >/tmp/host.msgs
+stty -F /dev/ttyS1 raw -echo || fail "cannot set up ttyS1 (the host's channel)"
+cat /dev/ttyS1 >>/tmp/host.msgs &
+HOST_READER=$!
+host_said() { grep -q "^HOST $1 .*end" /tmp/host.msgs; }
+# shellcheck disable=SC2317 # called through wait_for
+host_said_or_abort() { host_said "$1" || host_said abort; }
+# wait_host NAME SECONDS: waits for "HOST NAME ... end"; on "HOST abort", or
+# when the host stays silent, records the failure and ends the test.
+wait_host() {
+    if wait_for "$2" host_said_or_abort "$1" && host_said "$1"; then
+        return 0
+    fi
+    if host_said abort; then
+        fail "the host aborted: $(grep -m1 '^HOST abort' /tmp/host.msgs | sed 's/^HOST abort //; s/ end$//')"
+    else
+        fail "no \"HOST $1\" from the host within $2 s"
+    fi
+    kill -9 "$DAEMON" 2>/dev/null
+    kill "$FEEDER" "$HOST_READER" 2>/dev/null
+    finish
+}
+step() { echo "VMTEST STEP $* end"; }
 
 # --- feeder: real footage into vivid's capture through the output loop -------
 for v in /dev/video*; do echo "VMTEST INFO $v"; done
@@ -102,6 +141,7 @@ SAFEYOLO_LOG="$DAEMON_LOG_FILTER" /usr/bin/safe-yolo --log-format text run \
     --config /etc/safe-yolo/safe-yolo.toml >/tmp/daemon.log 2>&1 &
 DAEMON=$!
 
+# shellcheck disable=SC2317 # called through wait_for
 ready_or_gone() { grep -q "safe-yolo ready" /tmp/daemon.log || ! kill -0 "$DAEMON" 2>/dev/null; }
 if wait_for "$READY_TIMEOUT_S" ready_or_gone && grep -q "safe-yolo ready" /tmp/daemon.log; then
     T_READY="$(uptime_s)"
@@ -132,22 +172,71 @@ else
     fail "healthy line not high (value $(line "$LINE_HEALTHY"))"
 fi
 
-# --- intrusion ---------------------------------------------------------------------
+# --- first-boot setup: the token from the daemon's log, to the host ------------
+if wait_for 30 grep -q "setup_token=" /tmp/daemon.log; then
+    step setup-token "token=$(grep -m1 -o 'setup_token=[^ ]*' /tmp/daemon.log | cut -d= -f2)"
+else
+    fail "the daemon logged no setup token"
+    step setup-token "token=none"
+fi
+# The host sets up the admin, logs in and defines the zone and the rule.
+wait_host rules-set "$HOST_TIMEOUT_S"
+T_RULES="$(uptime_s)"
+if grep -q "setting applied to the running pipeline.*id=\"\?$RULE_ID" /tmp/daemon.log; then
+    pass "the API's rule $RULE_ID reached the running pipeline"
+else
+    fail "no \"setting applied\" for rule $RULE_ID in the daemon log"
+fi
+
+# --- intrusion (zone and rule from the API) -------------------------------------------
+ALARM=0
 if wait_for "$ALARM_TIMEOUT_S" grep -q "alarm raised.*rule=$RULE_ID" /tmp/daemon.log; then
+    ALARM=1
     T1="$(uptime_s)"
-    echo "VMTEST ALARM ready_to_alarm_s=$(elapsed "$T_READY" "$T1")"
-    pass "alarm raised for rule $RULE_ID $(elapsed "$T_READY" "$T1") s after READY"
+    echo "VMTEST ALARM rule_to_alarm_s=$(elapsed "$T_RULES" "$T1")"
+    pass "alarm raised for rule $RULE_ID $(elapsed "$T_RULES" "$T1") s after the API defined it"
 else
     fail "no alarm raised for rule $RULE_ID within ${ALARM_TIMEOUT_S}s"
 fi
 if wait_for 3 is_high "$LINE_SIREN"; then pass "siren line high"; else fail "siren line not high"; fi
 if wait_for 3 is_high "$LINE_RELAY"; then pass "relay line high"; else fail "relay line not high"; fi
+step alarm-on "rule=$RULE_ID alarm=$ALARM siren=$(line "$LINE_SIREN") relay=$(line "$LINE_RELAY")"
 
-# --- acknowledge button ---------------------------------------------------------------
+# --- acknowledge through the API -----------------------------------------------------
+SIREN_WAS_ON=0
+is_high "$LINE_SIREN" && SIREN_WAS_ON=1
+wait_host acked "$HOST_TIMEOUT_S"
+EVENT1="$(grep -m1 '^HOST acked ' /tmp/host.msgs | sed -n 's/.* event=\([0-9]*\) .*/\1/p')"
+if [ "$SIREN_WAS_ON" -eq 0 ]; then
+    fail "siren was not on: the API acknowledgement cannot be checked"
+elif wait_for 5 is_low "$LINE_SIREN"; then
+    pass "API acknowledgement of event $EVENT1 dropped the siren line"
+else
+    fail "siren still on after the API acknowledged event $EVENT1"
+fi
+echo "VMTEST INFO relay line after the API ack: $(line "$LINE_RELAY")"
+if grep -q "event acknowledged through the API.*event_id=$EVENT1 " /tmp/daemon.log; then
+    pass "the daemon logged the API acknowledgement of event $EVENT1"
+else
+    fail "no \"event acknowledged through the API\" for event $EVENT1 in the daemon log"
+fi
+step api-ack-checked "siren=$(line "$LINE_SIREN")"
+
+# --- a second alarm, silenced by the acknowledge button -----------------------------
+wait_host rule2-set "$HOST_TIMEOUT_S"
+T_RULES2="$(uptime_s)"
+if wait_for "$ALARM_TIMEOUT_S" grep -q "alarm raised.*rule=$RULE2_ID" /tmp/daemon.log; then
+    T2="$(uptime_s)"
+    echo "VMTEST ALARM2 rule_to_alarm_s=$(elapsed "$T_RULES2" "$T2")"
+    pass "second alarm raised for rule $RULE2_ID $(elapsed "$T_RULES2" "$T2") s after the API defined it"
+else
+    fail "no alarm raised for rule $RULE2_ID within ${ALARM_TIMEOUT_S}s"
+fi
+if wait_for 3 is_high "$LINE_SIREN"; then pass "siren line high again"; else fail "siren line not high for the second alarm"; fi
 # Pressed once the event is in the store, so the press acknowledges it too
 # (a press earlier than that silences the outputs but finds no open event).
-wait_for 30 grep -q "alarm event stored.*rule=$RULE_ID" /tmp/daemon.log \
-    || fail "the alarm event was not stored"
+wait_for 30 grep -q "alarm event stored.*rule=$RULE2_ID" /tmp/daemon.log \
+    || fail "the second alarm's event was not stored"
 SIREN_WAS_ON=0
 is_high "$LINE_SIREN" && SIREN_WAS_ON=1
 echo pull-up > "$SIM/sim_gpio$LINE_ACK/pull"
@@ -165,6 +254,9 @@ if wait_for 10 grep -q "alarm acknowledged.*by=\"\?ack-button" /tmp/daemon.log; 
 else
     fail "the event was not acknowledged (daemon log: $(grep 'acknowledge' /tmp/daemon.log | tail -n1))"
 fi
+step button-checked "siren=$(line "$LINE_SIREN")"
+# The host checks the event's state through the API.
+wait_host events-checked "$HOST_TIMEOUT_S"
 
 # --- capture rate ---------------------------------------------------------------------
 # vivid delivers frames at its own rate (the feeder's output rate). The
@@ -196,5 +288,5 @@ else
     fail "healthy line low before SIGKILL (cannot test the drop)"
     kill -9 "$DAEMON"
 fi
-kill "$FEEDER" 2>/dev/null
+kill "$FEEDER" "$HOST_READER" 2>/dev/null
 finish

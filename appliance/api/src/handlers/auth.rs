@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::audit;
 use crate::auth::{
-    ACCESS_COOKIE, Credential, Principal, check_password_policy, hash_password, new_refresh,
-    password_version, refresh_sid, role_name, verify_password,
+    ACCESS_COOKIE, Credential, Principal, RefreshToken, check_password_policy, hash_password,
+    new_refresh, password_version, role_name, rotated_refresh, verify_password,
 };
 use crate::body::ValidJson;
 use crate::error::HttpError;
@@ -236,33 +236,105 @@ pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
+/// What a refresh found, decided inside one store transaction so that two concurrent
+/// uses of the same token cannot both succeed.
+enum Refreshed {
+    /// No such session.
+    Unknown,
+    /// The session was revoked or has expired.
+    Ended,
+    /// The user is gone, disabled, or changed its password.
+    UserInvalid,
+    /// The token was already used: the session has just been revoked.
+    Reused { username: String, revoked: usize },
+    /// The token was current; its successor is stored.
+    Rotated(User),
+}
+
 pub(crate) async fn refresh(
     State(s): State<AppState>,
+    Extension(Source(ip)): Extension<Source>,
     ValidJson(b): ValidJson<RefreshBody>,
 ) -> Result<Response, HttpError> {
-    let sid = refresh_sid(&b.refresh_token)
+    let presented = RefreshToken::parse(&b.refresh_token)
         .ok_or_else(|| HttpError::unauthorized("malformed refresh token"))?;
-    let lookup = sid.clone();
-    let session = s
+    let sid = presented.session().to_owned();
+    let (next_token, next_record) = rotated_refresh(&sid)?;
+    let now = now_ms();
+    let family = sid.clone();
+    let outcome = s
         .store
-        .run(move |st| st.get_session(&lookup))
+        .transaction(move |t| {
+            let Some(session) = t.get_session(&family)? else {
+                return Ok(Refreshed::Unknown);
+            };
+            if session.revoked || session.expires_at <= now {
+                return Ok(Refreshed::Ended);
+            }
+            let user = match t.get_user(&session.username)? {
+                Some(u)
+                    if !u.disabled
+                        && family
+                            .starts_with(&format!("{}.", password_version(&u.password_hash))) =>
+                {
+                    u
+                }
+                _ => return Ok(Refreshed::UserInvalid),
+            };
+            let current = match &presented {
+                RefreshToken::First { .. } => t.session_children(&family)?.is_empty(),
+                RefreshToken::Rotated { record, .. } => {
+                    t.get_session(record)?.is_some_and(|r| !r.revoked)
+                }
+            };
+            if !current {
+                // A used token came back: whoever holds the newest one may be a thief,
+                // and so may the caller. End the session for both.
+                let revoked = t.revoke_session_family(&family)?;
+                t.append_audit(NewAudit {
+                    at: now,
+                    actor: "system".into(),
+                    role: None,
+                    source: Some(ip.to_string()),
+                    action: "auth.refresh_reuse".into(),
+                    target: format!("user/{}", user.username),
+                    before: None,
+                    after: Some(format!(
+                        "an already used refresh token was presented; session revoked ({revoked} records)"
+                    )),
+                    result: AuditResult::Ok,
+                })?;
+                return Ok(Refreshed::Reused {
+                    username: user.username,
+                    revoked,
+                });
+            }
+            if let RefreshToken::Rotated { record, .. } = &presented {
+                t.revoke_session(record)?;
+            }
+            t.put_session(&Session {
+                id: next_record,
+                username: user.username.clone(),
+                created_at: now,
+                expires_at: session.expires_at,
+                revoked: false,
+            })?;
+            Ok(Refreshed::Rotated(user))
+        })
         .await
-        .map_err(|e| HttpError::store("session lookup", e))?
-        .ok_or_else(|| HttpError::unauthorized("unknown refresh token"))?;
-    if session.revoked || session.expires_at <= now_ms() {
-        return Err(HttpError::unauthorized("session revoked or expired"));
+        .map_err(|e| HttpError::store("refreshing a session", e))?;
+    match outcome {
+        Refreshed::Unknown => Err(HttpError::unauthorized("unknown refresh token")),
+        Refreshed::Ended => Err(HttpError::unauthorized("session revoked or expired")),
+        Refreshed::UserInvalid => Err(HttpError::unauthorized("user disabled or password changed")),
+        Refreshed::Reused { username, revoked } => {
+            tracing::warn!(%username, source = %ip, revoked, "refresh token reuse: session revoked");
+            Err(HttpError::unauthorized(
+                "refresh token already used; the session has been revoked, log in again",
+            ))
+        }
+        Refreshed::Rotated(user) => token_response(&s, &user, &sid, Some(next_token)),
     }
-    let name = session.username.clone();
-    let user = s
-        .store
-        .run(move |st| st.get_user(&name))
-        .await
-        .map_err(|e| HttpError::store("user lookup", e))?
-        .ok_or_else(|| HttpError::unauthorized("user no longer exists"))?;
-    if user.disabled || !sid.starts_with(&format!("{}.", password_version(&user.password_hash))) {
-        return Err(HttpError::unauthorized("user disabled or password changed"));
-    }
-    token_response(&s, &user, &sid, None)
 }
 
 pub(crate) async fn me(Extension(p): Extension<Principal>) -> axum::Json<serde_json::Value> {
@@ -298,7 +370,7 @@ pub(crate) async fn logout(
     );
     s.store
         .transaction(move |t| {
-            t.revoke_session(&sid)?;
+            t.revoke_session_family(&sid)?;
             t.append_audit(row)
         })
         .await
@@ -363,7 +435,7 @@ pub(crate) async fn change_password(
             u.password_hash = hash;
             t.put_user(&u)?;
             // Every other session dies with the old password fingerprint; this one too.
-            t.revoke_session(&sid)?;
+            t.revoke_session_family(&sid)?;
             t.append_audit(row)
         })
         .await

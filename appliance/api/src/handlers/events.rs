@@ -36,7 +36,7 @@ pub(crate) enum Order {
     Desc,
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, HttpError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, HttpError> {
     q.map(|Query(v)| v)
         .map_err(|e| HttpError::bad_request("query", e.body_text()))
 }

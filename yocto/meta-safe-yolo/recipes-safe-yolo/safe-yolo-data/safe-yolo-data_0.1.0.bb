@@ -39,6 +39,9 @@ do_install() {
         ${S}/models/nanodet-m-416-coco/model-fp32.onnx \
         ${S}/models/nanodet-m-416-coco/model-int8.onnx \
         ${D}${datadir}/safe-yolo/models/nanodet-m-416-coco/
+    # The NPU build of the model (rknn-toolkit2, models/rknn/convert.sh).
+    install -m 0644 ${S}/models/nanodet-m-416-coco/model-rk3588-int8.rknn \
+        ${D}${datadir}/safe-yolo/models/nanodet-m-416-coco/
 
     # The factory configuration. /etc/safe-yolo is a bind mount of
     # /data/safe-yolo/etc (it survives updates); safe-yolo-data-init.service

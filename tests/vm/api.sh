@@ -1,0 +1,237 @@
+# Host side of the VM test's HTTPS API steps (sourced by tests/vm/run.sh).
+# Talks to the daemon in the VM through qemu's port forward
+# (https://127.0.0.1:$PORT), as an installer and an operator would:
+#   first contact  openssl s_client fetches the served certificate (pinned
+#                  with curl --cacert from then on) and checks TLS 1.3 is
+#                  negotiated and TLS 1.2 refused
+#   setup          POST /api/v1/setup with the one-time token the daemon
+#                  logged (the guest copies it to the serial console)
+#   login          POST /api/v1/auth/login -> bearer token
+#   zone, rule     PUT /api/v1/zones/{id}, PUT /api/v1/rules/{id} (the guest
+#                  configuration has none: the API is the only source)
+#   event          GET /api/v1/events, then POST /api/v1/events/{id}/ack
+#   second rule    PUT /api/v1/rules/{id}: a second alarm for the ack button
+#   button ack     GET /api/v1/events: the button acknowledged it
+#
+# Handshake: the guest reports on its serial console (ttyS0, the file
+# $SERIAL) with "VMTEST STEP <name> ... end" lines; the host answers with
+# "HOST <name> ... end" lines written to the guest's second serial port
+# (ttyS1, a qemu pipe chardev: the FIFO $CTL.in). "HOST abort <reason> end"
+# makes the guest stop waiting, dump its logs and power off.
+# shellcheck shell=bash
+
+API_USER="vmadmin"
+API_PASSWORD="vm-test-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"
+API_TOKEN=""
+API_FAILS=0
+API_BODY=""
+API_LOG=""
+API_CERT=""
+API_EVENT1=""
+API_EVENT2=""
+
+# Sends one line to the guest (never blocks: the host holds the FIFO open
+# read-write on fd 8, so the write succeeds even when qemu is gone).
+host_say() {
+    printf 'HOST %s end\n' "$*" >&8
+    printf '[host -> guest] HOST %s end\n' "$*" >>"$API_LOG"
+}
+
+api_note() { printf '%s\n' "$*" >>"$API_LOG"; }
+
+# Records a failed API step, tells the guest to stop waiting, returns 1.
+api_fail() {
+    API_FAILS=$((API_FAILS + 1))
+    log "API FAIL $*"
+    api_note "API FAIL $*"
+    host_say "abort $*"
+    return 1
+}
+
+api_pass() {
+    log "API PASS $*"
+    api_note "API PASS $*"
+}
+
+# api METHOD PATH [JSON]: one request with the pinned certificate; the body
+# lands in $API_BODY, the HTTP status is printed (000 when the request failed).
+api() {
+    local method="$1" path="$2" data="${3:-}" status
+    local args=(-sS --max-time 120 --cacert "$API_CERT" -o "$API_BODY" -w '%{http_code}' -X "$method")
+    [ -n "$API_TOKEN" ] && args+=(-H "Authorization: Bearer $API_TOKEN")
+    [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
+    status="$(curl "${args[@]}" "https://127.0.0.1:$PORT$path" 2>>"$API_LOG")" || status="${status:-000}"
+    {
+        printf '%s %s -> %s\n' "$method" "$path" "$status"
+        [ -n "$data" ] && printf '  request: %s\n' "$(printf '%s' "$data" | sed "s/$API_PASSWORD/<password>/g")"
+        printf '  response: %s\n' "$(head -c 2000 "$API_BODY" 2>/dev/null)"
+    } >>"$API_LOG"
+    printf '%s\n' "$status"
+}
+
+# expect_status WANT GOT WHAT: fails the step unless GOT is WANT.
+expect_status() {
+    [ "$2" = "$1" ] && return 0
+    api_fail "$3: HTTP $2 (want $1): $(head -c 300 "$API_BODY" 2>/dev/null)"
+}
+
+# jq on the last response body.
+body() { jq -r "$@" "$API_BODY" 2>/dev/null; }
+
+# Waits for a "VMTEST STEP $1 ... end" line from the guest; prints the line.
+wait_step() {
+    wait_serial "^VMTEST STEP $1 .*end" || return 1
+    grep -a "^VMTEST STEP $1 .*end" "$SERIAL" | head -n1 | tr -d '\r'
+}
+
+# First contact: fetch the served certificate (trust on first use, pinned for
+# every later request) and check the TLS versions.
+api_first_contact() {
+    local out
+    out="$(openssl s_client -connect "127.0.0.1:$PORT" -servername localhost </dev/null 2>&1)" || true
+    printf '%s\n' "$out" >"$WORK/api-s_client.log"
+    printf '%s\n' "$out" | openssl x509 -out "$API_CERT" 2>/dev/null \
+        || { api_fail "first contact: no certificate served on port $PORT"; return 1; }
+    api_note "served certificate: $(openssl x509 -in "$API_CERT" -noout -subject -ext subjectAltName 2>/dev/null | tr '\n' ' ')"
+    if printf '%s\n' "$out" | grep -q "^New, TLSv1.3,"; then
+        api_pass "TLS 1.3 negotiated ($(printf '%s\n' "$out" | sed -n 's/^New, \(TLSv1.3\), Cipher is \(.*\)/\1 \2/p'))"
+    else
+        api_fail "TLS 1.3 not negotiated: $(printf '%s\n' "$out" | grep -m1 '^New,')"; return 1
+    fi
+    if openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -tls1_2 </dev/null >"$WORK/api-s_client-tls12.log" 2>&1; then
+        api_fail "a TLS 1.2 handshake was accepted (the default floor is 1.3)"; return 1
+    fi
+    api_pass "TLS 1.2 refused"
+}
+
+# Setup with the one-time token, login, then the zone and the first rule.
+api_setup_and_rules() {
+    local line token status zone_polygon
+    line="$(wait_step setup-token)" || { api_fail "the guest did not report the setup token"; return 1; }
+    token="$(printf '%s\n' "$line" | sed -n 's/.* token=\([^ ]*\) .*/\1/p')"
+    [ -n "$token" ] || { api_fail "no setup token in: $line"; return 1; }
+
+    api_first_contact || return 1
+
+    # Setup without the token is refused from the NAT address (10.0.2.2 is
+    # not in [api] setup_networks), with it the first admin is created.
+    status="$(api POST /api/v1/setup "$(jq -nc --arg u "$API_USER" --arg p "$API_PASSWORD" '{username: $u, password: $p}')")"
+    expect_status 403 "$status" "setup without the token" || return 1
+    api_pass "setup without the token refused (HTTP 403) from 10.0.2.2"
+    status="$(api POST /api/v1/setup "$(jq -nc --arg u "$API_USER" --arg p "$API_PASSWORD" --arg t "$token" \
+        '{username: $u, password: $p, setup_token: $t}')")"
+    expect_status 201 "$status" "first-boot setup" || return 1
+    api_pass "first-boot setup with the logged one-time token (admin $API_USER)"
+
+    status="$(api POST /api/v1/auth/login "$(jq -nc --arg u "$API_USER" --arg p "$API_PASSWORD" '{username: $u, password: $p}')")"
+    expect_status 200 "$status" "login" || return 1
+    API_TOKEN="$(body .access_token)"
+    case "$API_TOKEN" in "" | null) api_fail "login: no access_token"; return 1 ;; esac
+    api_pass "login (role $(body .role))"
+
+    # The running configuration has no zones and no rules before the API adds them.
+    status="$(api GET /api/v1/rules)"
+    expect_status 200 "$status" "list rules" || return 1
+    [ "$(body '.running | length')" = 0 ] || { api_fail "rules running before the API defined any: $(body -c .running)"; return 1; }
+
+    # The forbidden zone: the walkway, the lower three quarters of the
+    # picture, where people walk all along the footage. The negative check
+    # puts it in a corner where nobody ever is.
+    zone_polygon='[[0.0, 0.25], [1.0, 0.25], [1.0, 1.0], [0.0, 1.0]]'
+    [ "$BREAK" = api-zone ] && zone_polygon='[[0.0, 0.0], [0.02, 0.0], [0.02, 0.02], [0.0, 0.02]]'
+    status="$(api PUT "/api/v1/zones/$ZONE_ID" "$(jq -nc --argjson poly "$zone_polygon" \
+        '{doc: {camera: "walkway", name: "Forbidden walkway area", polygon: $poly, anchor: "feet"}}')")"
+    expect_status 200 "$status" "zone $ZONE_ID" || return 1
+    api_pass "zone $ZONE_ID defined (version $(body .version))"
+
+    # min_frames = 1: an inference takes ~20 s under TCG; the rule logic
+    # itself is tested elsewhere, this test is about the wiring.
+    api_put_rule "$RULE_ID" "Person on the forbidden walkway" '["siren", "stop-relay"]' || return 1
+
+    status="$(api GET /api/v1/rules)"
+    expect_status 200 "$status" "list rules" || return 1
+    [ "$(body -c '[.running[].id]')" = "[\"$RULE_ID\"]" ] \
+        || { api_fail "running rules after the PUT: $(body -c '[.running[].id]')"; return 1; }
+    api_pass "the running rules are exactly the API's: $RULE_ID"
+    host_say "rules-set"
+}
+
+# api_put_rule ID NAME OUTPUTS_JSON: an intrusion rule on the zone.
+api_put_rule() {
+    local status
+    status="$(api PUT "/api/v1/rules/$1" "$(jq -nc --arg name "$2" --arg zone "$ZONE_ID" --argjson outputs "$3" \
+        '{doc: {name: $name, kind: "intrusion", zone: $zone, severity: "critical",
+                min_frames: 1, cooldown_s: 600, outputs: $outputs}}')")"
+    expect_status 200 "$status" "rule $1" || return 1
+    api_pass "intrusion rule $1 defined"
+}
+
+# api_wait_event RULE QUERY COND WHAT: polls GET /api/v1/events?rule=RULE&QUERY
+# (up to 60 s: the alarm is raised before its event is stored) until the
+# newest event satisfies the jq condition COND; sets $API_EVENT_ID.
+api_wait_event() {
+    local status i
+    API_EVENT_ID=""
+    for i in $(seq 1 60); do
+        status="$(api GET "/api/v1/events?rule=$1$2")"
+        [ "$status" = 200 ] || { api_fail "GET /api/v1/events: HTTP $status: $(head -c 300 "$API_BODY")"; return 1; }
+        if [ "$(body ".events[0] // {} | $3")" = true ]; then
+            API_EVENT_ID="$(body '.events[0].id')"
+            return 0
+        fi
+        [ "$i" -eq 60 ] || sleep 1
+    done
+    api_fail "no event of rule $1 $4 in GET /api/v1/events (last: $(body -c '.events[0] // {} | {id, kind, zone, state, by, acknowledged}'))"
+}
+
+# After the guest saw the alarm: find the event, acknowledge it through the
+# API, then define the second rule whose alarm the ack button silences.
+api_event_and_ack() {
+    local status
+    local line
+    line="$(wait_step alarm-on)" || { api_fail "the guest did not report the first alarm"; return 1; }
+    case "$line" in
+        *" alarm=1 "*) ;;
+        *) api_fail "the guest saw no alarm for rule $RULE_ID: $line"; return 1 ;;
+    esac
+    api_wait_event "$RULE_ID" "&state=open" \
+        ".kind == \"intrusion\" and .zone == \"$ZONE_ID\" and .camera == \"walkway\" and .state == \"active\"" \
+        "that is an active intrusion in zone $ZONE_ID on camera walkway" || return 1
+    API_EVENT1="$API_EVENT_ID"
+    api_pass "GET /api/v1/events: event $API_EVENT1, active intrusion of rule $RULE_ID in zone $ZONE_ID"
+
+    status="$(api POST "/api/v1/events/$API_EVENT1/ack")"
+    expect_status 200 "$status" "acknowledge event $API_EVENT1" || return 1
+    case "$(body .state)/$(body '.by // .acknowledged.by')" in
+        acknowledged/"$API_USER" | cleared/"$API_USER") ;;
+        *) api_fail "event $API_EVENT1 after the ack: $(body -c '{state, by, acknowledged}')"; return 1 ;;
+    esac
+    api_pass "POST /api/v1/events/$API_EVENT1/ack: $(body .state) by $API_USER"
+    host_say "acked event=$API_EVENT1"
+
+    wait_step api-ack-checked >/dev/null || { api_fail "the guest did not check the API acknowledgement"; return 1; }
+    api_put_rule "$RULE2_ID" "Person on the walkway (button check)" '["siren"]' || return 1
+    host_say "rule2-set"
+}
+
+# After the guest pressed the ack button: the API shows the second event
+# acknowledged by the button.
+api_button_event() {
+    wait_step button-checked >/dev/null || { api_fail "the guest did not report the button check"; return 1; }
+    api_wait_event "$RULE2_ID" "" \
+        "(.state == \"acknowledged\" or .state == \"cleared\") and (.by // .acknowledged.by) == \"ack-button\"" \
+        "acknowledged by the ack button" || return 1
+    API_EVENT2="$API_EVENT_ID"
+    api_pass "GET /api/v1/events: event $API_EVENT2 of rule $RULE2_ID $(body '.events[0].state') by the ack button"
+    host_say "events-checked"
+}
+
+# All the host's steps, in order; stops at the first failure (which tells
+# the guest to abort).
+api_steps() {
+    API_BODY="$WORK/api-body.json"
+    API_LOG="$WORK/api.log"
+    API_CERT="$WORK/api-cert.pem"
+    : >"$API_LOG"
+    api_setup_and_rules && api_event_and_ack && api_button_event
+}
