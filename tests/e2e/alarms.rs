@@ -20,7 +20,7 @@ fn vtest_frames() -> PathBuf {
     repo_root().join("demo-media/vtest-frames")
 }
 
-fn open_intrusions(c: &Client) -> Vec<Value> {
+pub(crate) fn open_intrusions(c: &Client) -> Vec<Value> {
     let (status, page) = c.json(
         "GET",
         "/api/v1/events?state=open&rule=walkway-intrusion",
@@ -32,8 +32,11 @@ fn open_intrusions(c: &Client) -> Vec<Value> {
     page["events"].as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
+/// An appliance replaying frames 150-350 of the demo footage (people walk
+/// through the stretch in front of the tape) on camera `walkway`, with the
+/// intrusion rule `walkway-intrusion` on zone `tape-front` driving the siren
+/// and the relay, its API on `port`.
+pub(crate) fn walkway_appliance(port: u16) -> (Appliance, std::path::PathBuf) {
     let frames = vtest_frames();
     assert!(
         frames.join("0200.jpg").exists(),
@@ -47,7 +50,6 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
         let name = format!("{i:04}.jpg");
         std::fs::copy(frames.join(&name), walk.join(&name)).unwrap();
     }
-    let port = free_port();
     let config = app.write_config(
         0,
         r#"
@@ -72,6 +74,13 @@ outputs = ["siren", "relay"]
 "#,
     );
     set_api_port(&config, port);
+    (app, config)
+}
+
+#[test]
+fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
+    let port = free_port();
+    let (app, config) = walkway_appliance(port);
 
     let notify = NotifySocket::new();
     let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);

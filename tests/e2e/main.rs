@@ -16,6 +16,7 @@ mod client;
 mod harness;
 
 mod alarms;
+mod backup;
 mod cli;
 mod detect;
 mod lifecycle;

@@ -60,6 +60,29 @@ pub enum Command {
     /// camera: frame rates, drops, per-frame overhead outside inference,
     /// memory and glass-to-detection latency.
     Bench(BenchArgs),
+    /// Restore a backup into the state directory of a stopped appliance.
+    ///
+    /// BACKUP is the tar file downloaded from `GET /api/v1/system/backup`
+    /// (or its unpacked folder). Every file is checked against the backup's
+    /// manifest first; the current database and snapshots are moved aside,
+    /// never deleted. Refuses while the daemon runs. Exits 0 when restored,
+    /// 1 on failure, 2 when the configuration cannot be read.
+    Restore(RestoreArgs),
+}
+
+/// `safe-yolo restore` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Configuration file (names the state directory).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Also replace the configuration file with the backup's copy (the
+    /// current file is kept beside it).
+    #[arg(long)]
+    pub with_config: bool,
+    /// The backup: a `.tar` file or a folder.
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
 }
 
 /// `safe-yolo detect` arguments.

@@ -10,6 +10,7 @@ mod cli;
 mod detect_cmd;
 mod lifecycle;
 mod report;
+mod restore;
 mod run;
 mod settings;
 mod wiring;
@@ -29,6 +30,13 @@ fn main() -> ExitCode {
         }
         Command::Detect(args) => detect_cmd::run(&args, cli.log_format, &cli.log),
         Command::Bench(args) => bench::run(&args, cli.log_format, &cli.log),
+        Command::Restore(args) => {
+            if let Err(e) = safe_yolo_telemetry::logging::init(cli.log_format.into(), &cli.log) {
+                report::fatal(&anyhow::Error::new(e));
+                return ExitCode::from(2);
+            }
+            restore::run(&args)
+        }
         Command::CheckConfig { file } => match safe_yolo_config::load(&file, std::env::vars()) {
             Ok(config) => {
                 report::config_ok(&file, &config);

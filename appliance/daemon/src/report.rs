@@ -1,4 +1,5 @@
-//! Output of the interactive commands (`check-config`, `version`, `detect`).
+//! Output of the interactive commands (`check-config`, `version`, `detect`,
+//! `restore`).
 //! This is the one module that writes to stdout/stderr directly: its output
 //! is the command's result, not a log line.
 #![allow(
@@ -57,4 +58,24 @@ pub fn version() {
 /// Prints an error that happened before logging was set up.
 pub fn fatal(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
+}
+
+/// Prints what a restore did.
+pub fn restored(s: &crate::restore::Summary) {
+    println!(
+        "restored into {}: {} event(s) (last id {}), {} snapshot(s)",
+        s.state_dir.display(),
+        s.events,
+        s.event_seq,
+        s.snapshots
+    );
+    if let Some(old) = &s.replaced {
+        println!("previous database kept as {}", old.display());
+    }
+    if let Some(old) = &s.config_replaced {
+        println!(
+            "configuration replaced; previous file kept as {}",
+            old.display()
+        );
+    }
 }
