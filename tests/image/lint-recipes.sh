@@ -6,8 +6,6 @@
 #   oelint.vars.homepageping      fetches HOMEPAGE over the network (CI is offline)
 #   oelint.var.bbclassextend      info only: these are target-only appliance recipes;
 #                                 native/nativesdk variants would make no sense
-#   oelint.var.licenseremotefile  the repository has no LICENSE file yet, so the
-#                                 recipes point at oe-core's Apache-2.0 text
 # And for the generated safe-yolo-crates.inc only (its layout is the one
 # oe-core's cargo-update-recipe-crates class writes): oelint.vars.inconspaces,
 # oelint.vars.notneededspace.
@@ -30,7 +28,6 @@ files+=(./conf/layer.conf)
 out=$(cd "$layer" && oelint-adv --constantmods "+$constants" --release wrynose --quiet --jobs 1 \
     --suppress oelint.vars.homepageping \
     --suppress oelint.var.bbclassextend \
-    --suppress oelint.var.licenseremotefile \
     "${files[@]}" 2>&1 || true)
 findings=$(printf '%s\n' "$out" | grep -v -E -e '-crates\.inc:[0-9]+:[a-z]+:oelint\.vars\.(inconspaces|notneededspace):' | grep -v '^$' || true)
 if [ -n "$findings" ]; then

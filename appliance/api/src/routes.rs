@@ -325,8 +325,15 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             M::GET,
             "/api/v1/zones",
             VIEWER,
-            "Zones and lines",
+            "Zones (areas)",
             h_settings::list_zones,
+        ),
+        route(
+            M::GET,
+            "/api/v1/lines",
+            VIEWER,
+            "Counting lines (line-crossing rules name one in `zone`)",
+            h_settings::list_lines,
         ),
         route(
             M::GET,
@@ -423,6 +430,21 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             OPERATOR,
             "Delete an API-defined zone",
             h_settings::delete_zone,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/lines/{id}",
+            OPERATOR,
+            "Create or replace a counting line",
+            h_settings::put_line,
+        )
+        .body::<h_settings::PutBody<h_settings::LineDoc>>(),
+        route(
+            M::DELETE,
+            "/api/v1/lines/{id}",
+            OPERATOR,
+            "Delete an API-defined counting line",
+            h_settings::delete_line,
         ),
         route(
             M::PUT,

@@ -492,6 +492,12 @@ impl Rig {
                     json!({"doc": {"camera": "cam1", "name": "Dock", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}}),
                 ),
             ),
+            ("PUT", "/api/v1/lines/{id}") => (
+                format!("/api/v1/lines/l{n}"),
+                Some(
+                    json!({"doc": {"camera": "cam1", "name": "Gate line", "from": [0.5, 0.1], "to": [0.5, 0.9]}}),
+                ),
+            ),
             ("PUT", "/api/v1/rules/{id}") => (
                 format!("/api/v1/rules/r{n}"),
                 Some(
@@ -501,12 +507,15 @@ impl Rig {
             ("DELETE", p)
                 if p.starts_with("/api/v1/cameras/")
                     || p.starts_with("/api/v1/zones/")
+                    || p.starts_with("/api/v1/lines/")
                     || p.starts_with("/api/v1/rules/") =>
             {
                 let (kind, seg) = if p.contains("cameras") {
                     (SettingKind::Camera, "cameras")
                 } else if p.contains("zones") {
                     (SettingKind::Zone, "zones")
+                } else if p.contains("lines") {
+                    (SettingKind::Line, "lines")
                 } else {
                     (SettingKind::Rule, "rules")
                 };
@@ -1277,6 +1286,122 @@ async fn cors_bodies_and_headers() {
         (r.status, r.json()["field"].clone()),
         (StatusCode::UNPROCESSABLE_ENTITY, json!("doc.source"))
     );
+    // Lines: each end point is checked by the domain, and the error names it.
+    for (doc, field) in [
+        (
+            json!({"camera": "cam1", "name": "Gate", "from": [1.5, 0.1], "to": [0.5, 0.9]}),
+            "doc.from",
+        ),
+        (
+            json!({"camera": "cam1", "name": "Gate", "from": [0.5, 0.1], "to": [0.5, -0.2]}),
+            "doc.to",
+        ),
+        (
+            json!({"camera": "cam1", "name": "Gate", "from": [0.5, 0.5], "to": [0.5, 0.5]}),
+            "doc.to",
+        ),
+        (
+            json!({"camera": "cam1", "name": "Gate", "from": [0.5, 0.1], "to": [0.5, 0.9], "arrow": true}),
+            "doc.arrow",
+        ),
+    ] {
+        let r = rig
+            .call(
+                Method::PUT,
+                "/api/v1/lines/gate",
+                Some(&admin),
+                Some(json!({ "doc": doc })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json()["field"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!(field)),
+            "{doc}"
+        );
+    }
+    let line =
+        json!({"doc": {"camera": "cam1", "name": "Gate", "from": [0.5, 0.1], "to": [0.5, 0.9]}});
+    let r = rig
+        .call(Method::PUT, "/api/v1/lines/gate", Some(&admin), Some(line))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["kind"], "line");
+    let r = rig
+        .call(Method::GET, "/api/v1/lines", Some(&admin), None)
+        .await;
+    let from = &r.json()["edited"][0]["doc"]["from"];
+    assert!(
+        (from[0].as_f64().unwrap() - 0.5).abs() < 1e-6
+            && (from[1].as_f64().unwrap() - 0.1).abs() < 1e-6,
+        "{from}"
+    );
+    // Rules: schedule, siren, relay latch and anchor are checked and kept.
+    let rule = |extra: Value| {
+        let mut doc = json!({"name": "Night", "kind": "line_crossing", "zone": "gate", "severity": "info", "direction": "a_to_b"});
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        json!({ "doc": doc })
+    };
+    for (extra, field) in [
+        (json!({"schedule": {"days": []}}), "doc.schedule.days"),
+        (
+            json!({"schedule": {"days": ["mon", "funday"]}}),
+            "doc.schedule.days[1]",
+        ),
+        (json!({"schedule": {"from": "25:00"}}), "doc.schedule.from"),
+        (
+            json!({"schedule": {"from": "08:00", "to": "08:00"}}),
+            "doc.schedule.to",
+        ),
+        (
+            json!({"siren": {"pattern": "steady", "period_ms": 500}}),
+            "doc.siren.period_ms",
+        ),
+        (
+            json!({"siren": {"pattern": "pulsed", "period_ms": 50}}),
+            "doc.siren.period_ms",
+        ),
+        (
+            json!({"siren": {"pattern": "pulsed", "duration_s": 0.5}}),
+            "doc.siren.duration_s",
+        ),
+        (json!({"relay_latch_s": 0.0}), "doc.relay_latch_s"),
+        (json!({"anchor": "head"}), "doc.anchor"),
+    ] {
+        let r = rig
+            .call(
+                Method::PUT,
+                "/api/v1/rules/night",
+                Some(&admin),
+                Some(rule(extra.clone())),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json()["field"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!(field)),
+            "{extra}"
+        );
+    }
+    let full = json!({
+        "schedule": {"days": ["mon", "fri"], "from": "22:00", "to": "06:00"},
+        "siren": {"pattern": "pulsed", "period_ms": 500, "duration_s": 30.0},
+        "relay_latch_s": 10.0,
+        "anchor": "centre",
+    });
+    let r = rig
+        .call(
+            Method::PUT,
+            "/api/v1/rules/night",
+            Some(&admin),
+            Some(rule(full.clone())),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    for k in ["schedule", "siren", "relay_latch_s", "anchor"] {
+        assert_eq!(r.json()["doc"][k], full[k], "{k}");
+    }
+
     // A change the running system refuses is not stored, and the refusal is audited.
     let before = rig.last_audit_id().await;
     let r = rig.call(Method::PUT, "/api/v1/zones/z9", Some(&admin), Some(json!({"doc": {"camera": "cam1", "name": "refuse", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}}))).await;

@@ -1,6 +1,6 @@
 // Admin pages: outputs (state and manual test), users, API keys, and the system page.
 
-import { api, h, can, showFieldError, when } from './api.js';
+import { api, h, can, showFieldError, when, download } from './api.js';
 import { denied } from './views.js';
 
 function cell(v) {
@@ -114,7 +114,58 @@ async function keysSection(root) {
   root.append(h('h2', {}, 'API keys'), form, shown, list);
 }
 
-/** Version, health, model, storage, certificate, update status. */
+const yesNo = (v) => (v === null || v === undefined ? 'unknown' : v ? 'yes' : 'no');
+
+/** The A/B update state (`update` of GET /api/v1/system, read from RAUC). */
+function updateCard(u, kv) {
+  const card = h('section', { class: 'card', id: 'update-status' }, h('h3', {}, 'Update status'));
+  if (!u) {
+    card.append(h('p', { class: 'muted' }, 'The update state could not be read.'));
+    return card;
+  }
+  const ab = u.slot_source !== 'unknown';
+  card.dataset.slotSource = u.slot_source;
+  card.append(kv([
+    ['System version', u.version || 'unknown'],
+    ['Booted slot', u.booted_slot ? `${u.booted_slot} (from ${u.slot_source === 'rauc' ? 'RAUC' : 'kernel command line'})` : 'not an A/B system'],
+    ['Boot marked good', yesNo(u.boot_good)],
+    ['Next boot from', u.boot_primary || (ab ? 'unknown' : '-')],
+    ['Compatible', u.compatible || '-'],
+  ]));
+  if (u.primary_differs) {
+    card.append(h('p', { class: 'error', role: 'status' },
+      'Another slot is primary: an installed update waits for a reboot, or this boot fell back after a failed one.'));
+  }
+  if (u.rauc_error) card.append(h('p', { class: 'muted' }, `RAUC: ${u.rauc_error}`));
+  if ((u.slots || []).length) {
+    card.append(table('update-slots', u.slots, ['name', 'bootname', 'state', 'boot_status', 'bundle_version', 'installed_timestamp']));
+  }
+  return card;
+}
+
+/** The backup download (admin): a tar of the database, snapshots and config. */
+function backupCard() {
+  const status = h('span', { class: 'muted', id: 'backup-status' });
+  const snaps = h('input', { type: 'checkbox', name: 'snapshots', checked: true });
+  const button = h('button', { type: 'button', id: 'download-backup', class: 'primary', onclick: async () => {
+    button.disabled = true;
+    status.textContent = 'Preparing the backup\u2026';
+    try {
+      const name = await download(`/api/v1/system/backup?snapshots=${snaps.checked}`, 'safe-yolo-backup.tar');
+      status.textContent = `Downloaded ${name}`;
+    } catch (e) {
+      status.textContent = e.message;
+      status.className = 'error';
+    } finally {
+      button.disabled = false;
+    }
+  } }, 'Download backup');
+  return h('section', { class: 'card', id: 'backup' }, h('h3', {}, 'Backup'),
+    h('p', { class: 'muted' }, 'A consistent copy of the database, the configuration and (optionally) the snapshots, with a SHA-256 manifest.'),
+    h('div', { class: 'downloads' }, h('label', { class: 'inline' }, snaps, 'Include snapshots'), button), status);
+}
+
+/** Version, health, model, storage, certificate, update status; backup for admins. */
 export async function systemView(root) {
   const s = await api('GET', '/api/v1/system');
   const kv = (pairs) => h('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, cell(v))]));
@@ -123,13 +174,14 @@ export async function systemView(root) {
     h('div', { class: 'cards', id: 'system' },
       h('section', { class: 'card' }, h('h3', {}, 'Firmware'), kv([
         ['Version', s.version], ['Uptime', `${Math.floor((s.uptime_s || 0) / 60)} min`],
-        ['Update status', s.update ? s.update : 'no update service reported by this firmware'],
         ['TLS minimum', s.tls_min_version], ['Outputs backend', s.outputs_backend]])),
+      updateCard(s.update, kv),
       h('section', { class: 'card' }, h('h3', {}, 'Model'), kv(Object.entries(s.model && typeof s.model === 'object' ? s.model : { model: s.model }))),
       h('section', { class: 'card' }, h('h3', {}, 'Storage'), kv([
         ['Disk full', st.disk_full], ['Snapshot quota exceeded', st.snapshot_quota_exceeded],
         ...Object.entries(st.stats || {})])),
       h('section', { class: 'card' }, h('h3', {}, 'Certificate'), kv(Object.entries(s.certificate || {})
         .map(([k, v]) => [k, k.startsWith('not_') && typeof v === 'number' ? new Date(v * 1000).toISOString().slice(0, 10) : v]))),
-      h('section', { class: 'card' }, h('h3', {}, 'Cameras'), table('camera-health', s.cameras || [], ['id', 'state', 'reason']))));
+      h('section', { class: 'card' }, h('h3', {}, 'Cameras'), table('camera-health', s.cameras || [], ['id', 'state', 'reason'])),
+      can('admin') ? backupCard() : null));
 }

@@ -140,7 +140,10 @@ export function showFieldError(form, err) {
   for (const old of form.querySelectorAll('.field-error')) old.remove();
   for (const old of form.querySelectorAll('.invalid')) old.classList.remove('invalid');
   const field = err.field ? err.field.replace(/^doc\./, '') : null;
-  const input = field ? form.querySelector(`[name="${field}"]`) : null;
+  // `schedule.days[1]` is shown at the `schedule.days` inputs.
+  const input = field
+    ? form.querySelector(`[name="${CSS.escape(field)}"]`) || form.querySelector(`[name="${CSS.escape(field.replace(/\[\d+\]$/, ''))}"]`)
+    : null;
   const msg = h('div', { class: 'field-error', role: 'alert', dataset: { field: field || '' } },
     field ? `${field}: ${err.message}` : err.message);
   if (input) {
@@ -155,4 +158,27 @@ export function showFieldError(form, err) {
 /** Formats a Unix-ms time in local time. */
 export function when(ms) {
   return ms ? new Date(ms).toLocaleString() : '';
+}
+
+/**
+ * Downloads an API attachment (the API needs the Authorization header, so a plain
+ * link cannot do it): fetches it, hands the Blob to the browser through an object
+ * URL and revokes the URL once the download has started. Resolves to the file name.
+ */
+export async function download(path, fallbackName) {
+  const r = await api('GET', path, undefined, { asResponse: true });
+  const cd = r.headers.get('Content-Disposition') || '';
+  const m = /filename="?([^";]+)"?/.exec(cd);
+  const name = m ? m[1] : fallbackName;
+  const url = URL.createObjectURL(await r.blob());
+  const a = h('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  try {
+    a.click();
+  } finally {
+    a.remove();
+    // The browser has taken its reference once the download starts.
+    setTimeout(() => URL.revokeObjectURL(url), 5000);
+  }
+  return name;
 }

@@ -132,38 +132,131 @@ export class LiveFeed {
 
 const PALETTE = ['#ff4d4d', '#4dd2ff', '#ffd24d', '#7dff4d', '#c34dff', '#ff8c4d'];
 
-/** Draws zones (normalised polygons) and detections (pixel boxes) on a frame. */
-export function drawOverlay(ctx, meta, zones, { highlight = null } = {}) {
+/** A text label on a filled box with its top-left corner at (x, y), kept inside the frame. */
+function tag(ctx, text, x, y, bg, fg, s) {
+  const tw = ctx.measureText(text).width + 6 * s;
+  const bx = Math.max(0, Math.min(x, ctx.canvas.width - tw));
+  const by = Math.max(0, Math.min(y, ctx.canvas.height - 16 * s));
+  ctx.fillStyle = bg;
+  ctx.fillRect(bx, by, tw, 16 * s);
+  ctx.fillStyle = fg;
+  ctx.fillText(text, bx + 3 * s, by + 12 * s);
+}
+
+/**
+ * Draws a counting line with an arrow from side A to side B (side A is on the left
+ * walking from `from` to `to` in image coordinates, as the rule engine counts).
+ * `a`, `b` are pixel points; returns the arrow's head (for labels).
+ */
+export function drawLine(ctx, a, b, { color = '#4dd2ff', width = 2, label = null, s = 1 } = {}) {
+  ctx.strokeStyle = color;
+  ctx.fillStyle = color;
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  ctx.moveTo(a[0], a[1]);
+  ctx.lineTo(b[0], b[1]);
+  ctx.stroke();
+  const dx = b[0] - a[0];
+  const dy = b[1] - a[1];
+  const len = Math.hypot(dx, dy) || 1;
+  // The normal (-dy, dx) points to side B (positive cross product).
+  const nx = -dy / len;
+  const ny = dx / len;
+  const mx = (a[0] + b[0]) / 2;
+  const my = (a[1] + b[1]) / 2;
+  const r = 22 * s;
+  const tail = [mx - nx * r, my - ny * r];
+  const head = [mx + nx * r, my + ny * r];
+  ctx.beginPath();
+  ctx.moveTo(tail[0], tail[1]);
+  ctx.lineTo(head[0], head[1]);
+  ctx.stroke();
+  const k = 7 * s;
+  ctx.beginPath();
+  ctx.moveTo(head[0], head[1]);
+  ctx.lineTo(head[0] - nx * k + (dx / len) * k * 0.7, head[1] - ny * k + (dy / len) * k * 0.7);
+  ctx.lineTo(head[0] - nx * k - (dx / len) * k * 0.7, head[1] - ny * k - (dy / len) * k * 0.7);
+  ctx.closePath();
+  ctx.fill();
+  ctx.font = `bold ${12 * s}px sans-serif`;
+  ctx.fillText('A', tail[0] - nx * 12 * s - 4 * s, tail[1] - ny * 12 * s + 4 * s);
+  ctx.fillText('B', head[0] + nx * 12 * s - 4 * s, head[1] + ny * 12 * s + 4 * s);
+  ctx.font = `${12 * s}px sans-serif`;
+  if (label) tag(ctx, label, a[0] + 4 * s, a[1] + 4 * s, 'rgba(0,0,0,0.6)', color, s);
+  return head;
+}
+
+/**
+ * Draws zones (normalised polygons, red when one of their rules is in alarm, with
+ * the number of persons inside), counting lines (with their crossing counts) and
+ * tracks (pixel boxes with their ids) on a frame. Detections without a confirmed
+ * track are drawn thin. Returns the ids of the tracks drawn.
+ */
+export function drawOverlay(ctx, meta, zones, { highlight = null, lines = [] } = {}) {
   const w = ctx.canvas.width;
   const h = ctx.canvas.height;
   const s = Math.max(1, w / 640);
+  const states = new Map(((meta && meta.zones) || []).map((z) => [z.id, z]));
   ctx.lineWidth = 2 * s;
   ctx.font = `${12 * s}px sans-serif`;
   for (const z of zones) {
     const pts = z.doc.polygon || [];
     if (pts.length < 2) continue;
+    const st = states.get(z.id);
+    const alarm = !!(st && st.alarm);
     ctx.beginPath();
     pts.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * h) : ctx.moveTo(x * w, y * h)));
     ctx.closePath();
-    ctx.fillStyle = z.id === highlight ? 'rgba(255,210,0,0.25)' : 'rgba(255,160,0,0.15)';
+    ctx.fillStyle = alarm ? 'rgba(229,72,77,0.35)' : z.id === highlight ? 'rgba(255,210,0,0.25)' : 'rgba(255,160,0,0.15)';
     ctx.fill();
-    ctx.strokeStyle = '#ffa000';
+    ctx.lineWidth = (alarm ? 3 : 2) * s;
+    ctx.strokeStyle = alarm ? '#ff3b3b' : '#ffa000';
     ctx.stroke();
-    ctx.fillStyle = '#ffa000';
-    ctx.fillText(z.doc.name || z.id, pts[0][0] * w + 4 * s, pts[0][1] * h + 14 * s);
+    const count = st ? ` (${st.inside.length} inside)` : '';
+    tag(ctx, `${alarm ? 'ALARM: ' : ''}${z.doc.name || z.id}${count}`, pts[0][0] * w + 4 * s, pts[0][1] * h + 4 * s,
+      alarm ? '#c62828' : 'rgba(0,0,0,0.6)', alarm ? '#fff' : '#ffa000', s);
   }
-  if (!meta) return;
+  for (const l of lines) {
+    const st = states.get(l.id);
+    const alarm = !!(st && st.alarm);
+    const counts = st ? ` A\u2192B ${st.crossings_a_to_b} B\u2192A ${st.crossings_b_to_a}` : '';
+    drawLine(ctx, [l.doc.from[0] * w, l.doc.from[1] * h], [l.doc.to[0] * w, l.doc.to[1] * h],
+      { color: alarm ? '#ff3b3b' : '#4dd2ff', width: (alarm ? 3 : 2) * s, label: `${l.doc.name || l.id}${counts}`, s });
+  }
+  if (!meta) return [];
+  ctx.lineWidth = 1 * s;
   for (const d of meta.detections || []) {
     const [x1, y1, x2, y2] = d.bbox;
-    const track = d.track ?? d.track_id ?? null;
-    const color = PALETTE[(track ?? 0) % PALETTE.length];
-    ctx.strokeStyle = color;
+    ctx.strokeStyle = 'rgba(255,255,255,0.5)';
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    const label = `${track !== null ? `#${track} ` : ''}${d.class} ${(d.score * 100).toFixed(0)}%`;
-    const tw = ctx.measureText(label).width + 6 * s;
-    ctx.fillStyle = color;
-    ctx.fillRect(x1, Math.max(0, y1 - 16 * s), tw, 16 * s);
-    ctx.fillStyle = '#000';
-    ctx.fillText(label, x1 + 3 * s, Math.max(12 * s, y1 - 4 * s));
   }
+  const ids = [];
+  ctx.lineWidth = 2 * s;
+  ctx.font = `${12 * s}px sans-serif`;
+  // Coasting (lost) tracks first and faint, so live ones are drawn on top.
+  const tracks = [...(meta.tracks || [])].sort((a, b) => Number(b.lost) - Number(a.lost));
+  for (const t of tracks) {
+    const [x1, y1, x2, y2] = t.bbox;
+    const color = PALETTE[t.id % PALETTE.length];
+    ids.push(t.id);
+    ctx.strokeStyle = color;
+    if (t.lost) {
+      ctx.globalAlpha = 0.5;
+      ctx.lineWidth = 1 * s;
+      ctx.setLineDash([4 * s, 4 * s]);
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      ctx.setLineDash([]);
+      ctx.fillStyle = color;
+      ctx.fillText(`#${t.id}`, x1 + 2 * s, y1 + 12 * s);
+      ctx.globalAlpha = 1;
+      ctx.lineWidth = 2 * s;
+      continue;
+    }
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    tag(ctx, `#${t.id} ${t.class}`, x1, y1 - 16 * s, color, '#000', s);
+  }
+  // A hook for tests and tools: the track ids of the last drawn frame.
+  const shown = ids.join(' ');
+  if (ctx.canvas.dataset.tracks !== shown) ctx.canvas.dataset.tracks = shown;
+  return ids;
 }

@@ -1,9 +1,10 @@
-// The zone editor: draw, move and delete polygon vertices on a live frame. The API
+// The zone editor: draw, move and delete polygon vertices and counting lines (two
+// points, an arrow from side A to side B) on a live frame. The API
 // validates (same rules as the config file); its errors are drawn at the spot: the
 // crossing edges or the offending vertex turn red, with the message beside them.
 
 import { api, h, can, showFieldError } from './api.js';
-import { LiveFeed } from './live.js';
+import { LiveFeed, drawLine } from './live.js';
 import { loadConfig, denied, merged } from './views.js';
 
 const HIT = 0.02;
@@ -17,9 +18,16 @@ export function errorSpot(message) {
   return {};
 }
 
+/** Which end of a line an API error points at (`doc.from`: 0, `doc.to`: 1). */
+function lineErrorSpot(field) {
+  if (field === 'doc.from') return { vertex: 0 };
+  if (field === 'doc.to') return { vertex: 1 };
+  return {};
+}
+
 export async function zonesView(root, cleanup, cameraId) {
   if (!can('operator')) return denied(root, 'operator');
-  const { cameras } = await loadConfig();
+  const { cameras, lines: allLines } = await loadConfig();
   if (!cameras.length) {
     root.append(h('p', {}, 'No cameras.'));
     return;
@@ -27,45 +35,88 @@ export async function zonesView(root, cleanup, cameraId) {
   const camera = cameras.some((c) => c.id === cameraId) ? cameraId : cameras[0].id;
   const zones = merged(await api('GET', '/api/v1/zones'))
     .filter((z) => z.doc.camera === camera && Array.isArray(z.doc.polygon));
-  const state = { zone: null, points: [], drag: null, selected: null, error: null };
+  const lines = allLines.filter((l) => l.doc.camera === camera && Array.isArray(l.doc.from));
+  // `kind` is 'zone' (a polygon) or 'line' (two points, side A on the left of from -> to).
+  const state = { kind: 'zone', zone: null, points: [], drag: null, selected: null, error: null, spot: {} };
 
   const canvas = h('canvas', { class: 'big editor', width: 640, height: 360, id: 'zone-canvas', dataset: { camera, frames: '0' } });
-  const msg = h('div', { class: 'hint' }, 'Click to add a vertex, drag a vertex to move it, double-click a vertex (or select it and press Delete) to remove it.');
+  const msg = h('div', { class: 'hint' });
+  const title = h('h3', {});
+  const anchorLabel = h('label', {}, 'Anchor', h('select', { name: 'anchor' }, h('option', { value: 'feet' }, 'feet'), h('option', { value: 'centre' }, 'centre')));
+  const saveButton = h('button', { type: 'submit', class: 'primary', id: 'save-zone' }, 'Save zone');
+  const deleteButton = h('button', { type: 'button', class: 'danger', id: 'delete-zone', onclick: () => deleteShape() }, 'Delete zone');
   const form = h('form', { class: 'card', id: 'zone-form' },
-    h('label', {}, 'Zone id', h('input', { name: 'id', required: true, pattern: '[a-z0-9][a-z0-9-]*' })),
+    title,
+    h('label', {}, 'Id', h('input', { name: 'id', required: true, pattern: '[a-z0-9][a-z0-9-]*' })),
     h('label', {}, 'Name', h('input', { name: 'name', required: true })),
-    h('label', {}, 'Anchor', h('select', { name: 'anchor' }, h('option', { value: 'feet' }, 'feet'), h('option', { value: 'centre' }, 'centre'))),
+    anchorLabel,
     h('input', { type: 'hidden', name: 'polygon' }),
+    h('input', { type: 'hidden', name: 'from' }),
+    h('input', { type: 'hidden', name: 'to' }),
     h('div', { class: 'row' },
-      h('button', { type: 'submit', class: 'primary', id: 'save-zone' }, 'Save zone'),
-      h('button', { type: 'button', id: 'delete-vertex', onclick: () => removeVertex(state.selected) }, 'Delete vertex'),
-      h('button', { type: 'button', id: 'clear-zone', onclick: () => { state.points = []; state.selected = null; state.error = null; feed.paint(); } }, 'Clear'),
-      h('button', { type: 'button', class: 'danger', id: 'delete-zone', onclick: () => deleteZone() }, 'Delete zone')));
+      saveButton,
+      h('button', { type: 'button', id: 'delete-vertex', onclick: () => removeVertex(state.selected) }, 'Delete point'),
+      h('button', { type: 'button', id: 'clear-zone', onclick: () => { state.points = []; state.selected = null; clearError(); feed.paint(); } }, 'Clear'),
+      deleteButton));
   const list = h('ul', { class: 'zone-list' });
   const camSel = h('select', { id: 'zone-camera', onchange: (e) => { location.hash = `#/zones/${encodeURIComponent(e.target.value)}`; } },
     cameras.map((c) => h('option', { value: c.id, selected: c.id === camera ? true : null }, c.id)));
 
-  const select = (z) => {
-    state.zone = z;
-    state.points = z ? z.doc.polygon.map((p) => [...p]) : [];
-    state.selected = null;
+  const clearError = () => {
     state.error = null;
+    state.spot = {};
+  };
+  const select = (kind, z) => {
+    state.kind = kind;
+    state.zone = z;
+    state.points = !z ? [] : kind === 'line' ? [[...z.doc.from], [...z.doc.to]] : z.doc.polygon.map((p) => [...p]);
+    state.selected = null;
+    clearError();
+    const noun = kind === 'line' ? 'line' : 'zone';
+    form.dataset.kind = kind;
+    title.textContent = z ? `Edit ${noun} ${z.id}` : `New ${noun}`;
+    saveButton.id = `save-${noun}`;
+    saveButton.textContent = `Save ${noun}`;
+    deleteButton.id = `delete-${noun}`;
+    deleteButton.textContent = `Delete ${noun}`;
+    deleteButton.hidden = !z;
+    anchorLabel.hidden = kind === 'line';
+    msg.textContent = kind === 'line'
+      ? 'Click two points: from, then to. The arrow shows the crossing from side A to side B. Drag an end to move it; double-click an end to remove it.'
+      : 'Click to add a vertex, drag a vertex to move it, double-click a vertex (or select it and press Delete) to remove it.';
     form.elements.id.value = z ? z.id : '';
     form.elements.id.readOnly = !!z;
     form.elements.name.value = z ? z.doc.name : '';
-    form.elements.anchor.value = (z && z.doc.anchor) || 'feet';
+    form.elements.anchor.value = (kind === 'zone' && z && z.doc.anchor) || 'feet';
     for (const old of form.querySelectorAll('.field-error')) old.remove();
     feed.paint();
   };
-  list.append(h('li', {}, h('button', { type: 'button', id: 'new-zone', onclick: () => select(null) }, 'New zone')),
-    ...zones.map((z) => h('li', {}, h('button', { type: 'button', dataset: { zone: z.id }, onclick: () => select(z) }, `${z.id}: ${z.doc.name}`))));
+  list.append(
+    h('li', {}, h('button', { type: 'button', id: 'new-zone', onclick: () => select('zone', null) }, 'New zone')),
+    h('li', {}, h('button', { type: 'button', id: 'new-line', onclick: () => select('line', null) }, 'New line')),
+    ...zones.map((z) => h('li', {}, h('button', { type: 'button', dataset: { zone: z.id }, onclick: () => select('zone', z) }, `${z.id}: ${z.doc.name}`))),
+    ...lines.map((l) => h('li', {}, h('button', { type: 'button', dataset: { line: l.id }, onclick: () => select('line', l) }, `line ${l.id}: ${l.doc.name}`))));
+
+  const errorLabel = (ctx, at, s) => {
+    const w = ctx.canvas.width;
+    const t = state.error;
+    ctx.font = `${13 * s}px sans-serif`;
+    const tw = ctx.measureText(t).width + 10 * s;
+    const x = Math.min(Math.max(0, at[0] - tw / 2), w - tw);
+    const y = Math.min(Math.max(14 * s, at[1]), ctx.canvas.height - 10 * s);
+    ctx.fillStyle = 'rgba(160,0,0,0.85)';
+    ctx.fillRect(x, y - 12 * s, tw, 20 * s);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(t, x + 5 * s, y + 3 * s);
+  };
 
   const draw = (ctx) => {
     const w = ctx.canvas.width;
     const hgt = ctx.canvas.height;
     const s = Math.max(1, w / 640);
+    const px = ([x, y]) => [x * w, y * hgt];
     for (const z of zones) {
-      if (state.zone && z.id === state.zone.id) continue;
+      if (state.kind === 'zone' && state.zone && z.id === state.zone.id) continue;
       ctx.beginPath();
       z.doc.polygon.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * hgt) : ctx.moveTo(x * w, y * hgt)));
       ctx.closePath();
@@ -73,19 +124,27 @@ export async function zonesView(root, cleanup, cameraId) {
       ctx.lineWidth = 1.5 * s;
       ctx.stroke();
     }
+    for (const l of lines) {
+      if (state.kind === 'line' && state.zone && l.id === state.zone.id) continue;
+      drawLine(ctx, px(l.doc.from), px(l.doc.to), { color: 'rgba(77,210,255,0.6)', width: 1.5 * s, label: l.id, s });
+    }
     const pts = state.points;
     if (!pts.length) return;
-    const spot = state.error ? errorSpot(state.error) : {};
+    const spot = state.kind === 'zone' && state.error ? errorSpot(state.error) : state.spot;
     ctx.lineWidth = 2.5 * s;
-    for (let i = 0; i < pts.length; i++) {
-      const a = pts[i];
-      const b = pts[(i + 1) % pts.length];
-      if (i === pts.length - 1 && pts.length < 3) break;
-      ctx.beginPath();
-      ctx.moveTo(a[0] * w, a[1] * hgt);
-      ctx.lineTo(b[0] * w, b[1] * hgt);
-      ctx.strokeStyle = spot.edges && spot.edges.includes(i) ? '#ff2020' : '#00e0ff';
-      ctx.stroke();
+    if (state.kind === 'line') {
+      if (pts.length === 2) drawLine(ctx, px(pts[0]), px(pts[1]), { color: state.error ? '#ff2020' : '#00e0ff', width: 2.5 * s, s });
+    } else {
+      for (let i = 0; i < pts.length; i++) {
+        const a = pts[i];
+        const b = pts[(i + 1) % pts.length];
+        if (i === pts.length - 1 && pts.length < 3) break;
+        ctx.beginPath();
+        ctx.moveTo(a[0] * w, a[1] * hgt);
+        ctx.lineTo(b[0] * w, b[1] * hgt);
+        ctx.strokeStyle = spot.edges && spot.edges.includes(i) ? '#ff2020' : '#00e0ff';
+        ctx.stroke();
+      }
     }
     pts.forEach(([x, y], i) => {
       ctx.beginPath();
@@ -94,16 +153,10 @@ export async function zonesView(root, cleanup, cameraId) {
       ctx.fill();
     });
     if (state.error) {
-      const cx = pts.reduce((a, p) => a + p[0], 0) / pts.length;
-      const cy = pts.reduce((a, p) => a + p[1], 0) / pts.length;
-      ctx.font = `${13 * s}px sans-serif`;
-      const t = state.error;
-      const tw = ctx.measureText(t).width + 10 * s;
-      const x = Math.min(Math.max(0, cx * w - tw / 2), w - tw);
-      ctx.fillStyle = 'rgba(160,0,0,0.85)';
-      ctx.fillRect(x, cy * hgt - 12 * s, tw, 20 * s);
-      ctx.fillStyle = '#fff';
-      ctx.fillText(t, x + 5 * s, cy * hgt + 3 * s);
+      // At the offending end of a line, else at the shape's centre.
+      const at = spot.vertex !== undefined && pts[spot.vertex] ? pts[spot.vertex]
+        : [pts.reduce((a, p) => a + p[0], 0) / pts.length, pts.reduce((a, p) => a + p[1], 0) / pts.length];
+      errorLabel(ctx, [at[0] * w, at[1] * hgt + (spot.vertex !== undefined ? 22 * s : 0)], s);
     }
   };
   const feed = new LiveFeed(camera, canvas, draw);
@@ -119,7 +172,7 @@ export async function zonesView(root, cleanup, cameraId) {
     if (i === null || i < 0 || i >= state.points.length) return;
     state.points.splice(i, 1);
     state.selected = null;
-    state.error = null;
+    clearError();
     feed.paint();
   };
   canvas.addEventListener('pointerdown', (ev) => {
@@ -129,11 +182,14 @@ export async function zonesView(root, cleanup, cameraId) {
       state.drag = i;
       state.selected = i;
       canvas.setPointerCapture(ev.pointerId);
+    } else if (state.kind === 'line' && state.points.length >= 2) {
+      msg.textContent = 'A line has two ends: drag one to move it, or double-click one to remove it first.';
+      return;
     } else {
       state.points.push(p);
       state.selected = state.points.length - 1;
     }
-    state.error = null;
+    clearError();
     feed.paint();
   });
   canvas.addEventListener('pointermove', (ev) => {
@@ -149,10 +205,11 @@ export async function zonesView(root, cleanup, cameraId) {
   document.addEventListener('keydown', onKey);
   cleanup.push(() => document.removeEventListener('keydown', onKey));
 
-  const deleteZone = async () => {
+  const base = () => (state.kind === 'line' ? '/api/v1/lines' : '/api/v1/zones');
+  const deleteShape = async () => {
     if (!state.zone) return;
     try {
-      await api('DELETE', `/api/v1/zones/${encodeURIComponent(state.zone.id)}`);
+      await api('DELETE', `${base()}/${encodeURIComponent(state.zone.id)}`);
       location.hash = `#/zones/${encodeURIComponent(camera)}?t=${Date.now()}`;
     } catch (e) { showFieldError(form, e); }
   };
@@ -160,22 +217,37 @@ export async function zonesView(root, cleanup, cameraId) {
     ev.preventDefault();
     const f = new FormData(form);
     const round = (v) => Math.round(v * 10000) / 10000;
-    const doc = { camera, name: f.get('name'), polygon: state.points.map(([x, y]) => [round(x), round(y)]), anchor: f.get('anchor') };
+    const pt = (p) => (p ? [round(p[0]), round(p[1])] : null);
+    const doc = state.kind === 'line'
+      ? { camera, name: f.get('name'), from: pt(state.points[0]), to: pt(state.points[1]) }
+      : { camera, name: f.get('name'), polygon: state.points.map(pt), anchor: f.get('anchor') };
+    if (state.kind === 'line' && state.points.length < 2) {
+      state.error = 'A line needs two points: click its start, then its end';
+      state.spot = {};
+      showFieldError(form, { field: state.points.length ? 'doc.to' : 'doc.from', message: state.error }).classList.add('line-error');
+      feed.paint();
+      return;
+    }
     const body = { doc };
     if (state.zone && state.zone.version !== null) body.expected_version = state.zone.version;
     try {
-      await api('PUT', `/api/v1/zones/${encodeURIComponent(f.get('id'))}`, body);
-      state.error = null;
+      await api('PUT', `${base()}/${encodeURIComponent(f.get('id'))}`, body);
+      clearError();
       location.hash = `#/zones/${encodeURIComponent(camera)}?saved=${encodeURIComponent(f.get('id'))}`;
     } catch (e) {
       const el = showFieldError(form, e);
-      if (e.field === 'doc.polygon') {
+      if (state.kind === 'zone' && e.field === 'doc.polygon') {
         state.error = e.message;
         el.classList.add('polygon-error');
+        feed.paint();
+      } else if (state.kind === 'line' && (e.field === 'doc.from' || e.field === 'doc.to')) {
+        state.error = e.message;
+        state.spot = lineErrorSpot(e.field);
+        el.classList.add('line-error');
         feed.paint();
       }
     }
   });
-  root.append(h('h2', {}, 'Zones ', camSel), h('div', { class: 'split' }, h('div', { class: 'stage' }, canvas, msg), h('aside', {}, list, form)));
-  select(null);
+  root.append(h('h2', {}, 'Zones and lines ', camSel), h('div', { class: 'split' }, h('div', { class: 'stage' }, canvas, msg), h('aside', {}, list, form)));
+  select('zone', null);
 }

@@ -355,12 +355,14 @@ pub struct ApiKey {
 pub enum SettingKind {
     /// A camera definition.
     Camera,
-    /// A zone or line.
+    /// A zone (an area).
     Zone,
     /// A safety rule.
     Rule,
     /// A GPIO output.
     Output,
+    /// A counting line (line-crossing rules refer to it by id, like a zone).
+    Line,
 }
 
 impl SettingKind {
@@ -371,11 +373,18 @@ impl SettingKind {
             Self::Zone => "zone",
             Self::Rule => "rule",
             Self::Output => "output",
+            Self::Line => "line",
         }
     }
 
     /// All kinds.
-    pub const ALL: [SettingKind; 4] = [Self::Camera, Self::Zone, Self::Rule, Self::Output];
+    pub const ALL: [SettingKind; 5] = [
+        Self::Camera,
+        Self::Zone,
+        Self::Rule,
+        Self::Output,
+        Self::Line,
+    ];
 }
 
 /// A versioned settings document edited through the API, layered over the config file.

@@ -1,7 +1,7 @@
-//! Cameras, zones and rules: settings documents edited through the API.
+//! Cameras, zones, lines and rules: settings documents edited through the API.
 //!
 //! A change is validated here (typed documents with `deny_unknown_fields`, polygons
-//! through the domain, camera sources through the capture sandbox), then handed to
+//! and lines through the domain, camera sources through the capture sandbox), then handed to
 //! [`crate::Control::apply`] inside the store transaction that records the document
 //! and its audit row: a change the daemon refuses is never stored.
 
@@ -12,7 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use safe_yolo_capture::{Pacing, SourceRequest};
-use safe_yolo_domain::{CameraId, OutputId, Polygon, ZoneId};
+use safe_yolo_domain::{CameraId, Line, OutputId, Polygon, PolygonError, ZoneId};
 use safe_yolo_store::{SettingDoc, SettingKind, StoreError, now_ms};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,171 @@ impl Doc for ZoneDoc {
     }
 }
 
+/// A counting line document: line-crossing rules name it in their `zone` field.
+/// Side A is on the left walking from `from` to `to` (image coordinates).
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineDoc {
+    #[schemars(with = "String")]
+    camera: CameraId,
+    name: String,
+    /// Start point `[x, y]`, normalised 0..=1.
+    from: [f32; 2],
+    /// End point `[x, y]`, normalised 0..=1.
+    to: [f32; 2],
+}
+
+impl Doc for LineDoc {
+    const KIND: SettingKind = SettingKind::Line;
+
+    fn check(&self, _s: &AppState) -> Result<(), HttpError> {
+        check_name(&self.name)?;
+        Line::new(self.from, self.to).map(drop).map_err(|e| {
+            let field = match e {
+                PolygonError::OutsideFrame { index: 0, .. } => "doc.from",
+                _ => "doc.to",
+            };
+            let reason = match e {
+                PolygonError::OutsideFrame { x, y, .. } => format!(
+                    "({x}, {y}) is outside the frame; coordinates are fractions from 0.0 to 1.0"
+                ),
+                other => other.to_string(),
+            };
+            HttpError::invalid(field, reason)
+        })
+    }
+}
+
+/// Days of the week of a schedule.
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DayDoc {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// When a rule is armed: on `days`, from `from` to `to` (local time, `HH:MM`;
+/// `to` before `from` wraps midnight; `24:00` is the end of the day).
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleDoc {
+    /// Days the window opens (default: every day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days: Option<Vec<DayDoc>>,
+    /// Opening time `HH:MM` (default `00:00`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    /// Closing time `HH:MM` (default `24:00`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+}
+
+/// Minutes of the day of `HH:MM` (`24:00` is 1440); a little stricter than the
+/// configuration file (two-digit minutes), never looser.
+fn minutes_of_day(s: &str) -> Option<u16> {
+    if s == "24:00" {
+        return Some(1440);
+    }
+    let (h, m) = s.split_once(':')?;
+    let ok = |t: &str, n| !t.is_empty() && t.len() <= n && t.bytes().all(|b| b.is_ascii_digit());
+    if !ok(h, 2) || !ok(m, 2) || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+impl ScheduleDoc {
+    fn check(&self) -> Result<(), HttpError> {
+        if self.days.as_ref().is_some_and(Vec::is_empty) {
+            return Err(HttpError::invalid(
+                "doc.schedule.days",
+                "must list at least one day (mon..sun)",
+            ));
+        }
+        let mut times = [0u16, 1440];
+        for (i, (field, v)) in [
+            ("doc.schedule.from", &self.from),
+            ("doc.schedule.to", &self.to),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(t) = v {
+                times[i] = minutes_of_day(t).ok_or_else(|| {
+                    HttpError::invalid(
+                        field,
+                        format!("{t:?} is not a time of day HH:MM (00:00 to 24:00)"),
+                    )
+                })?;
+            }
+        }
+        if times[0] == times[1] {
+            return Err(HttpError::invalid(
+                "doc.schedule.to",
+                "must differ from `from` (use 00:00 to 24:00 for all day)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a siren sounds.
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SirenPatternDoc {
+    Steady,
+    Pulsed,
+}
+
+/// Siren behaviour of a rule.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SirenDoc {
+    pattern: SirenPatternDoc,
+    /// Full on+off period of `pulsed`, 100-10000 ms (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period_ms: Option<u64>,
+    /// Stops by itself after this long, 1-3600 s; absent: until acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_s: Option<f64>,
+}
+
+impl SirenDoc {
+    fn check(&self) -> Result<(), HttpError> {
+        match (self.pattern, self.period_ms) {
+            (SirenPatternDoc::Steady, Some(_)) => {
+                return Err(HttpError::invalid(
+                    "doc.siren.period_ms",
+                    "applies only to pattern \"pulsed\"",
+                ));
+            }
+            (SirenPatternDoc::Pulsed, Some(p)) if !(100..=10_000).contains(&p) => {
+                return Err(HttpError::invalid(
+                    "doc.siren.period_ms",
+                    "must be between 100 and 10000 ms",
+                ));
+            }
+            _ => {}
+        }
+        if self
+            .duration_s
+            .is_some_and(|d| !d.is_finite() || !(1.0..=3600.0).contains(&d))
+        {
+            return Err(HttpError::invalid(
+                "doc.siren.duration_s",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Severity of a rule.
 #[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -199,6 +364,14 @@ pub(crate) struct RuleDoc {
     ppe_missing_class: Option<String>,
     grace_s: Option<f64>,
     offline_after_s: Option<f64>,
+    /// When the rule is armed; absent: always.
+    schedule: Option<ScheduleDoc>,
+    /// Siren behaviour for siren outputs (default: steady until acknowledged).
+    siren: Option<SirenDoc>,
+    /// Relay outputs latch this long (0.1-86400 s); absent: until acknowledged.
+    relay_latch_s: Option<f64>,
+    /// Point of a person's box tested against the zone (default: feet).
+    anchor: Option<AnchorDoc>,
 }
 
 impl Doc for RuleDoc {
@@ -219,6 +392,21 @@ impl Doc for RuleDoc {
                     "must be between 0 and 86400 seconds",
                 ));
             }
+        }
+        if self
+            .relay_latch_s
+            .is_some_and(|v| !v.is_finite() || !(0.1..=86_400.0).contains(&v))
+        {
+            return Err(HttpError::invalid(
+                "doc.relay_latch_s",
+                "must be between 0.1 and 86400 seconds",
+            ));
+        }
+        if let Some(s) = &self.schedule {
+            s.check()?;
+        }
+        if let Some(s) = &self.siren {
+            s.check()?;
         }
         if matches!(self.kind, RuleKindDoc::CameraOffline) {
             if self.camera.is_none() {
@@ -273,6 +461,12 @@ pub(crate) async fn list_zones(
     State(s): State<AppState>,
 ) -> Result<axum::Json<serde_json::Value>, HttpError> {
     list(&s, SettingKind::Zone).await.map(axum::Json)
+}
+
+pub(crate) async fn list_lines(
+    State(s): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, HttpError> {
+    list(&s, SettingKind::Line).await.map(axum::Json)
 }
 
 pub(crate) async fn list_rules(
@@ -397,3 +591,53 @@ macro_rules! handlers {
 handlers!(put_camera, delete_camera, CameraDoc);
 handlers!(put_zone, delete_zone, ZoneDoc);
 handlers!(put_rule, delete_rule, RuleDoc);
+handlers!(put_line, delete_line, LineDoc);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_of_day_are_hh_mm() {
+        assert_eq!(minutes_of_day("00:00"), Some(0));
+        assert_eq!(minutes_of_day("7:05"), Some(425));
+        assert_eq!(minutes_of_day("23:59"), Some(1439));
+        assert_eq!(minutes_of_day("24:00"), Some(1440));
+        for bad in [
+            "24:01", "12:60", "12", "12:5", "-1:00", "1:2:3", "", "ab:cd", "123:00",
+        ] {
+            assert_eq!(minutes_of_day(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn schedule_and_siren_errors_name_the_field() {
+        let s = ScheduleDoc {
+            days: Some(vec![]),
+            from: None,
+            to: None,
+        };
+        assert_eq!(
+            s.check().unwrap_err().field.as_deref(),
+            Some("doc.schedule.days")
+        );
+        let s = ScheduleDoc {
+            days: None,
+            from: Some("08:00".into()),
+            to: Some("8:00".into()),
+        };
+        assert_eq!(
+            s.check().unwrap_err().field.as_deref(),
+            Some("doc.schedule.to")
+        );
+        let s = SirenDoc {
+            pattern: SirenPatternDoc::Steady,
+            period_ms: Some(500),
+            duration_s: None,
+        };
+        assert_eq!(
+            s.check().unwrap_err().field.as_deref(),
+            Some("doc.siren.period_ms")
+        );
+    }
+}

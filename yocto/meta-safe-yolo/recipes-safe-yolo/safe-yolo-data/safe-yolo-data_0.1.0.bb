@@ -8,7 +8,8 @@ BUGTRACKER = "https://example.invalid/safe-yolo/issues"
 SECTION = "misc"
 CVE_PRODUCT = "safe-yolo"
 LICENSE = "Apache-2.0"
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+# The repository's own licence text (checked against its md5 at every build).
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 PV = "0.1.0+git"
 
