@@ -226,6 +226,24 @@ api_button_event() {
     host_say "events-checked"
 }
 
+# The guard door: a door_open rule on the walkway camera tripping the stop
+# relay; the guest opens the door contact (gpio-sim), the host finds the event.
+api_door() {
+    local status
+    status="$(api PUT "/api/v1/rules/$DOOR_RULE_ID" "$(jq -nc \
+        '{doc: {name: "Guard door open", kind: "door_open", camera: "walkway", severity: "critical",
+                open_after_s: 0, outputs: ["stop-relay"]}}')")"
+    expect_status 200 "$status" "rule $DOOR_RULE_ID" || return 1
+    api_pass "door_open rule $DOOR_RULE_ID defined"
+    host_say "door-rule-set"
+    wait_step door-checked >/dev/null || { api_fail "the guest did not report the door check"; return 1; }
+    api_wait_event "$DOOR_RULE_ID" "" \
+        ".kind == \"door_open\" and .camera == \"walkway\"" \
+        "that is a door_open event on camera walkway" || return 1
+    api_pass "GET /api/v1/events: event $API_EVENT_ID, door_open on camera walkway ($(body '.events[0].message'))"
+    host_say "door-events-checked"
+}
+
 # All the host's steps, in order; stops at the first failure (which tells
 # the guest to abort).
 api_steps() {
@@ -233,5 +251,5 @@ api_steps() {
     API_LOG="$WORK/api.log"
     API_CERT="$WORK/api-cert.pem"
     : >"$API_LOG"
-    api_setup_and_rules && api_event_and_ack && api_button_event
+    api_setup_and_rules && api_event_and_ack && api_button_event && api_door
 }

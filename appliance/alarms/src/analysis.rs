@@ -155,6 +155,22 @@ fn scene(seq: u64, camera: &CameraId, tracks: &[Track], engine: &RuleEngine) -> 
     }
 }
 
+/// The camera's newest frame as evidence (the borrow of the live watch is
+/// released at once).
+fn door_evidence(tap: &CameraTap) -> Option<Evidence> {
+    let live = tap.live.borrow();
+    let f = live.as_ref()?;
+    Some(Evidence {
+        frame: f.frame.clone(),
+        detections: f.detections.clone(),
+        culprit: None,
+        captured_at: f.meta.captured_at,
+        capture_to_detected: Duration::ZERO,
+        inference: Duration::ZERO,
+        frame_raised: false,
+    })
+}
+
 fn health(tap: &CameraTap) -> CameraHealth {
     match tap.health.borrow().state {
         CameraState::Offline => CameraHealth::Offline,
@@ -164,7 +180,10 @@ fn health(tap: &CameraTap) -> CameraHealth {
 
 impl Analysis {
     /// Starts the task. `ppe` is switched on for the cameras whose rules
-    /// need the PPE model, now and whenever the rules are replaced.
+    /// need the PPE model, now and whenever the rules are replaced. `door`
+    /// is the door contact's debounced level (always `false` without one):
+    /// door rules see it with their camera's next analysed frame, or on the
+    /// next tick while that camera is offline.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call site in the daemon; distinct handles"
@@ -175,6 +194,7 @@ impl Analysis {
         mut frames: mpsc::Receiver<DetectedFrame>,
         taps: &[CameraTap],
         ppe: PpeSwitch,
+        mut door: tokio::sync::watch::Receiver<bool>,
         dispatcher: Dispatcher,
         liveness: &Liveness,
         metrics: &Metrics,
@@ -202,9 +222,47 @@ impl Analysis {
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(TICK);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut door_live = true;
+            // Door rules are stepped at once when the contact changes and on
+            // every tick (for their open-longer-than time), besides frames.
+            let door_step =
+                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, open: bool| {
+                    for (id, cam) in cams {
+                        if !engine.has_door_rules(id) {
+                            continue;
+                        }
+                        let input = FrameInput {
+                            camera: id,
+                            now: epoch.elapsed(),
+                            local: local_now(),
+                            frame_w: 1.0,
+                            frame_h: 1.0,
+                            tracks: &[],
+                            ppe: &[],
+                            health: health(&cam.tap),
+                            door_open: open,
+                        };
+                        for decision in engine.evaluate_door(&input) {
+                            // The evidence of a door alarm is the door camera's newest frame.
+                            let evidence = decision
+                                .is_raise()
+                                .then(|| door_evidence(&cam.tap))
+                                .flatten();
+                            d.handle(decision, evidence);
+                        }
+                    }
+                };
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
+                    changed = door.changed(), if door_live => {
+                        if changed.is_err() {
+                            door_live = false;
+                            continue;
+                        }
+                        let open = *door.borrow_and_update();
+                        door_step(&mut engine, &cams, open);
+                    }
                     Some(req) = control_rx.recv() => {
                         let result = engine.replace(req.rules, req.zones).map(|clears| {
                             for decision in clears {
@@ -233,6 +291,7 @@ impl Analysis {
                             tracks: &tracks,
                             ppe: &f.ppe,
                             health: health(&cam.tap),
+                            door_open: *door.borrow(),
                         };
                         let decisions = engine.evaluate(&input);
                         cam.tap.scene.publish(scene(f.meta.seq, &f.meta.camera, &tracks, &engine));
@@ -255,6 +314,7 @@ impl Analysis {
                                     captured_at: f.meta.captured_at,
                                     capture_to_detected: f.times.capture_to_detected,
                                     inference: f.times.detect + f.times.ppe,
+                                    frame_raised: true,
                                 }),
                                 Decision::Clear { .. } => None,
                             };
@@ -263,6 +323,8 @@ impl Analysis {
                     }
                     _ = ticker.tick() => {
                         hb.beat();
+                        let open = *door.borrow();
+                        door_step(&mut engine, &cams, open);
                         // Cameras without recent frames: feed their health so
                         // camera-offline rules fire (and clear) on time.
                         for (id, cam) in &mut cams {
@@ -285,6 +347,7 @@ impl Analysis {
                                 tracks: &[],
                                 ppe: &[],
                                 health,
+                                door_open: *door.borrow(),
                             };
                             // An offline camera shows nobody: its person
                             // alarms end (sirens still wait for an

@@ -225,6 +225,10 @@ pub struct Evidence {
     pub capture_to_detected: Duration,
     /// Of which the detector call(s) on this frame.
     pub inference: Duration,
+    /// The frame is what raised the alarm, so capture-to-output is its
+    /// glass-to-output latency (false for door alarms, whose frame is only
+    /// a picture of the scene).
+    pub frame_raised: bool,
 }
 
 impl Dispatcher {
@@ -306,7 +310,10 @@ impl Dispatcher {
                 if outs.is_empty() {
                     continue;
                 }
-                let origin = evidence.as_ref().map(|e| e.captured_at);
+                let origin = evidence
+                    .as_ref()
+                    .filter(|e| e.frame_raised)
+                    .map(|e| e.captured_at);
                 if let Err(e) = inner
                     .outputs
                     .try_activate_from(source.clone(), outs, spec, origin)
@@ -323,12 +330,14 @@ impl Dispatcher {
                 severity: severity(alarm.severity).as_str().to_owned(),
             })
             .inc();
+        // Stage times of the frame that raised the alarm, if one did.
+        let timed = evidence.as_ref().filter(|e| e.frame_raised);
         tracing::warn!(
             rule = %alarm.rule,
             event = %key,
-            capture_to_detected_ms = evidence.as_ref().map(|e| e.capture_to_detected.as_secs_f64() * 1000.0),
-            inference_ms = evidence.as_ref().map(|e| e.inference.as_secs_f64() * 1000.0),
-            capture_to_raise_ms = evidence.as_ref().and_then(|e| SystemTime::now().duration_since(e.captured_at).ok()).map(|d| d.as_secs_f64() * 1000.0),
+            capture_to_detected_ms = timed.map(|e| e.capture_to_detected.as_secs_f64() * 1000.0),
+            inference_ms = timed.map(|e| e.inference.as_secs_f64() * 1000.0),
+            capture_to_raise_ms = timed.and_then(|e| SystemTime::now().duration_since(e.captured_at).ok()).map(|d| d.as_secs_f64() * 1000.0),
             camera = %alarm.camera,
             zone = alarm.zone.as_ref().map_or("", |z| z.as_str()),
             track = alarm.track,
@@ -375,6 +384,9 @@ impl Dispatcher {
             .map_or_else(|| alarm.rule.to_string(), |a| a.name.clone());
         let kind = action.as_ref().map_or("alarm", |a| a.kind);
         let message = match (&alarm.zone, alarm.track) {
+            _ if alarm.detail == safe_yolo_rules::AlarmDetail::DoorOpen => {
+                format!("{name}: door contact open (camera {})", alarm.camera)
+            }
             (Some(z), Some(t)) => format!("{name}: person #{t} in {z} on camera {}", alarm.camera),
             (Some(z), None) => format!("{name}: zone {z} on camera {}", alarm.camera),
             _ => format!("{name}: camera {}", alarm.camera),

@@ -92,6 +92,9 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
                 },
                 min_frames: DEBOUNCE_FRAMES,
             },
+            RuleKind::DoorOpen { after } => rules::RuleKind::DoorOpen {
+                min_duration: *after,
+            },
             RuleKind::CameraOffline { after } => rules::RuleKind::CameraOffline {
                 min_duration: *after,
             },

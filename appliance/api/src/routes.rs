@@ -595,18 +595,18 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
     let principal = match g.access {
         Access::Public => {
             if let Err(secs) = g.app.rate.charge_source(source) {
-                return rate_limited(&g, secs);
+                return rate_limited(&g, secs).await;
             }
             None
         }
         Access::Ticket => {
             if let Err(secs) = g.app.rate.check_source(source) {
-                return rate_limited(&g, secs);
+                return rate_limited(&g, secs).await;
             }
             match query_ticket(&req).and_then(|t| g.app.tickets.redeem(&t, source)) {
                 Some(p) => {
                     if let Err(secs) = g.app.rate.charge_principal(&p.actor) {
-                        return rate_limited(&g, secs);
+                        return rate_limited(&g, secs).await;
                     }
                     Some(p)
                 }
@@ -620,7 +620,7 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
         Access::Role(min) => {
             // A source that keeps failing is refused before its credential is checked.
             if let Err(secs) = g.app.rate.check_source(source) {
-                return rate_limited(&g, secs);
+                return rate_limited(&g, secs).await;
             }
             let ticket = (g.ticket_ok && presented_token(req.headers()).is_none())
                 .then(|| query_ticket(&req))
@@ -642,7 +642,7 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
                 }
             };
             if let Err(secs) = g.app.rate.charge_principal(&p.actor) {
-                return rate_limited(&g, secs);
+                return rate_limited(&g, secs).await;
             }
             if rank(p.role) < rank(min) {
                 let msg = format!(
@@ -678,8 +678,16 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
     resp
 }
 
-fn rate_limited(g: &Gate, secs: u64) -> Response {
+/// Longest a refused request is held before its 429 goes out.
+const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The 429 answer, sent after a pause: a client hammering the API gets at
+/// most one answer per connection per [`TARPIT`], so its flood costs the box
+/// (TLS, parsing, the answer) almost nothing, and the CPU stays with the
+/// safety pipeline. The pause is a timer, not a busy thread.
+async fn rate_limited(g: &Gate, secs: u64) -> Response {
     g.app.api_metrics.rate_limited.inc();
+    tokio::time::sleep(TARPIT.min(std::time::Duration::from_secs(secs))).await;
     HttpError::too_many(
         "rate_limited",
         secs,

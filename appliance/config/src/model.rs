@@ -254,6 +254,11 @@ pub enum RuleKind {
         /// Silence that counts as offline.
         after: Duration,
     },
+    /// The door contact input open (a guard door, a fence gate).
+    DoorOpen {
+        /// How long it may stay open before the alarm (zero: at once).
+        after: Duration,
+    },
 }
 
 impl RuleKind {
@@ -266,6 +271,7 @@ impl RuleKind {
             RuleKind::Occupancy { .. } => "occupancy",
             RuleKind::LineCrossing { .. } => "line_crossing",
             RuleKind::CameraOffline { .. } => "camera_offline",
+            RuleKind::DoorOpen { .. } => "door_open",
         }
     }
 }

@@ -125,6 +125,7 @@ pub(crate) struct RawRule {
     pub ppe_missing_class: Option<String>,
     pub grace_s: Option<f64>,
     pub offline_after_s: Option<f64>,
+    pub open_after_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -337,6 +337,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
             &output_ids,
             &detector,
             features,
+            outputs.door_contact.is_some(),
             incomplete,
         ) {
             rules.push(rule);
@@ -869,11 +870,12 @@ fn validate_rule(
     outputs: &HashSet<&str>,
     detector: &DetectorConfig,
     features: Features,
+    has_door: bool,
     incomplete: bool,
 ) -> Option<RuleConfig> {
     let id = ctx.id(&format!("{p}.id"), &r.id, RuleId::new);
     // Which kind-specific keys each kind takes.
-    let specific: [(&str, bool); 8] = [
+    let specific: [(&str, bool); 9] = [
         ("min_frames", r.min_frames.is_some()),
         ("seconds", r.seconds.is_some()),
         ("max_persons", r.max_persons.is_some()),
@@ -882,6 +884,7 @@ fn validate_rule(
         ("ppe_missing_class", r.ppe_missing_class.is_some()),
         ("grace_s", r.grace_s.is_some()),
         ("offline_after_s", r.offline_after_s.is_some()),
+        ("open_after_s", r.open_after_s.is_some()),
     ];
     let allowed: &[&str] = match r.kind.as_str() {
         "intrusion" => &["min_frames"],
@@ -895,10 +898,11 @@ fn validate_rule(
         "occupancy" => &["max_persons"],
         "line_crossing" => &["direction"],
         "camera_offline" => &["offline_after_s"],
+        "door_open" => &["open_after_s"],
         other => {
             ctx.bad(
                 format!("{p}.kind"),
-                format!("{other:?} is not one of: intrusion, missing_ppe, dwell, occupancy, line_crossing, camera_offline"),
+                format!("{other:?} is not one of: intrusion, missing_ppe, dwell, occupancy, line_crossing, camera_offline, door_open"),
             );
             return None;
         }
@@ -979,6 +983,22 @@ fn validate_rule(
                 ],
             )
             .map(|direction| RuleKind::LineCrossing { direction }),
+        "door_open" => {
+            if !has_door {
+                ctx.bad(
+                    format!("{p}.kind"),
+                    "door_open rules need an [outputs.door_contact] input",
+                );
+            }
+            ctx.secs_in(
+                &format!("{p}.open_after_s"),
+                r.open_after_s,
+                0.0,
+                0.0,
+                86_400.0,
+            )
+            .map(|after| RuleKind::DoorOpen { after })
+        }
         _ => ctx
             .secs_in(
                 &format!("{p}.offline_after_s"),
@@ -991,19 +1011,22 @@ fn validate_rule(
     };
 
     // Zone or camera.
-    let is_offline = r.kind == "camera_offline";
-    let (camera, zone) = if is_offline {
+    let camera_wide = r.kind == "camera_offline" || r.kind == "door_open";
+    let (camera, zone) = if camera_wide {
         if r.zone.is_some() {
             ctx.bad(
                 format!("{p}.zone"),
-                "does not apply to a camera_offline rule; give `camera`",
+                format!("does not apply to a {} rule; give `camera`", r.kind),
             );
         }
         let cam = match r.camera.as_deref() {
             None => {
                 ctx.bad(
                     format!("{p}.camera"),
-                    "is required for a camera_offline rule",
+                    format!(
+                        "is required for a {} rule (the camera that watches it)",
+                        r.kind
+                    ),
                 );
                 None
             }

@@ -177,6 +177,14 @@ async fn run_async(
         DispatcherConfig::from_config(&config),
         metrics.clone(),
     );
+    // The door contact's debounced level, for door_open rules.
+    let door_open = outputs
+        .handle()
+        .status()
+        .inputs
+        .iter()
+        .any(|i| i.role == safe_yolo_outputs::InputRole::DoorContact && i.active);
+    let (door_tx, door_rx) = tokio::sync::watch::channel(door_open);
     let analysis = safe_yolo_alarms::specs::rule_specs(&config)
         .map_err(anyhow::Error::new)
         .and_then(|rules| {
@@ -186,6 +194,7 @@ async fn run_async(
                 detected,
                 pipeline.taps(),
                 pipeline.ppe_switch(),
+                door_rx,
                 dispatcher.clone(),
                 &liveness,
                 &metrics,
@@ -202,7 +211,8 @@ async fn run_async(
         }
     };
     // The acknowledge button: the outputs silence themselves on the press;
-    // the events are marked acknowledged here.
+    // the events are marked acknowledged here. The door contact's level goes
+    // to the door rules.
     let button = {
         let mut inputs = outputs.handle().subscribe_inputs();
         let d = dispatcher.clone();
@@ -212,6 +222,10 @@ async fn run_async(
                     Ok(ev) if ev.role == safe_yolo_outputs::InputRole::AckButton && ev.active => {
                         let n = d.acknowledge_all("ack-button").await;
                         tracing::info!(events = n, "acknowledge button pressed");
+                    }
+                    Ok(ev) if ev.role == safe_yolo_outputs::InputRole::DoorContact => {
+                        door_tx.send_replace(ev.active);
+                        tracing::info!(open = ev.active, "door contact changed");
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

@@ -366,6 +366,7 @@ fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
             });
         }
         RuleKind::CameraOffline { after } => doc["offline_after_s"] = json!(after.as_secs_f64()),
+        RuleKind::DoorOpen { after } => doc["open_after_s"] = json!(after.as_secs_f64()),
     }
     doc
 }

@@ -252,6 +252,7 @@ fn main() {
             tracks: &tracks,
             ppe: &ppe,
             health: CameraHealth::Ok,
+            door_open: false,
         };
         let out = engine.evaluate(&input);
         let end = Instant::now();

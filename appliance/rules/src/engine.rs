@@ -51,6 +51,9 @@ pub struct FrameInput<'a> {
     /// The pipeline's health signal for this camera. When a camera is
     /// offline, the pipeline keeps calling `evaluate` with no tracks.
     pub health: CameraHealth,
+    /// The door contact (a debounced GPIO input) is open; `false` on a box
+    /// without one.
+    pub door_open: bool,
 }
 
 /// Rule-kind specific facts of an alarm.
@@ -80,6 +83,8 @@ pub enum AlarmDetail {
         /// Its state when raised.
         health: CameraHealth,
     },
+    /// The door contact is open.
+    DoorOpen,
 }
 
 /// An alarm of one rule, as raised.
@@ -398,6 +403,8 @@ struct KindState {
     over_frames: u32,
     /// Camera offline: when the camera became unhealthy.
     unhealthy_since: Option<Duration>,
+    /// Door open: when the door opened.
+    door_open_since: Option<Duration>,
     /// Missing PPE: per track, sorted by id.
     windows: Vec<(u64, PpeWindow)>,
     windows_next: Vec<(u64, PpeWindow)>,
@@ -482,7 +489,12 @@ impl RuleEngine {
             let zone = validate_rule(&spec, &zones)?;
             let ci = camera_index(&mut cameras, &spec.camera);
             let region = match (zone, &spec.kind) {
-                (Some(zi), kind) if !matches!(kind, RuleKind::CameraOffline { .. }) => {
+                (Some(zi), kind)
+                    if !matches!(
+                        kind,
+                        RuleKind::CameraOffline { .. } | RuleKind::DoorOpen { .. }
+                    ) =>
+                {
                     let confirm = match kind {
                         RuleKind::LineCrossing { min_frames, .. } => *min_frames,
                         _ => 0,
@@ -672,9 +684,43 @@ impl RuleEngine {
                 }
             }
         }
+        self.step_rules(ci, input, |_| true, &mut out);
+        out
+    }
+
+    /// Evaluates only the door rules of `input.camera` (tracks, PPE and
+    /// geometry are ignored): the analysis calls it when the door contact
+    /// changes and on its ticks, so a door alarm does not wait for the
+    /// camera's next analysed frame.
+    pub fn evaluate_door(&mut self, input: &FrameInput<'_>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        self.last_now = self.last_now.max(input.now);
+        if let Some(ci) = self.cameras.iter().position(|c| c.camera == *input.camera) {
+            self.step_rules(
+                ci,
+                input,
+                |k| matches!(k, RuleKind::DoorOpen { .. }),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// Steps the alarm state machine of every rule of camera `ci` whose kind
+    /// `select` accepts.
+    fn step_rules(
+        &mut self,
+        ci: usize,
+        input: &FrameInput<'_>,
+        select: impl Fn(&RuleKind) -> bool,
+        out: &mut Vec<Decision>,
+    ) {
         let cam = &self.cameras[ci];
         for &ri in &cam.rules {
             let slot = &self.rules[ri];
+            if !select(&slot.spec.kind) {
+                continue;
+            }
             let run = &mut self.runs[ri];
             let region = slot.region.map(|r| &cam.regions[r]);
             let raw = condition(slot, &mut run.kind, region, input);
@@ -684,9 +730,15 @@ impl RuleEngine {
                 .as_ref()
                 .is_none_or(|s| s.is_active(input.local));
             let cond = if scheduled { raw } else { None };
-            run.fsm.step(slot, cond, input.now, &mut out);
+            run.fsm.step(slot, cond, input.now, out);
         }
-        out
+    }
+
+    /// Whether any rule of `camera` watches the door contact.
+    pub fn has_door_rules(&self, camera: &CameraId) -> bool {
+        self.rules
+            .iter()
+            .any(|r| &r.spec.camera == camera && matches!(r.spec.kind, RuleKind::DoorOpen { .. }))
     }
 }
 
@@ -762,6 +814,14 @@ fn condition(
                     health: input.health,
                 },
             ))
+        }
+        RuleKind::DoorOpen { min_duration } => {
+            if !input.door_open {
+                state.door_open_since = None;
+                return None;
+            }
+            let since = *state.door_open_since.get_or_insert(now);
+            (now.saturating_sub(since) >= *min_duration).then_some((None, AlarmDetail::DoorOpen))
         }
         RuleKind::MissingPpe(spec) => {
             let region = region?;

@@ -46,6 +46,7 @@
 //!     tracks: &tracks,
 //!     ppe: &[],
 //!     health: CameraHealth::Ok,
+//!     door_open: false,
 //! });
 //! assert!(decisions.is_empty());
 //! # Ok(())

@@ -181,6 +181,13 @@ pub enum RuleKind {
         /// How long the camera must be unhealthy before the alarm.
         min_duration: Duration,
     },
+    /// The door contact (a guard door, a fence gate) open for at least
+    /// `min_duration`; bound to the camera that watches the door, whose
+    /// frame is the evidence.
+    DoorOpen {
+        /// How long the door may stay open before the alarm (zero: at once).
+        min_duration: Duration,
+    },
 }
 
 impl RuleKind {
@@ -193,6 +200,7 @@ impl RuleKind {
             RuleKind::Occupancy { .. } => "occupancy",
             RuleKind::LineCrossing { .. } => "line_crossing",
             RuleKind::CameraOffline { .. } => "camera_offline",
+            RuleKind::DoorOpen { .. } => "door_open",
         }
     }
 
@@ -200,7 +208,7 @@ impl RuleKind {
     fn needs(&self) -> ZoneNeed {
         match self {
             RuleKind::LineCrossing { .. } => ZoneNeed::Line,
-            RuleKind::CameraOffline { .. } => ZoneNeed::Nothing,
+            RuleKind::CameraOffline { .. } | RuleKind::DoorOpen { .. } => ZoneNeed::Nothing,
             _ => ZoneNeed::Area,
         }
     }

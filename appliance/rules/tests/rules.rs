@@ -115,6 +115,7 @@ struct Frame {
     tracks: Vec<Track>,
     ppe: Vec<Detection>,
     health: CameraHealth,
+    door_open: bool,
     /// Time since the previous frame; `None` means [`STEP`].
     dt: Option<Duration>,
     minute: u16,
@@ -155,6 +156,7 @@ fn run(engine: &mut RuleEngine, frames: &[Frame]) -> Vec<(usize, Decision)> {
             tracks: &fr.tracks,
             ppe: &fr.ppe,
             health: fr.health,
+            door_open: fr.door_open,
         };
         out.extend(engine.evaluate(&input).into_iter().map(|d| (i, d)));
     }
@@ -562,6 +564,53 @@ fn camera_offline_table() {
     );
 }
 
+// === Door contact ===
+
+#[test]
+fn door_open_table() {
+    let door = |ms: u64| {
+        rule(
+            "gate-open",
+            None,
+            RuleKind::DoorOpen {
+                min_duration: Duration::from_millis(ms),
+            },
+        )
+    };
+    let at = |open: bool| Frame {
+        door_open: open,
+        ..empty()
+    };
+    let frames = concat(vec![vec![at(false)], repeat(6, at(true)), vec![at(false)]]);
+    // Open from t = 0.1 s: exactly 0.5 s later (frame 6) the alarm rises;
+    // it clears when the door closes.
+    check(door(500), vec![], &frames, "6:raise 7:clear");
+    check(door(600), vec![], &frames, "");
+    check(door(0), vec![], &[at(true), at(false)], "0:raise 1:clear");
+    // A door that closes resets the timer: open-closed-open is not "open long".
+    let bouncy = concat(vec![
+        repeat(4, at(true)),
+        vec![at(false)],
+        repeat(4, at(true)),
+    ]);
+    check(door(400), vec![], &bouncy, "");
+    // People and camera health do not matter to it.
+    let with_person = Frame {
+        door_open: true,
+        health: CameraHealth::Offline,
+        ..f(vec![person(1, 0.5, 0.5)])
+    };
+    let mut engine = RuleEngine::new(vec![door(0)], vec![]).unwrap();
+    let d = run(&mut engine, &[with_person]);
+    assert_eq!(d[0].1.alarm().detail, AlarmDetail::DoorOpen);
+    assert_eq!(d[0].1.alarm().track, None);
+    // Outside its schedule the rule is quiet.
+    let mut scheduled = door(0);
+    // (The frames are at 10:00 on a Monday.)
+    scheduled.schedule = Some(Schedule::new(WeekdaySet::WORKDAYS, 0, 60).unwrap());
+    check(scheduled, vec![], &repeat(3, at(true)), "");
+}
+
 // === Missing PPE ===
 
 #[test]
@@ -747,6 +796,7 @@ fn cameras_are_independent() {
         tracks: &tracks,
         ppe: &[],
         health: CameraHealth::Ok,
+        door_open: false,
     };
     assert!(engine.evaluate(&input).is_empty());
     // A zero-sized frame cannot place anybody and raises nothing.
@@ -800,6 +850,7 @@ fn a_person_walking_through_an_occlusion_raises_one_alarm() {
             tracks: &tracks,
             ppe: &[],
             health: CameraHealth::Ok,
+            door_open: false,
         };
         for d in engine.evaluate(&input) {
             decisions.push((frame as usize, d));
@@ -990,6 +1041,7 @@ fn replace_keeps_unchanged_rules_and_clears_removed_ones() {
         tracks: &tracks,
         ppe: &[],
         health: CameraHealth::Ok,
+        door_open: false,
     };
     let d = engine.evaluate(&input);
     assert_eq!(d.len(), 1, "no second intrusion raise: {d:?}");
@@ -1060,6 +1112,7 @@ struct PFrame {
     dt_ms: u64,
     tracks: Vec<PTrack>,
     health: CameraHealth,
+    door_open: bool,
 }
 
 fn pframe() -> impl Strategy<Value = PFrame> {
@@ -1067,11 +1120,13 @@ fn pframe() -> impl Strategy<Value = PFrame> {
         0u64..400,
         prop::collection::vec(ptrack(), 0..6),
         prop_oneof![4 => Just(CameraHealth::Ok), 1 => Just(CameraHealth::Offline)],
+        prop_oneof![3 => Just(false), 1 => Just(true)],
     )
-        .prop_map(|(dt_ms, tracks, health)| PFrame {
+        .prop_map(|(dt_ms, tracks, health, door_open)| PFrame {
             dt_ms,
             tracks,
             health,
+            door_open,
         })
 }
 
@@ -1113,6 +1168,9 @@ fn pkind() -> impl Strategy<Value = RuleKind> {
                 min_frames
             }),
         (0u64..600).prop_map(|ms| RuleKind::CameraOffline {
+            min_duration: Duration::from_millis(ms)
+        }),
+        (0u64..600).prop_map(|ms| RuleKind::DoorOpen {
             min_duration: Duration::from_millis(ms)
         }),
     ]
@@ -1193,11 +1251,12 @@ fn run_checked(
             tracks: &tracks,
             ppe: &ppe,
             health: fr.health,
+            door_open: fr.door_open,
         };
         for d in engine.evaluate(&input) {
             if let Decision::Raise(a) = &d {
                 let spec = rules.iter().find(|r| r.id == a.rule).unwrap();
-                check_qualifying(spec, a, &tracks, zone, fr.health)?;
+                check_qualifying(spec, a, &tracks, zone, fr)?;
             }
             all.push((now, d));
         }
@@ -1211,8 +1270,9 @@ fn check_qualifying(
     a: &Alarm,
     tracks: &[Track],
     zone: &Polygon,
-    health: CameraHealth,
+    fr: &PFrame,
 ) -> Result<(), TestCaseError> {
+    let health = fr.health;
     let inside = |t: &Track| {
         t.state == TrackState::Tracked && zone.contains(spec.anchor.point(&t.bbox, W, H))
     };
@@ -1230,6 +1290,7 @@ fn check_qualifying(
             prop_assert!(n > *max_persons as usize, "occupancy raise with {n} inside");
         }
         RuleKind::CameraOffline { .. } => prop_assert_ne!(health, CameraHealth::Ok),
+        RuleKind::DoorOpen { .. } => prop_assert!(fr.door_open, "door alarm with the door shut"),
         RuleKind::LineCrossing { .. } => {
             let id = a.track.ok_or_else(|| TestCaseError::fail("no track"))?;
             let t = tracks.iter().find(|t| t.id == id);
@@ -1282,7 +1343,7 @@ proptest! {
             now += STEP;
             let input = FrameInput {
                 camera: &camera, now, local: monday(600), frame_w: W, frame_h: H,
-                tracks: &[], ppe: &[], health: CameraHealth::Ok,
+                tracks: &[], ppe: &[], health: CameraHealth::Ok, door_open: false,
             };
             for d in engine.evaluate(&input) {
                 prop_assert!(!d.is_raise(), "raise without any track: {d:?}");

@@ -258,6 +258,28 @@ step button-checked "siren=$(line "$LINE_SIREN")"
 # The host checks the event's state through the API.
 wait_host events-checked "$HOST_TIMEOUT_S"
 
+# --- the guard door's contact: a door_open rule trips the stop relay ---------------
+wait_host door-rule-set "$HOST_TIMEOUT_S"
+wait_for 10 is_low "$LINE_RELAY" || fail "stop relay still high before the door opened"
+echo pull-up > "$SIM/sim_gpio$LINE_DOOR/pull"
+T_DOOR="$(uptime_s)"
+if wait_for 10 grep -q "alarm raised.*rule=$DOOR_RULE_ID" /tmp/daemon.log; then
+    pass "door_open alarm raised $(elapsed "$T_DOOR" "$(uptime_s)") s after the door contact opened"
+else
+    fail "no door_open alarm within 10 s (daemon log: $(grep 'door contact' /tmp/daemon.log | tail -n1))"
+fi
+if wait_for 5 is_high "$LINE_RELAY"; then pass "stop relay tripped by the open door"; else fail "stop relay not high with the door open"; fi
+wait_for 30 grep -q "alarm event stored.*rule=$DOOR_RULE_ID" /tmp/daemon.log \
+    || fail "the door alarm's event was not stored"
+echo pull-down > "$SIM/sim_gpio$LINE_DOOR/pull"
+if wait_for 10 grep -q "door contact changed.*open=false" /tmp/daemon.log; then
+    pass "door closed: the daemon saw the contact close"
+else
+    fail "the daemon did not see the door close"
+fi
+step door-checked "relay=$(line "$LINE_RELAY")"
+wait_host door-events-checked "$HOST_TIMEOUT_S"
+
 # --- capture rate ---------------------------------------------------------------------
 # vivid delivers frames at its own rate (the feeder's output rate). The
 # daemon's capture rate is that rate less the frames it missed (its debug

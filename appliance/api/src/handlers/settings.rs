@@ -337,6 +337,7 @@ pub(crate) enum RuleKindDoc {
     LineCrossing,
     MissingPpe,
     CameraOffline,
+    DoorOpen,
 }
 
 /// A rule document (the safety regulation panel).
@@ -364,6 +365,8 @@ pub(crate) struct RuleDoc {
     ppe_missing_class: Option<String>,
     grace_s: Option<f64>,
     offline_after_s: Option<f64>,
+    /// Door open rules: how long the door may stay open (default 0: at once).
+    open_after_s: Option<f64>,
     /// When the rule is armed; absent: always.
     schedule: Option<ScheduleDoc>,
     /// Siren behaviour for siren outputs (default: steady until acknowledged).
@@ -385,6 +388,7 @@ impl Doc for RuleDoc {
             ("doc.seconds", self.seconds),
             ("doc.grace_s", self.grace_s),
             ("doc.offline_after_s", self.offline_after_s),
+            ("doc.open_after_s", self.open_after_s),
         ] {
             if v.is_some_and(|v| !v.is_finite() || !(0.0..=86_400.0).contains(&v)) {
                 return Err(HttpError::invalid(
@@ -408,11 +412,14 @@ impl Doc for RuleDoc {
         if let Some(s) = &self.siren {
             s.check()?;
         }
-        if matches!(self.kind, RuleKindDoc::CameraOffline) {
+        if matches!(
+            self.kind,
+            RuleKindDoc::CameraOffline | RuleKindDoc::DoorOpen
+        ) {
             if self.camera.is_none() {
                 return Err(HttpError::invalid(
                     "doc.camera",
-                    "is required for camera_offline",
+                    "is required for camera_offline and door_open",
                 ));
             }
         } else if self.zone.is_none() {
