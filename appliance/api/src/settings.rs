@@ -91,7 +91,11 @@ pub fn default_cert_names(api: &ApiConfig) -> Vec<String> {
     ];
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let h = h.trim();
-        if !h.is_empty() && h != "localhost" {
+        // A box without a host name reports "(none)": not a DNS name.
+        let dns = h
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if dns && h != "localhost" {
             names.push(h.to_owned());
             if !h.contains('.') {
                 names.push(format!("{h}.local"));

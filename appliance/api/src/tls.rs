@@ -200,12 +200,7 @@ impl CertStore {
         } else if cert_path.exists() && key_path.exists() {
             (read(&cert_path)?, read(&key_path)?)
         } else {
-            let generated =
-                rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| ApiError::Tls {
-                    reason: format!("cannot generate a self-signed certificate: {e}"),
-                })?;
-            let cert = generated.cert.pem().into_bytes();
-            let key = generated.key_pair.serialize_pem().into_bytes();
+            let (cert, key) = self_signed(names)?;
             for (path, data) in [(&key_path, &key), (&cert_path, &cert)] {
                 write_private(path, data).map_err(|source| ApiError::Io {
                     op: "write",
@@ -268,9 +263,48 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// A self-signed certificate for `names` whose subject is the first name
+/// that is not a loopback one (the box's host name when it has one), as
+/// (certificate PEM, key PEM).
+fn self_signed(names: &[String]) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let bad = |e: rcgen::Error| ApiError::Tls {
+        reason: format!("cannot generate a self-signed certificate: {e}"),
+    };
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(bad)?;
+    let subject = names
+        .iter()
+        .find(|n| !matches!(n.as_str(), "localhost" | "127.0.0.1" | "::1"))
+        .map_or("safe-yolo", String::as_str);
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, subject);
+    dn.push(rcgen::DnType::OrganizationName, "SAFE-YOLO appliance");
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate().map_err(bad)?;
+    let cert = params.self_signed(&key).map_err(bad)?;
+    Ok((cert.pem().into_bytes(), key.serialize_pem().into_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_signed_subject_is_the_box_name() {
+        use rustls::pki_types::pem::PemObject;
+        let der = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let (pem, _) = self_signed(&names).unwrap();
+            rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+                .unwrap()
+                .to_vec()
+        };
+        let has = |der: &[u8], s: &str| der.windows(s.len()).any(|w| w == s.as_bytes());
+        let named = der(&["localhost", "127.0.0.1", "press-box-7"]);
+        assert!(has(&named, "press-box-7"));
+        assert!(!has(&named, "rcgen self signed cert"));
+        let nameless = der(&["localhost", "127.0.0.1"]);
+        assert!(has(&nameless, "safe-yolo"));
+    }
 
     #[test]
     fn generates_private_files_and_rejects_mismatched_keys() {

@@ -10,7 +10,7 @@ use safe_yolo_outputs::AckTarget;
 use safe_yolo_store::{AuditRecord, Event, EventPage, EventQuery, StateFilter, now_ms};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{self, summary};
+use crate::audit;
 use crate::auth::Principal;
 use crate::error::HttpError;
 use crate::state::AppState;
@@ -157,8 +157,17 @@ pub(crate) async fn acknowledge(
     Ok(axum::Json(event))
 }
 
-fn event_by(e: &Event) -> String {
-    summary(&e.state).unwrap_or_default()
+/// Who acknowledged the event (for the log line), whatever state it is in now.
+fn event_by(e: &Event) -> &str {
+    match &e.state {
+        safe_yolo_store::EventState::Acknowledged { by, .. } => by,
+        safe_yolo_store::EventState::Cleared {
+            acknowledged: Some(a),
+            ..
+        } => &a.by,
+        safe_yolo_store::EventState::Cleared { by: Some(by), .. } => by,
+        _ => "",
+    }
 }
 
 /// Query string of the audit log.
