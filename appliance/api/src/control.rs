@@ -28,7 +28,9 @@ pub enum SettingsChange {
 ///
 /// `apply` is called inside the store transaction that records the change and its audit
 /// row: an `Err` aborts the transaction, so a refused change is never stored. It must
-/// not block for long (it runs on the blocking pool).
+/// not block for long (it runs on the blocking pool). Known gap: if the commit itself
+/// fails after a successful `apply` (an I/O error), the running rules are ahead of the
+/// store until the next restart, which applies the stored edits only.
 pub trait Control: Send + Sync {
     /// Validates and applies `change`; `Err` carries a reason naming the field.
     fn apply(&self, change: SettingsChange) -> Result<(), String>;
