@@ -182,13 +182,7 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
         "{}",
         daemon.log_text()
     );
-    let (status, body) = c.json(
-        "POST",
-        "/api/v1/auth/login",
-        Some(&serde_json::json!({"username": "safety", "password": password})),
-    );
-    assert_eq!(status, 200, "login after restart: {body}");
-    c.token = Some(body["access_token"].as_str().unwrap().to_owned());
+    c.login("safety", password);
     let newer = wait_until(Duration::from_secs(150), || {
         open_intrusions(&c)
             .into_iter()

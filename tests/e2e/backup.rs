@@ -106,13 +106,7 @@ fn downloaded_backup_restores_users_events_snapshots_and_the_id_sequence() {
         Some(&serde_json::json!({"username": "other", "password": PASSWORD})),
     );
     assert_ne!(status / 100, 2, "setup reopened after a restore");
-    let (status, body) = c2.json(
-        "POST",
-        "/api/v1/auth/login",
-        Some(&serde_json::json!({"username": "safety", "password": PASSWORD})),
-    );
-    assert_eq!(status, 200, "login after restore: {body}");
-    c2.token = Some(body["access_token"].as_str().unwrap().to_owned());
+    c2.login("safety", PASSWORD);
 
     // The event and its snapshot are back byte for byte.
     let (status, back) = c2.json("GET", &format!("/api/v1/events/{id}"), None);

@@ -55,6 +55,18 @@ impl Client {
         (status, raw)
     }
 
+    /// Logs in as `user` and keeps the access token for the next calls.
+    pub fn login(&mut self, user: &str, password: &str) {
+        self.token = None;
+        let (status, body) = self.json(
+            "POST",
+            "/api/v1/auth/login",
+            Some(&serde_json::json!({"username": user, "password": password})),
+        );
+        assert_eq!(status, 200, "login as {user}: {body}");
+        self.token = Some(body["access_token"].as_str().unwrap().to_owned());
+    }
+
     pub fn json(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let (status, raw) = self.call(method, path, body);
         (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
@@ -114,13 +126,7 @@ pub fn first_admin(daemon: &Daemon, port: u16) -> Client {
         ),
     );
     assert!((200..300).contains(&status), "setup: {status} {body}");
-    let (status, body) = c.json(
-        "POST",
-        "/api/v1/auth/login",
-        Some(&serde_json::json!({"username": "safety", "password": password})),
-    );
-    assert_eq!(status, 200, "login: {body}");
-    c.token = Some(body["access_token"].as_str().unwrap().to_owned());
+    c.login("safety", password);
     c
 }
 

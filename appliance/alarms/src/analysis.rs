@@ -155,6 +155,27 @@ fn scene(seq: u64, camera: &CameraId, tracks: &[Track], engine: &RuleEngine) -> 
     }
 }
 
+/// An engine input without a frame (a silent camera, a door contact
+/// change): nobody seen, only health and the door.
+fn frameless(
+    camera: &CameraId,
+    now: Duration,
+    health: CameraHealth,
+    door_open: bool,
+) -> FrameInput<'_> {
+    FrameInput {
+        camera,
+        now,
+        local: local_now(),
+        frame_w: 1.0,
+        frame_h: 1.0,
+        tracks: &[],
+        ppe: &[],
+        health,
+        door_open,
+    }
+}
+
 /// The camera's newest frame as evidence (the borrow of the live watch is
 /// released at once).
 fn door_evidence(tap: &CameraTap) -> Option<Evidence> {
@@ -231,17 +252,7 @@ impl Analysis {
                         if !engine.has_door_rules(id) {
                             continue;
                         }
-                        let input = FrameInput {
-                            camera: id,
-                            now: epoch.elapsed(),
-                            local: local_now(),
-                            frame_w: 1.0,
-                            frame_h: 1.0,
-                            tracks: &[],
-                            ppe: &[],
-                            health: health(&cam.tap),
-                            door_open: open,
-                        };
+                        let input = frameless(id, epoch.elapsed(), health(&cam.tap), open);
                         for decision in engine.evaluate_door(&input) {
                             // The evidence of a door alarm is the door camera's newest frame.
                             let evidence = decision
@@ -338,17 +349,7 @@ impl Analysis {
                                 // rules keep their state until frames arrive.
                                 continue;
                             }
-                            let input = FrameInput {
-                                camera: id,
-                                now: epoch.elapsed(),
-                                local: local_now(),
-                                frame_w: 1.0,
-                                frame_h: 1.0,
-                                tracks: &[],
-                                ppe: &[],
-                                health,
-                                door_open: *door.borrow(),
-                            };
+                            let input = frameless(id, epoch.elapsed(), health, *door.borrow());
                             // An offline camera shows nobody: its person
                             // alarms end (sirens still wait for an
                             // acknowledgement) and its offline rules fire.

@@ -69,9 +69,9 @@ struct Rig {
     task: JoinHandle<safe_yolo_outputs::RunnerReport>,
 }
 
-fn rig_with(backend: SimBackend) -> Rig {
-    let sim = backend.handle();
-    let driver = Driver::new(
+/// The driver of these tests: 500 ms health timeout, tests up to 10 s.
+fn driver() -> Driver {
+    Driver::new(
         specs(),
         DriverSettings {
             health_timeout: ms(500),
@@ -79,7 +79,12 @@ fn rig_with(backend: SimBackend) -> Rig {
             healthy_pulse: None,
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn rig_with(backend: SimBackend) -> Rig {
+    let sim = backend.handle();
+    let driver = driver();
     let (runner, handle) = OutputsRunner::new(
         backend,
         driver,
@@ -561,15 +566,7 @@ async fn alarm_activations_report_glass_to_output_latency() {
     let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let backend = SimBackend::new(&specs(), &[]).unwrap();
     let sim = backend.handle();
-    let driver = Driver::new(
-        specs(),
-        DriverSettings {
-            health_timeout: ms(500),
-            max_test: ms(10_000),
-            healthy_pulse: None,
-        },
-    )
-    .unwrap();
+    let driver = driver();
     let (runner, handle) = OutputsRunner::new(backend, driver, Vec::new(), TICK);
     let sink = std::sync::Arc::clone(&seen);
     let runner =
