@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::client::{
     Client, PASSWORD, camera_counter, first_admin, free_port, transitions, wait_until,
 };
-use crate::harness::{Appliance, Daemon, NotifySocket, repo_root, set_api_port};
+use crate::harness::{Appliance, Daemon, repo_root, set_api_port};
 
 /// Frames of the demo footage (made by scripts/demo-media.sh, which the test
 /// command runs first).
@@ -82,15 +82,7 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
     let port = free_port();
     let (app, config) = walkway_appliance(port);
 
-    let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
-    assert!(
-        notify
-            .wait_for("READY=1", Duration::from_secs(120))
-            .is_some(),
-        "{}",
-        daemon.log_text()
-    );
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
     let mut c = first_admin(&daemon, port);
     let password = PASSWORD;
 
@@ -173,15 +165,7 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
         "{}",
         daemon.log_text()
     );
-    let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
-    assert!(
-        notify
-            .wait_for("READY=1", Duration::from_secs(120))
-            .is_some(),
-        "{}",
-        daemon.log_text()
-    );
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
     c.login("safety", password);
     let newer = wait_until(Duration::from_secs(150), || {
         open_intrusions(&c)
@@ -237,15 +221,7 @@ outputs = ["siren"]
 "#,
     );
     set_api_port(&config, port);
-    let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
-    assert!(
-        notify
-            .wait_for("READY=1", Duration::from_secs(120))
-            .is_some(),
-        "{}",
-        daemon.log_text()
-    );
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
     let c = first_admin(&daemon, port);
     let detected = wait_until(Duration::from_secs(60), || {
         (camera_counter(&c, "safeyolo_frames_detected_total", "cam-b") > 0).then_some(())

@@ -8,20 +8,7 @@ use std::time::Duration;
 
 use crate::alarms::{open_intrusions, walkway_appliance};
 use crate::client::{Client, PASSWORD, first_admin, free_port, wait_until};
-use crate::harness::{Daemon, NotifySocket, bin};
-
-fn start(config: &std::path::Path) -> Daemon {
-    let notify = NotifySocket::new();
-    let daemon = Daemon::start(config, Some(&notify), None, &[]);
-    assert!(
-        notify
-            .wait_for("READY=1", Duration::from_secs(120))
-            .is_some(),
-        "{}",
-        daemon.log_text()
-    );
-    daemon
-}
+use crate::harness::{Daemon, bin};
 
 fn snapshot(c: &Client, id: u64) -> Option<Vec<u8>> {
     let (status, jpeg) = c.call("GET", &format!("/api/v1/events/{id}/snapshot"), None);
@@ -41,7 +28,7 @@ fn restore(config: &std::path::Path, backup: &std::path::Path) -> std::process::
 fn downloaded_backup_restores_users_events_snapshots_and_the_id_sequence() {
     let port = free_port();
     let (app, config) = walkway_appliance(port);
-    let mut daemon = start(&config);
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
     let c = first_admin(&daemon, port);
     let event = wait_until(Duration::from_secs(150), || {
         open_intrusions(&c).into_iter().next()
@@ -94,7 +81,7 @@ fn downloaded_backup_restores_users_events_snapshots_and_the_id_sequence() {
         String::from_utf8_lossy(&done.stdout)
     );
 
-    let daemon = start(&config);
+    let (daemon, _notify) = Daemon::start_ready(&config);
     let mut c2 = Client {
         base: c.base.clone(),
         token: None,

@@ -238,6 +238,21 @@ impl Daemon {
         Self { child, log }
     }
 
+    /// Starts the daemon with a notify socket and waits (up to 120 s) for
+    /// READY; panics with the daemon's log when it does not come.
+    pub fn start_ready(config: &Path) -> (Self, NotifySocket) {
+        let notify = NotifySocket::new();
+        let daemon = Self::start(config, Some(&notify), None, &[]);
+        assert!(
+            notify
+                .wait_for("READY=1", Duration::from_secs(120))
+                .is_some(),
+            "daemon not ready; log:\n{}",
+            daemon.log_text()
+        );
+        (daemon, notify)
+    }
+
     pub fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).unwrap()
     }

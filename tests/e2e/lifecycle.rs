@@ -106,15 +106,7 @@ fn ready_watchdog_then_sigterm_exits_0_with_outputs_safe() {
 fn sigint_also_stops_cleanly() {
     let app = Appliance::new();
     let config = app.write_config(1, "");
-    let notify = NotifySocket::new();
-    let mut daemon = Daemon::start(&config, Some(&notify), None, &[]);
-    assert!(
-        notify
-            .wait_for("READY=1", Duration::from_secs(120))
-            .is_some(),
-        "{}",
-        daemon.log_text()
-    );
+    let (mut daemon, notify) = Daemon::start_ready(&config);
     daemon.signal("INT");
     let status = daemon
         .wait(Duration::from_secs(5))

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::client::{Client, first_admin, free_port, metric_value, transitions, wait_until};
-use crate::harness::{Appliance, Daemon, NotifySocket, fixtures, repo_root, set_api_port};
+use crate::harness::{Appliance, Daemon, fixtures, repo_root, set_api_port};
 
 /// The helmet test manifest, pointed at the fixture weights.
 fn helmet_manifest(app: &Appliance) -> std::path::PathBuf {
@@ -119,15 +119,7 @@ outputs = ["siren"]
     std::fs::write(&config, text).unwrap();
     set_api_port(&config, port);
 
-    let notify = NotifySocket::new();
-    let daemon = Daemon::start(&config, Some(&notify), None, &[]);
-    assert!(
-        notify
-            .wait_for("READY=1", Duration::from_secs(120))
-            .is_some(),
-        "daemon not ready:\n{}",
-        daemon.log_text()
-    );
+    let (daemon, _notify) = Daemon::start_ready(&config);
     let log = daemon.log_text();
     assert!(log.contains("PPE model loaded"), "{log}");
     let c = first_admin(&daemon, port);
