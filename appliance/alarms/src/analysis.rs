@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, Timelike};
 use safe_yolo_domain::CameraId;
 use safe_yolo_pipeline::{
-    CameraState, CameraTap, DetectedFrame, PpeSwitch, Scene, SceneTrack, SceneZone,
+    CameraState, CameraTap, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack, SceneZone,
 };
 use safe_yolo_rules::{
     CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, Track,
@@ -290,7 +290,7 @@ impl Analysis {
                         let Some(cam) = cams.get_mut(&f.meta.camera) else { continue };
                         cam.last_frame = Some(Instant::now());
                         let t0 = Instant::now();
-                        let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == "person").cloned().collect();
+                        let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == PERSON_CLASS).cloned().collect();
                         let (w, h) = (f.frame.width() as f32, f.frame.height() as f32);
                         let tracks = cam.tracker.update(&persons, w, h);
                         let input = FrameInput {

@@ -35,19 +35,19 @@ pub fn set_thread_nice(nice: i32) -> Result<(), PriorityError> {
     })
 }
 
-/// The nice value of the calling thread.
-pub fn thread_nice() -> Result<i32, PriorityError> {
-    let tid = rustix::thread::gettid();
-    rustix::process::getpriority_process(Some(tid)).map_err(|e| PriorityError {
-        tid: tid.as_raw_nonzero().get(),
-        nice: 0,
-        source: e.into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nice value of the calling thread.
+    fn thread_nice() -> Result<i32, PriorityError> {
+        let tid = rustix::thread::gettid();
+        rustix::process::getpriority_process(Some(tid)).map_err(|e| PriorityError {
+            tid: tid.as_raw_nonzero().get(),
+            nice: 0,
+            source: e.into(),
+        })
+    }
 
     #[test]
     fn lowering_applies_to_the_calling_thread_only() {

@@ -85,11 +85,6 @@ impl PpeSwitch {
         }
     }
 
-    /// Whether a PPE model is loaded at all.
-    pub fn available(&self) -> bool {
-        self.available
-    }
-
     /// Turns the PPE model on for the cameras `wanted` accepts, off for the others.
     pub fn set(&self, wanted: impl Fn(&CameraId) -> bool) {
         for (id, on) in self.cameras.iter().zip(self.on.iter()) {
@@ -103,16 +98,6 @@ impl PpeSwitch {
     /// Whether the camera of pipeline lane `lane` runs the PPE model.
     pub(crate) fn is_on(&self, lane: usize) -> bool {
         self.on.get(lane).is_some_and(|b| b.load(Ordering::Relaxed))
-    }
-
-    /// The cameras that run the PPE model now.
-    pub fn cameras_on(&self) -> Vec<CameraId> {
-        self.cameras
-            .iter()
-            .zip(self.on.iter())
-            .filter(|(_, on)| on.load(Ordering::Relaxed))
-            .map(|(id, _)| id.clone())
-            .collect()
     }
 }
 
@@ -130,9 +115,8 @@ mod tests {
         assert!(!s.is_on(0) && !s.is_on(1));
         s.set(|c| c.as_str() == "b");
         assert!(!s.is_on(0) && s.is_on(1));
-        assert_eq!(s.cameras_on(), vec![cam("b")]);
         s.set(|_| false);
-        assert!(s.cameras_on().is_empty());
+        assert!(!s.is_on(0) && !s.is_on(1));
         assert!(!s.is_on(7), "unknown lane is off");
         let none = PpeSwitch::new(vec![cam("a")], false);
         none.set(|_| true);
