@@ -306,6 +306,24 @@ pub struct Schedule {
     pub to_min: u16,
 }
 
+/// Minute of the day of a local time `HH:MM` (`H:MM` too; `24:00` is 1440,
+/// the end of the day), as schedules write it; `None` when it is not one.
+/// The configuration file and the API parse times with this one function.
+pub fn minutes_of_day(s: &str) -> Option<u16> {
+    if s == "24:00" {
+        return Some(1440);
+    }
+    let (h, m) = s.split_once(':')?;
+    let digits = |t: &str, max: usize| {
+        !t.is_empty() && t.len() <= max && t.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(h, 2) || !digits(m, 2) || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
 /// How a siren sounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SirenPattern {

@@ -781,15 +781,6 @@ fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
     }
 }
 
-fn parse_hhmm(s: &str) -> Option<u16> {
-    let (h, m) = s.split_once(':')?;
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    if s == "24:00" {
-        return Some(1440);
-    }
-    (h < 24 && m < 60 && h.to_string().len() <= 2 && m.to_string().len() <= 2).then_some(h * 60 + m)
-}
-
 const WEEKDAYS: &[(&str, Weekday)] = &[
     ("mon", Weekday::Mon),
     ("tue", Weekday::Tue),
@@ -827,7 +818,7 @@ fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Sche
     let mut time = |key: &str, v: Option<&str>, default: u16| -> Option<u16> {
         match v {
             None => Some(default),
-            Some(t) => parse_hhmm(t).or_else(|| {
+            Some(t) => minutes_of_day(t).or_else(|| {
                 ctx.bad(
                     format!("{p}.{key}"),
                     format!("{t:?} is not a time of day HH:MM (00:00 to 24:00)"),
@@ -1337,11 +1328,16 @@ mod tests {
 
     #[test]
     fn hhmm() {
-        assert_eq!(parse_hhmm("06:30"), Some(390));
-        assert_eq!(parse_hhmm("24:00"), Some(1440));
-        assert_eq!(parse_hhmm("24:01"), None);
-        assert_eq!(parse_hhmm("7"), None);
-        assert_eq!(parse_hhmm("07:60"), None);
+        assert_eq!(minutes_of_day("06:30"), Some(390));
+        assert_eq!(minutes_of_day("00:00"), Some(0));
+        assert_eq!(minutes_of_day("7:05"), Some(425));
+        assert_eq!(minutes_of_day("23:59"), Some(1439));
+        assert_eq!(minutes_of_day("24:00"), Some(1440));
+        for bad in [
+            "24:01", "07:60", "7", "12:5", "+7:05", "-1:00", "1:2:3", "", "ab:cd", "123:00",
+        ] {
+            assert_eq!(minutes_of_day(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -314,7 +314,7 @@ async fn run_async(
             .cameras
             .iter()
             .filter(|c| c.enabled)
-            .map(|c| c.id.to_string())
+            .map(|c| (c.id.to_string(), c.detect_every.get()))
             .collect(),
     ));
     let monitor = {
@@ -385,15 +385,16 @@ async fn run_async(
 const STATS_EVERY: Duration = Duration::from_secs(30);
 
 /// Logs each camera's capture and detect rates every [`STATS_EVERY`], for
-/// operators reading the journal (the same figures are in `/metrics`).
-async fn log_stats(metrics: Metrics, cameras: Vec<String>) {
+/// operators reading the journal (the same figures are in `/metrics`), and
+/// warns when the detector does not keep up with what a camera asks.
+async fn log_stats(metrics: Metrics, cameras: Vec<(String, u32)>) {
     let mut last: Vec<(u64, u64)> = vec![(0, 0); cameras.len()];
     let mut ticker = tokio::time::interval(STATS_EVERY);
     ticker.tick().await;
     loop {
         ticker.tick().await;
         let secs = STATS_EVERY.as_secs_f64();
-        for (cam, prev) in cameras.iter().zip(last.iter_mut()) {
+        for ((cam, every), prev) in cameras.iter().zip(last.iter_mut()) {
             let captured = metrics
                 .frames_captured
                 .get_or_create(&Metrics::camera(cam))
@@ -411,6 +412,16 @@ async fn log_stats(metrics: Metrics, cameras: Vec<String>) {
                 detected.saturating_sub(prev.1) as f64 / secs,
             );
             tracing::info!(camera = %cam, captured, capture_fps, detected, detect_fps, "pipeline stats");
+            // Not in the first window: it includes loading the models.
+            let asked = capture_fps / f64::from((*every).max(1));
+            if prev.0 > 0 && asked > 0.0 && detect_fps < 0.9 * asked {
+                tracing::warn!(
+                    camera = %cam,
+                    asked_fps = asked,
+                    detect_fps,
+                    "the detector does not keep up with this camera: its frames wait for a worker (up to a frame interval) and it is detected less often than detect_every asks; raise detect_every, add detect_workers or use a faster backend"
+                );
+            }
             *prev = (captured, detected);
         }
     }

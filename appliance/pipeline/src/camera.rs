@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::detect::DetectJob;
 use crate::queue::{Lanes, Pop};
+use crate::turns::{Offer, Turns};
 use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError, nap};
 
 /// Whether a camera delivers frames.
@@ -310,8 +311,7 @@ impl Decode {
             .stage_latency
             .get_or_create(&Metrics::stage(cam, "decode"))
             .clone();
-        let every = u64::from(self.spec.detect_every.max(1));
-        let mut n: u64 = 0;
+        let mut turns = Turns::new(self.lane, self.spec.detect_every);
         while !self.shutdown.is_cancelled() {
             hb.beat();
             let frame = match self.raw.pop(POLL) {
@@ -342,18 +342,21 @@ impl Decode {
                 frame: rgb.clone(),
                 detections,
             }));
-            if n.is_multiple_of(every) {
-                let job = DetectJob {
-                    meta,
-                    frame: rgb,
-                    decode,
-                };
-                if self.detect.push(self.lane, job).is_some() {
+            let job = || DetectJob {
+                meta,
+                frame: rgb,
+                decode,
+                queued_at: Instant::now(),
+            };
+            match turns.offer(&self.detect, self.lane, job) {
+                Offer::Skipped => continue,
+                Offer::Queued => {}
+                // The frame it replaced never reaches the detector.
+                Offer::Replaced => {
                     dropped.inc();
                 }
-                depth.set(i64::try_from(self.detect.depth(self.lane)).unwrap_or(i64::MAX));
             }
-            n = n.wrapping_add(1);
+            depth.set(i64::try_from(self.detect.depth(self.lane)).unwrap_or(i64::MAX));
         }
         tracing::debug!(camera = %id, "decode stopped");
     }

@@ -32,6 +32,8 @@ pub(crate) struct DetectJob {
     pub meta: FrameMeta,
     pub frame: RgbFrame,
     pub decode: Duration,
+    /// When the job was handed to the detect lanes.
+    pub queued_at: Instant,
 }
 
 /// Everything one detect worker needs.
@@ -46,6 +48,19 @@ pub(crate) struct Worker {
     pub ppe: PpeSwitch,
     pub tx: mpsc::Sender<DetectedFrame>,
     pub shutdown: CancellationToken,
+}
+
+/// A camera's turn at a worker; ends (and lets its next frame go) on drop,
+/// whichever way the worker's iteration ends.
+struct Lease<'a> {
+    lanes: &'a Lanes<DetectJob>,
+    lane: usize,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.lanes.release(self.lane);
+    }
 }
 
 /// Loads the worker's models on the calling thread.
@@ -124,8 +139,14 @@ pub(crate) fn start_worker(
                     Pop::Empty => continue,
                     Pop::Closed => break,
                 };
+                // Released at the end of this iteration, after the frame was
+                // handed to analysis: the camera's next frame goes to a worker
+                // only then, so its frames reach the tracker in order.
+                let _lease = Lease { lanes: &lanes, lane };
                 let cam = job.meta.camera.as_str().to_owned();
                 let t0 = Instant::now();
+                let waited = t0.saturating_duration_since(job.queued_at);
+                metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "detect_wait")).observe(waited.as_secs_f64());
                 let result = detector.detect(&job.frame);
                 let detect = t0.elapsed();
                 hb.beat();
@@ -162,6 +183,15 @@ pub(crate) fn start_worker(
                 done += 1;
                 let detected_at = SystemTime::now();
                 let capture_to_detected = detected_at.duration_since(job.meta.captured_at).unwrap_or_default();
+                tracing::trace!(
+                    camera = %cam,
+                    seq = job.meta.seq,
+                    worker,
+                    waited_ms = waited.as_secs_f64() * 1e3,
+                    inference_ms = detect.as_secs_f64() * 1e3,
+                    capture_to_detected_ms = capture_to_detected.as_secs_f64() * 1e3,
+                    "frame detected"
+                );
                 metrics.frames_detected.get_or_create(&Metrics::camera(&cam)).inc();
                 metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "inference")).observe(detect.as_secs_f64());
                 metrics
@@ -192,4 +222,124 @@ pub(crate) fn start_worker(
             tracing::debug!(worker, "detect worker stopped");
         })
         .map_err(|source| PipelineError::Spawn { name, source })
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code on plain threads"
+)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use safe_yolo_capture::{Pacing, SourcePolicy, SourceRequest};
+    use safe_yolo_detect::{BackendKind, DetectError, Detector, ModelInfo, Precision};
+    use safe_yolo_domain::{CameraId, Detection, RgbFrame};
+    use safe_yolo_telemetry::{Liveness, Metrics};
+    use tokio_util::sync::CancellationToken;
+
+    use crate::{CameraSpec, DetectorFactory, Pipeline, PipelineConfig};
+
+    /// Slow on every other call, fast in between: with two workers and
+    /// nothing keeping a camera's frames apart, a fast frame overtakes the
+    /// slow one before it.
+    struct Uneven {
+        info: ModelInfo,
+        calls: u64,
+    }
+
+    impl Detector for Uneven {
+        fn detect(&mut self, _frame: &RgbFrame) -> Result<Vec<Detection>, DetectError> {
+            self.calls += 1;
+            let ms = if self.calls % 2 == 1 { 60 } else { 2 };
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(Vec::new())
+        }
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        std::env::var_os("SAFEYOLO_FIXTURES")
+            .map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
+                PathBuf::from,
+            )
+            .join("media")
+            .join(name)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cameras_frames_leave_in_order_with_several_workers() {
+        let media = tempfile::tempdir().unwrap();
+        let dir = media.path().join("cam");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..4 {
+            std::fs::copy(fixture("bus.jpg"), dir.join(format!("{i:04}.jpg"))).unwrap();
+        }
+        let spec = CameraSpec {
+            id: CameraId::new("cam").unwrap(),
+            source: SourceRequest::Replay {
+                path: PathBuf::from("cam"),
+                looping: true,
+                pacing: Pacing::RealTime,
+                fps: 50.0,
+                start_frame: 0,
+            },
+            detect_every: 1,
+            queue_depth: 2,
+            offline_after: Duration::from_secs(5),
+        };
+        let factory: DetectorFactory = Arc::new(|| {
+            Ok(Box::new(Uneven {
+                info: ModelInfo {
+                    name: "uneven".into(),
+                    weights: PathBuf::new(),
+                    precision: Precision::Fp32,
+                    backend: BackendKind::Tract,
+                    input_width: 32,
+                    input_height: 32,
+                    classes: Arc::from(Vec::<Arc<str>>::new()),
+                    licence: String::new(),
+                },
+                calls: 0,
+            }) as Box<dyn Detector>)
+        });
+        let shutdown = CancellationToken::new();
+        let config = PipelineConfig {
+            cameras: vec![spec],
+            policy: SourcePolicy::new(media.path()),
+            detect_workers: 3,
+            analysis_queue: 64,
+            detect_nice: 0,
+        };
+        let (pipeline, mut rx) = Pipeline::start(
+            config,
+            factory,
+            &Liveness::new(),
+            &Metrics::new(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        let mut seqs = Vec::new();
+        while seqs.len() < 30 {
+            let f = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            seqs.push(f.meta.seq);
+        }
+        drop(rx);
+        shutdown.cancel();
+        let stuck = pipeline.stop(Duration::from_secs(5)).await;
+        assert!(stuck.is_empty(), "{stuck:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "frames out of order: {seqs:?}"
+        );
+    }
 }

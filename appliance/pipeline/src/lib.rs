@@ -18,6 +18,7 @@ mod detect;
 pub mod priority;
 pub mod queue;
 mod scene;
+mod turns;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -215,7 +216,7 @@ impl Pipeline {
             config.cameras.iter().map(|c| c.id.clone()).collect(),
             factories.ppe.is_some(),
         );
-        let lanes = Arc::new(queue::Lanes::new(config.cameras.len(), 1));
+        let lanes = Arc::new(queue::Lanes::exclusive(config.cameras.len(), 1));
         let (tx, rx) = mpsc::channel(config.analysis_queue.max(1));
         let latest: Arc<Vec<detect::LatestDetections>> =
             Arc::new(config.cameras.iter().map(|_| Arc::default()).collect());

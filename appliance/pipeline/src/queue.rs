@@ -5,6 +5,12 @@
 //! others. A single-lane `Lanes` is a plain bounded drop-oldest queue.
 //! Nothing here ever grows past its bound: a push into a full lane evicts
 //! the lane's oldest item and returns it, so the caller can count the drop.
+//!
+//! [`Lanes::exclusive`] lanes hand out a lane's next item only after the
+//! previous one was released ([`Lanes::release`]): with several consumers
+//! (detect workers) a camera's frames are then worked on one at a time and
+//! leave in the order they came, so the tracker never sees a frame older
+//! than one it already has.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -14,6 +20,8 @@ use parking_lot::{Condvar, Mutex};
 #[derive(Debug)]
 struct State<T> {
     lanes: Vec<VecDeque<T>>,
+    /// Lanes whose last item is still being worked on (exclusive lanes only).
+    leased: Vec<bool>,
     next: usize,
     closed: bool,
 }
@@ -22,6 +30,7 @@ struct State<T> {
 #[derive(Debug)]
 pub struct Lanes<T> {
     cap: usize,
+    exclusive: bool,
     state: Mutex<State<T>>,
     ready: Condvar,
 }
@@ -40,12 +49,24 @@ pub enum Pop<T> {
 impl<T> Lanes<T> {
     /// `lanes` lanes of at most `cap` items each (`cap` at least 1).
     pub fn new(lanes: usize, cap: usize) -> Self {
+        Self::build(lanes, cap, false)
+    }
+
+    /// Like [`Lanes::new`], but a lane's next item is handed out only after
+    /// the consumer of the previous one called [`Lanes::release`].
+    pub fn exclusive(lanes: usize, cap: usize) -> Self {
+        Self::build(lanes, cap, true)
+    }
+
+    fn build(lanes: usize, cap: usize, exclusive: bool) -> Self {
         Self {
             cap: cap.max(1),
+            exclusive,
             state: Mutex::new(State {
                 lanes: (0..lanes)
                     .map(|_| VecDeque::with_capacity(cap.max(1)))
                     .collect(),
+                leased: vec![false; lanes],
                 next: 0,
                 closed: false,
             }),
@@ -72,6 +93,18 @@ impl<T> Lanes<T> {
         dropped
     }
 
+    /// Puts `item` in place of the newest item waiting in `lane` and returns
+    /// that item; leaves the lane alone and returns `None` when nothing waits
+    /// there (`item` is only built when it is used).
+    pub fn replace_waiting(&self, lane: usize, item: impl FnOnce() -> T) -> Option<T> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return None;
+        }
+        let newest = st.lanes.get_mut(lane)?.back_mut()?;
+        Some(std::mem::replace(newest, item()))
+    }
+
     /// Takes the next item, visiting lanes round-robin; waits up to `timeout`.
     pub fn pop(&self, timeout: Duration) -> Pop<T> {
         let deadline = Instant::now() + timeout;
@@ -80,8 +113,12 @@ impl<T> Lanes<T> {
             let n = st.lanes.len();
             for i in 0..n {
                 let lane = (st.next + i) % n;
+                if st.leased[lane] {
+                    continue;
+                }
                 if let Some(item) = st.lanes[lane].pop_front() {
                     st.next = (lane + 1) % n;
+                    st.leased[lane] = self.exclusive;
                     return Pop::Item(lane, item);
                 }
             }
@@ -91,6 +128,18 @@ impl<T> Lanes<T> {
             if self.ready.wait_until(&mut st, deadline).timed_out() {
                 return Pop::Empty;
             }
+        }
+    }
+
+    /// Ends the work on `lane`'s last item: the lane's next item can be
+    /// handed out (exclusive lanes; a no-op otherwise).
+    pub fn release(&self, lane: usize) {
+        let mut st = self.state.lock();
+        if let Some(l) = st.leased.get_mut(lane)
+            && std::mem::take(l)
+        {
+            drop(st);
+            self.ready.notify_all();
         }
     }
 
@@ -143,6 +192,53 @@ mod tests {
             .collect();
         // Lane 2 is served before lane 0's backlog is drained.
         assert_eq!(order[1], ("c", 0));
+    }
+
+    #[test]
+    fn replace_waiting_only_touches_an_occupied_lane() {
+        let q = Lanes::new(2, 2);
+        assert_eq!(q.replace_waiting(0, || 1), None);
+        assert_eq!(q.depth(0), 0);
+        q.push(0, 1);
+        q.push(0, 2);
+        assert_eq!(q.replace_waiting(0, || 3), Some(2));
+        assert_eq!(q.depth(0), 2);
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 1));
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 3));
+        assert_eq!(q.replace_waiting(5, || 4), None);
+    }
+
+    #[test]
+    fn exclusive_lanes_hand_out_one_item_per_lane_at_a_time() {
+        let q = Lanes::exclusive(2, 2);
+        q.push(0, 1);
+        q.push(0, 2);
+        q.push(1, 3);
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 1));
+        // Lane 0's next item waits for the release; lane 1 is served.
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(1, 3));
+        assert_eq!(q.pop(Duration::from_millis(1)), Pop::Empty);
+        q.release(0);
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 2));
+        // Plain lanes ignore releases.
+        let p = Lanes::new(1, 2);
+        p.push(0, 1);
+        p.push(0, 2);
+        assert_eq!(p.pop(Duration::ZERO), Pop::Item(0, 1));
+        assert_eq!(p.pop(Duration::ZERO), Pop::Item(0, 2));
+    }
+
+    #[test]
+    fn a_release_wakes_a_waiting_consumer() {
+        let q = std::sync::Arc::new(Lanes::exclusive(1, 2));
+        q.push(0, 1);
+        q.push(0, 2);
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 1));
+        let q2 = std::sync::Arc::clone(&q);
+        let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        q.release(0);
+        assert_eq!(t.join().unwrap(), Pop::Item(0, 2));
     }
 
     #[test]

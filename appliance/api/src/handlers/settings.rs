@@ -12,6 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use safe_yolo_capture::{Pacing, SourceRequest};
+use safe_yolo_config::minutes_of_day;
 use safe_yolo_domain::{CameraId, Line, OutputId, Polygon, PolygonError, ZoneId};
 use safe_yolo_store::{SettingDoc, SettingKind, StoreError, now_ms};
 use serde::de::DeserializeOwned;
@@ -215,21 +216,6 @@ pub(crate) struct ScheduleDoc {
     /// Closing time `HH:MM` (default `24:00`).
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<String>,
-}
-
-/// Minutes of the day of `HH:MM` (`24:00` is 1440); a little stricter than the
-/// configuration file (two-digit minutes), never looser.
-fn minutes_of_day(s: &str) -> Option<u16> {
-    if s == "24:00" {
-        return Some(1440);
-    }
-    let (h, m) = s.split_once(':')?;
-    let ok = |t: &str, n| !t.is_empty() && t.len() <= n && t.bytes().all(|b| b.is_ascii_digit());
-    if !ok(h, 2) || !ok(m, 2) || m.len() != 2 {
-        return None;
-    }
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
 impl ScheduleDoc {
@@ -603,19 +589,6 @@ handlers!(put_line, delete_line, LineDoc);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_of_day_are_hh_mm() {
-        assert_eq!(minutes_of_day("00:00"), Some(0));
-        assert_eq!(minutes_of_day("7:05"), Some(425));
-        assert_eq!(minutes_of_day("23:59"), Some(1439));
-        assert_eq!(minutes_of_day("24:00"), Some(1440));
-        for bad in [
-            "24:01", "12:60", "12", "12:5", "-1:00", "1:2:3", "", "ab:cd", "123:00",
-        ] {
-            assert_eq!(minutes_of_day(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn schedule_and_siren_errors_name_the_field() {
