@@ -27,10 +27,10 @@ pub enum SettingsChange {
 /// applies it (rule engine `replace`, pipeline restart of one camera, ...).
 ///
 /// `apply` is called inside the store transaction that records the change and its audit
-/// row: an `Err` aborts the transaction, so a refused change is never stored. It must
-/// not block for long (it runs on the blocking pool). Known gap: if the commit itself
-/// fails after a successful `apply` (an I/O error), the running rules are ahead of the
-/// store until the next restart, which applies the stored edits only.
+/// row, as its last step: an `Err` aborts the transaction, so a refused change is never
+/// stored. It must not block for long (it runs on the blocking pool). Known gap: if the
+/// commit itself fails after a successful `apply` (an I/O error), the running rules are
+/// ahead of the store until the next restart, which applies the stored edits only.
 pub trait Control: Send + Sync {
     /// Validates and applies `change`; `Err` carries a reason naming the field.
     fn apply(&self, change: SettingsChange) -> Result<(), String>;

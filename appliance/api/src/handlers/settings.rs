@@ -492,6 +492,14 @@ async fn put<D: Doc>(
                 &p.actor,
                 now_ms(),
             )?;
+            t.append_audit(audit::row(
+                &p,
+                &format!("{}.put", kind.as_str()),
+                format!("{}/{id}", kind.as_str()),
+                before.as_ref().and_then(|b| summary(&b.doc)),
+                summary(&new.doc),
+            ))?;
+            // Last, so that only the commit itself can fail after it.
             control
                 .apply(SettingsChange::Put {
                     kind,
@@ -502,13 +510,6 @@ async fn put<D: Doc>(
                     field: "doc",
                     reason,
                 })?;
-            t.append_audit(audit::row(
-                &p,
-                &format!("{}.put", kind.as_str()),
-                format!("{}/{id}", kind.as_str()),
-                before.as_ref().and_then(|b| summary(&b.doc)),
-                summary(&new.doc),
-            ))?;
             Ok(new)
         })
         .await
@@ -537,6 +538,14 @@ async fn delete(
     s.store
         .transaction(move |t| {
             let old = t.delete_setting(kind, &id, q.expected_version)?;
+            t.append_audit(audit::row(
+                &p,
+                &format!("{}.delete", kind.as_str()),
+                format!("{}/{id}", kind.as_str()),
+                summary(&old.doc),
+                None,
+            ))?;
+            // Last, so that only the commit itself can fail after it.
             control
                 .apply(SettingsChange::Delete {
                     kind,
@@ -545,14 +554,7 @@ async fn delete(
                 .map_err(|reason| StoreError::Invalid {
                     field: "id",
                     reason,
-                })?;
-            t.append_audit(audit::row(
-                &p,
-                &format!("{}.delete", kind.as_str()),
-                format!("{}/{id}", kind.as_str()),
-                summary(&old.doc),
-                None,
-            ))
+                })
         })
         .await
         .map_err(|e| HttpError::store("deleting a settings document", e))?;
