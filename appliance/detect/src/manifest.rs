@@ -252,6 +252,95 @@ pub struct RknnSpec {
     pub sha256: String,
     /// Precision the model was compiled at.
     pub precision: Precision,
+    /// The SoC family it was compiled for (rknn-toolkit2's `target_platform`):
+    /// a `.rknn` runs only on that family's NPU.
+    pub platform: RknnPlatform,
+}
+
+/// Rockchip SoC families with an NPU, as rknn-toolkit2 names its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RknnPlatform {
+    /// RK3588 and RK3588S.
+    Rk3588,
+    /// RK3576.
+    Rk3576,
+    /// RK3568.
+    Rk3568,
+    /// RK3566.
+    Rk3566,
+    /// RK3562.
+    Rk3562,
+}
+
+impl RknnPlatform {
+    /// The name rknn-toolkit2 and the manifest use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rk3588 => "rk3588",
+            Self::Rk3576 => "rk3576",
+            Self::Rk3568 => "rk3568",
+            Self::Rk3566 => "rk3566",
+            Self::Rk3562 => "rk3562",
+        }
+    }
+
+    /// Device-tree SoC names (`rockchip,<name>`) whose NPU runs a model
+    /// compiled for this platform. RK3566 and RK3568 share one NPU; so do
+    /// RK3588 and RK3588S.
+    fn socs(self) -> &'static [&'static str] {
+        match self {
+            Self::Rk3588 => &["rk3588", "rk3588s"],
+            Self::Rk3576 => &["rk3576"],
+            Self::Rk3568 | Self::Rk3566 => &["rk3568", "rk3566"],
+            Self::Rk3562 => &["rk3562"],
+        }
+    }
+
+    /// Whether a board whose device tree root has `compatible` (the raw
+    /// contents of `/proc/device-tree/compatible`: NUL-separated strings)
+    /// carries an NPU that runs a model compiled for this platform.
+    pub fn runs_on(self, compatible: &[u8]) -> bool {
+        compatible
+            .split(|&b| b == 0)
+            .filter_map(|e| std::str::from_utf8(e).ok())
+            .filter_map(|e| e.strip_prefix("rockchip,"))
+            .any(|soc| self.socs().contains(&soc))
+    }
+}
+
+impl RknnSpec {
+    /// Checks that this box's SoC runs the model, given the raw device-tree
+    /// `compatible` of the board (`None` when it could not be read: the
+    /// model is then tried unchecked and the runtime has the last word).
+    /// `Err` says what the model was built for and what the board is.
+    pub fn check_soc(&self, compatible: Option<&[u8]>) -> Result<(), String> {
+        let Some(c) = compatible else { return Ok(()) };
+        if self.platform.runs_on(c) {
+            return Ok(());
+        }
+        let board: Vec<&str> = c
+            .split(|&b| b == 0)
+            .filter_map(|e| std::str::from_utf8(e).ok())
+            .filter(|e| !e.is_empty())
+            .collect();
+        Err(format!(
+            "{} was compiled for {} (rknn.platform) but this board is {}; convert the model for this SoC (models/rknn/convert.sh --platform)",
+            self.file.display(),
+            self.platform,
+            if board.is_empty() {
+                "unnamed".to_owned()
+            } else {
+                board.join(", ")
+            }
+        ))
+    }
+}
+
+impl fmt::Display for RknnPlatform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The manifest as written in TOML.
@@ -506,6 +595,66 @@ names = ["a", "b"]
 
     fn parse(text: &str) -> Result<Manifest, ManifestError> {
         Manifest::from_toml(text, Path::new("m.toml"), Path::new("/models"))
+    }
+
+    #[test]
+    fn rknn_models_name_their_platform() {
+        let rknn = "[rknn]\nfile = \"m.rknn\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nprecision = \"int8\"\n";
+        let with = |extra: &str| SAMPLE.replace("[input]", &format!("{rknn}{extra}[input]"));
+        let m = parse(&with("platform = \"rk3588\"\n")).unwrap();
+        assert_eq!(m.spec.rknn.unwrap().platform, RknnPlatform::Rk3588);
+        // Missing or unknown: a parse error naming the field.
+        for (extra, needle) in [("", "platform"), ("platform = \"rk9999\"\n", "rk9999")] {
+            let err = parse(&with(extra)).unwrap_err();
+            let text = format!(
+                "{err}: {}",
+                std::error::Error::source(&err)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            assert!(text.contains(needle), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_model_for_another_soc_is_refused_with_both_names() {
+        let spec = RknnSpec {
+            file: "m.rknn".into(),
+            sha256: String::new(),
+            precision: Precision::Int8,
+            platform: RknnPlatform::Rk3588,
+        };
+        assert_eq!(
+            spec.check_soc(Some(b"radxa,rock-5b\0rockchip,rk3588\0")),
+            Ok(())
+        );
+        assert_eq!(spec.check_soc(None), Ok(()));
+        let err = spec
+            .check_soc(Some(b"pine64,quartz64-a\0rockchip,rk3566\0"))
+            .unwrap_err();
+        assert!(
+            err.contains("rk3588") && err.contains("rockchip,rk3566"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_rknn_platform_runs_on_its_socs_only() {
+        // /proc/device-tree/compatible of real boards.
+        let rock5b = b"radxa,rock-5b\0rockchip,rk3588\0";
+        let opi5 = b"xunlong,orangepi-5\0rockchip,rk3588s\0";
+        let quartz64 = b"pine64,quartz64-a\0rockchip,rk3566\0";
+        let rpi = b"raspberrypi,5-model-b\0brcm,bcm2712\0";
+        assert!(RknnPlatform::Rk3588.runs_on(rock5b));
+        assert!(RknnPlatform::Rk3588.runs_on(opi5));
+        assert!(!RknnPlatform::Rk3588.runs_on(quartz64));
+        assert!(RknnPlatform::Rk3568.runs_on(quartz64));
+        assert!(RknnPlatform::Rk3566.runs_on(quartz64));
+        assert!(!RknnPlatform::Rk3576.runs_on(rock5b));
+        assert!(!RknnPlatform::Rk3588.runs_on(rpi));
+        assert!(!RknnPlatform::Rk3588.runs_on(b""));
+        // A board name that merely contains the SoC's name is not the SoC.
+        assert!(!RknnPlatform::Rk3588.runs_on(b"vendor,rockchip-rk3588-clone\0"));
     }
 
     #[test]

@@ -540,12 +540,11 @@ mod rknn {
     /// `rknpu2` panics when dlopen fails; the backend must turn that into an error.
     #[test]
     fn missing_or_broken_runtime_library_is_an_error_not_a_panic() {
+        // The shipped manifest has an [rknn] model (its last table).
         let path = nanodet_manifest();
-        let rknn = "\n[rknn]\nfile = \"model.rknn\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nprecision = \"int8\"\n";
         let text = std::fs::read_to_string(&path).unwrap();
-        // Inserted before [input] so it is a top-level table, not part of [default_precision].
-        let text = text.replacen("[input]", &format!("{rknn}\n[input]"), 1);
         let m = Manifest::from_toml(&text, &path, path.parent().unwrap()).unwrap();
+        assert!(m.spec.rknn.is_some());
         let dir = std::env::temp_dir().join(format!("safe-yolo-rknn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fake = dir.join("librknnrt.so");
@@ -570,7 +569,9 @@ mod rknn {
             "{err:?}"
         );
         // A manifest without an [rknn] model cannot run on the NPU.
-        let plain = Manifest::from_path(&path).unwrap();
+        let (without, _) = text.split_once("\n[rknn]").unwrap();
+        let plain = Manifest::from_toml(without, &path, path.parent().unwrap()).unwrap();
+        assert!(plain.spec.rknn.is_none());
         let err = load_manifest(
             &plain,
             &LoadOptions {

@@ -20,6 +20,9 @@ use rknpu2::tensor::{QuantTypeKind, TensorFormat, TensorFormatKind};
 
 use super::rknn_layout::{QuantParams, nc1hwc2_to_nchw, nchw_to_nhwc};
 use super::{Backend, BackendError, BackendKind, check_input_dims};
+
+/// The board's device-tree `compatible` (NUL-separated), which names the SoC.
+const DT_COMPATIBLE: &str = "/proc/device-tree/compatible";
 use crate::decode::OutputTensor;
 use crate::manifest::{Manifest, read_verified};
 use crate::preprocess::InputTensor;
@@ -91,7 +94,8 @@ fn to_usize(v: &[u32]) -> Vec<usize> {
 }
 
 impl RknnBackend {
-    /// Loads the manifest's `[rknn]` model with `library` (else the usual paths),
+    /// Loads the manifest's `[rknn]` model (refused on a SoC it was not
+    /// compiled for) with `library` (else the usual paths),
     /// for a model input of `shape` (NCHW as declared; fed as NHWC).
     pub fn load(
         m: &Manifest,
@@ -105,6 +109,14 @@ impl RknnBackend {
         let spec = m.spec.rknn.as_ref().ok_or_else(|| {
             unavailable(format!("manifest {} has no [rknn] model", m.path.display()))
         })?;
+        let compatible = match std::fs::read(DT_COMPATIBLE) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = DT_COMPATIBLE, error = %e, "cannot read the board's SoC; the .rknn is loaded unchecked");
+                None
+            }
+        };
+        spec.check_soc(compatible.as_deref()).map_err(unavailable)?;
         let lib =
             find_library(library).ok_or_else(|| unavailable("librknnrt.so not found".into()))?;
         probe::dlopen(&lib)
