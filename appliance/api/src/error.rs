@@ -172,17 +172,4 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Displays an error and its sources, for logs.
-pub(crate) struct ErrorChain<'a>(pub &'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
-    }
-}
+pub(crate) use safe_yolo_domain::ErrorChain;

@@ -28,14 +28,4 @@ pub use profile::{
 };
 pub use update::{RaucStatus, SlotSource, SlotStatus, UpdateError, UpdateState, read_update_state};
 
-/// Renders an error and its sources on one line (`outer: inner: root cause`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
+pub(crate) use safe_yolo_domain::error_chain;

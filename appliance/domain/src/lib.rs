@@ -7,11 +7,13 @@
 #![forbid(unsafe_code)]
 
 pub mod detection;
+pub mod error;
 pub mod frame;
 pub mod geometry;
 pub mod ids;
 
 pub use detection::Detection;
+pub use error::{ErrorChain, error_chain};
 pub use frame::{FrameMeta, RgbFrame};
 pub use geometry::{BBox, Line, NormPoint, Polygon, PolygonError};
 pub use ids::{CameraId, IdError, OutputId, RuleId, ZoneId};

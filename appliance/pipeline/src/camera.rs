@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use safe_yolo_capture::{CapturedFrame, FrameSource, SourcePolicy};
-use safe_yolo_domain::{CameraId, Detection, FrameMeta};
+use safe_yolo_domain::{CameraId, Detection, FrameMeta, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -360,16 +360,4 @@ impl Decode {
         }
         tracing::debug!(camera = %id, "decode stopped");
     }
-}
-
-/// An error and its causes on one line ("a: b: c"), for log fields.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -6,12 +6,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use safe_yolo_detect::Detector;
-use safe_yolo_domain::{Detection, FrameMeta, RgbFrame};
+use safe_yolo_domain::{Detection, FrameMeta, RgbFrame, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::camera::error_chain;
 use crate::queue::{Lanes, Pop};
 use crate::{
     DetectedFrame, Detectors, PERSON_CLASS, POLL, PipelineError, PpeSwitch, StageTimes, nap,
