@@ -149,7 +149,8 @@ pub struct CameraConfig {
     pub enabled: bool,
     /// Frame source.
     pub source: SourceConfig,
-    /// Detection runs on every Nth frame.
+    /// Detection runs on every Nth frame (a turn at the shared detector; a
+    /// frame still waiting at the next frame's arrival is replaced by it).
     pub detect_every: NonZeroU32,
     /// Bound of each inter-stage queue, in frames.
     pub queue_depth: NonZeroUsize,

@@ -413,8 +413,9 @@ async fn log_stats(metrics: Metrics, cameras: Vec<(String, u32)>) {
             );
             tracing::info!(camera = %cam, captured, capture_fps, detected, detect_fps, "pipeline stats");
             // Not in the first window: it includes loading the models.
-            let asked = capture_fps / f64::from((*every).max(1));
-            if prev.0 > 0 && asked > 0.0 && detect_fps < 0.9 * asked {
+            if prev.0 > 0
+                && let Some(asked) = detector_behind(capture_fps, detect_fps, *every)
+            {
                 tracing::warn!(
                     camera = %cam,
                     asked_fps = asked,
@@ -425,6 +426,13 @@ async fn log_stats(metrics: Metrics, cameras: Vec<(String, u32)>) {
             *prev = (captured, detected);
         }
     }
+}
+
+/// The detection rate a camera asks for (`capture_fps / detect_every`) when
+/// the detector serves it less than 90 % of that, else `None`.
+fn detector_behind(capture_fps: f64, detect_fps: f64, every: u32) -> Option<f64> {
+    let asked = capture_fps / f64::from(every.max(1));
+    (asked > 0.0 && detect_fps < 0.9 * asked).then_some(asked)
 }
 
 fn detector_factory(config: &Config) -> Detectors {
@@ -484,4 +492,21 @@ fn ppe_classes(config: &Config) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detector_behind;
+
+    #[test]
+    fn a_camera_is_behind_below_nine_tenths_of_what_it_asks() {
+        // 10 fps, every 2nd frame: 5/s asked.
+        assert_eq!(detector_behind(10.0, 5.0, 2), None);
+        assert_eq!(detector_behind(10.0, 4.5, 2), None);
+        assert_eq!(detector_behind(10.0, 4.4, 2), Some(5.0));
+        assert_eq!(detector_behind(10.0, 3.3, 2), Some(5.0));
+        // An offline camera asks nothing.
+        assert_eq!(detector_behind(0.0, 0.0, 2), None);
+        assert_eq!(detector_behind(10.0, 10.0, 1), None);
+    }
 }
