@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use safe_yolo_config::{Anchor, Config, Direction, RuleKind, Severity, Weekday};
+use safe_yolo_config::{Anchor, Config, Direction, RuleKind, Severity};
 use safe_yolo_rules as rules;
 
 /// Minimum frames for occupancy and line-crossing rules (not configurable:
@@ -39,18 +39,6 @@ fn severity(s: Severity) -> rules::Severity {
         Severity::Info => rules::Severity::Info,
         Severity::Warning => rules::Severity::Warning,
         Severity::Critical => rules::Severity::Critical,
-    }
-}
-
-fn weekday(d: Weekday) -> rules::Weekday {
-    match d {
-        Weekday::Mon => rules::Weekday::Mon,
-        Weekday::Tue => rules::Weekday::Tue,
-        Weekday::Wed => rules::Weekday::Wed,
-        Weekday::Thu => rules::Weekday::Thu,
-        Weekday::Fri => rules::Weekday::Fri,
-        Weekday::Sat => rules::Weekday::Sat,
-        Weekday::Sun => rules::Weekday::Sun,
     }
 }
 
@@ -102,7 +90,7 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
         let schedule = match &r.schedule {
             None => None,
             Some(s) => Some(rules::Schedule::new(
-                rules::WeekdaySet::of(&s.days.iter().copied().map(weekday).collect::<Vec<_>>()),
+                rules::WeekdaySet::of(&s.days),
                 s.from_min,
                 s.to_min,
             )?),

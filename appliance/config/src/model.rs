@@ -277,24 +277,7 @@ impl RuleKind {
     }
 }
 
-/// Day of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Weekday {
-    /// Monday.
-    Mon,
-    /// Tuesday.
-    Tue,
-    /// Wednesday.
-    Wed,
-    /// Thursday.
-    Thu,
-    /// Friday.
-    Fri,
-    /// Saturday.
-    Sat,
-    /// Sunday.
-    Sun,
-}
+pub use safe_yolo_domain::Weekday;
 
 /// When a rule is armed (local time of the box).
 #[derive(Debug, Clone, PartialEq, Eq)]

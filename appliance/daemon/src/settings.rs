@@ -18,8 +18,7 @@ use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
 use safe_yolo_api::{Control, SettingsChange};
 use safe_yolo_config::{
-    Anchor, Config, Direction, OutputRole, RuleKind, Schedule, Severity, SirenPattern,
-    SourceConfig, Weekday,
+    Anchor, Config, Direction, OutputRole, RuleKind, Schedule, Severity, SirenPattern, SourceConfig,
 };
 use safe_yolo_store::SettingKind;
 use serde_json::{Value, json};
@@ -268,19 +267,7 @@ fn hhmm(min: u16) -> String {
 }
 
 fn schedule_doc(s: &Schedule) -> Value {
-    let days: Vec<&str> = s
-        .days
-        .iter()
-        .map(|d| match d {
-            Weekday::Mon => "mon",
-            Weekday::Tue => "tue",
-            Weekday::Wed => "wed",
-            Weekday::Thu => "thu",
-            Weekday::Fri => "fri",
-            Weekday::Sat => "sat",
-            Weekday::Sun => "sun",
-        })
-        .collect();
+    let days: Vec<&str> = s.days.iter().map(|d| d.as_str()).collect();
     json!({ "days": days, "from": hhmm(s.from_min), "to": hhmm(s.to_min) })
 }
 

@@ -11,9 +11,11 @@ pub mod error;
 pub mod frame;
 pub mod geometry;
 pub mod ids;
+pub mod weekday;
 
 pub use detection::Detection;
 pub use error::{ErrorChain, error_chain};
 pub use frame::{FrameMeta, RgbFrame};
 pub use geometry::{BBox, Line, NormPoint, Polygon, PolygonError};
 pub use ids::{CameraId, IdError, OutputId, RuleId, ZoneId};
+pub use weekday::Weekday;

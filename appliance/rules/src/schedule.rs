@@ -26,47 +26,7 @@ pub enum ScheduleError {
     },
 }
 
-/// A day of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Weekday {
-    /// Monday.
-    Mon,
-    /// Tuesday.
-    Tue,
-    /// Wednesday.
-    Wed,
-    /// Thursday.
-    Thu,
-    /// Friday.
-    Fri,
-    /// Saturday.
-    Sat,
-    /// Sunday.
-    Sun,
-}
-
-impl Weekday {
-    /// Every day, Monday first.
-    pub const ALL: [Weekday; 7] = [
-        Weekday::Mon,
-        Weekday::Tue,
-        Weekday::Wed,
-        Weekday::Thu,
-        Weekday::Fri,
-        Weekday::Sat,
-        Weekday::Sun,
-    ];
-
-    /// Days since Monday (Monday is 0, Sunday is 6).
-    pub fn index(self) -> u8 {
-        self as u8
-    }
-
-    /// The day before.
-    pub fn pred(self) -> Weekday {
-        Weekday::ALL[(usize::from(self.index()) + 6) % 7]
-    }
-}
+pub use safe_yolo_domain::Weekday;
 
 /// A set of weekdays.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
