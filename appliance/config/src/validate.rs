@@ -781,23 +781,18 @@ fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
     }
 }
 
-const WEEKDAYS: &[(&str, Weekday)] = &[
-    ("mon", Weekday::Mon),
-    ("tue", Weekday::Tue),
-    ("wed", Weekday::Wed),
-    ("thu", Weekday::Thu),
-    ("fri", Weekday::Fri),
-    ("sat", Weekday::Sat),
-    ("sun", Weekday::Sun),
-];
-
 fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Schedule> {
     let mut ok = true;
     let mut days = Vec::new();
     for (i, d) in s
         .days
         .clone()
-        .unwrap_or_else(|| WEEKDAYS.iter().map(|(n, _)| (*n).to_owned()).collect())
+        .unwrap_or_else(|| {
+            Weekday::NAMED
+                .iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect()
+        })
         .iter()
         .enumerate()
     {
@@ -805,7 +800,7 @@ fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Sche
             &format!("{p}.days[{i}]"),
             Some(d.as_str()),
             Weekday::Mon,
-            WEEKDAYS,
+            &Weekday::NAMED,
         ) {
             Some(w) => days.push(w),
             None => ok = false,

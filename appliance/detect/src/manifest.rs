@@ -301,12 +301,17 @@ impl RknnPlatform {
     /// contents of `/proc/device-tree/compatible`: NUL-separated strings)
     /// carries an NPU that runs a model compiled for this platform.
     pub fn runs_on(self, compatible: &[u8]) -> bool {
-        compatible
-            .split(|&b| b == 0)
-            .filter_map(|e| std::str::from_utf8(e).ok())
+        compatible_entries(compatible)
             .filter_map(|e| e.strip_prefix("rockchip,"))
             .any(|soc| self.socs().contains(&soc))
     }
+}
+
+/// The entries of a raw device-tree `compatible` (NUL-separated strings).
+fn compatible_entries(raw: &[u8]) -> impl Iterator<Item = &str> {
+    raw.split(|&b| b == 0)
+        .filter_map(|e| std::str::from_utf8(e).ok())
+        .filter(|e| !e.is_empty())
 }
 
 impl RknnSpec {
@@ -319,11 +324,7 @@ impl RknnSpec {
         if self.platform.runs_on(c) {
             return Ok(());
         }
-        let board: Vec<&str> = c
-            .split(|&b| b == 0)
-            .filter_map(|e| std::str::from_utf8(e).ok())
-            .filter(|e| !e.is_empty())
-            .collect();
+        let board: Vec<&str> = compatible_entries(c).collect();
         Err(format!(
             "{} was compiled for {} (rknn.platform) but this board is {}; convert the model for this SoC (models/rknn/convert.sh --platform)",
             self.file.display(),

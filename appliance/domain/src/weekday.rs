@@ -41,17 +41,20 @@ impl Weekday {
         Weekday::ALL[(usize::from(self.index()) + 6) % 7]
     }
 
+    /// Every day with the name configuration files and the API use, Monday first.
+    pub const NAMED: [(&'static str, Weekday); 7] = [
+        ("mon", Weekday::Mon),
+        ("tue", Weekday::Tue),
+        ("wed", Weekday::Wed),
+        ("thu", Weekday::Thu),
+        ("fri", Weekday::Fri),
+        ("sat", Weekday::Sat),
+        ("sun", Weekday::Sun),
+    ];
+
     /// The name configuration files and the API use (`mon` .. `sun`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Weekday::Mon => "mon",
-            Weekday::Tue => "tue",
-            Weekday::Wed => "wed",
-            Weekday::Thu => "thu",
-            Weekday::Fri => "fri",
-            Weekday::Sat => "sat",
-            Weekday::Sun => "sun",
-        }
+        Self::NAMED[usize::from(self.index())].0
     }
 }
 
@@ -68,5 +71,8 @@ mod tests {
         assert_eq!(Weekday::Sun.pred(), Weekday::Sat);
         let names: Vec<_> = Weekday::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(names, ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
+        for (name, d) in Weekday::NAMED {
+            assert_eq!(d.as_str(), name);
+        }
     }
 }

@@ -20,12 +20,12 @@ use rknpu2::tensor::{QuantTypeKind, TensorFormat, TensorFormatKind};
 
 use super::rknn_layout::{QuantParams, nc1hwc2_to_nchw, nchw_to_nhwc};
 use super::{Backend, BackendError, BackendKind, check_input_dims};
-
-/// The board's device-tree `compatible` (NUL-separated), which names the SoC.
-const DT_COMPATIBLE: &str = "/proc/device-tree/compatible";
 use crate::decode::OutputTensor;
 use crate::manifest::{Manifest, read_verified};
 use crate::preprocess::InputTensor;
+
+/// The board's device-tree `compatible` (NUL-separated), which names the SoC.
+const DT_COMPATIBLE: &str = "/proc/device-tree/compatible";
 
 /// Finds `librknnrt.so`: `explicit`, else the usual library directories.
 pub fn find_library(explicit: Option<&Path>) -> Option<PathBuf> {
