@@ -24,7 +24,7 @@ bin="$target/debug/safe-yolo"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 [ -f demo-media/vtest.mjpeg ] || scripts/demo-media.sh demo-media
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
-    ORT_DYLIB_PATH="$(python3 -c 'import glob, onnxruntime, os; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null || true)"
+    ORT_DYLIB_PATH="$(scripts/ort-dylib.sh 2>/dev/null || true)"
     export ORT_DYLIB_PATH
 fi
 work="$(mktemp -d)"

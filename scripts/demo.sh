@@ -9,7 +9,7 @@ scripts/demo-media.sh demo-media
 # "auto" takes ONNX Runtime when its library is present (here: the PyPI
 # wheel installed by install-deps.sh), else tract.
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
-    ORT_DYLIB_PATH="$(python3 -c 'import glob, onnxruntime, os; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null || true)"
+    ORT_DYLIB_PATH="$(scripts/ort-dylib.sh 2>/dev/null || true)"
     export ORT_DYLIB_PATH
 fi
 exec cargo run -p safe-yolo -- run --config config/demo.toml "$@"
