@@ -20,7 +20,7 @@ limit="${2:-50}"
 secs="${3:-30}"
 target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
 bin="$target/debug/safe-yolo"
-[ -x "$bin" ] || { echo "no daemon at $bin: cargo build -p safe-yolo first" >&2; exit 2; }
+[ -x "$bin" ] || { echo "no daemon at $bin: run scripts/build.sh first" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 [ -f demo-media/vtest.mjpeg ] || scripts/demo-media.sh demo-media
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then

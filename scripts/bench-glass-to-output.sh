@@ -22,7 +22,7 @@ backend="${2:-auto}"
 every="${3:-2}"
 target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
 bin="$target/debug/safe-yolo"
-[ -x "$bin" ] || { echo "no daemon at $bin: cargo build -p safe-yolo first" >&2; exit 2; }
+[ -x "$bin" ] || { echo "no daemon at $bin: run scripts/build.sh first" >&2; exit 2; }
 [ -f demo-media/vtest.mjpeg ] || scripts/demo-media.sh demo-media
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     ORT_DYLIB_PATH="$(scripts/ort-dylib.sh 2>/dev/null || true)"

@@ -5,12 +5,12 @@
 #
 #   scripts/browser-test.sh             # screenshots land in tests/browser/screenshots/
 #
-# Env: CARGO_TARGET_DIR (default target/), SAFEYOLO_BIN (default $CARGO_TARGET_DIR/debug/safe-yolo),
+# Env: CARGO_TARGET_DIR (default /var/cache/safe-yolo/target, as in CI), SAFEYOLO_BIN (default $CARGO_TARGET_DIR/debug/safe-yolo),
 #      EVENT_TIMEOUT_MS (how long to wait for the first event, default 120000).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+TARGET="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
 BIN="${SAFEYOLO_BIN:-$TARGET/debug/safe-yolo}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -29,7 +29,7 @@ fi
 # 2. The daemon binary and the demo footage.
 # Rebuild when the binary is missing or older than the UI assets it embeds.
 if [ ! -x "$BIN" ] || [ -n "$(find "$ROOT/appliance/api/ui" "$ROOT/appliance/api/src" -newer "$BIN" -type f 2>/dev/null | head -n1)" ]; then
-    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build -p safe-yolo --features fault-injection)
+    CARGO_TARGET_DIR="$TARGET" "$ROOT/scripts/build.sh" >/dev/null
 fi
 [ -f "$ROOT/demo-media/vtest.mjpeg" ] || "$ROOT/scripts/demo-media.sh"
 

@@ -12,4 +12,5 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     ORT_DYLIB_PATH="$(scripts/ort-dylib.sh 2>/dev/null || true)"
     export ORT_DYLIB_PATH
 fi
-exec cargo run -p safe-yolo -- run --config config/demo.toml "$@"
+bin="$(scripts/build.sh)"
+exec "$bin" run --config config/demo.toml "$@"

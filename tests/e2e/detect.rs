@@ -2,11 +2,11 @@
 
 use std::process::Command;
 
-use crate::harness::{Appliance, bin, fixtures, model_manifest};
+use crate::harness::{Appliance, bin, fixture_media, model_manifest};
 
 #[test]
 fn detect_finds_the_people_on_the_bus_photo() {
-    let bus = fixtures().join("media/bus.jpg");
+    let bus = fixture_media("bus.jpg");
     // Table output, model given directly.
     let out = Command::new(bin())
         .args([
@@ -44,7 +44,7 @@ fn detect_finds_the_people_on_the_bus_photo() {
         .args(["--log", "warn", "detect", "--json", "--config"])
         .arg(&config)
         .arg(&bus)
-        .arg(fixtures().join("media/zidane.jpg"))
+        .arg(fixture_media("zidane.jpg"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -90,7 +90,7 @@ fn detect_reports_a_missing_image_and_a_bad_model() {
         .args(["--log", "warn", "detect", "--backend", "tract", "--model"])
         .arg(model_manifest())
         .arg("/nonexistent/site.jpg")
-        .arg(fixtures().join("media/bus.jpg"))
+        .arg(fixture_media("bus.jpg"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -109,7 +109,7 @@ fn detect_reports_a_missing_image_and_a_bad_model() {
     let out = Command::new(bin())
         .args(["--log", "warn", "detect", "--model"])
         .arg(&bad)
-        .arg(fixtures().join("media/bus.jpg"))
+        .arg(fixture_media("bus.jpg"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

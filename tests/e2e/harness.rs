@@ -22,10 +22,10 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
-pub fn fixtures() -> PathBuf {
-    std::env::var_os("SAFEYOLO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/fixtures"))
+/// A photo of the test fixtures (`scripts/fixtures.sh`); a missing one fails the
+/// test with its name and how to get it.
+pub fn fixture_media(name: &str) -> PathBuf {
+    safe_yolo_fixtures::media(name)
 }
 
 pub fn model_manifest() -> PathBuf {
@@ -46,11 +46,7 @@ impl Appliance {
         // Alternate two real photos with people so detections change.
         for i in 0..20 {
             let src = if i % 2 == 0 { "bus.jpg" } else { "zidane.jpg" };
-            std::fs::copy(
-                fixtures().join("media").join(src),
-                frames.join(format!("{i:04}.jpg")),
-            )
-            .unwrap();
+            std::fs::copy(fixture_media(src), frames.join(format!("{i:04}.jpg"))).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
         Self { dir }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::client::{Client, first_admin, free_port, metric_value, transitions, wait_until};
-use crate::harness::{Appliance, Daemon, fixtures, repo_root, set_api_port};
+use crate::harness::{Appliance, Daemon, fixture_media, repo_root, set_api_port};
 
 /// The helmet test manifest, pointed at the fixture weights.
 fn helmet_manifest(app: &Appliance) -> std::path::PathBuf {
@@ -24,12 +24,7 @@ fn helmet_manifest(app: &Appliance) -> std::path::PathBuf {
         repo_root().join("appliance/detect/tests/manifests/helmet-yolov12m-640.toml"),
     )
     .unwrap();
-    let weights = fixtures().join("models/helmet-yolov12m-640.onnx");
-    assert!(
-        weights.exists(),
-        "helmet fixture missing: {}",
-        weights.display()
-    );
+    let weights = safe_yolo_fixtures::model("helmet-yolov12m-640.onnx");
     let text = text.replace(
         "file = \"helmet-yolov12m-640.onnx\"",
         &format!("file = \"{}\"", weights.display()),
@@ -68,11 +63,7 @@ fn missing_helmet_raises_an_event_and_a_worn_helmet_does_not() {
         let d = app.path().join("media").join(dir);
         std::fs::create_dir_all(&d).unwrap();
         for i in 0..4 {
-            std::fs::copy(
-                fixtures().join("media").join(photo),
-                d.join(format!("{i:04}.jpg")),
-            )
-            .unwrap();
+            std::fs::copy(fixture_media(photo), d.join(format!("{i:04}.jpg"))).unwrap();
         }
     }
     let manifest = helmet_manifest(&app);

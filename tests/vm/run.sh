@@ -98,8 +98,8 @@ prepare_busybox
 # --- the daemon: the binary CI built (dev profile), reused ----------------------
 DAEMON="${SAFEYOLO_VM_DAEMON:-$CARGO_TARGET_DIR/debug/safe-yolo}"
 if [ ! -x "$DAEMON" ]; then
-    log "no daemon at $DAEMON: building it (cargo build -p safe-yolo --features fault-injection)"
-    (cd "$REPO" && cargo build -p safe-yolo --features fault-injection)
+    log "no daemon at $DAEMON: building it (scripts/build.sh)"
+    "$REPO/scripts/build.sh" >/dev/null
 fi
 [ -x "$DAEMON" ] || die "no daemon binary at $DAEMON"
 log "daemon: $DAEMON ($(stat -c %y "$DAEMON" | cut -d. -f1))"

@@ -170,7 +170,12 @@ impl LiveHub {
         let mut streams = self.streams.lock();
         let key = (camera.clone(), quality);
         if let Some(slot) = streams.get(&key) {
-            return Ok(slot.subscribe());
+            // A new viewer is shown the newest encoded frame at once, not the next one:
+            // a camera that stopped delivering (offline, or the tap closed) still shows
+            // its last picture, and the stream never ends without a frame.
+            let mut rx = slot.subscribe();
+            rx.mark_changed();
+            return Ok(rx);
         }
         if streams.keys().filter(|(c, _)| c == camera).count() >= MAX_QUALITIES_PER_CAMERA {
             return Err(format!(

@@ -2006,11 +2006,10 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
     eprintln!(
         "live: produced {p} frames, encoded {encoded}, fast viewer got {frames} (last seq {last_seq:?}), RSS growth {growth} KiB with a stalled viewer"
     );
-    stop.cancel();
-    drop(producer.await.unwrap());
     drop(slow);
 
-    // MJPEG through the router: a multipart stream of JPEG parts.
+    // MJPEG through the router: a multipart stream of JPEG parts. The producer keeps
+    // running: a viewer is shown the newest frame at once, then the following ones.
     let mut bodies = {
         let r = call_from(
             &app.router,
@@ -2063,6 +2062,58 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
     assert_eq!(r.status, StatusCode::OK);
     let r = call_from(&app.router, CLIENT, Method::GET, &path, None, None, &[]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a ticket is single-use");
+    stop.cancel();
+    drop(producer.await.unwrap());
+}
+
+/// A viewer that arrives after a camera's tap closed (the camera stopped) is shown the
+/// last frame, whether the camera's encoder is still there or has already ended; before,
+/// a viewer that came while the encoder was winding down got a stream without a frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
+    use safe_yolo_api::live::LiveHub;
+    for encoder_gone in [false, true] {
+        let (tx, rx) = watch::channel(None);
+        let (_health_tx, health) = watch::channel(CameraHealth {
+            state: CameraState::Online,
+            since: SystemTime::now(),
+            reason: None,
+        });
+        let hub = LiveHub::new(
+            vec![CameraTap {
+                id: cam(),
+                health,
+                live: rx,
+                scene: SceneSlot::default(),
+            }],
+            75,
+            CancellationToken::new(),
+        );
+        let mut first = hub.subscribe(&cam(), 75).unwrap();
+        tx.send_replace(Some(live_frame(1)));
+        tokio::time::timeout(Duration::from_secs(30), first.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.borrow_and_update().as_ref().unwrap().meta.seq, 1);
+        drop(tx);
+        if encoder_gone {
+            // The encoder sees the closed tap and ends; its slot then closes.
+            tokio::time::timeout(Duration::from_secs(30), first.changed())
+                .await
+                .unwrap()
+                .unwrap_err();
+        }
+        let mut late = hub.subscribe(&cam(), 75).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), late.changed())
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| {
+                panic!("no frame for a late viewer (encoder gone: {encoder_gone})")
+            });
+        let seq = late.borrow_and_update().as_ref().map(|e| e.meta.seq);
+        assert_eq!(seq, Some(1), "encoder gone: {encoder_gone}");
+    }
 }
 
 // === refresh-token rotation ===

@@ -451,7 +451,7 @@ mod tests {
 
     #[test]
     fn jpeg_matches_libjpeg_turbo_on_a_photo() {
-        let path = crate::test_support::fixture("media/bus.jpg");
+        let path = safe_yolo_fixtures::media("bus.jpg");
         let data = std::fs::read(&path).unwrap();
         let ours = decode_jpeg(&data).unwrap();
         let theirs = turbojpeg::decompress(&data, turbojpeg::PixelFormat::RGB).unwrap();

@@ -29,9 +29,6 @@ pub mod sandbox;
 pub mod source;
 pub mod v4l2;
 
-#[cfg(test)]
-pub(crate) mod test_support;
-
 pub use convert::{ConvertError, to_rgb};
 pub use encode::{EncodeError, JpegEncoder, Subsampling};
 pub use frame::{CapturedFrame, Payload, PixelFormat, SourceInfo, SourceKind};

@@ -39,8 +39,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// bus.jpg stretched to 1920x1080, the camera frame size the target is about.
-fn frame_1080p(fixtures: &Path) -> RgbFrame {
-    let src = report::load_image(&fixtures.join("media/bus.jpg")).unwrap();
+fn frame_1080p() -> RgbFrame {
+    let src = report::load_image(&safe_yolo_fixtures::media("bus.jpg")).unwrap();
     let s = fir::images::ImageRef::new(src.width(), src.height(), src.data(), fir::PixelType::U8x3)
         .unwrap();
     let mut dst = fir::images::Image::new(1920, 1080, fir::PixelType::U8x3);
@@ -96,11 +96,8 @@ fn main() {
     let iters = env_usize("SAFEYOLO_BENCH_ITERS", 20).max(3);
     let threads = env_usize("SAFEYOLO_BENCH_THREADS", 1).max(1);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let fixtures = std::env::var_os("SAFEYOLO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/fixtures"));
     let manifest = Manifest::from_path(&root.join("models/nanodet-m-416-coco/model.toml")).unwrap();
-    let frame = frame_1080p(&fixtures);
+    let frame = frame_1080p();
     println!(
         "# safe-yolo-detect benchmark: {} on a 1920x1080 frame, {iters} iterations, {threads} thread(s), medians",
         manifest.spec.name

@@ -27,12 +27,6 @@ fn repo() -> PathBuf {
     crate_dir().join("../..")
 }
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("SAFEYOLO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/fixtures"))
-}
-
 fn nanodet_manifest() -> PathBuf {
     repo().join("models/nanodet-m-416-coco/model.toml")
 }
@@ -41,7 +35,14 @@ fn nanodet_manifest() -> PathBuf {
 fn helmet_manifest(edit: impl Fn(String) -> String) -> Manifest {
     let path = crate_dir().join("tests/manifests/helmet-yolov12m-640.toml");
     let text = edit(std::fs::read_to_string(&path).unwrap());
-    Manifest::from_toml(&text, &path, &fixtures().join("models")).unwrap()
+    Manifest::from_toml(
+        &text,
+        &path,
+        safe_yolo_fixtures::model("helmet-yolov12m-640.onnx")
+            .parent()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn golden(name: &str) -> Value {
@@ -159,7 +160,7 @@ fn check_golden(
     let threshold = golden["score_threshold"].as_f64().unwrap() as f32;
     let mut matched = 0;
     for image in images {
-        let frame = report::load_image(&fixtures().join("media").join(image)).unwrap();
+        let frame = report::load_image(&safe_yolo_fixtures::media(image)).unwrap();
         let got = det.detect(&frame).map_err(|e| e.to_string())?;
         matched += compare(
             image,
@@ -278,7 +279,7 @@ mod tract {
         let g = golden("helmet-yolov12m-640-fp32.json");
         let n = check_golden(&mut det, &g, &["bus.jpg", "zidane.jpg"], None, FP32).unwrap();
         assert!(n >= 3, "heads in bus.jpg and zidane.jpg, got {n}");
-        let frame = report::load_image(&fixtures().join("media/zidane.jpg")).unwrap();
+        let frame = report::load_image(&safe_yolo_fixtures::media("zidane.jpg")).unwrap();
         let d = det.detect(&frame).unwrap();
         assert!(
             d.iter().any(|d| &*d.class_name == "Without Helmet"),
@@ -293,7 +294,7 @@ mod tract {
             ..LoadOptions::default()
         };
         let mut det = load(&nanodet_manifest(), &o).unwrap();
-        let frame = report::load_image(&fixtures().join("media/bus.jpg")).unwrap();
+        let frame = report::load_image(&safe_yolo_fixtures::media("bus.jpg")).unwrap();
         let d = det.detect(&frame).unwrap();
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(&*d[0].class_name, "bus");

@@ -230,7 +230,7 @@ pub(crate) fn start_worker(
     reason = "test code on plain threads"
 )]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -262,23 +262,17 @@ mod tests {
         }
     }
 
-    fn fixture(name: &str) -> PathBuf {
-        std::env::var_os("SAFEYOLO_FIXTURES")
-            .map_or_else(
-                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-                PathBuf::from,
-            )
-            .join("media")
-            .join(name)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cameras_frames_leave_in_order_with_several_workers() {
         let media = tempfile::tempdir().unwrap();
         let dir = media.path().join("cam");
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..4 {
-            std::fs::copy(fixture("bus.jpg"), dir.join(format!("{i:04}.jpg"))).unwrap();
+            std::fs::copy(
+                safe_yolo_fixtures::media("bus.jpg"),
+                dir.join(format!("{i:04}.jpg")),
+            )
+            .unwrap();
         }
         let spec = CameraSpec {
             id: CameraId::new("cam").unwrap(),

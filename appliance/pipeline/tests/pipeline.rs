@@ -25,11 +25,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("SAFEYOLO_FIXTURES")
-        .map_or_else(|| repo().join("../shared/fixtures"), PathBuf::from)
-}
-
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -52,7 +47,7 @@ async fn five_cameras_real_detector_bounded_and_isolated() {
                 "zidane.jpg"
             };
             std::fs::copy(
-                fixtures().join("media").join(src),
+                safe_yolo_fixtures::media(src),
                 dir.join(format!("{i:04}.jpg")),
             )
             .unwrap();

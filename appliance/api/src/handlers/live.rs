@@ -201,6 +201,7 @@ impl Viewer {
                 return error_message(&format!("invalid command{field}: {}", e.message));
             }
         };
+        let before = (self.camera.clone(), self.quality);
         let resubscribe = match cmd {
             Command::Subscribe { camera } => {
                 self.camera = Some(camera);
@@ -226,7 +227,13 @@ impl Viewer {
                 Err(m) => return error_message(&m),
             },
         };
-        if resubscribe && let Some(cam) = &self.camera {
+        // Subscribing again to the stream already watched keeps it: the newest frame,
+        // shown at once to a new subscriber, is not sent twice.
+        let unchanged = self.rx.is_some() && before == (self.camera.clone(), self.quality);
+        if resubscribe
+            && !unchanged
+            && let Some(cam) = &self.camera
+        {
             match s.live.subscribe(cam, self.quality) {
                 Ok(rx) => self.rx = Some(rx),
                 Err(m) => {
