@@ -11,13 +11,14 @@
 //! condition has ended (`ended_at` set); it is *cleared* once it is both
 //! acknowledged and ended.
 
+use safe_yolo_domain::Named;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use safe_yolo_config::{Config, OutputRole, SirenPattern};
+use safe_yolo_config::{Config, OutputRole};
 use safe_yolo_domain::{CameraId, Detection, NormPoint, OutputId, RgbFrame, RuleId, ZoneId};
 use safe_yolo_outputs::{AckTarget, ActionSpec, Ending, OutputsHandle, Pattern, Source};
 use safe_yolo_rules::{Alarm, Decision};
@@ -63,13 +64,7 @@ impl DispatcherConfig {
             .rules
             .iter()
             .map(|r| {
-                let pattern = match r.siren.pattern {
-                    SirenPattern::Steady => Pattern::Steady,
-                    SirenPattern::Pulsed { period } => Pattern::Pulsed {
-                        on: period / 2,
-                        off: period - period / 2,
-                    },
-                };
+                let pattern = r.siren.pattern;
                 let ending = |d: Option<Duration>| match d {
                     Some(duration) => Ending::After { duration },
                     None => Ending::UntilAck,
@@ -190,14 +185,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn severity(s: safe_yolo_rules::Severity) -> safe_yolo_store::Severity {
-    match s {
-        safe_yolo_rules::Severity::Info => safe_yolo_store::Severity::Info,
-        safe_yolo_rules::Severity::Warning => safe_yolo_store::Severity::Warning,
-        safe_yolo_rules::Severity::Critical => safe_yolo_store::Severity::Critical,
-    }
-}
-
 /// Identity of an alarm across its Raise and Clear decisions.
 fn identity(a: &Alarm) -> String {
     format!(
@@ -297,7 +284,7 @@ impl Dispatcher {
             let mut relays = Vec::new();
             for o in alarm.outputs.iter() {
                 match cfg.output_roles.get(o) {
-                    Some(OutputRole::Siren) => sirens.push(o.clone()),
+                    Some(OutputRole::Siren | OutputRole::Generic) => sirens.push(o.clone()),
                     Some(OutputRole::Relay) => relays.push(o.clone()),
                     Some(OutputRole::Healthy) | None => {}
                 }
@@ -327,7 +314,7 @@ impl Dispatcher {
             .events_raised
             .get_or_create(&safe_yolo_telemetry::metrics::RuleLabels {
                 rule: alarm.rule.to_string(),
-                severity: severity(alarm.severity).as_str().to_owned(),
+                severity: alarm.severity.as_str().to_owned(),
             })
             .inc();
         // Stage times of the frame that raised the alarm, if one did.
@@ -341,7 +328,7 @@ impl Dispatcher {
             camera = %alarm.camera,
             zone = alarm.zone.as_ref().map_or("", |z| z.as_str()),
             track = alarm.track,
-            severity = severity(alarm.severity).as_str(),
+            severity = alarm.severity.as_str(),
             "alarm raised"
         );
 
@@ -397,7 +384,7 @@ impl Dispatcher {
             zone: alarm.zone.clone(),
             track: alarm.track,
             kind: kind.to_owned(),
-            severity: severity(alarm.severity),
+            severity: alarm.severity,
             started_at,
             ended_at: None,
             message,
@@ -424,7 +411,7 @@ impl Dispatcher {
                     rule: alarm.rule,
                     camera: alarm.camera,
                     zone: alarm.zone,
-                    severity: severity(alarm.severity).as_str(),
+                    severity: alarm.severity.as_str(),
                     at_ms: started_at,
                 });
             }
@@ -472,7 +459,7 @@ impl Dispatcher {
                         rule: alarm.rule,
                         camera: alarm.camera,
                         zone: alarm.zone,
-                        severity: severity(alarm.severity).as_str(),
+                        severity: alarm.severity.as_str(),
                         at_ms: at,
                     });
                 }

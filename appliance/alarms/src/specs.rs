@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use safe_yolo_config::{Anchor, Config, Direction, RuleKind, Severity};
+use safe_yolo_config::{Config, RuleKind};
 use safe_yolo_rules as rules;
 
 /// Minimum frames for occupancy and line-crossing rules (not configurable:
@@ -32,14 +32,6 @@ pub fn zone_specs(config: &Config) -> Vec<rules::ZoneSpec> {
             shape: rules::ZoneShape::Line(l.line),
         }))
         .collect()
-}
-
-fn severity(s: Severity) -> rules::Severity {
-    match s {
-        Severity::Info => rules::Severity::Info,
-        Severity::Warning => rules::Severity::Warning,
-        Severity::Critical => rules::Severity::Critical,
-    }
 }
 
 /// Enabled rules of the configuration. Fails only if the config crate and
@@ -73,11 +65,7 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
                 min_frames: DEBOUNCE_FRAMES,
             },
             RuleKind::LineCrossing { direction } => rules::RuleKind::LineCrossing {
-                direction: match direction {
-                    Direction::AToB => rules::LineDirection::AToB,
-                    Direction::BToA => rules::LineDirection::BToA,
-                    Direction::Either => rules::LineDirection::Either,
-                },
+                direction: *direction,
                 min_frames: DEBOUNCE_FRAMES,
             },
             RuleKind::DoorOpen { after } => rules::RuleKind::DoorOpen {
@@ -96,14 +84,11 @@ pub fn rule_specs(config: &Config) -> Result<Vec<rules::RuleSpec>, rules::Schedu
             )?),
         };
         let mut spec = rules::RuleSpec::new(r.id.clone(), r.camera.clone(), r.zone.clone(), kind);
-        spec.severity = severity(r.severity);
+        spec.severity = r.severity;
         spec.cooldown = r.cooldown;
         spec.clear_after = rules::ClearAfter::Time(r.clear_after);
         spec.schedule = schedule;
-        spec.anchor = match r.anchor {
-            Anchor::Feet => rules::Anchor::Feet,
-            Anchor::Centre => rules::Anchor::Centre,
-        };
+        spec.anchor = r.anchor;
         spec.outputs = r.outputs.clone();
         out.push(spec);
     }

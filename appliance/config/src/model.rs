@@ -156,15 +156,8 @@ pub struct CameraConfig {
     pub queue_depth: NonZeroUsize,
 }
 
-/// Which point of a person's box is tested against zones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Anchor {
-    /// Bottom centre (where the feet are): the default.
-    #[default]
-    Feet,
-    /// Box centre.
-    Centre,
-}
+/// Which point of a person's box is tested against zones (the rule engine's word).
+pub use safe_yolo_rules::Anchor;
 
 /// A polygonal zone.
 #[derive(Debug, Clone)]
@@ -195,26 +188,10 @@ pub struct LineConfig {
 }
 
 /// Event severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Recorded, no alarm output by default.
-    Info,
-    /// Needs attention.
-    Warning,
-    /// Danger to a person: sirens.
-    Critical,
-}
+pub use safe_yolo_domain::Severity;
 
-/// Crossing direction for a line rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From side A to side B.
-    AToB,
-    /// From side B to side A.
-    BToA,
-    /// Either way.
-    Either,
-}
+/// Crossing direction for a line rule (the rule engine's word).
+pub use safe_yolo_rules::LineDirection;
 
 /// What a rule watches for, with its kind-specific parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,7 +225,7 @@ pub enum RuleKind {
     /// A person crossing a line.
     LineCrossing {
         /// Which way counts.
-        direction: Direction,
+        direction: LineDirection,
     },
     /// The camera stopped delivering frames.
     CameraOffline {
@@ -308,17 +285,8 @@ pub fn minutes_of_day(s: &str) -> Option<u16> {
     (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
-/// How a siren sounds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum SirenPattern {
-    /// On until stopped.
-    Steady,
-    /// On/off with this full period.
-    Pulsed {
-        /// Full on+off period.
-        period: Duration,
-    },
-}
+/// How a siren sounds (the outputs' word: steady, or pulsed with an on and an off time).
+pub use safe_yolo_outputs::Pattern as SirenPattern;
 
 /// Siren behaviour of a rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -362,88 +330,12 @@ pub struct RuleConfig {
     pub anchor: Anchor,
 }
 
-/// Outputs backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputBackendConfig {
-    /// The Linux GPIO character device.
-    Gpio {
-        /// Chip path (`/dev/gpiochip0`) or label.
-        chip: String,
-    },
-    /// In-memory lines that record every transition (demo, tests).
-    Simulated {
-        /// Optional JSON-lines log of every transition.
-        log: Option<PathBuf>,
-    },
-}
-
-/// What an output line is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputRole {
-    /// Audible alarm, follows the rule's siren pattern.
-    Siren,
-    /// Relay (beacon, machine stop), latched.
-    Relay,
-    /// Held on only while the pipeline is alive.
-    Healthy,
-}
-
-/// A line by offset or by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LineRef {
-    /// Offset on the chip.
-    Offset(u32),
-    /// Line name from the device tree / board.
-    Name(String),
-}
-
-/// Level of an output line in its safe state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SafeState {
-    /// Inactive.
-    Off,
-    /// Active.
-    On,
-}
-
-/// One output line.
-#[derive(Debug, Clone)]
-pub struct OutputLineConfig {
-    /// Identifier rules refer to.
-    pub id: OutputId,
-    /// Role.
-    pub role: OutputRole,
-    /// The line.
-    pub line: LineRef,
-    /// Electrical polarity.
-    pub active_low: bool,
-    /// Level at start, shutdown and on fault.
-    pub safe_state: SafeState,
-}
-
-/// One input line (button, contact).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputConfig {
-    /// The line.
-    pub line: LineRef,
-    /// Electrical polarity.
-    pub active_low: bool,
-    /// Debounce time.
-    pub debounce: Duration,
-}
-
-/// Physical outputs and inputs.
-#[derive(Debug, Clone)]
-pub struct OutputsConfig {
-    /// Backend.
-    pub backend: OutputBackendConfig,
-    /// Output lines.
-    pub lines: Vec<OutputLineConfig>,
-    /// Acknowledge push-button.
-    pub ack_button: Option<InputConfig>,
-    /// Door contact.
-    pub door_contact: Option<InputConfig>,
-}
+/// The outputs section is the outputs crate's own model, checked by its own
+/// validator as part of the configuration's (`OutputsConfig::problems`).
+pub use safe_yolo_outputs::config::{
+    BackendKind, InputConfig, InputsConfig, LineConfig as OutputLineConfig, LineRef, OutputsConfig,
+};
+pub use safe_yolo_outputs::{OutputRole, SafeState};
 
 /// TLS protocol floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use safe_yolo_domain::{CameraId, IdError, Line, OutputId, Polygon, RuleId, ZoneId};
+use safe_yolo_domain::{CameraId, IdError, Line, Named, OutputId, Polygon, RuleId, ZoneId};
 
 use crate::Problem;
 use crate::model::*;
@@ -77,6 +77,16 @@ impl Ctx<'_> {
         } else {
             self.base.join(p)
         })
+    }
+
+    /// One word of a vocabulary ([`Named`]); `default` when absent.
+    fn named<T: Named>(&mut self, path: &str, v: Option<&str>, default: T) -> Option<T> {
+        let Some(v) = v else { return Some(default) };
+        let t = T::from_name(v);
+        if t.is_none() {
+            self.bad(path, T::unknown(v));
+        }
+        t
     }
 
     fn choice<T: Copy>(
@@ -260,12 +270,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
                 None
             }
         };
-        let anchor = ctx.choice(
-            &format!("{p}.anchor"),
-            v.anchor.as_deref(),
-            Anchor::Feet,
-            ANCHORS,
-        );
+        let anchor = ctx.named(&format!("{p}.anchor"), v.anchor.as_deref(), Anchor::Feet);
         if let (Some(id), Some(camera), Some(polygon), Some(anchor)) = (id, camera, polygon, anchor)
         {
             zones.push(ZoneConfig {
@@ -302,7 +307,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         }
     }
 
-    let outputs = validate_outputs(&mut ctx, &raw);
+    let outputs = validate_outputs(&mut ctx, &raw, system.stall_timeout);
 
     unique(
         &mut ctx,
@@ -337,7 +342,7 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
             &output_ids,
             &detector,
             features,
-            outputs.door_contact.is_some(),
+            outputs.inputs.door_contact.is_some(),
             incomplete,
         ) {
             rules.push(rule);
@@ -359,12 +364,6 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         features,
     }
 }
-
-const ANCHORS: &[(&str, Anchor)] = &[
-    ("feet", Anchor::Feet),
-    ("centre", Anchor::Centre),
-    ("center", Anchor::Centre),
-];
 
 fn validate_detector(ctx: &mut Ctx<'_>, raw: &RawDetector, failed: bool) -> DetectorConfig {
     let backend = ctx
@@ -677,74 +676,32 @@ fn validate_input(ctx: &mut Ctx<'_>, path: &str, raw: &RawInput) -> Option<Input
     })
 }
 
-fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
+/// The outputs section, read into the outputs crate's model and checked by its
+/// validator, whose problems carry this file's key paths.
+fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig, health_timeout: Duration) -> OutputsConfig {
     let head = &raw.outputs;
-    let backend = match head.backend.as_deref().unwrap_or("simulated") {
-        "gpio" => match head.chip.as_deref() {
-            Some(chip) if !chip.trim().is_empty() => OutputBackendConfig::Gpio {
-                chip: chip.to_owned(),
-            },
-            _ => {
-                ctx.bad(
-                    "outputs.chip",
-                    "is required with backend = \"gpio\" (e.g. /dev/gpiochip0)",
-                );
-                OutputBackendConfig::Simulated { log: None }
-            }
-        },
-        "simulated" => OutputBackendConfig::Simulated {
-            log: head.sim_log.as_deref().map(|p| ctx.path(p)),
-        },
-        other => {
-            ctx.bad(
-                "outputs.backend",
-                format!("{other:?} is not one of: gpio, simulated"),
-            );
-            OutputBackendConfig::Simulated { log: None }
-        }
-    };
-    unique(
-        ctx,
-        "output",
-        raw.output_lines
-            .iter()
-            .map(|o| (o.path.as_str(), o.value.id.as_str())),
-    );
+    let backend = ctx
+        .named(
+            "outputs.backend",
+            head.backend.as_deref(),
+            BackendKind::Simulated,
+        )
+        .unwrap_or(BackendKind::Simulated);
+    let mut complete = true;
     let mut lines = Vec::new();
-    let mut used: HashMap<String, String> = HashMap::new();
     for o in &raw.output_lines {
         let (p, v) = (&o.path, &o.value);
         let id = ctx.id(&format!("{p}.id"), &v.id, OutputId::new);
-        let role = ctx.choice(
+        let role = ctx.named(
             &format!("{p}.role"),
             Some(v.role.as_str()),
             OutputRole::Relay,
-            &[
-                ("siren", OutputRole::Siren),
-                ("relay", OutputRole::Relay),
-                ("healthy", OutputRole::Healthy),
-            ],
         );
         let line = ctx.line_ref(p, v.offset, v.name.as_deref());
-        if let Some(l) = &line {
-            let key = format!("{l:?}");
-            if let Some(first) = used.get(&key) {
-                ctx.bad(p.clone(), format!("uses the same GPIO line as {first}"));
-            } else {
-                used.insert(key, p.clone());
-            }
-        }
-        let default_safe = match role {
-            Some(OutputRole::Healthy)
-            | Some(OutputRole::Siren)
-            | Some(OutputRole::Relay)
-            | None => SafeState::Off,
-        };
-        let safe_state = ctx.choice(
+        let safe_state = ctx.named(
             &format!("{p}.safe_state"),
             v.safe_state.as_deref(),
-            default_safe,
-            &[("off", SafeState::Off), ("on", SafeState::On)],
+            SafeState::Off,
         );
         if let (Some(id), Some(role), Some(line), Some(safe_state)) = (id, role, line, safe_state) {
             lines.push(OutputLineConfig {
@@ -754,31 +711,37 @@ fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig) -> OutputsConfig {
                 active_low: v.active_low.unwrap_or(false),
                 safe_state,
             });
+        } else {
+            complete = false;
         }
     }
-    if lines
-        .iter()
-        .filter(|l| l.role == OutputRole::Healthy)
-        .count()
-        > 1
-    {
-        ctx.bad(
-            "outputs.lines",
-            "at most one line may have role = \"healthy\"",
-        );
-    }
-    OutputsConfig {
+    let mut input = |path: &str, raw: &Option<RawInput>| match raw {
+        None => None,
+        Some(i) => {
+            let v = validate_input(ctx, path, i);
+            complete &= v.is_some();
+            v
+        }
+    };
+    let inputs = InputsConfig {
+        ack_button: input("outputs.ack_button", &head.ack_button),
+        door_contact: input("outputs.door_contact", &head.door_contact),
+    };
+    let outputs = OutputsConfig {
         backend,
+        chip: head.chip.clone().unwrap_or_default(),
         lines,
-        ack_button: head
-            .ack_button
-            .as_ref()
-            .and_then(|i| validate_input(ctx, "outputs.ack_button", i)),
-        door_contact: head
-            .door_contact
-            .as_ref()
-            .and_then(|i| validate_input(ctx, "outputs.door_contact", i)),
+        inputs,
+        health_timeout,
+        sim_log: head.sim_log.as_deref().map(|p| ctx.path(p)),
+    };
+    // The outputs' own checks need every line: their paths count lines by position.
+    if complete {
+        for p in outputs.problems() {
+            ctx.bad(p.field, p.reason);
+        }
     }
+    outputs
 }
 
 fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Schedule> {
@@ -796,12 +759,7 @@ fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Sche
         .iter()
         .enumerate()
     {
-        match ctx.choice(
-            &format!("{p}.days[{i}]"),
-            Some(d.as_str()),
-            Weekday::Mon,
-            &Weekday::NAMED,
-        ) {
+        match ctx.named(&format!("{p}.days[{i}]"), Some(d.as_str()), Weekday::Mon) {
             Some(w) => days.push(w),
             None => ok = false,
         }
@@ -958,15 +916,10 @@ fn validate_rule(
                 .map(|max_persons| RuleKind::Occupancy { max_persons }),
         },
         "line_crossing" => ctx
-            .choice(
+            .named(
                 &format!("{p}.direction"),
                 r.direction.as_deref(),
-                Direction::Either,
-                &[
-                    ("a_to_b", Direction::AToB),
-                    ("b_to_a", Direction::BToA),
-                    ("either", Direction::Either),
-                ],
+                LineDirection::Either,
             )
             .map(|direction| RuleKind::LineCrossing { direction }),
         "door_open" => {
@@ -1074,15 +1027,10 @@ fn validate_rule(
         }
     };
 
-    let severity = ctx.choice(
+    let severity = ctx.named(
         &format!("{p}.severity"),
         r.severity.as_deref(),
         Severity::Warning,
-        &[
-            ("info", Severity::Info),
-            ("warning", Severity::Warning),
-            ("critical", Severity::Critical),
-        ],
     );
     let cooldown = ctx.secs_in(
         &format!("{p}.cooldown_s"),
@@ -1132,9 +1080,7 @@ fn validate_rule(
                 }
                 "pulsed" => ctx
                     .int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
-                    .map(|ms| SirenPattern::Pulsed {
-                        period: Duration::from_millis(ms),
-                    }),
+                    .map(|ms| SirenPattern::pulsed(Duration::from_millis(ms))),
                 other => {
                     ctx.bad(
                         format!("{sp}.pattern"),
@@ -1161,12 +1107,7 @@ fn validate_rule(
             .secs_in(&format!("{p}.relay_latch_s"), v, 0.0, 0.1, 86_400.0)
             .map(Some),
     };
-    let anchor = ctx.choice(
-        &format!("{p}.anchor"),
-        r.anchor.as_deref(),
-        Anchor::Feet,
-        ANCHORS,
-    );
+    let anchor = ctx.named(&format!("{p}.anchor"), r.anchor.as_deref(), Anchor::Feet);
 
     Some(RuleConfig {
         name: r.name.clone().unwrap_or_else(|| r.id.clone()),

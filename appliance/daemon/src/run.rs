@@ -99,8 +99,7 @@ fn prepare_dirs(config: &Config) -> anyhow::Result<()> {
     if mode & 0o077 != 0 {
         tracing::warn!(dir = %state.display(), mode = format!("{:o}", mode & 0o777), "state directory is readable by others");
     }
-    if let safe_yolo_config::OutputBackendConfig::Simulated { log: Some(log) } =
-        &config.outputs.backend
+    if let Some(log) = &config.outputs.sim_log
         && let Some(parent) = log.parent()
     {
         std::fs::create_dir_all(parent)

@@ -17,9 +17,8 @@ use std::path::PathBuf;
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
 use safe_yolo_api::{Control, SettingsChange};
-use safe_yolo_config::{
-    Anchor, Config, Direction, OutputRole, RuleKind, Schedule, Severity, SirenPattern, SourceConfig,
-};
+use safe_yolo_config::{Config, RuleKind, Schedule, SirenPattern, SourceConfig};
+use safe_yolo_domain::Named;
 use safe_yolo_store::SettingKind;
 use serde_json::{Value, json};
 
@@ -220,14 +219,9 @@ impl Control for LiveSettings {
                 .lines
                 .iter()
                 .map(|l| {
-                    let role = match l.role {
-                        OutputRole::Siren => "siren",
-                        OutputRole::Relay => "relay",
-                        OutputRole::Healthy => "healthy",
-                    };
                     (
                         l.id.to_string(),
-                        json!({ "role": role, "active_low": l.active_low }),
+                        json!({ "role": l.role, "active_low": l.active_low }),
                     )
                 })
                 .collect(),
@@ -240,7 +234,7 @@ fn zone_doc(z: &safe_yolo_config::ZoneConfig) -> Value {
         "camera": z.camera,
         "name": z.name,
         "polygon": z.polygon.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>(),
-        "anchor": anchor_name(z.anchor),
+        "anchor": Named::as_str(z.anchor),
     })
 }
 
@@ -252,13 +246,6 @@ fn line_doc(l: &safe_yolo_config::LineConfig) -> Value {
         "from": [a.x, a.y],
         "to": [b.x, b.y],
     })
-}
-
-fn anchor_name(a: Anchor) -> &'static str {
-    match a {
-        Anchor::Feet => "feet",
-        Anchor::Centre => "centre",
-    }
 }
 
 /// `HH:MM` of a minute of the day (1440 is `24:00`).
@@ -293,11 +280,7 @@ fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> Value {
 }
 
 fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
-    let severity = match r.severity {
-        Severity::Info => "info",
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    };
+    let severity = r.severity.as_str();
     let mut doc = json!({
         "name": r.name,
         "kind": r.kind.name(),
@@ -306,16 +289,16 @@ fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
         "cooldown_s": r.cooldown.as_secs_f64(),
         "clear_after_s": r.clear_after.as_secs_f64(),
         "outputs": r.outputs,
-        "anchor": anchor_name(r.anchor),
+        "anchor": Named::as_str(r.anchor),
     });
     if let Some(s) = &r.schedule {
         doc["schedule"] = schedule_doc(s);
     }
     let mut siren = match r.siren.pattern {
         SirenPattern::Steady => json!({ "pattern": "steady" }),
-        SirenPattern::Pulsed { period } => json!({
+        SirenPattern::Pulsed { on, off } => json!({
             "pattern": "pulsed",
-            "period_ms": u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
+            "period_ms": u64::try_from((on + off).as_millis()).unwrap_or(u64::MAX),
         }),
     };
     if let Some(d) = r.siren.duration {
@@ -346,11 +329,7 @@ fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
         RuleKind::Dwell { limit } => doc["seconds"] = json!(limit.as_secs_f64()),
         RuleKind::Occupancy { max_persons } => doc["max_persons"] = json!(max_persons),
         RuleKind::LineCrossing { direction } => {
-            doc["direction"] = json!(match direction {
-                Direction::AToB => "a_to_b",
-                Direction::BToA => "b_to_a",
-                Direction::Either => "either",
-            });
+            doc["direction"] = json!(direction.as_str());
         }
         RuleKind::CameraOffline { after } => doc["offline_after_s"] = json!(after.as_secs_f64()),
         RuleKind::DoorOpen { after } => doc["open_after_s"] = json!(after.as_secs_f64()),

@@ -6,9 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use safe_yolo_config::{
-    Config, InputConfig, LineRef, OutputBackendConfig, OutputRole, SafeState, SourceConfig,
-};
+use safe_yolo_config::{Config, SourceConfig};
 use safe_yolo_outputs as outputs;
 use safe_yolo_pipeline::{CameraSpec, PipelineConfig};
 use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
@@ -21,66 +19,12 @@ pub struct Outputs {
     thread: Option<JoinHandle<outputs::RunnerReport>>,
 }
 
-fn line_ref(l: &LineRef) -> outputs::LineRef {
-    match l {
-        LineRef::Offset(o) => outputs::LineRef::Offset(*o),
-        LineRef::Name(n) => outputs::LineRef::Name(n.clone()),
-    }
-}
-
-fn input(i: &InputConfig) -> outputs::config::InputConfig {
-    outputs::config::InputConfig {
-        line: line_ref(&i.line),
-        active_low: i.active_low,
-        debounce_ms: u64::try_from(i.debounce.as_millis()).unwrap_or(u64::MAX),
-    }
-}
-
-/// The outputs section in the outputs crate's own terms.
-pub fn outputs_config(config: &Config) -> outputs::OutputsConfig {
-    let c = &config.outputs;
-    let (backend, chip, sim_log_file) = match &c.backend {
-        OutputBackendConfig::Gpio { chip } => (outputs::BackendKind::Gpio, chip.clone(), None),
-        OutputBackendConfig::Simulated { log } => {
-            (outputs::BackendKind::Simulated, String::new(), log.clone())
-        }
-    };
-    outputs::OutputsConfig {
-        backend,
-        chip,
-        lines: c
-            .lines
-            .iter()
-            .map(|l| outputs::config::LineConfig {
-                id: l.id.clone(),
-                role: match l.role {
-                    OutputRole::Siren => outputs::OutputRole::Siren,
-                    OutputRole::Relay => outputs::OutputRole::Relay,
-                    OutputRole::Healthy => outputs::OutputRole::Healthy,
-                },
-                line: line_ref(&l.line),
-                active_low: l.active_low,
-                safe_state: match l.safe_state {
-                    SafeState::Off => outputs::SafeState::Off,
-                    SafeState::On => outputs::SafeState::On,
-                },
-            })
-            .collect(),
-        inputs: outputs::config::InputsConfig {
-            ack_button: c.ack_button.as_ref().map(input),
-            door_contact: c.door_contact.as_ref().map(input),
-        },
-        health_timeout_ms: u64::try_from(config.system.stall_timeout.as_millis()).unwrap_or(10_000),
-        tick_ms: 10,
-        max_test_ms: 60_000,
-        sim_log_file,
-    }
-}
-
 /// Opens the outputs backend and starts the runner, which puts every line
 /// in its safe state before it serves anything.
 pub async fn start_outputs(config: &Config, metrics: &Metrics) -> anyhow::Result<Outputs> {
-    let validated = outputs_config(config)
+    let validated = config
+        .outputs
+        .clone()
         .validate()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("invalid outputs configuration")?;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod frame;
 pub mod geometry;
 pub mod ids;
+pub mod vocabulary;
 pub mod weekday;
 
 pub use detection::Detection;
@@ -18,4 +19,12 @@ pub use error::{ErrorChain, error_chain};
 pub use frame::{FrameMeta, RgbFrame};
 pub use geometry::{BBox, Line, NormPoint, Polygon, PolygonError};
 pub use ids::{CameraId, IdError, OutputId, RuleId, ZoneId};
+pub use vocabulary::{Named, Severity};
 pub use weekday::Weekday;
+
+// The macro `named_vocabulary!` reaches serde and schemars through these, so the
+// crates that declare a vocabulary need neither as a direct dependency.
+#[doc(hidden)]
+pub use schemars as __schemars;
+#[doc(hidden)]
+pub use serde as __serde;

@@ -1,5 +1,7 @@
 //! Days of the week, as schedules name them.
 
+use crate::Named;
+
 /// A day of the week.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Weekday {
@@ -40,9 +42,12 @@ impl Weekday {
     pub fn pred(self) -> Weekday {
         Weekday::ALL[(usize::from(self.index()) + 6) % 7]
     }
+}
 
+impl Named for Weekday {
+    const WHAT: &'static str = "weekday";
     /// Every day with the name configuration files and the API use, Monday first.
-    pub const NAMED: [(&'static str, Weekday); 7] = [
+    const NAMED: &'static [(&'static str, Self)] = &[
         ("mon", Weekday::Mon),
         ("tue", Weekday::Tue),
         ("wed", Weekday::Wed),
@@ -51,12 +56,8 @@ impl Weekday {
         ("sat", Weekday::Sat),
         ("sun", Weekday::Sun),
     ];
-
-    /// The name configuration files and the API use (`mon` .. `sun`).
-    pub fn as_str(self) -> &'static str {
-        Self::NAMED[usize::from(self.index())].0
-    }
 }
+crate::named_vocabulary!(Weekday);
 
 #[cfg(test)]
 mod tests {
@@ -72,7 +73,7 @@ mod tests {
         let names: Vec<_> = Weekday::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(names, ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]);
         for (name, d) in Weekday::NAMED {
-            assert_eq!(d.as_str(), name);
+            assert_eq!(d.as_str(), *name);
         }
     }
 }

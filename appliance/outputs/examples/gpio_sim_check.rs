@@ -19,8 +19,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use safe_yolo_domain::{OutputId, RuleId};
-use safe_yolo_outputs::config::OutputsConfig;
-use safe_yolo_outputs::{ActionSpec, Driver, GpioCdevBackend, InputRole, OutputsRunner, Source};
+use safe_yolo_outputs::config::{
+    BackendKind, InputConfig, InputsConfig, LineConfig, LineRef, OutputsConfig,
+};
+use safe_yolo_outputs::{
+    ActionSpec, Driver, GpioCdevBackend, InputRole, OutputRole, OutputsRunner, SafeState, Source,
+};
 
 const CONFIGFS: &str = "/sys/kernel/config/gpio-sim/sim0";
 
@@ -99,40 +103,56 @@ async fn main() -> ExitCode {
     sim.pull(4, "pull-down");
 
     // The chip is selected by its label here, by name and path below.
-    let config = format!(
-        r#"
-        backend = "gpio"
-        chip = "{label}"
-        health_timeout_ms = 500
-        [[lines]]
-        id = "siren"
-        role = "siren"
-        line = "SIREN"
-        active_low = true
-        safe_state = "off"
-        [[lines]]
-        id = "stop"
-        role = "relay"
-        line = 1
-        safe_state = "on"
-        [[lines]]
-        id = "healthy"
-        role = "healthy"
-        line = "HEALTHY"
-        safe_state = "off"
-        [inputs.ack_button]
-        line = "ACK"
-        active_low = true
-        debounce_ms = 20
-        [inputs.door_contact]
-        line = 4
-        debounce_ms = 30
-        "#
-    );
-    let v = toml::from_str::<OutputsConfig>(&config)
-        .unwrap()
-        .validate()
-        .unwrap();
+    let line = |id: &str, role, line, active_low, safe_state| LineConfig {
+        id: OutputId::new(id).unwrap(),
+        role,
+        line,
+        active_low,
+        safe_state,
+    };
+    let v = OutputsConfig {
+        backend: BackendKind::Gpio,
+        chip: label.clone(),
+        lines: vec![
+            line(
+                "siren",
+                OutputRole::Siren,
+                LineRef::Name("SIREN".into()),
+                true,
+                SafeState::Off,
+            ),
+            line(
+                "stop",
+                OutputRole::Relay,
+                LineRef::Offset(1),
+                false,
+                SafeState::On,
+            ),
+            line(
+                "healthy",
+                OutputRole::Healthy,
+                LineRef::Name("HEALTHY".into()),
+                false,
+                SafeState::Off,
+            ),
+        ],
+        inputs: InputsConfig {
+            ack_button: Some(InputConfig {
+                line: LineRef::Name("ACK".into()),
+                active_low: true,
+                debounce: Duration::from_millis(20),
+            }),
+            door_contact: Some(InputConfig {
+                line: LineRef::Offset(4),
+                active_low: false,
+                debounce: Duration::from_millis(30),
+            }),
+        },
+        health_timeout: Duration::from_millis(500),
+        sim_log: None,
+    }
+    .validate()
+    .unwrap();
     let backend = GpioCdevBackend::open(&v).unwrap();
     // Siren: active-low and safe off, so electrically high. Stop relay: safe on. Healthy: low.
     r.check(
@@ -163,14 +183,21 @@ async fn main() -> ExitCode {
         Ok(_) => r.check("busy lines refused", false, "a second open succeeded"),
     }
     for chip_ref in [chip_name.clone(), format!("/dev/{chip_name}")] {
-        let t = format!(
-            "backend = \"gpio\"\nchip = \"{chip_ref}\"\n[[lines]]\nid = \"x\"\nrole = \"generic\"\nline = 7\nsafe_state = \"on\"\n"
-        );
         let b = GpioCdevBackend::open(
-            &toml::from_str::<OutputsConfig>(&t)
-                .unwrap()
-                .validate()
-                .unwrap(),
+            &OutputsConfig {
+                backend: BackendKind::Gpio,
+                chip: chip_ref.clone(),
+                lines: vec![line(
+                    "x",
+                    OutputRole::Generic,
+                    LineRef::Offset(7),
+                    false,
+                    SafeState::On,
+                )],
+                ..OutputsConfig::simulated()
+            }
+            .validate()
+            .unwrap(),
         );
         r.check(
             &format!("chip selected by {chip_ref}"),

@@ -464,7 +464,7 @@ impl GpioCdevBackend {
             let lines: Vec<(u32, Duration)> = inputs
                 .iter()
                 .zip(in_offsets)
-                .map(|((_, c), o)| (*o, c.debounce()))
+                .map(|((_, c), o)| (*o, c.debounce))
                 .collect();
             let request = Request::from_config(input_request_config(&path, &lines))
                 .with_consumer(CONSUMER)
@@ -710,12 +710,7 @@ mod tests {
         let cfg = crate::config::OutputsConfig {
             backend: crate::config::BackendKind::Gpio,
             chip: "/nonexistent/gpiochip42".into(),
-            lines: Vec::new(),
-            inputs: Default::default(),
-            health_timeout_ms: 2000,
-            tick_ms: 10,
-            max_test_ms: 1000,
-            sim_log_file: None,
+            ..crate::config::OutputsConfig::simulated()
         }
         .validate()
         .unwrap();

@@ -76,7 +76,7 @@ pub fn open_backend(
         }
         BackendKind::Simulated => {
             let mut b = SimBackend::new(&cfg.specs, &cfg.input_roles()).map_err(OpenError::Sim)?;
-            if let Some(path) = &cfg.config.sim_log_file {
+            if let Some(path) = &cfg.config.sim_log {
                 b = b.with_log_file(path).map_err(OpenError::Sim)?;
             }
             let h = b.handle();

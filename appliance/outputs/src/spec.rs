@@ -6,12 +6,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use safe_yolo_domain::{OutputId, RuleId};
+use safe_yolo_domain::{Named, OutputId, RuleId};
 use serde::{Deserialize, Serialize};
 
 /// What an output is wired to; decides its idle level and which actions it accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutputRole {
     /// An audible or visual alarm; accepts steady and pulsed patterns.
     Siren,
@@ -24,6 +23,17 @@ pub enum OutputRole {
     Generic,
 }
 
+impl Named for OutputRole {
+    const WHAT: &'static str = "output role";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("siren", Self::Siren),
+        ("relay", Self::Relay),
+        ("healthy", Self::Healthy),
+        ("generic", Self::Generic),
+    ];
+}
+safe_yolo_domain::named_vocabulary!(OutputRole);
+
 impl OutputRole {
     /// Whether rule actions may drive an output of this role.
     pub fn accepts_actions(self) -> bool {
@@ -32,14 +42,19 @@ impl OutputRole {
 }
 
 /// The logical level an output is forced to on start, on shutdown and on a pipeline fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SafeState {
     /// The output is inactive (de-energised) in the safe state.
     Off,
     /// The output is active (energised) in the safe state, e.g. a stop relay.
     On,
 }
+
+impl Named for SafeState {
+    const WHAT: &'static str = "safe state";
+    const NAMED: &'static [(&'static str, Self)] = &[("off", Self::Off), ("on", Self::On)];
+}
+safe_yolo_domain::named_vocabulary!(SafeState);
 
 impl SafeState {
     /// The logical level (`true` = active) of this safe state.

@@ -78,15 +78,7 @@ pub enum RulesError {
 }
 
 /// How serious an alarm is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    /// Recorded only.
-    Info,
-    /// Needs attention.
-    Warning,
-    /// Immediate danger: sirens and relays.
-    Critical,
-}
+pub use safe_yolo_domain::Severity;
 
 /// Which way across a counting line raises the rule. Side A is on the left
 /// of the line walking from its first to its second point, side B on the right.
@@ -108,6 +100,16 @@ pub enum Crossing {
     /// From side B to side A.
     BToA,
 }
+
+impl safe_yolo_domain::Named for LineDirection {
+    const WHAT: &'static str = "crossing direction";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("a_to_b", LineDirection::AToB),
+        ("b_to_a", LineDirection::BToA),
+        ("either", LineDirection::Either),
+    ];
+}
+safe_yolo_domain::named_vocabulary!(LineDirection);
 
 impl LineDirection {
     /// Whether `c` matches this direction.

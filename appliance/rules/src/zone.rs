@@ -38,6 +38,16 @@ pub enum Anchor {
     Centre,
 }
 
+impl safe_yolo_domain::Named for Anchor {
+    const WHAT: &'static str = "anchor";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("feet", Anchor::Feet),
+        ("centre", Anchor::Centre),
+        ("center", Anchor::Centre),
+    ];
+}
+safe_yolo_domain::named_vocabulary!(Anchor);
+
 impl Anchor {
     /// The anchor point of `bbox` (pixels) in a `width x height` frame,
     /// normalised and clamped into the frame, and kept a hair inside its

@@ -6,6 +6,7 @@
 //! file as `config.toml`, and `MANIFEST.json` (written last, so its presence marks a
 //! complete backup) listing every file with its size and SHA-256.
 
+use safe_yolo_domain::Named;
 use std::fs;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@
 //! returned [`Ticket`], which resolves after the commit (the writer groups everything
 //! queued into one transaction, then acknowledges each event).
 
+use safe_yolo_domain::Named;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

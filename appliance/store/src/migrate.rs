@@ -265,17 +265,13 @@ fn v1_to_v2(tx: &WriteTransaction) -> Result<(), StoreError> {
 /// Converts one v1 event into the v2 record.
 fn upgrade_event(e: EventV1) -> Result<Event, StoreError> {
     let bad = |field: &'static str, reason: String| StoreError::Invalid { field, reason };
-    let severity = match e.severity.as_str() {
-        "info" => Severity::Info,
-        "warning" => Severity::Warning,
-        "critical" => Severity::Critical,
-        other => {
-            return Err(bad(
+    let severity =
+        <Severity as safe_yolo_domain::Named>::from_name(&e.severity).ok_or_else(|| {
+            bad(
                 "severity",
-                format!("event {}: unknown {other:?}", e.id),
-            ));
-        }
-    };
+                format!("event {}: unknown {:?}", e.id, e.severity),
+            )
+        })?;
     let ack = match (e.acked_by, e.acked_at) {
         (Some(by), Some(at)) => Some(Acknowledgement { by, at }),
         _ => None,

@@ -11,28 +11,8 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch.
 pub type UnixMs = u64;
 
-/// How serious an event is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Informational, e.g. a counting-line crossing.
-    Info,
-    /// Needs attention.
-    Warning,
-    /// A safety alarm.
-    Critical,
-}
-
-impl Severity {
-    /// The lowercase name used on the wire and in exports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-}
+/// How serious an event is (stored by its name: `info`, `warning`, `critical`).
+pub use safe_yolo_domain::Severity;
 
 /// Who acknowledged an event and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

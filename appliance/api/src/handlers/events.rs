@@ -5,6 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use safe_yolo_domain::Named;
 use safe_yolo_domain::{CameraId, RuleId};
 use safe_yolo_outputs::AckTarget;
 use safe_yolo_store::{AuditRecord, Event, EventPage, EventQuery, StateFilter, now_ms};

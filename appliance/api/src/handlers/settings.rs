@@ -12,8 +12,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use safe_yolo_capture::{Pacing, SourceRequest};
-use safe_yolo_config::minutes_of_day;
-use safe_yolo_domain::{CameraId, Line, OutputId, Polygon, PolygonError, ZoneId};
+use safe_yolo_config::{Anchor, minutes_of_day};
+use safe_yolo_domain::{
+    CameraId, Line, OutputId, Polygon, PolygonError, Severity, Weekday, ZoneId,
+};
 use safe_yolo_store::{SettingDoc, SettingKind, StoreError, now_ms};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -123,14 +125,6 @@ impl Doc for CameraDoc {
     }
 }
 
-/// Which point of a person is tested against a zone.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum AnchorDoc {
-    Feet,
-    Centre,
-}
-
 /// A zone document.
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -140,7 +134,7 @@ pub(crate) struct ZoneDoc {
     name: String,
     /// Outline in normalised coordinates `[x, y]`, 0..=1.
     polygon: Vec<[f32; 2]>,
-    anchor: Option<AnchorDoc>,
+    anchor: Option<Anchor>,
 }
 
 impl Doc for ZoneDoc {
@@ -189,19 +183,6 @@ impl Doc for LineDoc {
     }
 }
 
-/// Days of the week of a schedule.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum DayDoc {
-    Mon,
-    Tue,
-    Wed,
-    Thu,
-    Fri,
-    Sat,
-    Sun,
-}
-
 /// When a rule is armed: on `days`, from `from` to `to` (local time, `HH:MM`;
 /// `to` before `from` wraps midnight; `24:00` is the end of the day).
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
@@ -209,7 +190,7 @@ pub(crate) enum DayDoc {
 pub(crate) struct ScheduleDoc {
     /// Days the window opens (default: every day).
     #[serde(skip_serializing_if = "Option::is_none")]
-    days: Option<Vec<DayDoc>>,
+    days: Option<Vec<Weekday>>,
     /// Opening time `HH:MM` (default `00:00`).
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<String>,
@@ -304,15 +285,6 @@ impl SirenDoc {
     }
 }
 
-/// Severity of a rule.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum SeverityDoc {
-    Info,
-    Warning,
-    Critical,
-}
-
 /// The rule kinds of the safety regulation panel.
 #[derive(Debug, Deserialize, Serialize, Clone, Copy, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -338,7 +310,7 @@ pub(crate) struct RuleDoc {
     camera: Option<CameraId>,
     #[schemars(with = "Option<String>")]
     zone: Option<ZoneId>,
-    severity: SeverityDoc,
+    severity: Severity,
     cooldown_s: Option<f64>,
     clear_after_s: Option<f64>,
     #[schemars(with = "Option<Vec<String>>")]
@@ -360,7 +332,7 @@ pub(crate) struct RuleDoc {
     /// Relay outputs latch this long (0.1-86400 s); absent: until acknowledged.
     relay_latch_s: Option<f64>,
     /// Point of a person's box tested against the zone (default: feet).
-    anchor: Option<AnchorDoc>,
+    anchor: Option<Anchor>,
 }
 
 impl Doc for RuleDoc {
