@@ -1068,27 +1068,33 @@ fn validate_rule(
         }),
         Some(s) => {
             let sp = format!("{p}.siren");
-            let pattern = match s.pattern.as_str() {
-                "steady" => {
-                    if s.period_ms.is_some() {
-                        ctx.bad(
-                            format!("{sp}.period_ms"),
-                            "applies only to pattern = \"pulsed\"",
-                        );
-                    }
-                    Some(SirenPattern::Steady)
-                }
-                "pulsed" => ctx
-                    .int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
-                    .map(|ms| SirenPattern::pulsed(Duration::from_millis(ms))),
-                other => {
+            let period = if s.pattern == "pulsed" {
+                ctx.int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
+            } else {
+                if s.period_ms.is_some() {
                     ctx.bad(
-                        format!("{sp}.pattern"),
-                        format!("{other:?} is not one of: steady, pulsed"),
+                        format!("{sp}.period_ms"),
+                        "applies only to pattern = \"pulsed\"",
                     );
-                    None
                 }
+                Some(0)
             };
+            let pattern =
+                match SirenPattern::of_kind(&s.pattern, Duration::from_millis(period.unwrap_or(0)))
+                {
+                    None => {
+                        ctx.bad(
+                            format!("{sp}.pattern"),
+                            format!(
+                                "{:?} is not one of: {}",
+                                s.pattern,
+                                SirenPattern::KINDS.join(", ")
+                            ),
+                        );
+                        None
+                    }
+                    Some(p) => period.map(|_| p),
+                };
             let duration = match s.duration_s {
                 None => Some(None),
                 d => ctx

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
 use safe_yolo_api::{Control, SettingsChange};
-use safe_yolo_config::{Config, RuleKind, Schedule, SirenPattern, SourceConfig};
+use safe_yolo_config::{Config, RuleKind, Schedule, SourceConfig};
 use safe_yolo_domain::Named;
 use safe_yolo_store::SettingKind;
 use serde_json::{Value, json};
@@ -294,13 +294,10 @@ fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
     if let Some(s) = &r.schedule {
         doc["schedule"] = schedule_doc(s);
     }
-    let mut siren = match r.siren.pattern {
-        SirenPattern::Steady => json!({ "pattern": "steady" }),
-        SirenPattern::Pulsed { on, off } => json!({
-            "pattern": "pulsed",
-            "period_ms": u64::try_from((on + off).as_millis()).unwrap_or(u64::MAX),
-        }),
-    };
+    let mut siren = json!({ "pattern": r.siren.pattern.kind() });
+    if let Some(period) = r.siren.pattern.period() {
+        siren["period_ms"] = json!(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
+    }
     if let Some(d) = r.siren.duration {
         siren["duration_s"] = json!(d.as_secs_f64());
     }

@@ -101,6 +101,35 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// The kinds of pattern by the name files and the API write (`pattern = "pulsed"`).
+    pub const KINDS: [&'static str; 2] = ["steady", "pulsed"];
+
+    /// The pattern of kind `name`; a pulsed one with the full on+off `period`.
+    /// `None` for a name that is not one of [`Self::KINDS`].
+    pub fn of_kind(name: &str, period: Duration) -> Option<Self> {
+        match name {
+            "steady" => Some(Self::Steady),
+            "pulsed" => Some(Self::pulsed(period)),
+            _ => None,
+        }
+    }
+
+    /// The kind's name (one of [`Self::KINDS`]).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Steady => "steady",
+            Self::Pulsed { .. } => "pulsed",
+        }
+    }
+
+    /// The full on+off period of a pulsed pattern.
+    pub fn period(self) -> Option<Duration> {
+        match self {
+            Self::Steady => None,
+            Self::Pulsed { on, off } => Some(on.saturating_add(off)),
+        }
+    }
+
     /// A square wave with the given period (half on, half off).
     pub fn pulsed(period: Duration) -> Self {
         let on = period / 2;

@@ -6,13 +6,14 @@
 //! and its audit row: a change the daemon refuses is never stored.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use safe_yolo_capture::{Pacing, SourceRequest};
-use safe_yolo_config::{Anchor, minutes_of_day};
+use safe_yolo_config::{Anchor, SirenPattern as Pattern, minutes_of_day};
 use safe_yolo_domain::{
     CameraId, Line, OutputId, Polygon, PolygonError, Severity, Weekday, ZoneId,
 };
@@ -234,19 +235,21 @@ impl ScheduleDoc {
     }
 }
 
-/// How a siren sounds.
-#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum SirenPatternDoc {
-    Steady,
-    Pulsed,
+/// The schema of a siren's pattern: one of the outputs' pattern kinds.
+fn pattern_kind_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "How a siren sounds.",
+        "type": "string",
+        "enum": Pattern::KINDS,
+    })
 }
 
 /// Siren behaviour of a rule.
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SirenDoc {
-    pattern: SirenPatternDoc,
+    #[schemars(schema_with = "pattern_kind_schema")]
+    pattern: String,
     /// Full on+off period of `pulsed`, 100-10000 ms (default 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     period_ms: Option<u64>,
@@ -257,14 +260,24 @@ pub(crate) struct SirenDoc {
 
 impl SirenDoc {
     fn check(&self) -> Result<(), HttpError> {
-        match (self.pattern, self.period_ms) {
-            (SirenPatternDoc::Steady, Some(_)) => {
+        let pattern = Pattern::of_kind(&self.pattern, Duration::ZERO).ok_or_else(|| {
+            HttpError::invalid(
+                "doc.siren.pattern",
+                format!(
+                    "{:?} is not one of: {}",
+                    self.pattern,
+                    Pattern::KINDS.join(", ")
+                ),
+            )
+        })?;
+        match (pattern, self.period_ms) {
+            (Pattern::Steady, Some(_)) => {
                 return Err(HttpError::invalid(
                     "doc.siren.period_ms",
                     "applies only to pattern \"pulsed\"",
                 ));
             }
-            (SirenPatternDoc::Pulsed, Some(p)) if !(100..=10_000).contains(&p) => {
+            (Pattern::Pulsed { .. }, Some(p)) if !(100..=10_000).contains(&p) => {
                 return Err(HttpError::invalid(
                     "doc.siren.period_ms",
                     "must be between 100 and 10000 ms",
@@ -585,7 +598,7 @@ mod tests {
             Some("doc.schedule.to")
         );
         let s = SirenDoc {
-            pattern: SirenPatternDoc::Steady,
+            pattern: "steady".into(),
             period_ms: Some(500),
             duration_s: None,
         };
