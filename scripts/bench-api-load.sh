@@ -18,9 +18,10 @@ cd "$(dirname "$0")/.."
 backend="${1:-auto}"
 limit="${2:-50}"
 secs="${3:-30}"
-target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
+# A plain build (no coverage counters): SAFEYOLO_COVERAGE=0 scripts/build.sh
+target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}-plain"
 bin="$target/debug/safe-yolo"
-[ -x "$bin" ] || { echo "no daemon at $bin: run scripts/build.sh first" >&2; exit 2; }
+[ -x "$bin" ] || { echo "no daemon at $bin: run SAFEYOLO_COVERAGE=0 scripts/build.sh first" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 [ -f demo-media/vtest.mjpeg ] || scripts/demo-media.sh demo-media
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then

@@ -20,9 +20,10 @@ cd "$(dirname "$0")/.."
 secs="${1:-120}"
 backend="${2:-auto}"
 every="${3:-2}"
-target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
+# A plain build (no coverage counters): SAFEYOLO_COVERAGE=0 scripts/build.sh
+target="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}-plain"
 bin="$target/debug/safe-yolo"
-[ -x "$bin" ] || { echo "no daemon at $bin: run scripts/build.sh first" >&2; exit 2; }
+[ -x "$bin" ] || { echo "no daemon at $bin: run SAFEYOLO_COVERAGE=0 scripts/build.sh first" >&2; exit 2; }
 [ -f demo-media/vtest.mjpeg ] || scripts/demo-media.sh demo-media
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     ORT_DYLIB_PATH="$(scripts/ort-dylib.sh 2>/dev/null || true)"

@@ -51,7 +51,7 @@ sed -i -e "s#^sim_log = .*#sim_log = \"$TMP/state/outputs.jsonl\"#" "$TMP/demo.t
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
 SAFEYOLO_STORAGE__STATE_DIR="$TMP/state" SAFEYOLO_API__BIND="127.0.0.1:$PORT" \
-    "$BIN" run --config "$TMP/demo.toml" >"$TMP/daemon.log" 2>&1 &
+    LLVM_PROFILE_FILE=/dev/null "$BIN" run --config "$TMP/demo.toml" >"$TMP/daemon.log" 2>&1 &
 DAEMON_PID=$!
 
 echo "daemon pid $DAEMON_PID on https://127.0.0.1:$PORT (log $TMP/daemon.log)"

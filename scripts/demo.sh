@@ -13,4 +13,5 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
     export ORT_DYLIB_PATH
 fi
 bin="$(scripts/build.sh)"
-exec "$bin" run --config config/demo.toml "$@"
+# The one build is instrumented for coverage; the demo keeps no profile.
+LLVM_PROFILE_FILE=/dev/null exec "$bin" run --config config/demo.toml "$@"

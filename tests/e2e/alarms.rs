@@ -91,6 +91,30 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
     assert_eq!(status, 200, "{sys}");
     assert!(sys["update"].is_object(), "no update state in {sys}");
 
+    // A rule edit naming a zone that does not exist is refused with every problem at
+    // its key path (the object by id), the request's field first; nothing is stored.
+    let (status, body) = c.json(
+        "PUT",
+        "/api/v1/rules/dock-intrusion",
+        Some(&serde_json::json!({"doc": {
+            "name": "Dock intrusion", "kind": "intrusion", "zone": "dok", "severity": "critical"
+        }})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "doc.zone", "{body}");
+    let problem = &body["problems"][0];
+    assert_eq!(problem["field"], "rules.dock-intrusion.zone", "{body}");
+    assert!(
+        problem["reason"].as_str().unwrap().contains("\"dok\""),
+        "{body}"
+    );
+    let (status, rules) = c.json("GET", "/api/v1/rules", None);
+    assert_eq!(status, 200, "{rules}");
+    assert!(
+        !rules.to_string().contains("dock-intrusion"),
+        "a refused edit was stored: {rules}"
+    );
+
     // An intrusion event appears for a person entering the zone.
     let event = wait_until(Duration::from_secs(150), || {
         open_intrusions(&c).into_iter().next()

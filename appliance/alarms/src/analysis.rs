@@ -36,6 +36,9 @@ pub enum AnalysisError {
     /// The tracker refused its settings.
     #[error("the tracker settings are invalid")]
     Tracker(#[source] safe_yolo_rules::TrackerError),
+    /// A live rules swap found no analysis task to take it.
+    #[error("the analysis task is not running")]
+    NotRunning,
 }
 
 /// A request to swap the rules and zones of the running engine.
@@ -76,7 +79,7 @@ impl RulesControl {
         &self,
         rules: Vec<RuleSpec>,
         zones: Vec<ZoneSpec>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AnalysisError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .blocking_send(Replace {
@@ -84,10 +87,10 @@ impl RulesControl {
                 zones,
                 reply,
             })
-            .map_err(|_| "the analysis task is not running".to_owned())?;
+            .map_err(|_| AnalysisError::NotRunning)?;
         rx.blocking_recv()
-            .map_err(|_| "the analysis task stopped".to_owned())?
-            .map_err(|e| e.to_string())
+            .map_err(|_| AnalysisError::NotRunning)?
+            .map_err(AnalysisError::Rules)
     }
 }
 

@@ -23,6 +23,42 @@ pub enum SettingsChange {
     },
 }
 
+/// One thing wrong with a settings edit, at the key path of the configuration it
+/// would make (`rules.dock-intrusion.zone`: sections name their objects by id).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Problem {
+    /// Key path, e.g. `rules.dock-intrusion.zone`.
+    pub field: String,
+    /// What is wrong, in words a technician can act on.
+    pub reason: String,
+}
+
+/// Why the running system refused a settings edit.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The kind cannot change while running.
+    #[error("{kind} are wiring: change them in the configuration file and restart the daemon")]
+    Wiring {
+        /// The kind, plural (`cameras`).
+        kind: &'static str,
+    },
+    /// The configuration with the edit has problems; all of them are listed.
+    #[error("{}", problems.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// Every problem, each with its key path.
+        problems: Vec<Problem>,
+        /// The path prefix of the edited object (`rules.dock-intrusion`).
+        object: String,
+    },
+    /// The running pipeline did not take the change.
+    #[error("the running pipeline refused the change")]
+    Refused {
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
 /// Implemented by the daemon: validates a change against the whole configuration and
 /// applies it (rule engine `replace`, pipeline restart of one camera, ...).
 ///
@@ -32,8 +68,8 @@ pub enum SettingsChange {
 /// commit itself fails after a successful `apply` (an I/O error), the running rules are
 /// ahead of the store until the next restart, which applies the stored edits only.
 pub trait Control: Send + Sync {
-    /// Validates and applies `change`; `Err` carries a reason naming the field.
-    fn apply(&self, change: SettingsChange) -> Result<(), String>;
+    /// Validates and applies `change`; `Err` lists every problem with its key path.
+    fn apply(&self, change: SettingsChange) -> Result<(), ControlError>;
 
     /// The objects of `kind` as the running system has them (config file plus edits),
     /// as `(id, document)` pairs.

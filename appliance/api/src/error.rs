@@ -67,6 +67,8 @@ pub struct HttpError {
     pub message: String,
     /// Seconds for a `Retry-After` header (throttling).
     pub retry_after: Option<u64>,
+    /// Every problem of a refused settings edit, each with its key path.
+    pub problems: Vec<crate::control::Problem>,
 }
 
 impl HttpError {
@@ -78,6 +80,7 @@ impl HttpError {
             field: None,
             message: message.into(),
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -139,6 +142,36 @@ impl HttpError {
         )
     }
 
+    /// Maps the running system's refusal of a settings edit to a response: 422 with
+    /// every problem; `field` is the first problem's, as a field of the request's
+    /// document (`doc.zone`) when it is one.
+    pub fn control(e: crate::control::ControlError) -> Self {
+        use crate::control::ControlError;
+        match e {
+            ControlError::Wiring { .. } => Self::invalid("id", e.to_string()),
+            ControlError::Invalid { problems, object } => {
+                let field = problems.first().map_or_else(
+                    || "doc".to_owned(),
+                    |p| match p.field.strip_prefix(&object) {
+                        Some("") => "doc".to_owned(),
+                        Some(rest) if rest.starts_with('.') => format!("doc{rest}"),
+                        _ => p.field.clone(),
+                    },
+                );
+                let message = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Self {
+                    problems,
+                    ..Self::invalid(field, message)
+                }
+            }
+            ControlError::Refused { .. } => Self::internal("applying the settings edit", &e),
+        }
+    }
+
     /// Maps a store error to a response.
     pub fn store(context: &'static str, e: StoreError) -> Self {
         match e {
@@ -157,11 +190,14 @@ impl HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "error": self.code,
             "field": self.field,
             "message": self.message,
         });
+        if !self.problems.is_empty() {
+            body["problems"] = serde_json::json!(self.problems);
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())

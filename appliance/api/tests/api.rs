@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig};
+use safe_yolo_api::control::{ControlError, Problem};
 use safe_yolo_api::routes::{Access, table};
 use safe_yolo_api::server::App;
 use safe_yolo_api::{
@@ -59,11 +60,17 @@ struct RecordingControl {
 }
 
 impl Control for RecordingControl {
-    fn apply(&self, change: SettingsChange) -> Result<(), String> {
-        if let SettingsChange::Put { doc, .. } = &change
+    fn apply(&self, change: SettingsChange) -> Result<(), ControlError> {
+        if let SettingsChange::Put { doc, id, .. } = &change
             && doc["name"] == "refuse"
         {
-            return Err("doc.name: refused by the rule engine".into());
+            return Err(ControlError::Invalid {
+                problems: vec![Problem {
+                    field: format!("zones.{id}.name"),
+                    reason: "refused by the rule engine".into(),
+                }],
+                object: format!("zones.{id}"),
+            });
         }
         self.applied.lock().push(change);
         Ok(())
@@ -1406,6 +1413,13 @@ async fn cors_bodies_and_headers() {
     let before = rig.last_audit_id().await;
     let r = rig.call(Method::PUT, "/api/v1/zones/z9", Some(&admin), Some(json!({"doc": {"camera": "cam1", "name": "refuse", "polygon": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}}))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Every problem at its key path; `field` is the request's own.
+    let body = r.json();
+    assert_eq!(body["field"], "doc.name", "{body}");
+    assert_eq!(
+        body["problems"],
+        json!([{"field": "zones.z9.name", "reason": "refused by the rule engine"}])
+    );
     assert!(
         rig.store
             .store()

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
+use safe_yolo_api::control::{ControlError, Problem};
 use safe_yolo_api::{Control, SettingsChange};
 use safe_yolo_config::{Config, RuleKind, Schedule, SourceConfig};
 use safe_yolo_domain::Named;
@@ -103,7 +104,7 @@ impl LiveSettings {
             let mut st = this.state.lock();
             let mut overlay = st.overlay.clone();
             overlay.insert((sec, id.clone()), Some(doc));
-            match this.validate(&overlay) {
+            match this.validate(&overlay, &format!("{sec}.{id}")) {
                 Ok(cfg) => {
                     st.overlay = overlay;
                     st.config = cfg;
@@ -117,21 +118,31 @@ impl LiveSettings {
         (this, config)
     }
 
-    /// The configuration with `overlay` laid over the file, validated.
+    /// The configuration with `overlay` laid over the file, validated. Problems name
+    /// their objects by id (`rules.dock-intrusion.zone`), not by position in the file;
+    /// `object` is the edited one's path.
     fn validate(
         &self,
         overlay: &BTreeMap<(&'static str, String), Option<Value>>,
-    ) -> Result<Config, String> {
+        object: &str,
+    ) -> Result<Config, ControlError> {
+        let invalid = |field: String, reason: String| ControlError::Invalid {
+            problems: vec![Problem { field, reason }],
+            object: object.to_owned(),
+        };
         let mut table: toml::Table = self
             .file_text
             .parse()
-            .map_err(|e| format!("configuration file: {e}"))?;
+            .map_err(|e: toml::de::Error| invalid("configuration file".into(), e.to_string()))?;
         for ((sec, id), doc) in overlay {
             let list = table
                 .entry((*sec).to_owned())
                 .or_insert_with(|| toml::Value::Array(Vec::new()));
             let toml::Value::Array(items) = list else {
-                return Err(format!("{sec} is not a list in the configuration file"));
+                return Err(invalid(
+                    (*sec).to_owned(),
+                    "is not a list in the configuration file".into(),
+                ));
             };
             let pos = items
                 .iter()
@@ -144,44 +155,75 @@ impl LiveSettings {
                         None => items.push(toml::Value::Table(t)),
                     }
                 }
-                (Some(_), _) => return Err(format!("{sec} {id}: the document is not an object")),
+                (Some(_), _) => {
+                    return Err(invalid(
+                        format!("{sec}.{id}"),
+                        "the document is not an object".into(),
+                    ));
+                }
                 (None, Some(i)) => {
                     items.remove(i);
                 }
                 (None, None) => {}
             }
         }
-        let text =
-            toml::to_string(&table).map_err(|e| format!("cannot render the settings: {e}"))?;
+        let text = toml::to_string(&table)
+            .map_err(|e| invalid("settings".into(), format!("cannot be rendered: {e}")))?;
         safe_yolo_config::parse(&text, &self.base_dir, self.env.clone()).map_err(|problems| {
-            problems
-                .iter()
-                .map(|p| format!("{}: {}", p.path, p.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
+            ControlError::Invalid {
+                problems: problems
+                    .into_iter()
+                    .map(|p| Problem {
+                        field: by_id(&table, &p.path),
+                        reason: p.reason,
+                    })
+                    .collect(),
+                object: object.to_owned(),
+            }
         })
     }
 }
 
+/// `rules[3].zone` as `rules.<id of the fourth rule>.zone`: a key path that names the
+/// object, which an API client knows, rather than its place in the merged file.
+fn by_id(table: &toml::Table, path: &str) -> String {
+    let Some((sec, rest)) = path.split_once('[') else {
+        return path.to_owned();
+    };
+    let Some((index, tail)) = rest.split_once(']') else {
+        return path.to_owned();
+    };
+    let id = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| table.get(sec)?.as_array()?.get(i)?.get("id")?.as_str());
+    match id {
+        Some(id) => format!("{sec}.{id}{tail}"),
+        None => path.to_owned(),
+    }
+}
+
 impl Control for LiveSettings {
-    fn apply(&self, change: SettingsChange) -> Result<(), String> {
+    fn apply(&self, change: SettingsChange) -> Result<(), ControlError> {
         let (kind, id, doc) = match change {
             SettingsChange::Put { kind, id, doc } => (kind, id, Some(doc)),
             SettingsChange::Delete { kind, id } => (kind, id, None),
         };
         let Some(sec) = section(kind) else {
-            return Err(format!(
-                "{} are wiring: change them in the configuration file and restart the daemon",
-                kind.as_str()
-            ));
+            return Err(ControlError::Wiring {
+                kind: kind.as_str(),
+            });
         };
         let mut st = self.state.lock();
         let mut overlay = st.overlay.clone();
         overlay.insert((sec, id.clone()), doc);
-        let cfg = self.validate(&overlay)?;
-        let rules = safe_yolo_alarms::specs::rule_specs(&cfg).map_err(|e| format!("rules: {e}"))?;
+        let cfg = self.validate(&overlay, &format!("{sec}.{id}"))?;
+        let refused =
+            |e: Box<dyn std::error::Error + Send + Sync>| ControlError::Refused { source: e };
+        let rules = safe_yolo_alarms::specs::rule_specs(&cfg).map_err(|e| refused(Box::new(e)))?;
         self.rules
-            .blocking_replace(rules, safe_yolo_alarms::specs::zone_specs(&cfg))?;
+            .blocking_replace(rules, safe_yolo_alarms::specs::zone_specs(&cfg))
+            .map_err(|e| refused(Box::new(e)))?;
         self.dispatcher
             .update_config(DispatcherConfig::from_config(&cfg));
         tracing::info!(kind = sec, id, "setting applied to the running pipeline");

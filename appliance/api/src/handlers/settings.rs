@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, summary};
 use crate::auth::Principal;
 use crate::body::ValidJson;
-use crate::control::SettingsChange;
+use crate::control::{ControlError, SettingsChange};
 use crate::error::HttpError;
 use crate::state::AppState;
 
@@ -453,6 +453,33 @@ pub(crate) async fn list_rules(
     list(&s, SettingKind::Rule).await.map(axum::Json)
 }
 
+/// Carries the running system's refusal of an edit out of the store transaction it
+/// aborts, so the response can list every problem with its key path.
+#[derive(Clone, Default)]
+struct Refusal(std::sync::Arc<parking_lot::Mutex<Option<ControlError>>>);
+
+impl Refusal {
+    /// Inside the transaction: a refusal aborts it.
+    fn apply(&self, r: Result<(), ControlError>) -> Result<(), StoreError> {
+        r.map_err(|e| {
+            let reason = e.to_string();
+            *self.0.lock() = Some(e);
+            StoreError::Invalid {
+                field: "doc",
+                reason,
+            }
+        })
+    }
+
+    /// After it: the refusal's response, else the store error's.
+    fn http_error(&self, context: &'static str, e: StoreError) -> HttpError {
+        match self.0.lock().take() {
+            Some(refused) => HttpError::control(refused),
+            None => HttpError::store(context, e),
+        }
+    }
+}
+
 async fn put<D: Doc>(
     s: AppState,
     p: Principal,
@@ -465,6 +492,8 @@ async fn put<D: Doc>(
         .map_err(|e| HttpError::internal("encoding a document", &e))?;
     let control = std::sync::Arc::clone(&s.control);
     let kind = D::KIND;
+    let refusal = Refusal::default();
+    let refused = refusal.clone();
     let saved = s
         .store
         .transaction(move |t| {
@@ -485,20 +514,15 @@ async fn put<D: Doc>(
                 summary(&new.doc),
             ))?;
             // Last, so that only the commit itself can fail after it.
-            control
-                .apply(SettingsChange::Put {
-                    kind,
-                    id: id.clone(),
-                    doc,
-                })
-                .map_err(|reason| StoreError::Invalid {
-                    field: "doc",
-                    reason,
-                })?;
+            refused.apply(control.apply(SettingsChange::Put {
+                kind,
+                id: id.clone(),
+                doc,
+            }))?;
             Ok(new)
         })
         .await
-        .map_err(|e| HttpError::store("storing a settings document", e))?;
+        .map_err(|e| refusal.http_error("storing a settings document", e))?;
     Ok(axum::Json(saved))
 }
 
@@ -520,6 +544,8 @@ async fn delete(
         .map(|Query(q)| q)
         .map_err(|e| HttpError::bad_request("query", e.body_text()))?;
     let control = std::sync::Arc::clone(&s.control);
+    let refusal = Refusal::default();
+    let refused = refusal.clone();
     s.store
         .transaction(move |t| {
             let old = t.delete_setting(kind, &id, q.expected_version)?;
@@ -531,18 +557,13 @@ async fn delete(
                 None,
             ))?;
             // Last, so that only the commit itself can fail after it.
-            control
-                .apply(SettingsChange::Delete {
-                    kind,
-                    id: id.clone(),
-                })
-                .map_err(|reason| StoreError::Invalid {
-                    field: "id",
-                    reason,
-                })
+            refused.apply(control.apply(SettingsChange::Delete {
+                kind,
+                id: id.clone(),
+            }))
         })
         .await
-        .map_err(|e| HttpError::store("deleting a settings document", e))?;
+        .map_err(|e| refusal.http_error("deleting a settings document", e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

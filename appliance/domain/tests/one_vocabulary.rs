@@ -1,0 +1,71 @@
+//! The architecture's "one vocabulary" invariant: each word of the safety domain
+//! is one enum in the whole workspace, with one table of names (`Named`). A second
+//! `enum Severity` (or an `AnchorDoc` beside `Anchor`) fails here with the places.
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use std::path::{Path, PathBuf};
+
+/// Concept, and the words an enum's name may contain to count as a copy of it.
+const CONCEPTS: &[(&str, &[&str])] = &[
+    ("severity", &["Severity"]),
+    ("anchor", &["Anchor"]),
+    ("crossing direction", &["Direction"]),
+    ("siren pattern", &["Pattern"]),
+    ("output role", &["OutputRole"]),
+    ("safe state", &["SafeState"]),
+    ("weekday", &["Weekday", "DayDoc"]),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "target") {
+                rust_files(&p, out);
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn each_domain_word_is_declared_once() {
+    let appliance = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    rust_files(&appliance, &mut files);
+    let mut problems = Vec::new();
+    for (concept, words) in CONCEPTS {
+        let mut places = Vec::new();
+        for f in &files {
+            // This file names the words it looks for.
+            if f.ends_with("one_vocabulary.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let Some(rest) = line.trim_start().split("enum ").nth(1) else {
+                    continue;
+                };
+                if !line.trim_start().starts_with("pub") && !line.trim_start().starts_with("enum") {
+                    continue;
+                }
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                // The outputs' InputRole and the board's LineRole are other concepts.
+                if words.iter().any(|w| name.contains(w)) {
+                    places.push(format!("{}:{} enum {name}", f.display(), i + 1));
+                }
+            }
+        }
+        if places.len() != 1 {
+            problems.push(format!(
+                "{concept}: {} declarations {places:?}",
+                places.len()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
