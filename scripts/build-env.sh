@@ -30,6 +30,11 @@ else
         $sudo_ apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends llvm-19 >/dev/null
     fi
+    # Sourced twice (test.sh, then coverage-report.sh from it): cargo-llvm-cov must
+    # not run under its own wrapper's environment, or its `rustc --print cfg` fails.
+    unset RUSTC_WRAPPER CARGO_LLVM_COV CARGO_LLVM_COV_SHOW_ENV CARGO_LLVM_COV_TARGET_DIR \
+        CARGO_LLVM_COV_BUILD_DIR
+    for v in $(compgen -e | grep '^__CARGO_LLVM_COV' || true); do unset "$v"; done
     export LLVM_COV=/usr/lib/llvm-19/bin/llvm-cov
     export LLVM_PROFDATA=/usr/lib/llvm-19/bin/llvm-profdata
     eval "$("$cov" llvm-cov show-env --sh 2>/dev/null)"
