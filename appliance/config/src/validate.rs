@@ -1068,33 +1068,31 @@ fn validate_rule(
         }),
         Some(s) => {
             let sp = format!("{p}.siren");
-            let period = if s.pattern == "pulsed" {
-                ctx.int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
-            } else {
-                if s.period_ms.is_some() {
+            let pattern = match SirenPattern::of_kind(&s.pattern, Duration::ZERO) {
+                None => {
                     ctx.bad(
-                        format!("{sp}.period_ms"),
-                        "applies only to pattern = \"pulsed\"",
+                        format!("{sp}.pattern"),
+                        format!(
+                            "{:?} is not one of: {}",
+                            s.pattern,
+                            SirenPattern::KINDS.join(", ")
+                        ),
                     );
+                    None
                 }
-                Some(0)
-            };
-            let pattern =
-                match SirenPattern::of_kind(&s.pattern, Duration::from_millis(period.unwrap_or(0)))
-                {
-                    None => {
+                Some(SirenPattern::Steady) => {
+                    if s.period_ms.is_some() {
                         ctx.bad(
-                            format!("{sp}.pattern"),
-                            format!(
-                                "{:?} is not one of: {}",
-                                s.pattern,
-                                SirenPattern::KINDS.join(", ")
-                            ),
+                            format!("{sp}.period_ms"),
+                            "applies only to pattern = \"pulsed\"",
                         );
-                        None
                     }
-                    Some(p) => period.map(|_| p),
-                };
+                    Some(SirenPattern::Steady)
+                }
+                Some(SirenPattern::Pulsed { .. }) => ctx
+                    .int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
+                    .map(|ms| SirenPattern::pulsed(Duration::from_millis(ms))),
+            };
             let duration = match s.duration_s {
                 None => Some(None),
                 d => ctx
