@@ -16,7 +16,7 @@ pub fn bin() -> &'static str {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    safe_yolo_fixtures::manifest_dir!()
         .join("../..")
         .canonicalize()
         .unwrap()

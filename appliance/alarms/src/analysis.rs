@@ -202,28 +202,39 @@ fn health(tap: &CameraTap) -> CameraHealth {
     }
 }
 
+/// What the analysis task reads.
+#[derive(Debug)]
+pub struct AnalysisInputs {
+    /// Every detected frame of every camera (the pipeline's output).
+    pub frames: mpsc::Receiver<DetectedFrame>,
+    /// The cameras: health, live frame and scene publication.
+    pub taps: Vec<CameraTap>,
+    /// Switches the PPE model per camera.
+    pub ppe: PpeSwitch,
+    /// The door contact's debounced level (always `false` without one).
+    pub door: tokio::sync::watch::Receiver<bool>,
+}
+
 impl Analysis {
-    /// Starts the task. `ppe` is switched on for the cameras whose rules
-    /// need the PPE model, now and whenever the rules are replaced. `door`
-    /// is the door contact's debounced level (always `false` without one):
-    /// door rules see it with their camera's next analysed frame, or on the
-    /// next tick while that camera is offline.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site in the daemon; distinct handles"
-    )]
+    /// Starts the task. The PPE model is switched on for the cameras whose
+    /// rules need it, now and whenever the rules are replaced. Door rules see
+    /// the door level with their camera's next analysed frame, at once when
+    /// the contact changes, and on every tick while that camera is offline.
     pub fn start(
         rules: Vec<RuleSpec>,
         zones: Vec<ZoneSpec>,
-        mut frames: mpsc::Receiver<DetectedFrame>,
-        taps: &[CameraTap],
-        ppe: PpeSwitch,
-        mut door: tokio::sync::watch::Receiver<bool>,
+        inputs: AnalysisInputs,
         dispatcher: Dispatcher,
         liveness: &Liveness,
         metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> Result<Self, AnalysisError> {
+        let AnalysisInputs {
+            mut frames,
+            taps,
+            ppe,
+            mut door,
+        } = inputs;
         let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
         switch_ppe(&ppe, &engine);
         let mut cams: HashMap<CameraId, CameraCtx> = HashMap::new();
@@ -233,7 +244,7 @@ impl Analysis {
                 CameraCtx {
                     tracker: Tracker::new(TrackerConfig::default())
                         .map_err(AnalysisError::Tracker)?,
-                    tap: tap.clone(),
+                    tap,
                     last_frame: None,
                 },
             );

@@ -7,6 +7,8 @@
 //! - [`dispatch`]: turns the engine's decisions into physical actions
 //!   (immediately, without waiting for disk), stored events with an
 //!   annotated snapshot, and notices for subscribers (API, live view).
+//! - [`inputs`]: the acknowledge button and the door contact, routed to the
+//!   dispatcher's acknowledge path and the door rules.
 //! - [`draw`]: boxes and zone outlines burnt into snapshot frames.
 //!
 //! Invariant: nothing here blocks the async reactor. JPEG encoding runs on
@@ -17,7 +19,9 @@
 pub mod analysis;
 pub mod dispatch;
 pub mod draw;
+pub mod inputs;
 pub mod specs;
 
-pub use analysis::{Analysis, AnalysisError, RulesControl};
+pub use analysis::{Analysis, AnalysisError, AnalysisInputs, RulesControl};
 pub use dispatch::{AlarmNotice, Dispatcher, DispatcherConfig, NoticeKind};
+pub use inputs::InputRouting;

@@ -2836,7 +2836,7 @@ async fn event_export_as_csv_and_json_with_the_list_filters() {
 
 #[test]
 fn openapi_document_is_current() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/openapi.json");
+    let path = safe_yolo_fixtures::manifest_dir!().join("../../config/openapi.json");
     let fresh = safe_yolo_api::openapi::render(
         ApiSettings::new(api_config(vec![]), "/tmp").max_cert_body_bytes,
     );

@@ -6,7 +6,7 @@ use safe_yolo_board::profile::{self, AccelBackend, LineRole};
 use safe_yolo_board::update::{self, SlotSource};
 
 fn board_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../board")
+    safe_yolo_fixtures::manifest_dir!().join("../../board")
 }
 
 #[test]
@@ -32,7 +32,7 @@ fn every_shipped_profile_is_valid_and_named_after_its_file() {
 fn factory_configs_are_valid_and_name_their_board() {
     // Generated from the profiles by tests/image/gen-default-configs.py; the
     // image installs the one of its board as /etc/safe-yolo/safe-yolo.toml.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = safe_yolo_fixtures::manifest_dir!()
         .join("../../yocto/meta-safe-yolo/recipes-safe-yolo/safe-yolo-data/files/config");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -87,7 +87,7 @@ fn rauc_status_sample_from_the_ci_test() {
     // SAFEYOLO_RAUC_STATUS_SAMPLE=$PWD/appliance/board/tests/data/rauc-status-updated.json \
     //     tests/image/rauc-test.sh
     let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rauc-status-updated.json"),
+        safe_yolo_fixtures::manifest_dir!().join("tests/data/rauc-status-updated.json"),
     )
     .unwrap();
     let status = update::parse_rauc_status(&text).unwrap();

@@ -138,7 +138,7 @@ fn a_finished_replay_reports_its_end_and_reopens() {
 fn demo_media() -> PathBuf {
     std::env::var_os("SAFEYOLO_DEMO_MEDIA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../demo-media"))
+        .unwrap_or_else(|| safe_yolo_fixtures::manifest_dir!().join("../../demo-media"))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -8,7 +8,7 @@
 //! Loading whole configuration files: the shipped ones, and broken ones
 //! whose every problem must be reported in one pass.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safe_yolo_config::{ConfigError, RuleKind, SourceConfig, load, parse};
 
@@ -16,12 +16,8 @@ fn no_env() -> Vec<(String, String)> {
     Vec::new()
 }
 
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
+fn workspace_root() -> PathBuf {
+    safe_yolo_fixtures::repo_root()
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod report;
 mod restore;
 mod run;
 mod settings;
+mod stack;
 mod wiring;
 
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `safe-yolo run`: start every subsystem, report READY, run until a signal,
 //! then stop in the order that keeps the plant safe.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +12,13 @@ use safe_yolo_pipeline::{DetectorFactory, Detectors, Pipeline};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio_util::sync::CancellationToken;
 
-use safe_yolo_alarms::{Analysis, Dispatcher, DispatcherConfig};
+use safe_yolo_alarms::{Analysis, AnalysisInputs, Dispatcher, DispatcherConfig, InputRouting};
 use safe_yolo_api::{ApiDeps, ApiSettings};
 
 use crate::settings::LiveSettings;
 
 use crate::lifecycle::{self, Notifier};
+use crate::stack::{Bound, Stack};
 use crate::wiring;
 
 /// Loads the configuration and runs the daemon until SIGTERM/SIGINT.
@@ -47,7 +48,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let base_dir = config_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,13 +72,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .context("cannot start the API runtime")?;
     let config_file =
         std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
-    let result = runtime.block_on(run_async(
+    let result = runtime.block_on(run_async(Boot {
         config,
         file_text,
         base_dir,
-        config_file,
-        api_runtime.handle().clone(),
-    ));
+        config_path: config_file,
+        api_runtime: api_runtime.handle().clone(),
+    }));
     api_runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -108,132 +109,271 @@ fn prepare_dirs(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_async(
+/// What [`run`] hands the async part: the validated configuration and the
+/// file it came from (the base the API's edits are layered over).
+struct Boot {
     config: Config,
     file_text: String,
-    base_dir: std::path::PathBuf,
-    config_path: std::path::PathBuf,
+    base_dir: PathBuf,
+    config_path: PathBuf,
     api_runtime: tokio::runtime::Handle,
-) -> anyhow::Result<()> {
-    let notifier = Notifier::from_env();
-    let liveness = Liveness::new();
-    let metrics = Metrics::new();
-    let shutdown = CancellationToken::new();
+}
 
+/// Starts the appliance, reports READY, runs until SIGTERM/SIGINT, then
+/// unwinds what started (a failed start unwinds the same way).
+async fn run_async(boot: Boot) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
     // Start listening for signals first: a SIGTERM during start-up must
     // still lead to an orderly stop.
     let signal = tokio::spawn(lifecycle::termination_signal());
-
-    // The board profile, checked against the hardware actually present.
-    if let Some(board) = config.system.board.clone() {
-        let dir = config.system.board_dir.clone();
-        let checked = tokio::task::spawn_blocking(move || {
-            let profile = safe_yolo_board::profile::load_named(&dir, &board)?;
-            safe_yolo_board::check_hardware(&profile).map_err(anyhow::Error::new)
-        })
+    let budget = boot.config.system.shutdown_timeout;
+    let shutdown = CancellationToken::new();
+    let mut stack = Stack::new();
+    let result = match start(boot, &notifier, &shutdown, &mut stack).await {
+        Ok(status) => {
+            notifier.ready(&status);
+            tracing::info!(%status, "safe-yolo ready");
+            match signal.await {
+                Ok(Ok(which)) => {
+                    tracing::info!(signal = which, "shutting down");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("cannot install signal handlers")),
+                Err(e) => Err(anyhow::Error::new(e).context("signal task failed")),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    notifier.stopping();
+    shutdown.cancel();
+    let late: Vec<&str> = stack
+        .unwind(budget)
         .await
-        .context("board check panicked")?;
-        let report = checked.context("the board does not match its profile")?;
-        tracing::info!(board = ?report, "board profile matches the hardware");
+        .into_iter()
+        .filter(|s| !s.in_time)
+        .map(|s| s.name)
+        .collect();
+    if late.is_empty() {
+        tracing::info!("safe-yolo stopped");
+    } else {
+        tracing::warn!(?late, "safe-yolo stopped; these did not stop in time");
     }
+    result
+}
+
+/// How long the store may take to commit what is queued at shutdown, besides
+/// the shutdown budget.
+const STORE_CLOSE: Duration = Duration::from_secs(2);
+/// How long open API connections get to close.
+const API_CLOSE: Duration = Duration::from_secs(1);
+
+/// Starts every subsystem in order, pushing each one's stop on `stack` as it
+/// runs. Returns the status line READY reports.
+async fn start(
+    boot: Boot,
+    notifier: &Notifier,
+    shutdown: &CancellationToken,
+    stack: &mut Stack,
+) -> anyhow::Result<String> {
+    let Boot {
+        config,
+        file_text,
+        base_dir,
+        config_path,
+        api_runtime,
+    } = boot;
+    let liveness = Liveness::new();
+    let metrics = Metrics::new();
+    check_board(&config).await?;
 
     // Outputs first, so every line is in its safe state before anything can
-    // raise an alarm.
+    // raise an alarm; they stop last, whatever else is slow.
     let outputs = wiring::start_outputs(&config, &metrics)
         .await
         .context("cannot start the outputs")?;
-    let (store, writer) = match wiring::start_store(&config).await {
-        Ok(s) => s,
-        Err(e) => {
-            outputs.shutdown().await;
-            return Err(e);
-        }
-    };
-    let retention = store.spawn_retention(wiring::RETENTION_EVERY);
+    let lines = outputs.handle().clone();
+    let health = outputs.health_callback();
+    stack.push("outputs", Bound::Always, outputs.shutdown());
 
-    let pipeline_config = wiring::pipeline_config(&config);
-    let factory = detector_factory(&config);
-    let started = {
-        let liveness = liveness.clone();
-        let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || {
-            Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown)
-        })
-        .await
-        .context("pipeline start-up panicked")?
-    };
-    let (pipeline, detected) = match started {
-        Ok(p) => p,
-        Err(e) => {
-            outputs.shutdown().await;
-            return Err(anyhow::Error::new(e).context("cannot start the pipeline"));
-        }
-    };
+    let (store, writer) = wiring::start_store(&config).await?;
     let dispatcher = Dispatcher::new(
         store.clone(),
-        outputs.handle().clone(),
+        lines.clone(),
         DispatcherConfig::from_config(&config),
         metrics.clone(),
     );
-    // The door contact's debounced level, for door_open rules.
-    let door_open = outputs
-        .handle()
-        .status()
-        .inputs
-        .iter()
-        .any(|i| i.role == safe_yolo_outputs::InputRole::DoorContact && i.active);
-    let (door_tx, door_rx) = tokio::sync::watch::channel(door_open);
-    let analysis = safe_yolo_alarms::specs::rule_specs(&config)
-        .map_err(anyhow::Error::new)
-        .and_then(|rules| {
-            Analysis::start(
-                rules,
-                safe_yolo_alarms::specs::zone_specs(&config),
-                detected,
-                pipeline.taps(),
-                pipeline.ppe_switch(),
-                door_rx,
-                dispatcher.clone(),
-                &liveness,
-                &metrics,
-                shutdown.clone(),
-            )
-            .map_err(anyhow::Error::new)
-        });
-    let analysis = match analysis {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = pipeline.stop(Duration::from_secs(2)).await;
-            outputs.shutdown().await;
-            return Err(e.context("cannot start the rules"));
-        }
-    };
-    // The acknowledge button: the outputs silence themselves on the press;
-    // the events are marked acknowledged here. The door contact's level goes
-    // to the door rules.
-    let button = {
-        let mut inputs = outputs.handle().subscribe_inputs();
-        let d = dispatcher.clone();
-        tokio::spawn(async move {
-            loop {
-                match inputs.recv().await {
-                    Ok(ev) if ev.role == safe_yolo_outputs::InputRole::AckButton && ev.active => {
-                        let n = d.acknowledge_all("ack-button").await;
-                        tracing::info!(events = n, "acknowledge button pressed");
-                    }
-                    Ok(ev) if ev.role == safe_yolo_outputs::InputRole::DoorContact => {
-                        door_tx.send_replace(ev.active);
-                        tracing::info!(open = ev.active, "door contact changed");
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        })
-    };
+    stack.push(
+        "store",
+        Bound::Own(STORE_CLOSE),
+        close_store(store.clone(), writer, dispatcher.clone()),
+    );
+    stack.push_task("retention", store.spawn_retention(wiring::RETENTION_EVERY));
 
-    // Settings edited through the API, layered over the file.
+    let budget = config.system.shutdown_timeout;
+    let (pipeline, detected) = start_pipeline(&config, &liveness, &metrics, shutdown).await?;
+    let taps = pipeline.taps().to_vec();
+    let ppe = pipeline.ppe_switch();
+    stack.push("pipeline", Bound::Budget, async move {
+        let stuck = pipeline
+            .stop(budget.saturating_sub(Duration::from_millis(500)))
+            .await;
+        if !stuck.is_empty() {
+            tracing::warn!(threads = ?stuck, "pipeline threads did not stop in time");
+        }
+    });
+
+    let inputs = InputRouting::start(&lines, dispatcher.clone());
+    let door = inputs.door();
+    stack.push("inputs", Bound::Budget, inputs.stop());
+    let analysis = Analysis::start(
+        safe_yolo_alarms::specs::rule_specs(&config).context("cannot start the rules")?,
+        safe_yolo_alarms::specs::zone_specs(&config),
+        AnalysisInputs {
+            frames: detected,
+            taps: taps.clone(),
+            ppe,
+            door,
+        },
+        dispatcher.clone(),
+        &liveness,
+        &metrics,
+        shutdown.clone(),
+    )
+    .context("cannot start the rules")?;
+    let rules = analysis.control();
+    stack.push("analysis", Bound::Budget, analysis.stop());
+
+    let (live, effective) = layer_stored_edits(
+        &store,
+        LiveSettingsBase {
+            file_text,
+            base_dir,
+            config: config.clone(),
+        },
+        rules,
+        &dispatcher,
+    )
+    .await?;
+    let deps = ApiDeps {
+        store,
+        alarms: dispatcher,
+        outputs: lines,
+        cameras: taps,
+        metrics: metrics.clone(),
+        control: Arc::new(live),
+        source_policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+    };
+    let api = api_runtime
+        .spawn(safe_yolo_api::serve(
+            api_settings(&config, config_path),
+            deps,
+            shutdown.clone(),
+        ))
+        .await
+        .context("API start-up panicked")?
+        .context("cannot start the HTTPS API")?;
+    tracing::info!(https = %api.https_addr, redirect = ?api.http_redirect_addr, "HTTPS API listening");
+    let status = format!(
+        "running: {} camera(s), {} rule(s), https://{}",
+        config.cameras.len(),
+        effective.rules.len(),
+        api.https_addr
+    );
+    stack.push("api", Bound::Budget, async move {
+        if tokio::time::timeout(API_CLOSE, api.join()).await.is_err() {
+            tracing::warn!("API connections did not close in time");
+        }
+    });
+
+    stack.push_task(
+        "monitor",
+        tokio::spawn(lifecycle::monitor(
+            notifier.clone(),
+            liveness,
+            metrics.clone(),
+            config.system.stall_timeout,
+            health,
+            shutdown.clone(),
+        )),
+    );
+    stack.push_task(
+        "stats",
+        tokio::spawn(log_stats(metrics, camera_rates(&config))),
+    );
+    Ok(status)
+}
+
+/// The board profile, checked against the hardware actually present.
+async fn check_board(config: &Config) -> anyhow::Result<()> {
+    let Some(board) = config.system.board.clone() else {
+        return Ok(());
+    };
+    let dir = config.system.board_dir.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let profile = safe_yolo_board::profile::load_named(&dir, &board)?;
+        safe_yolo_board::check_hardware(&profile).map_err(anyhow::Error::new)
+    })
+    .await
+    .context("board check panicked")?
+    .context("the board does not match its profile")?;
+    tracing::info!(board = ?report, "board profile matches the hardware");
+    Ok(())
+}
+
+/// Loads the models and starts the cameras (off the reactor: model loading blocks).
+async fn start_pipeline(
+    config: &Config,
+    liveness: &Liveness,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(
+    Pipeline,
+    tokio::sync::mpsc::Receiver<safe_yolo_pipeline::DetectedFrame>,
+)> {
+    let pipeline_config = wiring::pipeline_config(config);
+    let factory = detector_factory(config);
+    let (liveness, metrics, shutdown) = (liveness.clone(), metrics.clone(), shutdown.clone());
+    tokio::task::spawn_blocking(move || {
+        Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown)
+    })
+    .await
+    .context("pipeline start-up panicked")?
+    .context("cannot start the pipeline")
+}
+
+/// Lets the store commit what is queued, then closes it: the dispatcher's and
+/// this handle are the last ones once everything above has stopped.
+async fn close_store(
+    store: safe_yolo_store::StoreHandle,
+    writer: safe_yolo_store::WriterThread,
+    dispatcher: Dispatcher,
+) {
+    drop(dispatcher);
+    drop(store);
+    if tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .is_err()
+    {
+        tracing::error!("store writer join panicked");
+    }
+}
+
+/// The file's text and where it lives, for the live settings.
+struct LiveSettingsBase {
+    file_text: String,
+    base_dir: PathBuf,
+    config: Config,
+}
+
+/// Settings edited through the API, layered over the file; the stored edits
+/// are applied to the running rules at once. Returns the live settings and
+/// the effective configuration.
+async fn layer_stored_edits(
+    store: &safe_yolo_store::StoreHandle,
+    base: LiveSettingsBase,
+    rules: safe_yolo_alarms::RulesControl,
+    dispatcher: &Dispatcher,
+) -> anyhow::Result<(LiveSettings, Config)> {
     let stored = store
         .run(|s| s.list_settings(None))
         .await
@@ -241,22 +381,21 @@ async fn run_async(
     let stored: Vec<_> = stored.into_iter().map(|d| (d.kind, d.id, d.doc)).collect();
     let had_edits = !stored.is_empty();
     let (live, effective) = LiveSettings::new(
-        file_text,
-        base_dir,
+        base.file_text,
+        base.base_dir,
         std::env::vars().collect(),
-        config.clone(),
+        base.config,
         stored,
-        analysis.control(),
+        rules.clone(),
         dispatcher.clone(),
     );
     if had_edits {
-        let control = analysis.control();
-        let rules = safe_yolo_alarms::specs::rule_specs(&effective).map_err(anyhow::Error::new)?;
+        let specs = safe_yolo_alarms::specs::rule_specs(&effective)?;
         let zones = safe_yolo_alarms::specs::zone_specs(&effective);
-        tokio::task::spawn_blocking(move || control.blocking_replace(rules, zones))
+        tokio::task::spawn_blocking(move || rules.blocking_replace(specs, zones))
             .await
             .context("rule replacement panicked")?
-            .map_err(|e| anyhow::anyhow!("the stored rule edits do not apply: {e}"))?;
+            .context("the stored rule edits do not apply")?;
         dispatcher.update_config(DispatcherConfig::from_config(&effective));
         tracing::info!(
             rules = effective.rules.len(),
@@ -264,120 +403,30 @@ async fn run_async(
             "stored rule and zone edits applied"
         );
     }
+    Ok((live, effective))
+}
 
-    let mut api_settings = ApiSettings::new(config.api.clone(), config.storage.state_dir.clone());
-    api_settings.model = config.detector.model.display().to_string();
-    api_settings.web_ui = config.features.web_ui;
-    api_settings.config_path = Some(config_path);
-    api_settings.auth.rate_limit = safe_yolo_api::RateLimit {
+/// The API's settings from the configuration.
+fn api_settings(config: &Config, config_path: PathBuf) -> ApiSettings {
+    let mut api = ApiSettings::new(config.api.clone(), config.storage.state_dir.clone());
+    api.model = config.detector.model.display().to_string();
+    api.web_ui = config.features.web_ui;
+    api.config_path = Some(config_path);
+    api.auth.rate_limit = safe_yolo_api::RateLimit {
         per_second: f64::from(config.api.rate_limit_per_s),
         burst: config.api.rate_limit_burst,
     };
-    let deps = ApiDeps {
-        store: store.clone(),
-        alarms: dispatcher.clone(),
-        outputs: outputs.handle().clone(),
-        cameras: pipeline.taps().to_vec(),
-        metrics: metrics.clone(),
-        control: Arc::new(live),
-        source_policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
-    };
-    let served = api_runtime
-        .spawn(safe_yolo_api::serve(api_settings, deps, shutdown.clone()))
-        .await
-        .context("API start-up panicked")?;
-    let api = match served {
-        Ok(api) => api,
-        Err(e) => {
-            shutdown.cancel();
-            analysis.stop().await;
-            let _ = pipeline.stop(Duration::from_secs(2)).await;
-            outputs.shutdown().await;
-            return Err(anyhow::Error::new(e).context("cannot start the HTTPS API"));
-        }
-    };
-    tracing::info!(https = %api.https_addr, redirect = ?api.http_redirect_addr, "HTTPS API listening");
+    api
+}
 
-    let status = format!(
-        "running: {} camera(s), {} rule(s), https://{}",
-        config.cameras.len(),
-        effective.rules.len(),
-        api.https_addr
-    );
-    notifier.ready(&status);
-    tracing::info!(%status, "safe-yolo ready");
-
-    let stats = tokio::spawn(log_stats(
-        metrics.clone(),
-        config
-            .cameras
-            .iter()
-            .filter(|c| c.enabled)
-            .map(|c| (c.id.to_string(), c.detect_every.get()))
-            .collect(),
-    ));
-    let monitor = {
-        let health = outputs.health_callback();
-        tokio::spawn(lifecycle::monitor(
-            notifier.clone(),
-            liveness.clone(),
-            metrics.clone(),
-            config.system.stall_timeout,
-            health,
-            shutdown.clone(),
-        ))
-    };
-
-    let which = match signal.await {
-        Ok(Ok(name)) => name,
-        Ok(Err(e)) => return Err(anyhow::Error::new(e).context("cannot install signal handlers")),
-        Err(e) => return Err(anyhow::Error::new(e).context("signal task failed")),
-    };
-    tracing::info!(signal = which, "shutting down");
-    notifier.stopping();
-    shutdown.cancel();
-    let budget = config.system.shutdown_timeout;
-    // Outputs go to their safe state whatever else is slow.
-    let stop = async {
-        monitor.abort();
-        button.abort();
-        stats.abort();
-        if tokio::time::timeout(Duration::from_secs(1), api.join())
-            .await
-            .is_err()
-        {
-            tracing::warn!("API connections did not close in time");
-        }
-        analysis.stop().await;
-        let stuck = pipeline
-            .stop(budget.saturating_sub(Duration::from_millis(500)))
-            .await;
-        if !stuck.is_empty() {
-            tracing::warn!(threads = ?stuck, "pipeline threads did not stop in time");
-        }
-    };
-    if tokio::time::timeout(budget, stop).await.is_err() {
-        tracing::warn!(
-            budget_s = budget.as_secs_f64(),
-            "shutdown took too long; forcing outputs safe"
-        );
-    }
-    outputs.shutdown().await;
-    // Last: let the store commit what is queued, then close it.
-    retention.abort();
-    drop(dispatcher);
-    drop(store);
-    if tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::task::spawn_blocking(move || writer.join()),
-    )
-    .await
-    .is_err()
-    {
-        tracing::warn!("store writer did not finish in time");
-    }
-    tracing::info!("safe-yolo stopped");
-    Ok(())
+/// Each enabled camera with its `detect_every`, for the throughput log.
+fn camera_rates(config: &Config) -> Vec<(String, u32)> {
+    config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| (c.id.to_string(), c.detect_every.get()))
+        .collect()
 }
 
 /// How often per-camera throughput is logged.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use safe_yolo_config::{Config, SourceConfig};
 use safe_yolo_outputs as outputs;
-use safe_yolo_pipeline::{CameraSpec, PipelineConfig};
+use safe_yolo_pipeline::{CameraSpec, PipelineConfig, SourceFactory};
 use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
 use safe_yolo_telemetry::Metrics;
 
@@ -152,11 +152,20 @@ pub fn pipeline_config(config: &Config) -> PipelineConfig {
                 offline_after,
             })
             .collect(),
-        policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+        sources: camera_sources(config),
         detect_workers: config.system.detect_workers.get(),
         analysis_queue: 64,
         detect_nice: config.system.detect_nice,
     }
+}
+
+/// The real camera sources: `safe_yolo_capture::open`, every (re)open checked
+/// against the sandbox (the media directory, video devices only).
+pub fn camera_sources(config: &Config) -> SourceFactory {
+    let policy = safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone());
+    std::sync::Arc::new(move |request: &safe_yolo_capture::SourceRequest| {
+        safe_yolo_capture::open(request, &policy)
+    })
 }
 
 /// A camera's source in the capture crate's terms (checked by its sandbox).

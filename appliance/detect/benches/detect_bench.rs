@@ -95,7 +95,7 @@ fn backends() -> Vec<(BackendChoice, LoadOptions)> {
 fn main() {
     let iters = env_usize("SAFEYOLO_BENCH_ITERS", 20).max(3);
     let threads = env_usize("SAFEYOLO_BENCH_THREADS", 1).max(1);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = safe_yolo_fixtures::manifest_dir!().join("../..");
     let manifest = Manifest::from_path(&root.join("models/nanodet-m-416-coco/model.toml")).unwrap();
     let frame = frame_1080p();
     println!(

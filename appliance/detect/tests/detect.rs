@@ -20,7 +20,7 @@ use safe_yolo_domain::{BBox, Detection};
 use serde_json::Value;
 
 fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    safe_yolo_fixtures::manifest_dir!()
 }
 
 fn repo() -> PathBuf {

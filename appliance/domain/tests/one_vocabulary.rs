@@ -31,7 +31,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn each_domain_word_is_declared_once() {
-    let appliance = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let appliance = safe_yolo_fixtures::manifest_dir!().join("..");
     let mut files = Vec::new();
     rust_files(&appliance, &mut files);
     let mut problems = Vec::new();

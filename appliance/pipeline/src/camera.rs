@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
-use safe_yolo_capture::{CapturedFrame, FrameSource, SourcePolicy};
+use safe_yolo_capture::{CapturedFrame, FrameSource};
 use safe_yolo_domain::{CameraId, Detection, FrameMeta, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::watch;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::detect::DetectJob;
 use crate::queue::{Lanes, Pop};
 use crate::turns::{Offer, Turns};
-use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError, nap};
+use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError, SourceFactory, nap};
 
 /// Whether a camera delivers frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,7 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
 pub(crate) fn start(
     lane: usize,
     spec: CameraSpec,
-    policy: SourcePolicy,
+    sources: SourceFactory,
     detect_lanes: Arc<Lanes<DetectJob>>,
     latest: crate::detect::LatestDetections,
     liveness: &Liveness,
@@ -78,7 +78,7 @@ pub(crate) fn start(
     let capture = {
         let ctx = Capture {
             spec: spec.clone(),
-            policy,
+            sources,
             raw: Arc::clone(&raw),
             health: health_tx,
             metrics: metrics.clone(),
@@ -114,7 +114,7 @@ pub(crate) fn start(
 
 struct Capture {
     spec: CameraSpec,
-    policy: SourcePolicy,
+    sources: SourceFactory,
     raw: Arc<Lanes<CapturedFrame>>,
     health: watch::Sender<CameraHealth>,
     metrics: Metrics,
@@ -203,7 +203,7 @@ impl Capture {
                         .max(Duration::from_millis(10)));
                     continue;
                 }
-                match safe_yolo_capture::open(&self.spec.source, &self.policy) {
+                match (self.sources)(&self.spec.source) {
                     Ok(s) => {
                         tracing::info!(camera = %id, source = ?s.info().kind, "camera source opened");
                         source = Some(s);

@@ -234,13 +234,16 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use safe_yolo_capture::{Pacing, SourcePolicy, SourceRequest};
+    use safe_yolo_capture::{
+        CaptureError, CapturedFrame, FrameSource, Pacing, Payload, PixelFormat, SourceInfo,
+        SourceKind, SourceRequest,
+    };
     use safe_yolo_detect::{BackendKind, DetectError, Detector, ModelInfo, Precision};
     use safe_yolo_domain::{CameraId, Detection, RgbFrame};
     use safe_yolo_telemetry::{Liveness, Metrics};
     use tokio_util::sync::CancellationToken;
 
-    use crate::{CameraSpec, DetectorFactory, Pipeline, PipelineConfig};
+    use crate::{CameraSpec, DetectorFactory, Pipeline, PipelineConfig, SourceFactory};
 
     /// Slow on every other call, fast in between: with two workers and
     /// nothing keeping a camera's frames apart, a fast frame overtakes the
@@ -262,18 +265,56 @@ mod tests {
         }
     }
 
+    /// A synthetic camera: grey RGB frames at about 50 fps, no footage.
+    struct Synthetic {
+        seq: u64,
+        opened: std::time::Instant,
+    }
+
+    impl FrameSource for Synthetic {
+        fn next_frame(&mut self, _timeout: Duration) -> Result<CapturedFrame, CaptureError> {
+            std::thread::sleep(Duration::from_millis(20));
+            let (width, height) = (32, 24);
+            let frame = CapturedFrame {
+                seq: self.seq,
+                captured_at: std::time::SystemTime::now(),
+                since_start: self.opened.elapsed(),
+                media_position: None,
+                payload: Payload::Raw {
+                    format: PixelFormat::Rgb24,
+                    width,
+                    height,
+                    stride: width as usize * 3,
+                    data: Arc::from(vec![128u8; width as usize * 3 * height as usize]),
+                },
+            };
+            self.seq += 1;
+            Ok(frame)
+        }
+        fn info(&self) -> SourceInfo {
+            SourceInfo {
+                kind: SourceKind::ReplayFolder {
+                    path: PathBuf::from("synthetic"),
+                },
+                format: PixelFormat::Rgb24,
+                width: 32,
+                height: 24,
+                fps: Some(50.0),
+                frame_count: None,
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cameras_frames_leave_in_order_with_several_workers() {
-        let media = tempfile::tempdir().unwrap();
-        let dir = media.path().join("cam");
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..4 {
-            std::fs::copy(
-                safe_yolo_fixtures::media("bus.jpg"),
-                dir.join(format!("{i:04}.jpg")),
-            )
-            .unwrap();
-        }
+        // The pipeline opens whatever its source factory gives: here a
+        // synthetic camera, so the test needs no footage and no sandbox.
+        let sources: SourceFactory = Arc::new(|_request: &SourceRequest| {
+            Ok(Box::new(Synthetic {
+                seq: 0,
+                opened: std::time::Instant::now(),
+            }) as Box<dyn FrameSource>)
+        });
         let spec = CameraSpec {
             id: CameraId::new("cam").unwrap(),
             source: SourceRequest::Replay {
@@ -305,7 +346,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let config = PipelineConfig {
             cameras: vec![spec],
-            policy: SourcePolicy::new(media.path()),
+            sources,
             detect_workers: 3,
             analysis_queue: 64,
             detect_nice: 0,

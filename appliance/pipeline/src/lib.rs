@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use safe_yolo_capture::{SourcePolicy, SourceRequest};
+use safe_yolo_capture::{CaptureError, FrameSource, SourceRequest};
 use safe_yolo_detect::{DetectError, Detector};
 use safe_yolo_domain::{CameraId, Detection, FrameMeta, RgbFrame};
 use safe_yolo_telemetry::{Liveness, Metrics};
@@ -40,6 +40,13 @@ pub const POLL: Duration = Duration::from_millis(250);
 
 /// Builds one detector per worker thread.
 pub type DetectorFactory = Arc<dyn Fn() -> Result<Box<dyn Detector>, DetectError> + Send + Sync>;
+
+/// Opens a camera's frame source; called again (with backoff) whenever the
+/// source fails. The mirror of [`DetectorFactory`]: the daemon passes the real
+/// one (`safe_yolo_capture::open` under the sandbox policy), tests may feed a
+/// synthetic source.
+pub type SourceFactory =
+    Arc<dyn Fn(&SourceRequest) -> Result<Box<dyn FrameSource>, CaptureError> + Send + Sync>;
 
 /// The models every detect worker loads: the main detector and, optionally,
 /// a protective-equipment model run on the frames of the cameras switched on
@@ -85,12 +92,12 @@ pub struct CameraSpec {
 }
 
 /// The pipeline's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineConfig {
     /// Cameras to run (enabled ones only).
     pub cameras: Vec<CameraSpec>,
-    /// The source sandbox.
-    pub policy: SourcePolicy,
+    /// Opens the cameras' sources.
+    pub sources: SourceFactory,
     /// Detector worker threads.
     pub detect_workers: usize,
     /// Bound of the queue towards analysis.
@@ -98,6 +105,17 @@ pub struct PipelineConfig {
     /// Nice value of the detect workers and of the threads their inference
     /// libraries start (0 = default priority; see [`priority`]).
     pub detect_nice: i32,
+}
+
+impl std::fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineConfig")
+            .field("cameras", &self.cameras)
+            .field("detect_workers", &self.detect_workers)
+            .field("analysis_queue", &self.analysis_queue)
+            .field("detect_nice", &self.detect_nice)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Time spent in each stage for one detected frame.
@@ -263,7 +281,7 @@ impl Pipeline {
             let started = camera::start(
                 lane,
                 cam.clone(),
-                config.policy.clone(),
+                Arc::clone(&config.sources),
                 Arc::clone(&lanes),
                 Arc::clone(&latest[lane]),
                 liveness,

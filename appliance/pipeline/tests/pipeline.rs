@@ -11,7 +11,7 @@
 )]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio_util::sync::CancellationToken;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    safe_yolo_fixtures::manifest_dir!().join("../..")
 }
 
 fn rss_kib() -> u64 {
@@ -85,7 +85,12 @@ async fn five_cameras_real_detector_bounded_and_isolated() {
     let shutdown = CancellationToken::new();
     let config = PipelineConfig {
         cameras,
-        policy: SourcePolicy::new(media.path()),
+        sources: {
+            let policy = SourcePolicy::new(media.path());
+            Arc::new(move |request: &safe_yolo_capture::SourceRequest| {
+                safe_yolo_capture::open(request, &policy)
+            })
+        },
         detect_workers: 1,
         analysis_queue: 8,
         detect_nice: 0,

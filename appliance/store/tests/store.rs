@@ -60,7 +60,7 @@ fn snapshot_files(dir: &Path) -> Vec<String> {
 }
 
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    safe_yolo_fixtures::manifest_dir!().join("tests/fixtures")
 }
 
 // === crash safety ===
