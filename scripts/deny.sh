@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# cargo deny (deny.toml): licences, bans (duplicate versions, wildcards) and
+# sources of every crate linked into the appliance. The advisories check needs
+# the RustSec database from GitHub, which this workplace cannot reach; it is
+# not run here (README, "CI").
+#   scripts/deny.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SAFEYOLO_CACHE="${SAFEYOLO_CACHE:-/var/cache/safe-yolo}"
+DENY_VERSION=0.20.2
+deny="$SAFEYOLO_CACHE/tools/bin/cargo-deny"
+if ! "$deny" --version 2>/dev/null | grep -q " $DENY_VERSION\$"; then
+    echo "deny: cargo install cargo-deny $DENY_VERSION into $SAFEYOLO_CACHE/tools" >&2
+    cargo install -q --locked cargo-deny --version "$DENY_VERSION" --root "$SAFEYOLO_CACHE/tools"
+fi
+exec "$deny" --offline check bans licenses sources
