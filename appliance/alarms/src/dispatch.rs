@@ -22,7 +22,9 @@ use safe_yolo_config::{Config, OutputRole};
 use safe_yolo_domain::{CameraId, Detection, NormPoint, OutputId, RgbFrame, RuleId, ZoneId};
 use safe_yolo_outputs::{AckTarget, ActionSpec, Ending, OutputsHandle, Pattern, Source};
 use safe_yolo_rules::{Alarm, Decision};
-use safe_yolo_store::{EventState, EventUpdate, NewEvent, StoreError, StoreHandle, SubmitError};
+use safe_yolo_store::{
+    AlarmKey, EventDetails, EventState, EventUpdate, NewEvent, StoreError, StoreHandle, SubmitError,
+};
 use safe_yolo_telemetry::Metrics;
 use tokio::sync::{broadcast, watch};
 use tokio_util::task::TaskTracker;
@@ -275,7 +277,10 @@ impl Dispatcher {
     fn raise(&self, alarm: Alarm, evidence: Option<Evidence>) {
         let inner = &self.inner;
         let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{}-{seq}", inner.boot_ms);
+        let key = AlarmKey {
+            boot_ms: inner.boot_ms,
+            seq,
+        };
         let cfg = self.cfg();
         let action = cfg.rules.get(&alarm.rule).cloned();
         // 1. Physical outputs, before anything touches the disk.
@@ -291,7 +296,7 @@ impl Dispatcher {
             }
             let source = Source {
                 rule: alarm.rule.clone(),
-                event: key.clone(),
+                event: key.to_string(),
             };
             for (outs, spec) in [(sirens, action.siren), (relays, action.relay)] {
                 if outs.is_empty() {
@@ -348,7 +353,7 @@ impl Dispatcher {
         &self,
         alarm: Alarm,
         action: Option<RuleAction>,
-        key: String,
+        key: AlarmKey,
         evidence: Option<Evidence>,
         id_tx: watch::Sender<Option<u64>>,
     ) {
@@ -388,7 +393,10 @@ impl Dispatcher {
             started_at,
             ended_at: None,
             message,
-            details: serde_json::json!({ "alarm_key": key, "detail": format!("{:?}", alarm.detail) }),
+            details: Some(EventDetails {
+                alarm_key: key,
+                detail: alarm.detail,
+            }),
             snapshot_jpeg: snapshot.map(Arc::from),
             cleared: false,
         };
@@ -492,11 +500,11 @@ impl Dispatcher {
             })
             .await
             .map_err(|source| DispatchError::Store { id, source })?;
-        if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str())
+        if let Some(d) = &event.details
             && let Err(e) = self
                 .inner
                 .outputs
-                .acknowledge(AckTarget::Event(key.to_owned()))
+                .acknowledge(AckTarget::Event(d.alarm_key.to_string()))
                 .await
         {
             tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");

@@ -431,7 +431,7 @@ impl Rig {
                 started_at: now_ms(),
                 ended_at: None,
                 message: "person in zone".into(),
-                details: json!({}),
+                details: None,
                 snapshot_jpeg: snapshot.then(|| Arc::from(jpeg_bytes())),
                 cleared: false,
             })
@@ -2688,7 +2688,7 @@ async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
             started_at,
             ended_at: None,
             message: format!("{camera}, \"{rule}\""),
-            details: json!({}),
+            details: None,
             snapshot_jpeg: None,
             cleared: false,
         })

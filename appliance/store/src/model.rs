@@ -3,10 +3,15 @@
 //! Every record is serialized with `serde_json`; fields added later carry `#[serde(default)]`
 //! so that older records still decode, and the schema migrations rewrite them explicitly.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
+use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId, ZoneId};
 use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
 
 /// Milliseconds since the Unix epoch.
 pub type UnixMs = u64;
@@ -149,6 +154,54 @@ impl Snapshot {
     }
 }
 
+/// Identity of one raised alarm: the boot it was raised in (the dispatcher's start, Unix ms)
+/// and its sequence number within that boot.
+///
+/// The outputs know an alarm's actions by its display form, `<boot_ms>-<seq>`; the store
+/// keeps it typed in [`EventDetails`], so acknowledging an event (even one from an earlier
+/// boot) releases exactly the outputs its alarm commanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmKey {
+    /// When the dispatcher that raised the alarm started, Unix ms.
+    pub boot_ms: UnixMs,
+    /// The alarm's number within that boot, from 0.
+    pub seq: u64,
+}
+
+impl fmt::Display for AlarmKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.boot_ms, self.seq)
+    }
+}
+
+impl FromStr for AlarmKey {
+    type Err = StoreError;
+
+    /// Parses the display form `<boot_ms>-<seq>` (schema v2 stored it as text).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || StoreError::Invalid {
+            field: "alarm_key",
+            reason: format!("{s:?} is not <boot_ms>-<seq>"),
+        };
+        let (boot, seq) = s.split_once('-').ok_or_else(bad)?;
+        Ok(Self {
+            boot_ms: boot.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// What the alarm behind an event was (typed since schema v3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventDetails {
+    /// The alarm's identity; the outputs' actions for it are released by it.
+    pub alarm_key: AlarmKey,
+    /// The rule kind's facts (dwell time, head count, crossing direction, ...).
+    pub detail: AlarmDetail,
+}
+
 /// An event as submitted by the rules engine; the store assigns its id.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -170,8 +223,8 @@ pub struct NewEvent {
     pub ended_at: Option<UnixMs>,
     /// Human-readable message.
     pub message: String,
-    /// Free-form details (scores, dwell time, ...).
-    pub details: serde_json::Value,
+    /// The alarm behind the event, if an alarm raised it.
+    pub details: Option<EventDetails>,
     /// A JPEG to keep as evidence, written beside the database.
     pub snapshot_jpeg: Option<Arc<[u8]>>,
     /// Record the event as already cleared (informational events that need no
@@ -205,9 +258,10 @@ pub struct Event {
     pub state: EventState,
     /// Human-readable message.
     pub message: String,
-    /// Free-form details (added in schema v2).
+    /// The alarm behind the event (free-form JSON in schema v2, typed since v3; `null` for
+    /// events from schema v1 and events no alarm raised).
     #[serde(default)]
-    pub details: serde_json::Value,
+    pub details: Option<EventDetails>,
     /// The evidence snapshot (added in schema v2).
     #[serde(default)]
     pub snapshot: Snapshot,
@@ -224,7 +278,7 @@ pub struct EventUpdate {
     /// New message.
     pub message: Option<String>,
     /// New details.
-    pub details: Option<serde_json::Value>,
+    pub details: Option<EventDetails>,
 }
 
 /// Which events a query returns.
@@ -478,7 +532,13 @@ mod tests {
                 }),
             },
             message: "m".into(),
-            details: serde_json::json!({"k": 1}),
+            details: Some(EventDetails {
+                alarm_key: AlarmKey {
+                    boot_ms: 1_700_000_000_000,
+                    seq: 4,
+                },
+                detail: AlarmDetail::Occupancy { count: 3 },
+            }),
             snapshot: Snapshot::Pruned {
                 at: 4,
                 bytes: 10,
@@ -489,7 +549,27 @@ mod tests {
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["state"], "cleared");
         assert_eq!(json["snapshot"]["status"], "pruned");
+        assert_eq!(
+            json["details"],
+            serde_json::json!({
+                "alarm_key": {"boot_ms": 1_700_000_000_000u64, "seq": 4},
+                "detail": {"kind": "occupancy", "count": 3},
+            })
+        );
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn alarm_keys_print_and_parse_as_boot_dash_seq() {
+        let k = AlarmKey {
+            boot_ms: 1_733_500_000_123,
+            seq: 17,
+        };
+        assert_eq!(k.to_string(), "1733500000123-17");
+        assert_eq!("1733500000123-17".parse::<AlarmKey>().unwrap(), k);
+        for bad in ["", "17", "a-1", "1-b", "1-2-3", "-1", "1-"] {
+            assert!(bad.parse::<AlarmKey>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

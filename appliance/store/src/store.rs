@@ -396,7 +396,7 @@ impl Store {
                     ended_at: ev.ended_at,
                     state,
                     message: ev.message.clone(),
-                    details: ev.details.clone(),
+                    details: ev.details,
                     snapshot,
                     recorded_at: now,
                 };
@@ -849,7 +849,7 @@ impl StoreTxn {
                 e.message = m;
             }
             if let Some(d) = update.details {
-                e.details = d;
+                e.details = Some(d);
             }
             Ok(())
         })

@@ -137,10 +137,10 @@ pub(crate) async fn acknowledge(
         })
         .await
         .map_err(|e| HttpError::store("acknowledging an event", e))?;
-    if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str())
+    if let Some(d) = &event.details
         && let Err(e) = s
             .outputs
-            .acknowledge(AckTarget::Event(key.to_owned()))
+            .acknowledge(AckTarget::Event(d.alarm_key.to_string()))
             .await
     {
         tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
