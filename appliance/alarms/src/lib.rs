@@ -20,4 +20,6 @@ pub mod draw;
 pub mod specs;
 
 pub use analysis::{Analysis, AnalysisError, RulesControl};
-pub use dispatch::{AlarmNotice, Dispatcher, DispatcherConfig, NoticeKind};
+pub use dispatch::{
+    AlarmNotice, AlarmOutputs, DispatchError, Dispatcher, DispatcherConfig, EventSink, NoticeKind,
+};

@@ -270,6 +270,76 @@ pub struct Event {
     pub recorded_at: UnixMs,
 }
 
+/// The life cycle's transitions, declared once: the store's transactions and in-memory
+/// stand-ins (tests) apply them to an event they hold.
+impl Event {
+    /// Active -> acknowledged by `by` at `at`; any other state is a
+    /// [`StoreError::BadTransition`].
+    pub fn acknowledge(&mut self, by: &str, at: UnixMs) -> Result<(), StoreError> {
+        match self.state {
+            EventState::Active => {
+                self.state = EventState::Acknowledged {
+                    by: by.to_owned(),
+                    at,
+                };
+                Ok(())
+            }
+            ref s => Err(StoreError::BadTransition {
+                id: self.id,
+                from: s.name(),
+                to: "acknowledged",
+            }),
+        }
+    }
+
+    /// Active or acknowledged -> cleared (eligible for retention); sets `ended_at` if unset.
+    pub fn clear(&mut self, by: Option<&str>, at: UnixMs) -> Result<(), StoreError> {
+        let acknowledged = match &self.state {
+            EventState::Active => None,
+            EventState::Acknowledged { by, at } => Some(Acknowledgement {
+                by: by.clone(),
+                at: *at,
+            }),
+            s @ EventState::Cleared { .. } => {
+                return Err(StoreError::BadTransition {
+                    id: self.id,
+                    from: s.name(),
+                    to: "cleared",
+                });
+            }
+        };
+        self.state = EventState::Cleared {
+            at,
+            by: by.map(str::to_owned),
+            acknowledged,
+        };
+        if self.ended_at.is_none() {
+            self.ended_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// An operator (or the acknowledge button) acknowledges the alarm: acknowledged, and
+    /// cleared at once by the same person if its condition has already ended.
+    pub fn acknowledge_alarm(&mut self, by: &str, at: UnixMs) -> Result<(), StoreError> {
+        self.acknowledge(by, at)?;
+        if self.ended_at.is_some() {
+            self.clear(Some(by), at)?;
+        }
+        Ok(())
+    }
+
+    /// The alarm's condition ended at `at`: recorded, and the event cleared if it was
+    /// already acknowledged (an active one stays active until acknowledged).
+    pub fn end_alarm(&mut self, at: UnixMs) -> Result<(), StoreError> {
+        self.ended_at = Some(at);
+        if matches!(self.state, EventState::Acknowledged { .. }) {
+            self.clear(None, at)?;
+        }
+        Ok(())
+    }
+}
+
 /// A change to an event's mutable fields (`ended_at`, `message`, `details`).
 #[derive(Debug, Clone, Default)]
 pub struct EventUpdate {
@@ -557,6 +627,84 @@ mod tests {
             })
         );
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+    }
+
+    fn active(id: u64) -> Event {
+        Event {
+            id,
+            camera: CameraId::new("gate").unwrap(),
+            rule: RuleId::new("no-entry").unwrap(),
+            zone: None,
+            track: None,
+            kind: "intrusion".into(),
+            severity: Severity::Critical,
+            started_at: 1,
+            ended_at: None,
+            state: EventState::Active,
+            message: "m".into(),
+            details: None,
+            snapshot: Snapshot::None,
+            recorded_at: 1,
+        }
+    }
+
+    #[test]
+    fn the_alarm_life_cycle() {
+        // Acknowledged first, then the condition ends: cleared by the end.
+        let mut e = active(1);
+        e.acknowledge_alarm("op", 10).unwrap();
+        assert_eq!(
+            e.state,
+            EventState::Acknowledged {
+                by: "op".into(),
+                at: 10
+            }
+        );
+        e.end_alarm(20).unwrap();
+        assert_eq!(e.ended_at, Some(20));
+        assert_eq!(
+            e.state,
+            EventState::Cleared {
+                at: 20,
+                by: None,
+                acknowledged: Some(Acknowledgement {
+                    by: "op".into(),
+                    at: 10
+                }),
+            }
+        );
+        // Ended first (stays active), then acknowledged: cleared by the operator.
+        let mut e = active(2);
+        e.end_alarm(20).unwrap();
+        assert_eq!(e.state, EventState::Active);
+        e.acknowledge_alarm("op", 30).unwrap();
+        assert_eq!(
+            e.state,
+            EventState::Cleared {
+                at: 30,
+                by: Some("op".into()),
+                acknowledged: Some(Acknowledgement {
+                    by: "op".into(),
+                    at: 30
+                }),
+            }
+        );
+        assert_eq!(e.ended_at, Some(20));
+        // Twice is a conflict, naming the event and the states.
+        match e.acknowledge_alarm("op", 40) {
+            Err(StoreError::BadTransition { id: 2, from, to }) => {
+                assert_eq!((from, to), ("cleared", "acknowledged"));
+            }
+            other => panic!("expected a bad transition, got {other:?}"),
+        }
+        assert!(matches!(
+            e.clear(None, 50),
+            Err(StoreError::BadTransition { to: "cleared", .. })
+        ));
+        // Clearing an active event records when it ended.
+        let mut e = active(3);
+        e.clear(None, 60).unwrap();
+        assert_eq!(e.ended_at, Some(60));
     }
 
     #[test]
