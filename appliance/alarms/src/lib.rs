@@ -23,5 +23,7 @@ pub mod inputs;
 pub mod specs;
 
 pub use analysis::{Analysis, AnalysisError, AnalysisInputs, RulesControl};
-pub use dispatch::{AlarmNotice, Dispatcher, DispatcherConfig, NoticeKind};
+pub use dispatch::{
+    AlarmNotice, AlarmOutputs, DispatchError, Dispatcher, DispatcherConfig, EventSink, NoticeKind,
+};
 pub use inputs::InputRouting;

@@ -431,7 +431,7 @@ impl Rig {
                 started_at: now_ms(),
                 ended_at: None,
                 message: "person in zone".into(),
-                details: json!({}),
+                details: None,
                 snapshot_jpeg: snapshot.then(|| Arc::from(jpeg_bytes())),
                 cleared: false,
             })
@@ -1540,12 +1540,23 @@ async fn cors_bodies_and_headers() {
     let r = rig
         .call(Method::GET, "/api/v1/audit?limit=5", Some(&admin), None)
         .await;
-    assert!(
-        r.json()["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|row| row["action"] == "event.acknowledge")
+    // One row for the one acknowledgement (the refused second one left none), committed
+    // with the state change by the dispatcher's acknowledge path.
+    let acks: Vec<_> = r.json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["action"] == "event.acknowledge")
+        .cloned()
+        .collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(
+        (&acks[0]["target"], &acks[0]["before"], &acks[0]["after"]),
+        (
+            &json!(format!("event/{a}")),
+            &json!("active"),
+            &json!("acknowledged")
+        )
     );
 }
 
@@ -2688,7 +2699,7 @@ async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
             started_at,
             ended_at: None,
             message: format!("{camera}, \"{rule}\""),
-            details: json!({}),
+            details: None,
             snapshot_jpeg: None,
             cleared: false,
         })

@@ -6,6 +6,7 @@
 //! these types is always valid ("validate at the door").
 #![forbid(unsafe_code)]
 
+pub mod alarm;
 pub mod detection;
 pub mod error;
 pub mod frame;

@@ -14,6 +14,9 @@ const CONCEPTS: &[(&str, &[&str])] = &[
     ("output role", &["OutputRole"]),
     ("safe state", &["SafeState"]),
     ("weekday", &["Weekday", "DayDoc"]),
+    ("alarm detail", &["AlarmDetail"]),
+    ("camera health", &["CameraHealth"]),
+    ("crossing", &["Crossing"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -17,17 +17,7 @@ use crate::spec::{ClearAfter, Crossing, RuleKind, RuleSpec, RulesError, Severity
 use crate::track::{Track, TrackState};
 use crate::zone::{Anchor, ZoneShape, ZoneSpec};
 
-/// The camera's health as reported by the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CameraHealth {
-    /// Frames arrive and look normal.
-    #[default]
-    Ok,
-    /// No frames arrive.
-    Offline,
-    /// Frames arrive but the view is blocked, blinded or moved.
-    Tampered,
-}
+pub use safe_yolo_domain::alarm::CameraHealth;
 
 /// Everything the engine needs about one frame of one camera.
 #[derive(Debug, Clone, Copy)]
@@ -56,36 +46,7 @@ pub struct FrameInput<'a> {
     pub door_open: bool,
 }
 
-/// Rule-kind specific facts of an alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlarmDetail {
-    /// A person in a forbidden area.
-    Intrusion,
-    /// A person without the required protective equipment.
-    MissingPpe,
-    /// A person stayed too long; how long they had been inside.
-    Dwell {
-        /// Time inside when raised.
-        inside: Duration,
-    },
-    /// Too many persons; how many were inside.
-    Occupancy {
-        /// Persons inside when raised.
-        count: u32,
-    },
-    /// A person crossed the line this way.
-    LineCrossing {
-        /// The crossing's direction.
-        crossing: Crossing,
-    },
-    /// The camera is unhealthy.
-    CameraOffline {
-        /// Its state when raised.
-        health: CameraHealth,
-    },
-    /// The door contact is open.
-    DoorOpen,
-}
+pub use safe_yolo_domain::alarm::AlarmDetail;
 
 /// An alarm of one rule, as raised.
 #[derive(Debug, Clone, PartialEq)]

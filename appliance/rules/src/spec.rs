@@ -92,14 +92,7 @@ pub enum LineDirection {
     Either,
 }
 
-/// A crossing that happened, with its direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Crossing {
-    /// From side A to side B.
-    AToB,
-    /// From side B to side A.
-    BToA,
-}
+pub use safe_yolo_domain::alarm::Crossing;
 
 impl safe_yolo_domain::Named for LineDirection {
     const WHAT: &'static str = "crossing direction";

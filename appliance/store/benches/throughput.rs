@@ -19,8 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId};
-use safe_yolo_store::{NewEvent, RetentionPolicy, Severity, Store, StoreConfig, StoreHandle};
+use safe_yolo_store::{
+    AlarmKey, EventDetails, NewEvent, RetentionPolicy, Severity, Store, StoreConfig, StoreHandle,
+};
 
 fn event(n: u64, jpeg: Option<Arc<[u8]>>) -> NewEvent {
     NewEvent {
@@ -33,7 +36,12 @@ fn event(n: u64, jpeg: Option<Arc<[u8]>>) -> NewEvent {
         started_at: n,
         ended_at: None,
         message: "person in forklift lane".into(),
-        details: serde_json::json!({"score": 0.87, "dwell_ms": 1500}),
+        details: Some(EventDetails {
+            alarm_key: AlarmKey { boot_ms: 0, seq: n },
+            detail: AlarmDetail::Dwell {
+                inside: Duration::from_millis(1500),
+            },
+        }),
         snapshot_jpeg: jpeg,
         cleared: false,
     }

@@ -301,11 +301,10 @@ impl Store {
                 e.message.clone(),
                 file,
                 sha,
-                if e.details.is_null() {
-                    String::new()
-                } else {
-                    e.details.to_string()
-                },
+                e.details
+                    .as_ref()
+                    .and_then(|d| serde_json::to_string(d).ok())
+                    .unwrap_or_default(),
             ];
             let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
             writeln!(w, "{}", line.join(",")).map_err(io)

@@ -304,7 +304,7 @@ fn commit_jobs(store: &Store, jobs: &mut Vec<Job>) {
                     severity = ev.severity.as_str(),
                     started_at = ev.started_at,
                     message = %ev.message,
-                    details = %ev.details,
+                    details = ?ev.details,
                     "event could not be stored"
                 );
                 let _ = ack.send(Err(Arc::clone(&e)));

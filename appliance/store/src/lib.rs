@@ -6,7 +6,7 @@
 //! ```text
 //! <state dir>/store.redb                       the database (schema: see [`schema`])
 //! <state dir>/snapshots/<event id:020>.jpg     evidence snapshots
-//! <state dir>/store.redb.pre-v2.from-v1.bak    copy kept before a schema migration
+//! <state dir>/store.redb.pre-v3.from-v2.bak    copy kept before a schema migration
 //! ```
 //!
 //! # Guarantees

@@ -180,6 +180,7 @@ fn migrate_step(db: &Database, from: u32) -> Result<(), StoreError> {
     let tx = db.begin_write().db("begin migration")?;
     match from {
         1 => v1_to_v2(&tx)?,
+        2 => v2_to_v3(&tx)?,
         other => {
             return Err(StoreError::Invalid {
                 field: "schema_version",
@@ -231,6 +232,70 @@ fn v1_to_v2(tx: &WriteTransaction) -> Result<(), StoreError> {
             rewritten += 1;
         }
     }
+    audit_migration(tx, "v1", format!("v2 ({rewritten} events rewritten)"))
+}
+
+/// v2 -> v3: the events' `details` become typed ([`crate::model::EventDetails`]): the v2
+/// dispatcher's Debug text is parsed ([`crate::schema::v2::parse_details`]); what cannot be
+/// read becomes `null` (logged with the event id and the original text, counted in the
+/// audit row; the pre-migration copy keeps it). Every other field is kept as it was.
+fn v2_to_v3(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut typed = 0u64;
+    let mut unreadable = Vec::new();
+    {
+        let mut events = tx.open_table(EVENTS).db("open events")?;
+        let mut old = Vec::new();
+        for row in events.iter().db("scan v2 events")? {
+            let (k, v) = row.db("read v2 event")?;
+            let decode = |source| StoreError::Decode {
+                table: "events",
+                key: k.value().to_string(),
+                source,
+            };
+            let e: serde_json::Value = serde_json::from_slice(v.value()).map_err(decode)?;
+            old.push((k.value(), e));
+        }
+        for (id, mut e) in old {
+            let v2 = e.get("details").cloned().unwrap_or(serde_json::Value::Null);
+            let details = match crate::schema::v2::parse_details(&v2) {
+                Ok(d) => d,
+                Err(reason) => {
+                    tracing::warn!(event_id = id, details = %v2, %reason, "unreadable v2 event details dropped");
+                    unreadable.push(id);
+                    None
+                }
+            };
+            typed += u64::from(details.is_some());
+            if let Some(obj) = e.as_object_mut() {
+                let v3 = serde_json::to_value(details).map_err(|source| StoreError::Encode {
+                    table: "events",
+                    source,
+                })?;
+                obj.insert("details".into(), v3);
+            }
+            let new: Event = serde_json::from_value(e).map_err(|source| StoreError::Decode {
+                table: "events",
+                key: id.to_string(),
+                source,
+            })?;
+            let bytes = serde_json::to_vec(&new).map_err(|source| StoreError::Encode {
+                table: "events",
+                source,
+            })?;
+            events.insert(id, bytes.as_slice()).db("write v3 event")?;
+        }
+    }
+    let mut after = format!("v3 ({typed} event details typed");
+    if !unreadable.is_empty() {
+        let ids: Vec<String> = unreadable.iter().map(u64::to_string).collect();
+        after.push_str(&format!(", unreadable dropped: events {}", ids.join(" ")));
+    }
+    after.push(')');
+    audit_migration(tx, "v2", after)
+}
+
+/// Appends the `store.migrate` audit row of one migration step.
+fn audit_migration(tx: &WriteTransaction, before: &str, after: String) -> Result<(), StoreError> {
     let mut meta = tx.open_table(META).db("open meta")?;
     let audit_seq = meta
         .get(KEY_AUDIT_SEQ)
@@ -247,8 +312,8 @@ fn v1_to_v2(tx: &WriteTransaction) -> Result<(), StoreError> {
         source: None,
         action: "store.migrate".into(),
         target: "schema".into(),
-        before: Some("v1".into()),
-        after: Some(format!("v2 ({rewritten} events rewritten)")),
+        before: Some(before.into()),
+        after: Some(after),
         result: AuditResult::Ok,
     };
     let bytes = serde_json::to_vec(&row).map_err(|source| StoreError::Encode {
@@ -313,7 +378,7 @@ fn upgrade_event(e: EventV1) -> Result<Event, StoreError> {
         ended_at: e.ended_at,
         state,
         message: e.message,
-        details: serde_json::Value::Null,
+        details: None,
         snapshot: Snapshot::None,
         recorded_at: e.started_at,
     })

@@ -3,10 +3,15 @@
 //! Every record is serialized with `serde_json`; fields added later carry `#[serde(default)]`
 //! so that older records still decode, and the schema migrations rewrite them explicitly.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
+use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId, ZoneId};
 use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
 
 /// Milliseconds since the Unix epoch.
 pub type UnixMs = u64;
@@ -149,6 +154,54 @@ impl Snapshot {
     }
 }
 
+/// Identity of one raised alarm: the boot it was raised in (the dispatcher's start, Unix ms)
+/// and its sequence number within that boot.
+///
+/// The outputs know an alarm's actions by its display form, `<boot_ms>-<seq>`; the store
+/// keeps it typed in [`EventDetails`], so acknowledging an event (even one from an earlier
+/// boot) releases exactly the outputs its alarm commanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmKey {
+    /// When the dispatcher that raised the alarm started, Unix ms.
+    pub boot_ms: UnixMs,
+    /// The alarm's number within that boot, from 0.
+    pub seq: u64,
+}
+
+impl fmt::Display for AlarmKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.boot_ms, self.seq)
+    }
+}
+
+impl FromStr for AlarmKey {
+    type Err = StoreError;
+
+    /// Parses the display form `<boot_ms>-<seq>` (schema v2 stored it as text).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || StoreError::Invalid {
+            field: "alarm_key",
+            reason: format!("{s:?} is not <boot_ms>-<seq>"),
+        };
+        let (boot, seq) = s.split_once('-').ok_or_else(bad)?;
+        Ok(Self {
+            boot_ms: boot.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// What the alarm behind an event was (typed since schema v3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventDetails {
+    /// The alarm's identity; the outputs' actions for it are released by it.
+    pub alarm_key: AlarmKey,
+    /// The rule kind's facts (dwell time, head count, crossing direction, ...).
+    pub detail: AlarmDetail,
+}
+
 /// An event as submitted by the rules engine; the store assigns its id.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -170,8 +223,8 @@ pub struct NewEvent {
     pub ended_at: Option<UnixMs>,
     /// Human-readable message.
     pub message: String,
-    /// Free-form details (scores, dwell time, ...).
-    pub details: serde_json::Value,
+    /// The alarm behind the event, if an alarm raised it.
+    pub details: Option<EventDetails>,
     /// A JPEG to keep as evidence, written beside the database.
     pub snapshot_jpeg: Option<Arc<[u8]>>,
     /// Record the event as already cleared (informational events that need no
@@ -205,15 +258,86 @@ pub struct Event {
     pub state: EventState,
     /// Human-readable message.
     pub message: String,
-    /// Free-form details (added in schema v2).
+    /// The alarm behind the event (free-form JSON in schema v2, typed since v3; `null` for
+    /// events from schema v1 and events no alarm raised).
     #[serde(default)]
-    pub details: serde_json::Value,
+    pub details: Option<EventDetails>,
     /// The evidence snapshot (added in schema v2).
     #[serde(default)]
     pub snapshot: Snapshot,
     /// When the store committed the event (added in schema v2).
     #[serde(default)]
     pub recorded_at: UnixMs,
+}
+
+/// The life cycle's transitions, declared once: the store's transactions and in-memory
+/// stand-ins (tests) apply them to an event they hold.
+impl Event {
+    /// Active -> acknowledged by `by` at `at`; any other state is a
+    /// [`StoreError::BadTransition`].
+    pub fn acknowledge(&mut self, by: &str, at: UnixMs) -> Result<(), StoreError> {
+        match self.state {
+            EventState::Active => {
+                self.state = EventState::Acknowledged {
+                    by: by.to_owned(),
+                    at,
+                };
+                Ok(())
+            }
+            ref s => Err(StoreError::BadTransition {
+                id: self.id,
+                from: s.name(),
+                to: "acknowledged",
+            }),
+        }
+    }
+
+    /// Active or acknowledged -> cleared (eligible for retention); sets `ended_at` if unset.
+    pub fn clear(&mut self, by: Option<&str>, at: UnixMs) -> Result<(), StoreError> {
+        let acknowledged = match &self.state {
+            EventState::Active => None,
+            EventState::Acknowledged { by, at } => Some(Acknowledgement {
+                by: by.clone(),
+                at: *at,
+            }),
+            s @ EventState::Cleared { .. } => {
+                return Err(StoreError::BadTransition {
+                    id: self.id,
+                    from: s.name(),
+                    to: "cleared",
+                });
+            }
+        };
+        self.state = EventState::Cleared {
+            at,
+            by: by.map(str::to_owned),
+            acknowledged,
+        };
+        if self.ended_at.is_none() {
+            self.ended_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// An operator (or the acknowledge button) acknowledges the alarm: acknowledged, and
+    /// cleared at once by the same person if its condition has already ended.
+    pub fn acknowledge_alarm(&mut self, by: &str, at: UnixMs) -> Result<(), StoreError> {
+        self.acknowledge(by, at)?;
+        if self.ended_at.is_some() {
+            self.clear(Some(by), at)?;
+        }
+        Ok(())
+    }
+
+    /// The alarm's condition ended at `at`: recorded, and the event cleared if it was
+    /// already acknowledged (an active one stays active until acknowledged).
+    pub fn end_alarm(&mut self, at: UnixMs) -> Result<(), StoreError> {
+        self.ended_at = Some(at);
+        if matches!(self.state, EventState::Acknowledged { .. }) {
+            self.clear(None, at)?;
+        }
+        Ok(())
+    }
 }
 
 /// A change to an event's mutable fields (`ended_at`, `message`, `details`).
@@ -224,7 +348,7 @@ pub struct EventUpdate {
     /// New message.
     pub message: Option<String>,
     /// New details.
-    pub details: Option<serde_json::Value>,
+    pub details: Option<EventDetails>,
 }
 
 /// Which events a query returns.
@@ -478,7 +602,13 @@ mod tests {
                 }),
             },
             message: "m".into(),
-            details: serde_json::json!({"k": 1}),
+            details: Some(EventDetails {
+                alarm_key: AlarmKey {
+                    boot_ms: 1_700_000_000_000,
+                    seq: 4,
+                },
+                detail: AlarmDetail::Occupancy { count: 3 },
+            }),
             snapshot: Snapshot::Pruned {
                 at: 4,
                 bytes: 10,
@@ -489,7 +619,105 @@ mod tests {
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["state"], "cleared");
         assert_eq!(json["snapshot"]["status"], "pruned");
+        assert_eq!(
+            json["details"],
+            serde_json::json!({
+                "alarm_key": {"boot_ms": 1_700_000_000_000u64, "seq": 4},
+                "detail": {"kind": "occupancy", "count": 3},
+            })
+        );
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+    }
+
+    fn active(id: u64) -> Event {
+        Event {
+            id,
+            camera: CameraId::new("gate").unwrap(),
+            rule: RuleId::new("no-entry").unwrap(),
+            zone: None,
+            track: None,
+            kind: "intrusion".into(),
+            severity: Severity::Critical,
+            started_at: 1,
+            ended_at: None,
+            state: EventState::Active,
+            message: "m".into(),
+            details: None,
+            snapshot: Snapshot::None,
+            recorded_at: 1,
+        }
+    }
+
+    #[test]
+    fn the_alarm_life_cycle() {
+        // Acknowledged first, then the condition ends: cleared by the end.
+        let mut e = active(1);
+        e.acknowledge_alarm("op", 10).unwrap();
+        assert_eq!(
+            e.state,
+            EventState::Acknowledged {
+                by: "op".into(),
+                at: 10
+            }
+        );
+        e.end_alarm(20).unwrap();
+        assert_eq!(e.ended_at, Some(20));
+        assert_eq!(
+            e.state,
+            EventState::Cleared {
+                at: 20,
+                by: None,
+                acknowledged: Some(Acknowledgement {
+                    by: "op".into(),
+                    at: 10
+                }),
+            }
+        );
+        // Ended first (stays active), then acknowledged: cleared by the operator.
+        let mut e = active(2);
+        e.end_alarm(20).unwrap();
+        assert_eq!(e.state, EventState::Active);
+        e.acknowledge_alarm("op", 30).unwrap();
+        assert_eq!(
+            e.state,
+            EventState::Cleared {
+                at: 30,
+                by: Some("op".into()),
+                acknowledged: Some(Acknowledgement {
+                    by: "op".into(),
+                    at: 30
+                }),
+            }
+        );
+        assert_eq!(e.ended_at, Some(20));
+        // Twice is a conflict, naming the event and the states.
+        match e.acknowledge_alarm("op", 40) {
+            Err(StoreError::BadTransition { id: 2, from, to }) => {
+                assert_eq!((from, to), ("cleared", "acknowledged"));
+            }
+            other => panic!("expected a bad transition, got {other:?}"),
+        }
+        assert!(matches!(
+            e.clear(None, 50),
+            Err(StoreError::BadTransition { to: "cleared", .. })
+        ));
+        // Clearing an active event records when it ended.
+        let mut e = active(3);
+        e.clear(None, 60).unwrap();
+        assert_eq!(e.ended_at, Some(60));
+    }
+
+    #[test]
+    fn alarm_keys_print_and_parse_as_boot_dash_seq() {
+        let k = AlarmKey {
+            boot_ms: 1_733_500_000_123,
+            seq: 17,
+        };
+        assert_eq!(k.to_string(), "1733500000123-17");
+        assert_eq!("1733500000123-17".parse::<AlarmKey>().unwrap(), k);
+        for bad in ["", "17", "a-1", "1-b", "1-2-3", "-1", "1-"] {
+            assert!(bad.parse::<AlarmKey>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,16 +3,26 @@
 //! Schema history:
 //! - **v1** (first field release): `meta`, `events` (flat state fields, no snapshot or
 //!   details), `users`, `sessions`, `api_keys`, `settings`.
-//! - **v2** (current): events carry a tagged life-cycle state, free-form `details`, a
+//! - **v2**: events carry a tagged life-cycle state, free-form `details`, a
 //!   `snapshot` reference and `recorded_at`; new tables `open_events` (ids of events not yet
-//!   cleared), `snapshots` (snapshot index: event id -> file size) and `audit`.
+//!   cleared), `snapshots` (snapshot index: event id -> file size) and `audit`. The alarm
+//!   dispatcher wrote `details` as `{"alarm_key": "<boot_ms>-<seq>", "detail": "<Rust Debug
+//!   text of the alarm detail>"}` (e.g. `"Dwell { inside: 12.5s }"`); events migrated from v1
+//!   had `null`.
+//! - **v3** (current): `details` is typed ([`EventDetails`](crate::model::EventDetails)):
+//!   `null`, or `{"alarm_key": {"boot_ms", "seq"}, "detail": {"kind": ..., ...}}` with the
+//!   detail in the serde form of
+//!   [`AlarmDetail`](safe_yolo_domain::alarm::AlarmDetail). The migration parses the v2 text
+//!   (see [`v2`]); details it cannot read become `null`, logged with the event id and
+//!   counted in the migration's audit row (the pre-migration copy keeps the original).
+//!   Tables unchanged.
 //!
 //! Keys are `u64` (redb orders them numerically) or `&str`; values are `serde_json` bytes.
 
 use redb::TableDefinition;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: u32 = 2;
+pub const CURRENT_VERSION: u32 = 3;
 
 /// Key/value metadata: schema version and sequences.
 pub(crate) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
@@ -202,5 +212,396 @@ pub mod v1 {
             source: Box::new(e.into()),
         })? {}
         Ok(())
+    }
+}
+
+/// Schema v2's alarm details (Rust Debug text) and a fixture writer.
+pub mod v2 {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use redb::Database;
+    use safe_yolo_domain::alarm::{AlarmDetail, CameraHealth, Crossing};
+    use serde_json::{Value, json};
+
+    use super::{
+        API_KEYS, AUDIT, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META, OPEN_EVENTS,
+        SESSIONS, SETTINGS, SNAPSHOTS, USERS,
+    };
+    use crate::error::{DbContext, StoreError};
+    use crate::model::{AlarmKey, EventDetails};
+
+    /// Reads the `details` a v2 event stored: `null`, or the dispatcher's
+    /// `{"alarm_key": "<boot_ms>-<seq>", "detail": "<Debug text>"}`.
+    ///
+    /// `Ok(None)` for `null`; `Err` with the reason for anything else it cannot read.
+    pub fn parse_details(v: &Value) -> Result<Option<EventDetails>, String> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        let key = v
+            .get("alarm_key")
+            .and_then(Value::as_str)
+            .ok_or("no alarm_key text")?;
+        let detail = v
+            .get("detail")
+            .and_then(Value::as_str)
+            .ok_or("no detail text")?;
+        let alarm_key: AlarmKey = key.parse().map_err(|e: StoreError| e.to_string())?;
+        let detail =
+            parse_detail(detail).ok_or_else(|| format!("unknown alarm detail {detail:?}"))?;
+        Ok(Some(EventDetails { alarm_key, detail }))
+    }
+
+    /// Parses the Debug text of an [`AlarmDetail`] as v2 stored it, e.g. `Intrusion`,
+    /// `Dwell { inside: 12.5s }`, `Occupancy { count: 3 }`,
+    /// `LineCrossing { crossing: AToB }`, `CameraOffline { health: Offline }`.
+    pub fn parse_detail(s: &str) -> Option<AlarmDetail> {
+        let s = s.trim();
+        let (name, body) = match s.split_once('{') {
+            Some((name, rest)) => (name.trim(), Some(rest.strip_suffix('}')?.trim())),
+            None => (s, None),
+        };
+        let field = |want: &str| -> Option<&str> {
+            let (k, v) = body?.split_once(':')?;
+            (k.trim() == want).then_some(v.trim())
+        };
+        Some(match (name, body) {
+            ("Intrusion", None) => AlarmDetail::Intrusion,
+            ("MissingPpe", None) => AlarmDetail::MissingPpe,
+            ("DoorOpen", None) => AlarmDetail::DoorOpen,
+            ("Dwell", Some(_)) => AlarmDetail::Dwell {
+                inside: parse_duration(field("inside")?)?,
+            },
+            ("Occupancy", Some(_)) => AlarmDetail::Occupancy {
+                count: field("count")?.parse().ok()?,
+            },
+            ("LineCrossing", Some(_)) => AlarmDetail::LineCrossing {
+                crossing: match field("crossing")? {
+                    "AToB" => Crossing::AToB,
+                    "BToA" => Crossing::BToA,
+                    _ => return None,
+                },
+            },
+            ("CameraOffline", Some(_)) => AlarmDetail::CameraOffline {
+                health: match field("health")? {
+                    "Ok" => CameraHealth::Ok,
+                    "Offline" => CameraHealth::Offline,
+                    "Tampered" => CameraHealth::Tampered,
+                    _ => return None,
+                },
+            },
+            _ => return None,
+        })
+    }
+
+    /// Parses the Debug text of a [`Duration`]: a decimal number and one of `s`, `ms`,
+    /// `µs`, `ns` (`12.5s`, `850ms`, `0ns`), exactly.
+    pub fn parse_duration(s: &str) -> Option<Duration> {
+        let (number, digits) = [("ns", 0u32), ("µs", 3), ("ms", 6), ("s", 9)]
+            .into_iter()
+            .find_map(|(unit, digits)| s.strip_suffix(unit).map(|n| (n, digits)))?;
+        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+        let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if int.is_empty() || !all_digits(int) || !all_digits(frac) || frac.len() > digits as usize {
+            return None;
+        }
+        let unit = 10u128.pow(digits);
+        let frac_nanos = if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<u128>().ok()? * 10u128.pow(digits - u32::try_from(frac.len()).ok()?)
+        };
+        let nanos = int.parse::<u128>().ok()?.checked_mul(unit)? + frac_nanos;
+        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+        let sub = u32::try_from(nanos % 1_000_000_000).ok()?;
+        Some(Duration::new(secs, sub))
+    }
+
+    /// The details of the v2 fixture's events, by id: what the dispatcher wrote (`None`
+    /// for `null`) and what the migration must make of it (`None` for `null`).
+    pub fn fixture_details() -> Vec<(u64, Value, Option<EventDetails>)> {
+        let key = |seq| AlarmKey {
+            boot_ms: 1_733_500_000_000,
+            seq,
+        };
+        let alarm = |seq: u64, text: &str, detail: AlarmDetail| {
+            (
+                json!({"alarm_key": key(seq).to_string(), "detail": text}),
+                Some(EventDetails {
+                    alarm_key: key(seq),
+                    detail,
+                }),
+            )
+        };
+        let rows = [
+            alarm(0, "Intrusion", AlarmDetail::Intrusion),
+            alarm(1, "MissingPpe", AlarmDetail::MissingPpe),
+            alarm(
+                2,
+                "Dwell { inside: 12.5s }",
+                AlarmDetail::Dwell {
+                    inside: Duration::from_millis(12_500),
+                },
+            ),
+            alarm(
+                3,
+                "Dwell { inside: 850ms }",
+                AlarmDetail::Dwell {
+                    inside: Duration::from_millis(850),
+                },
+            ),
+            alarm(
+                4,
+                "Occupancy { count: 7 }",
+                AlarmDetail::Occupancy { count: 7 },
+            ),
+            alarm(
+                5,
+                "LineCrossing { crossing: AToB }",
+                AlarmDetail::LineCrossing {
+                    crossing: Crossing::AToB,
+                },
+            ),
+            alarm(
+                6,
+                "LineCrossing { crossing: BToA }",
+                AlarmDetail::LineCrossing {
+                    crossing: Crossing::BToA,
+                },
+            ),
+            alarm(
+                7,
+                "CameraOffline { health: Offline }",
+                AlarmDetail::CameraOffline {
+                    health: CameraHealth::Offline,
+                },
+            ),
+            alarm(
+                8,
+                "CameraOffline { health: Tampered }",
+                AlarmDetail::CameraOffline {
+                    health: CameraHealth::Tampered,
+                },
+            ),
+            alarm(9, "DoorOpen", AlarmDetail::DoorOpen),
+            // An event migrated from v1.
+            (Value::Null, None),
+            // Text no release wrote: unreadable, becomes null.
+            (json!({"alarm_key": "bogus", "detail": "Fire"}), None),
+        ];
+        // Ids 1..=13 with 4 missing (removed by retention before the copy was taken).
+        (1..=13)
+            .filter(|id| *id != 4)
+            .zip(rows)
+            .map(|(id, (v2, v3))| (id, v2, v3))
+            .collect()
+    }
+
+    /// Writes the reference v2 fixture database to `path` (which must not exist).
+    ///
+    /// It holds the 12 events of [`fixture_details`] (ids 1..=13 without 4, the sequence
+    /// at 13) in every life-cycle state and with every snapshot status (one stored, its
+    /// index row saying 2048 bytes), one user, one session, one API key, one zone setting
+    /// and two audit rows (the audit sequence at 5: rows 1-3 were pruned).
+    pub fn write_fixture(path: &Path) -> Result<(), StoreError> {
+        if path.exists() {
+            return Err(StoreError::AlreadyExists {
+                what: "fixture file",
+                key: path.display().to_string(),
+            });
+        }
+        let encode = |table: &'static str, v: &Value| {
+            serde_json::to_vec(v).map_err(|source| StoreError::Encode { table, source })
+        };
+        let db = Database::create(path).db("create v2 fixture")?;
+        let tx = db.begin_write().db("begin v2 fixture")?;
+        {
+            let mut meta = tx.open_table(META).db("open meta")?;
+            meta.insert(KEY_SCHEMA, 2).db("write schema version")?;
+            meta.insert(KEY_EVENT_SEQ, 13).db("write event seq")?;
+            meta.insert(KEY_AUDIT_SEQ, 5).db("write audit seq")?;
+            let mut events = tx.open_table(EVENTS).db("open events")?;
+            let mut open = tx.open_table(OPEN_EVENTS).db("open open_events")?;
+            let mut snapshots = tx.open_table(SNAPSHOTS).db("open snapshots")?;
+            for (id, details, _) in fixture_details() {
+                let t = 1_733_500_000_000 + id * 60_000;
+                let (state, ended_at) = match id % 3 {
+                    0 => (json!({"state": "active"}), Value::Null),
+                    1 => (
+                        json!({"state": "acknowledged", "by": "bob", "at": t + 5_000}),
+                        Value::Null,
+                    ),
+                    _ => (
+                        json!({"state": "cleared", "at": t + 9_000, "by": "alice",
+                               "acknowledged": {"by": "alice", "at": t + 8_000}}),
+                        json!(t + 7_000),
+                    ),
+                };
+                let snapshot = match id {
+                    1 => json!({"status": "stored", "file": "00000000000000000001.jpg",
+                                "bytes": 2048, "sha256": "ab".repeat(32), "written_at": t}),
+                    2 => json!({"status": "pruned", "at": t + 86_400_000, "bytes": 4096,
+                                "sha256": "cd".repeat(32)}),
+                    3 => json!({"status": "refused", "reason": "disk_full"}),
+                    _ => json!({"status": "none"}),
+                };
+                let mut e = json!({
+                    "id": id,
+                    "camera": if id % 2 == 0 { "dock" } else { "gate" },
+                    "rule": "no-entry",
+                    "zone": if id == 11 { Value::Null } else { json!("forklift-lane") },
+                    "track": if id == 11 { Value::Null } else { json!(id * 10) },
+                    "kind": "intrusion",
+                    "severity": if id == 7 { "critical" } else { "warning" },
+                    "started_at": t,
+                    "ended_at": ended_at,
+                    "message": format!("person in forklift lane (event {id})"),
+                    "details": details,
+                    "snapshot": snapshot,
+                    "recorded_at": t + 3,
+                });
+                if let (Some(obj), Some(st)) = (e.as_object_mut(), state.as_object()) {
+                    obj.extend(st.clone());
+                }
+                events
+                    .insert(id, encode("events", &e)?.as_slice())
+                    .db("write v2 event")?;
+                if id % 3 != 2 {
+                    open.insert(id, ()).db("write v2 open event")?;
+                }
+                if id == 1 {
+                    snapshots.insert(id, 2048).db("write v2 snapshot index")?;
+                }
+            }
+            let mut audit = tx.open_table(AUDIT).db("open audit")?;
+            for (id, action) in [(4u64, "user.create"), (5, "event.acknowledge")] {
+                let row = json!({"id": id, "at": 1_733_500_100_000u64 + id, "actor": "admin",
+                    "role": "admin", "source": "10.0.0.2:50000", "action": action,
+                    "target": format!("target-{id}"), "before": null, "after": "acknowledged",
+                    "result": "ok"});
+                audit
+                    .insert(id, encode("audit", &row)?.as_slice())
+                    .db("write v2 audit")?;
+            }
+            let mut users = tx.open_table(USERS).db("open users")?;
+            users
+                .insert(
+                    "admin",
+                    br#"{"username":"admin","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA","role":"admin","created_at":1733500000000,"disabled":false}"#.as_slice(),
+                )
+                .db("write v2 user")?;
+            let mut sessions = tx.open_table(SESSIONS).db("open sessions")?;
+            sessions
+                .insert(
+                    "s-1",
+                    br#"{"id":"s-1","username":"admin","created_at":1733500000000,"expires_at":1733586400000,"revoked":false}"#.as_slice(),
+                )
+                .db("write v2 session")?;
+            let mut keys = tx.open_table(API_KEYS).db("open api keys")?;
+            keys.insert(
+                "k-1",
+                br#"{"id":"k-1","key_hash":"sha256:00","role":"viewer","label":"vms","created_at":1733500000000,"expires_at":null,"revoked":false}"#.as_slice(),
+            )
+            .db("write v2 api key")?;
+            let mut settings = tx.open_table(SETTINGS).db("open settings")?;
+            settings
+                .insert(
+                    "zone/forklift-lane",
+                    br#"{"kind":"zone","id":"forklift-lane","version":3,"doc":{"polygon":[[0.1,0.1],[0.9,0.1],[0.9,0.9]]},"updated_at":1733500000000,"updated_by":"admin"}"#.as_slice(),
+                )
+                .db("write v2 setting")?;
+        }
+        tx.commit().db("commit v2 fixture")?;
+        let mut db = db;
+        // Compaction shrinks the file so the committed fixture stays small.
+        while db.compact().map_err(|e| StoreError::Db {
+            op: "compact v2 fixture",
+            source: Box::new(e.into()),
+        })? {}
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_debug_form_of_an_alarm_detail_parses_back() {
+            let durations = [
+                Duration::ZERO,
+                Duration::from_nanos(7),
+                Duration::from_micros(1),
+                Duration::from_nanos(1_500),
+                Duration::from_millis(850),
+                Duration::from_nanos(1_234_567),
+                Duration::from_secs(90),
+                Duration::from_millis(12_500),
+                Duration::new(3_600, 1),
+                Duration::new(u64::MAX, 999_999_999),
+            ];
+            let mut details = vec![
+                AlarmDetail::Intrusion,
+                AlarmDetail::MissingPpe,
+                AlarmDetail::DoorOpen,
+                AlarmDetail::Occupancy { count: 0 },
+                AlarmDetail::Occupancy { count: u32::MAX },
+            ];
+            details.extend(durations.map(|inside| AlarmDetail::Dwell { inside }));
+            details.extend(
+                [Crossing::AToB, Crossing::BToA]
+                    .map(|crossing| AlarmDetail::LineCrossing { crossing }),
+            );
+            details.extend(
+                [
+                    CameraHealth::Ok,
+                    CameraHealth::Offline,
+                    CameraHealth::Tampered,
+                ]
+                .map(|health| AlarmDetail::CameraOffline { health }),
+            );
+            for d in details {
+                let text = format!("{d:?}");
+                assert_eq!(parse_detail(&text), Some(d), "{text}");
+            }
+        }
+
+        #[test]
+        fn unreadable_texts_are_refused() {
+            for bad in [
+                "",
+                "Fire",
+                "Intrusion { }",
+                "Dwell",
+                "Dwell { inside: 12.5 }",
+                "Dwell { inside: 1.0000000001s }",
+                "Dwell { inside: -1s }",
+                "Dwell { count: 3 }",
+                "Occupancy { count: many }",
+                "LineCrossing { crossing: Up }",
+                "CameraOffline { health: Sad }",
+                "Occupancy { count: 3",
+            ] {
+                assert_eq!(parse_detail(bad), None, "{bad:?}");
+            }
+            assert_eq!(parse_duration("s"), None);
+            assert_eq!(parse_duration(".5s"), None);
+        }
+
+        #[test]
+        fn details_parse_or_say_why_not() {
+            for (id, v2, v3) in fixture_details() {
+                match parse_details(&v2) {
+                    Ok(d) => assert_eq!(d, v3, "event {id}"),
+                    Err(why) => {
+                        assert_eq!(v3, None, "event {id}: {why}");
+                        assert!(why.contains("bogus"), "{why}");
+                    }
+                }
+            }
+            assert!(parse_details(&json!({})).is_err());
+            assert!(parse_details(&json!({"alarm_key": "1-2"})).is_err());
+            assert!(parse_details(&json!({"alarm_key": "1-2", "detail": "Fire"})).is_err());
+        }
     }
 }

@@ -396,7 +396,7 @@ impl Store {
                     ended_at: ev.ended_at,
                     state,
                     message: ev.message.clone(),
-                    details: ev.details.clone(),
+                    details: ev.details,
                     snapshot,
                     recorded_at: now,
                 };
@@ -789,20 +789,7 @@ impl StoreTxn {
         by: &str,
         at: UnixMs,
     ) -> Result<Event, StoreError> {
-        self.event_mut(id, |e| match e.state {
-            EventState::Active => {
-                e.state = EventState::Acknowledged {
-                    by: by.to_owned(),
-                    at,
-                };
-                Ok(())
-            }
-            ref s => Err(StoreError::BadTransition {
-                id,
-                from: s.name(),
-                to: "acknowledged",
-            }),
-        })
+        self.event_mut(id, |e| e.acknowledge(by, at))
     }
 
     /// Clears an active or acknowledged event; it becomes eligible for retention.
@@ -812,31 +799,24 @@ impl StoreTxn {
         by: Option<&str>,
         at: UnixMs,
     ) -> Result<Event, StoreError> {
-        self.event_mut(id, |e| {
-            let acknowledged = match &e.state {
-                EventState::Active => None,
-                EventState::Acknowledged { by, at } => Some(crate::model::Acknowledgement {
-                    by: by.clone(),
-                    at: *at,
-                }),
-                s @ EventState::Cleared { .. } => {
-                    return Err(StoreError::BadTransition {
-                        id,
-                        from: s.name(),
-                        to: "cleared",
-                    });
-                }
-            };
-            e.state = EventState::Cleared {
-                at,
-                by: by.map(str::to_owned),
-                acknowledged,
-            };
-            if e.ended_at.is_none() {
-                e.ended_at = Some(at);
-            }
-            Ok(())
-        })
+        self.event_mut(id, |e| e.clear(by, at))
+    }
+
+    /// Acknowledges an alarm's event, clearing it if its condition has ended
+    /// ([`Event::acknowledge_alarm`]).
+    pub fn acknowledge_alarm(
+        &mut self,
+        id: u64,
+        by: &str,
+        at: UnixMs,
+    ) -> Result<Event, StoreError> {
+        self.event_mut(id, |e| e.acknowledge_alarm(by, at))
+    }
+
+    /// Records the end of an alarm's condition, clearing its event if already
+    /// acknowledged ([`Event::end_alarm`]).
+    pub fn end_alarm(&mut self, id: u64, at: UnixMs) -> Result<Event, StoreError> {
+        self.event_mut(id, |e| e.end_alarm(at))
     }
 
     /// Changes an event's end time, message or details.
@@ -849,7 +829,7 @@ impl StoreTxn {
                 e.message = m;
             }
             if let Some(d) = update.details {
-                e.details = d;
+                e.details = Some(d);
             }
             Ok(())
         })

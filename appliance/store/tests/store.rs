@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId, ZoneId};
 use safe_yolo_store::{
-    AuditResult, CURRENT_VERSION, Event, EventQuery, EventState, NewAudit, NewEvent,
-    RetentionPolicy, Role, SettingKind, Severity, Snapshot, SnapshotRefusal, StateFilter, Store,
-    StoreConfig, StoreError, StoreHandle, SubmitError, User, now_ms,
+    AlarmKey, AuditResult, CURRENT_VERSION, Event, EventDetails, EventQuery, EventState, NewAudit,
+    NewEvent, RetentionPolicy, Role, SettingKind, Severity, Snapshot, SnapshotRefusal, StateFilter,
+    Store, StoreConfig, StoreError, StoreHandle, SubmitError, User, now_ms,
 };
 use sha2::{Digest, Sha256};
 
@@ -33,7 +34,13 @@ fn ev(camera: &str, started_at: u64, jpeg: Option<Vec<u8>>) -> NewEvent {
         started_at,
         ended_at: None,
         message: format!("event at {started_at}"),
-        details: serde_json::json!({"score": 0.9}),
+        details: Some(EventDetails {
+            alarm_key: AlarmKey {
+                boot_ms: 1_700_000_000_000,
+                seq: started_at,
+            },
+            detail: AlarmDetail::Occupancy { count: 2 },
+        }),
         snapshot_jpeg: jpeg.map(Into::into),
         cleared: false,
     }
@@ -182,10 +189,13 @@ fn sigkill_never_loses_an_acknowledged_event_nor_reuses_an_id() {
 
 #[test]
 fn migrates_every_earlier_schema_fixture() {
-    // One entry per earlier schema version; add the next one when v3 ships.
-    let fixtures = [(1u32, "schema-v1.redb")];
+    // One entry per earlier schema version; add the next one when v4 ships.
+    let fixtures: [(u32, &str, fn(&Store)); 2] = [
+        (1, "schema-v1.redb", check_migrated_v1),
+        (2, "schema-v2.redb", check_migrated_v2),
+    ];
     assert_eq!(fixtures.len() as u32, CURRENT_VERSION - 1);
-    for (version, name) in fixtures {
+    for (version, name, check) in fixtures {
         let tmp = tempfile::tempdir().unwrap();
         let fixture = fixtures_dir().join(name);
         std::fs::copy(&fixture, tmp.path().join("store.redb")).unwrap();
@@ -195,12 +205,13 @@ fn migrates_every_earlier_schema_fixture() {
         let backup = report.backup.expect("a pre-migration copy");
         // The copy aside is still a readable database of the old version (for a rollback).
         assert_eq!(raw_schema_version(&backup), u64::from(version));
-        check_migrated_v1(&store);
+        check(&store);
+        let audit_rows = store.stats().unwrap().audit_rows;
         drop(store);
         // Reopening does not migrate again.
         let store = open(tmp.path());
         assert_eq!(store.open_report().backup, None);
-        assert_eq!(store.stats().unwrap().audit_rows, 1);
+        assert_eq!(store.stats().unwrap().audit_rows, audit_rows);
     }
 }
 
@@ -247,11 +258,152 @@ fn check_migrated_v1(store: &Store) {
         .unwrap();
     assert_eq!(zone.version, 3);
     let (audit, _) = store.audit_page(None, 10, true).unwrap();
-    assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].action, "store.migrate");
+    let steps: Vec<_> = audit
+        .iter()
+        .map(|r| (r.action.as_str(), r.before.as_deref(), r.after.as_deref()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("store.migrate", Some("v1"), Some("v2 (5 events rewritten)")),
+            (
+                "store.migrate",
+                Some("v2"),
+                Some("v3 (0 event details typed)")
+            ),
+        ]
+    );
+    assert!(
+        (1..=7).all(|id| store
+            .get_event(id)
+            .unwrap()
+            .is_none_or(|e| e.details.is_none())),
+        "v1 had no details"
+    );
     // The sequence continues after the highest id ever handed out, not after the last row.
     let id = store.insert_events(&[ev("gate", 1, None)]).unwrap();
     assert_eq!(id, vec![8]);
+}
+
+/// The v2 fixture's events, as the raw JSON records of the database.
+fn raw_events(path: &Path) -> Vec<(u64, serde_json::Value)> {
+    let db = redb::Database::open(path).unwrap();
+    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let t = tx
+        .open_table(redb::TableDefinition::<u64, &[u8]>::new("events"))
+        .unwrap();
+    redb::ReadableTable::iter(&t)
+        .unwrap()
+        .map(|row| {
+            let (k, v) = row.unwrap();
+            (k.value(), serde_json::from_slice(v.value()).unwrap())
+        })
+        .collect()
+}
+
+fn check_migrated_v2(store: &Store) {
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.schema_version, CURRENT_VERSION);
+    assert_eq!(stats.events, 12);
+    assert_eq!(stats.event_seq, 13);
+    assert_eq!(stats.snapshots, 1);
+    assert_eq!(stats.snapshot_bytes, 2048);
+    // Every detail the v2 dispatcher wrote is typed now; the unreadable one is null.
+    let expected = safe_yolo_store::schema::v2::fixture_details();
+    assert_eq!(expected.len(), 12);
+    for (id, _, details) in &expected {
+        let e = store.get_event(*id).unwrap().unwrap();
+        assert_eq!(&e.details, details, "event {id}");
+    }
+    assert_eq!(
+        store.get_event(3).unwrap().unwrap().details.unwrap().detail,
+        AlarmDetail::Dwell {
+            inside: Duration::from_millis(12_500)
+        }
+    );
+    // Nothing else changed: each record equals its v2 original but for `details`.
+    let backup = store.open_report().backup.clone().unwrap();
+    let before = raw_events(&backup);
+    assert_eq!(before.len(), 12);
+    for (id, mut v2) in before {
+        let e = store.get_event(id).unwrap().unwrap();
+        let mut v3 = serde_json::to_value(&e).unwrap();
+        assert!(
+            !v3["details"].to_string().contains("Dwell {"),
+            "no Debug text left: {v3}"
+        );
+        v2.as_object_mut().unwrap().remove("details");
+        v3.as_object_mut().unwrap().remove("details");
+        assert_eq!(v3, v2, "event {id}");
+    }
+    assert_eq!(
+        store.open_event_ids().unwrap(),
+        vec![1, 3, 6, 7, 9, 10, 12, 13]
+    );
+    assert_eq!(store.get_event(4).unwrap(), None);
+    assert_eq!(store.get_user("admin").unwrap().unwrap().role, Role::Admin);
+    assert!(store.get_session("s-1").unwrap().is_some());
+    assert_eq!(
+        store.get_api_key("k-1").unwrap().unwrap().role,
+        Role::Viewer
+    );
+    let zone = store
+        .get_setting(SettingKind::Zone, "forklift-lane")
+        .unwrap()
+        .unwrap();
+    assert_eq!(zone.version, 3);
+    let (audit, _) = store.audit_page(None, 10, true).unwrap();
+    let rows: Vec<_> = audit
+        .iter()
+        .map(|r| (r.id, r.action.as_str(), r.after.as_deref()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (4, "user.create", Some("acknowledged")),
+            (5, "event.acknowledge", Some("acknowledged")),
+            (
+                6,
+                "store.migrate",
+                Some("v3 (10 event details typed, unreadable dropped: events 13)")
+            ),
+        ]
+    );
+    let id = store.insert_events(&[ev("gate", 1, None)]).unwrap();
+    assert_eq!(id, vec![14]);
+}
+
+#[test]
+fn a_v2_event_that_is_no_event_fails_the_migration_and_keeps_v2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store.redb");
+    safe_yolo_store::schema::v2::write_fixture(&path).unwrap();
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut events = tx
+                .open_table(redb::TableDefinition::<u64, &[u8]>::new("events"))
+                .unwrap();
+            events
+                .insert(99, br#"{"id":99,"details":null}"#.as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    match Store::open(StoreConfig::new(tmp.path())) {
+        Err(StoreError::Migration { from: 2, to: 3, .. }) => {}
+        other => panic!("expected a migration error, got {other:?}"),
+    }
+    assert_eq!(raw_schema_version(&path), 2);
+    assert_eq!(raw_events(&path).len(), 13);
+}
+
+#[test]
+fn a_freshly_generated_v2_database_migrates_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    safe_yolo_store::schema::v2::write_fixture(&tmp.path().join("store.redb")).unwrap();
+    check_migrated_v2(&open(tmp.path()));
 }
 
 #[test]

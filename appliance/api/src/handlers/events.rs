@@ -5,10 +5,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use safe_yolo_domain::Named;
+use safe_yolo_alarms::DispatchError;
 use safe_yolo_domain::{CameraId, RuleId};
-use safe_yolo_outputs::AckTarget;
-use safe_yolo_store::{AuditRecord, Event, EventPage, EventQuery, StateFilter, now_ms};
+use safe_yolo_store::{AuditRecord, Event, EventPage, EventQuery, StateFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::audit;
@@ -111,64 +110,26 @@ pub(crate) async fn snapshot(
         .into_response())
 }
 
+/// Acknowledges through the dispatcher's one acknowledge path: the state change
+/// and its audit row commit together, then the alarm's outputs are released and
+/// subscribers told.
 pub(crate) async fn acknowledge(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<u64>,
 ) -> Result<axum::Json<Event>, HttpError> {
-    let at = now_ms();
-    let who = p.actor.clone();
+    let audit = audit::row(&p, "event.acknowledge", format!("event/{id}"), None, None);
     let event = s
-        .store
-        .transaction(move |t| {
-            let before = t.get_event(id)?.map(|e| e.state.name().to_owned());
-            let mut e = t.acknowledge_event(id, &who, at)?;
-            if e.ended_at.is_some() {
-                e = t.clear_event(id, Some(&who), at)?;
-            }
-            t.append_audit(audit::row(
-                &p,
-                "event.acknowledge",
-                format!("event/{id}"),
-                before,
-                Some(e.state.name().to_owned()),
-            ))?;
-            Ok(e)
-        })
+        .alarms
+        .acknowledge(id, &p.actor, Some(audit))
         .await
-        .map_err(|e| HttpError::store("acknowledging an event", e))?;
-    if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str())
-        && let Err(e) = s
-            .outputs
-            .acknowledge(AckTarget::Event(key.to_owned()))
-            .await
-    {
-        tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
-    }
-    s.alarms.publish(safe_yolo_alarms::AlarmNotice {
-        kind: safe_yolo_alarms::NoticeKind::Acknowledged,
-        event_id: id,
-        rule: event.rule.clone(),
-        camera: event.camera.clone(),
-        zone: event.zone.clone(),
-        severity: event.severity.as_str(),
-        at_ms: at,
-    });
-    tracing::info!(event_id = id, by = %event_by(&event), "event acknowledged through the API");
+        .map_err(|e| match e {
+            DispatchError::Store { source, .. } => {
+                HttpError::store("acknowledging an event", source)
+            }
+            other => HttpError::internal("acknowledging an event", &other),
+        })?;
     Ok(axum::Json(event))
-}
-
-/// Who acknowledged the event (for the log line), whatever state it is in now.
-fn event_by(e: &Event) -> &str {
-    match &e.state {
-        safe_yolo_store::EventState::Acknowledged { by, .. } => by,
-        safe_yolo_store::EventState::Cleared {
-            acknowledged: Some(a),
-            ..
-        } => &a.by,
-        safe_yolo_store::EventState::Cleared { by: Some(by), .. } => by,
-        _ => "",
-    }
 }
 
 /// Query string of the audit log.

@@ -7,8 +7,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId, ZoneId};
-use safe_yolo_store::{NewEvent, Severity, Store, StoreConfig, StoreHandle};
+use safe_yolo_store::{
+    AlarmKey, EventDetails, NewEvent, Severity, Store, StoreConfig, StoreHandle,
+};
 
 /// A small fake JPEG (SOI ... EOI) so snapshot files are exercised too.
 fn fake_jpeg(n: u64) -> Arc<[u8]> {
@@ -48,7 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     started_at,
                     ended_at: None,
                     message: format!("thread {t} event {n}"),
-                    details: serde_json::json!({ "thread": t, "n": n }),
+                    details: Some(EventDetails {
+                        alarm_key: AlarmKey { boot_ms: t, seq: n },
+                        detail: AlarmDetail::Intrusion,
+                    }),
                     snapshot_jpeg: (n % 3 == 0).then(|| fake_jpeg(n)),
                     cleared: n % 2 == 1,
                 };

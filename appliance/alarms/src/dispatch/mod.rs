@@ -10,8 +10,21 @@
 //! operator (or the acknowledge button) acknowledges it, even after the
 //! condition has ended (`ended_at` set); it is *cleared* once it is both
 //! acknowledged and ended.
+//!
+//! The dispatcher reaches the store and the outputs through two narrow traits
+//! ([`EventSink`], [`AlarmOutputs`]), implemented by their handles and, for
+//! tests, by the recording stand-ins of [`memory`]. There is one acknowledge
+//! path ([`Dispatcher::acknowledge`]): the API (with its audit row, committed in
+//! the same transaction) and the acknowledge button
+//! ([`Dispatcher::acknowledge_all`]) both go through it.
 
-use safe_yolo_domain::Named;
+pub mod memory;
+pub mod sink;
+#[cfg(test)]
+mod tests;
+
+pub use sink::{AlarmOutputs, Committed, EventSink};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +32,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use safe_yolo_config::{Config, OutputRole};
-use safe_yolo_domain::{CameraId, Detection, NormPoint, OutputId, RgbFrame, RuleId, ZoneId};
-use safe_yolo_outputs::{AckTarget, ActionSpec, Ending, OutputsHandle, Pattern, Source};
+use safe_yolo_domain::alarm::AlarmDetail;
+use safe_yolo_domain::{CameraId, Detection, Named, NormPoint, OutputId, RgbFrame, RuleId, ZoneId};
+use safe_yolo_outputs::{ActionSpec, Ending, OutputsHandle, Pattern, Source};
 use safe_yolo_rules::{Alarm, Decision};
-use safe_yolo_store::{EventState, EventUpdate, NewEvent, StoreError, StoreHandle, SubmitError};
+use safe_yolo_store::{
+    AlarmKey, Event, EventDetails, NewAudit, NewEvent, StoreError, StoreHandle, SubmitError,
+};
 use safe_yolo_telemetry::Metrics;
 use tokio::sync::{broadcast, watch};
 use tokio_util::task::TaskTracker;
@@ -141,10 +157,11 @@ pub struct AlarmNotice {
     pub at_ms: u64,
 }
 
-/// Why an operator action on an alarm failed.
+/// Why the dispatcher could not record an alarm or an operator action on one.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
-    /// The store refused or failed.
+    /// The store refused or failed to update the event (not found, already
+    /// acknowledged, I/O).
     #[error("event {id} could not be updated")]
     Store {
         /// The event.
@@ -153,6 +170,12 @@ pub enum DispatchError {
         #[source]
         source: StoreError,
     },
+    /// The event could not be queued for the store.
+    #[error("the alarm event could not be queued")]
+    Submit(#[source] SubmitError),
+    /// The event was queued but not committed.
+    #[error("the alarm event was not committed")]
+    Commit(#[from] safe_yolo_store::AckError),
 }
 
 #[derive(Debug)]
@@ -161,9 +184,9 @@ struct Open {
 }
 
 #[derive(Debug)]
-struct Inner {
-    store: StoreHandle,
-    outputs: OutputsHandle,
+struct Inner<S, O> {
+    sink: S,
+    outputs: O,
     cfg: parking_lot::RwLock<Arc<DispatcherConfig>>,
     open: Mutex<HashMap<String, Open>>,
     seq: AtomicU64,
@@ -174,9 +197,20 @@ struct Inner {
 }
 
 /// Cheap to clone; all clones share state.
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    inner: Arc<Inner>,
+///
+/// Generic over its seams; the daemon's is the default, over the store's and the
+/// outputs' handles.
+#[derive(Debug)]
+pub struct Dispatcher<S = StoreHandle, O = OutputsHandle> {
+    inner: Arc<Inner<S, O>>,
+}
+
+impl<S, O> Clone for Dispatcher<S, O> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -218,18 +252,14 @@ pub struct Evidence {
     pub frame_raised: bool,
 }
 
-impl Dispatcher {
-    /// A dispatcher writing to `store` and commanding `outputs`.
-    pub fn new(
-        store: StoreHandle,
-        outputs: OutputsHandle,
-        cfg: DispatcherConfig,
-        metrics: Metrics,
-    ) -> Self {
+impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
+    /// A dispatcher writing events to `sink` (the store's handle) and commanding
+    /// `outputs` (the outputs' handle).
+    pub fn new(sink: S, outputs: O, cfg: DispatcherConfig, metrics: Metrics) -> Self {
         let (notices, _) = broadcast::channel(256);
         Self {
             inner: Arc::new(Inner {
-                store,
+                sink,
                 outputs,
                 cfg: parking_lot::RwLock::new(Arc::new(cfg)),
                 open: Mutex::new(HashMap::new()),
@@ -251,12 +281,6 @@ impl Dispatcher {
         Arc::clone(&self.inner.cfg.read())
     }
 
-    /// Publishes a notice (for changes made outside the dispatcher, e.g. an
-    /// acknowledgement recorded by the API in its own transaction).
-    pub fn publish(&self, notice: AlarmNotice) {
-        let _ = self.inner.notices.send(notice);
-    }
-
     /// Subscribes to alarm notices. A subscriber that falls behind loses
     /// the oldest notices (it is told how many), never slows the dispatcher.
     pub fn subscribe(&self) -> broadcast::Receiver<AlarmNotice> {
@@ -275,7 +299,10 @@ impl Dispatcher {
     fn raise(&self, alarm: Alarm, evidence: Option<Evidence>) {
         let inner = &self.inner;
         let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{}-{seq}", inner.boot_ms);
+        let key = AlarmKey {
+            boot_ms: inner.boot_ms,
+            seq,
+        };
         let cfg = self.cfg();
         let action = cfg.rules.get(&alarm.rule).cloned();
         // 1. Physical outputs, before anything touches the disk.
@@ -291,7 +318,7 @@ impl Dispatcher {
             }
             let source = Source {
                 rule: alarm.rule.clone(),
-                event: key.clone(),
+                event: key.to_string(),
             };
             for (outs, spec) in [(sirens, action.siren), (relays, action.relay)] {
                 if outs.is_empty() {
@@ -301,10 +328,7 @@ impl Dispatcher {
                     .as_ref()
                     .filter(|e| e.frame_raised)
                     .map(|e| e.captured_at);
-                if let Err(e) = inner
-                    .outputs
-                    .try_activate_from(source.clone(), outs, spec, origin)
-                {
+                if let Err(e) = inner.outputs.activate(source.clone(), outs, spec, origin) {
                     tracing::error!(rule = %alarm.rule, error = %e, "cannot command the outputs for an alarm");
                 }
             }
@@ -348,7 +372,7 @@ impl Dispatcher {
         &self,
         alarm: Alarm,
         action: Option<RuleAction>,
-        key: String,
+        key: AlarmKey,
         evidence: Option<Evidence>,
         id_tx: watch::Sender<Option<u64>>,
     ) {
@@ -371,7 +395,7 @@ impl Dispatcher {
             .map_or_else(|| alarm.rule.to_string(), |a| a.name.clone());
         let kind = action.as_ref().map_or("alarm", |a| a.kind);
         let message = match (&alarm.zone, alarm.track) {
-            _ if alarm.detail == safe_yolo_rules::AlarmDetail::DoorOpen => {
+            _ if alarm.detail == AlarmDetail::DoorOpen => {
                 format!("{name}: door contact open (camera {})", alarm.camera)
             }
             (Some(z), Some(t)) => format!("{name}: person #{t} in {z} on camera {}", alarm.camera),
@@ -388,18 +412,26 @@ impl Dispatcher {
             started_at,
             ended_at: None,
             message,
-            details: serde_json::json!({ "alarm_key": key, "detail": format!("{:?}", alarm.detail) }),
+            details: Some(EventDetails {
+                alarm_key: key,
+                detail: alarm.detail,
+            }),
             snapshot_jpeg: snapshot.map(Arc::from),
             cleared: false,
         };
         // The queue is sized for alarm storms; if it is full anyway, wait
         // for room here (this task only) rather than lose the event.
-        let committed = match inner.store.try_submit(event) {
-            Ok(ticket) => ticket.committed().await.map_err(|e| e.to_string()),
+        let committed = match inner.sink.submit(event) {
+            Ok(committed) => committed.await.map_err(DispatchError::from),
             Err(SubmitError::QueueFull { event }) => {
-                inner.store.record(*event).await.map_err(|e| e.to_string())
+                tracing::warn!(rule = %alarm.rule, "the store queue is full; waiting for room");
+                inner
+                    .sink
+                    .submit_waiting(*event)
+                    .await
+                    .map_err(DispatchError::from)
             }
-            Err(e @ SubmitError::WriterGone { .. }) => Err(e.to_string()),
+            Err(e @ SubmitError::WriterGone { .. }) => Err(DispatchError::Submit(e)),
         };
         match committed {
             Ok(id) => {
@@ -415,7 +447,11 @@ impl Dispatcher {
                     at_ms: started_at,
                 });
             }
-            Err(e) => tracing::error!(rule = %alarm.rule, error = %e, "ALARM EVENT NOT STORED"),
+            Err(e) => tracing::error!(
+                rule = %alarm.rule,
+                error = %safe_yolo_domain::error_chain(&e),
+                "ALARM EVENT NOT STORED"
+            ),
         }
     }
 
@@ -434,25 +470,9 @@ impl Dispatcher {
             };
             let Some(id) = id else { return };
             let at = now_ms();
-            let result = this
-                .inner
-                .store
-                .run(move |s| {
-                    let e = s.update_event(
-                        id,
-                        EventUpdate {
-                            ended_at: Some(at),
-                            ..EventUpdate::default()
-                        },
-                    )?;
-                    if matches!(e.state, EventState::Acknowledged { .. }) {
-                        s.clear(id, None, at)?;
-                    }
-                    Ok(())
-                })
-                .await;
+            let result = this.inner.sink.end(id, at).await;
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     let _ = this.inner.notices.send(AlarmNotice {
                         kind: NoticeKind::Ended,
                         event_id: id,
@@ -470,39 +490,37 @@ impl Dispatcher {
         });
     }
 
-    /// Acknowledges a stored event: silences its sirens and releases its
-    /// latched relays, and records who did it.
+    /// Acknowledges a stored event, the one acknowledge path (the API and the
+    /// button): records who did it (clearing the event if its condition has
+    /// ended) with `audit`, if given, in the same transaction; then silences
+    /// its sirens and releases its latched relays by the alarm key stored with
+    /// it (so an event from an earlier boot releases its outputs too); then
+    /// tells subscribers.
     pub async fn acknowledge(
         &self,
         id: u64,
         by: &str,
-    ) -> Result<safe_yolo_store::Event, DispatchError> {
+        audit: Option<NewAudit>,
+    ) -> Result<Event, DispatchError> {
+        let inner = &self.inner;
         let at = now_ms();
-        let who = by.to_owned();
-        let event = self
-            .inner
-            .store
-            .run(move |s| {
-                let e = s.acknowledge(id, &who, at)?;
-                if e.ended_at.is_some() {
-                    s.clear(id, Some(&who), at)
-                } else {
-                    Ok(e)
-                }
-            })
+        let event = inner
+            .sink
+            .acknowledge(id, by, at, audit)
             .await
             .map_err(|source| DispatchError::Store { id, source })?;
-        if let Some(key) = event.details.get("alarm_key").and_then(|k| k.as_str())
-            && let Err(e) = self
-                .inner
-                .outputs
-                .acknowledge(AckTarget::Event(key.to_owned()))
-                .await
+        if let Some(d) = &event.details
+            && let Err(e) = inner.outputs.release(d.alarm_key).await
         {
-            tracing::error!(event_id = id, error = %e, "cannot release the outputs of an acknowledged alarm");
+            tracing::error!(event_id = id, key = %d.alarm_key, error = %e, "cannot release the outputs of an acknowledged alarm");
         }
-        tracing::info!(event_id = id, by, "alarm acknowledged");
-        let _ = self.inner.notices.send(AlarmNotice {
+        tracing::info!(
+            event_id = id,
+            by,
+            state = event.state.name(),
+            "alarm acknowledged"
+        );
+        let _ = inner.notices.send(AlarmNotice {
             kind: NoticeKind::Acknowledged,
             event_id: id,
             rule: event.rule.clone(),
@@ -533,13 +551,13 @@ impl Dispatcher {
             self.inner.tasks.spawn(async move {
                 let id = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
                 if let Some(id) = id
-                    && let Err(e) = this.acknowledge(id, &by).await
+                    && let Err(e) = this.acknowledge(id, &by, None).await
                 {
                     tracing::warn!(event_id = id, error = %e, "late acknowledgement failed");
                 }
             });
         }
-        let ids = match self.inner.store.run(|s| s.open_event_ids()).await {
+        let ids = match self.inner.sink.open_ids().await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list open events to acknowledge");
@@ -548,7 +566,7 @@ impl Dispatcher {
         };
         let mut n = 0;
         for id in ids {
-            match self.acknowledge(id, by).await {
+            match self.acknowledge(id, by, None).await {
                 Ok(_) => n += 1,
                 Err(e) => tracing::debug!(event_id = id, error = %e, "not acknowledged"),
             }

@@ -1,0 +1,128 @@
+//! The dispatcher's two seams: where events go ([`EventSink`]) and what drives the
+//! sirens and relays ([`AlarmOutputs`]).
+//!
+//! The real implementations are the store's and the outputs' handles themselves;
+//! [`memory`](super::memory) has stand-ins that record every call, for tests that
+//! need neither a database nor GPIO.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use safe_yolo_domain::OutputId;
+use safe_yolo_outputs::{AckTarget, ActionSpec, OutputsError, OutputsHandle, Source};
+use safe_yolo_store::{
+    AckError, AlarmKey, Event, NewAudit, NewEvent, StoreError, StoreHandle, SubmitError, UnixMs,
+};
+
+/// Resolves to a submitted event's id once it is durably committed.
+pub type Committed = Pin<Box<dyn Future<Output = Result<u64, AckError>> + Send>>;
+
+/// Where the dispatcher's events go: the store (through its writer queue), or an
+/// in-memory stand-in.
+pub trait EventSink: Send + Sync + 'static {
+    /// Queues `event` without waiting. A full queue (or a stopped writer) hands the
+    /// event back in the error.
+    fn submit(&self, event: NewEvent) -> Result<Committed, SubmitError>;
+
+    /// Submits `event`, waiting for room in the queue; resolves to its id once committed.
+    fn submit_waiting(&self, event: NewEvent)
+    -> impl Future<Output = Result<u64, AckError>> + Send;
+
+    /// Records that the condition of event `id` ended at `at`, clearing the event if it
+    /// was already acknowledged ([`Event::end_alarm`]), in one transaction.
+    fn end(&self, id: u64, at: UnixMs) -> impl Future<Output = Result<Event, StoreError>> + Send;
+
+    /// Acknowledges event `id` by `by` at `at`, clearing it if its condition has ended
+    /// ([`Event::acknowledge_alarm`]). `audit`, if given, is committed in the same
+    /// transaction with its `before` and `after` set to the event's state names.
+    fn acknowledge(
+        &self,
+        id: u64,
+        by: &str,
+        at: UnixMs,
+        audit: Option<NewAudit>,
+    ) -> impl Future<Output = Result<Event, StoreError>> + Send;
+
+    /// Ids of the events not cleared yet, oldest first.
+    fn open_ids(&self) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send;
+}
+
+/// The sirens and relays, as the dispatcher drives them.
+pub trait AlarmOutputs: Send + Sync + 'static {
+    /// Starts `action` on `outputs` for `source` without waiting (the command is
+    /// queued). `origin` is the capture time of the frame that raised the alarm, for
+    /// the glass-to-output latency.
+    fn activate(
+        &self,
+        source: Source,
+        outputs: Vec<OutputId>,
+        action: ActionSpec,
+        origin: Option<SystemTime>,
+    ) -> Result<(), OutputsError>;
+
+    /// Ends the actions the alarm `key` started (silences its sirens, releases its
+    /// latched relays), whichever boot raised it; resolves to how many ended.
+    fn release(&self, key: AlarmKey) -> impl Future<Output = Result<usize, OutputsError>> + Send;
+}
+
+/// The `before`/`after` columns of an acknowledgement's audit row.
+pub(crate) fn audited(mut audit: NewAudit, before: Option<&Event>, after: &Event) -> NewAudit {
+    audit.before = before.map(|e| e.state.name().to_owned());
+    audit.after = Some(after.state.name().to_owned());
+    audit
+}
+
+impl EventSink for StoreHandle {
+    fn submit(&self, event: NewEvent) -> Result<Committed, SubmitError> {
+        let ticket = self.try_submit(event)?;
+        Ok(Box::pin(ticket.committed()))
+    }
+
+    async fn submit_waiting(&self, event: NewEvent) -> Result<u64, AckError> {
+        self.record(event).await
+    }
+
+    async fn end(&self, id: u64, at: UnixMs) -> Result<Event, StoreError> {
+        self.transaction(move |t| t.end_alarm(id, at)).await
+    }
+
+    async fn acknowledge(
+        &self,
+        id: u64,
+        by: &str,
+        at: UnixMs,
+        audit: Option<NewAudit>,
+    ) -> Result<Event, StoreError> {
+        let by = by.to_owned();
+        self.transaction(move |t| {
+            let before = t.get_event(id)?;
+            let after = t.acknowledge_alarm(id, &by, at)?;
+            if let Some(a) = audit {
+                t.append_audit(audited(a, before.as_ref(), &after))?;
+            }
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn open_ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.run(|s| s.open_event_ids()).await
+    }
+}
+
+impl AlarmOutputs for OutputsHandle {
+    fn activate(
+        &self,
+        source: Source,
+        outputs: Vec<OutputId>,
+        action: ActionSpec,
+        origin: Option<SystemTime>,
+    ) -> Result<(), OutputsError> {
+        self.try_activate_from(source, outputs, action, origin)
+    }
+
+    async fn release(&self, key: AlarmKey) -> Result<usize, OutputsError> {
+        self.acknowledge(AckTarget::Event(key.to_string())).await
+    }
+}
