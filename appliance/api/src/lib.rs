@@ -45,6 +45,7 @@ pub mod settings;
 pub mod state;
 pub mod tls;
 pub mod ui;
+pub mod views;
 
 pub use control::{Control, SettingsChange};
 pub use error::{ApiError, HttpError};

@@ -7,7 +7,26 @@
 use serde_json::{Map, Value, json};
 
 use crate::auth::role_name;
-use crate::routes::{Access, table};
+use crate::routes::{Access, ResponseDoc, table};
+
+/// The OpenAPI document as a response body.
+#[derive(Debug, serde::Serialize)]
+#[serde(transparent)]
+pub struct Document(pub Value);
+
+impl schemars::JsonSchema for Document {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OpenApiDocument".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0)",
+            "required": ["openapi", "info", "paths"],
+        })
+    }
+}
 
 /// The document as JSON.
 pub fn document(max_cert_body: usize) -> Value {
@@ -39,23 +58,41 @@ pub fn document(max_cert_body: usize) -> Value {
             ),
         };
         let mut responses = Map::new();
-        if spec.produces.is_empty() {
-            responses.insert("2XX".into(), json!({"description": "Success"}));
-        } else {
-            let content: Map<String, Value> = spec
-                .produces
-                .iter()
-                .map(|m| {
-                    (
-                        (*m).to_owned(),
-                        json!({"schema": {"type": "string", "format": "binary"}}),
-                    )
-                })
-                .collect();
-            responses.insert(
-                "2XX".into(),
-                json!({"description": "Success (a download)", "content": content}),
-            );
+        match spec.response {
+            ResponseDoc::Json(schema) => {
+                responses.insert(
+                    "2XX".into(),
+                    json!({"description": "Success", "content": {"application/json": {"schema": schema(&mut generator)}}}),
+                );
+            }
+            ResponseDoc::Empty => {
+                responses.insert("2XX".into(), json!({"description": "Success, no body"}));
+            }
+            ResponseDoc::Upgrade => {
+                responses.insert(
+                    "101".into(),
+                    json!({"description": "Switching Protocols: the WebSocket"}),
+                );
+            }
+            ResponseDoc::Other => {
+                let content: Map<String, Value> = spec
+                    .produces
+                    .iter()
+                    .map(|m| {
+                        (
+                            (*m).to_owned(),
+                            json!({"schema": {"type": "string", "format": "binary"}}),
+                        )
+                    })
+                    .collect();
+                responses.insert(
+                    "2XX".into(),
+                    json!({"description": "Success (not JSON)", "content": content}),
+                );
+            }
+            ResponseDoc::Undocumented => {
+                responses.insert("2XX".into(), json!({"description": "Success"}));
+            }
         }
         responses.insert(
             "429".into(),

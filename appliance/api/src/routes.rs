@@ -43,6 +43,86 @@ pub struct Source(pub IpAddr);
 /// Produces the JSON schema of a request body (a `$ref` into the generator's definitions).
 pub type BodySchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
+/// What a route's success response carries, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub enum ResponseDoc {
+    /// A JSON body of this schema: taken from the handler's return type
+    /// (`Json<T>`), or declared with `returns` when the handler builds its
+    /// [`Response`] itself (to set a cookie, say).
+    Json(BodySchema),
+    /// No body (`204 No Content`, or a status only).
+    Empty,
+    /// Not JSON: the media types in [`RouteSpec::produces`] (downloads, the UI, streams).
+    Other,
+    /// A WebSocket: `101 Switching Protocols`, then the socket's own messages.
+    Upgrade,
+    /// A handler returning a bare [`Response`] that declared nothing: the
+    /// integration test fails on it.
+    Undocumented,
+}
+
+/// The [`ResponseDoc`] of a handler's return type.
+pub trait Responds {
+    /// The documentation of this type as a response.
+    fn doc() -> ResponseDoc;
+}
+
+impl<T: schemars::JsonSchema> Responds for axum::Json<T> {
+    fn doc() -> ResponseDoc {
+        ResponseDoc::Json(|g| g.subschema_for::<T>())
+    }
+}
+
+impl<T: Responds, E> Responds for Result<T, E> {
+    fn doc() -> ResponseDoc {
+        T::doc()
+    }
+}
+
+impl<T: Responds> Responds for (StatusCode, T) {
+    fn doc() -> ResponseDoc {
+        T::doc()
+    }
+}
+
+impl Responds for StatusCode {
+    fn doc() -> ResponseDoc {
+        ResponseDoc::Empty
+    }
+}
+
+impl Responds for Response {
+    fn doc() -> ResponseDoc {
+        ResponseDoc::Undocumented
+    }
+}
+
+/// The output type of a handler function, whatever its extractors: lets
+/// [`route`] document the response from the handler's own signature.
+pub trait HandlerOutput<Args> {
+    /// What the handler's future resolves to.
+    type Output;
+}
+
+macro_rules! handler_output {
+    ($($arg:ident),*) => {
+        impl<F, Fut, $($arg,)*> HandlerOutput<($($arg,)*)> for F
+        where
+            F: FnOnce($($arg),*) -> Fut,
+            Fut: std::future::Future,
+        {
+            type Output = Fut::Output;
+        }
+    };
+}
+handler_output!();
+handler_output!(A1);
+handler_output!(A1, A2);
+handler_output!(A1, A2, A3);
+handler_output!(A1, A2, A3, A4);
+handler_output!(A1, A2, A3, A4, A5);
+handler_output!(A1, A2, A3, A4, A5, A6);
+
 /// A route's description, independent of its handler.
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
@@ -68,6 +148,8 @@ pub struct RouteSpec {
     pub query: &'static [QueryParam],
     /// Media types of a successful response when it is not JSON (downloads).
     pub produces: &'static [&'static str],
+    /// The success response's body.
+    pub response: ResponseDoc,
 }
 
 /// A query parameter: `(name, required, description)`.
@@ -145,7 +227,7 @@ impl std::fmt::Debug for Route {
     }
 }
 
-fn route<H, T>(
+fn route<H, T, A>(
     method: Method,
     path: &'static str,
     access: Access,
@@ -153,7 +235,8 @@ fn route<H, T>(
     h: H,
 ) -> Route
 where
-    H: Handler<T, AppState>,
+    H: Handler<T, AppState> + HandlerOutput<A>,
+    <H as HandlerOutput<A>>::Output: Responds,
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
@@ -167,6 +250,7 @@ where
             body: None,
             query: &[],
             produces: &[],
+            response: <<H as HandlerOutput<A>>::Output as Responds>::doc(),
             summary,
             body_limit: None,
         },
@@ -195,6 +279,25 @@ impl Route {
     /// Declares a non-JSON success response (for the OpenAPI document).
     fn produces(mut self, media_types: &'static [&'static str]) -> Self {
         self.spec.produces = media_types;
+        self.spec.response = ResponseDoc::Other;
+        self
+    }
+
+    /// Declares that a handler building its [`Response`] itself sends no body.
+    fn no_body(mut self) -> Self {
+        self.spec.response = ResponseDoc::Empty;
+        self
+    }
+
+    /// Declares a WebSocket upgrade (`101 Switching Protocols`).
+    fn switches_protocols(mut self) -> Self {
+        self.spec.response = ResponseDoc::Upgrade;
+        self
+    }
+
+    /// Declares the JSON body of a handler that builds its [`Response`] itself.
+    fn returns<B: schemars::JsonSchema>(mut self) -> Self {
+        self.spec.response = ResponseDoc::Json(|g| g.subschema_for::<B>());
         self
     }
 
@@ -235,6 +338,7 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "First-boot setup: create the first admin",
             h_auth::setup,
         )
+        .returns::<h_auth::Account>()
         .body::<h_auth::SetupBody>(),
         route(
             M::POST,
@@ -243,6 +347,7 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "Log in; returns an access JWT and a refresh token",
             h_auth::login,
         )
+        .returns::<h_auth::Tokens>()
         .body::<h_auth::LoginBody>(),
         route(
             M::POST,
@@ -251,15 +356,17 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "Exchange a refresh token for a new access JWT and a new refresh token (the used one is spent; reusing it revokes the session)",
             h_auth::refresh,
         )
+        .returns::<h_auth::Tokens>()
         .body::<h_auth::RefreshBody>(),
-        route(M::GET, "/", Access::Public, "The web UI page", ui::index),
+        route(M::GET, "/", Access::Public, "The web UI page", ui::index).produces(&["text/html"]),
         route(
             M::GET,
             "/ui/{file}",
             Access::Public,
             "A static asset of the web UI (embedded in the binary)",
             ui::asset,
-        ),
+        )
+        .produces(&["text/javascript", "text/css", "image/svg+xml"]),
         // --- viewer ---
         route(
             M::GET,
@@ -282,6 +389,7 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "Change the caller's password (revokes its sessions)",
             h_auth::change_password,
         )
+        .no_body()
         .body::<h_auth::PasswordBody>(),
         route(
             M::GET,
@@ -313,7 +421,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             VIEWER,
             "The event's JPEG snapshot",
             events::snapshot,
-        ),
+        )
+        .produces(&["image/jpeg"]),
         route(
             M::GET,
             "/api/v1/cameras",
@@ -362,14 +471,16 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             VIEWER,
             "This API's OpenAPI document",
             system::openapi,
-        ),
+        )
+        .returns::<crate::openapi::Document>(),
         route(
             M::GET,
             "/metrics",
             VIEWER,
             "Prometheus metrics",
             system::metrics,
-        ),
+        )
+        .produces(&["text/plain"]),
         route(
             M::GET,
             "/api/v1/cameras/{id}/mjpeg",
@@ -377,6 +488,7 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "Live view as multipart MJPEG",
             h_live::mjpeg,
         )
+        .produces(&["multipart/x-mixed-replace"])
         .ticket_ok(),
         route(
             M::POST,
@@ -392,7 +504,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             Access::Ticket,
             "Live WebSocket (binary JPEG frames + JSON detections)",
             h_live::ws,
-        ),
+        )
+        .switches_protocols(),
         // --- operator ---
         route(
             M::POST,

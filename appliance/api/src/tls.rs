@@ -45,7 +45,7 @@ pub enum TlsError {
 }
 
 /// What the system page shows about the certificate in use.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct CertInfo {
     /// Subject of the leaf certificate.
     pub subject: String,

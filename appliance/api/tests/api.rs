@@ -2872,5 +2872,29 @@ fn openapi_document_is_current() {
     }
 }
 
+#[test]
+fn every_response_body_is_documented() {
+    use safe_yolo_api::routes::ResponseDoc;
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    for r in table(256 * 1024) {
+        let what = format!("{} {}", r.spec.method, r.spec.path);
+        match r.spec.response {
+            ResponseDoc::Undocumented => panic!(
+                "{what}: its handler returns a bare Response; declare its body with .returns::<T>(), .no_body() or .produces(..)"
+            ),
+            ResponseDoc::Json(schema) => {
+                let schema = serde_json::to_value(schema(&mut generator)).unwrap();
+                let constrained = schema.get("$ref").is_some() || schema.get("type").is_some();
+                assert!(
+                    constrained,
+                    "{what}: the response schema says nothing: {schema}"
+                );
+            }
+            ResponseDoc::Other => assert!(!r.spec.produces.is_empty(), "{what}: no media type"),
+            ResponseDoc::Empty | ResponseDoc::Upgrade => {}
+        }
+    }
+}
+
 #[allow(dead_code, reason = "keeps IpAddr in use for readers of the helpers")]
 fn _ip(_: IpAddr) {}

@@ -60,7 +60,7 @@ pub enum UpdateError {
 }
 
 /// One slot as RAUC reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct SlotStatus {
     /// Slot name (`rootfs.0`).
     pub name: String,
@@ -99,7 +99,7 @@ impl RaucStatus {
 }
 
 /// Where the booted slot's name came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlotSource {
     /// `rauc status`.
@@ -111,7 +111,7 @@ pub enum SlotSource {
 }
 
 /// What the API reports about updates.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct UpdateState {
     /// Boot name of the running slot (`A`, `B`).
     pub booted_slot: Option<String>,

@@ -99,7 +99,27 @@ macro_rules! slug_id {
                 &self.0
             }
         }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                slug_schema()
+            }
+        }
     };
+}
+
+/// The JSON schema of every identifier: what [`check_slug`] accepts.
+fn slug_schema() -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ID_LEN,
+        "pattern": "^[a-z0-9][a-z0-9_-]*$",
+    })
 }
 
 slug_id!(

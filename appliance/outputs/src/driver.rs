@@ -86,7 +86,7 @@ pub enum DriverError {
 }
 
 /// The driver's overall mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// No heartbeat from the pipeline yet: safe state.
@@ -511,7 +511,7 @@ impl Driver {
 }
 
 /// A snapshot of the driver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DriverStatus {
     /// The overall mode.
     pub mode: Mode,
@@ -524,7 +524,7 @@ pub struct DriverStatus {
 }
 
 /// One output in a [`DriverStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OutputStatus {
     /// The output.
     pub id: OutputId,
@@ -537,7 +537,7 @@ pub struct OutputStatus {
 }
 
 /// One active action in a [`DriverStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ActionStatus {
     /// Who asked for it.
     pub source: Source,
@@ -552,7 +552,7 @@ pub struct ActionStatus {
 }
 
 /// One running manual test in a [`DriverStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TestStatus {
     /// The output under test.
     pub output: OutputId,

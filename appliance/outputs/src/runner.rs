@@ -108,7 +108,7 @@ pub struct InputEvent {
 }
 
 /// One output line as it is on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LineStatus {
     /// The output.
     pub id: OutputId,
@@ -125,7 +125,7 @@ pub struct LineStatus {
 }
 
 /// A debounced input level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct InputLevel {
     /// The input.
     pub role: InputRole,
@@ -134,7 +134,7 @@ pub struct InputLevel {
 }
 
 /// A status snapshot for the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OutputsStatus {
     /// The backend's kind.
     pub backend: &'static str,

@@ -84,7 +84,7 @@ impl OutputSpec {
 }
 
 /// How an active output behaves over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Pattern {
     /// Continuously on.
@@ -93,9 +93,11 @@ pub enum Pattern {
     Pulsed {
         /// Time on in each period.
         #[serde(with = "millis")]
+        #[schemars(with = "u64")]
         on: Duration,
         /// Time off in each period.
         #[serde(with = "millis")]
+        #[schemars(with = "u64")]
         off: Duration,
     },
 }
@@ -156,7 +158,7 @@ impl Pattern {
 }
 
 /// When an action ends. An acknowledgement ends every action it matches, timed or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ending {
     /// The action holds (latches) until acknowledged.
@@ -165,12 +167,13 @@ pub enum Ending {
     After {
         /// How long the action lasts.
         #[serde(with = "millis")]
+        #[schemars(with = "u64")]
         duration: Duration,
     },
 }
 
 /// What a rule asks its outputs to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct ActionSpec {
     /// The output's behaviour while the action is active.
     pub pattern: Pattern,
@@ -189,7 +192,7 @@ impl ActionSpec {
 }
 
 /// Who asked for an action: the rule and the event it raised.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct Source {
     /// The rule that fired.
     pub rule: RuleId,
@@ -227,8 +230,7 @@ impl AckTarget {
 }
 
 /// The two supported GPIO inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InputRole {
     /// The operator's acknowledge push-button: a press acknowledges every active action.
     AckButton,
@@ -236,14 +238,14 @@ pub enum InputRole {
     DoorContact,
 }
 
-impl fmt::Display for InputRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AckButton => "ack_button",
-            Self::DoorContact => "door_contact",
-        })
-    }
+impl Named for InputRole {
+    const WHAT: &'static str = "input role";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("ack_button", Self::AckButton),
+        ("door_contact", Self::DoorContact),
+    ];
 }
+safe_yolo_domain::named_vocabulary!(InputRole);
 
 /// Maps a logical level to the electrical level of a line (`true` = high).
 pub fn physical_level(on: bool, active_low: bool) -> bool {

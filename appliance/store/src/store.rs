@@ -100,7 +100,7 @@ pub struct StoreMetrics {
 }
 
 /// Sizes and sequence numbers, for the status page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StoreStats {
     /// Schema version of the open database.
     pub schema_version: u32,

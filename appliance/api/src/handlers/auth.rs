@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use safe_yolo_store::{AuditResult, NewAudit, Role, Session, StoreError, User, now_ms};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit;
 use crate::auth::{
@@ -93,7 +93,10 @@ pub(crate) async fn setup(
     tracing::info!(username = %b.username, source = %ip, "first admin created");
     Ok((
         StatusCode::CREATED,
-        axum::Json(serde_json::json!({"username": b.username, "role": "admin"})),
+        axum::Json(Account {
+            username: b.username,
+            role: role_name(Role::Admin),
+        }),
     )
         .into_response())
 }
@@ -104,6 +107,44 @@ pub(crate) async fn setup(
 pub(crate) struct LoginBody {
     username: String,
     password: String,
+}
+
+/// An account: who was created or who is logged in.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Account {
+    /// Login name.
+    username: String,
+    /// `admin`, `operator` or `viewer`.
+    role: &'static str,
+}
+
+/// A login's or a refresh's answer (the access token is also set as a cookie).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Tokens {
+    /// The access JWT, for `Authorization: Bearer`.
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// When the access token expires, Unix seconds.
+    expires_at: u64,
+    /// Login name.
+    username: String,
+    /// `admin`, `operator` or `viewer`.
+    role: &'static str,
+    /// The refresh token: single use, exchanged at `/api/v1/auth/refresh`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// The caller's identity.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Identity {
+    /// User name or API key id.
+    actor: String,
+    /// `admin`, `operator` or `viewer`.
+    role: &'static str,
+    /// `session`, `api_key` or `ticket`.
+    via: &'static str,
 }
 
 fn token_response(
@@ -120,16 +161,14 @@ fn token_response(
         "{ACCESS_COOKIE}={access}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
         s.settings.auth.access_ttl.as_secs()
     );
-    let mut body = serde_json::json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_at": exp,
-        "username": user.username,
-        "role": role_name(user.role),
-    });
-    if let Some(r) = refresh {
-        body["refresh_token"] = serde_json::Value::String(r);
-    }
+    let body = Tokens {
+        access_token: access,
+        token_type: "Bearer",
+        expires_at: exp,
+        username: user.username.clone(),
+        role: role_name(user.role),
+        refresh_token: refresh,
+    };
     let mut resp = axum::Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -337,13 +376,17 @@ pub(crate) async fn refresh(
     }
 }
 
-pub(crate) async fn me(Extension(p): Extension<Principal>) -> axum::Json<serde_json::Value> {
+pub(crate) async fn me(Extension(p): Extension<Principal>) -> axum::Json<Identity> {
     let via = match &p.via {
         Credential::Session { .. } => "session",
         Credential::ApiKey { .. } => "api_key",
         Credential::Ticket => "ticket",
     };
-    axum::Json(serde_json::json!({"actor": p.actor, "role": role_name(p.role), "via": via}))
+    axum::Json(Identity {
+        actor: p.actor,
+        role: role_name(p.role),
+        via,
+    })
 }
 
 fn session_of(p: &Principal) -> Result<String, HttpError> {

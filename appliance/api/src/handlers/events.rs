@@ -7,13 +7,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use safe_yolo_alarms::DispatchError;
 use safe_yolo_domain::{CameraId, RuleId};
-use safe_yolo_store::{AuditRecord, Event, EventPage, EventQuery, StateFilter};
-use serde::{Deserialize, Serialize};
+use safe_yolo_store::{Event, EventQuery, StateFilter};
+use serde::Deserialize;
 
 use crate::audit;
 use crate::auth::Principal;
 use crate::error::HttpError;
 use crate::state::AppState;
+use crate::views::{AuditPageView, EventPageView, EventView};
 
 /// Query string of the event list.
 #[derive(Debug, Deserialize)]
@@ -44,7 +45,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, HttpErr
 pub(crate) async fn list(
     State(s): State<AppState>,
     q: Result<Query<EventsParams>, QueryRejection>,
-) -> Result<axum::Json<EventPage>, HttpError> {
+) -> Result<axum::Json<EventPageView>, HttpError> {
     let q = query(q)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -68,7 +69,10 @@ pub(crate) async fn list(
         .query_events(eq)
         .await
         .map_err(|e| HttpError::store("querying events", e))?;
-    Ok(axum::Json(page))
+    Ok(axum::Json(EventPageView {
+        events: page.events.into_iter().map(EventView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 async fn load(s: &AppState, id: u64) -> Result<Event, HttpError> {
@@ -82,8 +86,8 @@ async fn load(s: &AppState, id: u64) -> Result<Event, HttpError> {
 pub(crate) async fn get_one(
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<axum::Json<Event>, HttpError> {
-    Ok(axum::Json(load(&s, id).await?))
+) -> Result<axum::Json<EventView>, HttpError> {
+    Ok(axum::Json(load(&s, id).await?.into()))
 }
 
 pub(crate) async fn snapshot(
@@ -117,7 +121,7 @@ pub(crate) async fn acknowledge(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<u64>,
-) -> Result<axum::Json<Event>, HttpError> {
+) -> Result<axum::Json<EventView>, HttpError> {
     let audit = audit::row(&p, "event.acknowledge", format!("event/{id}"), None, None);
     let event = s
         .alarms
@@ -129,7 +133,7 @@ pub(crate) async fn acknowledge(
             }
             other => HttpError::internal("acknowledging an event", &other),
         })?;
-    Ok(axum::Json(event))
+    Ok(axum::Json(event.into()))
 }
 
 /// Query string of the audit log.
@@ -141,17 +145,10 @@ pub(crate) struct AuditParams {
     order: Option<Order>,
 }
 
-/// One page of the audit log.
-#[derive(Debug, Serialize)]
-pub(crate) struct AuditPage {
-    rows: Vec<AuditRecord>,
-    next_cursor: Option<u64>,
-}
-
 pub(crate) async fn audit(
     State(s): State<AppState>,
     q: Result<Query<AuditParams>, QueryRejection>,
-) -> Result<axum::Json<AuditPage>, HttpError> {
+) -> Result<axum::Json<AuditPageView>, HttpError> {
     let q = query(q)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -166,5 +163,8 @@ pub(crate) async fn audit(
         .run(move |st| st.audit_page(q.cursor, limit, asc))
         .await
         .map_err(|e| HttpError::store("reading the audit log", e))?;
-    Ok(axum::Json(AuditPage { rows, next_cursor }))
+    Ok(axum::Json(AuditPageView {
+        rows: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }

@@ -119,15 +119,25 @@ async fn next_frame(rx: &mut watch::Receiver<Option<Arc<Encoded>>>) -> Option<Ar
     }
 }
 
+/// A single-use ticket for a WebSocket or MJPEG viewer.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Ticket {
+    /// Pass as `?ticket=` once.
+    ticket: String,
+    /// It expires this many seconds after it was minted.
+    expires_in_s: u64,
+}
+
 pub(crate) async fn ticket(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<axum::Json<serde_json::Value>, HttpError> {
+) -> Result<axum::Json<Ticket>, HttpError> {
     let ttl = s.settings.auth.ticket_ttl;
-    let t = s.tickets.mint(&p, ttl)?;
-    Ok(axum::Json(
-        serde_json::json!({"ticket": t, "expires_in_s": ttl.as_secs()}),
-    ))
+    let ticket = s.tickets.mint(&p, ttl)?;
+    Ok(axum::Json(Ticket {
+        ticket,
+        expires_in_s: ttl.as_secs(),
+    }))
 }
 
 pub(crate) async fn ws(

@@ -17,7 +17,7 @@ use safe_yolo_config::{Anchor, SirenPattern as Pattern, minutes_of_day};
 use safe_yolo_domain::{
     CameraId, Line, OutputId, Polygon, PolygonError, Severity, Weekday, ZoneId,
 };
-use safe_yolo_store::{SettingDoc, SettingKind, StoreError, now_ms};
+use safe_yolo_store::{SettingKind, StoreError, now_ms};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -485,7 +485,7 @@ async fn put<D: Doc>(
     p: Principal,
     id: String,
     body: PutBody<D>,
-) -> Result<axum::Json<SettingDoc>, HttpError> {
+) -> Result<axum::Json<crate::views::SettingView>, HttpError> {
     CameraId::new(id.clone()).map_err(|e| HttpError::invalid("id", e.to_string()))?;
     body.doc.check(&s)?;
     let doc = serde_json::to_value(&body.doc)
@@ -523,7 +523,7 @@ async fn put<D: Doc>(
         })
         .await
         .map_err(|e| refusal.http_error("storing a settings document", e))?;
-    Ok(axum::Json(saved))
+    Ok(axum::Json(saved.into()))
 }
 
 /// Query string of a delete.
@@ -574,7 +574,7 @@ macro_rules! handlers {
             Extension(p): Extension<Principal>,
             Path(id): Path<String>,
             ValidJson(b): ValidJson<PutBody<$doc>>,
-        ) -> Result<axum::Json<SettingDoc>, HttpError> {
+        ) -> Result<axum::Json<crate::views::SettingView>, HttpError> {
             put(s, p, id, b).await
         }
 

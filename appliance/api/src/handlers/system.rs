@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use safe_yolo_domain::OutputId;
 use safe_yolo_outputs::OutputsStatus;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, summary};
 use crate::auth::Principal;
@@ -17,13 +17,63 @@ use crate::body::ValidJson;
 use crate::error::HttpError;
 use crate::state::AppState;
 
-pub(crate) async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// The liveness probe's answer.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Health {
+    /// Always `ok`: the daemon answers.
+    status: &'static str,
 }
 
-pub(crate) async fn info(
-    State(s): State<AppState>,
-) -> Result<axum::Json<serde_json::Value>, HttpError> {
+pub(crate) async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// The system page: versions, storage, cameras, outputs and certificate.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct SystemInfo {
+    /// The daemon's version.
+    version: String,
+    /// The running slot and the update state (A/B updates).
+    update: Option<safe_yolo_board::UpdateState>,
+    /// Seconds since the API started.
+    uptime_s: u64,
+    /// The detector's model manifest.
+    model: String,
+    /// The evidence store.
+    storage: StorageInfo,
+    /// Every camera's health.
+    cameras: Vec<CameraHealthView>,
+    /// The outputs backend (`gpio` or `sim`).
+    outputs_backend: &'static str,
+    /// The HTTPS certificate in use.
+    certificate: crate::tls::CertInfo,
+    /// The lowest TLS version accepted: `1.2` or `1.3`.
+    tls_min_version: &'static str,
+}
+
+/// The evidence store on the system page.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct StorageInfo {
+    /// Sizes and sequence numbers.
+    stats: safe_yolo_store::StoreStats,
+    /// The disk is full: new events are not stored.
+    disk_full: bool,
+    /// Snapshots exceed their quota: the oldest are being removed.
+    snapshot_quota_exceeded: bool,
+}
+
+/// One camera's health on the system page.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct CameraHealthView {
+    /// The camera.
+    id: safe_yolo_domain::CameraId,
+    /// `starting`, `online` or `offline`.
+    state: &'static str,
+    /// Why it is offline, if it is.
+    reason: Option<String>,
+}
+
+pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemInfo>, HttpError> {
     let stats = s
         .store
         .run(|st| st.stats())
@@ -33,40 +83,42 @@ pub(crate) async fn info(
     let root = s.settings.system_root.clone();
     let update = tokio::task::spawn_blocking(move || safe_yolo_board::read_update_state(&root))
         .await
-        .ok()
-        .and_then(|u| serde_json::to_value(u).ok())
-        .unwrap_or(serde_json::Value::Null);
-    let cameras: Vec<_> = s
+        .ok();
+    let cameras = s
         .live
         .taps()
         .iter()
         .map(|t| {
             let h = t.health.borrow();
-            serde_json::json!({
-                "id": t.id,
-                "state": format!("{:?}", h.state).to_lowercase(),
-                "reason": h.reason,
-            })
+            CameraHealthView {
+                id: t.id.clone(),
+                state: match h.state {
+                    safe_yolo_pipeline::CameraState::Starting => "starting",
+                    safe_yolo_pipeline::CameraState::Online => "online",
+                    safe_yolo_pipeline::CameraState::Offline => "offline",
+                },
+                reason: h.reason.clone(),
+            }
         })
         .collect();
-    Ok(axum::Json(serde_json::json!({
-        "version": s.settings.version,
-        "update": update,
-        "uptime_s": s.started.elapsed().as_secs(),
-        "model": s.settings.model,
-        "storage": {
-            "stats": stats,
-            "disk_full": m.disk_full.load(Ordering::Relaxed),
-            "snapshot_quota_exceeded": m.snapshot_quota_exceeded.load(Ordering::Relaxed),
+    Ok(axum::Json(SystemInfo {
+        version: s.settings.version.clone(),
+        update,
+        uptime_s: s.started.elapsed().as_secs(),
+        model: s.settings.model.clone(),
+        storage: StorageInfo {
+            stats,
+            disk_full: m.disk_full.load(Ordering::Relaxed),
+            snapshot_quota_exceeded: m.snapshot_quota_exceeded.load(Ordering::Relaxed),
         },
-        "cameras": cameras,
-        "outputs_backend": s.outputs.status().backend,
-        "certificate": s.certs.info(),
-        "tls_min_version": match s.settings.api.tls_min_version {
+        cameras,
+        outputs_backend: s.outputs.status().backend,
+        certificate: s.certs.info(),
+        tls_min_version: match s.settings.api.tls_min_version {
             safe_yolo_config::TlsMinVersion::Tls13 => "1.3",
             safe_yolo_config::TlsMinVersion::Tls12 => "1.2",
         },
-    })))
+    }))
 }
 
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
@@ -80,8 +132,10 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-pub(crate) async fn openapi(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(crate::openapi::document(s.settings.max_cert_body_bytes))
+pub(crate) async fn openapi(State(s): State<AppState>) -> axum::Json<crate::openapi::Document> {
+    axum::Json(crate::openapi::Document(crate::openapi::document(
+        s.settings.max_cert_body_bytes,
+    )))
 }
 
 pub(crate) async fn outputs_status(State(s): State<AppState>) -> axum::Json<OutputsStatus> {

@@ -24,7 +24,7 @@ pub(crate) enum RoleSchema {
 }
 
 /// A user as the API shows it (never the hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct UserView {
     username: String,
     role: &'static str,
@@ -212,7 +212,7 @@ pub(crate) async fn delete_user(
 }
 
 /// An API key as the API shows it (never the hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct KeyView {
     id: String,
     label: String,

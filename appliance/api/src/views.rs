@@ -1,0 +1,331 @@
+//! The wire forms of stored records: what the API answers, separate from what
+//! the store keeps, so a change of the database's schema never changes the API
+//! by accident (the conversion below has to change with it, and the OpenAPI
+//! drift test sees the result).
+
+use safe_yolo_domain::alarm::{AlarmDetail, CameraHealth, Crossing};
+use safe_yolo_domain::{CameraId, RuleId, Severity, ZoneId};
+use safe_yolo_store::{AuditRecord, AuditResult, Event, EventState, Snapshot, SnapshotRefusal};
+use serde::Serialize;
+
+/// An event as the API shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct EventView {
+    /// Strictly increasing id, never reused.
+    pub id: u64,
+    /// The camera that saw it.
+    pub camera: CameraId,
+    /// The rule that fired.
+    pub rule: RuleId,
+    /// The zone or line involved, if any.
+    pub zone: Option<ZoneId>,
+    /// The tracked person involved, if any.
+    pub track: Option<u64>,
+    /// The rule's kind, e.g. `intrusion`.
+    pub kind: String,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// When the condition started, Unix ms.
+    pub started_at: u64,
+    /// When the condition ended, Unix ms, if it has.
+    pub ended_at: Option<u64>,
+    /// Where it is in its life cycle.
+    #[serde(flatten)]
+    pub state: StateView,
+    /// A sentence for people.
+    pub message: String,
+    /// What the alarm was (absent for events from before schema v3 that
+    /// carried none).
+    pub details: Option<DetailsView>,
+    /// The evidence snapshot.
+    pub snapshot: SnapshotView,
+    /// When the store committed the event, Unix ms.
+    pub recorded_at: u64,
+}
+
+/// An event's life-cycle state.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum StateView {
+    /// Raised and not acknowledged yet.
+    Active,
+    /// Acknowledged; the condition has not ended yet.
+    Acknowledged {
+        /// Who acknowledged it.
+        by: String,
+        /// When, Unix ms.
+        at: u64,
+    },
+    /// Closed (acknowledged and ended, or needing no acknowledgement).
+    Cleared {
+        /// When, Unix ms.
+        at: u64,
+        /// Who cleared it (absent when the rules did).
+        by: Option<String>,
+        /// The acknowledgement before, if any.
+        acknowledged: Option<AckView>,
+    },
+}
+
+/// An acknowledgement.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AckView {
+    /// Who.
+    pub by: String,
+    /// When, Unix ms.
+    pub at: u64,
+}
+
+/// What the alarm behind an event was.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DetailsView {
+    /// The alarm's identity (`<boot_ms>-<seq>`); its outputs are released by it.
+    pub alarm_key: String,
+    /// The rule kind's facts.
+    pub detail: DetailView,
+}
+
+/// The rule kind's facts about an alarm.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DetailView {
+    /// A person entered a forbidden zone.
+    Intrusion,
+    /// A person without the required protective equipment.
+    MissingPpe,
+    /// A person stayed too long.
+    Dwell {
+        /// How long, in ms.
+        inside_ms: u64,
+    },
+    /// Too many people in a zone.
+    Occupancy {
+        /// How many.
+        count: u32,
+    },
+    /// A person crossed a line the forbidden way.
+    LineCrossing {
+        /// Which way.
+        crossing: Crossing,
+    },
+    /// The camera went blind.
+    CameraOffline {
+        /// Why.
+        health: CameraHealth,
+    },
+    /// A door stayed open.
+    DoorOpen,
+}
+
+/// An event's snapshot.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SnapshotView {
+    /// None was taken.
+    None,
+    /// On disk: `GET /api/v1/events/{id}/snapshot`.
+    Stored {
+        /// File name.
+        file: String,
+        /// Size in bytes.
+        bytes: u64,
+        /// SHA-256, lowercase hex, to verify exported evidence.
+        sha256: String,
+        /// When it was written, Unix ms.
+        written_at: u64,
+    },
+    /// Taken but not written.
+    Refused {
+        /// `quota`, `disk_full` or `write_failed`.
+        reason: &'static str,
+    },
+    /// Written, then removed by retention.
+    Pruned {
+        /// When, Unix ms.
+        at: u64,
+        /// Its size.
+        bytes: u64,
+        /// Its hash.
+        sha256: String,
+    },
+}
+
+/// One page of events.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct EventPageView {
+    /// The events, in the query's order.
+    pub events: Vec<EventView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<u64>,
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AuditView {
+    /// Strictly increasing id.
+    pub id: u64,
+    /// When, Unix ms.
+    pub at: u64,
+    /// User name, API key id or `system`.
+    pub actor: String,
+    /// The actor's role, if authenticated.
+    pub role: Option<&'static str>,
+    /// Remote address, if any.
+    pub source: Option<String>,
+    /// What was done, e.g. `settings.put`.
+    pub action: String,
+    /// What it was done to, e.g. `zone/dock-1`.
+    pub target: String,
+    /// The state before, summarised.
+    pub before: Option<String>,
+    /// The state after, summarised.
+    pub after: Option<String>,
+    /// `ok`, `denied` or `failed`.
+    pub result: &'static str,
+    /// Why it was denied or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One page of the audit log.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct AuditPageView {
+    /// The rows.
+    pub rows: Vec<AuditView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<u64>,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        Self {
+            id: e.id,
+            camera: e.camera,
+            rule: e.rule,
+            zone: e.zone,
+            track: e.track,
+            kind: e.kind,
+            severity: e.severity,
+            started_at: e.started_at,
+            ended_at: e.ended_at,
+            state: e.state.into(),
+            message: e.message,
+            details: e.details.map(|d| DetailsView {
+                alarm_key: d.alarm_key.to_string(),
+                detail: d.detail.into(),
+            }),
+            snapshot: e.snapshot.into(),
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
+impl From<EventState> for StateView {
+    fn from(s: EventState) -> Self {
+        match s {
+            EventState::Active => Self::Active,
+            EventState::Acknowledged { by, at } => Self::Acknowledged { by, at },
+            EventState::Cleared {
+                at,
+                by,
+                acknowledged,
+            } => Self::Cleared {
+                at,
+                by,
+                acknowledged: acknowledged.map(|a| AckView { by: a.by, at: a.at }),
+            },
+        }
+    }
+}
+
+impl From<AlarmDetail> for DetailView {
+    fn from(d: AlarmDetail) -> Self {
+        match d {
+            AlarmDetail::Intrusion => Self::Intrusion,
+            AlarmDetail::MissingPpe => Self::MissingPpe,
+            AlarmDetail::Dwell { inside } => Self::Dwell {
+                inside_ms: u64::try_from(inside.as_millis()).unwrap_or(u64::MAX),
+            },
+            AlarmDetail::Occupancy { count } => Self::Occupancy { count },
+            AlarmDetail::LineCrossing { crossing } => Self::LineCrossing { crossing },
+            AlarmDetail::CameraOffline { health } => Self::CameraOffline { health },
+            AlarmDetail::DoorOpen => Self::DoorOpen,
+        }
+    }
+}
+
+impl From<Snapshot> for SnapshotView {
+    fn from(s: Snapshot) -> Self {
+        match s {
+            Snapshot::None => Self::None,
+            Snapshot::Stored(r) => Self::Stored {
+                file: r.file,
+                bytes: r.bytes,
+                sha256: r.sha256,
+                written_at: r.written_at,
+            },
+            Snapshot::Refused { reason } => Self::Refused {
+                reason: match reason {
+                    SnapshotRefusal::Quota => "quota",
+                    SnapshotRefusal::DiskFull => "disk_full",
+                    SnapshotRefusal::WriteFailed => "write_failed",
+                },
+            },
+            Snapshot::Pruned { at, bytes, sha256 } => Self::Pruned { at, bytes, sha256 },
+        }
+    }
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(r: AuditRecord) -> Self {
+        let (result, reason) = match r.result {
+            AuditResult::Ok => ("ok", None),
+            AuditResult::Denied(why) => ("denied", Some(why)),
+            AuditResult::Failed(why) => ("failed", Some(why)),
+        };
+        Self {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            role: r.role.map(crate::auth::role_name),
+            source: r.source,
+            action: r.action,
+            target: r.target,
+            before: r.before,
+            after: r.after,
+            result,
+            reason,
+        }
+    }
+}
+
+/// A settings document edited through the API, as stored (versioned).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SettingView {
+    /// `camera`, `zone`, `line`, `rule` or `output`.
+    pub kind: &'static str,
+    /// The object's id.
+    pub id: String,
+    /// Starts at 1 and grows by one on every change; send it back as
+    /// `expected_version` to edit without overwriting someone else's change.
+    pub version: u64,
+    /// The document, as the matching `PUT` accepts it.
+    pub doc: serde_json::Value,
+    /// When it was last changed, Unix ms.
+    pub updated_at: u64,
+    /// Who changed it.
+    pub updated_by: String,
+}
+
+impl From<safe_yolo_store::SettingDoc> for SettingView {
+    fn from(d: safe_yolo_store::SettingDoc) -> Self {
+        Self {
+            kind: d.kind.as_str(),
+            id: d.id,
+            version: d.version,
+            doc: d.doc,
+            updated_at: d.updated_at,
+            updated_by: d.updated_by,
+        }
+    }
+}
