@@ -260,7 +260,7 @@ fn v2_to_v3(tx: &WriteTransaction) -> Result<(), StoreError> {
             let details = match crate::schema::v2::parse_details(&v2) {
                 Ok(d) => d,
                 Err(reason) => {
-                    tracing::warn!(event_id = id, details = %v2, %reason, "unreadable v2 event details dropped");
+                    tracing::warn!(event_id = id, details = %v2, reason = %reason, "unreadable v2 event details dropped");
                     unreadable.push(id);
                     None
                 }

@@ -234,22 +234,25 @@ pub mod v2 {
     /// Reads the `details` a v2 event stored: `null`, or the dispatcher's
     /// `{"alarm_key": "<boot_ms>-<seq>", "detail": "<Debug text>"}`.
     ///
-    /// `Ok(None)` for `null`; `Err` with the reason for anything else it cannot read.
-    pub fn parse_details(v: &Value) -> Result<Option<EventDetails>, String> {
+    /// `Ok(None)` for `null`; [`StoreError::Invalid`] with the reason for anything else it
+    /// cannot read.
+    pub fn parse_details(v: &Value) -> Result<Option<EventDetails>, StoreError> {
         if v.is_null() {
             return Ok(None);
         }
-        let key = v
-            .get("alarm_key")
-            .and_then(Value::as_str)
-            .ok_or("no alarm_key text")?;
-        let detail = v
-            .get("detail")
-            .and_then(Value::as_str)
-            .ok_or("no detail text")?;
-        let alarm_key: AlarmKey = key.parse().map_err(|e: StoreError| e.to_string())?;
-        let detail =
-            parse_detail(detail).ok_or_else(|| format!("unknown alarm detail {detail:?}"))?;
+        let invalid = |reason: String| StoreError::Invalid {
+            field: "details",
+            reason,
+        };
+        let text = |field: &str| {
+            v.get(field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(format!("no {field} text in {v}")))
+        };
+        let alarm_key: AlarmKey = text("alarm_key")?.parse()?;
+        let detail = text("detail")?;
+        let detail = parse_detail(detail)
+            .ok_or_else(|| invalid(format!("unknown alarm detail {detail:?}")))?;
         Ok(Some(EventDetails { alarm_key, detail }))
     }
 
@@ -595,7 +598,7 @@ pub mod v2 {
                     Ok(d) => assert_eq!(d, v3, "event {id}"),
                     Err(why) => {
                         assert_eq!(v3, None, "event {id}: {why}");
-                        assert!(why.contains("bogus"), "{why}");
+                        assert!(why.to_string().contains("bogus"), "{why}");
                     }
                 }
             }

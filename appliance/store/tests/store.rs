@@ -190,7 +190,8 @@ fn sigkill_never_loses_an_acknowledged_event_nor_reuses_an_id() {
 #[test]
 fn migrates_every_earlier_schema_fixture() {
     // One entry per earlier schema version; add the next one when v4 ships.
-    let fixtures: [(u32, &str, fn(&Store)); 2] = [
+    type Check = fn(&Store);
+    let fixtures: [(u32, &str, Check); 2] = [
         (1, "schema-v1.redb", check_migrated_v1),
         (2, "schema-v2.redb", check_migrated_v2),
     ];

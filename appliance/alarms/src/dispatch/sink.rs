@@ -126,3 +126,86 @@ impl AlarmOutputs for OutputsHandle {
         self.acknowledge(AckTarget::Event(key.to_string())).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use safe_yolo_domain::alarm::AlarmDetail;
+    use safe_yolo_domain::{CameraId, RuleId, Severity};
+    use safe_yolo_store::{AuditResult, EventDetails, EventState, Store, StoreConfig};
+
+    use super::*;
+
+    fn event(seq: u64) -> NewEvent {
+        NewEvent {
+            camera: CameraId::new("gate").unwrap(),
+            rule: RuleId::new("no-entry").unwrap(),
+            zone: None,
+            track: Some(seq),
+            kind: "intrusion".into(),
+            severity: Severity::Critical,
+            started_at: 1_000 + seq,
+            ended_at: None,
+            message: format!("alarm {seq}"),
+            details: Some(EventDetails {
+                alarm_key: AlarmKey { boot_ms: 5, seq },
+                detail: AlarmDetail::Occupancy { count: 2 },
+            }),
+            snapshot_jpeg: None,
+            cleared: false,
+        }
+    }
+
+    fn audit(target: &str) -> NewAudit {
+        NewAudit {
+            at: 7,
+            actor: "alice".into(),
+            role: None,
+            source: None,
+            action: "event.acknowledge".into(),
+            target: target.into(),
+            before: None,
+            after: None,
+            result: AuditResult::Ok,
+        }
+    }
+
+    /// The store's handle as the dispatcher's sink: ids after commit, the end and
+    /// the acknowledgement in one transaction each, the audit row with the change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_store_handle_is_an_event_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _writer) =
+            StoreHandle::start(Store::open(StoreConfig::new(dir.path())).unwrap(), 4).unwrap();
+        let sink = &store;
+        let a = EventSink::submit(sink, event(0)).unwrap().await.unwrap();
+        let b = EventSink::submit_waiting(sink, event(1)).await.unwrap();
+        assert_eq!((a, b), (1, 2));
+        assert_eq!(EventSink::open_ids(sink).await.unwrap(), [1, 2]);
+        // Acknowledged, then ended: cleared by the end.
+        let e = EventSink::acknowledge(sink, a, "alice", 10, Some(audit("event/1")))
+            .await
+            .unwrap();
+        assert_eq!(e.state.name(), "acknowledged");
+        let e = EventSink::end(sink, a, 20).await.unwrap();
+        assert!(matches!(e.state, EventState::Cleared { by: None, .. }));
+        // Ended, then acknowledged: cleared by the acknowledgement; no audit row asked.
+        EventSink::end(sink, b, 30).await.unwrap();
+        let e = EventSink::acknowledge(sink, b, "ack-button", 40, None)
+            .await
+            .unwrap();
+        assert_eq!(e.state.name(), "cleared");
+        assert_eq!(e.details, event(1).details, "typed details round-trip");
+        assert!(EventSink::open_ids(sink).await.unwrap().is_empty());
+        // A refused acknowledgement writes no audit row either.
+        assert!(matches!(
+            EventSink::acknowledge(sink, b, "bob", 50, Some(audit("event/2"))).await,
+            Err(StoreError::BadTransition { .. })
+        ));
+        let (rows, _) = store.store().audit_page(None, 10, true).unwrap();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| (r.target.as_str(), r.before.as_deref(), r.after.as_deref()))
+            .collect();
+        assert_eq!(rows, [("event/1", Some("active"), Some("acknowledged"))]);
+    }
+}

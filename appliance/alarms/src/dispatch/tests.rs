@@ -680,7 +680,8 @@ async fn a_refused_acknowledgement_releases_nothing_and_tells_no_one() {
     assert_eq!(rig.notice().await.kind, NoticeKind::Raised);
     rig.d.acknowledge(1, "alice", None).await.unwrap();
     assert_eq!(rig.notice().await.kind, NoticeKind::Acknowledged);
-    let cases: [(u64, fn(&StoreError) -> bool); 2] = [
+    type Expected = fn(&StoreError) -> bool;
+    let cases: [(u64, Expected); 2] = [
         (1, |e| matches!(e, StoreError::BadTransition { .. })),
         (99, |e| matches!(e, StoreError::NotFound { .. })),
     ];
