@@ -381,7 +381,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             VIEWER,
             "Revoke the current session",
             h_auth::logout,
-        ),
+        )
+        .no_body(),
         route(
             M::POST,
             "/api/v1/auth/password",

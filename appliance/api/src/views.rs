@@ -3,7 +3,7 @@
 //! by accident (the conversion below has to change with it, and the OpenAPI
 //! drift test sees the result).
 
-use safe_yolo_domain::alarm::{AlarmDetail, CameraHealth, Crossing};
+use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId, Severity, ZoneId};
 use safe_yolo_store::{AuditRecord, AuditResult, Event, EventState, Snapshot, SnapshotRefusal};
 use serde::Serialize;
@@ -82,39 +82,7 @@ pub struct DetailsView {
     /// The alarm's identity (`<boot_ms>-<seq>`); its outputs are released by it.
     pub alarm_key: String,
     /// The rule kind's facts.
-    pub detail: DetailView,
-}
-
-/// The rule kind's facts about an alarm.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DetailView {
-    /// A person entered a forbidden zone.
-    Intrusion,
-    /// A person without the required protective equipment.
-    MissingPpe,
-    /// A person stayed too long.
-    Dwell {
-        /// How long, in ms.
-        inside_ms: u64,
-    },
-    /// Too many people in a zone.
-    Occupancy {
-        /// How many.
-        count: u32,
-    },
-    /// A person crossed a line the forbidden way.
-    LineCrossing {
-        /// Which way.
-        crossing: Crossing,
-    },
-    /// The camera went blind.
-    CameraOffline {
-        /// Why.
-        health: CameraHealth,
-    },
-    /// A door stayed open.
-    DoorOpen,
+    pub detail: AlarmDetail,
 }
 
 /// An event's snapshot.
@@ -212,7 +180,7 @@ impl From<Event> for EventView {
             message: e.message,
             details: e.details.map(|d| DetailsView {
                 alarm_key: d.alarm_key.to_string(),
-                detail: d.detail.into(),
+                detail: d.detail,
             }),
             snapshot: e.snapshot.into(),
             recorded_at: e.recorded_at,
@@ -234,22 +202,6 @@ impl From<EventState> for StateView {
                 by,
                 acknowledged: acknowledged.map(|a| AckView { by: a.by, at: a.at }),
             },
-        }
-    }
-}
-
-impl From<AlarmDetail> for DetailView {
-    fn from(d: AlarmDetail) -> Self {
-        match d {
-            AlarmDetail::Intrusion => Self::Intrusion,
-            AlarmDetail::MissingPpe => Self::MissingPpe,
-            AlarmDetail::Dwell { inside } => Self::Dwell {
-                inside_ms: u64::try_from(inside.as_millis()).unwrap_or(u64::MAX),
-            },
-            AlarmDetail::Occupancy { count } => Self::Occupancy { count },
-            AlarmDetail::LineCrossing { crossing } => Self::LineCrossing { crossing },
-            AlarmDetail::CameraOffline { health } => Self::CameraOffline { health },
-            AlarmDetail::DoorOpen => Self::DoorOpen,
         }
     }
 }

@@ -52,7 +52,7 @@ impl Named for Crossing {
 crate::named_vocabulary!(Crossing);
 
 /// Rule-kind specific facts of an alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AlarmDetail {
     /// A person in a forbidden area.
@@ -61,7 +61,9 @@ pub enum AlarmDetail {
     MissingPpe,
     /// A person stayed too long; how long they had been inside.
     Dwell {
-        /// Time inside when raised (stored as `{"secs", "nanos"}`).
+        /// Time inside when raised (`inside_ms`: whole milliseconds).
+        #[serde(rename = "inside_ms", with = "crate::millis")]
+        #[schemars(with = "u64")]
         inside: Duration,
     },
     /// Too many persons; how many were inside.
@@ -96,7 +98,7 @@ mod tests {
                 AlarmDetail::Dwell {
                     inside: Duration::from_millis(12_500),
                 },
-                r#"{"kind":"dwell","inside":{"secs":12,"nanos":500000000}}"#,
+                r#"{"kind":"dwell","inside_ms":12500}"#,
             ),
             (
                 AlarmDetail::Occupancy { count: 3 },

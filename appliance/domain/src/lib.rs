@@ -12,6 +12,7 @@ pub mod error;
 pub mod frame;
 pub mod geometry;
 pub mod ids;
+pub mod millis;
 pub mod vocabulary;
 pub mod weekday;
 

@@ -92,11 +92,11 @@ pub enum Pattern {
     /// On for `on`, then off for `off`, repeating from the moment of activation.
     Pulsed {
         /// Time on in each period.
-        #[serde(with = "millis")]
+        #[serde(with = "safe_yolo_domain::millis")]
         #[schemars(with = "u64")]
         on: Duration,
         /// Time off in each period.
-        #[serde(with = "millis")]
+        #[serde(with = "safe_yolo_domain::millis")]
         #[schemars(with = "u64")]
         off: Duration,
     },
@@ -166,7 +166,7 @@ pub enum Ending {
     /// The action ends by itself this long after its (latest) activation.
     After {
         /// How long the action lasts.
-        #[serde(with = "millis")]
+        #[serde(with = "safe_yolo_domain::millis")]
         #[schemars(with = "u64")]
         duration: Duration,
     },
@@ -255,21 +255,6 @@ pub fn physical_level(on: bool, active_low: bool) -> bool {
 /// Maps an electrical level (`true` = high) to the logical level of a line.
 pub fn logical_level(high: bool, active_low: bool) -> bool {
     high != active_low
-}
-
-/// Serde helper: a [`Duration`] as whole milliseconds.
-pub(crate) mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
 }
 
 #[cfg(test)]
