@@ -15,11 +15,15 @@
 mod env;
 mod model;
 mod raw;
+mod rules;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use rules::{
+    RuleConfig, RuleKind, RuleSpec, Schedule, SirenAction, SirenPattern, minutes_of_day,
+};
 
 /// One thing wrong with a configuration: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use safe_yolo_domain::{CameraId, Line, OutputId, Polygon, RuleId, ZoneId};
+use safe_yolo_domain::{CameraId, Line, Polygon, ZoneId};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct Config {
     /// Counting lines, in file order.
     pub lines: Vec<LineConfig>,
     /// Safety rules, in file order.
-    pub rules: Vec<RuleConfig>,
+    pub rules: Vec<crate::rules::RuleConfig>,
     /// Physical outputs and inputs.
     pub outputs: OutputsConfig,
     /// The HTTPS API.
@@ -30,6 +30,26 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Feature switches.
     pub features: Features,
+}
+
+impl Config {
+    /// Zones and lines, as the rule engine sees them.
+    pub fn zone_specs(&self) -> Vec<safe_yolo_rules::ZoneSpec> {
+        use safe_yolo_rules::{ZoneShape, ZoneSpec};
+        self.zones
+            .iter()
+            .map(|z| ZoneSpec {
+                id: z.id.clone(),
+                camera: z.camera.clone(),
+                shape: ZoneShape::Area(z.polygon.clone()),
+            })
+            .chain(self.lines.iter().map(|l| ZoneSpec {
+                id: l.id.clone(),
+                camera: l.camera.clone(),
+                shape: ZoneShape::Line(l.line),
+            }))
+            .collect()
+    }
 }
 
 /// Daemon-wide settings.
@@ -193,142 +213,7 @@ pub use safe_yolo_domain::Severity;
 /// Crossing direction for a line rule (the rule engine's word).
 pub use safe_yolo_rules::LineDirection;
 
-/// What a rule watches for, with its kind-specific parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RuleKind {
-    /// A person inside a forbidden zone for at least `min_frames` frames.
-    Intrusion {
-        /// Inertia in detected frames.
-        min_frames: u32,
-    },
-    /// A person in the zone without the required PPE.
-    MissingPpe {
-        /// Class name that shows the PPE is worn (e.g. `With Helmet`).
-        present_class: String,
-        /// Class name that shows it is missing (e.g. `Without Helmet`).
-        missing_class: String,
-        /// Frames of consensus before raising.
-        min_frames: u32,
-        /// Time a person may be in the zone before PPE is required.
-        grace: Duration,
-    },
-    /// A person in the zone for longer than `limit`.
-    Dwell {
-        /// Time allowed.
-        limit: Duration,
-    },
-    /// More than `max_persons` persons in the zone.
-    Occupancy {
-        /// Persons allowed.
-        max_persons: u32,
-    },
-    /// A person crossing a line.
-    LineCrossing {
-        /// Which way counts.
-        direction: LineDirection,
-    },
-    /// The camera stopped delivering frames.
-    CameraOffline {
-        /// Silence that counts as offline.
-        after: Duration,
-    },
-    /// The door contact input open (a guard door, a fence gate).
-    DoorOpen {
-        /// How long it may stay open before the alarm (zero: at once).
-        after: Duration,
-    },
-}
-
-impl RuleKind {
-    /// The kind's name as written in the config file.
-    pub fn name(&self) -> &'static str {
-        match self {
-            RuleKind::Intrusion { .. } => "intrusion",
-            RuleKind::MissingPpe { .. } => "missing_ppe",
-            RuleKind::Dwell { .. } => "dwell",
-            RuleKind::Occupancy { .. } => "occupancy",
-            RuleKind::LineCrossing { .. } => "line_crossing",
-            RuleKind::CameraOffline { .. } => "camera_offline",
-            RuleKind::DoorOpen { .. } => "door_open",
-        }
-    }
-}
-
 pub use safe_yolo_domain::Weekday;
-
-/// When a rule is armed (local time of the box).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schedule {
-    /// Days on which the window opens.
-    pub days: Vec<Weekday>,
-    /// Minute of day the window opens (0..1440).
-    pub from_min: u16,
-    /// Minute of day the window closes; less than `from_min` wraps midnight.
-    pub to_min: u16,
-}
-
-/// Minute of the day of a local time `HH:MM` (`H:MM` too; `24:00` is 1440,
-/// the end of the day), as schedules write it; `None` when it is not one.
-/// The configuration file and the API parse times with this one function.
-pub fn minutes_of_day(s: &str) -> Option<u16> {
-    if s == "24:00" {
-        return Some(1440);
-    }
-    let (h, m) = s.split_once(':')?;
-    let digits = |t: &str, max: usize| {
-        !t.is_empty() && t.len() <= max && t.bytes().all(|b| b.is_ascii_digit())
-    };
-    if !digits(h, 2) || !digits(m, 2) || m.len() != 2 {
-        return None;
-    }
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 60 + m)
-}
-
-/// How a siren sounds (the outputs' word: steady, or pulsed with an on and an off time).
-pub use safe_yolo_outputs::Pattern as SirenPattern;
-
-/// Siren behaviour of a rule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SirenAction {
-    /// Pattern.
-    pub pattern: SirenPattern,
-    /// Stops by itself after this long; `None`: until acknowledged.
-    pub duration: Option<Duration>,
-}
-
-/// One safety rule.
-#[derive(Debug, Clone)]
-pub struct RuleConfig {
-    /// Identifier.
-    pub id: RuleId,
-    /// Human name.
-    pub name: String,
-    /// Disabled rules are not evaluated.
-    pub enabled: bool,
-    /// The kind and its parameters.
-    pub kind: RuleKind,
-    /// Camera the rule watches (the zone's camera, or given for camera_offline).
-    pub camera: CameraId,
-    /// Zone or line (none for camera_offline).
-    pub zone: Option<ZoneId>,
-    /// Severity.
-    pub severity: Severity,
-    /// After an alarm, the same rule does not raise again for this long.
-    pub cooldown: Duration,
-    /// The condition must be gone this long before the alarm clears.
-    pub clear_after: Duration,
-    /// When the rule is armed; `None`: always.
-    pub schedule: Option<Schedule>,
-    /// Outputs to drive.
-    pub outputs: Vec<OutputId>,
-    /// Siren behaviour for siren outputs.
-    pub siren: SirenAction,
-    /// Relay outputs latch until acknowledged (`None`) or for this long.
-    pub relay_latch: Option<Duration>,
-    /// Point of the person's box tested against the zone.
-    pub anchor: Anchor,
-}
 
 /// The outputs section is the outputs crate's own model, checked by its own
 /// validator as part of the configuration's (`OutputsConfig::problems`).

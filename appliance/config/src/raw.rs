@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::Problem;
+use crate::rules::RawRule;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,51 +82,6 @@ pub(crate) struct RawLine {
     pub name: Option<String>,
     pub from: [f64; 2],
     pub to: [f64; 2],
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSchedule {
-    pub days: Option<Vec<String>>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSiren {
-    pub pattern: String,
-    pub period_ms: Option<i64>,
-    pub duration_s: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRule {
-    pub id: String,
-    pub name: Option<String>,
-    pub kind: String,
-    pub enabled: Option<bool>,
-    pub zone: Option<String>,
-    pub camera: Option<String>,
-    pub severity: Option<String>,
-    pub cooldown_s: Option<f64>,
-    pub clear_after_s: Option<f64>,
-    pub schedule: Option<RawSchedule>,
-    pub outputs: Option<Vec<String>>,
-    pub siren: Option<RawSiren>,
-    pub relay_latch_s: Option<f64>,
-    pub anchor: Option<String>,
-    // Kind-specific.
-    pub min_frames: Option<i64>,
-    pub seconds: Option<f64>,
-    pub max_persons: Option<i64>,
-    pub direction: Option<String>,
-    pub ppe_present_class: Option<String>,
-    pub ppe_missing_class: Option<String>,
-    pub grace_s: Option<f64>,
-    pub offline_after_s: Option<f64>,
-    pub open_after_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

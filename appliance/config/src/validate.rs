@@ -6,26 +6,32 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use safe_yolo_domain::{CameraId, IdError, Line, Named, OutputId, Polygon, RuleId, ZoneId};
+use safe_yolo_domain::{CameraId, IdError, Line, Named, OutputId, Polygon, ZoneId};
 
 use crate::Problem;
 use crate::model::*;
 use crate::raw::*;
+use crate::rules::{RuleContext, validate_rule};
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     problems: &'a mut Vec<Problem>,
     base: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn bad(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub(crate) fn bad(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
             reason: reason.into(),
         });
     }
 
-    fn id<T>(&mut self, path: &str, value: &str, f: fn(String) -> Result<T, IdError>) -> Option<T> {
+    pub(crate) fn id<T>(
+        &mut self,
+        path: &str,
+        value: &str,
+        f: fn(String) -> Result<T, IdError>,
+    ) -> Option<T> {
         match f(value.to_owned()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -35,7 +41,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn int_in<T: TryFrom<i64>>(
+    pub(crate) fn int_in<T: TryFrom<i64>>(
         &mut self,
         path: &str,
         v: Option<i64>,
@@ -51,7 +57,7 @@ impl Ctx<'_> {
         T::try_from(v).ok()
     }
 
-    fn secs_in(
+    pub(crate) fn secs_in(
         &mut self,
         path: &str,
         v: Option<f64>,
@@ -80,7 +86,7 @@ impl Ctx<'_> {
     }
 
     /// One word of a vocabulary ([`Named`]); `default` when absent.
-    fn named<T: Named>(&mut self, path: &str, v: Option<&str>, default: T) -> Option<T> {
+    pub(crate) fn named<T: Named>(&mut self, path: &str, v: Option<&str>, default: T) -> Option<T> {
         let Some(v) = v else { return Some(default) };
         let t = T::from_name(v);
         if t.is_none() {
@@ -331,23 +337,20 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         .iter()
         .map(|o| o.value.id.as_str())
         .collect();
-    let mut rules = Vec::new();
-    for r in &raw.rules {
-        if let Some(rule) = validate_rule(
-            &mut ctx,
-            &r.path,
-            &r.value,
-            &zone_cams,
-            &camera_ids,
-            &output_ids,
-            &detector,
-            features,
-            outputs.inputs.door_contact.is_some(),
-            incomplete,
-        ) {
-            rules.push(rule);
-        }
-    }
+    let rc = RuleContext {
+        zones: zone_cams,
+        cameras: camera_ids,
+        outputs: output_ids,
+        detector: &detector,
+        features,
+        has_door: outputs.inputs.door_contact.is_some(),
+        incomplete,
+    };
+    let rules = raw
+        .rules
+        .iter()
+        .filter_map(|r| validate_rule(&mut ctx, &r.path, &r.value, &rc))
+        .collect();
 
     let api = validate_api(&mut ctx, &raw.api);
 
@@ -744,393 +747,6 @@ fn validate_outputs(ctx: &mut Ctx<'_>, raw: &RawConfig, health_timeout: Duration
     outputs
 }
 
-fn validate_schedule(ctx: &mut Ctx<'_>, p: &str, s: &RawSchedule) -> Option<Schedule> {
-    let mut ok = true;
-    let mut days = Vec::new();
-    for (i, d) in s
-        .days
-        .clone()
-        .unwrap_or_else(|| {
-            Weekday::NAMED
-                .iter()
-                .map(|(n, _)| (*n).to_owned())
-                .collect()
-        })
-        .iter()
-        .enumerate()
-    {
-        match ctx.named(&format!("{p}.days[{i}]"), Some(d.as_str()), Weekday::Mon) {
-            Some(w) => days.push(w),
-            None => ok = false,
-        }
-    }
-    if days.is_empty() {
-        ctx.bad(format!("{p}.days"), "must list at least one day (mon..sun)");
-        ok = false;
-    }
-    let mut time = |key: &str, v: Option<&str>, default: u16| -> Option<u16> {
-        match v {
-            None => Some(default),
-            Some(t) => minutes_of_day(t).or_else(|| {
-                ctx.bad(
-                    format!("{p}.{key}"),
-                    format!("{t:?} is not a time of day HH:MM (00:00 to 24:00)"),
-                );
-                None
-            }),
-        }
-    };
-    let from_min = time("from", s.from.as_deref(), 0);
-    let to_min = time("to", s.to.as_deref(), 1440);
-    match (from_min, to_min) {
-        (Some(f), Some(t)) if ok => {
-            if f == t {
-                ctx.bad(
-                    format!("{p}.to"),
-                    "must differ from `from` (use 00:00 to 24:00 for all day)",
-                );
-                return None;
-            }
-            Some(Schedule {
-                days,
-                from_min: f,
-                to_min: t,
-            })
-        }
-        _ => None,
-    }
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the arguments are the lookup tables built by validate()"
-)]
-fn validate_rule(
-    ctx: &mut Ctx<'_>,
-    p: &str,
-    r: &RawRule,
-    zones: &HashMap<&str, (&str, bool)>,
-    cameras: &HashSet<&str>,
-    outputs: &HashSet<&str>,
-    detector: &DetectorConfig,
-    features: Features,
-    has_door: bool,
-    incomplete: bool,
-) -> Option<RuleConfig> {
-    let id = ctx.id(&format!("{p}.id"), &r.id, RuleId::new);
-    // Which kind-specific keys each kind takes.
-    let specific: [(&str, bool); 9] = [
-        ("min_frames", r.min_frames.is_some()),
-        ("seconds", r.seconds.is_some()),
-        ("max_persons", r.max_persons.is_some()),
-        ("direction", r.direction.is_some()),
-        ("ppe_present_class", r.ppe_present_class.is_some()),
-        ("ppe_missing_class", r.ppe_missing_class.is_some()),
-        ("grace_s", r.grace_s.is_some()),
-        ("offline_after_s", r.offline_after_s.is_some()),
-        ("open_after_s", r.open_after_s.is_some()),
-    ];
-    let allowed: &[&str] = match r.kind.as_str() {
-        "intrusion" => &["min_frames"],
-        "missing_ppe" => &[
-            "min_frames",
-            "ppe_present_class",
-            "ppe_missing_class",
-            "grace_s",
-        ],
-        "dwell" => &["seconds"],
-        "occupancy" => &["max_persons"],
-        "line_crossing" => &["direction"],
-        "camera_offline" => &["offline_after_s"],
-        "door_open" => &["open_after_s"],
-        other => {
-            ctx.bad(
-                format!("{p}.kind"),
-                format!("{other:?} is not one of: intrusion, missing_ppe, dwell, occupancy, line_crossing, camera_offline, door_open"),
-            );
-            return None;
-        }
-    };
-    for (key, present) in specific {
-        if present && !allowed.contains(&key) {
-            ctx.bad(
-                format!("{p}.{key}"),
-                format!("does not apply to a rule of kind {:?}", r.kind),
-            );
-        }
-    }
-    let kind = match r.kind.as_str() {
-        "intrusion" => ctx
-            .int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 3, 1, 1000)
-            .map(|min_frames| RuleKind::Intrusion { min_frames }),
-        "missing_ppe" => {
-            if !features.ppe {
-                ctx.bad(
-                    format!("{p}.kind"),
-                    "missing_ppe rules need features.ppe = true",
-                );
-            } else if detector.ppe_model.is_none() {
-                ctx.bad(
-                    format!("{p}.kind"),
-                    "missing_ppe rules need detector.ppe_model (a PPE model manifest)",
-                );
-            }
-            let min_frames =
-                ctx.int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 5, 1, 1000);
-            let grace = ctx.secs_in(&format!("{p}.grace_s"), r.grace_s, 3.0, 0.0, 3600.0);
-            match (min_frames, grace) {
-                (Some(min_frames), Some(grace)) => Some(RuleKind::MissingPpe {
-                    present_class: r
-                        .ppe_present_class
-                        .clone()
-                        .unwrap_or_else(|| "With Helmet".into()),
-                    missing_class: r
-                        .ppe_missing_class
-                        .clone()
-                        .unwrap_or_else(|| "Without Helmet".into()),
-                    min_frames,
-                    grace,
-                }),
-                _ => None,
-            }
-        }
-        "dwell" => match r.seconds {
-            None => {
-                ctx.bad(format!("{p}.seconds"), "is required for a dwell rule");
-                None
-            }
-            s => ctx
-                .secs_in(&format!("{p}.seconds"), s, 0.0, 1.0, 86_400.0)
-                .map(|limit| RuleKind::Dwell { limit }),
-        },
-        "occupancy" => match r.max_persons {
-            None => {
-                ctx.bad(
-                    format!("{p}.max_persons"),
-                    "is required for an occupancy rule",
-                );
-                None
-            }
-            m => ctx
-                .int_in::<u32>(&format!("{p}.max_persons"), m, 0, 0, 1000)
-                .map(|max_persons| RuleKind::Occupancy { max_persons }),
-        },
-        "line_crossing" => ctx
-            .named(
-                &format!("{p}.direction"),
-                r.direction.as_deref(),
-                LineDirection::Either,
-            )
-            .map(|direction| RuleKind::LineCrossing { direction }),
-        "door_open" => {
-            if !has_door {
-                ctx.bad(
-                    format!("{p}.kind"),
-                    "door_open rules need an [outputs.door_contact] input",
-                );
-            }
-            ctx.secs_in(
-                &format!("{p}.open_after_s"),
-                r.open_after_s,
-                0.0,
-                0.0,
-                86_400.0,
-            )
-            .map(|after| RuleKind::DoorOpen { after })
-        }
-        _ => ctx
-            .secs_in(
-                &format!("{p}.offline_after_s"),
-                r.offline_after_s,
-                2.0,
-                0.5,
-                3600.0,
-            )
-            .map(|after| RuleKind::CameraOffline { after }),
-    };
-
-    // Zone or camera.
-    let camera_wide = r.kind == "camera_offline" || r.kind == "door_open";
-    let (camera, zone) = if camera_wide {
-        if r.zone.is_some() {
-            ctx.bad(
-                format!("{p}.zone"),
-                format!("does not apply to a {} rule; give `camera`", r.kind),
-            );
-        }
-        let cam = match r.camera.as_deref() {
-            None => {
-                ctx.bad(
-                    format!("{p}.camera"),
-                    format!(
-                        "is required for a {} rule (the camera that watches it)",
-                        r.kind
-                    ),
-                );
-                None
-            }
-            Some(c) => {
-                let id = ctx.id(&format!("{p}.camera"), c, CameraId::new);
-                if id.is_some() && !incomplete && !cameras.contains(c) {
-                    ctx.bad(format!("{p}.camera"), format!("no camera has the id {c:?}"));
-                    None
-                } else {
-                    id
-                }
-            }
-        };
-        (cam, None)
-    } else {
-        if r.camera.is_some() {
-            ctx.bad(
-                format!("{p}.camera"),
-                "is taken from the zone; give only `zone`",
-            );
-        }
-        match r.zone.as_deref() {
-            None => {
-                ctx.bad(
-                    format!("{p}.zone"),
-                    format!("is required for a rule of kind {:?}", r.kind),
-                );
-                (None, None)
-            }
-            Some(z) => {
-                let zid = ctx.id(&format!("{p}.zone"), z, ZoneId::new);
-                match zones.get(z) {
-                    Some((cam, is_line)) => {
-                        let wants_line = r.kind == "line_crossing";
-                        if *is_line != wants_line {
-                            let what = if wants_line {
-                                "a line ([[lines]])"
-                            } else {
-                                "a zone ([[zones]])"
-                            };
-                            ctx.bad(
-                                format!("{p}.zone"),
-                                format!("{z:?} must name {what} for a rule of kind {:?}", r.kind),
-                            );
-                        }
-                        (CameraId::new(*cam).ok(), zid)
-                    }
-                    None => {
-                        if !incomplete {
-                            ctx.bad(
-                                format!("{p}.zone"),
-                                format!("no zone or line has the id {z:?}"),
-                            );
-                        }
-                        (None, None)
-                    }
-                }
-            }
-        }
-    };
-
-    let severity = ctx.named(
-        &format!("{p}.severity"),
-        r.severity.as_deref(),
-        Severity::Warning,
-    );
-    let cooldown = ctx.secs_in(
-        &format!("{p}.cooldown_s"),
-        r.cooldown_s,
-        30.0,
-        0.0,
-        86_400.0,
-    );
-    let clear_after = ctx.secs_in(
-        &format!("{p}.clear_after_s"),
-        r.clear_after_s,
-        2.0,
-        0.0,
-        3600.0,
-    );
-    let schedule = match &r.schedule {
-        None => Some(None),
-        Some(s) => validate_schedule(ctx, &format!("{p}.schedule"), s).map(Some),
-    };
-    let mut out_ids = Vec::new();
-    for (i, o) in r.outputs.clone().unwrap_or_default().iter().enumerate() {
-        let path = format!("{p}.outputs[{i}]");
-        if let Some(oid) = ctx.id(&path, o, OutputId::new) {
-            if !incomplete && !outputs.contains(o.as_str()) {
-                ctx.bad(path, format!("no output line has the id {o:?}"));
-            } else {
-                out_ids.push(oid);
-            }
-        }
-    }
-    let siren = match &r.siren {
-        None => Some(SirenAction {
-            pattern: SirenPattern::Steady,
-            duration: None,
-        }),
-        Some(s) => {
-            let sp = format!("{p}.siren");
-            let pattern = match SirenPattern::of_kind(&s.pattern, Duration::ZERO) {
-                None => {
-                    ctx.bad(
-                        format!("{sp}.pattern"),
-                        format!(
-                            "{:?} is not one of: {}",
-                            s.pattern,
-                            SirenPattern::KINDS.join(", ")
-                        ),
-                    );
-                    None
-                }
-                Some(SirenPattern::Steady) => {
-                    if s.period_ms.is_some() {
-                        ctx.bad(
-                            format!("{sp}.period_ms"),
-                            "applies only to pattern = \"pulsed\"",
-                        );
-                    }
-                    Some(SirenPattern::Steady)
-                }
-                Some(SirenPattern::Pulsed { .. }) => ctx
-                    .int_in::<u64>(&format!("{sp}.period_ms"), s.period_ms, 1000, 100, 10_000)
-                    .map(|ms| SirenPattern::pulsed(Duration::from_millis(ms))),
-            };
-            let duration = match s.duration_s {
-                None => Some(None),
-                d => ctx
-                    .secs_in(&format!("{sp}.duration_s"), d, 0.0, 1.0, 3600.0)
-                    .map(Some),
-            };
-            match (pattern, duration) {
-                (Some(pattern), Some(duration)) => Some(SirenAction { pattern, duration }),
-                _ => None,
-            }
-        }
-    };
-    let relay_latch = match r.relay_latch_s {
-        None => Some(None),
-        v => ctx
-            .secs_in(&format!("{p}.relay_latch_s"), v, 0.0, 0.1, 86_400.0)
-            .map(Some),
-    };
-    let anchor = ctx.named(&format!("{p}.anchor"), r.anchor.as_deref(), Anchor::Feet);
-
-    Some(RuleConfig {
-        name: r.name.clone().unwrap_or_else(|| r.id.clone()),
-        id: id?,
-        enabled: r.enabled.unwrap_or(true),
-        kind: kind?,
-        camera: camera?,
-        zone,
-        severity: severity?,
-        cooldown: cooldown?,
-        clear_after: clear_after?,
-        schedule: schedule?,
-        outputs: out_ids,
-        siren: siren?,
-        relay_latch: relay_latch?,
-        anchor: anchor?,
-    })
-}
-
 fn parse_net(s: &str) -> Option<IpNet> {
     let (a, p) = s.split_once('/').unwrap_or((s, ""));
     let addr: std::net::IpAddr = a.parse().ok()?;
@@ -1264,20 +880,6 @@ mod tests {
         );
         assert_eq!(normalize(Path::new("../a")), Path::new("../a"));
         assert_eq!(normalize(Path::new("a/..")), Path::new("."));
-    }
-
-    #[test]
-    fn hhmm() {
-        assert_eq!(minutes_of_day("06:30"), Some(390));
-        assert_eq!(minutes_of_day("00:00"), Some(0));
-        assert_eq!(minutes_of_day("7:05"), Some(425));
-        assert_eq!(minutes_of_day("23:59"), Some(1439));
-        assert_eq!(minutes_of_day("24:00"), Some(1440));
-        for bad in [
-            "24:01", "07:60", "7", "12:5", "+7:05", "-1:00", "1:2:3", "", "ab:cd", "123:00",
-        ] {
-            assert_eq!(minutes_of_day(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -184,23 +184,19 @@ async fn run_async(
         .iter()
         .any(|i| i.role == safe_yolo_outputs::InputRole::DoorContact && i.active);
     let (door_tx, door_rx) = tokio::sync::watch::channel(door_open);
-    let analysis = safe_yolo_alarms::specs::rule_specs(&config)
-        .map_err(anyhow::Error::new)
-        .and_then(|rules| {
-            Analysis::start(
-                rules,
-                safe_yolo_alarms::specs::zone_specs(&config),
-                detected,
-                pipeline.taps(),
-                pipeline.ppe_switch(),
-                door_rx,
-                dispatcher.clone(),
-                &liveness,
-                &metrics,
-                shutdown.clone(),
-            )
-            .map_err(anyhow::Error::new)
-        });
+    let analysis = Analysis::start(
+        config.rule_specs(),
+        config.zone_specs(),
+        detected,
+        pipeline.taps(),
+        pipeline.ppe_switch(),
+        door_rx,
+        dispatcher.clone(),
+        &liveness,
+        &metrics,
+        shutdown.clone(),
+    )
+    .map_err(anyhow::Error::new);
     let analysis = match analysis {
         Ok(a) => a,
         Err(e) => {
@@ -251,8 +247,8 @@ async fn run_async(
     );
     if had_edits {
         let control = analysis.control();
-        let rules = safe_yolo_alarms::specs::rule_specs(&effective).map_err(anyhow::Error::new)?;
-        let zones = safe_yolo_alarms::specs::zone_specs(&effective);
+        let rules = effective.rule_specs();
+        let zones = effective.zone_specs();
         tokio::task::spawn_blocking(move || control.blocking_replace(rules, zones))
             .await
             .context("rule replacement panicked")?
@@ -479,11 +475,11 @@ fn ppe_classes(config: &Config) -> Vec<String> {
         .rules
         .iter()
         .filter_map(|r| match &r.kind {
-            safe_yolo_config::RuleKind::MissingPpe {
-                present_class,
-                missing_class,
-                ..
-            } => Some([present_class.clone(), missing_class.clone()]),
+            safe_yolo_config::RuleKind::MissingPpe(p) => Some(
+                (p.present_classes.iter().chain(&p.absent_classes))
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>(),
+            ),
             _ => None,
         })
         .flatten()

@@ -19,7 +19,8 @@ use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
 use safe_yolo_api::control::{ControlError, Problem};
 use safe_yolo_api::{Control, SettingsChange};
 use safe_yolo_config::{Config, RuleKind, Schedule, SourceConfig};
-use safe_yolo_domain::Named;
+use safe_yolo_domain::{Named, Weekday};
+use safe_yolo_rules::ClearAfter;
 use safe_yolo_store::SettingKind;
 use serde_json::{Value, json};
 
@@ -220,9 +221,8 @@ impl Control for LiveSettings {
         let cfg = self.validate(&overlay, &format!("{sec}.{id}"))?;
         let refused =
             |e: Box<dyn std::error::Error + Send + Sync>| ControlError::Refused { source: e };
-        let rules = safe_yolo_alarms::specs::rule_specs(&cfg).map_err(|e| refused(Box::new(e)))?;
         self.rules
-            .blocking_replace(rules, safe_yolo_alarms::specs::zone_specs(&cfg))
+            .blocking_replace(cfg.rule_specs(), cfg.zone_specs())
             .map_err(|e| refused(Box::new(e)))?;
         self.dispatcher
             .update_config(DispatcherConfig::from_config(&cfg));
@@ -296,8 +296,12 @@ fn hhmm(min: u16) -> String {
 }
 
 fn schedule_doc(s: &Schedule) -> Value {
-    let days: Vec<&str> = s.days.iter().map(|d| d.as_str()).collect();
-    json!({ "days": days, "from": hhmm(s.from_min), "to": hhmm(s.to_min) })
+    let days: Vec<&str> = Weekday::ALL
+        .iter()
+        .filter(|d| s.days().contains(**d))
+        .map(|d| d.as_str())
+        .collect();
+    json!({ "days": days, "from": hhmm(s.from_min()), "to": hhmm(s.to_min()) })
 }
 
 fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> Value {
@@ -329,7 +333,10 @@ fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
         "enabled": r.enabled,
         "severity": severity,
         "cooldown_s": r.cooldown.as_secs_f64(),
-        "clear_after_s": r.clear_after.as_secs_f64(),
+        "clear_after_s": match r.clear_after {
+            ClearAfter::Time(d) => d.as_secs_f64(),
+            ClearAfter::Frames(_) => 0.0,
+        },
         "outputs": r.outputs,
         "anchor": Named::as_str(r.anchor),
     });
@@ -354,24 +361,23 @@ fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
     }
     match &r.kind {
         RuleKind::Intrusion { min_frames } => doc["min_frames"] = json!(min_frames),
-        RuleKind::MissingPpe {
-            present_class,
-            missing_class,
-            min_frames,
-            grace,
-        } => {
-            doc["ppe_present_class"] = json!(present_class);
-            doc["ppe_missing_class"] = json!(missing_class);
-            doc["min_frames"] = json!(min_frames);
-            doc["grace_s"] = json!(grace.as_secs_f64());
+        RuleKind::MissingPpe(p) => {
+            doc["ppe_present_class"] = json!(p.present_classes.first().map(|c| &**c));
+            doc["ppe_missing_class"] = json!(p.absent_classes.first().map(|c| &**c));
+            doc["min_frames"] = json!(p.min_frames);
+            doc["grace_s"] = json!(p.grace.as_secs_f64());
         }
-        RuleKind::Dwell { limit } => doc["seconds"] = json!(limit.as_secs_f64()),
-        RuleKind::Occupancy { max_persons } => doc["max_persons"] = json!(max_persons),
-        RuleKind::LineCrossing { direction } => {
+        RuleKind::Dwell { min_duration } => doc["seconds"] = json!(min_duration.as_secs_f64()),
+        RuleKind::Occupancy { max_persons, .. } => doc["max_persons"] = json!(max_persons),
+        RuleKind::LineCrossing { direction, .. } => {
             doc["direction"] = json!(direction.as_str());
         }
-        RuleKind::CameraOffline { after } => doc["offline_after_s"] = json!(after.as_secs_f64()),
-        RuleKind::DoorOpen { after } => doc["open_after_s"] = json!(after.as_secs_f64()),
+        RuleKind::CameraOffline { min_duration } => {
+            doc["offline_after_s"] = json!(min_duration.as_secs_f64())
+        }
+        RuleKind::DoorOpen { min_duration } => {
+            doc["open_after_s"] = json!(min_duration.as_secs_f64())
+        }
     }
     doc
 }
