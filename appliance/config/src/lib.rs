@@ -5,6 +5,12 @@
 //! `SAFEYOLO_<SECTION>__<KEY>` are applied first, and the result is validated
 //! into [`Config`], whose fields are newtypes that can only hold valid values.
 //!
+//! The crate is organised by resource: each section of the file (`system`,
+//! `detector`, `cameras`, `zones`, `lines`, `rules`, `outputs`, `api`, `storage`,
+//! `features`) has its own module holding its raw form, its validated form, its
+//! checks and their tests. Where a pure crate runs the section (the rule engine,
+//! the outputs), the section validates straight into that crate's types.
+//!
 //! Loading never stops at the first mistake: every section and every array
 //! element is parsed on its own, then checked, and all problems come back
 //! together in [`ConfigError::Invalid`], each naming its key path (for example
@@ -12,18 +18,41 @@
 //! round trip, not ten.
 #![forbid(unsafe_code)]
 
+mod api;
+mod cameras;
+mod check;
+mod detector;
 mod env;
+mod features;
+mod lines;
 mod model;
+mod outputs;
 mod raw;
 mod rules;
+mod storage;
+mod system;
 mod validate;
+mod zones;
 
 use std::path::{Path, PathBuf};
 
-pub use model::*;
-pub use rules::{
-    RuleConfig, RuleKind, RuleSpec, Schedule, SirenAction, SirenPattern, minutes_of_day,
+pub use api::{ApiConfig, IpNet, TlsMinVersion};
+pub use cameras::{CameraConfig, Pace, PixelFormat, SourceConfig};
+pub use detector::{Backend, DetectorConfig};
+pub use features::Features;
+pub use lines::LineConfig;
+pub use model::Config;
+pub use outputs::{
+    BackendKind, InputConfig, InputsConfig, LineRef, OutputLineConfig, OutputRole, OutputsConfig,
+    SafeState,
 };
+pub use rules::{
+    LineDirection, RuleConfig, RuleKind, RuleSpec, Schedule, Severity, SirenAction, SirenPattern,
+    Weekday, minutes_of_day,
+};
+pub use storage::StorageConfig;
+pub use system::SystemConfig;
+pub use zones::{Anchor, ZoneConfig};
 
 /// One thing wrong with a configuration: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

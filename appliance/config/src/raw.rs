@@ -1,153 +1,24 @@
-//! The file as written: plain serde structs that reject unknown keys.
+//! The file as written: each section's raw form (plain serde structs that reject
+//! unknown keys, declared in the section's module), gathered here.
 //!
 //! Every section, and every element of every list, is deserialised on its
 //! own so that one mistake does not hide the others. Values are kept loose
-//! here (plain numbers and strings); ranges and cross-references are checked
-//! in `validate`.
+//! in the raw forms (plain numbers and strings); ranges and cross-references
+//! are checked by each section's module, run in order by `validate`.
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::Problem;
+use crate::api::RawApi;
+use crate::cameras::RawCamera;
+use crate::detector::RawDetector;
+use crate::features::RawFeatures;
+use crate::lines::RawLine;
+use crate::outputs::{RawOutputLine, RawOutputsHead};
 use crate::rules::RawRule;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSystem {
-    pub board: Option<String>,
-    pub board_dir: Option<String>,
-    pub stall_timeout_s: Option<f64>,
-    pub shutdown_timeout_s: Option<f64>,
-    pub detect_workers: Option<i64>,
-    pub detect_nice: Option<i64>,
-    pub api_nice: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDetector {
-    pub backend: Option<String>,
-    pub model: Option<String>,
-    pub ppe_model: Option<String>,
-    pub threads: Option<i64>,
-    pub score_threshold: Option<f64>,
-    pub classes: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawCamera {
-    pub id: String,
-    pub name: Option<String>,
-    pub enabled: Option<bool>,
-    pub source: RawSource,
-    pub detect_every: Option<i64>,
-    pub queue_depth: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSource {
-    pub kind: String,
-    // Replay.
-    pub path: Option<String>,
-    #[serde(rename = "loop")]
-    pub looping: Option<bool>,
-    pub pace: Option<String>,
-    pub start_frame: Option<i64>,
-    // V4L2.
-    pub device: Option<String>,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
-    pub format: Option<String>,
-    // Both.
-    pub fps: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawZone {
-    pub id: String,
-    pub camera: String,
-    pub name: Option<String>,
-    pub polygon: Vec<[f64; 2]>,
-    pub anchor: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawLine {
-    pub id: String,
-    pub camera: String,
-    pub name: Option<String>,
-    pub from: [f64; 2],
-    pub to: [f64; 2],
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawOutputLine {
-    pub id: String,
-    pub role: String,
-    pub offset: Option<i64>,
-    pub name: Option<String>,
-    pub active_low: Option<bool>,
-    pub safe_state: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawInput {
-    pub offset: Option<i64>,
-    pub name: Option<String>,
-    pub active_low: Option<bool>,
-    pub debounce_ms: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawOutputsHead {
-    pub backend: Option<String>,
-    pub chip: Option<String>,
-    pub sim_log: Option<String>,
-    pub ack_button: Option<RawInput>,
-    pub door_contact: Option<RawInput>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawApi {
-    pub bind: Option<String>,
-    pub tls_min_version: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
-    pub http_redirect_bind: Option<String>,
-    pub cors_origins: Option<Vec<String>>,
-    pub setup_networks: Option<Vec<String>>,
-    pub jpeg_quality: Option<i64>,
-    pub max_body_kib: Option<i64>,
-    pub rate_limit_per_s: Option<i64>,
-    pub rate_limit_burst: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStorage {
-    pub state_dir: Option<String>,
-    pub media_dir: Option<String>,
-    pub event_retention_days: Option<i64>,
-    pub audit_retention_days: Option<i64>,
-    pub snapshot_quota_mb: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFeatures {
-    pub ppe: Option<bool>,
-    pub live_stream: Option<bool>,
-    pub web_ui: Option<bool>,
-    pub snapshots: Option<bool>,
-}
+use crate::storage::RawStorage;
+use crate::system::RawSystem;
+use crate::zones::RawZone;
 
 /// Each list element carries its key path, for validation messages.
 #[derive(Debug)]

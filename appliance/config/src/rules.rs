@@ -16,10 +16,21 @@ use safe_yolo_rules::spec::MAX_PPE_WINDOW;
 use safe_yolo_rules::{ClearAfter, PpeSpec, WeekdaySet, ZoneNeed};
 use serde::Deserialize;
 
-use crate::model::{Anchor, DetectorConfig, Features, LineDirection, Severity, Weekday};
-use crate::validate::Ctx;
+use crate::check::Ctx;
+use crate::detector::DetectorConfig;
+use crate::features::Features;
+use crate::zones::Anchor;
 
 pub use safe_yolo_rules::{RuleKind, RuleSpec, Schedule};
+
+/// Event severity.
+pub use safe_yolo_domain::Severity;
+
+/// A day of the week, as schedules name it.
+pub use safe_yolo_domain::Weekday;
+
+/// Crossing direction for a line rule (the rule engine's word).
+pub use safe_yolo_rules::LineDirection;
 
 /// How a siren sounds (the outputs' word: steady, or pulsed with an on and an off time).
 pub use safe_yolo_outputs::Pattern as SirenPattern;
