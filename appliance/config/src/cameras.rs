@@ -19,6 +19,14 @@ pub(crate) struct KnownCameras<'a> {
 }
 
 impl KnownCameras<'_> {
+    /// No camera known, none looked up: for a document checked on its own.
+    pub(crate) fn unchecked() -> Self {
+        KnownCameras {
+            ids: HashSet::new(),
+            incomplete: true,
+        }
+    }
+
     /// The camera id `cam` at `path`, if it is one and names a camera.
     pub(crate) fn check(&self, ctx: &mut Ctx<'_>, path: &str, cam: &str) -> Option<CameraId> {
         let id = ctx.id(path, cam, CameraId::new)?;

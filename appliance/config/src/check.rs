@@ -17,6 +17,29 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Runs `f` on a context of its own (for one document's checks, away from any
+    /// file) and returns the problems it found.
+    pub(crate) fn standalone(f: impl FnOnce(&mut Ctx<'_>)) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        f(&mut Ctx {
+            problems: &mut problems,
+            base: Path::new("/"),
+        });
+        problems
+    }
+
+    /// A human name: absent (`Some(None)`), or 1-64 characters.
+    pub(crate) fn name(&mut self, path: &str, v: Option<&str>) -> Option<Option<String>> {
+        match v {
+            None => Some(None),
+            Some(n) if !n.trim().is_empty() && n.chars().count() <= 64 => Some(Some(n.to_owned())),
+            Some(_) => {
+                self.bad(path, "must be 1-64 characters");
+                None
+            }
+        }
+    }
+
     pub(crate) fn bad(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),

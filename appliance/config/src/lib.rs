@@ -27,6 +27,7 @@ mod features;
 mod lines;
 mod model;
 mod outputs;
+mod overlay;
 mod raw;
 mod rules;
 mod storage;
@@ -40,19 +41,20 @@ pub use api::{ApiConfig, IpNet, TlsMinVersion};
 pub use cameras::{CameraConfig, Pace, PixelFormat, SourceConfig};
 pub use detector::{Backend, DetectorConfig};
 pub use features::Features;
-pub use lines::LineConfig;
+pub use lines::{LineConfig, RawLine};
 pub use model::Config;
 pub use outputs::{
     BackendKind, InputConfig, InputsConfig, LineRef, OutputLineConfig, OutputRole, OutputsConfig,
     SafeState,
 };
+pub use overlay::{Documents, Overlay};
 pub use rules::{
-    LineDirection, RuleConfig, RuleKind, RuleSpec, Schedule, Severity, SirenAction, SirenPattern,
-    Weekday, minutes_of_day,
+    LineDirection, RawRule, RawSchedule, RawSiren, RuleConfig, RuleKind, RuleSpec, Schedule,
+    Severity, SirenAction, SirenPattern, Weekday, minutes_of_day,
 };
 pub use storage::StorageConfig;
 pub use system::SystemConfig;
-pub use zones::{Anchor, ZoneConfig};
+pub use zones::{Anchor, RawZone, ZoneConfig};
 
 /// One thing wrong with a configuration: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,22 +141,55 @@ pub fn parse(
     base: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let config =
+        read(text, env, &mut problems).map(|raw| validate::validate(&raw, base, &mut problems));
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(problems),
+    }
+}
+
+/// Parses configuration text, lays `overlay` over its zones, lines and rules, and
+/// validates the whole as [`parse`] does. Zones, lines and rules are named by id in
+/// the problems' key paths (`rules.dock-intrusion.zone`). Also returns the layered
+/// zones, lines and rules as written.
+pub fn parse_layered(
+    text: &str,
+    base: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    overlay: &Overlay,
+) -> Result<(Config, Documents), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let layered = read(text, env, &mut problems).map(|mut raw| {
+        raw.lay(overlay);
+        (
+            validate::validate(&raw, base, &mut problems),
+            raw.documents(),
+        )
+    });
+    match layered {
+        Some(layered) if problems.is_empty() => Ok(layered),
+        _ => Err(problems),
+    }
+}
+
+/// The file's raw model, overrides applied; `None` when the text is not TOML.
+fn read(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) -> Option<raw::RawConfig> {
     let mut table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
-            return Err(vec![Problem {
+            problems.push(Problem {
                 path: "(file)".into(),
                 reason: format!("not valid TOML: {}", e.message().trim()),
-            }]);
+            });
+            return None;
         }
     };
-    let mut problems = Vec::new();
-    env::apply_overrides(&mut table, env, &mut problems);
-    let raw = raw::RawConfig::from_table(table, &mut problems);
-    let config = validate::validate(raw, base, &mut problems);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
-    }
+    env::apply_overrides(&mut table, env, problems);
+    Some(raw::RawConfig::from_table(table, problems))
 }

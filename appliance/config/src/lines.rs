@@ -1,21 +1,39 @@
 //! `[[lines]]`: counting lines drawn on a camera's image, which line-crossing rules
 //! watch. They share the zones' namespace: a rule's `zone` names either.
 
-use safe_yolo_domain::{CameraId, Line, ZoneId};
-use serde::Deserialize;
+use safe_yolo_domain::{CameraId, Line, PolygonError, ZoneId};
+use serde::{Deserialize, Serialize};
 
+use crate::Problem;
 use crate::cameras::KnownCameras;
 use crate::check::Ctx;
 
-/// One `[[lines]]` entry as written.
-#[derive(Debug, Deserialize)]
+/// A counting line as written: a `[[lines]]` entry of the file without its `id`, and
+/// the document the API takes and gives for a line (its id is in the URL). Side A is
+/// on the left walking from `from` to `to` (image coordinates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawLine {
-    pub id: String,
+#[schemars(rename = "LineDoc")]
+pub struct RawLine {
+    /// Camera the line is drawn on.
     pub camera: String,
+    /// Human name, 1-64 characters (default: the id).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Start point `[x, y]`, normalised 0..=1.
     pub from: [f64; 2],
+    /// End point `[x, y]`, normalised 0..=1.
     pub to: [f64; 2],
+}
+
+impl RawLine {
+    /// The line's own problems, its references (the camera) unchecked, at key paths
+    /// under `path`: what can be told of a document before it meets the configuration.
+    pub fn problems(&self, id: &str, path: &str) -> Vec<Problem> {
+        Ctx::standalone(|ctx| {
+            validate_line(ctx, path, id, self, &KnownCameras::unchecked());
+        })
+    }
 }
 
 /// A counting line.
@@ -35,10 +53,12 @@ pub struct LineConfig {
 pub(crate) fn validate_line(
     ctx: &mut Ctx<'_>,
     p: &str,
+    id: &str,
     v: &RawLine,
     cameras: &KnownCameras<'_>,
 ) -> Option<LineConfig> {
-    let id = ctx.id(&format!("{p}.id"), &v.id, ZoneId::new);
+    let id = ctx.id(&format!("{p}.id"), id, ZoneId::new);
+    let name = ctx.name(&format!("{p}.name"), v.name.as_deref());
     let camera = cameras.check(ctx, &format!("{p}.camera"), &v.camera);
     let line = match Line::new(
         [v.from[0] as f32, v.from[1] as f32],
@@ -46,13 +66,24 @@ pub(crate) fn validate_line(
     ) {
         Ok(line) => Some(line),
         Err(e) => {
-            ctx.bad(p, e.to_string());
+            // The point at fault when one is outside the frame; else the second.
+            let key = match e {
+                PolygonError::OutsideFrame { index: 0, .. } => "from",
+                _ => "to",
+            };
+            let reason = match e {
+                PolygonError::OutsideFrame { x, y, .. } => format!(
+                    "({x}, {y}) is outside the frame; coordinates are fractions from 0.0 to 1.0"
+                ),
+                other => other.to_string(),
+            };
+            ctx.bad(format!("{p}.{key}"), reason);
             None
         }
     };
     let id = id?;
     Some(LineConfig {
-        name: v.name.clone().unwrap_or_else(|| id.to_string()),
+        name: name?.unwrap_or_else(|| id.to_string()),
         id,
         camera: camera?,
         line: line?,
@@ -73,20 +104,24 @@ mod tests {
             incomplete: false,
         };
         let raw = RawLine {
-            id: "gate".into(),
             camera: "cam-1".into(),
             name: Some("Gate".into()),
             from: [0.5, 0.2],
             to: [0.5, 0.2],
         };
-        let (l, p) = check(|ctx| validate_line(ctx, "lines[0]", &raw, &cameras));
+        let (l, p) = check(|ctx| validate_line(ctx, "lines[0]", "gate", &raw, &cameras));
         assert!(l.is_none());
-        assert_eq!(paths(&p), vec!["lines[0]"]);
+        assert_eq!(paths(&p), vec!["lines[0].to"]);
+        let outside = RawLine {
+            from: [1.5, 0.2],
+            ..raw.clone()
+        };
+        assert_eq!(paths(&outside.problems("gate", "doc")), vec!["doc.from"]);
         let raw = RawLine {
             to: [0.5, 0.8],
             ..raw
         };
-        let (l, p) = check(|ctx| validate_line(ctx, "lines[0]", &raw, &cameras));
+        let (l, p) = check(|ctx| validate_line(ctx, "lines[0]", "gate", &raw, &cameras));
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(l.unwrap().name, "Gate");
     }

@@ -6,6 +6,8 @@
 //! in the raw forms (plain numbers and strings); ranges and cross-references
 //! are checked by each section's module, run in order by `validate`.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 
 use crate::Problem;
@@ -15,6 +17,7 @@ use crate::detector::RawDetector;
 use crate::features::RawFeatures;
 use crate::lines::RawLine;
 use crate::outputs::{RawOutputLine, RawOutputsHead};
+use crate::overlay::{Documents, Overlay};
 use crate::rules::RawRule;
 use crate::storage::RawStorage;
 use crate::system::RawSystem;
@@ -27,14 +30,23 @@ pub(crate) struct At<T> {
     pub value: T,
 }
 
+/// An element of a list keyed by id (zones, lines, rules): its key path, its id and
+/// its raw form (the element without its `id`).
+#[derive(Debug)]
+pub(crate) struct Keyed<T> {
+    pub path: String,
+    pub id: String,
+    pub value: T,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct RawConfig {
     pub system: RawSystem,
     pub detector: RawDetector,
     pub cameras: Vec<At<RawCamera>>,
-    pub zones: Vec<At<RawZone>>,
-    pub lines: Vec<At<RawLine>>,
-    pub rules: Vec<At<RawRule>>,
+    pub zones: Vec<Keyed<RawZone>>,
+    pub lines: Vec<Keyed<RawLine>>,
+    pub rules: Vec<Keyed<RawRule>>,
     pub outputs: RawOutputsHead,
     pub output_lines: Vec<At<RawOutputLine>>,
     pub api: RawApi,
@@ -139,7 +151,87 @@ fn list<T: DeserializeOwned>(
     out
 }
 
+/// A list keyed by id: each element's `id` is taken out, the rest is its raw form.
+fn keyed_list<T: DeserializeOwned>(
+    value: Option<toml::Value>,
+    name: &str,
+    problems: &mut Vec<Problem>,
+    incomplete: &mut bool,
+) -> Vec<Keyed<T>> {
+    let mut out = Vec::new();
+    for At { path, value } in list::<toml::Value>(value, name, problems, incomplete) {
+        let toml::Value::Table(mut t) = value else {
+            // Not a table: serde says what was expected.
+            let _ = one::<T>(&path, value, problems);
+            *incomplete = true;
+            continue;
+        };
+        let id = match t.remove("id") {
+            Some(id) => one::<String>(&format!("{path}.id"), id, problems),
+            None => {
+                problems.push(Problem {
+                    path: path.clone(),
+                    reason: "missing field `id`".into(),
+                });
+                None
+            }
+        };
+        match (id, one::<T>(&path, toml::Value::Table(t), problems)) {
+            (Some(id), Some(value)) => out.push(Keyed { path, id, value }),
+            _ => *incomplete = true,
+        }
+    }
+    out
+}
+
+/// Lays `edits` over `items` (same id: replaced; new id: added; `None`: removed) and
+/// names every element by its id (`rules.<id>`), which an API client knows, rather
+/// than by its place in the merged list.
+fn lay<T: Clone>(items: &mut Vec<Keyed<T>>, edits: &BTreeMap<String, Option<T>>, name: &str) {
+    for (id, edit) in edits {
+        let pos = items.iter().position(|k| &k.id == id);
+        match (edit, pos) {
+            (Some(doc), Some(i)) => items[i].value = doc.clone(),
+            (Some(doc), None) => items.push(Keyed {
+                path: String::new(),
+                id: id.clone(),
+                value: doc.clone(),
+            }),
+            (None, Some(i)) => {
+                items.remove(i);
+            }
+            (None, None) => {}
+        }
+    }
+    for k in items.iter_mut() {
+        k.path = format!("{name}.{}", k.id);
+    }
+}
+
 impl RawConfig {
+    /// Lays the live edits over the file's zones, lines and rules; their elements are
+    /// named by id from then on.
+    pub(crate) fn lay(&mut self, overlay: &Overlay) {
+        lay(&mut self.zones, &overlay.zones, "zones");
+        lay(&mut self.lines, &overlay.lines, "lines");
+        lay(&mut self.rules, &overlay.rules, "rules");
+    }
+
+    /// The zones, lines and rules as written, by id.
+    pub(crate) fn documents(&self) -> Documents {
+        fn docs<T: Clone>(items: &[Keyed<T>]) -> Vec<(String, T)> {
+            items
+                .iter()
+                .map(|k| (k.id.clone(), k.value.clone()))
+                .collect()
+        }
+        Documents {
+            zones: docs(&self.zones),
+            lines: docs(&self.lines),
+            rules: docs(&self.rules),
+        }
+    }
+
     pub(crate) fn from_table(mut table: toml::Table, problems: &mut Vec<Problem>) -> Self {
         let mut unknown: Vec<String> = table
             .keys()
@@ -169,9 +261,9 @@ impl RawConfig {
             problems,
             &mut incomplete,
         );
-        raw.zones = list(table.remove("zones"), "zones", problems, &mut incomplete);
-        raw.lines = list(table.remove("lines"), "lines", problems, &mut incomplete);
-        raw.rules = list(table.remove("rules"), "rules", problems, &mut incomplete);
+        raw.zones = keyed_list(table.remove("zones"), "zones", problems, &mut incomplete);
+        raw.lines = keyed_list(table.remove("lines"), "lines", problems, &mut incomplete);
+        raw.rules = keyed_list(table.remove("rules"), "rules", problems, &mut incomplete);
         match table.remove("outputs") {
             None => {}
             Some(toml::Value::Table(mut t)) => {

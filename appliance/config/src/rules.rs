@@ -14,8 +14,9 @@ use std::time::Duration;
 use safe_yolo_domain::{CameraId, Named, OutputId, RuleId, ZoneId};
 use safe_yolo_rules::spec::MAX_PPE_WINDOW;
 use safe_yolo_rules::{ClearAfter, PpeSpec, WeekdaySet, ZoneNeed};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::Problem;
 use crate::check::Ctx;
 use crate::detector::DetectorConfig;
 use crate::features::Features;
@@ -46,52 +47,157 @@ const PPE_HEAD_FRACTION: f32 = 0.35;
 /// PPE detections below this score are ignored.
 const PPE_MIN_SCORE: f32 = 0.3;
 
-/// One `[[rules]]` entry as written.
-#[derive(Debug, Deserialize)]
+/// A rule as written: a `[[rules]]` entry of the file without its `id`, and the
+/// document the API takes and gives for a rule (its id is in the URL).
+///
+/// Values are loose here (numbers and words); their ranges, the kind-specific keys
+/// and the references are checked by the configuration's validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRule {
-    pub id: String,
+#[schemars(rename = "RuleDoc")]
+pub struct RawRule {
+    /// Human name, 1-64 characters (default: the id).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the rule watches for; the kind-specific keys below say which kinds take them.
+    #[schemars(schema_with = "kind_schema")]
     pub kind: String,
+    /// Disabled rules are not evaluated (default: enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// The zone or line watched; every kind but `camera_offline` and `door_open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The camera watched, for `camera_offline` and `door_open` (others take the zone's).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub camera: Option<String>,
+    /// Severity of the alarm (default: warning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Severity>")]
     pub severity: Option<String>,
+    /// Least time between two raises, 0-86400 s (default 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown_s: Option<f64>,
+    /// The condition must be gone this long before the alarm clears, 0-3600 s (default 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub clear_after_s: Option<f64>,
+    /// When the rule is armed; absent: always.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<RawSchedule>,
+    /// Output lines driven while the alarm is raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<String>>,
+    /// Siren behaviour for siren outputs (default: steady until acknowledged).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub siren: Option<RawSiren>,
+    /// Relay outputs latch this long, 0.1-86400 s; absent: until acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_latch_s: Option<f64>,
+    /// Point of a person's box tested against the zone (default: feet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Anchor>")]
     pub anchor: Option<String>,
-    // Kind-specific: see `KIND_KEYS`.
+    /// `intrusion` (1-1000, default 3) and `missing_ppe` (1-32, default 5): frames of
+    /// evidence before the alarm.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_frames: Option<i64>,
+    /// `dwell`: time in the zone before the alarm, 1-86400 s (required).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// `occupancy`: persons allowed in the zone, 0-1000 (required).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_persons: Option<i64>,
+    /// `line_crossing`: which way counts (default: either).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<LineDirection>")]
     pub direction: Option<String>,
+    /// `missing_ppe`: class name that shows the PPE is worn (default `With Helmet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ppe_present_class: Option<String>,
+    /// `missing_ppe`: class name that shows it is missing (default `Without Helmet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ppe_missing_class: Option<String>,
+    /// `missing_ppe`: time in the zone before PPE is required, 0-3600 s (default 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_s: Option<f64>,
+    /// `camera_offline`: silence that counts as offline, 0.5-3600 s (default 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_after_s: Option<f64>,
+    /// `door_open`: how long the door may stay open, 0-86400 s (default 0: at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub open_after_s: Option<f64>,
 }
 
-/// A rule's `schedule` as written.
-#[derive(Debug, Deserialize)]
+/// When a rule is armed: on `days`, from `from` to `to` (local time, `HH:MM`; `to`
+/// before `from` wraps midnight; `24:00` is the end of the day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawSchedule {
+#[schemars(rename = "ScheduleDoc")]
+pub struct RawSchedule {
+    /// Days the window opens (default: every day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<Weekday>>")]
     pub days: Option<Vec<String>>,
+    /// Opening time `HH:MM` (default `00:00`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Closing time `HH:MM` (default `24:00`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
 
-/// A rule's `siren` as written.
-#[derive(Debug, Deserialize)]
+/// Siren behaviour of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawSiren {
+#[schemars(rename = "SirenDoc")]
+pub struct RawSiren {
+    /// How the siren sounds.
+    #[schemars(schema_with = "pattern_schema")]
     pub pattern: String,
+    /// Full on+off period of `pulsed`, 100-10000 ms (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub period_ms: Option<i64>,
+    /// Stops by itself after this long, 1-3600 s; absent: until acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
+}
+
+/// The schema of a rule's kind: one of the engine's kinds.
+fn kind_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = RuleKind::KINDS.iter().map(|(n, _)| *n).collect();
+    schemars::json_schema!({
+        "description": "What the rule watches for.",
+        "type": "string",
+        "enum": names,
+    })
+}
+
+/// The schema of a siren's pattern: one of the outputs' pattern kinds.
+fn pattern_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "How a siren sounds.",
+        "type": "string",
+        "enum": SirenPattern::KINDS,
+    })
+}
+
+impl RawRule {
+    /// The rule's own problems, its references (zone, camera, outputs) and what the
+    /// box offers (a PPE model, a door contact) unchecked, at key paths under `path`:
+    /// what can be told of a document before it meets the configuration.
+    pub fn problems(&self, id: &str, path: &str) -> Vec<Problem> {
+        let rc = RuleContext {
+            zones: HashMap::new(),
+            cameras: HashSet::new(),
+            outputs: HashSet::new(),
+            no_ppe: None,
+            has_door: true,
+            incomplete: true,
+        };
+        Ctx::standalone(|ctx| {
+            validate_rule(ctx, path, id, self, &rc);
+        })
+    }
 }
 
 /// Which kind-specific keys each kind takes; any other kind-specific key is refused.
@@ -202,14 +308,23 @@ pub(crate) struct RuleContext<'a> {
     pub cameras: HashSet<&'a str>,
     /// Output line ids.
     pub outputs: HashSet<&'a str>,
-    /// The detector (missing-PPE rules need its PPE model).
-    pub detector: &'a DetectorConfig,
-    /// Feature switches.
-    pub features: Features,
+    /// Why missing-PPE rules cannot run on this box, when they cannot.
+    pub no_ppe: Option<&'static str>,
     /// Whether a door contact input is wired.
     pub has_door: bool,
     /// Some list failed to parse: references are not checked (follow-on noise).
     pub incomplete: bool,
+}
+
+/// Why missing-PPE rules cannot run with these features and this detector, if so.
+pub(crate) fn no_ppe(features: Features, detector: &DetectorConfig) -> Option<&'static str> {
+    if !features.ppe {
+        Some("missing_ppe rules need features.ppe = true")
+    } else if detector.ppe_model.is_none() {
+        Some("missing_ppe rules need detector.ppe_model (a PPE model manifest)")
+    } else {
+        None
+    }
 }
 
 /// The kind and its parameters, as the engine runs them.
@@ -227,16 +342,8 @@ fn validate_kind(
             .int_in::<u32>(&format!("{p}.min_frames"), r.min_frames, 3, 1, 1000)
             .map(|min_frames| RuleKind::Intrusion { min_frames }),
         "missing_ppe" => {
-            if !rc.features.ppe {
-                ctx.bad(
-                    format!("{p}.kind"),
-                    "missing_ppe rules need features.ppe = true",
-                );
-            } else if rc.detector.ppe_model.is_none() {
-                ctx.bad(
-                    format!("{p}.kind"),
-                    "missing_ppe rules need detector.ppe_model (a PPE model manifest)",
-                );
+            if let Some(why) = rc.no_ppe {
+                ctx.bad(format!("{p}.kind"), why);
             }
             // The consensus window is twice the frames asked for, within the engine's.
             let most = i64::from(MAX_PPE_WINDOW / 2);
@@ -489,10 +596,12 @@ fn validate_siren(ctx: &mut Ctx<'_>, sp: &str, s: &RawSiren) -> Option<SirenActi
 pub(crate) fn validate_rule(
     ctx: &mut Ctx<'_>,
     p: &str,
+    id: &str,
     r: &RawRule,
     rc: &RuleContext<'_>,
 ) -> Option<RuleConfig> {
-    let id = ctx.id(&format!("{p}.id"), &r.id, RuleId::new);
+    let raw_id = id;
+    let id = ctx.id(&format!("{p}.id"), id, RuleId::new);
     let (Some(need), Some((_, allowed))) = (
         RuleKind::need_of(&r.kind),
         KIND_KEYS.iter().find(|(k, _)| *k == r.kind),
@@ -512,6 +621,7 @@ pub(crate) fn validate_rule(
             );
         }
     }
+    let name = ctx.name(&format!("{p}.name"), r.name.as_deref());
     let kind = validate_kind(ctx, p, r, rc);
     let (camera, zone) = validate_place(ctx, p, r, need, rc);
 
@@ -572,7 +682,7 @@ pub(crate) fn validate_rule(
     spec.anchor = anchor?;
     spec.outputs = outputs;
     Some(RuleConfig {
-        name: r.name.clone().unwrap_or_else(|| r.id.clone()),
+        name: name?.unwrap_or_else(|| raw_id.to_owned()),
         enabled: r.enabled.unwrap_or(true),
         siren: siren?,
         relay_latch: relay_latch?,

@@ -15,12 +15,12 @@ use crate::lines::validate_line;
 use crate::model::Config;
 use crate::outputs::validate_outputs;
 use crate::raw::RawConfig;
-use crate::rules::{RuleContext, validate_rule};
+use crate::rules::{RuleContext, no_ppe, validate_rule};
 use crate::storage::validate_storage;
 use crate::system::validate_system;
 use crate::zones::validate_zone;
 
-pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>) -> Config {
+pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>) -> Config {
     let mut ctx = Ctx { problems, base };
     let incomplete = raw.incomplete;
 
@@ -56,22 +56,18 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         "zone or line",
         raw.zones
             .iter()
-            .map(|z| (z.path.as_str(), z.value.id.as_str()))
-            .chain(
-                raw.lines
-                    .iter()
-                    .map(|l| (l.path.as_str(), l.value.id.as_str())),
-            ),
+            .map(|z| (z.path.as_str(), z.id.as_str()))
+            .chain(raw.lines.iter().map(|l| (l.path.as_str(), l.id.as_str()))),
     );
     let zones = raw
         .zones
         .iter()
-        .filter_map(|z| validate_zone(&mut ctx, &z.path, &z.value, &known))
+        .filter_map(|z| validate_zone(&mut ctx, &z.path, &z.id, &z.value, &known))
         .collect();
     let lines = raw
         .lines
         .iter()
-        .filter_map(|l| validate_line(&mut ctx, &l.path, &l.value, &known))
+        .filter_map(|l| validate_line(&mut ctx, &l.path, &l.id, &l.value, &known))
         .collect();
 
     let outputs = validate_outputs(
@@ -84,18 +80,16 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
     unique(
         &mut ctx,
         "rule",
-        raw.rules
-            .iter()
-            .map(|r| (r.path.as_str(), r.value.id.as_str())),
+        raw.rules.iter().map(|r| (r.path.as_str(), r.id.as_str())),
     );
     let zone_cams: HashMap<&str, (&str, bool)> = raw
         .zones
         .iter()
-        .map(|z| (z.value.id.as_str(), (z.value.camera.as_str(), false)))
+        .map(|z| (z.id.as_str(), (z.value.camera.as_str(), false)))
         .chain(
             raw.lines
                 .iter()
-                .map(|l| (l.value.id.as_str(), (l.value.camera.as_str(), true))),
+                .map(|l| (l.id.as_str(), (l.value.camera.as_str(), true))),
         )
         .collect();
     let output_ids: HashSet<&str> = raw
@@ -107,15 +101,14 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, problems: &mut Vec<Problem>)
         zones: zone_cams,
         cameras: known.ids,
         outputs: output_ids,
-        detector: &detector,
-        features,
+        no_ppe: no_ppe(features, &detector),
         has_door: outputs.inputs.door_contact.is_some(),
         incomplete,
     };
     let rules = raw
         .rules
         .iter()
-        .filter_map(|r| validate_rule(&mut ctx, &r.path, &r.value, &rc))
+        .filter_map(|r| validate_rule(&mut ctx, &r.path, &r.id, &r.value, &rc))
         .collect();
 
     let api = validate_api(&mut ctx, &raw.api);
