@@ -102,23 +102,8 @@ pub enum SettingsChange {
 }
 
 /// One thing wrong with a settings edit, at the key path of the configuration it
-/// would make (`rules.dock-intrusion.zone`: sections name their objects by id).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
-pub struct Problem {
-    /// Key path, e.g. `rules.dock-intrusion.zone`.
-    pub field: String,
-    /// What is wrong, in words a technician can act on.
-    pub reason: String,
-}
-
-impl From<safe_yolo_config::Problem> for Problem {
-    fn from(p: safe_yolo_config::Problem) -> Self {
-        Problem {
-            field: p.path,
-            reason: p.reason,
-        }
-    }
-}
+/// would make (`rules.dock-intrusion.zone`): the configuration's own problem.
+pub use safe_yolo_config::Problem;
 
 /// Why the running system refused a settings edit.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +115,7 @@ pub enum ControlError {
         kind: &'static str,
     },
     /// The configuration with the edit has problems; all of them are listed.
-    #[error("{}", problems.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", problems.iter().map(|p| format!("{}: {}", p.path, p.reason)).collect::<Vec<_>>().join("; "))]
     Invalid {
         /// Every problem, each with its key path.
         problems: Vec<Problem>,

@@ -69,7 +69,7 @@ impl Control for RecordingControl {
         {
             return Err(ControlError::Invalid {
                 problems: vec![Problem {
-                    field: format!("zones.{id}.name"),
+                    path: format!("zones.{id}.name"),
                     reason: "refused by the rule engine".into(),
                 }],
                 object: format!("zones.{id}"),

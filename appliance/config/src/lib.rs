@@ -56,10 +56,13 @@ pub use storage::StorageConfig;
 pub use system::SystemConfig;
 pub use zones::{Anchor, RawZone, ZoneConfig};
 
-/// One thing wrong with a configuration: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One thing wrong with a configuration: where, and why. The API carries these up
+/// to the body of a refused settings edit (the key path as `field`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Problem {
-    /// Key path, e.g. `cameras[1].source.path` or `env SAFEYOLO_API__BIND`.
+    /// Key path, e.g. `cameras[1].source.path`, `env SAFEYOLO_API__BIND` or, for a
+    /// settings edit, `rules.dock-intrusion.zone` (sections name their objects by id).
+    #[serde(rename = "field")]
     pub path: String,
     /// What is wrong, in words a technician can act on.
     pub reason: String,

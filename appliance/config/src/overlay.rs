@@ -34,3 +34,60 @@ pub struct Documents {
     /// Rules.
     pub rules: Vec<(String, RawRule)>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const TEXT: &str = r#"
+[detector]
+model = "models/m/model.toml"
+
+[[cameras]]
+id = "cam-1"
+source = { kind = "replay", path = "walk.mjpeg" }
+
+[[zones]]
+id = "dock"
+camera = "cam-1"
+polygon = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]
+
+[[rules]]
+id = "dock-intrusion"
+kind = "intrusion"
+zone = "dock"
+"#;
+
+    fn layered(overlay: &Overlay) -> Result<(crate::Config, Documents), Vec<crate::Problem>> {
+        crate::parse_layered(TEXT, Path::new("/etc/safe-yolo"), Vec::new(), overlay)
+    }
+
+    #[test]
+    fn edits_replace_add_and_remove_by_id() {
+        let (_, docs) = layered(&Overlay::default()).unwrap();
+        assert_eq!(docs.rules.len(), 1);
+        let mut rule = docs.rules[0].1.clone();
+        rule.zone = Some("dok".into());
+        let mut overlay = Overlay::default();
+        overlay.rules.insert("night".into(), Some(rule.clone()));
+        // A problem of an edit names the object by id.
+        let problems = layered(&overlay).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["rules.night.zone"]);
+
+        rule.zone = Some("dock".into());
+        overlay.rules.insert("night".into(), Some(rule));
+        overlay.rules.insert("dock-intrusion".into(), None);
+        let (config, docs) = layered(&overlay).unwrap();
+        let ids: Vec<&str> = docs.rules.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, vec!["night"]);
+        assert_eq!(config.rules.len(), 1);
+        assert_eq!(config.rules[0].id.to_string(), "night");
+        // Removing the zone the rule needs is refused at the rule.
+        overlay.zones.insert("dock".into(), None);
+        let problems = layered(&overlay).unwrap_err();
+        assert_eq!(problems[0].path, "rules.night.zone", "{problems:?}");
+    }
+}

@@ -133,7 +133,7 @@ impl LiveSettings {
             let layered = stored_document(kind, doc)
                 .map_err(|e| ControlError::Invalid {
                     problems: vec![Problem {
-                        field: object.clone(),
+                        path: object.clone(),
                         reason: format!("stored document unreadable: {e}"),
                     }],
                     object: object.clone(),
@@ -166,13 +166,7 @@ impl LiveSettings {
     ) -> Result<(Config, Documents), ControlError> {
         safe_yolo_config::parse_layered(&self.file_text, &self.base_dir, self.env.clone(), overlay)
             .map_err(|problems| ControlError::Invalid {
-                problems: problems
-                    .into_iter()
-                    .map(|p| Problem {
-                        field: p.path,
-                        reason: p.reason,
-                    })
-                    .collect(),
+                problems,
                 object: object.to_owned(),
             })
     }

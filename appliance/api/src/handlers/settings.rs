@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, summary};
 use crate::auth::Principal;
 use crate::body::ValidJson;
-use crate::control::{ControlError, Document, Problem, SettingsChange};
+use crate::control::{ControlError, Document, SettingsChange};
 use crate::error::HttpError;
 use crate::state::AppState;
 
@@ -105,7 +105,7 @@ fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpErro
         return Ok(());
     }
     Err(HttpError::control(ControlError::Invalid {
-        problems: problems.into_iter().map(Problem::from).collect(),
+        problems,
         object: "doc".into(),
     }))
 }
@@ -352,7 +352,7 @@ mod tests {
         .unwrap();
         let e = own_problems(rule.problems("night", "doc")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("doc.schedule.days[1]"));
-        let fields: Vec<&str> = e.problems.iter().map(|p| p.field.as_str()).collect();
+        let fields: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(fields, vec!["doc.schedule.days[1]", "doc.siren.period_ms"]);
     }
 }
