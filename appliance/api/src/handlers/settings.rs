@@ -1,9 +1,11 @@
 //! Cameras, zones, lines and rules: settings documents edited through the API.
 //!
-//! A change is validated here (typed documents with `deny_unknown_fields`, polygons
-//! and lines through the domain, camera sources through the capture sandbox), then handed to
-//! [`crate::Control::apply`] inside the store transaction that records the document
-//! and its audit row: a change the daemon refuses is never stored.
+//! Zones, lines and rules travel as the configuration's own raw forms (a file entry
+//! without its id). A change is checked here on its own (`deny_unknown_fields`, then
+//! the configuration's checks of the document, every problem at `doc.<key>`; camera
+//! sources through the capture sandbox), then handed to [`crate::Control::apply`],
+//! which validates it with the whole configuration, inside the store transaction that
+//! records the document and its audit row: a change the daemon refuses is never stored.
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
