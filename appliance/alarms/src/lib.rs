@@ -1,6 +1,5 @@
 //! From detections to alarms.
 //!
-//! - [`specs`]: the configuration's zones and rules as the rule engine's specs.
 //! - [`analysis`]: the task that tracks people per camera and evaluates the
 //!   rules on every detected frame (and on camera health while a camera is
 //!   silent).
@@ -20,7 +19,6 @@ pub mod analysis;
 pub mod dispatch;
 pub mod draw;
 pub mod inputs;
-pub mod specs;
 
 pub use analysis::{Analysis, AnalysisError, AnalysisInputs, RulesControl};
 pub use dispatch::{

@@ -1,18 +1,96 @@
 //! The seam through which settings edits reach the running pipeline.
+//!
+//! The documents are typed: zones, lines and rules travel as the configuration's
+//! own raw forms ([`RawZone`], [`RawLine`], [`RawRule`]: a file entry without its
+//! id), which are also the API's wire documents and what the store keeps.
 
+use std::path::PathBuf;
+
+use safe_yolo_config::{RawLine, RawRule, RawZone};
 use safe_yolo_store::SettingKind;
+use serde::{Deserialize, Serialize};
+
+/// A settings document, typed by its kind: the body of a `PUT` and an object of a `GET`.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Document {
+    /// A camera (wiring: the running system refuses live edits).
+    Camera(Box<CameraDoc>),
+    /// A zone.
+    Zone(RawZone),
+    /// A counting line.
+    Line(RawLine),
+    /// A rule.
+    Rule(Box<RawRule>),
+}
+
+impl Document {
+    /// The kind of the document.
+    pub fn kind(&self) -> SettingKind {
+        match self {
+            Document::Camera(_) => SettingKind::Camera,
+            Document::Zone(_) => SettingKind::Zone,
+            Document::Line(_) => SettingKind::Line,
+            Document::Rule(_) => SettingKind::Rule,
+        }
+    }
+}
+
+/// A camera source.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceDoc {
+    /// A V4L2 device.
+    V4l2 {
+        /// Device path under `/dev`.
+        device: PathBuf,
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// Requested frame rate.
+        fps: f32,
+    },
+    /// Recorded footage inside the media directory.
+    Replay {
+        /// Path inside the media directory.
+        path: PathBuf,
+        /// Start again at the end.
+        #[serde(default)]
+        looping: bool,
+        /// Frame rate used for pacing.
+        fps: f32,
+    },
+}
+
+/// A camera document.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CameraDoc {
+    /// Human name.
+    pub name: String,
+    /// Disabled cameras are not opened.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Frame source.
+    pub source: SourceDoc,
+    /// Detection runs on every Nth frame.
+    pub detect_every: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
 
 /// One settings edit, already stored-to-be; the daemon applies it to the running system.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SettingsChange {
     /// A document was created or replaced.
     Put {
-        /// The kind.
-        kind: SettingKind,
         /// The object's id.
         id: String,
-        /// The new document (API wire form).
-        doc: serde_json::Value,
+        /// The new document; its kind is the object's.
+        doc: Document,
     },
     /// A document was deleted.
     Delete {
@@ -24,14 +102,8 @@ pub enum SettingsChange {
 }
 
 /// One thing wrong with a settings edit, at the key path of the configuration it
-/// would make (`rules.dock-intrusion.zone`: sections name their objects by id).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
-pub struct Problem {
-    /// Key path, e.g. `rules.dock-intrusion.zone`.
-    pub field: String,
-    /// What is wrong, in words a technician can act on.
-    pub reason: String,
-}
+/// would make (`rules.dock-intrusion.zone`): the configuration's own problem.
+pub use safe_yolo_config::Problem;
 
 /// Why the running system refused a settings edit.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +115,7 @@ pub enum ControlError {
         kind: &'static str,
     },
     /// The configuration with the edit has problems; all of them are listed.
-    #[error("{}", problems.iter().map(|p| format!("{}: {}", p.field, p.reason)).collect::<Vec<_>>().join("; "))]
+    #[error("{}", problems.iter().map(|p| format!("{}: {}", p.path, p.reason)).collect::<Vec<_>>().join("; "))]
     Invalid {
         /// Every problem, each with its key path.
         problems: Vec<Problem>,
@@ -73,5 +145,5 @@ pub trait Control: Send + Sync {
 
     /// The objects of `kind` as the running system has them (config file plus edits),
     /// as `(id, document)` pairs.
-    fn current(&self, kind: SettingKind) -> Vec<(String, serde_json::Value)>;
+    fn current(&self, kind: SettingKind) -> Vec<(String, Document)>;
 }

@@ -152,15 +152,15 @@ impl HttpError {
             ControlError::Invalid { problems, object } => {
                 let field = problems.first().map_or_else(
                     || "doc".to_owned(),
-                    |p| match p.field.strip_prefix(&object) {
+                    |p| match p.path.strip_prefix(&object) {
                         Some("") => "doc".to_owned(),
                         Some(rest) if rest.starts_with('.') => format!("doc{rest}"),
-                        _ => p.field.clone(),
+                        _ => p.path.clone(),
                     },
                 );
                 let message = problems
                     .iter()
-                    .map(|p| format!("{}: {}", p.field, p.reason))
+                    .map(|p| format!("{}: {}", p.path, p.reason))
                     .collect::<Vec<_>>()
                     .join("; ");
                 Self {

@@ -281,3 +281,58 @@ impl From<safe_yolo_store::SettingDoc> for SettingView {
         }
     }
 }
+
+/// One camera's health.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct CameraHealthView {
+    /// The camera.
+    pub id: CameraId,
+    /// `starting`, `online` or `offline`.
+    pub state: &'static str,
+    /// Why it is offline, if it is.
+    pub reason: Option<String>,
+}
+
+impl From<&safe_yolo_pipeline::CameraTap> for CameraHealthView {
+    fn from(t: &safe_yolo_pipeline::CameraTap) -> Self {
+        let h = t.health.borrow();
+        Self {
+            id: t.id.clone(),
+            state: match h.state {
+                safe_yolo_pipeline::CameraState::Starting => "starting",
+                safe_yolo_pipeline::CameraState::Online => "online",
+                safe_yolo_pipeline::CameraState::Offline => "offline",
+            },
+            reason: h.reason.clone(),
+        }
+    }
+}
+
+/// A settings list: the documents the running system uses now, and the edits
+/// stored through the API (laid over the configuration file).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SettingsList {
+    /// Every object running now, file and edits layered.
+    pub running: Vec<RunningDoc>,
+    /// The documents stored through the API, with their versions.
+    pub edited: Vec<SettingView>,
+}
+
+/// A running object's document.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct RunningDoc {
+    /// The object's id.
+    pub id: String,
+    /// Its document, as the matching `PUT` accepts it.
+    pub doc: crate::control::Document,
+}
+
+/// The camera list: settings and each camera's health.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct CameraList {
+    /// The settings.
+    #[serde(flatten)]
+    pub settings: SettingsList,
+    /// Each running camera's health.
+    pub health: Vec<CameraHealthView>,
+}

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig};
-use safe_yolo_api::control::{ControlError, Problem};
+use safe_yolo_api::control::{ControlError, Document, Problem};
 use safe_yolo_api::routes::{Access, table};
 use safe_yolo_api::server::App;
 use safe_yolo_api::{
@@ -61,12 +61,15 @@ struct RecordingControl {
 
 impl Control for RecordingControl {
     fn apply(&self, change: SettingsChange) -> Result<(), ControlError> {
-        if let SettingsChange::Put { doc, id, .. } = &change
-            && doc["name"] == "refuse"
+        if let SettingsChange::Put {
+            doc: Document::Zone(zone),
+            id,
+        } = &change
+            && zone.name.as_deref() == Some("refuse")
         {
             return Err(ControlError::Invalid {
                 problems: vec![Problem {
-                    field: format!("zones.{id}.name"),
+                    path: format!("zones.{id}.name"),
                     reason: "refused by the rule engine".into(),
                 }],
                 object: format!("zones.{id}"),
@@ -76,7 +79,7 @@ impl Control for RecordingControl {
         Ok(())
     }
 
-    fn current(&self, _kind: SettingKind) -> Vec<(String, Value)> {
+    fn current(&self, _kind: SettingKind) -> Vec<(String, Document)> {
         Vec::new()
     }
 }

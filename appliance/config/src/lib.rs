@@ -5,6 +5,12 @@
 //! `SAFEYOLO_<SECTION>__<KEY>` are applied first, and the result is validated
 //! into [`Config`], whose fields are newtypes that can only hold valid values.
 //!
+//! The crate is organised by resource: each section of the file (`system`,
+//! `detector`, `cameras`, `zones`, `lines`, `rules`, `outputs`, `api`, `storage`,
+//! `features`) has its own module holding its raw form, its validated form, its
+//! checks and their tests. Where a pure crate runs the section (the rule engine,
+//! the outputs), the section validates straight into that crate's types.
+//!
 //! Loading never stops at the first mistake: every section and every array
 //! element is parsed on its own, then checked, and all problems come back
 //! together in [`ConfigError::Invalid`], each naming its key path (for example
@@ -12,19 +18,51 @@
 //! round trip, not ten.
 #![forbid(unsafe_code)]
 
+mod api;
+mod cameras;
+mod check;
+mod detector;
 mod env;
+mod features;
+mod lines;
 mod model;
+mod outputs;
+mod overlay;
 mod raw;
+mod rules;
+mod storage;
+mod system;
 mod validate;
+mod zones;
 
 use std::path::{Path, PathBuf};
 
-pub use model::*;
+pub use api::{ApiConfig, IpNet, TlsMinVersion};
+pub use cameras::{CameraConfig, Pace, PixelFormat, SourceConfig};
+pub use detector::{Backend, DetectorConfig};
+pub use features::Features;
+pub use lines::{LineConfig, RawLine};
+pub use model::Config;
+pub use outputs::{
+    BackendKind, InputConfig, InputsConfig, LineRef, OutputLineConfig, OutputRole, OutputsConfig,
+    SafeState,
+};
+pub use overlay::{Documents, Overlay};
+pub use rules::{
+    LineDirection, RawRule, RawSchedule, RawSiren, RuleConfig, RuleKind, RuleSpec, Schedule,
+    Severity, SirenAction, SirenPattern, Weekday, minutes_of_day,
+};
+pub use storage::StorageConfig;
+pub use system::SystemConfig;
+pub use zones::{Anchor, RawZone, ZoneConfig};
 
-/// One thing wrong with a configuration: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One thing wrong with a configuration: where, and why. The API carries these up
+/// to the body of a refused settings edit (the key path as `field`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Problem {
-    /// Key path, e.g. `cameras[1].source.path` or `env SAFEYOLO_API__BIND`.
+    /// Key path, e.g. `cameras[1].source.path`, `env SAFEYOLO_API__BIND` or, for a
+    /// settings edit, `rules.dock-intrusion.zone` (sections name their objects by id).
+    #[serde(rename = "field")]
     pub path: String,
     /// What is wrong, in words a technician can act on.
     pub reason: String,
@@ -106,22 +144,55 @@ pub fn parse(
     base: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let config =
+        read(text, env, &mut problems).map(|raw| validate::validate(&raw, base, &mut problems));
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(problems),
+    }
+}
+
+/// Parses configuration text, lays `overlay` over its zones, lines and rules, and
+/// validates the whole as [`parse`] does. Zones, lines and rules are named by id in
+/// the problems' key paths (`rules.dock-intrusion.zone`). Also returns the layered
+/// zones, lines and rules as written.
+pub fn parse_layered(
+    text: &str,
+    base: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    overlay: &Overlay,
+) -> Result<(Config, Documents), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let layered = read(text, env, &mut problems).map(|mut raw| {
+        raw.lay(overlay);
+        (
+            validate::validate(&raw, base, &mut problems),
+            raw.documents(),
+        )
+    });
+    match layered {
+        Some(layered) if problems.is_empty() => Ok(layered),
+        _ => Err(problems),
+    }
+}
+
+/// The file's raw model, overrides applied; `None` when the text is not TOML.
+fn read(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<Problem>,
+) -> Option<raw::RawConfig> {
     let mut table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
-            return Err(vec![Problem {
+            problems.push(Problem {
                 path: "(file)".into(),
                 reason: format!("not valid TOML: {}", e.message().trim()),
-            }]);
+            });
+            return None;
         }
     };
-    let mut problems = Vec::new();
-    env::apply_overrides(&mut table, env, &mut problems);
-    let raw = raw::RawConfig::from_table(table, &mut problems);
-    let config = validate::validate(raw, base, &mut problems);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
-    }
+    env::apply_overrides(&mut table, env, problems);
+    Some(raw::RawConfig::from_table(table, problems))
 }

@@ -1,197 +1,27 @@
-//! The file as written: plain serde structs that reject unknown keys.
+//! The file as written: each section's raw form (plain serde structs that reject
+//! unknown keys, declared in the section's module), gathered here.
 //!
 //! Every section, and every element of every list, is deserialised on its
 //! own so that one mistake does not hide the others. Values are kept loose
-//! here (plain numbers and strings); ranges and cross-references are checked
-//! in `validate`.
+//! in the raw forms (plain numbers and strings); ranges and cross-references
+//! are checked by each section's module, run in order by `validate`.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 
 use crate::Problem;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSystem {
-    pub board: Option<String>,
-    pub board_dir: Option<String>,
-    pub stall_timeout_s: Option<f64>,
-    pub shutdown_timeout_s: Option<f64>,
-    pub detect_workers: Option<i64>,
-    pub detect_nice: Option<i64>,
-    pub api_nice: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDetector {
-    pub backend: Option<String>,
-    pub model: Option<String>,
-    pub ppe_model: Option<String>,
-    pub threads: Option<i64>,
-    pub score_threshold: Option<f64>,
-    pub classes: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawCamera {
-    pub id: String,
-    pub name: Option<String>,
-    pub enabled: Option<bool>,
-    pub source: RawSource,
-    pub detect_every: Option<i64>,
-    pub queue_depth: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSource {
-    pub kind: String,
-    // Replay.
-    pub path: Option<String>,
-    #[serde(rename = "loop")]
-    pub looping: Option<bool>,
-    pub pace: Option<String>,
-    pub start_frame: Option<i64>,
-    // V4L2.
-    pub device: Option<String>,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
-    pub format: Option<String>,
-    // Both.
-    pub fps: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawZone {
-    pub id: String,
-    pub camera: String,
-    pub name: Option<String>,
-    pub polygon: Vec<[f64; 2]>,
-    pub anchor: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawLine {
-    pub id: String,
-    pub camera: String,
-    pub name: Option<String>,
-    pub from: [f64; 2],
-    pub to: [f64; 2],
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSchedule {
-    pub days: Option<Vec<String>>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSiren {
-    pub pattern: String,
-    pub period_ms: Option<i64>,
-    pub duration_s: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRule {
-    pub id: String,
-    pub name: Option<String>,
-    pub kind: String,
-    pub enabled: Option<bool>,
-    pub zone: Option<String>,
-    pub camera: Option<String>,
-    pub severity: Option<String>,
-    pub cooldown_s: Option<f64>,
-    pub clear_after_s: Option<f64>,
-    pub schedule: Option<RawSchedule>,
-    pub outputs: Option<Vec<String>>,
-    pub siren: Option<RawSiren>,
-    pub relay_latch_s: Option<f64>,
-    pub anchor: Option<String>,
-    // Kind-specific.
-    pub min_frames: Option<i64>,
-    pub seconds: Option<f64>,
-    pub max_persons: Option<i64>,
-    pub direction: Option<String>,
-    pub ppe_present_class: Option<String>,
-    pub ppe_missing_class: Option<String>,
-    pub grace_s: Option<f64>,
-    pub offline_after_s: Option<f64>,
-    pub open_after_s: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawOutputLine {
-    pub id: String,
-    pub role: String,
-    pub offset: Option<i64>,
-    pub name: Option<String>,
-    pub active_low: Option<bool>,
-    pub safe_state: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawInput {
-    pub offset: Option<i64>,
-    pub name: Option<String>,
-    pub active_low: Option<bool>,
-    pub debounce_ms: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawOutputsHead {
-    pub backend: Option<String>,
-    pub chip: Option<String>,
-    pub sim_log: Option<String>,
-    pub ack_button: Option<RawInput>,
-    pub door_contact: Option<RawInput>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawApi {
-    pub bind: Option<String>,
-    pub tls_min_version: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
-    pub http_redirect_bind: Option<String>,
-    pub cors_origins: Option<Vec<String>>,
-    pub setup_networks: Option<Vec<String>>,
-    pub jpeg_quality: Option<i64>,
-    pub max_body_kib: Option<i64>,
-    pub rate_limit_per_s: Option<i64>,
-    pub rate_limit_burst: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStorage {
-    pub state_dir: Option<String>,
-    pub media_dir: Option<String>,
-    pub event_retention_days: Option<i64>,
-    pub audit_retention_days: Option<i64>,
-    pub snapshot_quota_mb: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFeatures {
-    pub ppe: Option<bool>,
-    pub live_stream: Option<bool>,
-    pub web_ui: Option<bool>,
-    pub snapshots: Option<bool>,
-}
+use crate::api::RawApi;
+use crate::cameras::RawCamera;
+use crate::detector::RawDetector;
+use crate::features::RawFeatures;
+use crate::lines::RawLine;
+use crate::outputs::{RawOutputLine, RawOutputsHead};
+use crate::overlay::{Documents, Overlay};
+use crate::rules::RawRule;
+use crate::storage::RawStorage;
+use crate::system::RawSystem;
+use crate::zones::RawZone;
 
 /// Each list element carries its key path, for validation messages.
 #[derive(Debug)]
@@ -200,14 +30,23 @@ pub(crate) struct At<T> {
     pub value: T,
 }
 
+/// An element of a list keyed by id (zones, lines, rules): its key path, its id and
+/// its raw form (the element without its `id`).
+#[derive(Debug)]
+pub(crate) struct Keyed<T> {
+    pub path: String,
+    pub id: String,
+    pub value: T,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct RawConfig {
     pub system: RawSystem,
     pub detector: RawDetector,
     pub cameras: Vec<At<RawCamera>>,
-    pub zones: Vec<At<RawZone>>,
-    pub lines: Vec<At<RawLine>>,
-    pub rules: Vec<At<RawRule>>,
+    pub zones: Vec<Keyed<RawZone>>,
+    pub lines: Vec<Keyed<RawLine>>,
+    pub rules: Vec<Keyed<RawRule>>,
     pub outputs: RawOutputsHead,
     pub output_lines: Vec<At<RawOutputLine>>,
     pub api: RawApi,
@@ -312,7 +151,87 @@ fn list<T: DeserializeOwned>(
     out
 }
 
+/// A list keyed by id: each element's `id` is taken out, the rest is its raw form.
+fn keyed_list<T: DeserializeOwned>(
+    value: Option<toml::Value>,
+    name: &str,
+    problems: &mut Vec<Problem>,
+    incomplete: &mut bool,
+) -> Vec<Keyed<T>> {
+    let mut out = Vec::new();
+    for At { path, value } in list::<toml::Value>(value, name, problems, incomplete) {
+        let toml::Value::Table(mut t) = value else {
+            // Not a table: serde says what was expected.
+            let _ = one::<T>(&path, value, problems);
+            *incomplete = true;
+            continue;
+        };
+        let id = match t.remove("id") {
+            Some(id) => one::<String>(&format!("{path}.id"), id, problems),
+            None => {
+                problems.push(Problem {
+                    path: path.clone(),
+                    reason: "missing field `id`".into(),
+                });
+                None
+            }
+        };
+        match (id, one::<T>(&path, toml::Value::Table(t), problems)) {
+            (Some(id), Some(value)) => out.push(Keyed { path, id, value }),
+            _ => *incomplete = true,
+        }
+    }
+    out
+}
+
+/// Lays `edits` over `items` (same id: replaced; new id: added; `None`: removed) and
+/// names every element by its id (`rules.<id>`), which an API client knows, rather
+/// than by its place in the merged list.
+fn lay<T: Clone>(items: &mut Vec<Keyed<T>>, edits: &BTreeMap<String, Option<T>>, name: &str) {
+    for (id, edit) in edits {
+        let pos = items.iter().position(|k| &k.id == id);
+        match (edit, pos) {
+            (Some(doc), Some(i)) => items[i].value = doc.clone(),
+            (Some(doc), None) => items.push(Keyed {
+                path: String::new(),
+                id: id.clone(),
+                value: doc.clone(),
+            }),
+            (None, Some(i)) => {
+                items.remove(i);
+            }
+            (None, None) => {}
+        }
+    }
+    for k in items.iter_mut() {
+        k.path = format!("{name}.{}", k.id);
+    }
+}
+
 impl RawConfig {
+    /// Lays the live edits over the file's zones, lines and rules; their elements are
+    /// named by id from then on.
+    pub(crate) fn lay(&mut self, overlay: &Overlay) {
+        lay(&mut self.zones, &overlay.zones, "zones");
+        lay(&mut self.lines, &overlay.lines, "lines");
+        lay(&mut self.rules, &overlay.rules, "rules");
+    }
+
+    /// The zones, lines and rules as written, by id.
+    pub(crate) fn documents(&self) -> Documents {
+        fn docs<T: Clone>(items: &[Keyed<T>]) -> Vec<(String, T)> {
+            items
+                .iter()
+                .map(|k| (k.id.clone(), k.value.clone()))
+                .collect()
+        }
+        Documents {
+            zones: docs(&self.zones),
+            lines: docs(&self.lines),
+            rules: docs(&self.rules),
+        }
+    }
+
     pub(crate) fn from_table(mut table: toml::Table, problems: &mut Vec<Problem>) -> Self {
         let mut unknown: Vec<String> = table
             .keys()
@@ -342,9 +261,9 @@ impl RawConfig {
             problems,
             &mut incomplete,
         );
-        raw.zones = list(table.remove("zones"), "zones", problems, &mut incomplete);
-        raw.lines = list(table.remove("lines"), "lines", problems, &mut incomplete);
-        raw.rules = list(table.remove("rules"), "rules", problems, &mut incomplete);
+        raw.zones = keyed_list(table.remove("zones"), "zones", problems, &mut incomplete);
+        raw.lines = keyed_list(table.remove("lines"), "lines", problems, &mut incomplete);
+        raw.rules = keyed_list(table.remove("rules"), "rules", problems, &mut incomplete);
         match table.remove("outputs") {
             None => {}
             Some(toml::Value::Table(mut t)) => {

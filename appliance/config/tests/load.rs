@@ -262,8 +262,14 @@ camera = "cam-1"
     assert_eq!(c.rules.len(), 4);
     assert_eq!(c.rules[0].kind, RuleKind::Intrusion { min_frames: 4 });
     let sched = c.rules[0].schedule.as_ref().unwrap();
-    assert_eq!((sched.from_min, sched.to_min), (22 * 60, 6 * 60));
-    assert_eq!(c.rules[1].kind, RuleKind::Occupancy { max_persons: 2 });
+    assert_eq!((sched.from_min(), sched.to_min()), (22 * 60, 6 * 60));
+    assert_eq!(
+        c.rules[1].kind,
+        RuleKind::Occupancy {
+            max_persons: 2,
+            min_frames: 2
+        }
+    );
     assert_eq!(c.rules[3].zone, None);
 
     // A line rule must name a line, a zone rule a zone.

@@ -226,8 +226,8 @@ async fn start(
     let door = inputs.door();
     stack.push("inputs", Bound::Budget, inputs.stop());
     let analysis = Analysis::start(
-        safe_yolo_alarms::specs::rule_specs(&config).context("cannot start the rules")?,
-        safe_yolo_alarms::specs::zone_specs(&config),
+        config.rule_specs(),
+        config.zone_specs(),
         AnalysisInputs {
             frames: detected,
             taps: taps.clone(),
@@ -390,8 +390,8 @@ async fn layer_stored_edits(
         dispatcher.clone(),
     );
     if had_edits {
-        let specs = safe_yolo_alarms::specs::rule_specs(&effective)?;
-        let zones = safe_yolo_alarms::specs::zone_specs(&effective);
+        let specs = effective.rule_specs();
+        let zones = effective.zone_specs();
         tokio::task::spawn_blocking(move || rules.blocking_replace(specs, zones))
             .await
             .context("rule replacement panicked")?
@@ -528,11 +528,11 @@ fn ppe_classes(config: &Config) -> Vec<String> {
         .rules
         .iter()
         .filter_map(|r| match &r.kind {
-            safe_yolo_config::RuleKind::MissingPpe {
-                present_class,
-                missing_class,
-                ..
-            } => Some([present_class.clone(), missing_class.clone()]),
+            safe_yolo_config::RuleKind::MissingPpe(p) => Some(
+                (p.present_classes.iter().chain(&p.absent_classes))
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>(),
+            ),
             _ => None,
         })
         .flatten()

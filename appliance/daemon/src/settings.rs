@@ -1,27 +1,26 @@
 //! Settings edited through the API, layered over the configuration file.
 //!
 //! The configuration file stays the base. Zones, lines and rules edited through
-//! the API are kept as documents in the store and laid over the file's
-//! `[[zones]]`, `[[lines]]` and `[[rules]]` (same id: replaced; new id: added; deleted:
-//! removed). Every edit is validated by rendering the layered configuration
-//! and running the very same validation as `check-config`, so the API can
-//! never put the daemon in a state the file could not describe. A valid edit
-//! then swaps the running rule engine's rules and zones without a restart.
+//! the API are kept as documents in the store: their raw forms, the very types the
+//! file's `[[zones]]`, `[[lines]]` and `[[rules]]` entries are read into. They are
+//! laid over the file's as a typed [`Overlay`] (same id: replaced; new id: added;
+//! deleted: removed), and the layered raw model is validated by the very same code as
+//! `check-config`, so the API can never put the daemon in a state the file could not
+//! describe. A valid edit then swaps the running rule engine's rules and zones
+//! without a restart.
 //!
 //! Cameras and output lines are wiring: they change in the file, with a
 //! restart, and the API refuses to edit them live.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
-use safe_yolo_api::control::{ControlError, Problem};
+use safe_yolo_api::control::{CameraDoc, ControlError, Document, Problem, SourceDoc};
 use safe_yolo_api::{Control, SettingsChange};
-use safe_yolo_config::{Config, RuleKind, Schedule, SourceConfig};
-use safe_yolo_domain::Named;
+use safe_yolo_config::{Config, Documents, Overlay, SourceConfig};
 use safe_yolo_store::SettingKind;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The running settings.
 pub struct LiveSettings {
@@ -42,11 +41,15 @@ impl std::fmt::Debug for LiveSettings {
 }
 
 struct State {
-    /// (kind, id) -> document, or `None` for a deletion.
-    overlay: BTreeMap<(&'static str, String), Option<Value>>,
+    /// The edits.
+    overlay: Overlay,
+    /// The file with the edits, validated.
     config: Config,
+    /// Its zones, lines and rules as written.
+    documents: Documents,
 }
 
+/// The section of the file a kind's objects are in; `None` for wiring.
 fn section(kind: SettingKind) -> Option<&'static str> {
     match kind {
         SettingKind::Zone => Some("zones"),
@@ -56,22 +59,38 @@ fn section(kind: SettingKind) -> Option<&'static str> {
     }
 }
 
-/// JSON (API wire form) to TOML; nulls (absent optional fields) are dropped.
-fn to_toml(v: &Value) -> Option<toml::Value> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(b) => toml::Value::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => toml::Value::Integer(i),
-            None => toml::Value::Float(n.as_f64()?),
-        },
-        Value::String(s) => toml::Value::String(s.clone()),
-        Value::Array(a) => toml::Value::Array(a.iter().filter_map(to_toml).collect()),
-        Value::Object(o) => toml::Value::Table(
-            o.iter()
-                .filter_map(|(k, v)| Some((k.clone(), to_toml(v)?)))
-                .collect(),
-        ),
+/// Lays one edit into `overlay`: `doc` for the object `id` of `kind`, `None` to delete it.
+fn edit(
+    overlay: &mut Overlay,
+    kind: SettingKind,
+    id: String,
+    doc: Option<Document>,
+) -> Result<(), ControlError> {
+    match (kind, doc) {
+        (SettingKind::Zone, None) => drop(overlay.zones.insert(id, None)),
+        (SettingKind::Line, None) => drop(overlay.lines.insert(id, None)),
+        (SettingKind::Rule, None) => drop(overlay.rules.insert(id, None)),
+        (_, Some(Document::Zone(z))) => drop(overlay.zones.insert(id, Some(z))),
+        (_, Some(Document::Line(l))) => drop(overlay.lines.insert(id, Some(l))),
+        (_, Some(Document::Rule(r))) => drop(overlay.rules.insert(id, Some(*r))),
+        (_, Some(Document::Camera(_))) | (SettingKind::Camera | SettingKind::Output, None) => {
+            return Err(ControlError::Wiring {
+                kind: kind.as_str(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A stored document, read back into its kind's type (it is what the API accepted).
+fn stored_document(kind: SettingKind, doc: Value) -> Result<Document, serde_json::Error> {
+    Ok(match kind {
+        SettingKind::Zone => Document::Zone(serde_json::from_value(doc)?),
+        SettingKind::Line => Document::Line(serde_json::from_value(doc)?),
+        SettingKind::Rule => Document::Rule(Box::new(serde_json::from_value(doc)?)),
+        SettingKind::Camera | SettingKind::Output => {
+            Document::Camera(Box::new(serde_json::from_value(doc)?))
+        }
     })
 }
 
@@ -88,125 +107,75 @@ impl LiveSettings {
         rules: RulesControl,
         dispatcher: Dispatcher,
     ) -> (Self, Config) {
-        let this = Self {
+        let mut this = Self {
             file_text,
             base_dir,
             env,
             state: Mutex::new(State {
-                overlay: BTreeMap::new(),
+                overlay: Overlay::default(),
                 config,
+                documents: Documents::default(),
             }),
             rules,
             dispatcher,
         };
+        match this.validate(&Overlay::default(), "configuration file") {
+            Ok((_, documents)) => this.state.get_mut().documents = documents,
+            Err(e) => {
+                tracing::error!(reason = %e, "the configuration file does not validate again")
+            }
+        }
         for (kind, id, doc) in stored {
             let Some(sec) = section(kind) else { continue };
-            let mut st = this.state.lock();
+            let object = format!("{sec}.{id}");
+            let st = this.state.get_mut();
             let mut overlay = st.overlay.clone();
-            overlay.insert((sec, id.clone()), Some(doc));
-            match this.validate(&overlay, &format!("{sec}.{id}")) {
-                Ok(cfg) => {
+            let layered = stored_document(kind, doc)
+                .map_err(|e| ControlError::Invalid {
+                    problems: vec![Problem {
+                        path: object.clone(),
+                        reason: format!("stored document unreadable: {e}"),
+                    }],
+                    object: object.clone(),
+                })
+                .and_then(|doc| edit(&mut overlay, kind, id.clone(), Some(doc)))
+                .and_then(|()| this.validate(&overlay, &object));
+            match layered {
+                Ok((config, documents)) => {
+                    let st = this.state.get_mut();
                     st.overlay = overlay;
-                    st.config = cfg;
+                    st.config = config;
+                    st.documents = documents;
                 }
                 Err(e) => {
                     tracing::error!(kind = sec, id, reason = %e, "stored setting no longer valid; ignored")
                 }
             }
         }
-        let config = this.state.lock().config.clone();
+        let config = this.state.get_mut().config.clone();
         (this, config)
     }
 
-    /// The configuration with `overlay` laid over the file, validated. Problems name
-    /// their objects by id (`rules.dock-intrusion.zone`), not by position in the file;
-    /// `object` is the edited one's path.
+    /// The configuration with `overlay` laid over the file, validated, and its zones,
+    /// lines and rules as written. Problems name their objects by id
+    /// (`rules.dock-intrusion.zone`); `object` is the edited one's path.
     fn validate(
         &self,
-        overlay: &BTreeMap<(&'static str, String), Option<Value>>,
+        overlay: &Overlay,
         object: &str,
-    ) -> Result<Config, ControlError> {
-        let invalid = |field: String, reason: String| ControlError::Invalid {
-            problems: vec![Problem { field, reason }],
-            object: object.to_owned(),
-        };
-        let mut table: toml::Table = self
-            .file_text
-            .parse()
-            .map_err(|e: toml::de::Error| invalid("configuration file".into(), e.to_string()))?;
-        for ((sec, id), doc) in overlay {
-            let list = table
-                .entry((*sec).to_owned())
-                .or_insert_with(|| toml::Value::Array(Vec::new()));
-            let toml::Value::Array(items) = list else {
-                return Err(invalid(
-                    (*sec).to_owned(),
-                    "is not a list in the configuration file".into(),
-                ));
-            };
-            let pos = items
-                .iter()
-                .position(|t| t.get("id").and_then(toml::Value::as_str) == Some(id.as_str()));
-            match (doc.as_ref().and_then(to_toml), pos) {
-                (Some(toml::Value::Table(mut t)), pos) => {
-                    t.insert("id".into(), toml::Value::String(id.clone()));
-                    match pos {
-                        Some(i) => items[i] = toml::Value::Table(t),
-                        None => items.push(toml::Value::Table(t)),
-                    }
-                }
-                (Some(_), _) => {
-                    return Err(invalid(
-                        format!("{sec}.{id}"),
-                        "the document is not an object".into(),
-                    ));
-                }
-                (None, Some(i)) => {
-                    items.remove(i);
-                }
-                (None, None) => {}
-            }
-        }
-        let text = toml::to_string(&table)
-            .map_err(|e| invalid("settings".into(), format!("cannot be rendered: {e}")))?;
-        safe_yolo_config::parse(&text, &self.base_dir, self.env.clone()).map_err(|problems| {
-            ControlError::Invalid {
-                problems: problems
-                    .into_iter()
-                    .map(|p| Problem {
-                        field: by_id(&table, &p.path),
-                        reason: p.reason,
-                    })
-                    .collect(),
+    ) -> Result<(Config, Documents), ControlError> {
+        safe_yolo_config::parse_layered(&self.file_text, &self.base_dir, self.env.clone(), overlay)
+            .map_err(|problems| ControlError::Invalid {
+                problems,
                 object: object.to_owned(),
-            }
-        })
-    }
-}
-
-/// `rules[3].zone` as `rules.<id of the fourth rule>.zone`: a key path that names the
-/// object, which an API client knows, rather than its place in the merged file.
-fn by_id(table: &toml::Table, path: &str) -> String {
-    let Some((sec, rest)) = path.split_once('[') else {
-        return path.to_owned();
-    };
-    let Some((index, tail)) = rest.split_once(']') else {
-        return path.to_owned();
-    };
-    let id = index
-        .parse::<usize>()
-        .ok()
-        .and_then(|i| table.get(sec)?.as_array()?.get(i)?.get("id")?.as_str());
-    match id {
-        Some(id) => format!("{sec}.{id}{tail}"),
-        None => path.to_owned(),
+            })
     }
 }
 
 impl Control for LiveSettings {
     fn apply(&self, change: SettingsChange) -> Result<(), ControlError> {
         let (kind, id, doc) = match change {
-            SettingsChange::Put { kind, id, doc } => (kind, id, Some(doc)),
+            SettingsChange::Put { id, doc } => (doc.kind(), id, Some(doc)),
             SettingsChange::Delete { kind, id } => (kind, id, None),
         };
         let Some(sec) = section(kind) else {
@@ -216,91 +185,58 @@ impl Control for LiveSettings {
         };
         let mut st = self.state.lock();
         let mut overlay = st.overlay.clone();
-        overlay.insert((sec, id.clone()), doc);
-        let cfg = self.validate(&overlay, &format!("{sec}.{id}"))?;
-        let refused =
-            |e: Box<dyn std::error::Error + Send + Sync>| ControlError::Refused { source: e };
-        let rules = safe_yolo_alarms::specs::rule_specs(&cfg).map_err(|e| refused(Box::new(e)))?;
+        edit(&mut overlay, kind, id.clone(), doc)?;
+        let (cfg, documents) = self.validate(&overlay, &format!("{sec}.{id}"))?;
         self.rules
-            .blocking_replace(rules, safe_yolo_alarms::specs::zone_specs(&cfg))
-            .map_err(|e| refused(Box::new(e)))?;
+            .blocking_replace(cfg.rule_specs(), cfg.zone_specs())
+            .map_err(|e| ControlError::Refused {
+                source: Box::new(e),
+            })?;
         self.dispatcher
             .update_config(DispatcherConfig::from_config(&cfg));
         tracing::info!(kind = sec, id, "setting applied to the running pipeline");
         st.overlay = overlay;
         st.config = cfg;
+        st.documents = documents;
         Ok(())
     }
 
-    fn current(&self, kind: SettingKind) -> Vec<(String, Value)> {
+    fn current(&self, kind: SettingKind) -> Vec<(String, Document)> {
         let st = self.state.lock();
-        let c = &st.config;
+        let d = &st.documents;
         match kind {
-            SettingKind::Zone => c
+            SettingKind::Zone => d
                 .zones
                 .iter()
-                .map(|z| (z.id.to_string(), zone_doc(z)))
+                .map(|(id, z)| (id.clone(), Document::Zone(z.clone())))
                 .collect(),
-            SettingKind::Line => c
+            SettingKind::Line => d
                 .lines
                 .iter()
-                .map(|l| (l.id.to_string(), line_doc(l)))
+                .map(|(id, l)| (id.clone(), Document::Line(l.clone())))
                 .collect(),
-            SettingKind::Rule => c
+            SettingKind::Rule => d
                 .rules
                 .iter()
-                .map(|r| (r.id.to_string(), rule_doc(r)))
+                .map(|(id, r)| (id.clone(), Document::Rule(Box::new(r.clone()))))
                 .collect(),
-            SettingKind::Camera => c
+            SettingKind::Camera => st
+                .config
                 .cameras
                 .iter()
-                .map(|cam| (cam.id.to_string(), camera_doc(cam, c)))
-                .collect(),
-            SettingKind::Output => c
-                .outputs
-                .lines
-                .iter()
-                .map(|l| {
-                    (
-                        l.id.to_string(),
-                        json!({ "role": l.role, "active_low": l.active_low }),
-                    )
+                .map(|cam| {
+                    let doc = camera_doc(cam, &st.config);
+                    (cam.id.to_string(), Document::Camera(Box::new(doc)))
                 })
                 .collect(),
+            // Output lines have no settings document: they are wiring, in the file.
+            SettingKind::Output => Vec::new(),
         }
     }
 }
 
-fn zone_doc(z: &safe_yolo_config::ZoneConfig) -> Value {
-    json!({
-        "camera": z.camera,
-        "name": z.name,
-        "polygon": z.polygon.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>(),
-        "anchor": Named::as_str(z.anchor),
-    })
-}
-
-fn line_doc(l: &safe_yolo_config::LineConfig) -> Value {
-    let (a, b) = (l.line.a(), l.line.b());
-    json!({
-        "camera": l.camera,
-        "name": l.name,
-        "from": [a.x, a.y],
-        "to": [b.x, b.y],
-    })
-}
-
-/// `HH:MM` of a minute of the day (1440 is `24:00`).
-fn hhmm(min: u16) -> String {
-    format!("{:02}:{:02}", min / 60, min % 60)
-}
-
-fn schedule_doc(s: &Schedule) -> Value {
-    let days: Vec<&str> = s.days.iter().map(|d| d.as_str()).collect();
-    json!({ "days": days, "from": hhmm(s.from_min), "to": hhmm(s.to_min) })
-}
-
-fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> Value {
+/// The running camera as the API's camera document.
+fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> CameraDoc {
     let source = match &cam.source {
         SourceConfig::V4l2 {
             device,
@@ -308,77 +244,36 @@ fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> Value {
             height,
             fps,
             ..
-        } => {
-            json!({ "kind": "v4l2", "device": device, "width": width, "height": height, "fps": fps })
-        }
+        } => SourceDoc::V4l2 {
+            device: device.clone(),
+            width: *width,
+            height: *height,
+            fps: *fps,
+        },
         SourceConfig::Replay {
             path, looping, fps, ..
-        } => {
-            let rel = path.strip_prefix(&c.storage.media_dir).unwrap_or(path);
-            json!({ "kind": "replay", "path": rel, "looping": looping, "fps": fps })
-        }
+        } => SourceDoc::Replay {
+            path: path
+                .strip_prefix(&c.storage.media_dir)
+                .unwrap_or(path)
+                .to_owned(),
+            looping: *looping,
+            fps: *fps,
+        },
     };
-    json!({ "name": cam.name, "enabled": cam.enabled, "source": source, "detect_every": cam.detect_every.get() })
-}
-
-fn rule_doc(r: &safe_yolo_config::RuleConfig) -> Value {
-    let severity = r.severity.as_str();
-    let mut doc = json!({
-        "name": r.name,
-        "kind": r.kind.name(),
-        "enabled": r.enabled,
-        "severity": severity,
-        "cooldown_s": r.cooldown.as_secs_f64(),
-        "clear_after_s": r.clear_after.as_secs_f64(),
-        "outputs": r.outputs,
-        "anchor": Named::as_str(r.anchor),
-    });
-    if let Some(s) = &r.schedule {
-        doc["schedule"] = schedule_doc(s);
+    CameraDoc {
+        name: cam.name.clone(),
+        enabled: cam.enabled,
+        source,
+        detect_every: Some(cam.detect_every.get()),
     }
-    let mut siren = json!({ "pattern": r.siren.pattern.kind() });
-    if let Some(period) = r.siren.pattern.period() {
-        siren["period_ms"] = json!(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
-    }
-    if let Some(d) = r.siren.duration {
-        siren["duration_s"] = json!(d.as_secs_f64());
-    }
-    doc["siren"] = siren;
-    if let Some(l) = r.relay_latch {
-        doc["relay_latch_s"] = json!(l.as_secs_f64());
-    }
-    if let Some(z) = &r.zone {
-        doc["zone"] = json!(z);
-    } else {
-        doc["camera"] = json!(r.camera);
-    }
-    match &r.kind {
-        RuleKind::Intrusion { min_frames } => doc["min_frames"] = json!(min_frames),
-        RuleKind::MissingPpe {
-            present_class,
-            missing_class,
-            min_frames,
-            grace,
-        } => {
-            doc["ppe_present_class"] = json!(present_class);
-            doc["ppe_missing_class"] = json!(missing_class);
-            doc["min_frames"] = json!(min_frames);
-            doc["grace_s"] = json!(grace.as_secs_f64());
-        }
-        RuleKind::Dwell { limit } => doc["seconds"] = json!(limit.as_secs_f64()),
-        RuleKind::Occupancy { max_persons } => doc["max_persons"] = json!(max_persons),
-        RuleKind::LineCrossing { direction } => {
-            doc["direction"] = json!(direction.as_str());
-        }
-        RuleKind::CameraOffline { after } => doc["offline_after_s"] = json!(after.as_secs_f64()),
-        RuleKind::DoorOpen { after } => doc["open_after_s"] = json!(after.as_secs_f64()),
-    }
-    doc
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use safe_yolo_config::{RawLine, RawRule};
 
     use super::*;
 
@@ -428,50 +323,72 @@ relay_latch_s = 10
 anchor = "centre"
 "#;
 
-    fn parse(text: &str) -> Config {
-        safe_yolo_config::parse(text, Path::new("/etc/safe-yolo"), Vec::new())
-            .unwrap_or_else(|p| panic!("{p:?}"))
+    fn layered(overlay: &Overlay) -> Result<(Config, Documents), Vec<safe_yolo_config::Problem>> {
+        safe_yolo_config::parse_layered(TEXT, Path::new("/etc/safe-yolo"), Vec::new(), overlay)
     }
 
-    /// The running view of a rule and a line, laid back over the file, gives the
-    /// same configuration: a GET then PUT through the API loses nothing.
+    /// The documents of the file, laid back over it as edits, give the same
+    /// configuration: a GET then PUT through the API loses nothing. Their JSON is
+    /// the API's wire form and what the store keeps.
     #[test]
-    fn rule_and_line_documents_round_trip() {
-        let c = parse(TEXT);
-        let rule = rule_doc(&c.rules[0]);
-        let line = line_doc(&c.lines[0]);
+    fn documents_round_trip_through_json_and_the_overlay() {
+        let (c, docs) = layered(&Overlay::default()).unwrap();
+        let (id, rule) = &docs.rules[0];
+        assert_eq!(id, "night-gate");
+        let json = serde_json::to_value(rule).unwrap();
         assert_eq!(
-            rule["schedule"],
-            json!({"days": ["mon", "fri"], "from": "22:00", "to": "06:30"})
+            json["schedule"],
+            serde_json::json!({"days": ["mon", "fri"], "from": "22:00", "to": "06:30"})
         );
         assert_eq!(
-            rule["siren"],
-            json!({"pattern": "pulsed", "period_ms": 500, "duration_s": 30.0})
+            json["siren"],
+            serde_json::json!({"pattern": "pulsed", "period_ms": 500, "duration_s": 30.0})
         );
-        assert_eq!(rule["relay_latch_s"], json!(10.0));
-        assert_eq!(rule["anchor"], json!("centre"));
-        assert_eq!(line["from"], json!([0.5, 0.25]));
+        assert_eq!(json["anchor"], "centre");
+        let line = serde_json::to_value(&docs.lines[0].1).unwrap();
+        assert_eq!(line["from"], serde_json::json!([0.5, 0.25]));
 
-        let mut table: toml::Table = TEXT.parse().unwrap();
-        for (sec, id, doc) in [("rules", "night-gate", &rule), ("lines", "gate", &line)] {
-            let Some(toml::Value::Table(mut t)) = to_toml(doc) else {
-                panic!("{doc}")
-            };
-            t.insert("id".into(), toml::Value::String(id.into()));
-            table.insert(sec.into(), toml::Value::Array(vec![toml::Value::Table(t)]));
-        }
-        let again = parse(&toml::to_string(&table).unwrap());
-        assert_eq!(rule_doc(&again.rules[0]), rule);
-        assert_eq!(line_doc(&again.lines[0]), line);
-        assert_eq!(again.rules[0].schedule, c.rules[0].schedule);
+        let mut overlay = Overlay::default();
+        overlay.rules.insert(
+            "night-gate".into(),
+            Some(serde_json::from_value::<RawRule>(json).unwrap()),
+        );
+        overlay.lines.insert(
+            "gate".into(),
+            Some(serde_json::from_value::<RawLine>(line).unwrap()),
+        );
+        let (again, again_docs) = layered(&overlay).unwrap();
+        assert_eq!(again_docs, docs);
+        assert_eq!(again.rules[0].spec, c.rules[0].spec);
         assert_eq!(again.rules[0].siren, c.rules[0].siren);
         assert_eq!(again.rules[0].relay_latch, c.rules[0].relay_latch);
     }
 
+    /// A document stored by an earlier version (every absent field written as
+    /// `null`) still loads.
     #[test]
-    fn midnight_end_is_24_00() {
-        assert_eq!(hhmm(1440), "24:00");
-        assert_eq!(hhmm(0), "00:00");
-        assert_eq!(hhmm(605), "10:05");
+    fn stored_documents_with_nulls_load() {
+        let doc = serde_json::json!({
+            "name": "Dock", "kind": "intrusion", "enabled": true, "camera": null,
+            "zone": "dock", "severity": "critical", "cooldown_s": null,
+            "clear_after_s": null, "outputs": null, "min_frames": 3, "seconds": null,
+            "max_persons": null, "direction": null, "ppe_present_class": null,
+            "ppe_missing_class": null, "grace_s": null, "offline_after_s": null,
+            "open_after_s": null, "schedule": null, "siren": null,
+            "relay_latch_s": null, "anchor": null
+        });
+        let Document::Rule(r) = stored_document(SettingKind::Rule, doc).unwrap() else {
+            panic!("not a rule")
+        };
+        assert_eq!((r.kind.as_str(), r.min_frames), ("intrusion", Some(3)));
+    }
+
+    /// An edit's problems name the objects by id, deletions included.
+    #[test]
+    fn problems_name_objects_by_id() {
+        let mut overlay = Overlay::default();
+        overlay.lines.insert("gate".into(), None);
+        let problems = layered(&overlay).unwrap_err();
+        assert_eq!(problems[0].path, "rules.night-gate.zone", "{problems:?}");
     }
 }

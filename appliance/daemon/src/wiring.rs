@@ -134,7 +134,7 @@ pub fn pipeline_config(config: &Config) -> PipelineConfig {
         .rules
         .iter()
         .filter_map(|r| match r.kind {
-            safe_yolo_config::RuleKind::CameraOffline { after } => Some(after),
+            safe_yolo_config::RuleKind::CameraOffline { min_duration } => Some(min_duration),
             _ => None,
         })
         .min()

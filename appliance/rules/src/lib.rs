@@ -65,6 +65,7 @@ pub use engine::{Alarm, AlarmDetail, CameraHealth, Decision, FrameInput, RuleEng
 pub use schedule::{LocalTime, Schedule, ScheduleError, Weekday, WeekdaySet};
 pub use spec::{
     ClearAfter, Crossing, LineDirection, PpeSpec, RuleKind, RuleSpec, RulesError, Severity,
+    ZoneNeed,
 };
 pub use track::{Track, TrackState, Tracker, TrackerConfig, TrackerError};
 pub use zone::{Anchor, ZoneShape, ZoneSpec};

@@ -186,33 +186,56 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    /// A short name for logs and events.
+    /// Every kind, by the name the configuration and the API write, with the zone it
+    /// works on. [`RuleKind::name`] and [`RuleKind::needs`] read this table.
+    pub const KINDS: &'static [(&'static str, ZoneNeed)] = &[
+        ("intrusion", ZoneNeed::Area),
+        ("missing_ppe", ZoneNeed::Area),
+        ("dwell", ZoneNeed::Area),
+        ("occupancy", ZoneNeed::Area),
+        ("line_crossing", ZoneNeed::Line),
+        ("camera_offline", ZoneNeed::Nothing),
+        ("door_open", ZoneNeed::Nothing),
+    ];
+
+    /// A short name for logs, events and the configuration.
     pub fn name(&self) -> &'static str {
-        match self {
-            RuleKind::Intrusion { .. } => "intrusion",
-            RuleKind::MissingPpe(_) => "missing_ppe",
-            RuleKind::Dwell { .. } => "dwell",
-            RuleKind::Occupancy { .. } => "occupancy",
-            RuleKind::LineCrossing { .. } => "line_crossing",
-            RuleKind::CameraOffline { .. } => "camera_offline",
-            RuleKind::DoorOpen { .. } => "door_open",
-        }
+        Self::KINDS[self.index()].0
     }
 
     /// The zone shape this kind needs.
-    fn needs(&self) -> ZoneNeed {
+    pub fn needs(&self) -> ZoneNeed {
+        Self::KINDS[self.index()].1
+    }
+
+    /// The zone shape the kind called `name` needs; `None` for no kind of that name.
+    pub fn need_of(name: &str) -> Option<ZoneNeed> {
+        Self::KINDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, need)| *need)
+    }
+
+    /// The kind's row in [`RuleKind::KINDS`].
+    fn index(&self) -> usize {
         match self {
-            RuleKind::LineCrossing { .. } => ZoneNeed::Line,
-            RuleKind::CameraOffline { .. } | RuleKind::DoorOpen { .. } => ZoneNeed::Nothing,
-            _ => ZoneNeed::Area,
+            RuleKind::Intrusion { .. } => 0,
+            RuleKind::MissingPpe(_) => 1,
+            RuleKind::Dwell { .. } => 2,
+            RuleKind::Occupancy { .. } => 3,
+            RuleKind::LineCrossing { .. } => 4,
+            RuleKind::CameraOffline { .. } => 5,
+            RuleKind::DoorOpen { .. } => 6,
         }
     }
 }
 
 /// The zone a rule kind works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ZoneNeed {
+pub enum ZoneNeed {
+    /// An area (`[[zones]]`).
     Area,
+    /// A counting line (`[[lines]]`).
     Line,
     /// A camera-wide rule; a zone, if given, only has to exist on the camera.
     Nothing,
@@ -370,4 +393,45 @@ pub(crate) fn validate_rule(
         });
     }
     Ok(Some(zi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind has its own row in the table, found again by its name.
+    #[test]
+    fn kinds_table_rows_are_the_kinds() {
+        let d = Duration::ZERO;
+        let kinds = [
+            RuleKind::Intrusion { min_frames: 1 },
+            RuleKind::MissingPpe(PpeSpec {
+                present_classes: Vec::new(),
+                absent_classes: Vec::new(),
+                window_frames: 1,
+                min_frames: 1,
+                grace: d,
+                head_fraction: 0.5,
+                min_score: 0.5,
+            }),
+            RuleKind::Dwell { min_duration: d },
+            RuleKind::Occupancy {
+                max_persons: 1,
+                min_frames: 1,
+            },
+            RuleKind::LineCrossing {
+                direction: LineDirection::Either,
+                min_frames: 1,
+            },
+            RuleKind::CameraOffline { min_duration: d },
+            RuleKind::DoorOpen { min_duration: d },
+        ];
+        assert_eq!(kinds.len(), RuleKind::KINDS.len());
+        for (i, k) in kinds.iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert_eq!(RuleKind::need_of(k.name()), Some(k.needs()));
+        }
+        assert_eq!(RuleKind::need_of("loitering"), None);
+        assert_eq!(RuleKind::need_of("line_crossing"), Some(ZoneNeed::Line));
+    }
 }

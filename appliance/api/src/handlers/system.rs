@@ -42,7 +42,7 @@ pub(crate) struct SystemInfo {
     /// The evidence store.
     storage: StorageInfo,
     /// Every camera's health.
-    cameras: Vec<CameraHealthView>,
+    cameras: Vec<crate::views::CameraHealthView>,
     /// The outputs backend (`gpio` or `sim`).
     outputs_backend: &'static str,
     /// The HTTPS certificate in use.
@@ -62,17 +62,6 @@ pub(crate) struct StorageInfo {
     snapshot_quota_exceeded: bool,
 }
 
-/// One camera's health on the system page.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub(crate) struct CameraHealthView {
-    /// The camera.
-    id: safe_yolo_domain::CameraId,
-    /// `starting`, `online` or `offline`.
-    state: &'static str,
-    /// Why it is offline, if it is.
-    reason: Option<String>,
-}
-
 pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemInfo>, HttpError> {
     let stats = s
         .store
@@ -84,23 +73,7 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
     let update = tokio::task::spawn_blocking(move || safe_yolo_board::read_update_state(&root))
         .await
         .ok();
-    let cameras = s
-        .live
-        .taps()
-        .iter()
-        .map(|t| {
-            let h = t.health.borrow();
-            CameraHealthView {
-                id: t.id.clone(),
-                state: match h.state {
-                    safe_yolo_pipeline::CameraState::Starting => "starting",
-                    safe_yolo_pipeline::CameraState::Online => "online",
-                    safe_yolo_pipeline::CameraState::Offline => "offline",
-                },
-                reason: h.reason.clone(),
-            }
-        })
-        .collect();
+    let cameras = s.live.taps().iter().map(Into::into).collect();
     Ok(axum::Json(SystemInfo {
         version: s.settings.version.clone(),
         update,
