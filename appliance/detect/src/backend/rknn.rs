@@ -116,7 +116,8 @@ impl RknnBackend {
                 None
             }
         };
-        spec.check_soc(compatible.as_deref()).map_err(unavailable)?;
+        spec.check_soc(compatible.as_deref())
+            .map_err(|e| unavailable(e.to_string()))?;
         let lib =
             find_library(library).ok_or_else(|| unavailable("librknnrt.so not found".into()))?;
         probe::dlopen(&lib)
