@@ -35,4 +35,9 @@ if [ -n "$findings" ]; then
     echo "lint-recipes: FAIL: $(printf '%s\n' "$findings" | wc -l) finding(s) in ${#files[@]} files" >&2
     exit 1
 fi
-echo "lint-recipes: ok   oelint-adv clean on ${#files[@]} files (wrynose)"
+# Test-only cargo features never reach an image (ARCHITECTURE, "Fault injection is test-only").
+if grep -rn -e 'fault-injection' "$layer" >&2; then
+    echo "lint-recipes: FAIL: the layer names the test-only feature fault-injection" >&2
+    exit 1
+fi
+echo "lint-recipes: ok   oelint-adv clean on ${#files[@]} files (wrynose); no test-only feature"

@@ -1,4 +1,4 @@
-//! The architecture's "one vocabulary" invariant: each word of the safety domain
+//! Workspace lints of the architecture's invariants. "One vocabulary": each word of the safety domain
 //! is one enum in the whole workspace, with one table of names (`Named`). A second
 //! `enum Severity` (or an `AnchorDoc` beside `Anchor`) fails here with the places.
 #![allow(clippy::unwrap_used, reason = "test code")]
@@ -17,6 +17,8 @@ const CONCEPTS: &[(&str, &[&str])] = &[
     ("alarm detail", &["AlarmDetail"]),
     ("camera health", &["CameraHealth"]),
     ("crossing", &["Crossing"]),
+    ("rule kind", &["RuleKind"]),
+    ("input role", &["InputRole"]),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -71,4 +73,57 @@ fn each_domain_word_is_declared_once() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The architecture's "only the daemon picks backends" invariant: the functions
+/// that choose a real backend (a camera source, a detector backend, the GPIO or
+/// simulated outputs) are called only by the daemon (its wiring and commands),
+/// never by another library crate, which takes a factory or a handle instead.
+#[test]
+fn only_the_daemon_picks_backends() {
+    let appliance = safe_yolo_fixtures::manifest_dir!().join("..");
+    // (call, the crate that defines it)
+    let pickers = [
+        ("safe_yolo_capture::open(", "capture"),
+        ("capture::open(", "capture"),
+        ("outputs::open_backend(", "outputs"),
+        ("safe_yolo_detect::load(", "detect"),
+    ];
+    let mut files = Vec::new();
+    rust_files(&appliance, &mut files);
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&appliance).unwrap_or(f);
+        let krate = rel
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Tests and benchmarks pick what they test; the daemon picks for the box.
+        let under = |dir: &str| rel.components().any(|c| c.as_os_str() == dir);
+        if krate == "daemon"
+            || under("tests")
+            || under("benches")
+            || f.ends_with("one_vocabulary.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (call, owner) in pickers {
+            if krate == owner {
+                continue;
+            }
+            for (i, line) in code.lines().enumerate() {
+                let l = line.trim_start();
+                if l.contains(call) && !l.starts_with("//") {
+                    problems.push(format!("{}:{}: {}", rel.display(), i + 1, l));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "backends picked outside the daemon: {problems:#?}"
+    );
 }
