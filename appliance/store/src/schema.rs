@@ -56,6 +56,65 @@ pub(crate) fn setting_key(kind: crate::model::SettingKind, id: &str) -> String {
     format!("{}/{}", kind.as_str(), id)
 }
 
+/// The rows every schema fixture holds besides its events (tables unchanged since
+/// v1): one admin, one session, one API key and one zone setting, stamped `t0`.
+fn write_accounts(tx: &redb::WriteTransaction, t0: u64) -> Result<(), crate::error::StoreError> {
+    use crate::error::DbContext;
+    let day = t0 + 86_400_000;
+    type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+    let rows: [(Table, &str, String); 4] = [
+        (
+            USERS,
+            "admin",
+            format!(
+                r#"{{"username":"admin","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA","role":"admin","created_at":{t0},"disabled":false}}"#
+            ),
+        ),
+        (
+            SESSIONS,
+            "s-1",
+            format!(
+                r#"{{"id":"s-1","username":"admin","created_at":{t0},"expires_at":{day},"revoked":false}}"#
+            ),
+        ),
+        (
+            API_KEYS,
+            "k-1",
+            format!(
+                r#"{{"id":"k-1","key_hash":"sha256:00","role":"viewer","label":"vms","created_at":{t0},"expires_at":null,"revoked":false}}"#
+            ),
+        ),
+        (
+            SETTINGS,
+            "zone/forklift-lane",
+            format!(
+                r#"{{"kind":"zone","id":"forklift-lane","version":3,"doc":{{"polygon":[[0.1,0.1],[0.9,0.1],[0.9,0.9]]}},"updated_at":{t0},"updated_by":"admin"}}"#
+            ),
+        ),
+    ];
+    for (table, key, json) in rows {
+        tx.open_table(table)
+            .db("open a fixture table")?
+            .insert(key, json.as_bytes())
+            .db("write a fixture row")?;
+    }
+    Ok(())
+}
+
+/// Commits a fixture and compacts the file so the committed fixture stays small.
+fn finish_fixture(
+    tx: redb::WriteTransaction,
+    mut db: redb::Database,
+) -> Result<(), crate::error::StoreError> {
+    use crate::error::{DbContext, StoreError};
+    tx.commit().db("commit a fixture")?;
+    while db.compact().map_err(|e| StoreError::Db {
+        op: "compact a fixture",
+        source: Box::new(e.into()),
+    })? {}
+    Ok(())
+}
+
 /// Schema v1 record types and a fixture writer, kept so migrations can be tested forever.
 pub mod v1 {
     use std::path::Path;
@@ -63,7 +122,7 @@ pub mod v1 {
     use redb::Database;
     use serde::{Deserialize, Serialize};
 
-    use super::{API_KEYS, EVENTS, KEY_EVENT_SEQ, KEY_SCHEMA, META, SESSIONS, SETTINGS, USERS};
+    use super::{EVENTS, KEY_EVENT_SEQ, KEY_SCHEMA, META};
     use crate::error::{DbContext, StoreError};
 
     /// An event as schema v1 stored it: the state was three flat fields.
@@ -176,42 +235,9 @@ pub mod v1 {
                 })?;
                 events.insert(id, bytes.as_slice()).db("write v1 event")?;
             }
-            let mut users = tx.open_table(USERS).db("open users")?;
-            users
-                .insert(
-                    "admin",
-                    br#"{"username":"admin","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA","role":"admin","created_at":1700000000000,"disabled":false}"#.as_slice(),
-                )
-                .db("write v1 user")?;
-            let mut sessions = tx.open_table(SESSIONS).db("open sessions")?;
-            sessions
-                .insert(
-                    "s-1",
-                    br#"{"id":"s-1","username":"admin","created_at":1700000000000,"expires_at":1700086400000,"revoked":false}"#.as_slice(),
-                )
-                .db("write v1 session")?;
-            let mut keys = tx.open_table(API_KEYS).db("open api keys")?;
-            keys.insert(
-                "k-1",
-                br#"{"id":"k-1","key_hash":"sha256:00","role":"viewer","label":"vms","created_at":1700000000000,"expires_at":null,"revoked":false}"#.as_slice(),
-            )
-            .db("write v1 api key")?;
-            let mut settings = tx.open_table(SETTINGS).db("open settings")?;
-            settings
-                .insert(
-                    "zone/forklift-lane",
-                    br#"{"kind":"zone","id":"forklift-lane","version":3,"doc":{"polygon":[[0.1,0.1],[0.9,0.1],[0.9,0.9]]},"updated_at":1700000000000,"updated_by":"admin"}"#.as_slice(),
-                )
-                .db("write v1 setting")?;
+            super::write_accounts(&tx, 1_700_000_000_000)?;
         }
-        tx.commit().db("commit v1 fixture")?;
-        let mut db = db;
-        // Compaction shrinks the file so the committed fixture stays small.
-        while db.compact().map_err(|e| StoreError::Db {
-            op: "compact v1 fixture",
-            source: Box::new(e.into()),
-        })? {}
-        Ok(())
+        super::finish_fixture(tx, db)
     }
 }
 
@@ -225,8 +251,7 @@ pub mod v2 {
     use serde_json::{Value, json};
 
     use super::{
-        API_KEYS, AUDIT, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META, OPEN_EVENTS,
-        SESSIONS, SETTINGS, SNAPSHOTS, USERS,
+        AUDIT, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META, OPEN_EVENTS, SNAPSHOTS,
     };
     use crate::error::{DbContext, StoreError};
     use crate::model::{AlarmKey, EventDetails};
@@ -487,42 +512,9 @@ pub mod v2 {
                     .insert(id, encode("audit", &row)?.as_slice())
                     .db("write v2 audit")?;
             }
-            let mut users = tx.open_table(USERS).db("open users")?;
-            users
-                .insert(
-                    "admin",
-                    br#"{"username":"admin","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA","role":"admin","created_at":1733500000000,"disabled":false}"#.as_slice(),
-                )
-                .db("write v2 user")?;
-            let mut sessions = tx.open_table(SESSIONS).db("open sessions")?;
-            sessions
-                .insert(
-                    "s-1",
-                    br#"{"id":"s-1","username":"admin","created_at":1733500000000,"expires_at":1733586400000,"revoked":false}"#.as_slice(),
-                )
-                .db("write v2 session")?;
-            let mut keys = tx.open_table(API_KEYS).db("open api keys")?;
-            keys.insert(
-                "k-1",
-                br#"{"id":"k-1","key_hash":"sha256:00","role":"viewer","label":"vms","created_at":1733500000000,"expires_at":null,"revoked":false}"#.as_slice(),
-            )
-            .db("write v2 api key")?;
-            let mut settings = tx.open_table(SETTINGS).db("open settings")?;
-            settings
-                .insert(
-                    "zone/forklift-lane",
-                    br#"{"kind":"zone","id":"forklift-lane","version":3,"doc":{"polygon":[[0.1,0.1],[0.9,0.1],[0.9,0.9]]},"updated_at":1733500000000,"updated_by":"admin"}"#.as_slice(),
-                )
-                .db("write v2 setting")?;
+            super::write_accounts(&tx, 1_733_500_000_000)?;
         }
-        tx.commit().db("commit v2 fixture")?;
-        let mut db = db;
-        // Compaction shrinks the file so the committed fixture stays small.
-        while db.compact().map_err(|e| StoreError::Db {
-            op: "compact v2 fixture",
-            source: Box::new(e.into()),
-        })? {}
-        Ok(())
+        super::finish_fixture(tx, db)
     }
 
     #[cfg(test)]
