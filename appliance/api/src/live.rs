@@ -36,7 +36,7 @@ pub struct Encoded {
 }
 
 /// One detection in a [`FrameMessage`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct DetectionMessage {
     /// Class name.
     pub class: String,
@@ -47,7 +47,7 @@ pub struct DetectionMessage {
 }
 
 /// One confirmed track in a [`FrameMessage`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct TrackMessage {
     /// Stable track id (the same person keeps it across frames).
     pub id: u64,
@@ -60,7 +60,7 @@ pub struct TrackMessage {
 }
 
 /// The state of one zone or line in a [`FrameMessage`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ZoneMessage {
     /// Zone id.
     pub id: ZoneId,
@@ -75,7 +75,7 @@ pub struct ZoneMessage {
 }
 
 /// The per-frame JSON message of the WebSocket.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct FrameMessage {
     /// Always `frame`.
     #[serde(rename = "type")]

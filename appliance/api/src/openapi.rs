@@ -160,6 +160,8 @@ pub fn document(max_cert_body: usize) -> Value {
     }
     // The live WebSocket's commands are documented as a schema of their own.
     let _ = generator.subschema_for::<crate::handlers::live::Command>();
+    let _ = generator.subschema_for::<crate::handlers::live::LiveMessage>();
+    let _ = generator.subschema_for::<crate::live::FrameMessage>();
     let mut schemas = generator.take_definitions(true);
     schemas.insert(
         "Error".into(),

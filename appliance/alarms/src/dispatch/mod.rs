@@ -138,6 +138,16 @@ pub enum NoticeKind {
     Acknowledged,
 }
 
+impl safe_yolo_domain::Named for NoticeKind {
+    const WHAT: &'static str = "alarm notice";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("raised", Self::Raised),
+        ("ended", Self::Ended),
+        ("acknowledged", Self::Acknowledged),
+    ];
+}
+safe_yolo_domain::named_vocabulary!(NoticeKind);
+
 /// A change of an alarm, for subscribers (API event stream, live view).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmNotice {

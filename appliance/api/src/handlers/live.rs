@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use safe_yolo_domain::CameraId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -187,10 +187,58 @@ struct Viewer {
     commands: u32,
 }
 
+/// Messages the server sends on the live WebSocket as JSON text (the frames
+/// themselves are binary messages).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schemars(rename = "LiveMessage")]
+pub(crate) enum LiveMessage {
+    /// A command was applied: the viewer's settings now.
+    Ok {
+        /// The camera streamed, if any.
+        camera: Option<CameraId>,
+        /// JPEG quality.
+        quality: u8,
+        /// Frame-rate cap.
+        fps: u32,
+    },
+    /// A command was refused.
+    Error {
+        /// Why.
+        message: String,
+    },
+    /// An alarm of the streamed camera changed.
+    Alarm {
+        /// `raised`, `ended` or `acknowledged`.
+        kind: safe_yolo_alarms::NoticeKind,
+        /// The stored event.
+        event_id: u64,
+        /// The rule.
+        rule: safe_yolo_domain::RuleId,
+        /// The camera.
+        camera: CameraId,
+        /// The zone or line.
+        zone: Option<safe_yolo_domain::ZoneId>,
+        /// Severity name.
+        severity: &'static str,
+        /// When, Unix ms.
+        at_ms: u64,
+    },
+}
+
+impl LiveMessage {
+    fn text(&self) -> Message {
+        Message::Text(Utf8Bytes::from(
+            serde_json::to_string(self).unwrap_or_default(),
+        ))
+    }
+}
+
 fn error_message(msg: &str) -> Message {
-    Message::Text(Utf8Bytes::from(
-        serde_json::json!({"type": "error", "message": msg}).to_string(),
-    ))
+    LiveMessage::Error {
+        message: msg.to_owned(),
+    }
+    .text()
 }
 
 impl Viewer {
@@ -253,15 +301,12 @@ impl Viewer {
                 }
             }
         }
-        Message::Text(Utf8Bytes::from(
-            serde_json::json!({
-                "type": "ok",
-                "camera": self.camera,
-                "quality": self.quality,
-                "fps": self.fps,
-            })
-            .to_string(),
-        ))
+        LiveMessage::Ok {
+            camera: self.camera.clone(),
+            quality: self.quality,
+            fps: self.fps,
+        }
+        .text()
     }
 }
 
@@ -327,17 +372,16 @@ async fn run(s: AppState, p: Principal, socket: WebSocket) {
                 if v.camera.as_ref() != Some(&n.camera) {
                     continue;
                 }
-                let msg = serde_json::json!({
-                    "type": "alarm",
-                    "kind": format!("{:?}", n.kind).to_lowercase(),
-                    "event_id": n.event_id,
-                    "rule": n.rule,
-                    "camera": n.camera,
-                    "zone": n.zone,
-                    "severity": n.severity,
-                    "at_ms": n.at_ms,
-                });
-                if sink.send(Message::Text(Utf8Bytes::from(msg.to_string()))).await.is_err() {
+                let msg = LiveMessage::Alarm {
+                    kind: n.kind,
+                    event_id: n.event_id,
+                    rule: n.rule,
+                    camera: n.camera,
+                    zone: n.zone,
+                    severity: n.severity,
+                    at_ms: n.at_ms,
+                };
+                if sink.send(msg.text()).await.is_err() {
                     break;
                 }
             }
