@@ -70,6 +70,9 @@ pub struct ApiSettings {
     /// Serve the embedded web UI (`[features] web_ui`); when false, `/` and
     /// `/ui/*` answer 404.
     pub web_ui: bool,
+    /// Serve the live view (`[features] live_stream`); when false, the MJPEG
+    /// stream, the WebSocket and its tickets answer 404.
+    pub live_stream: bool,
     /// Root of the file system the update state (RAUC slot, version) is read
     /// from: `/` on a box; tests point it elsewhere.
     pub system_root: PathBuf,
@@ -138,6 +141,7 @@ impl ApiSettings {
             model: String::new(),
             max_cert_body_bytes: 256 * 1024,
             web_ui: true,
+            live_stream: true,
             system_root: PathBuf::from("/"),
             config_path: None,
             box_name: default_box_name(),

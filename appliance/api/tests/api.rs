@@ -2848,6 +2848,41 @@ async fn event_export_as_csv_and_json_with_the_list_filters() {
 
 // === OpenAPI ===
 
+#[tokio::test]
+async fn live_stream_off_closes_the_live_routes() {
+    let off = rig_custom(vec![], |s| s.live_stream = false).await;
+    off.setup_admin().await;
+    let viewer = off.token_for(Role::Viewer).await;
+    for (method, path) in [
+        (Method::GET, "/api/v1/cameras/cam1/mjpeg"),
+        (Method::POST, "/api/v1/live/ticket"),
+    ] {
+        let r = off.call(method.clone(), path, Some(&viewer), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("features.live_stream"),
+            "{}",
+            r.json()
+        );
+    }
+    // The rest of the API is unaffected.
+    let r = off
+        .call(Method::GET, "/api/v1/cameras", Some(&viewer), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // And with the live view on, the same ticket request succeeds.
+    let on = rig().await;
+    on.setup_admin().await;
+    let viewer = on.token_for(Role::Viewer).await;
+    let r = on
+        .call(Method::POST, "/api/v1/live/ticket", Some(&viewer), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+}
+
 #[test]
 fn openapi_document_is_current() {
     let path = safe_yolo_fixtures::manifest_dir!().join("../../config/openapi.json");

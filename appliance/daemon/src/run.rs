@@ -411,6 +411,7 @@ fn api_settings(config: &Config, config_path: PathBuf) -> ApiSettings {
     let mut api = ApiSettings::new(config.api.clone(), config.storage.state_dir.clone());
     api.model = config.detector.model.display().to_string();
     api.web_ui = config.features.web_ui;
+    api.live_stream = config.features.live_stream;
     api.config_path = Some(config_path);
     api.auth.rate_limit = safe_yolo_api::RateLimit {
         per_second: f64::from(config.api.rate_limit_per_s),

@@ -56,11 +56,24 @@ fn check_fps(f: u32) -> Result<u32, String> {
     }
 }
 
+/// The live view is switched off (`features.live_stream = false`): its routes
+/// answer 404, as if they did not exist.
+fn live_off(s: &AppState) -> Result<(), HttpError> {
+    if s.settings.live_stream {
+        Ok(())
+    } else {
+        Err(HttpError::not_found(
+            "the live view (disabled by features.live_stream)".to_owned(),
+        ))
+    }
+}
+
 pub(crate) async fn mjpeg(
     State(s): State<AppState>,
     Path(camera): Path<String>,
     q: Result<Query<MjpegParams>, QueryRejection>,
 ) -> Result<Response, HttpError> {
+    live_off(&s)?;
     let q = q
         .map(|Query(q)| q)
         .map_err(|e| HttpError::bad_request("query", e.body_text()))?;
@@ -132,6 +145,7 @@ pub(crate) async fn ticket(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<axum::Json<Ticket>, HttpError> {
+    live_off(&s)?;
     let ttl = s.settings.auth.ticket_ttl;
     let ticket = s.tickets.mint(&p, ttl)?;
     Ok(axum::Json(Ticket {
@@ -145,6 +159,9 @@ pub(crate) async fn ws(
     Extension(p): Extension<Principal>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Err(e) = live_off(&s) {
+        return e.into_response();
+    }
     upgrade
         .max_message_size(4096)
         .on_upgrade(move |socket| run(s, p, socket))
