@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Appliance, Daemon, NotifySocket};
+use crate::client::{camera_counter, first_admin, free_port, wait_until};
+use crate::harness::{Appliance, Daemon, NotifySocket, set_api_port};
 
 /// Final logical level of every output in the simulated-output log.
 fn final_levels(log: &Path) -> BTreeMap<String, bool> {
@@ -172,4 +173,87 @@ fn a_stalled_pipeline_stops_the_watchdog_pings() {
         .wait(Duration::from_secs(5))
         .expect("still running after SIGTERM");
     assert!(status.success(), "{}", daemon.log_text());
+}
+
+/// A certificate pair (key first, then the certificate: the layout of
+/// `state/api/tls.pem`) valid from `from` to `to` (years), or with another key.
+fn planted_pair(from: i32, to: i32, mismatched: bool) -> String {
+    let mut params = rcgen::CertificateParams::new(vec!["box".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(to, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let served_key = if mismatched {
+        rcgen::KeyPair::generate().unwrap()
+    } else {
+        key
+    };
+    format!("{}{}", served_key.serialize_pem(), cert.pem())
+}
+
+#[test]
+fn an_expired_or_mismatched_certificate_never_stops_the_alarms() {
+    use std::os::unix::fs::PermissionsExt;
+    for (what, pem, reason) in [
+        ("expired", planted_pair(2000, 2001, false), "expired"),
+        (
+            "mismatched",
+            planted_pair(2020, 2090, true),
+            "does not match",
+        ),
+    ] {
+        let port = free_port();
+        let app = Appliance::new();
+        let config = app.write_config(1, "");
+        set_api_port(&config, port);
+        let api = app.path().join("state/api");
+        std::fs::create_dir_all(&api).unwrap();
+        std::fs::set_permissions(&api, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(api.join("tls.pem"), &pem).unwrap();
+        std::fs::set_permissions(api.join("tls.pem"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+
+        let (daemon, _notify) = Daemon::start_ready(&config);
+        let c = first_admin(&daemon, port);
+        let (status, sys) = c.json("GET", "/api/v1/system", None);
+        assert_eq!(status, 200, "{what}: {sys}");
+        let problem = sys["certificate_problem"].as_str().unwrap_or_default();
+        assert!(problem.contains(reason), "{what}: {sys}");
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let served = &sys["certificate"];
+        assert!(
+            served["not_before"].as_i64().unwrap() <= now_s
+                && served["not_after"].as_i64().unwrap() > now_s
+                && served["self_signed"] == true,
+            "{what}: the served certificate is not a fresh one: {served}"
+        );
+        // The planted pair was moved aside, and why is in the audit log.
+        assert_eq!(
+            std::fs::read_to_string(api.join("tls.pem.rejected")).unwrap(),
+            pem,
+            "{what}"
+        );
+        let (_, audit) = c.json("GET", "/api/v1/audit", None);
+        assert!(
+            audit["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == "tls.fallback"
+                    && r["before"].as_str().unwrap_or_default().contains(reason)),
+            "{what}: {audit}"
+        );
+        // The safety path runs: the camera's frames are detected.
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                (camera_counter(&c, "safeyolo_frames_detected_total", "cam-0") > 0).then_some(())
+            })
+            .is_some(),
+            "{what}: no frame detected; log:\n{}",
+            daemon.log_text()
+        );
+    }
 }

@@ -100,6 +100,24 @@ pub fn build_router(
         configured,
         &settings.cert_names,
     )?);
+    if let Some(reason) = certs.fallback() {
+        let row = safe_yolo_store::NewAudit {
+            at: safe_yolo_store::now_ms(),
+            actor: "system".into(),
+            role: None,
+            source: None,
+            action: "tls.fallback".into(),
+            target: "api/certificate".into(),
+            before: Some(reason.to_owned()),
+            after: Some("fresh self-signed certificate".into()),
+            result: safe_yolo_store::AuditResult::Ok,
+        };
+        // The audit is evidence, not a condition of serving: a store that cannot
+        // take it does not stop the API either.
+        if let Err(e) = deps.store.store().transaction(|t| t.append_audit(row)) {
+            tracing::error!(error = %e, "cannot audit the certificate fallback");
+        }
+    }
     let no_users = deps
         .store
         .store()

@@ -2,9 +2,18 @@
 //! certificate that can be replaced while the server runs.
 //!
 //! On first boot a self-signed certificate for the box's names is generated (rcgen)
-//! and kept in `<state>/api/tls.crt` and `tls.key` with mode 0600. An uploaded
-//! certificate is validated (parses, key matches, currently valid), written the same
-//! way and swapped in for new connections.
+//! and kept with its key in `<state>/api/tls.pem` (mode 0600): one file, so the pair
+//! is replaced by one write and one rename and can never be half old, half new. An
+//! uploaded certificate is validated (parses, key matches, currently valid), written
+//! the same way (uploads one at a time) and swapped in for new connections.
+//!
+//! The management plane degrades, the safety path does not: a certificate that
+//! cannot be used at start (expired, not valid yet, key mismatch, unreadable) never
+//! stops the daemon. The stored pair is moved aside (`tls.pem.rejected`), a fresh
+//! self-signed certificate is served, and the reason is logged, audited
+//! (`tls.fallback`) and shown by `GET /api/v1/system` (`certificate_problem`).
+//! Firmware before this kept `tls.crt` and `tls.key`; they are read once and
+//! rewritten as `tls.pem`.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -32,6 +41,15 @@ pub enum TlsError {
         field: &'static str,
         /// Why.
         reason: String,
+    },
+    /// Reading a certificate or key file failed.
+    #[error("reading {} failed", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// Writing the files failed.
     #[error("writing {} failed", path.display())]
@@ -65,9 +83,20 @@ pub struct CertInfo {
 #[derive(Debug)]
 pub struct CertStore {
     current: RwLock<(Arc<CertifiedKey>, CertInfo)>,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    /// Key and certificate chain, PEM, one file.
+    pair_path: PathBuf,
+    /// Uploads one at a time.
+    upload: parking_lot::Mutex<()>,
+    /// Why the certificate found at start was not used, if it was not.
+    fallback: Option<String>,
 }
+
+/// The file of the pair in the state directory.
+const PAIR_FILE: &str = "tls.pem";
+/// Where an unusable pair is moved aside.
+const REJECTED_FILE: &str = "tls.pem.rejected";
+/// The two files of firmware before `tls.pem`.
+const LEGACY_FILES: [&str; 2] = ["tls.crt", "tls.key"];
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
@@ -178,47 +207,71 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), ApiError> {
 }
 
 impl CertStore {
-    /// Loads the configured certificate, else the one in the state directory, else
-    /// generates a self-signed one for `names` and stores it there (mode 0600).
+    /// Loads the configured certificate, else the pair in the state directory, else
+    /// generates a self-signed one for `names` and stores it there (mode 0600). A
+    /// certificate that cannot be used is replaced by a fresh self-signed one (see
+    /// [`CertStore::fallback`]); only a state directory that cannot be written or a
+    /// certificate that cannot be generated is an error.
     pub fn load_or_generate(
         api_dir: &Path,
         configured: Option<(&Path, &Path)>,
         names: &[String],
     ) -> Result<Self, ApiError> {
         ensure_private_dir(api_dir)?;
-        let cert_path = api_dir.join("tls.crt");
-        let key_path = api_dir.join("tls.key");
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| ApiError::Io {
-                op: "read",
-                path: p.to_owned(),
-                source,
-            })
-        };
-        let (cert_pem, key_pem) = if let Some((c, k)) = configured {
-            (read(c)?, read(k)?)
-        } else if cert_path.exists() && key_path.exists() {
-            (read(&cert_path)?, read(&key_path)?)
-        } else {
-            let (cert, key) = self_signed(names)?;
-            for (path, data) in [(&key_path, &key), (&cert_path, &cert)] {
-                write_private(path, data).map_err(|source| ApiError::Io {
-                    op: "write",
-                    path: path.clone(),
+        let pair_path = api_dir.join(PAIR_FILE);
+        let legacy = LEGACY_FILES.map(|f| api_dir.join(f));
+        let found = if let Some((c, k)) = configured {
+            let r = read_pair(c, k).and_then(|(c, k)| validate_pem(&c, &k));
+            Some((r, "configured"))
+        } else if pair_path.exists() {
+            let r = std::fs::read(&pair_path)
+                .map_err(|source| TlsError::Read {
+                    path: pair_path.clone(),
                     source,
-                })?;
-            }
-            tracing::info!(names = ?names, path = %cert_path.display(), "generated a self-signed TLS certificate");
-            (cert, key)
+                })
+                .and_then(|pem| validate_pem(&pem, &pem));
+            Some((r, "stored"))
+        } else if legacy.iter().all(|p| p.exists()) {
+            let r = read_pair(&legacy[0], &legacy[1]).and_then(|(c, k)| {
+                let (ck, info) = validate_pem(&c, &k)?;
+                write_pair(&pair_path, &c, &k)?;
+                Ok((ck, info))
+            });
+            Some((r, "stored (tls.crt, tls.key)"))
+        } else {
+            None
         };
-        let (ck, info) = validate_pem(&cert_pem, &key_pem).map_err(|e| ApiError::Tls {
-            reason: e.to_string(),
-        })?;
+        let mut fallback = None;
+        let (ck, info) = match found {
+            Some((Ok(pair), _)) => {
+                if configured.is_none() {
+                    remove_legacy(&legacy);
+                }
+                pair
+            }
+            Some((Err(e), which)) => {
+                let reason = format!("the {which} certificate cannot be used: {e}");
+                tracing::error!(%reason, "serving a fresh self-signed certificate instead; the alarms are not affected");
+                if configured.is_none() {
+                    set_aside(&pair_path, &legacy, &api_dir.join(REJECTED_FILE));
+                }
+                fallback = Some(reason);
+                generate(&pair_path, names)?
+            }
+            None => generate(&pair_path, names)?,
+        };
         Ok(Self {
             current: RwLock::new((Arc::new(ck), info)),
-            cert_path,
-            key_path,
+            pair_path,
+            upload: parking_lot::Mutex::new(()),
+            fallback,
         })
+    }
+
+    /// Why the certificate found at start was not used (a fresh self-signed one is
+    /// served instead), if it was not.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The certificate in use.
@@ -226,17 +279,78 @@ impl CertStore {
         self.current.read().1.clone()
     }
 
-    /// Validates, stores (0600) and activates a new certificate; new connections use it.
+    /// Validates, stores (0600, key and chain in one file: one write, one rename)
+    /// and activates a new certificate; new connections use it. Uploads run one at
+    /// a time, so the stored pair and the served one are always the same.
     pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertInfo, TlsError> {
         let (ck, info) = validate_pem(cert_pem, key_pem)?;
-        for (path, data) in [(&self.key_path, key_pem), (&self.cert_path, cert_pem)] {
-            write_private(path, data).map_err(|source| TlsError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        }
+        let _one_at_a_time = self.upload.lock();
+        write_pair(&self.pair_path, cert_pem, key_pem)?;
         *self.current.write() = (Arc::new(ck), info.clone());
         Ok(info)
+    }
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsError::Read {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    Ok((read(cert)?, read(key)?))
+}
+
+/// Writes key and certificate chain as one private file.
+fn write_pair(path: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+    let mut pem = key_pem.to_vec();
+    if !pem.ends_with(b"\n") {
+        pem.push(b'\n');
+    }
+    pem.extend_from_slice(cert_pem);
+    write_private(path, &pem).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Generates, stores and validates a self-signed pair.
+fn generate(pair_path: &Path, names: &[String]) -> Result<(CertifiedKey, CertInfo), ApiError> {
+    let (cert, key) = self_signed(names)?;
+    write_pair(pair_path, &cert, &key).map_err(|e| ApiError::Tls {
+        reason: e.to_string(),
+    })?;
+    tracing::info!(names = ?names, path = %pair_path.display(), "generated a self-signed TLS certificate");
+    validate_pem(&cert, &key).map_err(|e| ApiError::Tls {
+        reason: e.to_string(),
+    })
+}
+
+/// Moves an unusable stored pair aside (the older firmware's two files are
+/// concatenated into the same place), keeping one rejected copy for inspection.
+fn set_aside(pair: &Path, legacy: &[PathBuf; 2], rejected: &Path) {
+    let moved = if pair.exists() {
+        std::fs::rename(pair, rejected)
+    } else {
+        let joined: Vec<u8> = legacy
+            .iter()
+            .flat_map(|p| std::fs::read(p).unwrap_or_default())
+            .collect();
+        write_private(rejected, &joined)
+    };
+    if let Err(e) = moved {
+        tracing::warn!(path = %rejected.display(), error = %e, "cannot keep the rejected certificate");
+    }
+    remove_legacy(legacy);
+}
+
+fn remove_legacy(legacy: &[PathBuf; 2]) {
+    for p in legacy {
+        if p.exists()
+            && let Err(e) = std::fs::remove_file(p)
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot remove an old certificate file");
+        }
     }
 }
 
@@ -312,13 +426,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let api = dir.path().join("api");
         let store = CertStore::load_or_generate(&api, None, &["localhost".into()]).unwrap();
-        for f in ["tls.crt", "tls.key"] {
-            let mode = std::fs::metadata(api.join(f)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{f}");
-        }
+        let mode = std::fs::metadata(api.join(PAIR_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert!(store.info().self_signed);
+        assert_eq!(store.fallback(), None);
         let other = rcgen::generate_simple_self_signed(vec!["x".to_string()]).unwrap();
-        let cert = std::fs::read(api.join("tls.crt")).unwrap();
+        let cert = std::fs::read(api.join(PAIR_FILE)).unwrap();
         let err = store
             .replace(&cert, other.key_pair.serialize_pem().as_bytes())
             .unwrap_err();
@@ -342,5 +458,92 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let err = validate_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    fn pair(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec!["box".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn an_unusable_stored_certificate_is_set_aside_and_a_fresh_one_served() {
+        let names = ["press-box".to_string()];
+        let (good_cert, good_key) = pair((2020, 1, 1), (2090, 1, 1));
+        let (_, other_key) = pair((2020, 1, 1), (2090, 1, 1));
+        let (old_cert, old_key) = pair((2000, 1, 1), (2001, 1, 1));
+        let (future_cert, future_key) = pair((2080, 1, 1), (2090, 1, 1));
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            (
+                "expired",
+                format!("{old_key}{old_cert}").into_bytes(),
+                "expired",
+            ),
+            (
+                "not yet valid",
+                format!("{future_key}{future_cert}").into_bytes(),
+                "not valid yet",
+            ),
+            (
+                "mismatched",
+                format!("{other_key}{good_cert}").into_bytes(),
+                "does not match",
+            ),
+            ("garbage", b"not a certificate".to_vec(), "cert:"),
+        ];
+        for (what, planted, needle) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let api = dir.path().join("api");
+            ensure_private_dir(&api).unwrap();
+            write_private(&api.join(PAIR_FILE), &planted).unwrap();
+            let store = CertStore::load_or_generate(&api, None, &names).unwrap();
+            let why = store.fallback().unwrap_or_default();
+            assert!(why.contains(needle), "{what}: {why}");
+            assert!(
+                store.info().self_signed && store.info().subject.contains("press-box"),
+                "{what}"
+            );
+            assert_eq!(
+                std::fs::read(api.join(REJECTED_FILE)).unwrap(),
+                planted,
+                "{what}"
+            );
+            // The fresh pair is stored: the next start serves it without a fallback.
+            let again = CertStore::load_or_generate(&api, None, &names).unwrap();
+            assert_eq!(again.fallback(), None, "{what}");
+            assert_eq!(again.info(), store.info(), "{what}");
+        }
+        // A good stored pair is served as is.
+        let dir = tempfile::tempdir().unwrap();
+        let api = dir.path().join("api");
+        ensure_private_dir(&api).unwrap();
+        write_pair(
+            &api.join(PAIR_FILE),
+            good_cert.as_bytes(),
+            good_key.as_bytes(),
+        )
+        .unwrap();
+        let store = CertStore::load_or_generate(&api, None, &names).unwrap();
+        assert_eq!(store.fallback(), None);
+        assert_eq!(store.info().not_before, 1_577_836_800);
+    }
+
+    #[test]
+    fn the_two_files_of_older_firmware_become_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = dir.path().join("api");
+        ensure_private_dir(&api).unwrap();
+        let (cert, key) = pair((2020, 1, 1), (2090, 1, 1));
+        write_private(&api.join("tls.crt"), cert.as_bytes()).unwrap();
+        write_private(&api.join("tls.key"), key.as_bytes()).unwrap();
+        let store = CertStore::load_or_generate(&api, None, &["b".into()]).unwrap();
+        assert_eq!(store.fallback(), None);
+        assert!(api.join(PAIR_FILE).exists());
+        assert!(!api.join("tls.crt").exists() && !api.join("tls.key").exists());
+        let again = CertStore::load_or_generate(&api, None, &["b".into()]).unwrap();
+        assert_eq!(again.info(), store.info());
     }
 }

@@ -1632,7 +1632,7 @@ async fn tls_13_only_from_outside_and_certificate_hot_swap() {
     // The key files are private.
     {
         use std::os::unix::fs::PermissionsExt;
-        for f in ["tls.key", "tls.crt", "jwt.key"] {
+        for f in ["tls.pem", "jwt.key"] {
             let mode = std::fs::metadata(dir.path().join("api").join(f))
                 .unwrap()
                 .permissions()
@@ -1797,7 +1797,7 @@ async fn wss(
     tokio_tungstenite::tungstenite::Error,
 > {
     use rustls::pki_types::pem::PemObject;
-    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("api/tls.crt")).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("api/tls.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -47,6 +47,9 @@ pub(crate) struct SystemInfo {
     outputs_backend: &'static str,
     /// The HTTPS certificate in use.
     certificate: crate::tls::CertInfo,
+    /// Why the certificate found at start is not the one served (a fresh
+    /// self-signed one is), if it is not: the web UI shows it as a banner.
+    certificate_problem: Option<String>,
     /// The lowest TLS version accepted: `1.2` or `1.3`.
     tls_min_version: &'static str,
 }
@@ -87,6 +90,7 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
         cameras,
         outputs_backend: s.outputs.status().backend,
         certificate: s.certs.info(),
+        certificate_problem: s.certs.fallback().map(str::to_owned),
         tls_min_version: match s.settings.api.tls_min_version {
             safe_yolo_config::TlsMinVersion::Tls13 => "1.3",
             safe_yolo_config::TlsMinVersion::Tls12 => "1.2",
