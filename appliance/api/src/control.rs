@@ -1,21 +1,20 @@
 //! The seam through which settings edits reach the running pipeline.
 //!
-//! The documents are typed: zones, lines and rules travel as the configuration's
-//! own raw forms ([`RawZone`], [`RawLine`], [`RawRule`]: a file entry without its
-//! id), which are also the API's wire documents and what the store keeps.
+//! The documents are typed: cameras, zones, lines and rules travel as the
+//! configuration's own raw forms ([`RawCamera`], [`RawZone`], [`RawLine`],
+//! [`RawRule`]: a file entry without its id), which are also the API's wire
+//! documents and what the store keeps.
 
-use std::path::PathBuf;
-
-use safe_yolo_config::{RawLine, RawRule, RawZone};
+use safe_yolo_config::{RawCamera, RawLine, RawRule, RawZone};
 use safe_yolo_store::SettingKind;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// A settings document, typed by its kind: the body of a `PUT` and an object of a `GET`.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Document {
     /// A camera (wiring: the running system refuses live edits).
-    Camera(Box<CameraDoc>),
+    Camera(Box<RawCamera>),
     /// A zone.
     Zone(RawZone),
     /// A counting line.
@@ -34,52 +33,6 @@ impl Document {
             Document::Rule(_) => SettingKind::Rule,
         }
     }
-}
-
-/// A camera source.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SourceDoc {
-    /// A V4L2 device.
-    V4l2 {
-        /// Device path under `/dev`.
-        device: PathBuf,
-        /// Requested width.
-        width: u32,
-        /// Requested height.
-        height: u32,
-        /// Requested frame rate.
-        fps: f32,
-    },
-    /// Recorded footage inside the media directory.
-    Replay {
-        /// Path inside the media directory.
-        path: PathBuf,
-        /// Start again at the end.
-        #[serde(default)]
-        looping: bool,
-        /// Frame rate used for pacing.
-        fps: f32,
-    },
-}
-
-/// A camera document.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CameraDoc {
-    /// Human name.
-    pub name: String,
-    /// Disabled cameras are not opened.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Frame source.
-    pub source: SourceDoc,
-    /// Detection runs on every Nth frame.
-    pub detect_every: Option<u32>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// One settings edit, already stored-to-be; the daemon applies it to the running system.

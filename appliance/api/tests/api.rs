@@ -1294,7 +1294,7 @@ async fn cors_bodies_and_headers() {
     let r = rig.call(Method::PUT, "/api/v1/cameras/c9", Some(&admin), Some(json!({"doc": {"name": "Gate", "source": {"kind": "replay", "path": "../../etc/passwd", "fps": 10.0}}}))).await;
     assert_eq!(
         (r.status, r.json()["field"].clone()),
-        (StatusCode::UNPROCESSABLE_ENTITY, json!("doc.source"))
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("doc.source.path"))
     );
     // Lines: each end point is checked by the domain, and the error names it.
     for (doc, field) in [

@@ -1,12 +1,18 @@
 //! `[[cameras]]`: the frame sources.
+//!
+//! A camera's raw form ([`RawCamera`], an entry without its `id`) is also the API's
+//! camera document; it is checked here only ([`RawCamera::problems`] on its own,
+//! `validate_camera` with the file). Cameras are wiring: the running system refuses
+//! live edits of them, so they are never laid over the file.
 
 use std::collections::HashSet;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 
 use safe_yolo_domain::CameraId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::Problem;
 use crate::check::Ctx;
 
 /// The cameras' ids, for the sections that name a camera.
@@ -38,35 +44,72 @@ impl KnownCameras<'_> {
     }
 }
 
-/// One `[[cameras]]` entry as written.
-#[derive(Debug, Deserialize)]
+/// A camera as written: a `[[cameras]]` entry of the file without its `id`, and the
+/// document the API takes and gives for a camera (its id is in the URL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawCamera {
-    pub id: String,
+#[schemars(rename = "CameraDoc")]
+pub struct RawCamera {
+    /// Human name shown in the UI, 1-64 characters (default: the id).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Disabled cameras are not opened (default: true).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Where the frames come from.
     pub source: RawSource,
+    /// Detection runs on every Nth frame, 1-100 (default: 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detect_every: Option<i64>,
+    /// Bound of each inter-stage queue in frames, 1-16 (default: 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<i64>,
 }
 
-/// A camera's `source` as written (the keys of both kinds).
-#[derive(Debug, Deserialize)]
+impl RawCamera {
+    /// The camera's own problems at key paths under `path`: what can be told of a
+    /// document before it meets the configuration. Replay footage must lie inside
+    /// `media_dir`.
+    pub fn problems(&self, id: &str, path: &str, media_dir: &Path) -> Vec<Problem> {
+        Ctx::standalone(|ctx| {
+            validate_camera(ctx, path, id, self, media_dir);
+        })
+    }
+}
+
+/// A camera's `source` as written: the keys of both kinds, each allowed by its kind only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawSource {
+#[schemars(rename = "SourceDoc")]
+pub struct RawSource {
+    /// `v4l2` (a capture device) or `replay` (recorded footage).
     pub kind: String,
-    // Replay.
+    /// Replay: footage inside the media directory (an MJPEG file or a folder of JPEGs).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(rename = "loop")]
+    /// Replay: start again at the end (default: true).
+    #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
     pub looping: Option<bool>,
+    /// Replay: `realtime` (default) or `fast`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pace: Option<String>,
+    /// Replay: first frame to play (default: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_frame: Option<i64>,
-    // V4L2.
+    /// V4L2: device path under `/dev`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// V4L2: requested width (default: 1280).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
+    /// V4L2: requested height (default: 720).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<i64>,
+    /// V4L2: preferred pixel format: `auto` (default), `mjpeg`, `yuyv`, `nv12`, `rgb24`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    // Both.
+    /// Frame rate, 0.5-120 (default: 10 for a replay, 15 for a device).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
 }
 
@@ -184,14 +227,16 @@ fn replay_path(ctx: &mut Ctx<'_>, path: &str, raw: &str, media_dir: &Path) -> Op
     Some(media_dir.join(rel))
 }
 
-/// Checks one camera; `p` is its key path.
+/// Checks one camera; `p` is its key path, `id` its id.
 pub(crate) fn validate_camera(
     ctx: &mut Ctx<'_>,
     p: &str,
+    id: &str,
     c: &RawCamera,
     media_dir: &Path,
 ) -> Option<CameraConfig> {
-    let id = ctx.id(&format!("{p}.id"), &c.id, CameraId::new);
+    let id = ctx.id(&format!("{p}.id"), id, CameraId::new);
+    let name = ctx.name(&format!("{p}.name"), c.name.as_deref());
     let detect_every = ctx
         .int_in::<u32>(&format!("{p}.detect_every"), c.detect_every, 1, 1, 100)
         .and_then(NonZeroU32::new);
@@ -327,9 +372,10 @@ pub(crate) fn validate_camera(
             None
         }
     };
+    let id = id?;
     Some(CameraConfig {
-        name: c.name.clone().unwrap_or_else(|| c.id.clone()),
-        id: id?,
+        name: name?.unwrap_or_else(|| id.to_string()),
+        id,
         enabled: c.enabled.unwrap_or(true),
         source: source?,
         detect_every: detect_every?,
@@ -344,7 +390,6 @@ mod tests {
 
     fn replay(path: &str) -> RawCamera {
         RawCamera {
-            id: "cam-1".into(),
             name: None,
             enabled: None,
             source: RawSource {
@@ -367,7 +412,8 @@ mod tests {
     #[test]
     fn replay_footage_stays_in_the_media_directory() {
         let media = Path::new("/srv/media");
-        let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", &replay("../x.mjpeg"), media));
+        let (c, p) =
+            check(|ctx| validate_camera(ctx, "cameras[0]", "cam-1", &replay("../x.mjpeg"), media));
         assert!(c.is_none());
         assert_eq!(
             paths(&p),
@@ -375,7 +421,7 @@ mod tests {
         );
         let mut ok = replay("walk.mjpeg");
         ok.source.width = None;
-        let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", &ok, media));
+        let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", "cam-1", &ok, media));
         assert!(p.is_empty(), "{p:?}");
         let Some(CameraConfig {
             source: SourceConfig::Replay { path, .. },
@@ -385,5 +431,52 @@ mod tests {
             panic!("not a replay camera")
         };
         assert_eq!(path, PathBuf::from("/srv/media/walk.mjpeg"));
+    }
+
+    /// On its own, a document is checked by the same code as a file entry: every
+    /// problem at its key under the given path, the name and ranges included.
+    #[test]
+    fn a_document_has_the_problems_of_a_file_entry() {
+        let media = Path::new("/srv/media");
+        let mut doc = replay("/etc/passwd");
+        doc.name = Some(" ".into());
+        doc.detect_every = Some(0);
+        doc.source.width = None;
+        doc.source.fps = Some(500.0);
+        assert_eq!(
+            paths(&doc.problems("bad id", "doc", media)),
+            vec![
+                "doc.id",
+                "doc.name",
+                "doc.detect_every",
+                "doc.source.path",
+                "doc.source.fps"
+            ]
+        );
+        let mut ok = RawCamera {
+            name: Some("Gate".into()),
+            detect_every: Some(100),
+            ..replay("/srv/media/walk.mjpeg")
+        };
+        ok.source.width = None;
+        assert_eq!(ok.problems("cam-1", "doc", media), Vec::new());
+    }
+
+    /// The document's JSON uses the file's keys (`loop`), and absent keys stay absent.
+    #[test]
+    fn the_document_uses_the_file_keys() {
+        let doc: RawCamera = serde_json::from_value(serde_json::json!({
+            "source": {"kind": "replay", "path": "walk.mjpeg", "loop": false}
+        }))
+        .unwrap();
+        assert_eq!(doc.source.looping, Some(false));
+        assert_eq!(
+            serde_json::to_value(&doc).unwrap(),
+            serde_json::json!({"source": {"kind": "replay", "path": "walk.mjpeg", "loop": false}})
+        );
+        let unknown = serde_json::from_value::<RawCamera>(serde_json::json!({
+            "source": {"kind": "replay", "path": "walk.mjpeg", "looping": false}
+        }));
+        assert!(unknown.is_err());
     }
 }

@@ -3,10 +3,12 @@
 //! The edits are raw forms (the very documents the API takes), laid over the file's
 //! raw model before validation: the layered configuration is checked by the same
 //! code as the file alone, so an edit can never make a configuration the file could
-//! not describe.
+//! not describe. Cameras are documents too ([`Documents::cameras`]) but wiring: they
+//! are never edited live, so an overlay has none.
 
 use std::collections::BTreeMap;
 
+use crate::cameras::RawCamera;
 use crate::lines::RawLine;
 use crate::rules::RawRule;
 use crate::zones::RawZone;
@@ -23,10 +25,12 @@ pub struct Overlay {
     pub rules: BTreeMap<String, Option<RawRule>>,
 }
 
-/// The zones, lines and rules of a layered configuration as written (the file's,
-/// with the edits laid over them), by id, in order.
+/// The cameras, zones, lines and rules of a layered configuration as written (the
+/// file's, with the edits laid over them), by id, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Documents {
+    /// Cameras (the file's: they are wiring).
+    pub cameras: Vec<(String, RawCamera)>,
     /// Zones.
     pub zones: Vec<(String, RawZone)>,
     /// Lines.

@@ -30,8 +30,8 @@ pub(crate) struct At<T> {
     pub value: T,
 }
 
-/// An element of a list keyed by id (zones, lines, rules): its key path, its id and
-/// its raw form (the element without its `id`).
+/// An element of a list keyed by id (cameras, zones, lines, rules): its key path, its
+/// id and its raw form (the element without its `id`).
 #[derive(Debug)]
 pub(crate) struct Keyed<T> {
     pub path: String,
@@ -43,7 +43,7 @@ pub(crate) struct Keyed<T> {
 pub(crate) struct RawConfig {
     pub system: RawSystem,
     pub detector: RawDetector,
-    pub cameras: Vec<At<RawCamera>>,
+    pub cameras: Vec<Keyed<RawCamera>>,
     pub zones: Vec<Keyed<RawZone>>,
     pub lines: Vec<Keyed<RawLine>>,
     pub rules: Vec<Keyed<RawRule>>,
@@ -217,7 +217,7 @@ impl RawConfig {
         lay(&mut self.rules, &overlay.rules, "rules");
     }
 
-    /// The zones, lines and rules as written, by id.
+    /// The cameras, zones, lines and rules as written, by id.
     pub(crate) fn documents(&self) -> Documents {
         fn docs<T: Clone>(items: &[Keyed<T>]) -> Vec<(String, T)> {
             items
@@ -226,6 +226,7 @@ impl RawConfig {
                 .collect()
         }
         Documents {
+            cameras: docs(&self.cameras),
             zones: docs(&self.zones),
             lines: docs(&self.lines),
             rules: docs(&self.rules),
@@ -255,7 +256,7 @@ impl RawConfig {
             ..RawConfig::default()
         };
         let mut incomplete = false;
-        raw.cameras = list(
+        raw.cameras = keyed_list(
             table.remove("cameras"),
             "cameras",
             problems,

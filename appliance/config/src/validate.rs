@@ -36,17 +36,15 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
     unique(
         &mut ctx,
         "camera",
-        raw.cameras
-            .iter()
-            .map(|c| (c.path.as_str(), c.value.id.as_str())),
+        raw.cameras.iter().map(|c| (c.path.as_str(), c.id.as_str())),
     );
     let cameras = raw
         .cameras
         .iter()
-        .filter_map(|c| validate_camera(&mut ctx, &c.path, &c.value, &storage.media_dir))
+        .filter_map(|c| validate_camera(&mut ctx, &c.path, &c.id, &c.value, &storage.media_dir))
         .collect();
     let known = KnownCameras {
-        ids: raw.cameras.iter().map(|c| c.value.id.as_str()).collect(),
+        ids: raw.cameras.iter().map(|c| c.id.as_str()).collect(),
         incomplete,
     };
 

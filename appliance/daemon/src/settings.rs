@@ -10,15 +10,16 @@
 //! without a restart.
 //!
 //! Cameras and output lines are wiring: they change in the file, with a
-//! restart, and the API refuses to edit them live.
+//! restart, and the API refuses to edit them live. The API lists the running
+//! cameras as their raw forms too (the file's `[[cameras]]` entries as written).
 
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
 use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
-use safe_yolo_api::control::{CameraDoc, ControlError, Document, Problem, SourceDoc};
+use safe_yolo_api::control::{ControlError, Document, Problem};
 use safe_yolo_api::{Control, SettingsChange};
-use safe_yolo_config::{Config, Documents, Overlay, SourceConfig};
+use safe_yolo_config::{Config, Documents, Overlay};
 use safe_yolo_store::SettingKind;
 use serde_json::Value;
 
@@ -45,7 +46,7 @@ struct State {
     overlay: Overlay,
     /// The file with the edits, validated.
     config: Config,
-    /// Its zones, lines and rules as written.
+    /// Its cameras, zones, lines and rules as written.
     documents: Documents,
 }
 
@@ -220,52 +221,14 @@ impl Control for LiveSettings {
                 .iter()
                 .map(|(id, r)| (id.clone(), Document::Rule(Box::new(r.clone()))))
                 .collect(),
-            SettingKind::Camera => st
-                .config
+            SettingKind::Camera => d
                 .cameras
                 .iter()
-                .map(|cam| {
-                    let doc = camera_doc(cam, &st.config);
-                    (cam.id.to_string(), Document::Camera(Box::new(doc)))
-                })
+                .map(|(id, c)| (id.clone(), Document::Camera(Box::new(c.clone()))))
                 .collect(),
             // Output lines have no settings document: they are wiring, in the file.
             SettingKind::Output => Vec::new(),
         }
-    }
-}
-
-/// The running camera as the API's camera document.
-fn camera_doc(cam: &safe_yolo_config::CameraConfig, c: &Config) -> CameraDoc {
-    let source = match &cam.source {
-        SourceConfig::V4l2 {
-            device,
-            width,
-            height,
-            fps,
-            ..
-        } => SourceDoc::V4l2 {
-            device: device.clone(),
-            width: *width,
-            height: *height,
-            fps: *fps,
-        },
-        SourceConfig::Replay {
-            path, looping, fps, ..
-        } => SourceDoc::Replay {
-            path: path
-                .strip_prefix(&c.storage.media_dir)
-                .unwrap_or(path)
-                .to_owned(),
-            looping: *looping,
-            fps: *fps,
-        },
-    };
-    CameraDoc {
-        name: cam.name.clone(),
-        enabled: cam.enabled,
-        source,
-        detect_every: Some(cam.detect_every.get()),
     }
 }
 
@@ -362,6 +325,30 @@ anchor = "centre"
         assert_eq!(again.rules[0].spec, c.rules[0].spec);
         assert_eq!(again.rules[0].siren, c.rules[0].siren);
         assert_eq!(again.rules[0].relay_latch, c.rules[0].relay_latch);
+    }
+
+    /// The running cameras are listed as the file's entries, as written: their JSON
+    /// uses the file's keys and holds only what the file says.
+    #[test]
+    fn cameras_are_listed_as_written() {
+        let (_, docs) = layered(&Overlay::default()).unwrap();
+        let [(id, camera)] = docs.cameras.as_slice() else {
+            panic!("not one camera: {:?}", docs.cameras)
+        };
+        assert_eq!(id, "cam-1");
+        assert_eq!(
+            serde_json::to_value(camera).unwrap(),
+            serde_json::json!({"source": {"kind": "replay", "path": "walk.mjpeg"}})
+        );
+        // A camera edit is refused: cameras are wiring.
+        let e = edit(
+            &mut Overlay::default(),
+            SettingKind::Camera,
+            id.clone(),
+            Some(Document::Camera(Box::new(camera.clone()))),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ControlError::Wiring { .. }), "{e}");
     }
 
     /// A document stored by an earlier version (every absent field written as

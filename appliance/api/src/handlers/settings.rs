@@ -1,18 +1,18 @@
 //! Cameras, zones, lines and rules: settings documents edited through the API.
 //!
-//! Zones, lines and rules travel as the configuration's own raw forms (a file entry
-//! without its id). A change is checked here on its own (`deny_unknown_fields`, then
-//! the configuration's checks of the document, every problem at `doc.<key>`; camera
-//! sources through the capture sandbox), then handed to [`crate::Control::apply`],
-//! which validates it with the whole configuration, inside the store transaction that
-//! records the document and its audit row: a change the daemon refuses is never stored.
+//! Every kind travels as the configuration's own raw form (a file entry without its
+//! id). A change is checked here on its own (`deny_unknown_fields`, then the
+//! configuration's checks of the document, every problem at `doc.<key>`; a camera's
+//! replay footage against the sandbox's media directory), then handed to
+//! [`crate::Control::apply`], which validates it with the whole configuration, inside
+//! the store transaction that records the document and its audit row: a change the
+//! daemon refuses (any camera edit: cameras are wiring) is never stored.
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use safe_yolo_capture::{Pacing, SourceRequest};
-use safe_yolo_config::{RawLine, RawRule, RawZone};
+use safe_yolo_config::{RawCamera, RawLine, RawRule, RawZone};
 use safe_yolo_domain::CameraId;
 use safe_yolo_store::{SettingKind, StoreError, now_ms};
 use serde::de::DeserializeOwned;
@@ -46,61 +46,15 @@ pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
     fn into_document(self) -> Document;
 }
 
-/// A camera document (the seam's type; cameras are wiring, refused live by the daemon).
-pub(crate) use crate::control::CameraDoc;
-use crate::control::SourceDoc;
-
+/// A camera document: the configuration's raw camera, checked by the configuration
+/// (cameras are wiring: the running system refuses live edits).
+pub(crate) type CameraDoc = RawCamera;
 /// A zone document: the configuration's raw zone, checked by the configuration.
 pub(crate) type ZoneDoc = RawZone;
 /// A counting line document: line-crossing rules name it in their `zone` field.
 pub(crate) type LineDoc = RawLine;
 /// A rule document (the safety regulation panel).
 pub(crate) type RuleDoc = RawRule;
-
-impl Doc for CameraDoc {
-    const KIND: SettingKind = SettingKind::Camera;
-
-    fn check(&self, _id: &str, s: &AppState) -> Result<(), HttpError> {
-        if self.name.trim().is_empty() || self.name.chars().count() > 64 {
-            return Err(HttpError::invalid("doc.name", "must be 1-64 characters"));
-        }
-        if self.detect_every.is_some_and(|n| !(1..=100).contains(&n)) {
-            return Err(HttpError::invalid(
-                "doc.detect_every",
-                "must be between 1 and 100",
-            ));
-        }
-        let req = match &self.source {
-            SourceDoc::V4l2 {
-                device,
-                width,
-                height,
-                fps,
-            } => SourceRequest::V4l2 {
-                device: device.clone(),
-                width: *width,
-                height: *height,
-                fps: *fps,
-                format: None,
-            },
-            SourceDoc::Replay { path, looping, fps } => SourceRequest::Replay {
-                path: path.clone(),
-                looping: *looping,
-                pacing: Pacing::RealTime,
-                fps: *fps,
-                start_frame: 0,
-            },
-        };
-        s.source_policy
-            .check(&req)
-            .map(drop)
-            .map_err(|e| HttpError::invalid("doc.source", e.to_string()))
-    }
-
-    fn into_document(self) -> Document {
-        Document::Camera(Box::new(self))
-    }
-}
 
 /// A document's own problems, as found by the configuration's checks, at `doc.<key>`.
 fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpError> {
@@ -111,6 +65,19 @@ fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpErro
         problems,
         object: "doc".into(),
     }))
+}
+
+impl Doc for RawCamera {
+    const KIND: SettingKind = SettingKind::Camera;
+
+    /// Replay footage must lie inside the media directory of the capture sandbox.
+    fn check(&self, id: &str, s: &AppState) -> Result<(), HttpError> {
+        own_problems(self.problems(id, "doc", s.source_policy.media_dir()))
+    }
+
+    fn into_document(self) -> Document {
+        Document::Camera(Box::new(self))
+    }
 }
 
 impl Doc for RawZone {
