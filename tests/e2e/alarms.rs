@@ -288,3 +288,54 @@ outputs = ["siren"]
             .is_some_and(|s| s.success())
     );
 }
+
+#[test]
+fn a_missing_camera_device_starts_offline_and_raises_camera_offline() {
+    // The only camera is a V4L2 device that is not there (unplugged, wrong
+    // port): the box still comes up, serves its API and says it is blind.
+    let app = Appliance::new();
+    let port = free_port();
+    let config = app.write_config(
+        0,
+        r#"
+[[cameras]]
+id = "dock"
+source = { kind = "v4l2", device = "/dev/video-absent-7", width = 640, height = 480, fps = 15 }
+
+[[rules]]
+id = "dock-blind"
+kind = "camera_offline"
+camera = "dock"
+offline_after_s = 2
+severity = "critical"
+outputs = ["siren"]
+"#,
+    );
+    set_api_port(&config, port);
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
+    let c = first_admin(&daemon, port);
+    let (status, _) = c.json("GET", "/api/v1/health", None);
+    assert_eq!(status, 200);
+    let event = wait_until(Duration::from_secs(30), || {
+        let (_, page) = c.json("GET", "/api/v1/events?state=open&rule=dock-blind", None);
+        page["events"].as_array().and_then(|e| e.first().cloned())
+    })
+    .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
+    assert_eq!(event["camera"], "dock");
+    assert_eq!(
+        event["details"]["detail"]["kind"], "camera_offline",
+        "{event}"
+    );
+    let (_, sys) = c.json("GET", "/api/v1/system", None);
+    assert_eq!(sys["cameras"][0]["state"], "offline", "{sys}");
+    assert!(
+        transitions(&app, "siren").iter().any(|t| t.1),
+        "siren not on for the blind camera"
+    );
+    daemon.signal("TERM");
+    assert!(
+        daemon
+            .wait(Duration::from_secs(5))
+            .is_some_and(|s| s.success())
+    );
+}
