@@ -257,3 +257,56 @@ fn an_expired_or_mismatched_certificate_never_stops_the_alarms() {
         );
     }
 }
+
+#[test]
+fn a_truncated_jwt_key_is_replaced_and_every_session_ends() {
+    use std::os::unix::fs::PermissionsExt;
+    let port = free_port();
+    let app = Appliance::new();
+    let config = app.write_config(1, "");
+    set_api_port(&config, port);
+    // First run: an admin with a session.
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
+    let c = first_admin(&daemon, port);
+    let (status, _) = c.json("GET", "/api/v1/auth/me", None);
+    assert_eq!(status, 200);
+    daemon.signal("TERM");
+    assert!(daemon.wait(Duration::from_secs(10)).is_some());
+    // An interrupted write leaves a short key.
+    let key = app.path().join("state/api/jwt.key");
+    std::fs::write(&key, b"trunc").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    // The old access token no longer works; logging in again does.
+    let (status, _) = c.json("GET", "/api/v1/auth/me", None);
+    assert_eq!(
+        status, 401,
+        "an access token signed with the old key still works"
+    );
+    let mut again = crate::client::Client {
+        base: c.base.clone(),
+        token: None,
+    };
+    again.login("safety", crate::client::PASSWORD);
+    let (_, audit) = again.json("GET", "/api/v1/audit", None);
+    let row = audit["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "jwt.key_replaced")
+        .unwrap_or_else(|| panic!("no audit row: {audit}; log:\n{}", daemon.log_text()));
+    assert!(
+        row["before"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fewer than 32"),
+        "{row}"
+    );
+    // The alarms were never in question: the camera is analysed.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            (camera_counter(&again, "safeyolo_frames_detected_total", "cam-0") > 0).then_some(())
+        })
+        .is_some()
+    );
+}

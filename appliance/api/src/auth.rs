@@ -217,6 +217,8 @@ pub struct Claims {
 pub struct JwtKeys {
     key: RwLock<Vec<u8>>,
     path: PathBuf,
+    /// Why the key found at start was replaced, if it was.
+    replaced: Option<String>,
 }
 
 impl JwtKeys {
@@ -228,24 +230,49 @@ impl JwtKeys {
             path: path.clone(),
             source,
         };
-        let key = if path.exists() {
-            let k = std::fs::read(&path).map_err(|e| io("read", e))?;
-            if k.len() < 32 {
-                return Err(ApiError::BadKeyFile { path: path.clone() });
+        // A key that cannot be used (unreadable, too short) is replaced, not fatal:
+        // the management plane degrades (everyone logs in again), the alarms run on.
+        let found = match std::fs::read(&path) {
+            Ok(k) if k.len() >= 32 => Ok(Some(k)),
+            Ok(k) => Err(format!(
+                "{} holds {} bytes, fewer than 32",
+                path.display(),
+                k.len()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{} cannot be read: {e}", path.display())),
+        };
+        let mut replaced = None;
+        let key = match found {
+            Ok(Some(k)) => k,
+            other => {
+                if let Err(reason) = other {
+                    tracing::error!(%reason, "the JWT signing key is replaced: every session ends");
+                    let aside = path.with_extension("key.rejected");
+                    if let Err(e) = std::fs::rename(&path, &aside) {
+                        tracing::warn!(path = %aside.display(), error = %e, "cannot keep the rejected JWT key");
+                    }
+                    replaced = Some(reason);
+                }
+                let k = fresh_key().map_err(|_| ApiError::Random {
+                    what: "the JWT key",
+                })?;
+                write_private(&path, &k).map_err(|e| io("write", e))?;
+                tracing::info!(path = %path.display(), "generated a new JWT signing key");
+                k
             }
-            k
-        } else {
-            let k = fresh_key().map_err(|_| ApiError::Random {
-                what: "the JWT key",
-            })?;
-            write_private(&path, &k).map_err(|e| io("write", e))?;
-            tracing::info!(path = %path.display(), "generated a new JWT signing key");
-            k
         };
         Ok(Self {
             key: RwLock::new(key),
             path,
+            replaced,
         })
+    }
+
+    /// Why the key found at start was replaced by a fresh one (every session
+    /// must end), if it was.
+    pub fn replaced(&self) -> Option<&str> {
+        self.replaced.as_deref()
     }
 
     /// Replaces the key: every access token issued so far stops working.
@@ -631,6 +658,31 @@ impl Tickets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unusable_jwt_key_is_replaced_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // First boot: a fresh key, nothing replaced.
+        let first = JwtKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.replaced(), None);
+        let good = std::fs::read(dir.path().join("jwt.key")).unwrap();
+        assert!(good.len() >= 32);
+        // The same key is loaded again.
+        let again = JwtKeys::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.replaced(), None);
+        assert_eq!(*again.key.read(), good);
+        // A truncated key (an interrupted write) is set aside and replaced.
+        std::fs::write(dir.path().join("jwt.key"), b"short").unwrap();
+        let replaced = JwtKeys::load_or_create(dir.path()).unwrap();
+        let why = replaced.replaced().unwrap_or_default();
+        assert!(why.contains("fewer than 32"), "{why}");
+        assert_eq!(
+            std::fs::read(dir.path().join("jwt.key.rejected")).unwrap(),
+            b"short"
+        );
+        let fresh = std::fs::read(dir.path().join("jwt.key")).unwrap();
+        assert!(fresh.len() >= 32 && fresh != good);
+    }
 
     #[test]
     fn lockout_triggers_at_the_limit_and_expires() {

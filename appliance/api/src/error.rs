@@ -35,12 +35,6 @@ pub enum ApiError {
         #[source]
         source: std::io::Error,
     },
-    /// The JWT key file exists but is too short to be a key.
-    #[error("{} is too short to be a JWT signing key", path.display())]
-    BadKeyFile {
-        /// The file.
-        path: PathBuf,
-    },
     /// The operating system's random number generator failed.
     #[error("the random number generator failed while creating {what}")]
     Random {

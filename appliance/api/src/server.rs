@@ -91,6 +91,30 @@ pub fn build_router(
     let api_dir = settings.api_dir();
     crate::tls::ensure_private_dir(&api_dir)?;
     let keys = JwtKeys::load_or_create(&api_dir)?;
+    if let Some(reason) = keys.replaced() {
+        let row = safe_yolo_store::NewAudit {
+            at: safe_yolo_store::now_ms(),
+            actor: "system".into(),
+            role: None,
+            source: None,
+            action: "jwt.key_replaced".into(),
+            target: "api/jwt-key".into(),
+            before: Some(reason.to_owned()),
+            after: Some("fresh key; every session revoked".into()),
+            result: safe_yolo_store::AuditResult::Ok,
+        };
+        let ended = deps.store.store().transaction(|t| {
+            let n = t.revoke_all_sessions()?;
+            t.append_audit(row)?;
+            Ok(n)
+        });
+        match ended {
+            Ok(n) => tracing::warn!(sessions = n, "JWT key replaced: every session ended"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot end the sessions after replacing the JWT key")
+            }
+        }
+    }
     let configured = match (&settings.api.cert, &settings.api.key) {
         (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
         _ => None,

@@ -952,6 +952,22 @@ impl StoreTxn {
         Ok(n)
     }
 
+    /// Revokes every session (the signing key was replaced: nobody stays logged
+    /// in); returns how many were newly revoked.
+    pub fn revoke_all_sessions(&mut self) -> Result<usize, StoreError> {
+        let all: Vec<Session> = {
+            let t = self.tx.open_table(SESSIONS).db("open sessions")?;
+            list_str(&t, "sessions", "")?
+        };
+        let mut n = 0;
+        for mut s in all.into_iter().filter(|s| !s.revoked) {
+            s.revoked = true;
+            self.put_session(&s)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Creates or replaces an API key.
     pub fn put_api_key(&mut self, k: &ApiKey) -> Result<(), StoreError> {
         self.put_str(API_KEYS, "api_keys", &k.id, k).map(drop)
