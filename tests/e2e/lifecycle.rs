@@ -310,3 +310,51 @@ fn a_truncated_jwt_key_is_replaced_and_every_session_ends() {
         .is_some()
     );
 }
+
+#[test]
+fn a_box_without_cameras_runs_and_says_it_guards_nothing() {
+    // The factory configuration: no camera yet. The box is READY, serves its
+    // API, and says it is not guarding (status, metric, healthy line off).
+    let port = free_port();
+    let app = Appliance::new();
+    let config = app.write_config(0, "");
+    set_api_port(&config, port);
+    let (mut daemon, notify) = Daemon::start_ready(&config);
+    assert!(
+        notify
+            .messages()
+            .iter()
+            .any(|(_, m)| m.contains("NOT GUARDING")),
+        "{:?}",
+        notify.messages()
+    );
+    let c = first_admin(&daemon, port);
+    let (status, health) = c.json("GET", "/api/v1/health", None);
+    assert_eq!(status, 200, "{health}");
+    let (status, sys) = c.json("GET", "/api/v1/system", None);
+    assert_eq!(status, 200, "{sys}");
+    assert_eq!(sys["guarding"], false, "{sys}");
+    assert_eq!(sys["cameras"].as_array().map(Vec::len), Some(0), "{sys}");
+    assert_eq!(
+        crate::client::metric_value(&c, "safeyolo_cameras_watched"),
+        0
+    );
+    let (_, outputs) = c.json("GET", "/api/v1/outputs", None);
+    assert_eq!(outputs["driver"]["guarding"], false, "{outputs}");
+    assert_eq!(outputs["driver"]["mode"], "running", "{outputs}");
+    // The healthy line stays off while the pipeline runs: a PLC reads "not guarding".
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !ever_on(&app.sim_log(), "healthy"),
+        "healthy went on with nothing guarded; log:\n{}",
+        daemon.log_text()
+    );
+    daemon.signal("TERM");
+    assert!(
+        daemon
+            .wait(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        daemon.log_text()
+    );
+}

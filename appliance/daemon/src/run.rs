@@ -194,6 +194,16 @@ async fn start(
     let lines = outputs.handle().clone();
     let health = outputs.health_callback();
     stack.push("outputs", Bound::Always, outputs.shutdown());
+    // Without a camera the box runs (API, web UI, output tests) but guards
+    // nothing: the healthy line stays off so a PLC sees "not guarding".
+    let watched = config.cameras.iter().filter(|c| c.enabled).count();
+    metrics
+        .cameras_watched
+        .set(i64::try_from(watched).unwrap_or(i64::MAX));
+    lines
+        .set_guarding(watched > 0)
+        .await
+        .context("cannot start the outputs")?;
 
     let (store, writer) = wiring::start_store(&config).await?;
     let dispatcher = Dispatcher::new(
@@ -273,12 +283,18 @@ async fn start(
         .context("API start-up panicked")?
         .context("cannot start the HTTPS API")?;
     tracing::info!(https = %api.https_addr, redirect = ?api.http_redirect_addr, "HTTPS API listening");
-    let status = format!(
-        "running: {} camera(s), {} rule(s), https://{}",
-        config.cameras.len(),
-        effective.rules.len(),
-        api.https_addr
-    );
+    let status = if watched == 0 {
+        format!(
+            "NOT GUARDING: no camera configured; add one at https://{}",
+            api.https_addr
+        )
+    } else {
+        format!(
+            "running: {watched} camera(s), {} rule(s), https://{}",
+            effective.rules.len(),
+            api.https_addr
+        )
+    };
     stack.push("api", Bound::Budget, async move {
         if tokio::time::timeout(API_CLOSE, api.join()).await.is_err() {
             tracing::warn!("API connections did not close in time");

@@ -177,6 +177,9 @@ pub struct Driver {
     alive: bool,
     last_beat: Option<Duration>,
     shut_down: bool,
+    /// Some camera is watched. Without one the appliance runs but guards
+    /// nothing, and the healthy line says so by staying off.
+    guarding: bool,
 }
 
 impl Driver {
@@ -207,7 +210,16 @@ impl Driver {
             alive: false,
             last_beat: None,
             shut_down: false,
+            guarding: true,
         })
+    }
+
+    /// Whether the appliance guards anything (at least one camera is watched).
+    /// While it does not, the healthy line is off even though the pipeline is
+    /// alive, so a PLC tells "running and guarding" from "not guarding"; rule
+    /// actions and operator tests work as usual (commissioning tests the lines).
+    pub fn set_guarding(&mut self, guarding: bool) {
+        self.guarding = guarding;
     }
 
     /// The configured outputs, in the order of [`Driver::levels`].
@@ -403,10 +415,11 @@ impl Driver {
             return !spec.idle_level();
         }
         if spec.role == OutputRole::Healthy {
-            return self
-                .settings
-                .healthy_pulse
-                .is_none_or(|p| Pattern::Pulsed { on: p, off: p }.level_at(now));
+            return self.guarding
+                && self
+                    .settings
+                    .healthy_pulse
+                    .is_none_or(|p| Pattern::Pulsed { on: p, off: p }.level_at(now));
         }
         self.actions
             .iter()
@@ -474,6 +487,7 @@ impl Driver {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         DriverStatus {
             mode: self.mode(now),
+            guarding: self.guarding,
             outputs: self
                 .specs
                 .iter()
@@ -515,6 +529,9 @@ impl Driver {
 pub struct DriverStatus {
     /// The overall mode.
     pub mode: Mode,
+    /// Some camera is watched (false: the healthy line is off, see
+    /// [`Driver::set_guarding`]).
+    pub guarding: bool,
     /// Every output with its desired logical level.
     pub outputs: Vec<OutputStatus>,
     /// The active actions, one entry per (source, output).
@@ -740,6 +757,24 @@ mod tests {
             .unwrap();
         assert!(d.levels(ms(375))[0]);
         assert!(d.levels(ms(5000))[0] == (d.mode(ms(5000)) == Mode::Running));
+    }
+
+    #[test]
+    fn not_guarding_keeps_healthy_off_but_actions_and_tests_work() {
+        let mut d = driver();
+        d.heartbeat(ms(0), true);
+        d.set_guarding(false);
+        assert_eq!(d.mode(ms(10)), Mode::Running);
+        assert!(!d.status(ms(10)).guarding);
+        let healthy = |d: &Driver, t| d.levels(ms(t))[2];
+        assert!(!healthy(&d, 10), "healthy on while nothing is guarded");
+        d.test(ms(10), &id("siren"), ms(500)).unwrap();
+        assert!(
+            d.levels(ms(20))[0],
+            "an operator test works while not guarding"
+        );
+        d.set_guarding(true);
+        assert!(healthy(&d, 20), "healthy back on once a camera is watched");
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub enum Command {
         /// Whether the pipeline is alive.
         alive: bool,
     },
+    /// Whether any camera is watched (the healthy line is off while none is).
+    Guarding {
+        /// Some camera is watched.
+        guarding: bool,
+    },
     /// Put every line in its safe state and stop.
     Shutdown,
 }
@@ -279,6 +284,12 @@ impl OutputsHandle {
     /// fault. A dropped heartbeat (`Busy`) is harmless if the next one gets through.
     pub fn pipeline_health(&self, alive: bool) -> Result<(), OutputsError> {
         self.try_send(Command::PipelineHealth { alive })
+    }
+
+    /// Tells the runner whether any camera is watched: while none is, the healthy
+    /// line stays off (the appliance runs but guards nothing).
+    pub async fn set_guarding(&self, guarding: bool) -> Result<(), OutputsError> {
+        self.send(Command::Guarding { guarding }).await
     }
 
     /// Asks the runner to put every line in its safe state and stop.
@@ -709,6 +720,12 @@ impl<B: LineBackend + 'static> OutputsRunner<B> {
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
+            }
+            Command::Guarding { guarding } => {
+                if !guarding {
+                    tracing::warn!("no camera is watched: the healthy line stays off");
+                }
+                self.driver.set_guarding(guarding);
             }
             Command::PipelineHealth { alive } => {
                 let before = self.driver.mode(now);

@@ -183,9 +183,6 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
-    /// No camera is configured.
-    #[error("no enabled camera")]
-    NoCamera,
     /// A detect worker ended before reporting whether its models loaded.
     #[error("a detect worker ended while loading its models")]
     WorkerDied,
@@ -224,9 +221,6 @@ impl Pipeline {
         metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> Result<(Pipeline, mpsc::Receiver<DetectedFrame>), PipelineError> {
-        if config.cameras.is_empty() {
-            return Err(PipelineError::NoCamera);
-        }
         let factories: Detectors = detectors.into();
         // A failed start stops what it started without touching the caller's token.
         let shutdown = shutdown.child_token();

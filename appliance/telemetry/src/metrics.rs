@@ -77,6 +77,9 @@ pub struct Metrics {
     pub pipeline_stalled: Gauge,
     /// Frame capture to the output line write of the alarm it raised, seconds.
     pub glass_to_output: Histogram,
+    /// Enabled cameras the rules watch; 0: the appliance guards nothing (not
+    /// configured yet).
+    pub cameras_watched: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +111,7 @@ impl Metrics {
             output_level: Family::default(),
             pipeline_stalled: Gauge::default(),
             glass_to_output: latency_histogram(),
+            cameras_watched: Gauge::default(),
         };
         registry.register(
             "frames_captured",
@@ -163,6 +167,11 @@ impl Metrics {
             "glass_to_output_seconds",
             "Frame capture to the output line change of the alarm it raised",
             m.glass_to_output.clone(),
+        );
+        registry.register(
+            "cameras_watched",
+            "Enabled cameras the rules watch (0: not configured, nothing is guarded)",
+            m.cameras_watched.clone(),
         );
         *m.registry.lock() = registry;
         m

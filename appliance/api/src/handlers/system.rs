@@ -41,6 +41,9 @@ pub(crate) struct SystemInfo {
     model: String,
     /// The evidence store.
     storage: StorageInfo,
+    /// Some camera is watched. False on a box not configured yet: it guards
+    /// nothing, and its healthy output is off.
+    guarding: bool,
     /// Every camera's health.
     cameras: Vec<crate::views::CameraHealthView>,
     /// The outputs backend (`gpio` or `sim`).
@@ -76,7 +79,8 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
     let update = tokio::task::spawn_blocking(move || safe_yolo_board::read_update_state(&root))
         .await
         .ok();
-    let cameras = s.live.taps().iter().map(Into::into).collect();
+    let cameras: Vec<crate::views::CameraHealthView> =
+        s.live.taps().iter().map(Into::into).collect();
     Ok(axum::Json(SystemInfo {
         version: s.settings.version.clone(),
         update,
@@ -87,6 +91,7 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
             disk_full: m.disk_full.load(Ordering::Relaxed),
             snapshot_quota_exceeded: m.snapshot_quota_exceeded.load(Ordering::Relaxed),
         },
+        guarding: !cameras.is_empty(),
         cameras,
         outputs_backend: s.outputs.status().backend,
         certificate: s.certs.info(),
