@@ -13,4 +13,8 @@ if ! "$deny" --version 2>/dev/null | grep -q " $DENY_VERSION\$"; then
     echo "deny: cargo install cargo-deny $DENY_VERSION into $SAFEYOLO_CACHE/tools" >&2
     cargo install -q --locked cargo-deny --version "$DENY_VERSION" --root "$SAFEYOLO_CACHE/tools"
 fi
+# cargo deny reads the whole graph, every target's crates included (Windows,
+# Android), which a build on this machine never downloads: fetch them first, then
+# check offline (the advisory database is not fetched either).
+cargo fetch --locked -q
 exec "$deny" --offline check bans licenses sources
