@@ -232,6 +232,38 @@ pub struct NewEvent {
     pub cleared: bool,
 }
 
+impl NewEvent {
+    /// The event as stored under `id`, committed at `recorded_at` with `snapshot`:
+    /// active, or already cleared (at its end, else at the commit) when asked.
+    pub fn to_event(&self, id: u64, snapshot: Snapshot, recorded_at: UnixMs) -> Event {
+        let state = if self.cleared {
+            EventState::Cleared {
+                at: self.ended_at.unwrap_or(recorded_at),
+                by: None,
+                acknowledged: None,
+            }
+        } else {
+            EventState::Active
+        };
+        Event {
+            id,
+            camera: self.camera.clone(),
+            rule: self.rule.clone(),
+            zone: self.zone.clone(),
+            track: self.track,
+            kind: self.kind.clone(),
+            severity: self.severity,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            state,
+            message: self.message.clone(),
+            details: self.details,
+            snapshot,
+            recorded_at,
+        }
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

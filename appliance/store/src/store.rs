@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{DbContext, StoreError};
 use crate::migrate::{self, OpenReport};
 use crate::model::{
-    ApiKey, AuditRecord, Event, EventPage, EventQuery, EventState, EventUpdate, NewAudit, NewEvent,
-    Session, SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal, UnixMs, User, now_ms,
+    ApiKey, AuditRecord, Event, EventPage, EventQuery, EventUpdate, NewAudit, NewEvent, Session,
+    SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal, UnixMs, User, now_ms,
 };
 use crate::retention::RetentionPolicy;
 use crate::schema::{
@@ -374,32 +374,10 @@ impl Store {
                         })
                     }
                 };
-                let state = if ev.cleared {
-                    EventState::Cleared {
-                        at: ev.ended_at.unwrap_or(now),
-                        by: None,
-                        acknowledged: None,
-                    }
-                } else {
+                if !ev.cleared {
                     open.insert(id, ()).db("index open event")?;
-                    EventState::Active
-                };
-                let event = Event {
-                    id,
-                    camera: ev.camera.clone(),
-                    rule: ev.rule.clone(),
-                    zone: ev.zone.clone(),
-                    track: ev.track,
-                    kind: ev.kind.clone(),
-                    severity: ev.severity,
-                    started_at: ev.started_at,
-                    ended_at: ev.ended_at,
-                    state,
-                    message: ev.message.clone(),
-                    details: ev.details,
-                    snapshot,
-                    recorded_at: now,
-                };
+                }
+                let event = ev.to_event(id, snapshot, now);
                 events
                     .insert(id, enc("events", &event)?.as_slice())
                     .db("insert event")?;
@@ -943,8 +921,13 @@ impl StoreTxn {
         if let Some(s) = self.get_session(family)? {
             all.push(s);
         }
+        self.revoke_sessions(all)
+    }
+
+    /// Marks `sessions` revoked; returns how many were not revoked before.
+    fn revoke_sessions(&mut self, sessions: Vec<Session>) -> Result<usize, StoreError> {
         let mut n = 0;
-        for mut s in all.into_iter().filter(|s| !s.revoked) {
+        for mut s in sessions.into_iter().filter(|s| !s.revoked) {
             s.revoked = true;
             self.put_session(&s)?;
             n += 1;
@@ -959,13 +942,7 @@ impl StoreTxn {
             let t = self.tx.open_table(SESSIONS).db("open sessions")?;
             list_str(&t, "sessions", "")?
         };
-        let mut n = 0;
-        for mut s in all.into_iter().filter(|s| !s.revoked) {
-            s.revoked = true;
-            self.put_session(&s)?;
-            n += 1;
-        }
-        Ok(n)
+        self.revoke_sessions(all)
     }
 
     /// Creates or replaces an API key.

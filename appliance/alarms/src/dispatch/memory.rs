@@ -16,8 +16,7 @@ use parking_lot::Mutex;
 use safe_yolo_domain::OutputId;
 use safe_yolo_outputs::{ActionSpec, OutputsError, Source};
 use safe_yolo_store::{
-    AckError, AlarmKey, Event, EventState, NewAudit, NewEvent, Snapshot, StoreError, SubmitError,
-    UnixMs,
+    AckError, AlarmKey, Event, NewAudit, NewEvent, Snapshot, StoreError, SubmitError, UnixMs,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -190,7 +189,7 @@ impl MemorySink {
         let mut st = self.state.lock();
         st.next_id += 1;
         let id = st.next_id;
-        st.events.insert(id, stored(id, event));
+        st.events.insert(id, stored(id, &event));
         id
     }
 
@@ -211,7 +210,7 @@ impl MemorySink {
         }
         st.next_id += 1;
         let id = st.next_id;
-        st.events.insert(id, stored(id, event));
+        st.events.insert(id, stored(id, &event));
         drop(st);
         self.journal.push(Call::Committed(id));
         Ok(id)
@@ -247,28 +246,8 @@ impl MemorySink {
     }
 }
 
-fn stored(id: u64, e: NewEvent) -> Event {
-    let mut event = Event {
-        id,
-        camera: e.camera,
-        rule: e.rule,
-        zone: e.zone,
-        track: e.track,
-        kind: e.kind,
-        severity: e.severity,
-        started_at: e.started_at,
-        ended_at: e.ended_at,
-        state: EventState::Active,
-        message: e.message,
-        details: e.details,
-        snapshot: Snapshot::None,
-        recorded_at: e.started_at,
-    };
-    if e.cleared {
-        // A fresh event is active, so clearing it cannot fail.
-        let _ = event.clear(None, e.started_at);
-    }
-    event
+fn stored(id: u64, e: &NewEvent) -> Event {
+    e.to_event(id, Snapshot::None, e.started_at)
 }
 
 impl EventSink for MemorySink {
