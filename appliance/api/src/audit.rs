@@ -25,6 +25,27 @@ pub fn row(
     }
 }
 
+/// An audit row for a change the appliance made by itself (actor `system`),
+/// e.g. replacing a key or certificate it could not use.
+pub fn system_row(
+    action: &str,
+    target: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> NewAudit {
+    NewAudit {
+        at: now_ms(),
+        actor: "system".into(),
+        role: None,
+        source: None,
+        action: action.to_owned(),
+        target: target.to_owned(),
+        before,
+        after,
+        result: AuditResult::Ok,
+    }
+}
+
 /// A compact JSON summary of a value for the before/after columns (at most 2 KiB).
 pub fn summary<T: serde::Serialize>(v: &T) -> Option<String> {
     let mut s = serde_json::to_string(v).ok()?;

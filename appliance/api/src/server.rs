@@ -92,17 +92,12 @@ pub fn build_router(
     crate::tls::ensure_private_dir(&api_dir)?;
     let keys = JwtKeys::load_or_create(&api_dir)?;
     if let Some(reason) = keys.replaced() {
-        let row = safe_yolo_store::NewAudit {
-            at: safe_yolo_store::now_ms(),
-            actor: "system".into(),
-            role: None,
-            source: None,
-            action: "jwt.key_replaced".into(),
-            target: "api/jwt-key".into(),
-            before: Some(reason.to_owned()),
-            after: Some("fresh key; every session revoked".into()),
-            result: safe_yolo_store::AuditResult::Ok,
-        };
+        let row = crate::audit::system_row(
+            "jwt.key_replaced",
+            "api/jwt-key",
+            Some(reason.to_owned()),
+            Some("fresh key; every session revoked".into()),
+        );
         let ended = deps.store.store().transaction(|t| {
             let n = t.revoke_all_sessions()?;
             t.append_audit(row)?;
@@ -125,17 +120,12 @@ pub fn build_router(
         &settings.cert_names,
     )?);
     if let Some(reason) = certs.fallback() {
-        let row = safe_yolo_store::NewAudit {
-            at: safe_yolo_store::now_ms(),
-            actor: "system".into(),
-            role: None,
-            source: None,
-            action: "tls.fallback".into(),
-            target: "api/certificate".into(),
-            before: Some(reason.to_owned()),
-            after: Some("fresh self-signed certificate".into()),
-            result: safe_yolo_store::AuditResult::Ok,
-        };
+        let row = crate::audit::system_row(
+            "tls.fallback",
+            "api/certificate",
+            Some(reason.to_owned()),
+            Some("fresh self-signed certificate".into()),
+        );
         // The audit is evidence, not a condition of serving: a store that cannot
         // take it does not stop the API either.
         if let Err(e) = deps.store.store().transaction(|t| t.append_audit(row)) {

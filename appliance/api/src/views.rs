@@ -104,8 +104,8 @@ pub enum SnapshotView {
     },
     /// Taken but not written.
     Refused {
-        /// `quota`, `disk_full` or `write_failed`.
-        reason: &'static str,
+        /// Why.
+        reason: SnapshotRefusal,
     },
     /// Written, then removed by retention.
     Pruned {
@@ -148,11 +148,9 @@ pub struct AuditView {
     pub before: Option<String>,
     /// The state after, summarised.
     pub after: Option<String>,
-    /// `ok`, `denied` or `failed`.
-    pub result: &'static str,
-    /// Why it was denied or failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// `ok`, or `denied`/`failed` with the `reason`.
+    #[serde(flatten)]
+    pub result: AuditResult,
 }
 
 /// One page of the audit log.
@@ -216,13 +214,7 @@ impl From<Snapshot> for SnapshotView {
                 sha256: r.sha256,
                 written_at: r.written_at,
             },
-            Snapshot::Refused { reason } => Self::Refused {
-                reason: match reason {
-                    SnapshotRefusal::Quota => "quota",
-                    SnapshotRefusal::DiskFull => "disk_full",
-                    SnapshotRefusal::WriteFailed => "write_failed",
-                },
-            },
+            Snapshot::Refused { reason } => Self::Refused { reason },
             Snapshot::Pruned { at, bytes, sha256 } => Self::Pruned { at, bytes, sha256 },
         }
     }
@@ -230,11 +222,6 @@ impl From<Snapshot> for SnapshotView {
 
 impl From<AuditRecord> for AuditView {
     fn from(r: AuditRecord) -> Self {
-        let (result, reason) = match r.result {
-            AuditResult::Ok => ("ok", None),
-            AuditResult::Denied(why) => ("denied", Some(why)),
-            AuditResult::Failed(why) => ("failed", Some(why)),
-        };
         Self {
             id: r.id,
             at: r.at,
@@ -245,8 +232,7 @@ impl From<AuditRecord> for AuditView {
             target: r.target,
             before: r.before,
             after: r.after,
-            result,
-            reason,
+            result: r.result,
         }
     }
 }

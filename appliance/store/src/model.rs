@@ -108,7 +108,7 @@ pub struct SnapshotRef {
 }
 
 /// Why an event has no snapshot file (any more).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SnapshotRefusal {
     /// The snapshot quota was used up.
@@ -541,7 +541,7 @@ pub struct SettingDoc {
 }
 
 /// Outcome recorded in an audit row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "result", content = "reason", rename_all = "lowercase")]
 pub enum AuditResult {
     /// The action took effect.
