@@ -213,6 +213,15 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
 /// A camera whose footage disappears goes offline and raises its
 /// camera-offline alarm through the whole alarm path (event in the store,
 /// siren on), while the other camera keeps being analysed.
+/// The first open event of `rule`, waiting up to `timeout` for one.
+fn first_open_event(c: &Client, rule: &str, timeout: Duration) -> Option<serde_json::Value> {
+    let path = format!("/api/v1/events?state=open&rule={rule}");
+    wait_until(timeout, || {
+        let (_, page) = c.json("GET", &path, None);
+        page["events"].as_array().and_then(|e| e.first().cloned())
+    })
+}
+
 #[test]
 fn vanished_footage_raises_camera_offline_and_the_other_camera_runs_on() {
     let app = Appliance::new();
@@ -264,11 +273,8 @@ outputs = ["siren"]
     );
 
     std::fs::rename(&second, app.path().join("media/gone")).unwrap();
-    let event = wait_until(Duration::from_secs(30), || {
-        let (_, page) = c.json("GET", "/api/v1/events?state=open&rule=cam-b-offline", None);
-        page["events"].as_array().and_then(|e| e.first().cloned())
-    })
-    .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
+    let event = first_open_event(&c, "cam-b-offline", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
     assert_eq!(event["camera"], "cam-b");
     assert!(
         transitions(&app, "siren").iter().any(|t| t.1),
@@ -316,11 +322,8 @@ outputs = ["siren"]
     let c = first_admin(&daemon, port);
     let (status, _) = c.json("GET", "/api/v1/health", None);
     assert_eq!(status, 200);
-    let event = wait_until(Duration::from_secs(30), || {
-        let (_, page) = c.json("GET", "/api/v1/events?state=open&rule=dock-blind", None);
-        page["events"].as_array().and_then(|e| e.first().cloned())
-    })
-    .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
+    let event = first_open_event(&c, "dock-blind", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
     assert_eq!(event["camera"], "dock");
     assert_eq!(
         event["details"]["detail"]["kind"], "camera_offline",
