@@ -17,6 +17,7 @@ mod harness;
 
 mod alarms;
 mod backup;
+mod cameras;
 mod cli;
 mod detect;
 mod lifecycle;

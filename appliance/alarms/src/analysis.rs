@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, Timelike};
 use safe_yolo_domain::CameraId;
 use safe_yolo_pipeline::{
-    CameraState, CameraTap, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack, SceneZone,
+    CameraState, CameraTap, CameraTaps, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack,
+    SceneZone,
 };
 use safe_yolo_rules::{
     CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, Track,
@@ -120,11 +121,12 @@ fn local_now() -> LocalTime {
 
 /// Turns the PPE model on for the cameras that have a missing-PPE rule.
 fn switch_ppe(ppe: &PpeSwitch, engine: &RuleEngine) {
-    ppe.set(|camera| {
+    ppe.set(
         engine
             .rules()
-            .any(|r| &r.camera == camera && matches!(r.kind, RuleKind::MissingPpe(_)))
-    });
+            .filter(|r| matches!(r.kind, RuleKind::MissingPpe(_)))
+            .map(|r| r.camera.clone()),
+    );
 }
 
 /// What the live view shows of one analysed frame: confirmed tracks and the
@@ -202,13 +204,44 @@ fn health(tap: &CameraTap) -> CameraHealth {
     }
 }
 
+/// Follows the running cameras: a new camera (or a new run of one, after
+/// its source changed) gets a fresh tracker, a camera gone is forgotten. Its
+/// alarms stay with the rule engine, which clears them when its rules go.
+fn follow_cameras(
+    cams: &mut HashMap<CameraId, CameraCtx>,
+    taps: &[CameraTap],
+    tracker: &TrackerConfig,
+) {
+    cams.retain(|id, cam| taps.iter().any(|t| &t.id == id && t.same_run(&cam.tap)));
+    for tap in taps {
+        if cams.contains_key(&tap.id) {
+            continue;
+        }
+        match Tracker::new(*tracker) {
+            Ok(t) => {
+                cams.insert(
+                    tap.id.clone(),
+                    CameraCtx {
+                        tracker: t,
+                        tap: tap.clone(),
+                        last_frame: None,
+                    },
+                );
+            }
+            // Checked at start: the settings do not change.
+            Err(e) => tracing::error!(camera = %tap.id, error = %e, "no tracker for camera"),
+        }
+    }
+}
+
 /// What the analysis task reads.
 #[derive(Debug)]
 pub struct AnalysisInputs {
     /// Every detected frame of every camera (the pipeline's output).
     pub frames: mpsc::Receiver<DetectedFrame>,
-    /// The cameras: health, live frame and scene publication.
-    pub taps: Vec<CameraTap>,
+    /// The running cameras (health, live frame and scene publication); they
+    /// come and go while the task runs.
+    pub taps: CameraTaps,
     /// Switches the PPE model per camera.
     pub ppe: PpeSwitch,
     /// The door contact's debounced level (always `false` without one).
@@ -231,24 +264,19 @@ impl Analysis {
     ) -> Result<Self, AnalysisError> {
         let AnalysisInputs {
             mut frames,
-            taps,
+            mut taps,
             ppe,
             mut door,
         } = inputs;
         let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
         switch_ppe(&ppe, &engine);
+        // The tracker's settings are checked once, here: a camera joining
+        // later gets a tracker of the same settings.
+        let tracker = TrackerConfig::default();
+        Tracker::new(tracker).map_err(AnalysisError::Tracker)?;
         let mut cams: HashMap<CameraId, CameraCtx> = HashMap::new();
-        for tap in taps {
-            cams.insert(
-                tap.id.clone(),
-                CameraCtx {
-                    tracker: Tracker::new(TrackerConfig::default())
-                        .map_err(AnalysisError::Tracker)?,
-                    tap,
-                    last_frame: None,
-                },
-            );
-        }
+        follow_cameras(&mut cams, &taps.seen(), &tracker);
+        let mut taps_live = true;
         let (control_tx, mut control_rx) = mpsc::channel::<Replace>(4);
         let hb = liveness.register("analysis");
         let metrics = metrics.clone();
@@ -287,6 +315,13 @@ impl Analysis {
                         }
                         let open = *door.borrow_and_update();
                         door_step(&mut engine, &cams, open);
+                    }
+                    changed = taps.changed(), if taps_live => {
+                        if !changed {
+                            taps_live = false;
+                            continue;
+                        }
+                        follow_cameras(&mut cams, &taps.seen(), &tracker);
                     }
                     Some(req) = control_rx.recv() => {
                         let result = engine.replace(req.rules, req.zones).map(|clears| {

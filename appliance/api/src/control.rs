@@ -13,7 +13,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Document {
-    /// A camera (wiring: the running system refuses live edits).
+    /// A camera.
     Camera(Box<RawCamera>),
     /// A zone.
     Zone(RawZone),

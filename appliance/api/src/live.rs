@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use safe_yolo_capture::JpegEncoder;
 use safe_yolo_domain::{CameraId, ZoneId};
-use safe_yolo_pipeline::{CameraTap, LiveFrame, Scene, SceneSlot};
+use safe_yolo_pipeline::{CameraTap, CameraTaps, LiveFrame, Scene, SceneSlot};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -110,7 +110,7 @@ type Slot = Arc<watch::Sender<Option<Arc<Encoded>>>>;
 /// Shared encoders of the live view.
 #[derive(Debug)]
 pub struct LiveHub {
-    taps: Vec<CameraTap>,
+    taps: CameraTaps,
     default_quality: u8,
     streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
     encoded: Arc<AtomicU64>,
@@ -123,7 +123,7 @@ pub const MAX_QUALITIES_PER_CAMERA: usize = 3;
 
 impl LiveHub {
     /// A hub over the pipeline's taps.
-    pub fn new(taps: Vec<CameraTap>, default_quality: u8, shutdown: CancellationToken) -> Self {
+    pub fn new(taps: CameraTaps, default_quality: u8, shutdown: CancellationToken) -> Self {
         Self {
             taps,
             default_quality,
@@ -140,9 +140,9 @@ impl LiveHub {
         self
     }
 
-    /// The taps.
-    pub fn taps(&self) -> &[CameraTap] {
-        &self.taps
+    /// The running cameras' taps.
+    pub fn taps(&self) -> std::sync::Arc<[CameraTap]> {
+        self.taps.current()
     }
 
     /// The configured default quality.
@@ -164,8 +164,7 @@ impl LiveHub {
     ) -> Result<watch::Receiver<Option<Arc<Encoded>>>, String> {
         let tap = self
             .taps
-            .iter()
-            .find(|t| &t.id == camera)
+            .get(camera)
             .ok_or_else(|| format!("unknown camera {camera}"))?;
         let mut streams = self.streams.lock();
         let key = (camera.clone(), quality);
@@ -277,6 +276,8 @@ async fn encode_loop(
     live.mark_changed();
     loop {
         tokio::select! {
+            // The camera stopped (removed, or restarted with a new source): this
+            // stream ends; a new subscription follows the camera's new run.
             changed = live.changed() => if changed.is_err() { break },
             () = slot.closed() => {}
             () = shutdown.cancelled() => break,
@@ -316,5 +317,8 @@ async fn encode_loop(
             Err(e) => tracing::warn!(camera = %key.0, error = %e, "live frame not encoded"),
         }
     }
-    streams.lock().remove(&key);
+    let mut map = streams.lock();
+    if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+        map.remove(&key);
+    }
 }

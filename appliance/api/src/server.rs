@@ -16,7 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use safe_yolo_alarms::Dispatcher;
 use safe_yolo_capture::SourcePolicy;
 use safe_yolo_outputs::OutputsHandle;
-use safe_yolo_pipeline::CameraTap;
+use safe_yolo_pipeline::CameraTaps;
 use safe_yolo_store::StoreHandle;
 use safe_yolo_telemetry::Metrics;
 use tokio::net::TcpListener;
@@ -44,7 +44,7 @@ pub struct ApiDeps {
     /// The outputs.
     pub outputs: OutputsHandle,
     /// One tap per running camera.
-    pub cameras: Vec<CameraTap>,
+    pub cameras: CameraTaps,
     /// The metrics registry.
     pub metrics: Metrics,
     /// Applies settings changes to the running system.
@@ -56,7 +56,7 @@ pub struct ApiDeps {
 impl std::fmt::Debug for ApiDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiDeps")
-            .field("cameras", &self.cameras.len())
+            .field("cameras", &self.cameras.current().len())
             .finish_non_exhaustive()
     }
 }

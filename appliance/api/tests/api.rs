@@ -36,7 +36,8 @@ use safe_yolo_outputs::{
     SimBackend,
 };
 use safe_yolo_pipeline::{
-    CameraHealth, CameraState, CameraTap, LiveFrame, Scene, SceneSlot, SceneTrack, SceneZone,
+    CameraHealth, CameraState, CameraTap, CameraTaps, LiveFrame, Scene, SceneSlot, SceneTrack,
+    SceneZone,
 };
 use safe_yolo_store::{
     NewEvent, Role, SettingKind, Severity, Store, StoreConfig, StoreHandle, User, now_ms,
@@ -207,12 +208,12 @@ fn deps(
         store,
         alarms,
         outputs,
-        cameras: vec![CameraTap {
+        cameras: CameraTaps::fixed(vec![CameraTap {
             id: cam(),
             health: health_rx,
             live: live_rx,
             scene: scene.clone(),
-        }],
+        }]),
         metrics,
         control,
         source_policy: SourcePolicy::new(media),
@@ -2108,12 +2109,12 @@ async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
             reason: None,
         });
         let hub = LiveHub::new(
-            vec![CameraTap {
+            CameraTaps::fixed(vec![CameraTap {
                 id: cam(),
                 health,
                 live: rx,
                 scene: SceneSlot::default(),
-            }],
+            }]),
             75,
             CancellationToken::new(),
         );

@@ -402,7 +402,7 @@ mod tests {
         let e = raw_to_rgb(PixelFormat::Yuyv, 4, 2, 8, &[0; 15]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "YUYV 4x2 (stride 8) needs 16 bytes, the buffer has 15"
+            "yuyv 4x2 (stride 8) needs 16 bytes, the buffer has 15"
         );
         let e = raw_to_rgb(PixelFormat::Nv12, 4, 4, 4, &[0; 23]).unwrap_err();
         assert!(

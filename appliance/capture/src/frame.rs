@@ -18,6 +18,17 @@ pub enum PixelFormat {
     Rgb24,
 }
 
+impl safe_yolo_domain::Named for PixelFormat {
+    const WHAT: &'static str = "pixel format";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("mjpeg", Self::Mjpeg),
+        ("yuyv", Self::Yuyv),
+        ("nv12", Self::Nv12),
+        ("rgb24", Self::Rgb24),
+    ];
+}
+safe_yolo_domain::named_vocabulary!(PixelFormat);
+
 impl PixelFormat {
     /// Every supported format, in the default preference order for negotiation
     /// (MJPEG first: it needs the least USB bandwidth at a given size and rate).
@@ -72,12 +83,6 @@ impl PixelFormat {
             PixelFormat::Yuyv | PixelFormat::Rgb24 => stride.checked_mul(h),
             PixelFormat::Nv12 => stride.checked_mul(h.checked_add(h.div_ceil(2))?),
         }
-    }
-}
-
-impl fmt::Display for PixelFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.fourcc()))
     }
 }
 

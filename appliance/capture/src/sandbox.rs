@@ -33,6 +33,15 @@ pub enum Pacing {
     AsFastAsPossible,
 }
 
+impl safe_yolo_domain::Named for Pacing {
+    const WHAT: &'static str = "pace";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("realtime", Self::RealTime),
+        ("fast", Self::AsFastAsPossible),
+    ];
+}
+safe_yolo_domain::named_vocabulary!(Pacing);
+
 /// An unvalidated description of a source, as configuration or the API give it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceRequest {

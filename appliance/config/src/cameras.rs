@@ -2,14 +2,15 @@
 //!
 //! A camera's raw form ([`RawCamera`], an entry without its `id`) is also the API's
 //! camera document; it is checked here only ([`RawCamera::problems`] on its own,
-//! `validate_camera` with the file). Cameras are wiring: the running system refuses
-//! live edits of them, so they are never laid over the file.
+//! `validate_camera` with the file). Cameras edited through the API are laid over the
+//! file's ([`crate::Overlay`]) and start and stop without a restart.
 
 use std::collections::HashSet;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 
-use safe_yolo_domain::CameraId;
+use safe_yolo_capture::{Pacing, PixelFormat, SourceRequest};
+use safe_yolo_domain::{CameraId, Named as _};
 use serde::{Deserialize, Serialize};
 
 use crate::Problem;
@@ -71,9 +72,25 @@ impl RawCamera {
     /// document before it meets the configuration. Replay footage must lie inside
     /// `media_dir`.
     pub fn problems(&self, id: &str, path: &str, media_dir: &Path) -> Vec<Problem> {
-        Ctx::standalone(|ctx| {
-            validate_camera(ctx, path, id, self, media_dir);
-        })
+        self.validate(id, path, media_dir).err().unwrap_or_default()
+    }
+
+    /// The camera on its own, validated (as [`RawCamera::problems`] checks it): what
+    /// the pipeline would run, e.g. to preview or sandbox-check its source.
+    pub fn validate(
+        &self,
+        id: &str,
+        path: &str,
+        media_dir: &Path,
+    ) -> Result<CameraConfig, Vec<Problem>> {
+        let mut camera = None;
+        let problems = Ctx::standalone(|ctx| {
+            camera = validate_camera(ctx, path, id, self, media_dir);
+        });
+        match camera {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems),
+        }
     }
 }
 
@@ -113,61 +130,6 @@ pub struct RawSource {
     pub fps: Option<f64>,
 }
 
-/// How a replay source is paced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pace {
-    /// At the footage's frame rate, as a live camera would.
-    Realtime,
-    /// As fast as the pipeline takes frames.
-    Fast,
-}
-
-/// Preferred V4L2 pixel format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
-    /// Let the driver's list decide (MJPEG preferred for bandwidth).
-    Auto,
-    /// Motion JPEG.
-    Mjpeg,
-    /// Packed YUV 4:2:2.
-    Yuyv,
-    /// Semi-planar YUV 4:2:0.
-    Nv12,
-    /// Packed RGB 8:8:8.
-    Rgb24,
-}
-
-/// Where a camera's frames come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceConfig {
-    /// A real V4L2 capture device.
-    V4l2 {
-        /// Device path (`/dev/video0` or a stable `/dev/v4l/by-id/...` link).
-        device: PathBuf,
-        /// Requested width.
-        width: u32,
-        /// Requested height.
-        height: u32,
-        /// Requested frame rate.
-        fps: f32,
-        /// Preferred pixel format.
-        format: PixelFormat,
-    },
-    /// Recorded footage: a folder of JPEG frames or an MJPEG file.
-    Replay {
-        /// Path inside the media directory (absolute after loading).
-        path: PathBuf,
-        /// Start again at the end.
-        looping: bool,
-        /// Pacing.
-        pace: Pace,
-        /// Frame rate used for pacing.
-        fps: f32,
-        /// First frame to play (staggers cameras that share footage).
-        start_frame: u64,
-    },
-}
-
 /// One camera.
 #[derive(Debug, Clone)]
 pub struct CameraConfig {
@@ -177,14 +139,18 @@ pub struct CameraConfig {
     pub name: String,
     /// Disabled cameras are not opened.
     pub enabled: bool,
-    /// Frame source.
-    pub source: SourceConfig,
+    /// Frame source, in the capture crate's terms (its sandbox checks it again at
+    /// every open).
+    pub source: SourceRequest,
     /// Detection runs on every Nth frame (a turn at the shared detector; a
     /// frame still waiting at the next frame's arrival is replaced by it).
     pub detect_every: NonZeroU32,
     /// Bound of each inter-stage queue, in frames.
     pub queue_depth: NonZeroUsize,
 }
+
+/// The `format` that lets negotiation choose.
+const AUTO_FORMAT: &str = "auto";
 
 /// A replay path must stay inside the media directory: relative, without
 /// `..`. (The capture crate re-checks the real path, symlinks resolved, when
@@ -285,12 +251,7 @@ pub(crate) fn validate_camera(
                     None
                 }
             };
-            let pace = ctx.choice(
-                &format!("{sp}.pace"),
-                s.pace.as_deref(),
-                Pace::Realtime,
-                &[("realtime", Pace::Realtime), ("fast", Pace::Fast)],
-            );
+            let pace = ctx.named(&format!("{sp}.pace"), s.pace.as_deref(), Pacing::RealTime);
             let start_frame = ctx.int_in::<u64>(
                 &format!("{sp}.start_frame"),
                 s.start_frame,
@@ -301,10 +262,10 @@ pub(crate) fn validate_camera(
             let fps = fps(ctx, 10.0);
             match (path, pace, start_frame, fps) {
                 (Some(path), Some(pace), Some(start_frame), Some(fps)) => {
-                    Some(SourceConfig::Replay {
+                    Some(SourceRequest::Replay {
                         path,
                         looping: s.looping.unwrap_or(true),
-                        pace,
+                        pacing: pace,
                         fps,
                         start_frame,
                     })
@@ -338,22 +299,25 @@ pub(crate) fn validate_camera(
             };
             let width = ctx.int_in::<u32>(&format!("{sp}.width"), s.width, 1280, 160, 7680);
             let height = ctx.int_in::<u32>(&format!("{sp}.height"), s.height, 720, 120, 4320);
-            let format = ctx.choice(
-                &format!("{sp}.format"),
-                s.format.as_deref(),
-                PixelFormat::Auto,
-                &[
-                    ("auto", PixelFormat::Auto),
-                    ("mjpeg", PixelFormat::Mjpeg),
-                    ("yuyv", PixelFormat::Yuyv),
-                    ("nv12", PixelFormat::Nv12),
-                    ("rgb24", PixelFormat::Rgb24),
-                ],
-            );
+            // `auto` (or nothing): negotiation picks from the driver's list.
+            let format = match s.format.as_deref() {
+                None | Some(AUTO_FORMAT) => Some(None),
+                Some(name) => match PixelFormat::from_name(name) {
+                    Some(f) => Some(Some(f)),
+                    None => {
+                        let names = PixelFormat::names().join(", ");
+                        ctx.bad(
+                            format!("{sp}.format"),
+                            format!("{name:?} is not one of: {AUTO_FORMAT}, {names}"),
+                        );
+                        None
+                    }
+                },
+            };
             let fps = fps(ctx, 15.0);
             match (device, width, height, format, fps) {
                 (Some(device), Some(width), Some(height), Some(format), Some(fps)) => {
-                    Some(SourceConfig::V4l2 {
+                    Some(SourceRequest::V4l2 {
                         device,
                         width,
                         height,
@@ -424,7 +388,7 @@ mod tests {
         let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", "cam-1", &ok, media));
         assert!(p.is_empty(), "{p:?}");
         let Some(CameraConfig {
-            source: SourceConfig::Replay { path, .. },
+            source: SourceRequest::Replay { path, .. },
             ..
         }) = c
         else {

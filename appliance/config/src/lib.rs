@@ -38,7 +38,7 @@ mod zones;
 use std::path::{Path, PathBuf};
 
 pub use api::{ApiConfig, IpNet, TlsMinVersion};
-pub use cameras::{CameraConfig, Pace, PixelFormat, RawCamera, RawSource, SourceConfig};
+pub use cameras::{CameraConfig, RawCamera, RawSource};
 pub use detector::{Backend, DetectorConfig};
 pub use features::Features;
 pub use lines::{LineConfig, RawLine};
@@ -153,10 +153,10 @@ pub fn parse(
     }
 }
 
-/// Parses configuration text, lays `overlay` over its zones, lines and rules, and
-/// validates the whole as [`parse`] does. Zones, lines and rules are named by id in
-/// the problems' key paths (`rules.dock-intrusion.zone`). Also returns the cameras
-/// and the layered zones, lines and rules as written.
+/// Parses configuration text, lays `overlay` over its cameras, zones, lines and rules,
+/// and validates the whole as [`parse`] does. Those are named by id in the problems'
+/// key paths (`rules.dock-intrusion.zone`). Also returns the layered cameras, zones,
+/// lines and rules as written.
 pub fn parse_layered(
     text: &str,
     base: &Path,

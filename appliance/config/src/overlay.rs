@@ -1,10 +1,11 @@
-//! Live edits: zones, lines and rules edited through the API, laid over the file's.
+//! Live edits: cameras, zones, lines and rules edited through the API, laid over the
+//! file's.
 //!
 //! The edits are raw forms (the very documents the API takes), laid over the file's
 //! raw model before validation: the layered configuration is checked by the same
 //! code as the file alone, so an edit can never make a configuration the file could
-//! not describe. Cameras are documents too ([`Documents::cameras`]) but wiring: they
-//! are never edited live, so an overlay has none.
+//! not describe (a camera's replay footage inside the media directory, a zone naming
+//! a camera that exists, ...). Output lines are wiring: only the file has them.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ use crate::zones::RawZone;
 /// removes it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overlay {
+    /// Camera edits.
+    pub cameras: BTreeMap<String, Option<RawCamera>>,
     /// Zone edits.
     pub zones: BTreeMap<String, Option<RawZone>>,
     /// Line edits.
@@ -29,7 +32,7 @@ pub struct Overlay {
 /// file's, with the edits laid over them), by id, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Documents {
-    /// Cameras (the file's: they are wiring).
+    /// Cameras.
     pub cameras: Vec<(String, RawCamera)>,
     /// Zones.
     pub zones: Vec<(String, RawZone)>,

@@ -209,9 +209,10 @@ fn lay<T: Clone>(items: &mut Vec<Keyed<T>>, edits: &BTreeMap<String, Option<T>>,
 }
 
 impl RawConfig {
-    /// Lays the live edits over the file's zones, lines and rules; their elements are
-    /// named by id from then on.
+    /// Lays the live edits over the file's cameras, zones, lines and rules; their
+    /// elements are named by id from then on.
     pub(crate) fn lay(&mut self, overlay: &Overlay) {
+        lay(&mut self.cameras, &overlay.cameras, "cameras");
         lay(&mut self.zones, &overlay.zones, "zones");
         lay(&mut self.lines, &overlay.lines, "lines");
         lay(&mut self.rules, &overlay.rules, "rules");

@@ -10,7 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use safe_yolo_config::{ConfigError, RuleKind, SourceConfig, load, parse};
+use safe_yolo_capture::SourceRequest;
+use safe_yolo_config::{ConfigError, RuleKind, load, parse};
 
 fn no_env() -> Vec<(String, String)> {
     Vec::new()
@@ -52,7 +53,7 @@ fn minimal_config_and_relative_paths() {
         Path::new("/etc/safe-yolo/models/m/manifest.toml")
     );
     match &c.cameras[0].source {
-        SourceConfig::Replay { path, looping, .. } => {
+        SourceRequest::Replay { path, looping, .. } => {
             assert_eq!(path, Path::new("/tmp/sy/media/walk.mjpeg"));
             assert!(looping);
         }

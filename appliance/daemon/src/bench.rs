@@ -286,13 +286,14 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
     let rss_after_load = probe.rss_after_load.load(Ordering::Relaxed);
     let cameras: Vec<String> = pipeline
         .taps()
+        .current()
         .iter()
         .map(|t| t.id.as_str().to_owned())
         .collect();
     let measuring = Arc::new(AtomicBool::new(false));
     let consumer = spawn_consumer(detected, Arc::clone(&probe), Arc::clone(&measuring))?;
     let mut encoders = Vec::new();
-    for tap in pipeline.taps() {
+    for tap in pipeline.taps().current().iter() {
         encoders.push(spawn_encoder(
             tap.id.as_str(),
             tap.live.clone(),

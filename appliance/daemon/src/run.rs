@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use safe_yolo_alarms::{Analysis, AnalysisInputs, Dispatcher, DispatcherConfig, InputRouting};
 use safe_yolo_api::{ApiDeps, ApiSettings};
 
-use crate::settings::LiveSettings;
+use crate::settings::{Layered, LiveSettings};
 
 use crate::lifecycle::{self, Notifier};
 use crate::stack::{Bound, Stack};
@@ -194,18 +194,19 @@ async fn start(
     let lines = outputs.handle().clone();
     let health = outputs.health_callback();
     stack.push("outputs", Bound::Always, outputs.shutdown());
-    // Without a camera the box runs (API, web UI, output tests) but guards
-    // nothing: the healthy line stays off so a PLC sees "not guarding".
-    let watched = config.cameras.iter().filter(|c| c.enabled).count();
-    metrics
-        .cameras_watched
-        .set(i64::try_from(watched).unwrap_or(i64::MAX));
-    lines
-        .set_guarding(watched > 0)
-        .await
-        .context("cannot start the outputs")?;
 
     let (store, writer) = wiring::start_store(&config).await?;
+    // The file with the edits stored through the API: cameras, zones and rules
+    // start as the operator left them.
+    let (layered, config) = layer_stored_edits(
+        &store,
+        LiveSettingsBase {
+            file_text,
+            base_dir,
+            config,
+        },
+    )
+    .await?;
     let dispatcher = Dispatcher::new(
         store.clone(),
         lines.clone(),
@@ -221,8 +222,9 @@ async fn start(
 
     let budget = config.system.shutdown_timeout;
     let (pipeline, detected) = start_pipeline(&config, &liveness, &metrics, shutdown).await?;
-    let taps = pipeline.taps().to_vec();
+    let taps = pipeline.taps();
     let ppe = pipeline.ppe_switch();
+    let cameras = pipeline.cameras();
     stack.push("pipeline", Bound::Budget, async move {
         let stuck = pipeline
             .stop(budget.saturating_sub(Duration::from_millis(500)))
@@ -231,6 +233,21 @@ async fn start(
             tracing::warn!(threads = ?stuck, "pipeline threads did not stop in time");
         }
     });
+    // Without a camera the box runs (API, web UI, output tests) but guards
+    // nothing: the healthy line stays off so a PLC sees "not guarding". This
+    // follows cameras added and removed through the API.
+    let watched = taps.current().len();
+    follow_guarding(&lines, &metrics, watched)
+        .await
+        .context("cannot start the outputs")?;
+    stack.push_task(
+        "guarding",
+        tokio::spawn(keep_following_guarding(
+            taps.clone(),
+            lines.clone(),
+            metrics.clone(),
+        )),
+    );
 
     let inputs = InputRouting::start(&lines, dispatcher.clone());
     let door = inputs.door();
@@ -253,17 +270,7 @@ async fn start(
     let rules = analysis.control();
     stack.push("analysis", Bound::Budget, analysis.stop());
 
-    let (live, effective) = layer_stored_edits(
-        &store,
-        LiveSettingsBase {
-            file_text,
-            base_dir,
-            config: config.clone(),
-        },
-        rules,
-        &dispatcher,
-    )
-    .await?;
+    let live = LiveSettings::new(layered, rules, dispatcher.clone(), cameras.clone());
     let deps = ApiDeps {
         store,
         alarms: dispatcher,
@@ -291,7 +298,7 @@ async fn start(
     } else {
         format!(
             "running: {watched} camera(s), {} rule(s), https://{}",
-            effective.rules.len(),
+            config.rules.len(),
             api.https_addr
         )
     };
@@ -312,10 +319,7 @@ async fn start(
             shutdown.clone(),
         )),
     );
-    stack.push_task(
-        "stats",
-        tokio::spawn(log_stats(metrics, camera_rates(&config))),
-    );
+    stack.push_task("stats", tokio::spawn(log_stats(metrics, cameras)));
     Ok(status)
 }
 
@@ -381,45 +385,64 @@ struct LiveSettingsBase {
     config: Config,
 }
 
-/// Settings edited through the API, layered over the file; the stored edits
-/// are applied to the running rules at once. Returns the live settings and
-/// the effective configuration.
+/// Settings edited through the API, layered over the file: the effective
+/// configuration everything starts from.
 async fn layer_stored_edits(
     store: &safe_yolo_store::StoreHandle,
     base: LiveSettingsBase,
-    rules: safe_yolo_alarms::RulesControl,
-    dispatcher: &Dispatcher,
-) -> anyhow::Result<(LiveSettings, Config)> {
+) -> anyhow::Result<(Layered, Config)> {
     let stored = store
         .run(|s| s.list_settings(None))
         .await
         .context("cannot read the stored settings")?;
     let stored: Vec<_> = stored.into_iter().map(|d| (d.kind, d.id, d.doc)).collect();
-    let had_edits = !stored.is_empty();
-    let (live, effective) = LiveSettings::new(
+    let edits = stored.len();
+    let (layered, effective) = Layered::new(
         base.file_text,
         base.base_dir,
         std::env::vars().collect(),
         base.config,
         stored,
-        rules.clone(),
-        dispatcher.clone(),
     );
-    if had_edits {
-        let specs = effective.rule_specs();
-        let zones = effective.zone_specs();
-        tokio::task::spawn_blocking(move || rules.blocking_replace(specs, zones))
-            .await
-            .context("rule replacement panicked")?
-            .context("the stored rule edits do not apply")?;
-        dispatcher.update_config(DispatcherConfig::from_config(&effective));
+    if edits > 0 {
         tracing::info!(
+            edits,
+            cameras = effective.cameras.len(),
             rules = effective.rules.len(),
             zones = effective.zones.len(),
-            "stored rule and zone edits applied"
+            "settings stored through the API laid over the file"
         );
     }
-    Ok((live, effective))
+    Ok((layered, effective))
+}
+
+/// Tells the outputs and the metrics whether any camera is watched.
+async fn follow_guarding(
+    lines: &safe_yolo_outputs::OutputsHandle,
+    metrics: &Metrics,
+    watched: usize,
+) -> Result<(), safe_yolo_outputs::OutputsError> {
+    metrics
+        .cameras_watched
+        .set(i64::try_from(watched).unwrap_or(i64::MAX));
+    lines.set_guarding(watched > 0).await
+}
+
+/// Follows cameras added and removed at run time (see [`follow_guarding`]).
+async fn keep_following_guarding(
+    mut taps: safe_yolo_pipeline::CameraTaps,
+    lines: safe_yolo_outputs::OutputsHandle,
+    metrics: Metrics,
+) {
+    while taps.changed().await {
+        let watched = taps.seen().len();
+        if watched == 0 {
+            tracing::warn!("NOT GUARDING: no camera is watched any more");
+        }
+        if let Err(e) = follow_guarding(&lines, &metrics, watched).await {
+            tracing::error!(error = %e, "cannot tell the outputs whether cameras are watched");
+        }
+    }
 }
 
 /// The API's settings from the configuration.
@@ -436,30 +459,27 @@ fn api_settings(config: &Config, config_path: PathBuf) -> ApiSettings {
     api
 }
 
-/// Each enabled camera with its `detect_every`, for the throughput log.
-fn camera_rates(config: &Config) -> Vec<(String, u32)> {
-    config
-        .cameras
-        .iter()
-        .filter(|c| c.enabled)
-        .map(|c| (c.id.to_string(), c.detect_every.get()))
-        .collect()
-}
-
 /// How often per-camera throughput is logged.
 const STATS_EVERY: Duration = Duration::from_secs(30);
 
 /// Logs each camera's capture and detect rates every [`STATS_EVERY`], for
 /// operators reading the journal (the same figures are in `/metrics`), and
 /// warns when the detector does not keep up with what a camera asks.
-async fn log_stats(metrics: Metrics, cameras: Vec<(String, u32)>) {
-    let mut last: Vec<(u64, u64)> = vec![(0, 0); cameras.len()];
+async fn log_stats(metrics: Metrics, cameras: safe_yolo_pipeline::Cameras) {
+    let mut last: std::collections::HashMap<String, (u64, u64)> = Default::default();
     let mut ticker = tokio::time::interval(STATS_EVERY);
     ticker.tick().await;
     loop {
         ticker.tick().await;
         let secs = STATS_EVERY.as_secs_f64();
-        for ((cam, every), prev) in cameras.iter().zip(last.iter_mut()) {
+        let running: Vec<(String, u32)> = cameras
+            .specs()
+            .iter()
+            .map(|c| (c.id.to_string(), c.detect_every))
+            .collect();
+        last.retain(|id, _| running.iter().any(|(c, _)| c == id));
+        for (cam, every) in &running {
+            let prev = last.entry(cam.clone()).or_default();
             let captured = metrics
                 .frames_captured
                 .get_or_create(&Metrics::camera(cam))

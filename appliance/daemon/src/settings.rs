@@ -1,17 +1,18 @@
 //! Settings edited through the API, layered over the configuration file.
 //!
-//! The configuration file stays the base. Zones, lines and rules edited through
-//! the API are kept as documents in the store: their raw forms, the very types the
-//! file's `[[zones]]`, `[[lines]]` and `[[rules]]` entries are read into. They are
-//! laid over the file's as a typed [`Overlay`] (same id: replaced; new id: added;
-//! deleted: removed), and the layered raw model is validated by the very same code as
-//! `check-config`, so the API can never put the daemon in a state the file could not
-//! describe. A valid edit then swaps the running rule engine's rules and zones
-//! without a restart.
+//! The configuration file stays the base. Cameras, zones, lines and rules edited
+//! through the API are kept as documents in the store: their raw forms, the very
+//! types the file's `[[cameras]]`, `[[zones]]`, `[[lines]]` and `[[rules]]` entries
+//! are read into. They are laid over the file's as a typed [`Overlay`] (same id:
+//! replaced; new id: added; deleted: removed), and the layered raw model is
+//! validated by the very same code as `check-config`, so the API can never put the
+//! daemon in a state the file could not describe. A valid edit then takes effect
+//! without a restart: the pipeline starts, restarts or stops the cameras whose spec
+//! changed (the others keep running), and the rule engine swaps its rules and zones.
 //!
-//! Cameras and output lines are wiring: they change in the file, with a
-//! restart, and the API refuses to edit them live. The API lists the running
-//! cameras as their raw forms too (the file's `[[cameras]]` entries as written).
+//! Deleting a camera that a zone, line or rule still names is refused, naming that
+//! object (`zones.dock.camera: no camera has the id "cam-1"`): remove or move them
+//! first. Output lines are wiring: they change in the file, with a restart.
 
 use std::path::PathBuf;
 
@@ -20,24 +21,33 @@ use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
 use safe_yolo_api::control::{ControlError, Document, Problem};
 use safe_yolo_api::{Control, SettingsChange};
 use safe_yolo_config::{Config, Documents, Overlay};
+use safe_yolo_pipeline::Cameras;
 use safe_yolo_store::SettingKind;
 use serde_json::Value;
 
-/// The running settings.
-pub struct LiveSettings {
+use crate::wiring;
+
+/// The configuration file the edits are laid over.
+struct Base {
     file_text: String,
     base_dir: PathBuf,
     env: Vec<(String, String)>,
-    state: Mutex<State>,
-    rules: RulesControl,
-    dispatcher: Dispatcher,
 }
 
-impl std::fmt::Debug for LiveSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveSettings")
-            .field("base_dir", &self.base_dir)
-            .finish_non_exhaustive()
+impl Base {
+    /// The configuration with `overlay` laid over the file, validated, and its
+    /// cameras, zones, lines and rules as written. Problems name their objects by id
+    /// (`rules.dock-intrusion.zone`); `object` is the edited one's path.
+    fn validate(
+        &self,
+        overlay: &Overlay,
+        object: &str,
+    ) -> Result<(Config, Documents), ControlError> {
+        safe_yolo_config::parse_layered(&self.file_text, &self.base_dir, self.env.clone(), overlay)
+            .map_err(|problems| ControlError::Invalid {
+                problems,
+                object: object.to_owned(),
+            })
     }
 }
 
@@ -50,13 +60,29 @@ struct State {
     documents: Documents,
 }
 
+/// The file with the stored edits laid over it, before anything runs: the
+/// pipeline and the rules start from its configuration.
+pub struct Layered {
+    base: Base,
+    state: State,
+}
+
+impl std::fmt::Debug for Layered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layered")
+            .field("base_dir", &self.base.base_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The section of the file a kind's objects are in; `None` for wiring.
 fn section(kind: SettingKind) -> Option<&'static str> {
     match kind {
+        SettingKind::Camera => Some("cameras"),
         SettingKind::Zone => Some("zones"),
         SettingKind::Rule => Some("rules"),
         SettingKind::Line => Some("lines"),
-        SettingKind::Camera | SettingKind::Output => None,
+        SettingKind::Output => None,
     }
 }
 
@@ -68,13 +94,15 @@ fn edit(
     doc: Option<Document>,
 ) -> Result<(), ControlError> {
     match (kind, doc) {
+        (SettingKind::Camera, None) => drop(overlay.cameras.insert(id, None)),
         (SettingKind::Zone, None) => drop(overlay.zones.insert(id, None)),
         (SettingKind::Line, None) => drop(overlay.lines.insert(id, None)),
         (SettingKind::Rule, None) => drop(overlay.rules.insert(id, None)),
+        (_, Some(Document::Camera(c))) => drop(overlay.cameras.insert(id, Some(*c))),
         (_, Some(Document::Zone(z))) => drop(overlay.zones.insert(id, Some(z))),
         (_, Some(Document::Line(l))) => drop(overlay.lines.insert(id, Some(l))),
         (_, Some(Document::Rule(r))) => drop(overlay.rules.insert(id, Some(*r))),
-        (_, Some(Document::Camera(_))) | (SettingKind::Camera | SettingKind::Output, None) => {
+        (SettingKind::Output, None) => {
             return Err(ControlError::Wiring {
                 kind: kind.as_str(),
             });
@@ -95,42 +123,40 @@ fn stored_document(kind: SettingKind, doc: Value) -> Result<Document, serde_json
     })
 }
 
-impl LiveSettings {
-    /// Builds the layered settings from the file and the stored edits.
-    /// Stored edits that no longer validate against the file (a zone whose
-    /// camera was removed, say) are skipped with an error in the log.
+impl Layered {
+    /// Lays the stored edits over the file. Stored edits that no longer validate
+    /// against the file (a zone whose camera was removed from the file, say) are
+    /// skipped with an error in the log. Also returns the effective configuration.
     pub fn new(
         file_text: String,
         base_dir: PathBuf,
         env: Vec<(String, String)>,
         config: Config,
         stored: Vec<(SettingKind, String, Value)>,
-        rules: RulesControl,
-        dispatcher: Dispatcher,
     ) -> (Self, Config) {
-        let mut this = Self {
+        let base = Base {
             file_text,
             base_dir,
             env,
-            state: Mutex::new(State {
-                overlay: Overlay::default(),
-                config,
-                documents: Documents::default(),
-            }),
-            rules,
-            dispatcher,
         };
-        match this.validate(&Overlay::default(), "configuration file") {
-            Ok((_, documents)) => this.state.get_mut().documents = documents,
+        let mut state = State {
+            overlay: Overlay::default(),
+            config,
+            documents: Documents::default(),
+        };
+        match base.validate(&Overlay::default(), "configuration file") {
+            Ok((_, documents)) => state.documents = documents,
             Err(e) => {
                 tracing::error!(reason = %e, "the configuration file does not validate again")
             }
         }
+        // Cameras first: the zones and rules stored after them name them.
+        let mut stored = stored;
+        stored.sort_by_key(|(kind, _, _)| *kind != SettingKind::Camera);
         for (kind, id, doc) in stored {
             let Some(sec) = section(kind) else { continue };
             let object = format!("{sec}.{id}");
-            let st = this.state.get_mut();
-            let mut overlay = st.overlay.clone();
+            let mut overlay = state.overlay.clone();
             let layered = stored_document(kind, doc)
                 .map_err(|e| ControlError::Invalid {
                     problems: vec![Problem {
@@ -140,36 +166,56 @@ impl LiveSettings {
                     object: object.clone(),
                 })
                 .and_then(|doc| edit(&mut overlay, kind, id.clone(), Some(doc)))
-                .and_then(|()| this.validate(&overlay, &object));
+                .and_then(|()| base.validate(&overlay, &object));
             match layered {
                 Ok((config, documents)) => {
-                    let st = this.state.get_mut();
-                    st.overlay = overlay;
-                    st.config = config;
-                    st.documents = documents;
+                    state.overlay = overlay;
+                    state.config = config;
+                    state.documents = documents;
                 }
                 Err(e) => {
                     tracing::error!(kind = sec, id, reason = %e, "stored setting no longer valid; ignored")
                 }
             }
         }
-        let config = this.state.get_mut().config.clone();
-        (this, config)
+        let config = state.config.clone();
+        (Self { base, state }, config)
     }
+}
 
-    /// The configuration with `overlay` laid over the file, validated, and its zones,
-    /// lines and rules as written. Problems name their objects by id
-    /// (`rules.dock-intrusion.zone`); `object` is the edited one's path.
-    fn validate(
-        &self,
-        overlay: &Overlay,
-        object: &str,
-    ) -> Result<(Config, Documents), ControlError> {
-        safe_yolo_config::parse_layered(&self.file_text, &self.base_dir, self.env.clone(), overlay)
-            .map_err(|problems| ControlError::Invalid {
-                problems,
-                object: object.to_owned(),
-            })
+/// The running settings.
+pub struct LiveSettings {
+    base: Base,
+    state: Mutex<State>,
+    rules: RulesControl,
+    dispatcher: Dispatcher,
+    cameras: Cameras,
+}
+
+impl std::fmt::Debug for LiveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSettings")
+            .field("base_dir", &self.base.base_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveSettings {
+    /// The layered settings, applied from now on to the running cameras
+    /// (`cameras`), rules (`rules`) and alarm settings (`dispatcher`).
+    pub fn new(
+        layered: Layered,
+        rules: RulesControl,
+        dispatcher: Dispatcher,
+        cameras: Cameras,
+    ) -> Self {
+        Self {
+            base: layered.base,
+            state: Mutex::new(layered.state),
+            rules,
+            dispatcher,
+            cameras,
+        }
     }
 }
 
@@ -187,7 +233,18 @@ impl Control for LiveSettings {
         let mut st = self.state.lock();
         let mut overlay = st.overlay.clone();
         edit(&mut overlay, kind, id.clone(), doc)?;
-        let (cfg, documents) = self.validate(&overlay, &format!("{sec}.{id}"))?;
+        let (cfg, documents) = self.base.validate(&overlay, &format!("{sec}.{id}"))?;
+        // Only cameras whose own settings changed start, restart or stop.
+        let specs = wiring::camera_specs(&cfg);
+        if specs != self.cameras.specs() {
+            let changed = self
+                .cameras
+                .apply(&specs)
+                .map_err(|e| ControlError::Refused {
+                    source: Box::new(e),
+                })?;
+            tracing::info!(?changed, "cameras changed at run time");
+        }
         self.rules
             .blocking_replace(cfg.rule_specs(), cfg.zone_specs())
             .map_err(|e| ControlError::Refused {
@@ -328,9 +385,11 @@ anchor = "centre"
     }
 
     /// The running cameras are listed as the file's entries, as written: their JSON
-    /// uses the file's keys and holds only what the file says.
+    /// uses the file's keys and holds only what the file says. A camera edit is laid
+    /// over the file like any other; removing a camera that a line still names is
+    /// refused at that line.
     #[test]
-    fn cameras_are_listed_as_written() {
+    fn cameras_are_listed_as_written_and_edited_live() {
         let (_, docs) = layered(&Overlay::default()).unwrap();
         let [(id, camera)] = docs.cameras.as_slice() else {
             panic!("not one camera: {:?}", docs.cameras)
@@ -340,14 +399,34 @@ anchor = "centre"
             serde_json::to_value(camera).unwrap(),
             serde_json::json!({"source": {"kind": "replay", "path": "walk.mjpeg"}})
         );
-        // A camera edit is refused: cameras are wiring.
-        let e = edit(
-            &mut Overlay::default(),
+        let mut overlay = Overlay::default();
+        let mut second = camera.clone();
+        second.detect_every = Some(3);
+        edit(
+            &mut overlay,
             SettingKind::Camera,
-            id.clone(),
-            Some(Document::Camera(Box::new(camera.clone()))),
+            "cam-2".into(),
+            Some(Document::Camera(Box::new(second))),
         )
-        .unwrap_err();
+        .unwrap();
+        let (config, docs) = layered(&overlay).unwrap();
+        let ids: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, vec!["cam-1", "cam-2"]);
+        assert_eq!(docs.cameras[1].1.detect_every, Some(3));
+        // The new camera's spec is its own; the file's camera keeps its spec.
+        let specs = crate::wiring::camera_specs(&config);
+        assert_eq!(specs[1].detect_every, 3);
+        assert_eq!(
+            specs[0],
+            crate::wiring::camera_specs(&layered(&Overlay::default()).unwrap().0)[0]
+        );
+
+        edit(&mut overlay, SettingKind::Camera, "cam-1".into(), None).unwrap();
+        let problems = layered(&overlay).unwrap_err();
+        assert_eq!(problems[0].path, "lines.gate.camera", "{problems:?}");
+        assert!(problems[0].reason.contains("cam-1"), "{problems:?}");
+        // Output lines stay wiring.
+        let e = edit(&mut overlay, SettingKind::Output, "siren".into(), None).unwrap_err();
         assert!(matches!(e, ControlError::Wiring { .. }), "{e}");
     }
 

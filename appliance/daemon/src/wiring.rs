@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use safe_yolo_config::{Config, SourceConfig};
+use safe_yolo_config::Config;
 use safe_yolo_outputs as outputs;
 use safe_yolo_pipeline::{CameraSpec, PipelineConfig, SourceFactory};
 use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
@@ -130,33 +130,45 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// The pipeline's settings from the configuration (enabled cameras only).
 pub fn pipeline_config(config: &Config) -> PipelineConfig {
-    let offline_after = config
-        .rules
-        .iter()
-        .filter_map(|r| match r.kind {
-            safe_yolo_config::RuleKind::CameraOffline { min_duration } => Some(min_duration),
-            _ => None,
-        })
-        .min()
-        .unwrap_or(Duration::from_secs(2));
     PipelineConfig {
-        cameras: config
-            .cameras
-            .iter()
-            .filter(|c| c.enabled)
-            .map(|c| CameraSpec {
-                id: c.id.clone(),
-                source: source_request(&c.source),
-                detect_every: c.detect_every.get(),
-                queue_depth: c.queue_depth.get(),
-                offline_after,
-            })
-            .collect(),
+        cameras: camera_specs(config),
         sources: camera_sources(config),
         detect_workers: config.system.detect_workers.get(),
         analysis_queue: 64,
         detect_nice: config.system.detect_nice,
     }
+}
+
+/// Shortest silence after which a camera is marked offline; a camera-offline
+/// rule's `min_duration` counts from then.
+pub const OFFLINE_AFTER: Duration = Duration::from_secs(2);
+
+/// Frame intervals of silence after which a slow camera is marked offline.
+const OFFLINE_FRAMES: f32 = 3.0;
+
+/// The enabled cameras as the pipeline runs them. A camera's spec depends on
+/// its own settings only, so editing a rule or another camera never restarts it.
+pub fn camera_specs(config: &Config) -> Vec<CameraSpec> {
+    config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| {
+            let fps = match &c.source {
+                safe_yolo_capture::SourceRequest::V4l2 { fps, .. }
+                | safe_yolo_capture::SourceRequest::Replay { fps, .. } => *fps,
+            };
+            let frames = Duration::try_from_secs_f32(OFFLINE_FRAMES / fps.max(0.01))
+                .unwrap_or(OFFLINE_AFTER);
+            CameraSpec {
+                id: c.id.clone(),
+                source: c.source.clone(),
+                detect_every: c.detect_every.get(),
+                queue_depth: c.queue_depth.get(),
+                offline_after: OFFLINE_AFTER.max(frames),
+            }
+        })
+        .collect()
 }
 
 /// The real camera sources: `safe_yolo_capture::open`, every (re)open checked
@@ -166,47 +178,4 @@ pub fn camera_sources(config: &Config) -> SourceFactory {
     std::sync::Arc::new(move |request: &safe_yolo_capture::SourceRequest| {
         safe_yolo_capture::open(request, &policy)
     })
-}
-
-/// A camera's source in the capture crate's terms (checked by its sandbox).
-pub fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
-    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
-    use safe_yolo_config::{Pace, PixelFormat};
-    match s {
-        SourceConfig::V4l2 {
-            device,
-            width,
-            height,
-            fps,
-            format,
-        } => SourceRequest::V4l2 {
-            device: device.clone(),
-            width: *width,
-            height: *height,
-            fps: *fps,
-            format: match format {
-                PixelFormat::Auto => None,
-                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
-                PixelFormat::Yuyv => Some(Pf::Yuyv),
-                PixelFormat::Nv12 => Some(Pf::Nv12),
-                PixelFormat::Rgb24 => Some(Pf::Rgb24),
-            },
-        },
-        SourceConfig::Replay {
-            path,
-            looping,
-            pace,
-            fps,
-            start_frame,
-        } => SourceRequest::Replay {
-            path: path.clone(),
-            looping: *looping,
-            pacing: match pace {
-                Pace::Realtime => Pacing::RealTime,
-                Pace::Fast => Pacing::AsFastAsPossible,
-            },
-            fps: *fps,
-            start_frame: *start_frame,
-        },
-    }
 }

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
 use safe_yolo_capture::{CapturedFrame, FrameSource};
-use safe_yolo_domain::{CameraId, Detection, FrameMeta, error_chain};
+use safe_yolo_domain::{CameraId, FrameMeta, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -53,20 +52,29 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
         .map_err(|source| PipelineError::Spawn { name, source })
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site in Pipeline::start; each is a distinct shared handle"
-)]
+/// What one camera's stages share with the rest of the pipeline.
+pub(crate) struct Shared<'a> {
+    pub sources: SourceFactory,
+    pub detect_lanes: Arc<Lanes<DetectJob>>,
+    pub liveness: &'a Liveness,
+    pub metrics: &'a Metrics,
+}
+
+/// Starts the capture and decode threads of `spec`, feeding detect lane
+/// `lane`, until `shutdown` is cancelled. A stage that ends on purpose
+/// leaves the liveness registry; one that panics is reported dead.
 pub(crate) fn start(
     lane: usize,
     spec: CameraSpec,
-    sources: SourceFactory,
-    detect_lanes: Arc<Lanes<DetectJob>>,
-    latest: crate::detect::LatestDetections,
-    liveness: &Liveness,
-    metrics: &Metrics,
+    shared: Shared<'_>,
     shutdown: CancellationToken,
 ) -> Result<Started, PipelineError> {
+    let Shared {
+        sources,
+        detect_lanes,
+        liveness,
+        metrics,
+    } = shared;
     let (health_tx, health_rx) = watch::channel(CameraHealth {
         state: CameraState::Starting,
         since: SystemTime::now(),
@@ -85,21 +93,35 @@ pub(crate) fn start(
             shutdown: shutdown.clone(),
         };
         let hb = liveness.register(format!("camera/{}/capture", spec.id));
-        spawn(format!("cap-{}", spec.id), move || ctx.run(&hb))?
+        spawn(format!("cap-{}", spec.id), move || {
+            ctx.run(&hb);
+            hb.retire();
+        })?
     };
     let decode = {
         let ctx = Decode {
             lane,
             spec: spec.clone(),
-            raw,
+            raw: Arc::clone(&raw),
             detect: detect_lanes,
             live: live_tx,
-            latest,
+            latest: Arc::default(),
             metrics: metrics.clone(),
-            shutdown,
+            shutdown: shutdown.clone(),
         };
         let hb = liveness.register(format!("camera/{}/decode", spec.id));
-        spawn(format!("dec-{}", spec.id), move || ctx.run(&hb))?
+        match spawn(format!("dec-{}", spec.id), move || {
+            ctx.run(&hb);
+            hb.retire();
+        }) {
+            Ok(t) => t,
+            Err(e) => {
+                // The capture thread is already running: stop it.
+                shutdown.cancel();
+                raw.close();
+                return Err(e);
+            }
+        }
     };
     Ok(Started {
         threads: vec![capture, decode],
@@ -282,7 +304,7 @@ struct Decode {
     raw: Arc<Lanes<CapturedFrame>>,
     detect: Arc<Lanes<DetectJob>>,
     live: watch::Sender<Option<LiveFrame>>,
-    latest: Arc<Mutex<Arc<Vec<Detection>>>>,
+    latest: crate::detect::LatestDetections,
     metrics: Metrics,
     shutdown: CancellationToken,
 }
@@ -347,6 +369,7 @@ impl Decode {
                 frame: rgb,
                 decode,
                 queued_at: Instant::now(),
+                latest: Arc::clone(&self.latest),
             };
             match turns.offer(&self.detect, self.lane, job) {
                 Offer::Skipped => continue,

@@ -33,6 +33,8 @@ pub(crate) struct DetectJob {
     pub decode: Duration,
     /// When the job was handed to the detect lanes.
     pub queued_at: Instant,
+    /// Where the camera's decode stage reads the newest detections (live view).
+    pub latest: LatestDetections,
 }
 
 /// Everything one detect worker needs.
@@ -43,7 +45,6 @@ pub(crate) struct Worker {
     /// Where the worker reports whether its models loaded.
     pub loaded: std::sync::mpsc::Sender<Result<(), PipelineError>>,
     pub lanes: Arc<Lanes<DetectJob>>,
-    pub latest: Arc<Vec<LatestDetections>>,
     pub ppe: PpeSwitch,
     pub tx: mpsc::Sender<DetectedFrame>,
     pub shutdown: CancellationToken,
@@ -93,7 +94,6 @@ pub(crate) fn start_worker(
         nice,
         loaded,
         lanes,
-        latest,
         ppe: ppe_switch,
         tx,
         shutdown,
@@ -161,7 +161,7 @@ pub(crate) fn start_worker(
                 // when there is somebody to wear the equipment.
                 let mut ppe_time = Duration::ZERO;
                 let ppe = match ppe_detector.as_mut() {
-                    Some(p) if ppe_switch.is_on(lane) && detections.iter().any(|d| &*d.class_name == PERSON_CLASS) => {
+                    Some(p) if ppe_switch.is_on(&job.meta.camera) && detections.iter().any(|d| &*d.class_name == PERSON_CLASS) => {
                         let t1 = Instant::now();
                         let r = p.detect(&job.frame);
                         ppe_time = t1.elapsed();
@@ -197,14 +197,12 @@ pub(crate) fn start_worker(
                     .stage_latency
                     .get_or_create(&Metrics::stage(&cam, "capture_to_detected"))
                     .observe(capture_to_detected.as_secs_f64());
-                if let Some(slot) = latest.get(lane) {
-                    // The live view shows both models' boxes.
-                    *slot.lock() = if ppe.is_empty() {
-                        Arc::clone(&detections)
-                    } else {
-                        Arc::new(detections.iter().chain(ppe.iter()).cloned().collect())
-                    };
-                }
+                // The live view shows both models' boxes.
+                *job.latest.lock() = if ppe.is_empty() {
+                    Arc::clone(&detections)
+                } else {
+                    Arc::new(detections.iter().chain(ppe.iter()).cloned().collect())
+                };
                 let frame = DetectedFrame {
                     meta: job.meta,
                     frame: job.frame,

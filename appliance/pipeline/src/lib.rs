@@ -22,6 +22,8 @@ mod turns;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use safe_yolo_capture::{CaptureError, FrameSource, SourceRequest};
@@ -77,7 +79,7 @@ impl From<DetectorFactory> for Detectors {
 pub const PERSON_CLASS: &str = "person";
 
 /// One camera of the pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CameraSpec {
     /// Identifier.
     pub id: CameraId,
@@ -202,18 +204,254 @@ pub struct CameraTap {
     pub scene: SceneSlot,
 }
 
+/// The cameras running now, as consumers see them: a watch that changes
+/// whenever a camera starts, stops or is replaced. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CameraTaps(watch::Receiver<Arc<[CameraTap]>>);
+
+impl CameraTaps {
+    /// A fixed set (tests, benchmarks, a consumer without a pipeline).
+    pub fn fixed(taps: Vec<CameraTap>) -> Self {
+        let (tx, rx) = watch::channel(Arc::from(taps));
+        // The sender goes: the set never changes.
+        drop(tx);
+        Self(rx)
+    }
+
+    /// The cameras running now.
+    pub fn current(&self) -> Arc<[CameraTap]> {
+        Arc::clone(&self.0.borrow())
+    }
+
+    /// The tap of camera `id`, if it runs.
+    pub fn get(&self, id: &CameraId) -> Option<CameraTap> {
+        self.0.borrow().iter().find(|t| &t.id == id).cloned()
+    }
+
+    /// Waits until the set changes; `false` once it never will again.
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
+    }
+
+    /// The set, marking it seen (after [`CameraTaps::changed`]).
+    pub fn seen(&mut self) -> Arc<[CameraTap]> {
+        Arc::clone(&self.0.borrow_and_update())
+    }
+}
+
+impl CameraTap {
+    /// Whether `other` is this very camera run (not a later run of the same id).
+    pub fn same_run(&self, other: &CameraTap) -> bool {
+        self.id == other.id && self.health.same_channel(&other.health)
+    }
+}
+
+/// One running camera: its spec, detect lane and threads.
+#[derive(Debug)]
+struct Running {
+    spec: CameraSpec,
+    lane: usize,
+    tap: CameraTap,
+    stop: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What [`Cameras::apply`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CamerasChanged {
+    /// Cameras started (new ids).
+    pub started: Vec<CameraId>,
+    /// Cameras restarted with a new spec.
+    pub restarted: Vec<CameraId>,
+    /// Cameras stopped (gone or disabled).
+    pub stopped: Vec<CameraId>,
+    /// Threads of stopped cameras that did not end in time (left detached).
+    pub late_threads: Vec<String>,
+}
+
+/// Starts and stops single cameras while the rest of the pipeline runs.
+/// Cheap to clone; usable from any blocking thread.
+#[derive(Clone)]
+pub struct Cameras {
+    inner: Arc<CamerasInner>,
+}
+
+struct CamerasInner {
+    running: Mutex<Vec<Running>>,
+    taps: watch::Sender<Arc<[CameraTap]>>,
+    lanes: Arc<queue::Lanes<detect::DetectJob>>,
+    sources: SourceFactory,
+    liveness: Liveness,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Cameras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<String> = self
+            .inner
+            .running
+            .lock()
+            .iter()
+            .map(|r| r.spec.id.to_string())
+            .collect();
+        f.debug_struct("Cameras").field("running", &ids).finish()
+    }
+}
+
+/// How long a stopping camera's threads get to end (they look at their stop
+/// flag at least every [`POLL`]).
+pub const CAMERA_STOP: Duration = Duration::from_secs(2);
+
+impl Cameras {
+    /// The running cameras, as a watch.
+    pub fn taps(&self) -> CameraTaps {
+        CameraTaps(self.inner.taps.subscribe())
+    }
+
+    /// The specs of the running cameras, in order.
+    pub fn specs(&self) -> Vec<CameraSpec> {
+        self.inner
+            .running
+            .lock()
+            .iter()
+            .map(|r| r.spec.clone())
+            .collect()
+    }
+
+    /// Makes the running cameras exactly `wanted` (the enabled ones): starts
+    /// the new ones, restarts the ones whose spec changed, stops the others.
+    /// A camera whose spec is unchanged is not touched (its frames keep
+    /// flowing). Blocks while stopping cameras (up to [`CAMERA_STOP`] each):
+    /// call it from a blocking thread.
+    pub fn apply(&self, wanted: &[CameraSpec]) -> Result<CamerasChanged, PipelineError> {
+        let inner = &self.inner;
+        let mut running = inner.running.lock();
+        let mut changed = CamerasChanged::default();
+        // Stop what goes or changes.
+        let mut keep = Vec::new();
+        let mut stopping = Vec::new();
+        for r in running.drain(..) {
+            match wanted.iter().find(|w| w.id == r.spec.id) {
+                Some(w) if *w == r.spec => keep.push(r),
+                Some(_) => {
+                    changed.restarted.push(r.spec.id.clone());
+                    stopping.push(r);
+                }
+                None => {
+                    changed.stopped.push(r.spec.id.clone());
+                    stopping.push(r);
+                }
+            }
+        }
+        *running = keep;
+        for r in &stopping {
+            r.stop.cancel();
+        }
+        changed.late_threads = join_all(stopping.iter_mut().flat_map(|r| r.threads.drain(..)));
+        for r in &stopping {
+            // Frames of the old run still waiting for a worker are dropped.
+            inner.lanes.close_lane(r.lane);
+            tracing::info!(camera = %r.spec.id, "camera stopped");
+        }
+        // Start what is new or changed, in the wanted order.
+        let mut result = Ok(());
+        for w in wanted {
+            if running.iter().any(|r| r.spec.id == w.id) {
+                continue;
+            }
+            match self.start_one(w.clone()) {
+                Ok(r) => {
+                    if !changed.restarted.contains(&w.id) {
+                        changed.started.push(w.id.clone());
+                    }
+                    tracing::info!(camera = %w.id, "camera started");
+                    running.push(r);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        running.sort_by_key(|r| wanted.iter().position(|w| w.id == r.spec.id));
+        let taps: Arc<[CameraTap]> = running.iter().map(|r| r.tap.clone()).collect();
+        inner.taps.send_replace(taps);
+        result.map(|()| changed)
+    }
+
+    fn start_one(&self, spec: CameraSpec) -> Result<Running, PipelineError> {
+        let inner = &self.inner;
+        let lane = inner.lanes.open_lane();
+        let stop = inner.shutdown.child_token();
+        let started = camera::start(
+            lane,
+            spec.clone(),
+            camera::Shared {
+                sources: Arc::clone(&inner.sources),
+                detect_lanes: Arc::clone(&inner.lanes),
+                liveness: &inner.liveness,
+                metrics: &inner.metrics,
+            },
+            stop.clone(),
+        );
+        match started {
+            Ok(s) => Ok(Running {
+                spec,
+                lane,
+                tap: s.tap,
+                stop,
+                threads: s.threads,
+            }),
+            Err(e) => {
+                inner.lanes.close_lane(lane);
+                Err(e)
+            }
+        }
+    }
+
+    /// Every thread of every camera (the pipeline is stopping).
+    fn take_threads(&self) -> Vec<JoinHandle<()>> {
+        self.inner
+            .running
+            .lock()
+            .iter_mut()
+            .flat_map(|r| r.threads.drain(..))
+            .collect()
+    }
+}
+
+/// Waits up to [`CAMERA_STOP`] for `threads` to end; returns the names of
+/// those that did not (left detached).
+fn join_all(threads: impl Iterator<Item = JoinHandle<()>>) -> Vec<String> {
+    let deadline = std::time::Instant::now() + CAMERA_STOP;
+    let mut late = Vec::new();
+    for t in threads {
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            nap(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            late.push(t.thread().name().unwrap_or("?").to_owned());
+        }
+    }
+    late
+}
+
 /// A running pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
-    threads: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
     shutdown: CancellationToken,
-    taps: Vec<CameraTap>,
+    cameras: Cameras,
     ppe: PpeSwitch,
 }
 
 impl Pipeline {
     /// Loads the detectors (so a bad model fails start-up, before READY),
     /// then starts every stage. Detected frames go to the returned receiver.
+    /// Cameras can be started and stopped later through [`Pipeline::cameras`].
     pub fn start(
         config: PipelineConfig,
         detectors: impl Into<Detectors>,
@@ -224,21 +462,16 @@ impl Pipeline {
         let factories: Detectors = detectors.into();
         // A failed start stops what it started without touching the caller's token.
         let shutdown = shutdown.child_token();
-        let ppe = PpeSwitch::new(
-            config.cameras.iter().map(|c| c.id.clone()).collect(),
-            factories.ppe.is_some(),
-        );
-        let lanes = Arc::new(queue::Lanes::exclusive(config.cameras.len(), 1));
+        let ppe = PpeSwitch::new(factories.ppe.is_some());
+        let lanes = Arc::new(queue::Lanes::exclusive(0, 1));
         let (tx, rx) = mpsc::channel(config.analysis_queue.max(1));
-        let latest: Arc<Vec<detect::LatestDetections>> =
-            Arc::new(config.cameras.iter().map(|_| Arc::default()).collect());
-        let mut threads = Vec::new();
+        let mut workers = Vec::new();
         // Detectors load on their worker threads (after those lowered their
         // priority, which inference libraries' own threads then inherit);
         // a bad model still fails start-up before any camera opens.
-        let workers = config.detect_workers.max(1);
+        let count = config.detect_workers.max(1);
         let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
-        for worker in 0..workers {
+        for worker in 0..count {
             let started = detect::start_worker(
                 detect::Worker {
                     index: worker,
@@ -246,7 +479,6 @@ impl Pipeline {
                     nice: config.detect_nice,
                     loaded: loaded_tx.clone(),
                     lanes: Arc::clone(&lanes),
-                    latest: Arc::clone(&latest),
                     ppe: ppe.clone(),
                     tx: tx.clone(),
                     shutdown: shutdown.clone(),
@@ -255,7 +487,7 @@ impl Pipeline {
                 metrics,
             );
             match started {
-                Ok(t) => threads.push(t),
+                Ok(t) => workers.push(t),
                 Err(e) => {
                     shutdown.cancel();
                     return Err(e);
@@ -263,50 +495,48 @@ impl Pipeline {
             }
         }
         drop(loaded_tx);
-        for _ in 0..workers {
+        for _ in 0..count {
             let outcome = loaded_rx.recv().unwrap_or(Err(PipelineError::WorkerDied));
             if let Err(e) = outcome {
                 shutdown.cancel();
                 return Err(e);
             }
         }
-        let mut taps = Vec::new();
-        for (lane, cam) in config.cameras.iter().enumerate() {
-            let started = camera::start(
-                lane,
-                cam.clone(),
-                Arc::clone(&config.sources),
-                Arc::clone(&lanes),
-                Arc::clone(&latest[lane]),
-                liveness,
-                metrics,
-                shutdown.clone(),
-            );
-            match started {
-                Ok(started) => {
-                    threads.extend(started.threads);
-                    taps.push(started.tap);
-                }
-                Err(e) => {
-                    shutdown.cancel();
-                    return Err(e);
-                }
-            }
+        let (taps, _) = watch::channel(Arc::from(Vec::new()));
+        let cameras = Cameras {
+            inner: Arc::new(CamerasInner {
+                running: Mutex::new(Vec::new()),
+                taps,
+                lanes,
+                sources: Arc::clone(&config.sources),
+                liveness: liveness.clone(),
+                metrics: metrics.clone(),
+                shutdown: shutdown.clone(),
+            }),
+        };
+        if let Err(e) = cameras.apply(&config.cameras) {
+            shutdown.cancel();
+            return Err(e);
         }
         Ok((
             Pipeline {
-                threads,
+                workers,
                 shutdown,
-                taps,
+                cameras,
                 ppe,
             },
             rx,
         ))
     }
 
-    /// Per-camera handles.
-    pub fn taps(&self) -> &[CameraTap] {
-        &self.taps
+    /// The running cameras' handles (a watch: cameras come and go).
+    pub fn taps(&self) -> CameraTaps {
+        self.cameras.taps()
+    }
+
+    /// Starts and stops single cameras while the pipeline runs.
+    pub fn cameras(&self) -> Cameras {
+        self.cameras.clone()
     }
 
     /// Turns the PPE model on and off per camera.
@@ -319,7 +549,8 @@ impl Pipeline {
     /// left detached; the process is about to exit).
     pub async fn stop(self, timeout: Duration) -> Vec<String> {
         self.shutdown.cancel();
-        let threads = self.threads;
+        let mut threads = self.cameras.take_threads();
+        threads.extend(self.workers);
         let names: Vec<String> = threads
             .iter()
             .map(|t| t.thread().name().unwrap_or("?").to_owned())

@@ -22,6 +22,9 @@ struct State<T> {
     lanes: Vec<VecDeque<T>>,
     /// Lanes whose last item is still being worked on (exclusive lanes only).
     leased: Vec<bool>,
+    /// Lanes handed out by [`Lanes::open_lane`] and not closed since (a lane
+    /// made by the constructor is open).
+    open: Vec<bool>,
     next: usize,
     closed: bool,
 }
@@ -67,6 +70,7 @@ impl<T> Lanes<T> {
                     .map(|_| VecDeque::with_capacity(cap.max(1)))
                     .collect(),
                 leased: vec![false; lanes],
+                open: vec![true; lanes],
                 next: 0,
                 closed: false,
             }),
@@ -83,6 +87,9 @@ impl<T> Lanes<T> {
             return Some(item);
         }
         let cap = self.cap;
+        if !st.open.get(lane).copied().unwrap_or(false) {
+            return Some(item);
+        }
         let Some(q) = st.lanes.get_mut(lane) else {
             return Some(item);
         };
@@ -143,6 +150,38 @@ impl<T> Lanes<T> {
         }
     }
 
+    /// A new lane for a producer that joins while consumers run: a closed lane
+    /// nobody works on any more is reused, else one is added. Returns its index.
+    pub fn open_lane(&self) -> usize {
+        let mut st = self.state.lock();
+        let reusable = (0..st.lanes.len()).find(|&i| !st.open[i] && !st.leased[i]);
+        match reusable {
+            Some(i) => {
+                st.open[i] = true;
+                i
+            }
+            None => {
+                st.lanes.push(VecDeque::with_capacity(self.cap));
+                st.leased.push(false);
+                st.open.push(true);
+                st.lanes.len() - 1
+            }
+        }
+    }
+
+    /// Ends `lane` (its producer left): what waits there is dropped and returned,
+    /// further pushes to it are refused until [`Lanes::open_lane`] hands it out again.
+    pub fn close_lane(&self, lane: usize) -> Vec<T> {
+        let mut st = self.state.lock();
+        if let Some(o) = st.open.get_mut(lane) {
+            *o = false;
+        }
+        st.lanes
+            .get_mut(lane)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
     /// Items waiting in `lane`.
     pub fn depth(&self, lane: usize) -> usize {
         self.state.lock().lanes.get(lane).map_or(0, VecDeque::len)
@@ -175,6 +214,31 @@ mod tests {
         assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 2));
         assert_eq!(q.pop(Duration::ZERO), Pop::Item(0, 3));
         assert_eq!(q.pop(Duration::from_millis(1)), Pop::Empty);
+    }
+
+    #[test]
+    fn lanes_open_and_close_while_consumers_run() {
+        let q = Lanes::exclusive(0, 2);
+        let a = q.open_lane();
+        let b = q.open_lane();
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(q.push(a, 1), None);
+        assert_eq!(q.push(b, 2), None);
+        // A closed lane drops what waits and refuses pushes.
+        assert_eq!(q.close_lane(b), vec![2]);
+        assert_eq!(q.push(b, 3), Some(3));
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(a, 1));
+        assert_eq!(q.pop(Duration::ZERO), Pop::Empty);
+        // A closed lane still leased (its last item in work) is not reused.
+        assert_eq!(q.push(a, 4), None);
+        assert_eq!(q.pop(Duration::ZERO), Pop::Empty, "lane a is leased");
+        q.release(a);
+        assert_eq!(q.pop(Duration::ZERO), Pop::Item(a, 4));
+        q.close_lane(a);
+        assert_eq!(q.open_lane(), b, "the free closed lane is reused");
+        assert_eq!(q.open_lane(), 2, "lane a is still leased: a new lane");
+        q.release(a);
+        assert_eq!(q.open_lane(), a);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! published for the live view, and the switch that turns the PPE model on
 //! for the cameras that need it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use safe_yolo_domain::{BBox, CameraId, ZoneId};
 
 /// One tracked object of a [`Scene`].
@@ -67,37 +67,39 @@ impl SceneSlot {
 
 /// Which cameras run the PPE model. The analysis task sets it from the rules
 /// (cameras with a missing-PPE rule), at start and whenever rules change;
-/// detect workers read it per frame.
+/// detect workers read it per frame. A camera added later finds its setting
+/// here by id.
 #[derive(Debug, Clone)]
 pub struct PpeSwitch {
-    cameras: Arc<[CameraId]>,
-    on: Arc<[AtomicBool]>,
+    on: Arc<RwLock<HashSet<CameraId>>>,
     available: bool,
 }
 
 impl PpeSwitch {
-    pub(crate) fn new(cameras: Vec<CameraId>, available: bool) -> Self {
-        let on = cameras.iter().map(|_| AtomicBool::new(false)).collect();
+    pub(crate) fn new(available: bool) -> Self {
         Self {
-            cameras: cameras.into(),
-            on,
+            on: Arc::default(),
             available,
         }
     }
 
-    /// Turns the PPE model on for the cameras `wanted` accepts, off for the others.
-    pub fn set(&self, wanted: impl Fn(&CameraId) -> bool) {
-        for (id, on) in self.cameras.iter().zip(self.on.iter()) {
-            let want = self.available && wanted(id);
-            if on.swap(want, Ordering::Relaxed) != want {
-                tracing::info!(camera = %id, ppe = want, "PPE model switched");
-            }
+    /// Runs the PPE model on exactly the cameras in `wanted` (none without a model).
+    pub fn set(&self, wanted: impl IntoIterator<Item = CameraId>) {
+        let wanted: HashSet<CameraId> = if self.available {
+            wanted.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        let mut on = self.on.write();
+        for id in wanted.symmetric_difference(&on) {
+            tracing::info!(camera = %id, ppe = wanted.contains(id), "PPE model switched");
         }
+        *on = wanted;
     }
 
-    /// Whether the camera of pipeline lane `lane` runs the PPE model.
-    pub(crate) fn is_on(&self, lane: usize) -> bool {
-        self.on.get(lane).is_some_and(|b| b.load(Ordering::Relaxed))
+    /// Whether `camera` runs the PPE model.
+    pub(crate) fn is_on(&self, camera: &CameraId) -> bool {
+        self.on.read().contains(camera)
     }
 }
 
@@ -111,16 +113,18 @@ mod tests {
 
     #[test]
     fn switch_follows_the_predicate_and_stays_off_without_a_model() {
-        let s = PpeSwitch::new(vec![cam("a"), cam("b")], true);
-        assert!(!s.is_on(0) && !s.is_on(1));
-        s.set(|c| c.as_str() == "b");
-        assert!(!s.is_on(0) && s.is_on(1));
-        s.set(|_| false);
-        assert!(!s.is_on(0) && !s.is_on(1));
-        assert!(!s.is_on(7), "unknown lane is off");
-        let none = PpeSwitch::new(vec![cam("a")], false);
-        none.set(|_| true);
-        assert!(!none.is_on(0), "no model, nothing to run");
+        let s = PpeSwitch::new(true);
+        assert!(!s.is_on(&cam("a")) && !s.is_on(&cam("b")));
+        s.set([cam("b")]);
+        assert!(!s.is_on(&cam("a")) && s.is_on(&cam("b")));
+        // A camera that joins later is switched by id.
+        s.set([cam("b"), cam("late")]);
+        assert!(s.is_on(&cam("late")));
+        s.set([]);
+        assert!(!s.is_on(&cam("b")) && !s.is_on(&cam("late")));
+        let none = PpeSwitch::new(false);
+        none.set([cam("a")]);
+        assert!(!none.is_on(&cam("a")), "no model, nothing to run");
     }
 
     #[test]

@@ -141,10 +141,8 @@ async fn five_cameras_real_detector_bounded_and_isolated() {
     std::fs::rename(media.path().join("cam4"), media.path().join("gone")).unwrap();
     let tap = pipeline
         .taps()
-        .iter()
-        .find(|t| t.id.as_str() == "cam-4")
-        .unwrap()
-        .clone();
+        .get(&CameraId::new("cam-4").unwrap())
+        .unwrap();
     let mut health = tap.health.clone();
     // (`is_ok()` drops the watch guard at once: a held guard would block
     // the capture thread's next health update.)
@@ -174,7 +172,7 @@ async fn five_cameras_real_detector_bounded_and_isolated() {
         *after.entry(f.meta.camera.to_string()).or_default() += 1;
     }
     for c in 0..4 {
-        let h = pipeline.taps()[c].health.borrow().state;
+        let h = pipeline.taps().current()[c].health.borrow().state;
         assert_eq!(h, CameraState::Online, "cam-{c}");
     }
 

@@ -3,15 +3,17 @@
 //! Every kind travels as the configuration's own raw form (a file entry without its
 //! id). A change is checked here on its own (`deny_unknown_fields`, then the
 //! configuration's checks of the document, every problem at `doc.<key>`; a camera's
-//! replay footage against the sandbox's media directory), then handed to
-//! [`crate::Control::apply`], which validates it with the whole configuration, inside
-//! the store transaction that records the document and its audit row: a change the
-//! daemon refuses (any camera edit: cameras are wiring) is never stored.
+//! source against the capture sandbox), then handed to [`crate::Control::apply`],
+//! which validates it with the whole configuration and applies it to the running
+//! pipeline, inside the store transaction that records the document and its audit
+//! row: a change the daemon refuses (deleting a camera a zone still names, say) is
+//! never stored.
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use safe_yolo_capture::{SandboxError, SourceRequest};
 use safe_yolo_config::{RawCamera, RawLine, RawRule, RawZone};
 use safe_yolo_domain::CameraId;
 use safe_yolo_store::{SettingKind, StoreError, now_ms};
@@ -47,7 +49,7 @@ pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
 }
 
 /// A camera document: the configuration's raw camera, checked by the configuration
-/// (cameras are wiring: the running system refuses live edits).
+/// and the capture sandbox; the running pipeline starts, restarts or stops it.
 pub(crate) type CameraDoc = RawCamera;
 /// A zone document: the configuration's raw zone, checked by the configuration.
 pub(crate) type ZoneDoc = RawZone;
@@ -70,9 +72,32 @@ fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpErro
 impl Doc for RawCamera {
     const KIND: SettingKind = SettingKind::Camera;
 
-    /// Replay footage must lie inside the media directory of the capture sandbox.
+    /// The configuration's checks, then the capture sandbox's, as at every open:
+    /// replay footage must exist inside the media directory; a device node that
+    /// exists must be a V4L2 device. A device that is absent now (unplugged) is
+    /// accepted: the camera starts offline and raises its camera-offline alarm.
     fn check(&self, id: &str, s: &AppState) -> Result<(), HttpError> {
-        own_problems(self.problems(id, "doc", s.source_policy.media_dir()))
+        let camera = self
+            .validate(id, "doc", s.source_policy.media_dir())
+            .map_err(|problems| {
+                HttpError::control(ControlError::Invalid {
+                    problems,
+                    object: "doc".into(),
+                })
+            })?;
+        match s.source_policy.check(&camera.source) {
+            Ok(_) | Err(SandboxError::DeviceUnresolvable { .. }) => Ok(()),
+            Err(e) => {
+                let field = match camera.source {
+                    SourceRequest::V4l2 { .. } => "doc.source.device",
+                    SourceRequest::Replay { .. } => "doc.source.path",
+                };
+                own_problems(vec![safe_yolo_config::Problem {
+                    path: field.into(),
+                    reason: safe_yolo_domain::error_chain(&e),
+                }])
+            }
+        }
     }
 
     fn into_document(self) -> Document {

@@ -82,7 +82,10 @@ pub enum NegotiateError {
         offered: FourccList,
     },
     /// The required format is not offered.
-    #[error("the device does not offer the required format {wanted} (it offers: {offered})")]
+    #[error(
+        "the device does not offer the required format {wanted} ({}; it offers: {offered})",
+        String::from_utf8_lossy(&wanted.fourcc())
+    )]
     FormatNotOffered {
         /// The configured format.
         wanted: PixelFormat,
@@ -324,7 +327,7 @@ mod tests {
         let e = choose_format(&webcam(), 1280, 720, Some(PixelFormat::Nv12)).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "the device does not offer the required format NV12 (it offers: YUYV, MJPG, H264)"
+            "the device does not offer the required format nv12 (NV12; it offers: YUYV, MJPG, H264)"
         );
     }
 
