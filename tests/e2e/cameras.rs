@@ -59,7 +59,10 @@ fn cameras_are_added_edited_and_removed_without_a_restart() {
     assert_eq!(sys["guarding"], false, "{sys}");
 
     // Bad sources are refused naming the field, and nothing starts.
-    for (path, why) in [("../etc", "must not contain"), ("nope", "cannot be resolved")] {
+    for (path, why) in [
+        ("../etc", "must not contain"),
+        ("nope", "cannot be resolved"),
+    ] {
         let (status, e) = c.json("PUT", "/api/v1/cameras/cam-a", Some(&replay(path, 0)));
         assert_eq!(
             (status, e["field"].as_str()),

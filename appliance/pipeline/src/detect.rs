@@ -374,4 +374,147 @@ mod tests {
             "frames out of order: {seqs:?}"
         );
     }
+
+    /// Waits for a detected frame of camera `want`.
+    async fn frame_of(rx: &mut tokio::sync::mpsc::Receiver<crate::DetectedFrame>, want: &str) {
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if f.meta.camera.as_str() == want {
+                return;
+            }
+        }
+    }
+
+    fn synthetic_spec(id: &str) -> CameraSpec {
+        CameraSpec {
+            id: CameraId::new(id).unwrap(),
+            source: SourceRequest::Replay {
+                path: PathBuf::from(id),
+                looping: true,
+                pacing: Pacing::RealTime,
+                fps: 50.0,
+                start_frame: 0,
+            },
+            detect_every: 1,
+            queue_depth: 2,
+            offline_after: Duration::from_secs(5),
+        }
+    }
+
+    /// Cameras start, restart and stop one by one while the pipeline runs: an
+    /// unchanged camera keeps its run, a stopped one leaves the liveness
+    /// registry (no false stall) and sends no more frames.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cameras_come_and_go_while_the_pipeline_runs() {
+        let sources: SourceFactory = Arc::new(|_request: &SourceRequest| {
+            Ok(Box::new(Synthetic {
+                seq: 0,
+                opened: std::time::Instant::now(),
+            }) as Box<dyn FrameSource>)
+        });
+        let factory: DetectorFactory = Arc::new(|| {
+            Ok(Box::new(Uneven {
+                info: ModelInfo {
+                    name: "uneven".into(),
+                    weights: PathBuf::new(),
+                    precision: Precision::Fp32,
+                    backend: BackendKind::Tract,
+                    input_width: 32,
+                    input_height: 32,
+                    classes: Arc::from(Vec::<Arc<str>>::new()),
+                    licence: String::new(),
+                },
+                calls: 0,
+            }) as Box<dyn Detector>)
+        });
+        let liveness = Liveness::new();
+        let shutdown = CancellationToken::new();
+        let config = PipelineConfig {
+            cameras: vec![synthetic_spec("a")],
+            sources,
+            detect_workers: 2,
+            analysis_queue: 64,
+            detect_nice: 0,
+        };
+        let (pipeline, mut rx) = Pipeline::start(
+            config,
+            factory,
+            &liveness,
+            &Metrics::new(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        let cameras = pipeline.cameras();
+        let mut taps = pipeline.taps();
+        let first_a = taps.get(&CameraId::new("a").unwrap()).unwrap();
+        frame_of(&mut rx, "a").await;
+
+        // Add b: a keeps its run.
+        let both = [synthetic_spec("a"), synthetic_spec("b")];
+        let changed = tokio::task::block_in_place(|| cameras.apply(&both)).unwrap();
+        assert_eq!(changed.started, vec![CameraId::new("b").unwrap()]);
+        assert!(changed.stopped.is_empty() && changed.restarted.is_empty());
+        assert!(taps.changed().await);
+        let now = taps.seen();
+        assert_eq!(now.len(), 2);
+        assert!(now[0].same_run(&first_a), "a was restarted");
+        frame_of(&mut rx, "b").await;
+
+        // Change a's spec: a restarts, b is untouched.
+        let mut a2 = synthetic_spec("a");
+        a2.detect_every = 2;
+        let first_b = taps.get(&CameraId::new("b").unwrap()).unwrap();
+        let changed =
+            tokio::task::block_in_place(|| cameras.apply(&[a2.clone(), synthetic_spec("b")]))
+                .unwrap();
+        assert_eq!(changed.restarted, vec![CameraId::new("a").unwrap()]);
+        assert!(changed.late_threads.is_empty(), "{changed:?}");
+        let a_now = taps.get(&CameraId::new("a").unwrap()).unwrap();
+        assert!(!a_now.same_run(&first_a));
+        assert!(
+            taps.get(&CameraId::new("b").unwrap())
+                .unwrap()
+                .same_run(&first_b)
+        );
+        assert_eq!(cameras.specs(), vec![a2.clone(), synthetic_spec("b")]);
+
+        // Remove b: its stages leave the liveness registry, no frame of it follows.
+        let changed = tokio::task::block_in_place(|| cameras.apply(&[a2])).unwrap();
+        assert_eq!(changed.stopped, vec![CameraId::new("b").unwrap()]);
+        assert!(
+            !liveness.stages().iter().any(|s| s.starts_with("camera/b/")),
+            "{:?}",
+            liveness.stages()
+        );
+        assert!(
+            liveness
+                .check(std::time::Instant::now(), Duration::from_secs(5))
+                .is_ok()
+        );
+        // Frames of b already on their way may still arrive; after those, only a's.
+        let (mut tail, mut after) = (0, 0);
+        while after < 10 {
+            let f = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            if f.meta.camera.as_str() == "b" {
+                tail += 1;
+                assert!(tail <= 4, "b keeps sending frames after it stopped");
+            } else {
+                after += 1;
+            }
+        }
+        // And none at all: zero cameras is a running pipeline too.
+        let changed = tokio::task::block_in_place(|| cameras.apply(&[])).unwrap();
+        assert_eq!(changed.stopped, vec![CameraId::new("a").unwrap()]);
+        assert!(taps.current().is_empty());
+        drop(rx);
+        shutdown.cancel();
+        let stuck = pipeline.stop(Duration::from_secs(5)).await;
+        assert!(stuck.is_empty(), "{stuck:?}");
+    }
 }
