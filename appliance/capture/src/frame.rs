@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The pixel formats the capture layer can negotiate and convert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The pixel formats the capture layer can negotiate and convert. Their JSON
+/// names (`mjpeg`, `yuyv`, `nv12`, `rgb24`) are the values of a camera source's
+/// `format` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum PixelFormat {
     /// Motion JPEG: every buffer is a complete JPEG image.
     Mjpeg,

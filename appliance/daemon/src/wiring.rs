@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use safe_yolo_config::{Config, SourceConfig};
+use safe_yolo_config::Config;
 use safe_yolo_outputs as outputs;
 use safe_yolo_pipeline::{CameraSpec, PipelineConfig, SourceFactory};
 use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
@@ -146,7 +146,7 @@ pub fn pipeline_config(config: &Config) -> PipelineConfig {
             .filter(|c| c.enabled)
             .map(|c| CameraSpec {
                 id: c.id.clone(),
-                source: source_request(&c.source),
+                source: c.source.request(),
                 detect_every: c.detect_every.get(),
                 queue_depth: c.queue_depth.get(),
                 offline_after,
@@ -166,47 +166,4 @@ pub fn camera_sources(config: &Config) -> SourceFactory {
     std::sync::Arc::new(move |request: &safe_yolo_capture::SourceRequest| {
         safe_yolo_capture::open(request, &policy)
     })
-}
-
-/// A camera's source in the capture crate's terms (checked by its sandbox).
-pub fn source_request(s: &SourceConfig) -> safe_yolo_capture::SourceRequest {
-    use safe_yolo_capture::{Pacing, PixelFormat as Pf, SourceRequest};
-    use safe_yolo_config::{Pace, PixelFormat};
-    match s {
-        SourceConfig::V4l2 {
-            device,
-            width,
-            height,
-            fps,
-            format,
-        } => SourceRequest::V4l2 {
-            device: device.clone(),
-            width: *width,
-            height: *height,
-            fps: *fps,
-            format: match format {
-                PixelFormat::Auto => None,
-                PixelFormat::Mjpeg => Some(Pf::Mjpeg),
-                PixelFormat::Yuyv => Some(Pf::Yuyv),
-                PixelFormat::Nv12 => Some(Pf::Nv12),
-                PixelFormat::Rgb24 => Some(Pf::Rgb24),
-            },
-        },
-        SourceConfig::Replay {
-            path,
-            looping,
-            pace,
-            fps,
-            start_frame,
-        } => SourceRequest::Replay {
-            path: path.clone(),
-            looping: *looping,
-            pacing: match pace {
-                Pace::Realtime => Pacing::RealTime,
-                Pace::Fast => Pacing::AsFastAsPossible,
-            },
-            fps: *fps,
-            start_frame: *start_frame,
-        },
-    }
 }
