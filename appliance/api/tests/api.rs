@@ -3026,29 +3026,39 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
 async fn a_busy_port_is_retried_and_served_once_free() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = holder.local_addr().unwrap();
+    let redirect_holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_redirect = redirect_holder.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
     let (store, _writer) = StoreHandle::start(store, 64).unwrap();
     let (deps, _live, _health, _scene) = deps(dir.path(), store.clone(), Arc::default());
     let mut s = settings(dir.path(), vec![]);
     s.api.bind = busy;
+    s.api.http_redirect_bind = Some(busy_redirect);
     let shutdown = CancellationToken::new();
-    // The port is held: the server starts anyway, not listening yet.
-    let server = serve(s, deps, shutdown.clone()).await.unwrap();
+    // Both ports are held: the server starts anyway, not listening yet.
+    let mut server = serve(s, deps, shutdown.clone()).await.unwrap();
     assert_eq!(server.https_addr, None);
-    assert_eq!(server.pending, vec![busy]);
-    // Released: the retry takes it (1 s, then 2 s, ...): bounded wait, no timing assert.
+    assert_eq!(server.http_redirect_addr, None);
+    assert_eq!(server.pending, vec![busy, busy_redirect]);
+    // Released: the retries take them (1 s, then 2 s, ...): bounded wait, no timing assert.
     drop(holder);
-    let mut listening = false;
-    for _ in 0..100 {
-        if let Ok(tcp) = tokio::net::TcpStream::connect(busy).await {
-            drop(tcp);
-            listening = true;
-            break;
+    drop(redirect_holder);
+    for addr in [busy, busy_redirect] {
+        let mut listening = false;
+        for _ in 0..100 {
+            if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
+                drop(tcp);
+                listening = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(listening, "the API never took the freed port {addr}");
     }
-    assert!(listening, "the API never took the freed port {busy}");
+    // The late HTTPS listener reports its address.
+    let late = server.late_https.take().expect("a late HTTPS listener");
+    assert_eq!(late.await.unwrap(), busy);
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), server.join())
         .await
