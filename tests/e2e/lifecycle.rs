@@ -358,3 +358,72 @@ fn a_box_without_cameras_runs_and_says_it_guards_nothing() {
         daemon.log_text()
     );
 }
+
+#[test]
+fn a_busy_api_port_never_stops_the_alarms() {
+    // Another program holds the HTTPS port when the box starts: the daemon is
+    // READY anyway, says the API is not listening yet, raises the alarm for the
+    // person in the zone, and serves the API as soon as the port is free.
+    let port = free_port();
+    let (app, config) = crate::alarms::walkway_appliance(port);
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (daemon, notify) = Daemon::start_ready(&config);
+    assert!(
+        notify
+            .messages()
+            .iter()
+            .any(|(_, m)| m.lines().any(|l| l.starts_with("STATUS=running:")
+                && l.contains(&format!("API not listening yet (port {port} busy")))),
+        "{:?}",
+        notify.messages()
+    );
+    let siren_on = wait_until(Duration::from_secs(150), || {
+        crate::client::transitions(&app, "siren")
+            .iter()
+            .any(|t| t.1)
+            .then_some(())
+    });
+    assert!(
+        siren_on.is_some(),
+        "no siren while the API port was held; log:\n{}",
+        daemon.log_text()
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("port busy") && log.contains(&format!("port={port}")),
+        "the busy port is not logged with its number:\n{log}"
+    );
+    // The port is released: the API answers within a bounded wait (the retry
+    // waits 1 s, doubling to 30 s).
+    drop(holder);
+    let released = Instant::now();
+    let c = crate::client::Client {
+        base: format!("https://127.0.0.1:{port}"),
+        token: None,
+    };
+    let health = wait_until(Duration::from_secs(90), || {
+        let (status, body) = c.json("GET", "/api/v1/health", None);
+        (status == 200).then_some(body)
+    });
+    assert!(
+        health.is_some(),
+        "the API never took the freed port; log:\n{}",
+        daemon.log_text()
+    );
+    // Reported, not asserted: the first retry is 1 s after start, then 2 s, 4 s...
+    eprintln!(
+        "busy port: the API answered {} ms after the port was released",
+        released.elapsed().as_millis()
+    );
+    // And the status line says so.
+    assert!(
+        notify
+            .wait_for(
+                &format!("STATUS=running: 1 camera(s), 1 rule(s), https://127.0.0.1:{port}"),
+                Duration::from_secs(10)
+            )
+            .is_some(),
+        "{:?}",
+        notify.messages()
+    );
+}

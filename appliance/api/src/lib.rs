@@ -24,8 +24,11 @@
 //! - Every mutating route writes its audit row in the same store transaction as the
 //!   change (see [`audit`]); a backup download, which changes nothing but takes
 //!   evidence off the box, is audited before its first byte is sent.
-//! - Nothing here blocks the reactor: argon2, store work and JPEG encoding run on the
-//!   blocking pool or a dedicated thread.
+//! - Nothing here blocks the reactor: argon2, store work, JPEG encoding, camera
+//!   discovery and previews run on the blocking pool or a dedicated thread.
+//! - A port in use does not stop [`serve`]: its listener is retried in the
+//!   background ([`ApiServer::pending`]); configuration and state-directory
+//!   problems are errors.
 #![forbid(unsafe_code)]
 
 pub mod audit;

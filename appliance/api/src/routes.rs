@@ -19,7 +19,8 @@ use safe_yolo_store::{AuditResult, NewAudit, Role, now_ms};
 use crate::auth::{Principal, authenticate, presented_token, rank, role_name};
 use crate::error::HttpError;
 use crate::handlers::{
-    auth as h_auth, download, events, live as h_live, settings as h_settings, system, users,
+    auth as h_auth, cameras as h_cameras, download, events, live as h_live, settings as h_settings,
+    system, users,
 };
 use crate::state::{AppState, peer};
 use crate::ui;
@@ -515,6 +516,23 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             "Acknowledge an event",
             events::acknowledge,
         ),
+        route(
+            M::GET,
+            "/api/v1/cameras/discovery",
+            OPERATOR,
+            "The V4L2 capture devices present (stable path, driver, card, formats with frame sizes and rates), for choosing a camera's source",
+            h_cameras::discovery,
+        ),
+        route(
+            M::POST,
+            "/api/v1/cameras/preview",
+            OPERATOR,
+            "One still JPEG of a camera source (the `source` document of PUT /api/v1/cameras/{id}), opened through the capture sandbox within 5 s; nothing is stored",
+            h_cameras::preview,
+        )
+        .body::<safe_yolo_config::RawSource>()
+        .produces(&["image/jpeg"])
+        .no_state_change(),
         route(
             M::PUT,
             "/api/v1/cameras/{id}",

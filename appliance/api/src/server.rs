@@ -51,6 +51,10 @@ pub struct ApiDeps {
     pub control: Arc<dyn Control>,
     /// The sandbox for camera sources given through the API.
     pub source_policy: SourcePolicy,
+    /// Opens a camera source for a still preview: the same factory the
+    /// pipeline opens its cameras with (`safe_yolo_capture::open` under the
+    /// sandbox policy, picked by the daemon).
+    pub sources: safe_yolo_pipeline::SourceFactory,
 }
 
 impl std::fmt::Debug for ApiDeps {
@@ -178,6 +182,8 @@ pub fn build_router(
         certs,
         live,
         source_policy: deps.source_policy,
+        sources: deps.sources,
+        probe_gate: Arc::new(Semaphore::new(crate::handlers::cameras::PROBES)),
         started: std::time::Instant::now(),
         live_shutdown: shutdown,
     }));
@@ -190,10 +196,17 @@ pub fn build_router(
 /// A running server.
 #[derive(Debug)]
 pub struct ApiServer {
-    /// The HTTPS address actually bound.
-    pub https_addr: SocketAddr,
-    /// The plain-HTTP redirect listener, if enabled.
+    /// The HTTPS address bound; `None` while its port is busy (it is retried
+    /// in the background, see [`serve`]).
+    pub https_addr: Option<SocketAddr>,
+    /// The plain-HTTP redirect listener, if enabled and bound.
     pub http_redirect_addr: Option<SocketAddr>,
+    /// Addresses whose port was in use at start: retried in the background
+    /// (1 s, doubling to 30 s, until bound or shut down).
+    pub pending: Vec<SocketAddr>,
+    /// When the HTTPS port was busy at start: the address, once the
+    /// background retry has bound it.
+    pub late_https: Option<tokio::sync::oneshot::Receiver<SocketAddr>>,
     /// The application (state, router, setup token).
     pub app: App,
     tasks: JoinSet<()>,
@@ -214,8 +227,60 @@ impl ApiServer {
 const MAX_CONNECTIONS: usize = 256;
 /// Longest a TLS handshake or a request head may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait between two attempts to listen on a busy port.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The wait before attempt `attempt` (0-based) to listen on a busy port:
+/// 1 s, doubling, at most [`RETRY_MAX`].
+pub fn bind_retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.min(5)).min(RETRY_MAX)
+}
+
+/// Binds `addr`; `Ok(None)` when its port is in use (`EADDRINUSE`: another
+/// program holds it, or this daemon's previous instance is still closing).
+async fn try_bind(addr: SocketAddr, what: &'static str) -> Result<Option<TcpListener>, ApiError> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(%addr, port = addr.port(), listener = what, retry_in_s = bind_retry_delay(0).as_secs(), error = %e, "port busy: the API is not listening yet; retrying in the background (cameras, rules and outputs run)");
+            Ok(None)
+        }
+        Err(source) => Err(ApiError::Bind { addr, source }),
+    }
+}
+
+/// Binds `addr` again and again (waits of [`bind_retry_delay`]) until it
+/// succeeds; `None` when shut down first. Every failure is logged with the port.
+async fn bind_retrying(
+    addr: SocketAddr,
+    what: &'static str,
+    shutdown: &CancellationToken,
+) -> Option<TcpListener> {
+    let mut attempt: u32 = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(bind_retry_delay(attempt)) => {}
+        }
+        attempt = attempt.saturating_add(1);
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, port = addr.port(), listener = what, attempts = attempt, "port free: API listening");
+                return Some(l);
+            }
+            Err(e) => {
+                tracing::warn!(%addr, port = addr.port(), listener = what, attempts = attempt, retry_in_s = bind_retry_delay(attempt).as_secs(), error = %e, "cannot listen yet; retrying");
+            }
+        }
+    }
+}
 
 /// Starts the HTTPS listener (and the redirect listener if configured).
+///
+/// A configuration or state-directory problem (the JWT key, the certificate,
+/// the TLS set-up, an address this host cannot bind) is an error. A port in use
+/// is not: its listener is retried in the background ([`ApiServer::pending`])
+/// while the caller goes on, so a busy port never stops the alarms.
 pub async fn serve(
     settings: ApiSettings,
     deps: ApiDeps,
@@ -226,36 +291,64 @@ pub async fn serve(
     let min = settings.api.tls_min_version;
     let app = build_router(settings, deps, shutdown.clone())?;
     let tls = TlsAcceptor::from(server_config(min, Arc::clone(&app.state.certs))?);
-    let listener = TcpListener::bind(bind)
-        .await
-        .map_err(|source| ApiError::Bind { addr: bind, source })?;
-    let https_addr = listener
-        .local_addr()
-        .map_err(|source| ApiError::Bind { addr: bind, source })?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(
-        listener,
-        tls,
-        app.router.clone(),
-        shutdown.clone(),
-    ));
-    let http_redirect_addr = match redirect {
-        Some(addr) => {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ApiError::Bind { addr, source })?;
-            let bound = l
+    let mut pending = Vec::new();
+    let mut late_https = None;
+    let router = app.router.clone();
+    let https_addr = match try_bind(bind, "https").await? {
+        Some(listener) => {
+            let addr = listener
                 .local_addr()
-                .map_err(|source| ApiError::Bind { addr, source })?;
-            tasks.spawn(redirect_loop(l, https_addr.port(), shutdown.clone()));
-            Some(bound)
+                .map_err(|source| ApiError::Bind { addr: bind, source })?;
+            tasks.spawn(accept_loop(listener, tls, router, shutdown.clone()));
+            Some(addr)
         }
+        None => {
+            pending.push(bind);
+            let shutdown = shutdown.clone();
+            let (bound, late) = tokio::sync::oneshot::channel();
+            late_https = Some(late);
+            tasks.spawn(async move {
+                if let Some(listener) = bind_retrying(bind, "https", &shutdown).await {
+                    let _ = bound.send(listener.local_addr().unwrap_or(bind));
+                    accept_loop(listener, tls, router, shutdown).await;
+                }
+            });
+            None
+        }
+    };
+    // A busy HTTPS port is retried on the configured port (never 0).
+    let https_port = https_addr.map_or(bind.port(), |a| a.port());
+    let http_redirect_addr = match redirect {
+        Some(addr) => match try_bind(addr, "http-redirect").await? {
+            Some(l) => {
+                let bound = l
+                    .local_addr()
+                    .map_err(|source| ApiError::Bind { addr, source })?;
+                tasks.spawn(redirect_loop(l, https_port, shutdown.clone()));
+                Some(bound)
+            }
+            None => {
+                pending.push(addr);
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    if let Some(l) = bind_retrying(addr, "http-redirect", &shutdown).await {
+                        redirect_loop(l, https_port, shutdown).await;
+                    }
+                });
+                None
+            }
+        },
         None => None,
     };
-    tracing::info!(%https_addr, ?http_redirect_addr, "API listening (HTTPS)");
+    if let Some(https_addr) = https_addr {
+        tracing::info!(%https_addr, ?http_redirect_addr, "API listening (HTTPS)");
+    }
     Ok(ApiServer {
         https_addr,
         http_redirect_addr,
+        pending,
+        late_https,
         app,
         tasks,
     })
@@ -375,5 +468,17 @@ fn redirect(req: &Request, https_port: u16) -> Response {
     match target.parse::<Uri>() {
         Ok(_) => Redirect::permanent(&target).into_response(),
         Err(_) => (StatusCode::BAD_REQUEST, "HTTPS only").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_port_is_retried_after_1_s_doubling_to_30_s() {
+        let secs: Vec<u64> = (0..8).map(|a| bind_retry_delay(a).as_secs()).collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(bind_retry_delay(u32::MAX), RETRY_MAX);
     }
 }

@@ -56,6 +56,10 @@ pub struct Inner {
     pub(crate) certs: Arc<CertStore>,
     pub(crate) live: LiveHub,
     pub(crate) source_policy: safe_yolo_capture::SourcePolicy,
+    /// Opens sources for the still preview (the daemon's factory: the sandbox).
+    pub(crate) sources: safe_yolo_pipeline::SourceFactory,
+    /// Camera discoveries and previews running at once.
+    pub(crate) probe_gate: Arc<tokio::sync::Semaphore>,
     pub(crate) started: std::time::Instant,
     pub(crate) live_shutdown: tokio_util::sync::CancellationToken,
 }

@@ -322,3 +322,200 @@ pub struct CameraList {
     /// Each running camera's health.
     pub health: Vec<CameraHealthView>,
 }
+
+/// The V4L2 capture devices present (`GET /api/v1/cameras/discovery`).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DiscoveryView {
+    /// The video capture devices, in node order.
+    pub devices: Vec<DeviceView>,
+    /// `/dev/video*` nodes that are no usable capture device (a UVC camera's
+    /// metadata node, a codec), with the reason.
+    pub skipped: Vec<SkippedNodeView>,
+    /// Nodes were left out (too many, or the time budget ran out).
+    pub truncated: bool,
+}
+
+/// A video capture device.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DeviceView {
+    /// The path to give as a camera's `source.device`: its `/dev/v4l/by-id/`
+    /// link if it has one, else its `/dev/v4l/by-path/` link, else the node.
+    pub path: String,
+    /// The node (`/dev/video0`).
+    pub node: String,
+    /// The driver (`uvcvideo`, `vivid`).
+    pub driver: String,
+    /// The card (the camera's name).
+    pub card: String,
+    /// The bus (`usb-0000:00:14.0-1`).
+    pub bus_info: String,
+    /// The running camera that captures from this device, if any (a preview
+    /// of it is refused: the device is busy).
+    pub in_use_by: Option<CameraId>,
+    /// The formats offered.
+    pub formats: Vec<FormatView>,
+    /// A list was cut at its limit or at the time budget.
+    pub truncated: bool,
+}
+
+/// A pixel format a device offers.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct FormatView {
+    /// The V4L2 FourCC (`MJPG`, `YUYV`, `H264`).
+    pub fourcc: String,
+    /// The `source.format` that selects it; absent when the appliance cannot
+    /// capture this format.
+    pub format: Option<safe_yolo_capture::PixelFormat>,
+    /// The driver's description (`Motion-JPEG`).
+    pub description: String,
+    /// The frame sizes, each with its frame rates (empty: the driver lists none).
+    pub sizes: Vec<FrameSizeView>,
+}
+
+/// A frame size a format is offered at.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FrameSizeView {
+    /// One size.
+    Discrete {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// The frame rates at this size.
+        rates: Vec<FrameRateView>,
+    },
+    /// Any size in a range on a step grid (continuous ranges have step 1).
+    Stepwise {
+        /// Smallest width.
+        min_width: u32,
+        /// Largest width.
+        max_width: u32,
+        /// Width step.
+        step_width: u32,
+        /// Smallest height.
+        min_height: u32,
+        /// Largest height.
+        max_height: u32,
+        /// Height step.
+        step_height: u32,
+        /// The frame rates at the largest size.
+        rates: Vec<FrameRateView>,
+    },
+}
+
+/// A frame rate offered.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FrameRateView {
+    /// One rate.
+    Discrete {
+        /// Frames per second.
+        fps: f32,
+    },
+    /// Any rate in a range.
+    Stepwise {
+        /// Lowest rate.
+        min_fps: f32,
+        /// Highest rate.
+        max_fps: f32,
+    },
+}
+
+/// A `/dev/video*` node that is no usable capture device.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SkippedNodeView {
+    /// The node.
+    pub node: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl DiscoveryView {
+    /// The view of `found`; `in_use` maps a resolved device node to the
+    /// running camera that captures from it.
+    pub fn new(
+        found: safe_yolo_capture::Discovery,
+        in_use: &[(CameraId, std::path::PathBuf)],
+    ) -> Self {
+        use safe_yolo_capture::v4l2::negotiate::{IntervalRange, SizeRange, fps_of};
+        let rate = |i: &IntervalRange| match *i {
+            IntervalRange::Discrete {
+                numerator,
+                denominator,
+            } => fps_of(numerator, denominator).map(|fps| FrameRateView::Discrete { fps }),
+            // The shortest interval is the highest rate.
+            IntervalRange::Stepwise { min, max } => {
+                match (fps_of(max.0, max.1), fps_of(min.0, min.1)) {
+                    (Some(min_fps), Some(max_fps)) => {
+                        Some(FrameRateView::Stepwise { min_fps, max_fps })
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let size = |s: &safe_yolo_capture::DiscoveredSize| {
+            let rates = s.intervals.iter().filter_map(rate).collect();
+            match s.size {
+                SizeRange::Discrete { width, height } => FrameSizeView::Discrete {
+                    width,
+                    height,
+                    rates,
+                },
+                SizeRange::Stepwise {
+                    min_width,
+                    max_width,
+                    step_width,
+                    min_height,
+                    max_height,
+                    step_height,
+                } => FrameSizeView::Stepwise {
+                    min_width,
+                    max_width,
+                    step_width,
+                    min_height,
+                    max_height,
+                    step_height,
+                    rates,
+                },
+            }
+        };
+        Self {
+            devices: found
+                .devices
+                .into_iter()
+                .map(|d| DeviceView {
+                    path: d.path.display().to_string(),
+                    in_use_by: in_use
+                        .iter()
+                        .find(|(_, node)| *node == d.node)
+                        .map(|(camera, _)| camera.clone()),
+                    node: d.node.display().to_string(),
+                    driver: d.driver,
+                    card: d.card,
+                    bus_info: d.bus_info,
+                    formats: d
+                        .formats
+                        .iter()
+                        .map(|f| FormatView {
+                            fourcc: f.fourcc_text(),
+                            format: f.format,
+                            description: f.description.clone(),
+                            sizes: f.sizes.iter().map(size).collect(),
+                        })
+                        .collect(),
+                    truncated: d.truncated,
+                })
+                .collect(),
+            skipped: found
+                .skipped
+                .into_iter()
+                .map(|s| SkippedNodeView {
+                    node: s.node.display().to_string(),
+                    reason: s.reason,
+                })
+                .collect(),
+            truncated: found.truncated,
+        }
+    }
+}

@@ -216,7 +216,13 @@ fn deps(
         }]),
         metrics,
         control,
-        source_policy: SourcePolicy::new(media),
+        source_policy: SourcePolicy::new(&media),
+        sources: {
+            let policy = SourcePolicy::new(&media);
+            Arc::new(move |r: &safe_yolo_capture::SourceRequest| {
+                safe_yolo_capture::open(r, &policy)
+            })
+        },
     };
     (deps, live_tx, health_tx, scene)
 }
@@ -491,6 +497,10 @@ impl Rig {
                 None,
             ),
             ("GET", "/api/v1/cameras/{id}/mjpeg") => ("/api/v1/cameras/cam1/mjpeg".into(), None),
+            ("POST", "/api/v1/cameras/preview") => (
+                path.into(),
+                Some(json!({"kind": "replay", "path": "clip.mjpeg"})),
+            ),
             ("PUT", "/api/v1/cameras/{id}") => (
                 format!("/api/v1/cameras/c{n}"),
                 Some(
@@ -1629,7 +1639,7 @@ async fn tls_13_only_from_outside_and_certificate_hot_swap() {
         return;
     }
     let (server, dir, _store, _live, _health, _scene) = serve_rig(true).await;
-    let addr = server.https_addr;
+    let addr = server.https_addr.unwrap();
     // The key files are private.
     {
         use std::os::unix::fs::PermissionsExt;
@@ -1923,7 +1933,9 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
 
     // A slow client: subscribes, then never reads.
     let t = ticket().await;
-    let mut slow = wss(server.https_addr, dir.path(), &t).await.unwrap();
+    let mut slow = wss(server.https_addr.unwrap(), dir.path(), &t)
+        .await
+        .unwrap();
     slow.send(Message::Text(
         r#"{"type":"subscribe","camera":"cam1"}"#.into(),
     ))
@@ -1933,11 +1945,17 @@ async fn websocket_streams_jpeg_and_detections_and_slow_clients_do_not_hold_the_
         .await
         .unwrap();
     // A used ticket does not open a second connection.
-    assert!(wss(server.https_addr, dir.path(), &t).await.is_err());
+    assert!(
+        wss(server.https_addr.unwrap(), dir.path(), &t)
+            .await
+            .is_err()
+    );
 
     let rss_before = rss_kib();
     let t = ticket().await;
-    let mut ws = wss(server.https_addr, dir.path(), &t).await.unwrap();
+    let mut ws = wss(server.https_addr.unwrap(), dir.path(), &t)
+        .await
+        .unwrap();
     // An invalid command gets an error message, not a dropped connection.
     ws.send(Message::Text(
         r#"{"type":"subscribe","camera":"cam1","extra":1}"#.into(),
@@ -2848,6 +2866,205 @@ async fn event_export_as_csv_and_json_with_the_list_filters() {
 }
 
 // === OpenAPI ===
+
+// === choosing a camera: discovery and preview ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_discovery_lists_this_machines_devices_for_operators() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let path = "/api/v1/cameras/discovery";
+    let r = rig.call(Method::GET, path, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig.call(Method::GET, path, Some(&viewer), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let operator = rig.token_for(Role::Operator).await;
+    let r = rig.call(Method::GET, path, Some(&operator), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let body = r.json();
+    let devices = body["devices"].as_array().expect("a device list");
+    assert!(body["skipped"].is_array(), "{body}");
+    assert_eq!(body["truncated"], false, "{body}");
+    let has_video = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("video"));
+    if has_video {
+        // A machine with cameras (vivid in the VM test): each is described.
+        for d in devices {
+            assert!(d["path"].as_str().unwrap().starts_with("/dev/"), "{d}");
+            assert!(d["formats"].is_array(), "{d}");
+        }
+    } else {
+        // This build machine has no /dev/video*: an empty list, not an error.
+        assert!(devices.is_empty(), "{body}");
+        assert!(body["skipped"].as_array().unwrap().is_empty(), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let media = rig.dir.path().join("media");
+    // A replay folder of a fixture photo: the preview is its first frame.
+    let photo = safe_yolo_fixtures::media("bus.jpg");
+    std::fs::create_dir_all(media.join("yard")).unwrap();
+    std::fs::copy(&photo, media.join("yard/0001.jpg")).unwrap();
+    let expected =
+        safe_yolo_capture::convert::decode_jpeg(&std::fs::read(&photo).unwrap()).unwrap();
+    let path = "/api/v1/cameras/preview";
+    let doc = json!({"kind": "replay", "path": "yard", "fps": 5});
+    let r = rig.call(Method::POST, path, None, Some(doc.clone())).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig
+        .call(Method::POST, path, Some(&viewer), Some(doc.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let operator = rig.token_for(Role::Operator).await;
+    let before = rig.last_audit_id().await;
+    let r = rig
+        .call(Method::POST, path, Some(&operator), Some(doc))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers["content-type"], "image/jpeg");
+    let still = safe_yolo_capture::convert::decode_jpeg(&r.body).unwrap();
+    assert_eq!(
+        (still.width(), still.height()),
+        (expected.width(), expected.height())
+    );
+    // A preview changes nothing: no audit row.
+    assert!(rig.audit_after(before).await.is_empty());
+
+    // Refusals name the source's field.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::copy(&photo, outside.path().join("0001.jpg")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), media.join("escape")).unwrap();
+    std::fs::write(media.join("garbage.mjpeg"), b"not a jpeg at all").unwrap();
+    for (doc, status, field, says) in [
+        (
+            json!({"kind": "replay", "path": "/etc/passwd"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "outside the media directory",
+        ),
+        (
+            json!({"kind": "replay", "path": "../state"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "must not contain `..`",
+        ),
+        // Inside by name, outside once the link is followed: the sandbox refuses it.
+        (
+            json!({"kind": "replay", "path": "escape"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "outside the media directory",
+        ),
+        (
+            json!({"kind": "replay", "path": "nope.mjpeg"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "cannot be resolved",
+        ),
+        (
+            json!({"kind": "replay", "path": "garbage.mjpeg"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "no complete JPEG image",
+        ),
+        (
+            json!({"kind": "v4l2", "device": "/dev/null"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "device",
+            "not a V4L2 device",
+        ),
+        (
+            json!({"kind": "replay", "path": "yard", "fps": 500}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fps",
+            "between 0.5 and 120",
+        ),
+        (
+            json!({"kind": "replay", "path": "yard", "colour": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+            "unknown field",
+        ),
+    ] {
+        let r = rig
+            .call(Method::POST, path, Some(&operator), Some(doc.clone()))
+            .await;
+        let body = r.json();
+        assert_eq!(r.status, status, "{doc}: {body}");
+        assert_eq!(body["field"], field, "{doc}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(says),
+            "{doc}: {body}"
+        );
+    }
+    // The body has the JSON body limit.
+    let long = "x".repeat(MAX_BODY + 1);
+    let r = rig
+        .call(
+            Method::POST,
+            path,
+            Some(&operator),
+            Some(json!({"kind": "replay", "path": long})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_is_retried_and_served_once_free() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = holder.local_addr().unwrap();
+    let redirect_holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_redirect = redirect_holder.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let (store, _writer) = StoreHandle::start(store, 64).unwrap();
+    let (deps, _live, _health, _scene) = deps(dir.path(), store.clone(), Arc::default());
+    let mut s = settings(dir.path(), vec![]);
+    s.api.bind = busy;
+    s.api.http_redirect_bind = Some(busy_redirect);
+    let shutdown = CancellationToken::new();
+    // Both ports are held: the server starts anyway, not listening yet.
+    let mut server = serve(s, deps, shutdown.clone()).await.unwrap();
+    assert_eq!(server.https_addr, None);
+    assert_eq!(server.http_redirect_addr, None);
+    assert_eq!(server.pending, vec![busy, busy_redirect]);
+    // Released: the retries take them (1 s, then 2 s, ...): bounded wait, no timing assert.
+    drop(holder);
+    drop(redirect_holder);
+    for addr in [busy, busy_redirect] {
+        let mut listening = false;
+        for _ in 0..100 {
+            if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
+                drop(tcp);
+                listening = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(listening, "the API never took the freed port {addr}");
+    }
+    // The late HTTPS listener reports its address.
+    let late = server.late_https.take().expect("a late HTTPS listener");
+    assert_eq!(late.await.unwrap(), busy);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server.join())
+        .await
+        .unwrap();
+}
 
 #[tokio::test]
 async fn live_stream_off_closes_the_live_routes() {

@@ -6,6 +6,19 @@
 //! cannot fake (GPIO chip ioctls and character-device numbers) go through the
 //! [`Probe`] trait. All missing pieces are reported together, each with the
 //! profile key that names it.
+//!
+//! What refuses the start and what only warns follows what makes the box
+//! unsafe, not what is missing:
+//! - **Refused** (a [`BoardError::Mismatch`]): a GPIO chip or line of the
+//!   profile that is missing or ambiguous (the outputs could not be driven, nor
+//!   held in their safe state), and the accelerator's device or runtime
+//!   libraries (no detector can load, so no camera could raise an alarm; the
+//!   check names the missing piece before the model load fails less clearly).
+//! - **Warned** ([`HardwareReport::warnings`], logged by the daemon): a camera
+//!   node that is missing or is not a V4L2 node, and a thermal zone that is
+//!   missing or unreadable. One unplugged camera must not silence the others:
+//!   the pipeline opens cameras with backoff, shows a missing one offline and
+//!   raises its `camera_offline` rule; thermal zones are monitoring only.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -216,6 +229,9 @@ pub struct HardwareReport {
     pub runtime_libraries: Vec<PathBuf>,
     /// Thermal zones and their temperatures.
     pub thermal: Vec<ThermalReading>,
+    /// What is missing or wrong but does not make the outputs unsafe (cameras,
+    /// thermal zones), each with the profile key that names it.
+    pub warnings: Vec<Problem>,
 }
 
 impl HardwareReport {
@@ -238,6 +254,7 @@ pub fn check_hardware_with(
     let mut cx = Check {
         probe,
         problems: Vec::new(),
+        warnings: Vec::new(),
         chips: Vec::new(),
     };
     let lines = cx.lines(profile);
@@ -251,12 +268,14 @@ pub fn check_hardware_with(
             cameras,
             runtime_libraries,
             thermal,
+            warnings: cx.warnings,
         };
         tracing::info!(
             board = %report.board,
             lines = report.lines.len(),
             cameras = report.cameras.len(),
             thermal_zones = report.thermal.len(),
+            warnings = report.warnings.len(),
             "board profile matches the hardware"
         );
         Ok(report)
@@ -271,6 +290,7 @@ pub fn check_hardware_with(
 struct Check<'a> {
     probe: &'a dyn Probe,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
     /// Chips opened so far: (unrooted path, info).
     chips: Vec<(PathBuf, ChipInfo)>,
 }
@@ -278,6 +298,14 @@ struct Check<'a> {
 impl Check<'_> {
     fn bad(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(Problem {
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Something missing that does not make the outputs unsafe.
+    fn warn(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.warnings.push(Problem {
             path: path.into(),
             reason: reason.into(),
         });
@@ -449,7 +477,7 @@ impl Check<'_> {
                     path: cam.path.clone(),
                     device: dev,
                 }),
-                Ok(Some(dev)) => self.bad(
+                Ok(Some(dev)) => self.warn(
                     key,
                     format!(
                         "{} is character device {}:{}, not a V4L2 node (major {V4L2_MAJOR})",
@@ -458,11 +486,11 @@ impl Check<'_> {
                         dev.minor
                     ),
                 ),
-                Ok(None) => self.bad(
+                Ok(None) => self.warn(
                     key,
                     format!("{} is not a character device", cam.path.display()),
                 ),
-                Err(e) => self.bad(
+                Err(e) => self.warn(
                     key,
                     format!("camera {} is missing: {}", cam.path.display(), chain(&e)),
                 ),
@@ -533,7 +561,7 @@ impl Check<'_> {
             let key = format!("thermal.zones[{i}]");
             let Some((_, dir)) = zones.iter().find(|(ty, _)| *ty == zone.zone_type) else {
                 let present: Vec<&str> = zones.iter().map(|(t, _)| t.as_str()).collect();
-                self.bad(
+                self.warn(
                     key,
                     format!(
                         "no thermal zone of type {:?}; present: {}",
@@ -563,7 +591,7 @@ impl Check<'_> {
                             level: zone.level(celsius),
                         });
                     }
-                    Err(_) => self.bad(
+                    Err(_) => self.warn(
                         key,
                         format!(
                             "{} holds {:?}, not millidegrees",
@@ -572,7 +600,7 @@ impl Check<'_> {
                         ),
                     ),
                 },
-                Err(e) => self.bad(key, format!("cannot read {}: {e}", temp_path.display())),
+                Err(e) => self.warn(key, format!("cannot read {}: {e}", temp_path.display())),
             }
         }
         out
@@ -714,11 +742,21 @@ zones = [{ type = "soc-thermal", warn_c = 70.0, throttle_c = 80.0, critical_c = 
         }
     }
 
+    /// The warnings of a check that passes (cameras and thermal zones only warn).
+    fn warnings(probe: &FakeProbe) -> Vec<String> {
+        let profile = parse(PROFILE).unwrap();
+        match check_hardware_with(&profile, probe) {
+            Ok(r) => r.warnings.iter().map(ToString::to_string).collect(),
+            Err(e) => panic!("expected the check to pass with warnings, got {e}"),
+        }
+    }
+
     #[test]
     fn matching_box_is_reported() {
         let probe = good_box();
         let profile = parse(PROFILE).unwrap();
         let r = check_hardware_with(&profile, &probe).unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         let siren = r.line(LineRole::Siren).unwrap();
         assert_eq!(
             (siren.chip_path.as_path(), siren.offset),
@@ -800,14 +838,14 @@ zones = [{ type = "soc-thermal", warn_c = 70.0, throttle_c = 80.0, critical_c = 
     }
 
     #[test]
-    fn camera_must_be_a_v4l2_char_device() {
+    fn a_missing_or_wrong_camera_warns_and_the_box_still_starts() {
         let mut probe = good_box();
         probe.devices.insert(
             fs::canonicalize(probe.root.path().join("dev/video11")).unwrap(),
             DeviceNumber { major: 1, minor: 3 },
         );
         assert_eq!(
-            problems(&probe),
+            warnings(&probe),
             vec![
                 "cameras[0].path: /dev/v4l/by-path/platform-fe2c0000-video-index0 is character device 1:3, not a V4L2 node (major 81)"
             ]
@@ -815,34 +853,50 @@ zones = [{ type = "soc-thermal", warn_c = 70.0, throttle_c = 80.0, critical_c = 
         probe.devices.clear();
         probe.device("/dev/dri/renderD129", 226, 129);
         assert_eq!(
-            problems(&probe),
+            warnings(&probe),
             vec![
                 "cameras[0].path: /dev/v4l/by-path/platform-fe2c0000-video-index0 is not a character device"
             ]
         );
         fs::remove_file(probe.root.path().join("dev/video11")).unwrap();
-        let ps = problems(&probe);
+        let ws = warnings(&probe);
+        assert_eq!(ws.len(), 1, "{ws:?}");
         assert!(
-            ps[0].starts_with(
+            ws[0].starts_with(
                 "cameras[0].path: camera /dev/v4l/by-path/platform-fe2c0000-video-index0 is missing"
             ),
-            "{ps:?}"
+            "{ws:?}"
         );
+        // The camera is not in the report; the outputs are.
+        let r = check_hardware_with(&parse(PROFILE).unwrap(), &probe).unwrap();
+        assert!(r.cameras.is_empty());
+        assert!(r.line(LineRole::Siren).is_some());
     }
 
     #[test]
-    fn thermal_zone_missing_or_garbled() {
+    fn a_missing_camera_does_not_hide_a_missing_output_line() {
+        let mut probe = good_box();
+        fs::remove_file(probe.root.path().join("dev/video11")).unwrap();
+        probe.add_chip("/dev/gpiochip3", "gpio3", &["SIRENE", "", "HEALTHY", ""]);
+        // The line refuses the start; the camera is no reason to.
+        let ps = problems(&probe);
+        assert_eq!(ps.len(), 1, "{ps:?}");
+        assert!(ps[0].starts_with("gpio.lines.siren: "), "{ps:?}");
+    }
+
+    #[test]
+    fn thermal_zone_missing_or_garbled_warns() {
         let probe = good_box();
         probe.file("/sys/class/thermal/thermal_zone0/temp", "hot\n");
         assert_eq!(
-            problems(&probe),
+            warnings(&probe),
             vec![
                 "thermal.zones[0]: /sys/class/thermal/thermal_zone0/temp holds \"hot\", not millidegrees"
             ]
         );
         probe.file("/sys/class/thermal/thermal_zone0/type", "cpu-thermal\n");
         assert_eq!(
-            problems(&probe),
+            warnings(&probe),
             vec![
                 "thermal.zones[0]: no thermal zone of type \"soc-thermal\"; present: cpu-thermal, npu-thermal"
             ]

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The pixel formats the capture layer can negotiate and convert.
+/// The pixel formats the capture layer can negotiate and convert. Their JSON
+/// names (`mjpeg`, `yuyv`, `nv12`, `rgb24`) are the values of a camera source's
+/// `format` key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PixelFormat {
     /// Motion JPEG: every buffer is a complete JPEG image.

@@ -18,6 +18,8 @@
 //!   inside the media directory (no `..`, no symlink escape).
 //! - Memory per replay is bounded: frames are read when due, never preloaded.
 //! - The only `unsafe` code is the V4L2 mmap/ioctl module (`v4l2::mmap`).
+//! - Discovery ([`v4l2::discover`]) looks only at nodes the sandbox allows and is
+//!   bounded: entries per list and a time budget for the whole walk.
 #![deny(unsafe_code)]
 
 pub mod convert;
@@ -37,4 +39,7 @@ pub use sandbox::{
     Pacing, ReplayKind, ReplaySpec, SandboxError, SourcePolicy, SourceRequest, SourceSpec, V4l2Spec,
 };
 pub use source::{CaptureError, FrameSource, open, open_spec};
-pub use v4l2::{V4l2Error, V4l2Source};
+pub use v4l2::{
+    DiscoverError, DiscoverLimits, DiscoveredDevice, DiscoveredFormat, DiscoveredSize, Discovery,
+    SkippedNode, V4l2Error, V4l2Source,
+};

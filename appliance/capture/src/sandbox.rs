@@ -231,6 +231,26 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// The key of the source at fault: `device`, `path`, or the numeric field
+    /// (`width`, `height`, `fps`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            SandboxError::DeviceNotAbsolute { .. }
+            | SandboxError::DeviceUnresolvable { .. }
+            | SandboxError::NotCharDevice { .. }
+            | SandboxError::NotVideoDevice { .. } => "device",
+            SandboxError::ParentComponent { .. }
+            | SandboxError::MediaDirUnavailable { .. }
+            | SandboxError::ReplayUnresolvable { .. }
+            | SandboxError::OutsideMediaDir { .. }
+            | SandboxError::MediaDirItself { .. }
+            | SandboxError::NotFileOrFolder { .. } => "path",
+            SandboxError::OutOfRange { field, .. } => field,
+        }
+    }
+}
+
 /// The sandbox: where replays may come from. V4L2 devices are checked by type,
 /// wherever their node lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -538,6 +558,7 @@ mod tests {
                 "{p:?}: {e}"
             );
             assert!(e.to_string().contains("outside the media directory"), "{e}");
+            assert_eq!(e.field(), "path");
         }
         // The media directory itself is not footage.
         for p in [m.media.clone(), PathBuf::new(), PathBuf::from(".")] {
@@ -577,6 +598,7 @@ mod tests {
             other => panic!("unexpected {other}"),
         }
         assert!(e.to_string().contains("not a V4L2 device"), "{e}");
+        assert_eq!(e.field(), "device");
 
         let m = media();
         let policy = SourcePolicy::new(&m.media);

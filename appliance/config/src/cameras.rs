@@ -2,8 +2,8 @@
 //!
 //! A camera's raw form ([`RawCamera`], an entry without its `id`) is also the API's
 //! camera document; it is checked here only ([`RawCamera::problems`] on its own,
-//! `validate_camera` with the file). Cameras edited through the API are laid over the
-//! file's ([`crate::Overlay`]) and start and stop without a restart.
+//! `validate_camera` with the file). Cameras are wiring: the running system refuses
+//! live edits of them, so they are never laid over the file.
 
 use std::collections::HashSet;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -76,7 +76,7 @@ impl RawCamera {
     }
 
     /// The camera on its own, validated (as [`RawCamera::problems`] checks it): what
-    /// the pipeline would run, e.g. to preview or sandbox-check its source.
+    /// the pipeline would run, e.g. to sandbox-check its source.
     pub fn validate(
         &self,
         id: &str,
@@ -130,6 +130,22 @@ pub struct RawSource {
     pub fps: Option<f64>,
 }
 
+impl RawSource {
+    /// The source on its own, checked as a camera's `source` is (replay footage
+    /// inside `media_dir`): every problem at its key in the document (`path`,
+    /// `fps`), or the validated source.
+    pub fn validate(&self, media_dir: &Path) -> Result<SourceRequest, Vec<Problem>> {
+        let mut source = None;
+        let problems = Ctx::standalone(|ctx| {
+            source = validate_source(ctx, "", self, media_dir);
+        });
+        match source {
+            Some(source) if problems.is_empty() => Ok(source),
+            _ => Err(problems),
+        }
+    }
+}
+
 /// One camera.
 #[derive(Debug, Clone)]
 pub struct CameraConfig {
@@ -139,8 +155,8 @@ pub struct CameraConfig {
     pub name: String,
     /// Disabled cameras are not opened.
     pub enabled: bool,
-    /// Frame source, in the capture crate's terms (its sandbox checks it again at
-    /// every open).
+    /// Frame source.
+    /// In the capture crate's terms (its sandbox checks it again at every open).
     pub source: SourceRequest,
     /// Detection runs on every Nth frame (a turn at the shared detector; a
     /// frame still waiting at the next frame's arrival is replaced by it).
@@ -193,29 +209,28 @@ fn replay_path(ctx: &mut Ctx<'_>, path: &str, raw: &str, media_dir: &Path) -> Op
     Some(media_dir.join(rel))
 }
 
-/// Checks one camera; `p` is its key path, `id` its id.
-pub(crate) fn validate_camera(
+/// The key of field `name` of the source at `sp` (the field alone when `sp` is
+/// empty: a source document checked on its own).
+fn key(sp: &str, name: &str) -> String {
+    if sp.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{sp}.{name}")
+    }
+}
+
+/// Checks a camera's source at key path `sp`.
+fn validate_source(
     ctx: &mut Ctx<'_>,
-    p: &str,
-    id: &str,
-    c: &RawCamera,
+    sp: &str,
+    s: &RawSource,
     media_dir: &Path,
-) -> Option<CameraConfig> {
-    let id = ctx.id(&format!("{p}.id"), id, CameraId::new);
-    let name = ctx.name(&format!("{p}.name"), c.name.as_deref());
-    let detect_every = ctx
-        .int_in::<u32>(&format!("{p}.detect_every"), c.detect_every, 1, 1, 100)
-        .and_then(NonZeroU32::new);
-    let queue_depth = ctx
-        .int_in::<usize>(&format!("{p}.queue_depth"), c.queue_depth, 2, 1, 16)
-        .and_then(NonZeroUsize::new);
-    let s = &c.source;
-    let sp = format!("{p}.source");
+) -> Option<SourceRequest> {
     let fps = |ctx: &mut Ctx<'_>, default: f64| -> Option<f32> {
         let v = s.fps.unwrap_or(default);
         if !(0.5..=120.0).contains(&v) {
             ctx.bad(
-                format!("{sp}.fps"),
+                key(sp, "fps"),
                 format!("must be between 0.5 and 120, got {v}"),
             );
             return None;
@@ -225,14 +240,11 @@ pub(crate) fn validate_camera(
     let not_for = |ctx: &mut Ctx<'_>, kind: &str, fields: &[(&str, bool)]| {
         for (name, present) in fields {
             if *present {
-                ctx.bad(
-                    format!("{sp}.{name}"),
-                    format!("does not apply to a {kind} source"),
-                );
+                ctx.bad(key(sp, name), format!("does not apply to a {kind} source"));
             }
         }
     };
-    let source = match s.kind.as_str() {
+    match s.kind.as_str() {
         "replay" => {
             not_for(
                 ctx,
@@ -245,20 +257,15 @@ pub(crate) fn validate_camera(
                 ],
             );
             let path = match s.path.as_deref() {
-                Some(raw) => replay_path(ctx, &format!("{sp}.path"), raw, media_dir),
+                Some(raw) => replay_path(ctx, &key(sp, "path"), raw, media_dir),
                 None => {
-                    ctx.bad(format!("{sp}.path"), "is required for a replay source");
+                    ctx.bad(key(sp, "path"), "is required for a replay source");
                     None
                 }
             };
-            let pace = ctx.named(&format!("{sp}.pace"), s.pace.as_deref(), Pacing::RealTime);
-            let start_frame = ctx.int_in::<u64>(
-                &format!("{sp}.start_frame"),
-                s.start_frame,
-                0,
-                0,
-                10_000_000,
-            );
+            let pace = ctx.named(&key(sp, "pace"), s.pace.as_deref(), Pacing::RealTime);
+            let start_frame =
+                ctx.int_in::<u64>(&key(sp, "start_frame"), s.start_frame, 0, 0, 10_000_000);
             let fps = fps(ctx, 10.0);
             match (path, pace, start_frame, fps) {
                 (Some(path), Some(pace), Some(start_frame), Some(fps)) => {
@@ -289,16 +296,16 @@ pub(crate) fn validate_camera(
                     Some(PathBuf::from(d))
                 }
                 Some(d) => {
-                    ctx.bad(format!("{sp}.device"), format!("{d:?} is not a device path under /dev (e.g. /dev/video0 or /dev/v4l/by-id/...)"));
+                    ctx.bad(key(sp, "device"), format!("{d:?} is not a device path under /dev (e.g. /dev/video0 or /dev/v4l/by-id/...)"));
                     None
                 }
                 None => {
-                    ctx.bad(format!("{sp}.device"), "is required for a v4l2 source");
+                    ctx.bad(key(sp, "device"), "is required for a v4l2 source");
                     None
                 }
             };
-            let width = ctx.int_in::<u32>(&format!("{sp}.width"), s.width, 1280, 160, 7680);
-            let height = ctx.int_in::<u32>(&format!("{sp}.height"), s.height, 720, 120, 4320);
+            let width = ctx.int_in::<u32>(&key(sp, "width"), s.width, 1280, 160, 7680);
+            let height = ctx.int_in::<u32>(&key(sp, "height"), s.height, 720, 120, 4320);
             // `auto` (or nothing): negotiation picks from the driver's list.
             let format = match s.format.as_deref() {
                 None | Some(AUTO_FORMAT) => Some(None),
@@ -307,7 +314,7 @@ pub(crate) fn validate_camera(
                     None => {
                         let names = PixelFormat::names().join(", ");
                         ctx.bad(
-                            format!("{sp}.format"),
+                            key(sp, "format"),
                             format!("{name:?} is not one of: {AUTO_FORMAT}, {names}"),
                         );
                         None
@@ -330,12 +337,31 @@ pub(crate) fn validate_camera(
         }
         other => {
             ctx.bad(
-                format!("{sp}.kind"),
+                key(sp, "kind"),
                 format!("{other:?} is not one of: v4l2, replay"),
             );
             None
         }
-    };
+    }
+}
+
+/// Checks one camera; `p` is its key path, `id` its id.
+pub(crate) fn validate_camera(
+    ctx: &mut Ctx<'_>,
+    p: &str,
+    id: &str,
+    c: &RawCamera,
+    media_dir: &Path,
+) -> Option<CameraConfig> {
+    let id = ctx.id(&format!("{p}.id"), id, CameraId::new);
+    let name = ctx.name(&format!("{p}.name"), c.name.as_deref());
+    let detect_every = ctx
+        .int_in::<u32>(&format!("{p}.detect_every"), c.detect_every, 1, 1, 100)
+        .and_then(NonZeroU32::new);
+    let queue_depth = ctx
+        .int_in::<usize>(&format!("{p}.queue_depth"), c.queue_depth, 2, 1, 16)
+        .and_then(NonZeroUsize::new);
+    let source = validate_source(ctx, &format!("{p}.source"), &c.source, media_dir);
     let id = id?;
     Some(CameraConfig {
         name: name?.unwrap_or_else(|| id.to_string()),
@@ -442,5 +468,49 @@ mod tests {
             "source": {"kind": "replay", "path": "walk.mjpeg", "looping": false}
         }));
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn a_source_on_its_own_names_its_keys_and_maps_to_the_capture_request() {
+        let media = Path::new("/srv/media");
+        let doc = |v: serde_json::Value| serde_json::from_value::<RawSource>(v).unwrap();
+        let problems =
+            doc(serde_json::json!({"kind": "replay", "path": "/etc/passwd", "fps": 500}))
+                .validate(media)
+                .unwrap_err();
+        assert_eq!(paths(&problems), vec!["path", "fps"]);
+        let problems =
+            doc(serde_json::json!({"kind": "v4l2", "device": "/dev/video0", "pace": "fast"}))
+                .validate(media)
+                .unwrap_err();
+        assert_eq!(paths(&problems), vec!["pace"]);
+        let ok = doc(
+            serde_json::json!({"kind": "replay", "path": "yard", "pace": "fast", "start_frame": 3}),
+        )
+        .validate(media)
+        .unwrap();
+        assert_eq!(
+            ok,
+            safe_yolo_capture::SourceRequest::Replay {
+                path: media.join("yard"),
+                looping: true,
+                pacing: safe_yolo_capture::Pacing::AsFastAsPossible,
+                fps: 10.0,
+                start_frame: 3,
+            }
+        );
+        let cam =
+            doc(serde_json::json!({"kind": "v4l2", "device": "/dev/video0", "format": "yuyv"}))
+                .validate(media)
+                .unwrap();
+        assert!(matches!(
+            cam,
+            safe_yolo_capture::SourceRequest::V4l2 {
+                width: 1280,
+                height: 720,
+                format: Some(safe_yolo_capture::PixelFormat::Yuyv),
+                ..
+            }
+        ));
     }
 }

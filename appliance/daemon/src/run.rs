@@ -279,8 +279,9 @@ async fn start(
         metrics: metrics.clone(),
         control: Arc::new(live),
         source_policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+        sources: wiring::camera_sources(&config),
     };
-    let api = api_runtime
+    let mut api = api_runtime
         .spawn(safe_yolo_api::serve(
             api_settings(&config, config_path),
             deps,
@@ -288,20 +289,46 @@ async fn start(
         ))
         .await
         .context("API start-up panicked")?
+        // Configuration and state-directory problems (key, certificate, an address
+        // this host cannot bind) stop the start; a busy port does not (retried).
         .context("cannot start the HTTPS API")?;
-    tracing::info!(https = %api.https_addr, redirect = ?api.http_redirect_addr, "HTTPS API listening");
-    let status = if watched == 0 {
-        format!(
-            "NOT GUARDING: no camera configured; add one at https://{}",
-            api.https_addr
-        )
-    } else {
-        format!(
-            "running: {watched} camera(s), {} rule(s), https://{}",
-            config.rules.len(),
-            api.https_addr
-        )
+    // A busy port does not stop the box: the API listens once it is free.
+    let rules_running = config.rules.len();
+    let api_port = config.api.bind.port();
+    let status_line = move |https: Option<std::net::SocketAddr>| {
+        let api_at = https.map_or_else(
+            || format!("API not listening yet (port {api_port} busy; retrying)"),
+            |a| format!("https://{a}"),
+        );
+        match (watched, https) {
+            (0, Some(_)) => format!("NOT GUARDING: no camera configured; add one at {api_at}"),
+            (0, None) => format!("NOT GUARDING: no camera configured; {api_at}"),
+            _ => format!("running: {watched} camera(s), {rules_running} rule(s), {api_at}"),
+        }
     };
+    if let Some(addr) = api.https_addr {
+        tracing::info!(https = %addr, redirect = ?api.http_redirect_addr, "HTTPS API listening");
+    }
+    let status = status_line(api.https_addr);
+    if !api.pending.is_empty() {
+        let ports: Vec<u16> = api.pending.iter().map(std::net::SocketAddr::port).collect();
+        tracing::warn!(
+            ?ports,
+            "API not listening yet: ports busy, retried in the background; cameras, rules and outputs run meanwhile"
+        );
+    }
+    if let Some(late) = api.late_https.take() {
+        let notifier = notifier.clone();
+        stack.push_task(
+            "api-status",
+            tokio::spawn(async move {
+                if let Ok(addr) = late.await {
+                    tracing::info!(https = %addr, "HTTPS API listening (its port was busy at start)");
+                    notifier.status(&status_line(Some(addr)));
+                }
+            }),
+        );
+    }
     stack.push("api", Bound::Budget, async move {
         if tokio::time::timeout(API_CLOSE, api.join()).await.is_err() {
             tracing::warn!("API connections did not close in time");
@@ -323,7 +350,9 @@ async fn start(
     Ok(status)
 }
 
-/// The board profile, checked against the hardware actually present.
+/// The board profile, checked against the hardware actually present: a
+/// mismatch of the outputs' GPIO or the accelerator stops the start, a missing
+/// camera or thermal zone is logged as a warning (`safe_yolo_board::hardware`).
 async fn check_board(config: &Config) -> anyhow::Result<()> {
     let Some(board) = config.system.board.clone() else {
         return Ok(());
@@ -336,6 +365,11 @@ async fn check_board(config: &Config) -> anyhow::Result<()> {
     .await
     .context("board check panicked")?
     .context("the board does not match its profile")?;
+    // Cameras and thermal zones only warn: one unplugged camera must not take
+    // the alarms of the others with it (the pipeline shows it offline).
+    for w in &report.warnings {
+        tracing::warn!(board = %report.board, key = %w.path, reason = %w.reason, "board profile: not as expected here (the box starts anyway)");
+    }
     tracing::info!(board = ?report, "board profile matches the hardware");
     Ok(())
 }

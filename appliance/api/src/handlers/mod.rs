@@ -2,6 +2,7 @@
 //! table's gate before any of these run.
 
 pub(crate) mod auth;
+pub(crate) mod cameras;
 pub(crate) mod download;
 pub(crate) mod events;
 pub(crate) mod live;

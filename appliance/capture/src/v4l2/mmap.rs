@@ -1,5 +1,7 @@
-//! The thin FFI part of the V4L2 backend: memory-mapped streaming I/O and the
-//! monotonic clock.
+//! The thin FFI part of the V4L2 backend: memory-mapped streaming I/O, the
+//! enumeration ioctls (one index per call, so the caller bounds the loop: a
+//! driver that never says "no more" cannot keep it going) and the monotonic
+//! clock.
 //!
 //! The `v4l` crate's own mmap stream is not used because it panics in `Drop`
 //! when `VIDIOC_STREAMOFF` fails for any reason other than `ENODEV` (with
@@ -14,9 +16,16 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::RawFd;
 use v4l::device::Handle;
-use v4l::v4l_sys::{v4l2_buffer, v4l2_requestbuffers};
+
+use v4l::v4l_sys::{
+    v4l2_buffer, v4l2_capability, v4l2_fmtdesc, v4l2_frmivalenum, v4l2_frmsizeenum,
+    v4l2_requestbuffers,
+};
 use v4l::v4l2;
+
+use super::negotiate::{IntervalRange, SizeRange};
 
 /// `V4L2_BUF_TYPE_VIDEO_CAPTURE`.
 const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
@@ -29,6 +38,181 @@ pub(crate) const FLAG_ERROR: u32 = 0x0000_0040;
 pub(crate) const FLAG_TIMESTAMP_MASK: u32 = 0x0000_e000;
 /// Timestamp type: taken from `CLOCK_MONOTONIC`.
 pub(crate) const FLAG_TIMESTAMP_MONOTONIC: u32 = 0x0000_2000;
+
+/// `V4L2_FRMSIZE_TYPE_DISCRETE` / `V4L2_FRMIVAL_TYPE_DISCRETE`.
+const TYPE_DISCRETE: u32 = 1;
+/// `..._TYPE_CONTINUOUS`.
+const TYPE_CONTINUOUS: u32 = 2;
+/// `..._TYPE_STEPWISE`.
+const TYPE_STEPWISE: u32 = 3;
+
+/// What `VIDIOC_QUERYCAP` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caps {
+    /// Driver name (`uvcvideo`, `vivid`).
+    pub driver: String,
+    /// Card name.
+    pub card: String,
+    /// Bus (`usb-0000:00:14.0-1`, `platform:vivid-000`).
+    pub bus_info: String,
+    /// Capabilities of the whole physical device.
+    pub capabilities: u32,
+    /// Capabilities of this node (valid when `capabilities` has `V4L2_CAP_DEVICE_CAPS`).
+    pub device_caps: u32,
+}
+
+/// One entry of `VIDIOC_ENUM_FMT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FormatDesc {
+    /// The FourCC.
+    pub fourcc: [u8; 4],
+    /// The driver's description (`Motion-JPEG`).
+    pub description: String,
+}
+
+/// A NUL-terminated C string from a fixed-size field.
+pub(crate) fn c_text(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `EINVAL` ends an enumeration: `Ok(None)`.
+fn end_on_einval<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `VIDIOC_QUERYCAP`.
+pub(crate) fn query_caps(fd: RawFd) -> io::Result<Caps> {
+    // SAFETY: v4l2_capability is a plain C struct of integers and byte arrays;
+    // all-zero is a valid value.
+    let mut cap: v4l2_capability = unsafe { std::mem::zeroed() };
+    // SAFETY: VIDIOC_QUERYCAP fills the v4l2_capability we pass, which lives
+    // for the duration of the call.
+    unsafe {
+        v4l2::ioctl(fd, v4l2::vidioc::VIDIOC_QUERYCAP, (&raw mut cap).cast())?;
+    }
+    Ok(Caps {
+        driver: c_text(&cap.driver),
+        card: c_text(&cap.card),
+        bus_info: c_text(&cap.bus_info),
+        capabilities: cap.capabilities,
+        device_caps: cap.device_caps,
+    })
+}
+
+/// `VIDIOC_ENUM_FMT` of single-planar capture at `index`; `None` past the last.
+pub(crate) fn enum_format(fd: RawFd, index: u32) -> io::Result<Option<FormatDesc>> {
+    // SAFETY: plain C struct, all-zero is valid.
+    let mut desc: v4l2_fmtdesc = unsafe { std::mem::zeroed() };
+    desc.index = index;
+    desc.type_ = BUF_TYPE_VIDEO_CAPTURE;
+    // SAFETY: VIDIOC_ENUM_FMT reads the index and type and fills the
+    // v4l2_fmtdesc we pass, which lives for the duration of the call.
+    let r = unsafe { v4l2::ioctl(fd, v4l2::vidioc::VIDIOC_ENUM_FMT, (&raw mut desc).cast()) };
+    Ok(end_on_einval(r)?.map(|()| FormatDesc {
+        fourcc: desc.pixelformat.to_le_bytes(),
+        description: c_text(&desc.description),
+    }))
+}
+
+/// `VIDIOC_ENUM_FRAMESIZES` of `fourcc` at `index`; `None` past the last.
+pub(crate) fn enum_size(fd: RawFd, fourcc: [u8; 4], index: u32) -> io::Result<Option<SizeRange>> {
+    // SAFETY: plain C struct (integers and a union of integers), all-zero is valid.
+    let mut fs: v4l2_frmsizeenum = unsafe { std::mem::zeroed() };
+    fs.index = index;
+    fs.pixel_format = u32::from_le_bytes(fourcc);
+    // SAFETY: VIDIOC_ENUM_FRAMESIZES fills the v4l2_frmsizeenum we pass, which
+    // lives for the duration of the call.
+    let r = unsafe {
+        v4l2::ioctl(
+            fd,
+            v4l2::vidioc::VIDIOC_ENUM_FRAMESIZES,
+            (&raw mut fs).cast(),
+        )
+    };
+    if end_on_einval(r)?.is_none() {
+        return Ok(None);
+    }
+    match fs.type_ {
+        TYPE_DISCRETE => {
+            // SAFETY: the driver set type DISCRETE, so `discrete` is the member it filled.
+            let d = unsafe { fs.__bindgen_anon_1.discrete };
+            Ok(Some(SizeRange::Discrete {
+                width: d.width,
+                height: d.height,
+            }))
+        }
+        TYPE_CONTINUOUS | TYPE_STEPWISE => {
+            // SAFETY: for CONTINUOUS and STEPWISE the driver filled `stepwise`.
+            let s = unsafe { fs.__bindgen_anon_1.stepwise };
+            Ok(Some(SizeRange::Stepwise {
+                min_width: s.min_width,
+                max_width: s.max_width,
+                step_width: s.step_width,
+                min_height: s.min_height,
+                max_height: s.max_height,
+                step_height: s.step_height,
+            }))
+        }
+        other => Err(io::Error::other(format!(
+            "the driver answered an unknown frame size type {other}"
+        ))),
+    }
+}
+
+/// `VIDIOC_ENUM_FRAMEINTERVALS` of `fourcc` at `width`x`height`, entry `index`;
+/// `None` past the last.
+pub(crate) fn enum_interval(
+    fd: RawFd,
+    fourcc: [u8; 4],
+    width: u32,
+    height: u32,
+    index: u32,
+) -> io::Result<Option<IntervalRange>> {
+    // SAFETY: plain C struct (integers and a union of integers), all-zero is valid.
+    let mut fi: v4l2_frmivalenum = unsafe { std::mem::zeroed() };
+    fi.index = index;
+    fi.pixel_format = u32::from_le_bytes(fourcc);
+    fi.width = width;
+    fi.height = height;
+    // SAFETY: VIDIOC_ENUM_FRAMEINTERVALS fills the v4l2_frmivalenum we pass,
+    // which lives for the duration of the call.
+    let r = unsafe {
+        v4l2::ioctl(
+            fd,
+            v4l2::vidioc::VIDIOC_ENUM_FRAMEINTERVALS,
+            (&raw mut fi).cast(),
+        )
+    };
+    if end_on_einval(r)?.is_none() {
+        return Ok(None);
+    }
+    match fi.type_ {
+        TYPE_DISCRETE => {
+            // SAFETY: the driver set type DISCRETE, so `discrete` is the member it filled.
+            let f = unsafe { fi.__bindgen_anon_1.discrete };
+            Ok(Some(IntervalRange::Discrete {
+                numerator: f.numerator,
+                denominator: f.denominator,
+            }))
+        }
+        TYPE_CONTINUOUS | TYPE_STEPWISE => {
+            // SAFETY: for CONTINUOUS and STEPWISE the driver filled `stepwise`.
+            let s = unsafe { fi.__bindgen_anon_1.stepwise };
+            Ok(Some(IntervalRange::Stepwise {
+                min: (s.min.numerator, s.min.denominator),
+                max: (s.max.numerator, s.max.denominator),
+            }))
+        }
+        other => Err(io::Error::other(format!(
+            "the driver answered an unknown frame interval type {other}"
+        ))),
+    }
+}
 
 /// One mapped driver buffer.
 struct Mapping {

@@ -5,8 +5,14 @@
 //! Single-planar capture only (UVC cameras, vivid, most USB grabbers);
 //! multi-planar nodes (Rockchip ISP, HDMI-in) are refused with a clear error.
 
+pub mod discover;
 mod mmap;
 pub mod negotiate;
+
+pub use self::discover::{
+    DiscoverError, DiscoverLimits, DiscoveredDevice, DiscoveredFormat, DiscoveredSize, Discovery,
+    SkippedNode, discover,
+};
 
 use std::io;
 use std::path::PathBuf;

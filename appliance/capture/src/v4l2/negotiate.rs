@@ -109,25 +109,30 @@ impl fmt::Display for FourccList {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            // The top bit marks big-endian variants; show the letters only.
-            let letters: String = code
-                .iter()
-                .map(|b| char::from(b & 0x7f))
-                .map(|c| {
-                    if c.is_ascii_graphic() || c == ' ' {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect();
-            f.write_str(letters.trim_end())?;
+            f.write_str(&fourcc_text(*code))?;
         }
         if self.0.len() > SHOWN {
             write!(f, " and {} more", self.0.len() - SHOWN)?;
         }
         Ok(())
     }
+}
+
+/// A FourCC as its letters (`MJPG`, `Y10` for `Y10 `): the top bit, which marks
+/// big-endian variants, is dropped, and a byte that is no letter shows as `?`.
+pub fn fourcc_text(code: [u8; 4]) -> String {
+    let letters: String = code
+        .iter()
+        .map(|b| char::from(b & 0x7f))
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    letters.trim_end().to_owned()
 }
 
 /// Chooses the pixel format and size closest to the request.
