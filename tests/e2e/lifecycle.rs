@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::client::{camera_counter, first_admin, free_port, wait_until};
+use crate::client::{Client, camera_counter, first_admin, free_port, transitions, wait_until};
 use crate::harness::{Appliance, Daemon, NotifySocket, set_api_port};
 
 /// Final logical level of every output in the simulated-output log.
@@ -356,5 +356,102 @@ fn a_box_without_cameras_runs_and_says_it_guards_nothing() {
             .is_some_and(|s| s.success()),
         "{}",
         daemon.log_text()
+    );
+}
+
+/// Storage degrades, the safety path does not. The state directory's database path
+/// is a directory (a store that cannot be opened): the daemon still becomes ready,
+/// says its storage is degraded, a person in the zone still sounds the siren (the
+/// healthy line stays on: it is guarding), the API answers 503 where it needs the
+/// store, and the events wait in memory. Once the blocking directory is gone the
+/// store opens and the waiting events are in `GET /api/v1/events`, in order.
+#[test]
+fn a_store_that_cannot_be_opened_never_stops_the_alarms_and_its_events_wait() {
+    let port = free_port();
+    let (app, config) = crate::alarms::walkway_appliance(port);
+    let blocker = app.path().join("state/store.redb");
+    std::fs::create_dir_all(blocker.join("not-a-database")).unwrap();
+
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    let anonymous = Client {
+        base: format!("https://127.0.0.1:{port}"),
+        token: None,
+    };
+    let health = || anonymous.json("GET", "/api/v1/health", None).1;
+    let h = health();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["storage"], "degraded", "{h}");
+    let (status, body) = anonymous.json("GET", "/api/v1/events", None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "storage_unavailable", "{body}");
+
+    // The alarm path runs: the siren goes on for a person in the zone, and the
+    // events wait in memory.
+    let siren_on = wait_until(Duration::from_secs(150), || {
+        transitions(&app, "siren")
+            .iter()
+            .any(|(_, on)| *on)
+            .then_some(())
+    });
+    assert!(
+        siren_on.is_some(),
+        "the siren never went on; log:\n{}",
+        daemon.log_text()
+    );
+    let buffered = wait_until(Duration::from_secs(60), || {
+        let n = health()["events_buffered"].as_u64().unwrap_or(0);
+        (n > 0).then_some(n)
+    })
+    .expect("events waiting in memory");
+    assert_eq!(
+        transitions(&app, "healthy").last().map(|(_, on)| *on),
+        Some(true),
+        "guarding, so healthy stays on with the store down"
+    );
+    assert!(daemon.log_text().contains("STORE UNAVAILABLE"));
+
+    // The fault goes away: the store opens, the events are written.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let healthy = wait_until(Duration::from_secs(90), || {
+        let h = health();
+        (h["storage"] == "ok").then_some(h)
+    });
+    assert!(
+        healthy.is_some(),
+        "storage never recovered: {}; log:\n{}",
+        health(),
+        daemon.log_text()
+    );
+    let c = first_admin(&daemon, port);
+    let (status, page) = c.json(
+        "GET",
+        "/api/v1/events?rule=walkway-intrusion&order=asc",
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert!(
+        events.len() as u64 >= buffered,
+        "{buffered} buffered, {} stored: {page}",
+        events.len()
+    );
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids[0], 1, "{page}");
+    let started: Vec<u64> = events
+        .iter()
+        .map(|e| e["started_at"].as_u64().unwrap())
+        .collect();
+    assert!(
+        started.windows(2).all(|w| w[0] <= w[1]),
+        "written in the order they were raised: {started:?}"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("store open again: writing the events kept in memory"),
+        "{log}"
+    );
+    eprintln!(
+        "{buffered} event(s) waited in memory; {} stored after the store opened",
+        events.len()
     );
 }

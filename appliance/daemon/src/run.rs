@@ -205,7 +205,9 @@ async fn start(
         .await
         .context("cannot start the outputs")?;
 
-    let (store, writer) = wiring::start_store(&config).await?;
+    // Storage degrades, the safety path does not: an unavailable store is no
+    // reason to stop (its events wait in memory until it opens).
+    let store = wiring::start_store(&config, &metrics).await;
     let dispatcher = Dispatcher::new(
         store.clone(),
         lines.clone(),
@@ -215,9 +217,8 @@ async fn start(
     stack.push(
         "store",
         Bound::Own(STORE_CLOSE),
-        close_store(store.clone(), writer, dispatcher.clone()),
+        close_store(store.clone(), dispatcher.clone()),
     );
-    stack.push_task("retention", store.spawn_retention(wiring::RETENTION_EVERY));
 
     let budget = config.system.shutdown_timeout;
     let (pipeline, detected) = start_pipeline(&config, &liveness, &metrics, shutdown).await?;
@@ -359,19 +360,9 @@ async fn start_pipeline(
 
 /// Lets the store commit what is queued, then closes it: the dispatcher's and
 /// this handle are the last ones once everything above has stopped.
-async fn close_store(
-    store: safe_yolo_store::StoreHandle,
-    writer: safe_yolo_store::WriterThread,
-    dispatcher: Dispatcher,
-) {
+async fn close_store(store: safe_yolo_store::Storage, dispatcher: Dispatcher) {
     drop(dispatcher);
-    drop(store);
-    if tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .is_err()
-    {
-        tracing::error!("store writer join panicked");
-    }
+    store.close().await;
 }
 
 /// The file's text and where it lives, for the live settings.
@@ -385,15 +376,23 @@ struct LiveSettingsBase {
 /// are applied to the running rules at once. Returns the live settings and
 /// the effective configuration.
 async fn layer_stored_edits(
-    store: &safe_yolo_store::StoreHandle,
+    store: &safe_yolo_store::Storage,
     base: LiveSettingsBase,
     rules: safe_yolo_alarms::RulesControl,
     dispatcher: &Dispatcher,
 ) -> anyhow::Result<(LiveSettings, Config)> {
-    let stored = store
-        .run(|s| s.list_settings(None))
-        .await
-        .context("cannot read the stored settings")?;
+    let stored = match store.current() {
+        Some(h) => h
+            .run(|s| s.list_settings(None))
+            .await
+            .context("cannot read the stored settings")?,
+        None => {
+            tracing::error!(
+                "the store is not available: the rules and zones edited through the API are not applied, the configuration file's are; they apply at the next start with the store"
+            );
+            Vec::new()
+        }
+    };
     let stored: Vec<_> = stored.into_iter().map(|d| (d.kind, d.id, d.doc)).collect();
     let had_edits = !stored.is_empty();
     let (live, effective) = LiveSettings::new(

@@ -36,6 +36,10 @@
 //! awaits [`StoreHandle::record`], [`StoreHandle::transaction`] or [`StoreHandle::run`],
 //! which run on tokio's blocking pool.
 //!
+//! [`Storage`] wraps the handle for the daemon: a store that cannot be opened or written
+//! does not stop anything; events wait in a bounded memory buffer, the store is retried,
+//! and [`Storage::status`] says so.
+//!
 //! # RESTORE
 //!
 //! A backup ([`Store::backup`]) is a directory with `store.redb`, `snapshots/`,
@@ -64,6 +68,7 @@ pub mod model;
 pub mod retention;
 pub mod schema;
 pub mod snapshots;
+pub mod storage;
 pub mod store;
 
 pub use backup::{BackupManifest, RestoreReport, restore, verify_backup};
@@ -73,4 +78,5 @@ pub use migrate::{NewerEvents, OpenReport, Rollback};
 pub use model::*;
 pub use retention::{PruneReport, RetentionPolicy};
 pub use schema::CURRENT_VERSION;
+pub use storage::{Committed, Opener, Storage, StorageSettings, StorageStatus};
 pub use store::{Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn};
