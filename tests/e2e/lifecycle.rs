@@ -455,3 +455,65 @@ fn a_store_that_cannot_be_opened_never_stops_the_alarms_and_its_events_wait() {
         events.len()
     );
 }
+
+/// A firmware rollback: the state directory holds a database of a newer schema
+/// than this firmware reads (written here by a reader of schema 99, with one
+/// event). The daemon starts anyway: the newer file is set aside unchanged, the
+/// store starts (no pre-migration copy here), and the audit log and the system
+/// page say what happened.
+#[test]
+fn a_database_from_a_newer_firmware_is_set_aside_and_the_box_starts() {
+    use safe_yolo_store::{NewEvent, Severity, Store, StoreConfig};
+    let port = free_port();
+    let app = Appliance::new();
+    let config = app.write_config(1, "");
+    set_api_port(&config, port);
+    let state = app.path().join("state");
+    {
+        let newer = Store::open_as(StoreConfig::new(&state), 99).unwrap();
+        newer
+            .insert_events(&[NewEvent {
+                camera: safe_yolo_domain::CameraId::new("cam-0").unwrap(),
+                rule: safe_yolo_domain::RuleId::new("no-entry").unwrap(),
+                zone: None,
+                track: None,
+                kind: "intrusion".into(),
+                severity: Severity::Critical,
+                started_at: 1_700_000_000_000,
+                ended_at: None,
+                message: "recorded by the newer firmware".into(),
+                details: None,
+                snapshot_jpeg: None,
+                cleared: false,
+            }])
+            .unwrap();
+    }
+    let planted = std::fs::read(state.join("store.redb")).unwrap();
+
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    let c = first_admin(&daemon, port);
+    let (status, audit) = c.json("GET", "/api/v1/audit", None);
+    assert_eq!(status, 200, "{audit}");
+    let row = audit["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "store.rollback")
+        .unwrap_or_else(|| panic!("no store.rollback row: {audit}"))
+        .clone();
+    assert_eq!(row["before"], "v99", "{row}");
+    assert!(
+        row["after"].as_str().unwrap().contains("1 newer event(s)"),
+        "{row}"
+    );
+    let (_, sys) = c.json("GET", "/api/v1/system", None);
+    let aside = sys["storage"]["set_aside"].as_array().unwrap();
+    assert_eq!(aside.len(), 1, "{sys}");
+    assert!(
+        std::fs::read(aside[0].as_str().unwrap()).unwrap() == planted,
+        "the newer database is kept unchanged"
+    );
+    // The new store's ids go on after the newer file's.
+    assert_eq!(sys["storage"]["stats"]["event_seq"], 1, "{sys}");
+    assert!(daemon.log_text().contains("STORE ROLLED BACK"));
+}

@@ -74,6 +74,10 @@ pub(crate) struct StorageInfo {
     status: safe_yolo_store::StorageStatus,
     /// Sizes and sequence numbers.
     stats: safe_yolo_store::StoreStats,
+    /// Databases a firmware rollback set aside beside the store: what a newer
+    /// firmware recorded, kept unchanged and not in this store (see the audit
+    /// log's `store.rollback` rows).
+    set_aside: Vec<String>,
     /// The disk is full: new events are not stored.
     disk_full: bool,
     /// Snapshots exceed their quota: the oldest are being removed.
@@ -101,6 +105,13 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
         storage: StorageInfo {
             status: s.storage.status(),
             stats,
+            set_aside: store
+                .store()
+                .open_report()
+                .set_aside
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             disk_full: m.disk_full.load(Ordering::Relaxed),
             snapshot_quota_exceeded: m.snapshot_quota_exceeded.load(Ordering::Relaxed),
         },
