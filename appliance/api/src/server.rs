@@ -144,7 +144,7 @@ pub fn build_router(
         Some(h) => h.store().list_users().map_err(ApiError::Store)?.is_empty(),
         None => {
             tracing::error!(
-                "the store is not available: the API serves the health probe and the live view, and answers 503 where it needs the store until it opens"
+                "the store is not available: the API serves the health probe and answers 503 where it needs the store (logins included) until it opens"
             );
             true
         }

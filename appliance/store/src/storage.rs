@@ -228,7 +228,7 @@ impl Storage {
     /// Queues `event` without waiting. Goes to the store's writer when the store is open
     /// and nothing waits in memory (so the order is kept), else to the memory buffer. A
     /// full writer queue hands the event back ([`SubmitError::QueueFull`]); a commit that
-    /// fails puts the event in the buffer, to be retried.
+    /// fails puts the event in the buffer, to be retried. Call inside a tokio runtime.
     pub fn submit(&self, event: NewEvent) -> Result<Committed, SubmitError> {
         let Some(h) = self.direct() else {
             return Ok(self.buffer(event));
@@ -236,15 +236,22 @@ impl Storage {
         let keep = event.clone();
         match h.try_submit(event) {
             Ok(ticket) => {
+                // Watched on a task of its own, so a failed commit goes to memory
+                // whether or not the caller polls the result.
                 let this = self.clone();
-                Ok(Box::pin(async move {
-                    match ticket.committed().await {
+                let (tx, rx) = oneshot::channel();
+                tokio::spawn(async move {
+                    let result = match ticket.committed().await {
                         Ok(id) => Ok(id),
                         Err(e) => {
                             this.write_failed(&e);
                             this.buffer(keep).await
                         }
-                    }
+                    };
+                    let _ = tx.send(result);
+                });
+                Ok(Box::pin(async move {
+                    rx.await.unwrap_or(Err(AckError::WriterGone))
                 }))
             }
             Err(SubmitError::WriterGone { event }) => Ok(self.buffer(*event)),
@@ -621,6 +628,59 @@ mod tests {
         let status = storage.status();
         assert_eq!(depth.load(Ordering::Relaxed), 0);
         assert!(status.open && status.buffered_events == 0, "{status:?}");
+        drop(h);
+        storage.close().await;
+    }
+
+    /// Writes that fail on an open store (here: the snapshot's place is taken by a
+    /// directory, so the commit fails with an I/O error every time) put the event in
+    /// memory; later events queue behind it; once the obstacle is gone the keeper
+    /// writes them, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_writes_on_an_open_store_wait_in_memory_and_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let (handle, _writer) = StoreHandle::start(store, 16).unwrap();
+        let obstacle = dir
+            .path()
+            .join(crate::store::SNAPSHOT_DIR)
+            .join(crate::snapshots::file_name(1));
+        std::fs::create_dir_all(obstacle.join("in-the-way")).unwrap();
+        let storage = Storage::with_handle(handle, settings());
+        let first = storage.submit(event(1, Some(100))).unwrap();
+        // The commit fails (three attempts), the event goes to memory.
+        let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if storage.status().buffered_events == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(waiting.is_ok(), "{:?}", storage.status());
+        let status = storage.status();
+        assert!(status.open && status.problem.is_some(), "{status:?}");
+        let second = storage.submit(event(2, None)).unwrap();
+        assert_eq!(
+            storage.status().buffered_events,
+            2,
+            "queued behind the first"
+        );
+        std::fs::remove_dir_all(&obstacle).unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(30), first)
+            .await
+            .unwrap()
+            .unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(30), second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first, second), (1, 2));
+        let h = storage.handle().unwrap();
+        let e1 = h.store().get_event(1).unwrap().unwrap();
+        assert_eq!(e1.track, Some(1));
+        assert!(e1.snapshot.stored().is_some(), "written with its snapshot");
         drop(h);
         storage.close().await;
     }
