@@ -195,7 +195,10 @@ fn roll_back(path: &Path, newer: u32, reader: u32) -> Result<Rollback, StoreErro
         set_aside = %aside.display(),
         restored_from = ?copy,
         newer_events = newer_events.count,
-        newer_event_ids = ?newer_events.ids,
+        first_id = ?newer_events.ids.first(),
+        last_id = ?newer_events.ids.last(),
+        // Every id while the list is short; the range says the rest.
+        newer_event_ids = ?(newer_events.ids.len() <= 50).then_some(&newer_events.ids),
         first_at = ?newer_events.first_at,
         last_at = ?newer_events.last_at,
         unreadable = ?newer_events.unreadable,
