@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::client::{camera_counter, first_admin, free_port, wait_until};
+use crate::client::{Client, camera_counter, first_admin, free_port, transitions, wait_until};
 use crate::harness::{Appliance, Daemon, NotifySocket, set_api_port};
 
 /// Final logical level of every output in the simulated-output log.
@@ -426,4 +426,163 @@ fn a_busy_api_port_never_stops_the_alarms() {
         "{:?}",
         notify.messages()
     );
+}
+
+/// Storage degrades, the safety path does not. The state directory's database path
+/// is a directory (a store that cannot be opened): the daemon still becomes ready,
+/// says its storage is degraded, a person in the zone still sounds the siren (the
+/// healthy line stays on: it is guarding), the API answers 503 where it needs the
+/// store, and the events wait in memory. Once the blocking directory is gone the
+/// store opens and the waiting events are in `GET /api/v1/events`, in order.
+#[test]
+fn a_store_that_cannot_be_opened_never_stops_the_alarms_and_its_events_wait() {
+    let port = free_port();
+    let (app, config) = crate::alarms::walkway_appliance(port);
+    let blocker = app.path().join("state/store.redb");
+    std::fs::create_dir_all(blocker.join("not-a-database")).unwrap();
+
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    let anonymous = Client {
+        base: format!("https://127.0.0.1:{port}"),
+        token: None,
+    };
+    let health = || anonymous.json("GET", "/api/v1/health", None).1;
+    let h = health();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["storage"], "degraded", "{h}");
+    let (status, body) = anonymous.json("GET", "/api/v1/events", None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "storage_unavailable", "{body}");
+
+    // The alarm path runs: the siren goes on for a person in the zone, and the
+    // events wait in memory.
+    let siren_on = wait_until(Duration::from_secs(150), || {
+        transitions(&app, "siren")
+            .iter()
+            .any(|(_, on)| *on)
+            .then_some(())
+    });
+    assert!(
+        siren_on.is_some(),
+        "the siren never went on; log:\n{}",
+        daemon.log_text()
+    );
+    let buffered = wait_until(Duration::from_secs(60), || {
+        let n = health()["events_buffered"].as_u64().unwrap_or(0);
+        (n > 0).then_some(n)
+    })
+    .expect("events waiting in memory");
+    assert_eq!(
+        transitions(&app, "healthy").last().map(|(_, on)| *on),
+        Some(true),
+        "guarding, so healthy stays on with the store down"
+    );
+    assert!(daemon.log_text().contains("STORE UNAVAILABLE"));
+
+    // The fault goes away: the store opens, the events are written.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let healthy = wait_until(Duration::from_secs(90), || {
+        let h = health();
+        (h["storage"] == "ok").then_some(h)
+    });
+    assert!(
+        healthy.is_some(),
+        "storage never recovered: {}; log:\n{}",
+        health(),
+        daemon.log_text()
+    );
+    let c = first_admin(&daemon, port);
+    let (status, page) = c.json(
+        "GET",
+        "/api/v1/events?rule=walkway-intrusion&order=asc",
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert!(
+        events.len() as u64 >= buffered,
+        "{buffered} buffered, {} stored: {page}",
+        events.len()
+    );
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids[0], 1, "{page}");
+    let started: Vec<u64> = events
+        .iter()
+        .map(|e| e["started_at"].as_u64().unwrap())
+        .collect();
+    assert!(
+        started.windows(2).all(|w| w[0] <= w[1]),
+        "written in the order they were raised: {started:?}"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("store open again: writing the events kept in memory"),
+        "{log}"
+    );
+    eprintln!(
+        "{buffered} event(s) waited in memory; {} stored after the store opened",
+        events.len()
+    );
+}
+
+/// A firmware rollback: the state directory holds a database of a newer schema
+/// than this firmware reads (written here by a reader of schema 99, with one
+/// event). The daemon starts anyway: the newer file is set aside unchanged, the
+/// store starts (no pre-migration copy here), and the audit log and the system
+/// page say what happened.
+#[test]
+fn a_database_from_a_newer_firmware_is_set_aside_and_the_box_starts() {
+    use safe_yolo_store::{NewEvent, Severity, Store, StoreConfig};
+    let port = free_port();
+    let app = Appliance::new();
+    let config = app.write_config(1, "");
+    set_api_port(&config, port);
+    let state = app.path().join("state");
+    {
+        let newer = Store::open_as(StoreConfig::new(&state), 99).unwrap();
+        newer
+            .insert_events(&[NewEvent {
+                camera: safe_yolo_domain::CameraId::new("cam-0").unwrap(),
+                rule: safe_yolo_domain::RuleId::new("no-entry").unwrap(),
+                zone: None,
+                track: None,
+                kind: "intrusion".into(),
+                severity: Severity::Critical,
+                started_at: 1_700_000_000_000,
+                ended_at: None,
+                message: "recorded by the newer firmware".into(),
+                details: None,
+                snapshot_jpeg: None,
+                cleared: false,
+            }])
+            .unwrap();
+    }
+    let planted = std::fs::read(state.join("store.redb")).unwrap();
+
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    let c = first_admin(&daemon, port);
+    let (status, audit) = c.json("GET", "/api/v1/audit", None);
+    assert_eq!(status, 200, "{audit}");
+    let row = audit["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "store.rollback")
+        .unwrap_or_else(|| panic!("no store.rollback row: {audit}"))
+        .clone();
+    assert_eq!(row["before"], "v99", "{row}");
+    assert!(
+        row["after"].as_str().unwrap().contains("1 newer event(s)"),
+        "{row}"
+    );
+    let (_, sys) = c.json("GET", "/api/v1/system", None);
+    let aside = sys["storage"]["set_aside"].as_array().unwrap();
+    assert_eq!(aside.len(), 1, "{sys}");
+    assert!(
+        std::fs::read(aside[0].as_str().unwrap()).unwrap() == planted,
+        "the newer database is kept unchanged"
+    );
+    // The new store's ids go on after the newer file's.
+    assert_eq!(sys["storage"]["stats"]["event_seq"], 1, "{sys}");
+    assert!(daemon.log_text().contains("STORE ROLLED BACK"));
 }

@@ -177,6 +177,13 @@ impl HttpError {
                 Self::conflict(e.to_string())
             }
             StoreError::Invalid { field, reason } => Self::invalid(field, reason),
+            StoreError::Unavailable { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the evidence store is not available (see GET /api/v1/health and the journal); \
+                 the alarms and outputs keep working, events wait in memory, and this answers \
+                 again once the store is back",
+            ),
             other => Self::internal(context, &other),
         }
     }

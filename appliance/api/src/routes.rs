@@ -763,7 +763,11 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
                     .tickets
                     .redeem(&t, source)
                     .ok_or_else(|| HttpError::unauthorized("missing, used or expired ticket")),
-                None => authenticate(&g.app.store, &g.app.keys, req.headers(), source).await,
+                None => match g.app.store() {
+                    Ok(store) => authenticate(&store, &g.app.keys, req.headers(), source).await,
+                    // Not a failed credential: nothing to charge to the source.
+                    Err(unavailable) => return unavailable.into_response(),
+                },
             };
             let p = match authenticated {
                 Ok(p) => p,
@@ -848,7 +852,11 @@ async fn record_refusal(g: &Gate, p: &Principal, result: AuditResult) {
         after: None,
         result,
     };
-    if let Err(e) = g.app.store.transaction(move |t| t.append_audit(row)).await {
+    let Ok(store) = g.app.store() else {
+        tracing::error!(action = %g.action, "cannot record a refused request in the audit log: the store is not available");
+        return;
+    };
+    if let Err(e) = store.transaction(move |t| t.append_audit(row)).await {
         tracing::error!(error = %e, "cannot record a refused request in the audit log");
     }
 }

@@ -17,7 +17,7 @@ use safe_yolo_alarms::Dispatcher;
 use safe_yolo_capture::SourcePolicy;
 use safe_yolo_outputs::OutputsHandle;
 use safe_yolo_pipeline::CameraTaps;
-use safe_yolo_store::StoreHandle;
+use safe_yolo_store::Storage;
 use safe_yolo_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -37,8 +37,8 @@ use crate::tls::{CertStore, server_config};
 
 /// What the API serves, provided by the daemon.
 pub struct ApiDeps {
-    /// The store.
-    pub store: StoreHandle,
+    /// The store, open or not (routes that need it answer 503 while it is not).
+    pub store: Storage,
     /// The alarm dispatcher.
     pub alarms: Dispatcher,
     /// The outputs.
@@ -102,10 +102,12 @@ pub fn build_router(
             Some(reason.to_owned()),
             Some("fresh key; every session revoked".into()),
         );
-        let ended = deps.store.store().transaction(|t| {
-            let n = t.revoke_all_sessions()?;
-            t.append_audit(row)?;
-            Ok(n)
+        let ended = deps.store.handle().and_then(|h| {
+            h.store().transaction(|t| {
+                let n = t.revoke_all_sessions()?;
+                t.append_audit(row)?;
+                Ok(n)
+            })
         });
         match ended {
             Ok(n) => tracing::warn!(sessions = n, "JWT key replaced: every session ended"),
@@ -132,16 +134,25 @@ pub fn build_router(
         );
         // The audit is evidence, not a condition of serving: a store that cannot
         // take it does not stop the API either.
-        if let Err(e) = deps.store.store().transaction(|t| t.append_audit(row)) {
+        if let Err(e) = deps
+            .store
+            .handle()
+            .and_then(|h| h.store().transaction(|t| t.append_audit(row)))
+        {
             tracing::error!(error = %e, "cannot audit the certificate fallback");
         }
     }
-    let no_users = deps
-        .store
-        .store()
-        .list_users()
-        .map_err(ApiError::Store)?
-        .is_empty();
+    // Without the store nobody can log in or set up until it opens. A token is made
+    // anyway: setup itself checks that no user exists once the store is there.
+    let no_users = match deps.store.current() {
+        Some(h) => h.store().list_users().map_err(ApiError::Store)?.is_empty(),
+        None => {
+            tracing::error!(
+                "the store is not available: the API serves the health probe and answers 503 where it needs the store (logins included) until it opens"
+            );
+            true
+        }
+    };
     let token = if no_users {
         let t = random_bytes::<18>()
             .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
@@ -163,7 +174,7 @@ pub fn build_router(
     crate::handlers::download::remove_stale_work_dirs(&api_dir);
     let state = AppState(Arc::new(Inner {
         settings,
-        store: deps.store,
+        storage: deps.store,
         alarms: deps.alarms,
         outputs: deps.outputs,
         metrics: deps.metrics,

@@ -7,7 +7,7 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use safe_yolo_alarms::Dispatcher;
 use safe_yolo_outputs::OutputsHandle;
-use safe_yolo_store::StoreHandle;
+use safe_yolo_store::{Storage, StoreHandle};
 use safe_yolo_telemetry::Metrics;
 
 use crate::auth::{JwtKeys, LoginLimiter, Tickets};
@@ -38,7 +38,8 @@ impl std::fmt::Debug for AppState {
 /// The shared state behind [`AppState`] (fields are crate-private).
 pub struct Inner {
     pub(crate) settings: ApiSettings,
-    pub(crate) store: StoreHandle,
+    /// The store, open or not: reach it through [`Inner::store`].
+    pub(crate) storage: Storage,
     pub(crate) alarms: Dispatcher,
     pub(crate) outputs: OutputsHandle,
     pub(crate) metrics: Metrics,
@@ -67,6 +68,16 @@ pub struct Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner").finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// The open store, or 503 (`storage_unavailable`) naming why it is not open: the
+    /// alarms go on without it, the routes that need it wait for it.
+    pub(crate) fn store(&self) -> Result<StoreHandle, crate::error::HttpError> {
+        self.storage
+            .handle()
+            .map_err(|e| crate::error::HttpError::store("the store", e))
     }
 }
 

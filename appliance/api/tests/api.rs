@@ -40,7 +40,8 @@ use safe_yolo_pipeline::{
     SceneZone,
 };
 use safe_yolo_store::{
-    NewEvent, Role, SettingKind, Severity, Store, StoreConfig, StoreHandle, User, now_ms,
+    NewEvent, Role, SettingKind, Severity, Storage, StorageSettings, Store, StoreConfig,
+    StoreHandle, User, now_ms,
 };
 use safe_yolo_telemetry::Metrics;
 use serde_json::{Value, json};
@@ -193,7 +194,8 @@ fn deps(
         snapshots: false,
         jpeg_quality: 75,
     };
-    let alarms = Dispatcher::new(store.clone(), outputs.clone(), cfg, metrics.clone());
+    let storage = Storage::with_handle(store, StorageSettings::default());
+    let alarms = Dispatcher::new(storage.clone(), outputs.clone(), cfg, metrics.clone());
     let (live_tx, live_rx) = watch::channel(None);
     let (health_tx, health_rx) = watch::channel(CameraHealth {
         state: CameraState::Online,
@@ -205,7 +207,7 @@ fn deps(
     std::fs::write(media.join("clip.mjpeg"), jpeg_bytes()).unwrap();
     let scene = SceneSlot::default();
     let deps = ApiDeps {
-        store,
+        store: storage,
         alarms,
         outputs,
         cameras: CameraTaps::fixed(vec![CameraTap {

@@ -195,7 +195,9 @@ async fn start(
     let health = outputs.health_callback();
     stack.push("outputs", Bound::Always, outputs.shutdown());
 
-    let (store, writer) = wiring::start_store(&config).await?;
+    // Storage degrades, the safety path does not: an unavailable store is no
+    // reason to stop (its events wait in memory until it opens).
+    let store = wiring::start_store(&config, &metrics).await;
     // The file with the edits stored through the API: cameras, zones and rules
     // start as the operator left them.
     let (layered, config) = layer_stored_edits(
@@ -206,7 +208,7 @@ async fn start(
             config,
         },
     )
-    .await?;
+    .await;
     let dispatcher = Dispatcher::new(
         store.clone(),
         lines.clone(),
@@ -216,9 +218,8 @@ async fn start(
     stack.push(
         "store",
         Bound::Own(STORE_CLOSE),
-        close_store(store.clone(), writer, dispatcher.clone()),
+        close_store(store.clone(), dispatcher.clone()),
     );
-    stack.push_task("retention", store.spawn_retention(wiring::RETENTION_EVERY));
 
     let budget = config.system.shutdown_timeout;
     let (pipeline, detected) = start_pipeline(&config, &liveness, &metrics, shutdown).await?;
@@ -397,19 +398,9 @@ async fn start_pipeline(
 
 /// Lets the store commit what is queued, then closes it: the dispatcher's and
 /// this handle are the last ones once everything above has stopped.
-async fn close_store(
-    store: safe_yolo_store::StoreHandle,
-    writer: safe_yolo_store::WriterThread,
-    dispatcher: Dispatcher,
-) {
+async fn close_store(store: safe_yolo_store::Storage, dispatcher: Dispatcher) {
     drop(dispatcher);
-    drop(store);
-    if tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .is_err()
-    {
-        tracing::error!("store writer join panicked");
-    }
+    store.close().await;
 }
 
 /// The file's text and where it lives, for the live settings.
@@ -422,13 +413,29 @@ struct LiveSettingsBase {
 /// Settings edited through the API, layered over the file: the effective
 /// configuration everything starts from.
 async fn layer_stored_edits(
-    store: &safe_yolo_store::StoreHandle,
+    store: &safe_yolo_store::Storage,
     base: LiveSettingsBase,
-) -> anyhow::Result<(Layered, Config)> {
-    let stored = store
-        .run(|s| s.list_settings(None))
-        .await
-        .context("cannot read the stored settings")?;
+) -> (Layered, Config) {
+    // Without the store, or when its settings cannot be read, the file's
+    // settings run: the safety path does not wait for storage.
+    let stored = match store.current() {
+        Some(h) => match h.run(|s| s.list_settings(None)).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(
+                    error = %safe_yolo_domain::error_chain(&e),
+                    "cannot read the settings stored through the API: the configuration file's cameras, zones and rules run; the edits apply at the next start that reads them"
+                );
+                Vec::new()
+            }
+        },
+        None => {
+            tracing::error!(
+                "the store is not available: the cameras, rules and zones edited through the API are not applied, the configuration file's are; they apply at the next start with the store"
+            );
+            Vec::new()
+        }
+    };
     let stored: Vec<_> = stored.into_iter().map(|d| (d.kind, d.id, d.doc)).collect();
     let edits = stored.len();
     let (layered, effective) = Layered::new(
@@ -447,7 +454,7 @@ async fn layer_stored_edits(
             "settings stored through the API laid over the file"
         );
     }
-    Ok((layered, effective))
+    (layered, effective)
 }
 
 /// Tells the outputs and the metrics whether any camera is watched.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use safe_yolo_config::Config;
 use safe_yolo_outputs as outputs;
 use safe_yolo_pipeline::{CameraSpec, PipelineConfig, SourceFactory};
-use safe_yolo_store::{RetentionPolicy, Store, StoreConfig, StoreHandle, WriterThread};
+use safe_yolo_store::{Opener, RetentionPolicy, Storage, StorageSettings, Store, StoreConfig};
 use safe_yolo_telemetry::Metrics;
 
 /// The running outputs: a runner thread that owns the backend.
@@ -103,9 +103,11 @@ impl Outputs {
     }
 }
 
-/// The store: the database opened (and migrated) off the reactor, and its
-/// writer thread.
-pub async fn start_store(config: &Config) -> anyhow::Result<(StoreHandle, WriterThread)> {
+/// The store: opened (and migrated, or rolled back) off the reactor, with its writer
+/// thread and retention. Never a reason not to start: a store that cannot be opened is
+/// logged loudly, the events wait in memory (`safeyolo_events_buffered`) and it is retried
+/// until it opens (see [`Storage`]).
+pub async fn start_store(config: &Config, metrics: &Metrics) -> Storage {
     let s = &config.storage;
     let store_config = StoreConfig {
         retention: RetentionPolicy {
@@ -117,12 +119,19 @@ pub async fn start_store(config: &Config) -> anyhow::Result<(StoreHandle, Writer
         },
         ..StoreConfig::new(s.state_dir.clone())
     };
-    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
-        .await
-        .context("store open panicked")?
-        .with_context(|| format!("cannot open the store in {}", s.state_dir.display()))?;
-    tracing::info!(report = ?store.open_report(), "store open");
-    StoreHandle::start(store, 1024).context("cannot start the store writer")
+    let opener: Opener = std::sync::Arc::new(move || Store::open(store_config.clone()));
+    let gauge = metrics.events_buffered.clone();
+    Storage::start(
+        opener,
+        StorageSettings {
+            retention_every: RETENTION_EVERY,
+            ..StorageSettings::default()
+        },
+        Some(Box::new(move |depth| {
+            gauge.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        })),
+    )
+    .await
 }
 
 /// How often retention runs (it also runs early when the snapshot quota is hit).

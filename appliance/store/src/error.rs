@@ -135,6 +135,13 @@ pub enum StoreError {
         /// Why it was rejected.
         reason: String,
     },
+    /// The store is not open (it could not be opened, or is closed): events wait in memory,
+    /// everything else that needs it is refused until it opens.
+    #[error("the store is not available: {reason}")]
+    Unavailable {
+        /// Why it is not open (the last error opening it).
+        reason: String,
+    },
     /// The store's writer thread has stopped, so the write could not be queued or acknowledged.
     #[error("the store writer has stopped")]
     WriterGone,

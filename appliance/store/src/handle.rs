@@ -59,6 +59,10 @@ pub enum AckError {
     /// The writer stopped before the event was committed.
     #[error("the store writer stopped before committing the event")]
     WriterGone,
+    /// The store could not take events for so long that the in-memory buffer filled up,
+    /// and this event, the oldest, was dropped (logged in full).
+    #[error("the event was dropped from the full in-memory buffer while the store was unavailable")]
+    Dropped,
 }
 
 /// Resolves to the event id once the event is durably committed.
@@ -294,21 +298,27 @@ fn commit_jobs(store: &Store, jobs: &mut Vec<Job>) {
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
             for (ev, ack) in events.iter().zip(acks) {
                 // Never silent: the full event goes to the log, and the caller gets the error.
-                tracing::error!(
-                    error = %e,
-                    camera = %ev.camera,
-                    rule = %ev.rule,
-                    zone = ?ev.zone.as_ref().map(|z| z.as_str()),
-                    track = ?ev.track,
-                    kind = %ev.kind,
-                    severity = ev.severity.as_str(),
-                    started_at = ev.started_at,
-                    message = %ev.message,
-                    details = ?ev.details,
-                    "event could not be stored"
-                );
+                log_unstored(ev, &e, "event could not be stored");
                 let _ = ack.send(Err(Arc::clone(&e)));
             }
         }
     }
+}
+
+/// Logs an event that did not reach the database, in full (the log is then its only
+/// record, or the last word before it is retried from memory).
+pub(crate) fn log_unstored(ev: &NewEvent, error: &dyn std::fmt::Display, what: &'static str) {
+    tracing::error!(
+        error = %error,
+        camera = %ev.camera,
+        rule = %ev.rule,
+        zone = ?ev.zone.as_ref().map(|z| z.as_str()),
+        track = ?ev.track,
+        kind = %ev.kind,
+        severity = ev.severity.as_str(),
+        started_at = ev.started_at,
+        message = %ev.message,
+        details = ?ev.details,
+        "{what}"
+    );
 }

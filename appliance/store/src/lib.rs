@@ -7,6 +7,8 @@
 //! <state dir>/store.redb                       the database (schema: see [`schema`])
 //! <state dir>/snapshots/<event id:020>.jpg     evidence snapshots
 //! <state dir>/store.redb.pre-v3.from-v2.bak    copy kept before a schema migration
+//! <state dir>/store.redb.newer-v3-<ms>         a newer release's database, set aside on rollback
+//! <state dir>/snapshots.newer-v3-<ms>/         its snapshots, set aside with it
 //! ```
 //!
 //! # Guarantees
@@ -21,8 +23,11 @@
 //!   but events are still recorded.
 //! - An audit row appended with [`StoreTxn::append_audit`] commits together with the change
 //!   it describes.
-//! - Opening a database written by a newer release fails with
-//!   [`StoreError::NewerSchema`]; an older one is copied aside, then migrated.
+//! - An older database is copied aside, then migrated. One written by a newer release (the
+//!   firmware was rolled back) is moved aside unchanged (`<db>.newer-v<N>-<ms>`, its
+//!   unreferenced snapshots to `snapshots.newer-v<N>-<ms>/`), the pre-migration copy is
+//!   restored (or the store starts empty), and the events only the newer file holds are
+//!   listed in the log, the [`OpenReport`] and a `store.rollback` audit row.
 //!
 //! # Async use
 //!
@@ -30,6 +35,10 @@
 //! [`StoreHandle::try_submit`] (never waits; a full queue hands the event back); the API
 //! awaits [`StoreHandle::record`], [`StoreHandle::transaction`] or [`StoreHandle::run`],
 //! which run on tokio's blocking pool.
+//!
+//! [`Storage`] wraps the handle for the daemon: a store that cannot be opened or written
+//! does not stop anything; events wait in a bounded memory buffer, the store is retried,
+//! and [`Storage::status`] says so.
 //!
 //! # RESTORE
 //!
@@ -59,13 +68,15 @@ pub mod model;
 pub mod retention;
 pub mod schema;
 pub mod snapshots;
+pub mod storage;
 pub mod store;
 
 pub use backup::{BackupManifest, RestoreReport, restore, verify_backup};
 pub use error::StoreError;
 pub use handle::{AckError, StoreHandle, SubmitError, Ticket, WriterThread};
-pub use migrate::OpenReport;
+pub use migrate::{NewerEvents, OpenReport, Rollback};
 pub use model::*;
 pub use retention::{PruneReport, RetentionPolicy};
 pub use schema::CURRENT_VERSION;
+pub use storage::{Committed, Opener, Storage, StorageSettings, StorageStatus};
 pub use store::{Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn};

@@ -3,6 +3,11 @@
 //! Before any migration the file is copied aside (`<db>.pre-v<N>.from-v<M>.bak`, fsynced), so
 //! a failed upgrade or a RAUC rollback to the previous image still has a readable file. Each
 //! step runs in one write transaction: a failing step leaves the database as it was.
+//!
+//! A database of a newer schema (the firmware was rolled back after an update migrated it)
+//! is moved aside unchanged and that copy restored ([`open_database`], [`Rollback`]). This
+//! code must be in the firmware that is rolled back *to*: a release without it refuses a
+//! newer database (the v3 releases before this one did: see the store's README).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,89 +17,392 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use crate::error::{DbContext, StoreError};
 use crate::model::{Acknowledgement, AuditResult, Event, EventState, Severity, Snapshot};
 use crate::schema::{
-    API_KEYS, AUDIT, CURRENT_VERSION, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META,
-    OPEN_EVENTS, SESSIONS, SETTINGS, SNAPSHOTS, USERS, v1::EventV1,
+    API_KEYS, AUDIT, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META, OPEN_EVENTS, SESSIONS,
+    SETTINGS, SNAPSHOTS, USERS, v1::EventV1,
 };
 
 /// What happened when the database was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenReport {
-    /// The version found in the file (`None` for a new database).
+    /// The version found in the file (`None` for a new database). After a rollback, the
+    /// version of the database that was then opened (the restored copy's, or `None`).
     pub found_version: Option<u32>,
     /// The pre-migration copy, if a migration ran.
     pub backup: Option<PathBuf>,
+    /// The database was written by a newer release (the firmware was rolled back): what
+    /// was set aside and restored.
+    pub rollback: Option<Rollback>,
+    /// Databases an earlier rollback set aside (`<db>.newer-v<N>-<ms>`), still kept beside
+    /// this one: evidence the operator may want back (see the store's README).
+    pub set_aside: Vec<PathBuf>,
 }
 
-/// Opens (or creates) the database at `path` and brings it to [`CURRENT_VERSION`].
+/// What opening did with a database written by a newer release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    /// The newer database's schema version.
+    pub newer_version: u32,
+    /// Where the newer database now is (`<db>.newer-v<N>-<ms>`): moved, never changed.
+    pub set_aside: PathBuf,
+    /// The pre-migration copy restored in its place, if one at a readable version existed
+    /// (else the store starts empty).
+    pub restored_from: Option<PathBuf>,
+    /// The events the newer database holds beyond the restored copy.
+    pub newer_events: NewerEvents,
+    /// Where the snapshot files of those events were moved (`snapshots.newer-v<N>-<ms>`),
+    /// if there were any.
+    pub snapshots_set_aside: Option<PathBuf>,
+}
+
+/// The events recorded in a set-aside newer database since the restored copy was taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewerEvents {
+    /// How many.
+    pub count: u64,
+    /// Their ids, oldest first.
+    pub ids: Vec<u64>,
+    /// `started_at` of the oldest, if readable.
+    pub first_at: Option<u64>,
+    /// `started_at` of the newest, if readable.
+    pub last_at: Option<u64>,
+    /// The newer database's last event id (the restored store continues after it, so no
+    /// id is ever used twice).
+    pub newer_event_seq: u64,
+    /// Why the newer database could not be read, if it could not (then the counts are 0).
+    pub unreadable: Option<String>,
+}
+
+/// Opens (or creates) the database at `path` and brings it to `reader`, the schema version
+/// of the firmware running ([`crate::CURRENT_VERSION`]; tests pass an earlier one to play an
+/// older firmware's reader honestly).
+///
+/// A database of a newer version (the firmware was rolled back after an update migrated
+/// it) is never refused and never changed: it is moved aside as `<db>.newer-v<N>-<ms>`,
+/// the newest pre-migration copy at a version `reader` reads is restored in its place (or
+/// the store starts empty when there is none), and the restored store's event sequence
+/// continues after the newer one's, recorded with a `store.rollback` audit row.
 pub(crate) fn open_database(
     path: &Path,
     cache_bytes: usize,
+    reader: u32,
 ) -> Result<(Database, OpenReport), StoreError> {
     let open = || Database::builder().set_cache_size(cache_bytes).create(path);
-    let db = open().db("open database")?;
-    let found = read_version(&db, path)?;
-    match found {
-        None => {
-            init_current(&db)?;
-            Ok((
-                db,
-                OpenReport {
-                    found_version: None,
-                    backup: None,
-                },
-            ))
+    // Looked at read-only first: opening for writing rewrites the header, and a newer
+    // database is to be kept exactly as it was.
+    let newer = peek_version(path).filter(|v| *v > reader);
+    let mut db = match newer {
+        Some(_) => None,
+        None => Some(open().db("open database")?),
+    };
+    let mut found = match &db {
+        Some(db) => read_version(db, path)?,
+        None => newer,
+    };
+    let mut rollback = None;
+    if let Some(v) = found.filter(|v| *v > reader) {
+        drop(db.take());
+        let rb = roll_back(path, v, reader)?;
+        let restored = open().db("open restored database")?;
+        found = read_version(&restored, path)?;
+        db = Some(restored);
+        if let Some(v) = found.filter(|v| *v > reader) {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: v,
+                supported: reader,
+            });
         }
-        Some(v) if v == CURRENT_VERSION => Ok((
-            db,
-            OpenReport {
-                found_version: Some(v),
-                backup: None,
-            },
-        )),
-        Some(v) if v > CURRENT_VERSION => Err(StoreError::NewerSchema {
-            path: path.to_path_buf(),
-            found: v,
-            supported: CURRENT_VERSION,
-        }),
+        rollback = Some(rb);
+    }
+    let Some(mut db) = db else {
+        return Err(StoreError::Invalid {
+            field: "schema_version",
+            reason: "database neither opened nor rolled back".into(),
+        });
+    };
+    let mut backup = None;
+    match found {
+        None => init_current(&db, reader)?,
+        Some(v) if v == reader => {}
         Some(v) => {
             // Release the file so the copy is of a closed, consistent database.
             drop(db);
-            let backup = backup_path(path, v);
-            copy_durably(path, &backup)?;
+            let copy = backup_path(path, reader, v);
+            copy_durably(path, &copy)?;
             tracing::info!(
                 from = v,
-                to = CURRENT_VERSION,
-                backup = %backup.display(),
+                to = reader,
+                backup = %copy.display(),
                 "migrating store schema"
             );
-            let db = open().db("reopen database for migration")?;
-            for from in v..CURRENT_VERSION {
+            db = open().db("reopen database for migration")?;
+            for from in v..reader {
                 migrate_step(&db, from).map_err(|e| StoreError::Migration {
                     path: path.to_path_buf(),
                     from,
                     to: from + 1,
-                    backup: backup.clone(),
+                    backup: copy.clone(),
                     source: Box::new(e),
                 })?;
             }
-            Ok((
-                db,
-                OpenReport {
-                    found_version: Some(v),
-                    backup: Some(backup),
-                },
-            ))
+            backup = Some(copy);
         }
     }
+    if let Some(rb) = &rollback {
+        record_rollback(&db, rb)?;
+    }
+    let set_aside = set_aside_databases(path)?;
+    if !set_aside.is_empty() {
+        tracing::warn!(
+            files = ?set_aside,
+            "databases set aside by a firmware rollback are kept beside the store; their events are not in it (see the store's README to merge them back)"
+        );
+    }
+    Ok((
+        db,
+        OpenReport {
+            found_version: found,
+            backup,
+            rollback,
+            set_aside,
+        },
+    ))
 }
 
-/// Where the pre-migration copy of `path` at version `from` goes.
-pub(crate) fn backup_path(path: &Path, from: u32) -> PathBuf {
+/// Moves the newer database at `path` aside and restores the newest pre-migration copy
+/// `reader` can read, if any. Nothing is deleted or overwritten.
+fn roll_back(path: &Path, newer: u32, reader: u32) -> Result<Rollback, StoreError> {
+    let aside = unused_path(&sibling(
+        path,
+        &format!("newer-v{newer}-{}", crate::model::now_ms()),
+    ));
+    fs::rename(path, &aside).map_err(|e| StoreError::io("set aside newer database", path, e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    let copy = pre_migration_copy(path, reader)?;
+    let copy_seq = match &copy {
+        Some(c) => {
+            copy_durably(c, path)?;
+            read_event_seq(c).unwrap_or(0)
+        }
+        None => 0,
+    };
+    let newer_events = newer_events(&aside, copy_seq);
+    tracing::error!(
+        newer_version = newer,
+        reader,
+        set_aside = %aside.display(),
+        restored_from = ?copy,
+        newer_events = newer_events.count,
+        first_id = ?newer_events.ids.first(),
+        last_id = ?newer_events.ids.last(),
+        // Every id while the list is short; the range says the rest.
+        newer_event_ids = ?(newer_events.ids.len() <= 50).then_some(&newer_events.ids),
+        first_at = ?newer_events.first_at,
+        last_at = ?newer_events.last_at,
+        unreadable = ?newer_events.unreadable,
+        "STORE ROLLED BACK: the database was written by a newer firmware; it is kept aside \
+         unchanged and the copy taken before its migration is in use (the events listed are \
+         only in the set-aside file)"
+    );
+    Ok(Rollback {
+        newer_version: newer,
+        set_aside: aside,
+        restored_from: copy,
+        newer_events,
+        snapshots_set_aside: None,
+    })
+}
+
+/// `<db>.<suffix>` beside `path`.
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "store.redb".to_owned());
-    path.with_file_name(format!("{name}.pre-v{CURRENT_VERSION}.from-v{from}.bak"))
+    path.with_file_name(format!("{name}.{suffix}"))
+}
+
+/// `path`, or `path-1`, `path-2`, ... whichever does not exist yet: never overwrite.
+pub(crate) fn unused_path(path: &Path) -> PathBuf {
+    let mut candidate = path.to_path_buf();
+    let mut n = 0u32;
+    while candidate.symlink_metadata().is_ok() {
+        n += 1;
+        candidate = PathBuf::from(format!("{}-{n}", path.display()));
+    }
+    candidate
+}
+
+/// The newest pre-migration copy of `path` (`<db>.pre-v<N>.from-v<M>.bak`) with `M <=
+/// reader`: the highest `M`, then the highest `N`.
+fn pre_migration_copy(path: &Path, reader: u32) -> Result<Option<PathBuf>, StoreError> {
+    let Some(dir) = path.parent() else {
+        return Ok(None);
+    };
+    let prefix = sibling(path, "pre-v")
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut best: Option<((u32, u32), PathBuf)> = None;
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("read directory", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".bak"))
+        else {
+            continue;
+        };
+        let Some((to, from)) = rest.split_once(".from-v") else {
+            continue;
+        };
+        let (Ok(to), Ok(from)) = (to.parse::<u32>(), from.parse::<u32>()) else {
+            continue;
+        };
+        if from <= reader && best.as_ref().is_none_or(|(k, _)| (from, to) > *k) {
+            best = Some(((from, to), entry.path()));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Databases earlier rollbacks set aside beside `path`, sorted.
+fn set_aside_databases(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let Some(dir) = path.parent() else {
+        return Ok(Vec::new());
+    };
+    let prefix = sibling(path, "newer-v")
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("read directory", dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The schema version of an existing database, read without changing the file; `None`
+/// when there is no file or it cannot be read that way (the normal open then decides).
+fn peek_version(path: &Path) -> Option<u32> {
+    if !path.is_file() {
+        return None;
+    }
+    let db = redb::ReadOnlyDatabase::open(path).ok()?;
+    let tx = db.begin_read().ok()?;
+    let meta = tx.open_table(META).ok()?;
+    let v = meta.get(KEY_SCHEMA).ok()??.value();
+    u32::try_from(v).ok()
+}
+
+/// The last event id handed out in the database at `path`, read without changing it.
+fn read_event_seq(path: &Path) -> Result<u64, StoreError> {
+    let db = redb::ReadOnlyDatabase::open(path).db("open database read-only")?;
+    let tx = db.begin_read().db("begin read")?;
+    let meta = tx.open_table(META).db("open meta")?;
+    Ok(meta
+        .get(KEY_EVENT_SEQ)
+        .db("read event seq")?
+        .map_or(0, |v| v.value()))
+}
+
+/// The events of the (newer) database at `path` with ids above `after`. Only the tables'
+/// keys and the JSON field `started_at` are read, which every schema so far has; a file
+/// this reader cannot read at all is reported, not an error.
+fn newer_events(path: &Path, after: u64) -> NewerEvents {
+    let read = || -> Result<NewerEvents, StoreError> {
+        let db = redb::ReadOnlyDatabase::open(path).db("open newer database read-only")?;
+        let tx = db.begin_read().db("begin read")?;
+        let meta = tx.open_table(META).db("open meta")?;
+        let seq = meta
+            .get(KEY_EVENT_SEQ)
+            .db("read event seq")?
+            .map_or(0, |v| v.value());
+        let events = tx.open_table(EVENTS).db("open events")?;
+        let mut out = NewerEvents {
+            newer_event_seq: seq,
+            ..NewerEvents::default()
+        };
+        for row in events
+            .range(after.saturating_add(1)..)
+            .db("scan newer events")?
+        {
+            let (k, v) = row.db("read newer event")?;
+            let at = serde_json::from_slice::<serde_json::Value>(v.value())
+                .ok()
+                .and_then(|e| e.get("started_at").and_then(serde_json::Value::as_u64));
+            out.count += 1;
+            out.ids.push(k.value());
+            if out.first_at.is_none() {
+                out.first_at = at;
+            }
+            out.last_at = at.or(out.last_at);
+        }
+        Ok(out)
+    };
+    read().unwrap_or_else(|e| NewerEvents {
+        unreadable: Some(safe_yolo_domain::error_chain(&e).to_string()),
+        ..NewerEvents::default()
+    })
+}
+
+/// After a rollback: the restored store's event sequence continues after the newer
+/// database's (no id is used twice across the two files), and a `store.rollback` audit
+/// row says what happened, in one transaction.
+fn record_rollback(db: &Database, rb: &Rollback) -> Result<(), StoreError> {
+    let tx = db.begin_write().db("begin rollback record")?;
+    {
+        let mut meta = tx.open_table(META).db("open meta")?;
+        let seq = meta
+            .get(KEY_EVENT_SEQ)
+            .db("read event seq")?
+            .map_or(0, |v| v.value());
+        if rb.newer_events.newer_event_seq > seq {
+            meta.insert(KEY_EVENT_SEQ, rb.newer_events.newer_event_seq)
+                .db("write event seq")?;
+        }
+    }
+    let n = &rb.newer_events;
+    let mut after = match &rb.restored_from {
+        Some(c) => format!("restored {}", c.display()),
+        None => "no pre-migration copy: started empty".to_owned(),
+    };
+    after.push_str(&format!(
+        "; {} newer event(s) kept only in {}",
+        n.count,
+        rb.set_aside.display()
+    ));
+    if let (Some(first), Some(last)) = (n.ids.first(), n.ids.last()) {
+        after.push_str(&format!(" (ids {first}..={last}"));
+        if let (Some(a), Some(b)) = (n.first_at, n.last_at) {
+            after.push_str(&format!(", started {a}..={b} ms"));
+        }
+        after.push(')');
+    }
+    if let Some(why) = &n.unreadable {
+        after.push_str(&format!("; newer file unreadable: {why}"));
+    }
+    audit_system(
+        &tx,
+        "store.rollback",
+        format!("v{}", rb.newer_version),
+        after,
+    )?;
+    tx.commit().db("commit rollback record")?;
+    Ok(())
+}
+
+/// Where the pre-migration copy of `path` at version `from`, migrated to `to`, goes.
+pub(crate) fn backup_path(path: &Path, to: u32, from: u32) -> PathBuf {
+    sibling(path, &format!("pre-v{to}.from-v{from}.bak"))
 }
 
 /// Copies `from` to `to` through a temporary file, fsyncing the file and its directory.
@@ -146,13 +454,13 @@ fn read_version(db: &Database, path: &Path) -> Result<Option<u32>, StoreError> {
     Ok(Some(v))
 }
 
-/// Creates every current table and the metadata of a fresh database.
-fn init_current(db: &Database) -> Result<(), StoreError> {
+/// Creates every current table and the metadata of a fresh database of `version`.
+fn init_current(db: &Database, version: u32) -> Result<(), StoreError> {
     let tx = db.begin_write().db("begin init")?;
     create_current_tables(&tx)?;
     {
         let mut meta = tx.open_table(META).db("open meta")?;
-        meta.insert(KEY_SCHEMA, u64::from(CURRENT_VERSION))
+        meta.insert(KEY_SCHEMA, u64::from(version))
             .db("write schema version")?;
         meta.insert(KEY_EVENT_SEQ, 0).db("write event seq")?;
         meta.insert(KEY_AUDIT_SEQ, 0).db("write audit seq")?;
@@ -296,6 +604,16 @@ fn v2_to_v3(tx: &WriteTransaction) -> Result<(), StoreError> {
 
 /// Appends the `store.migrate` audit row of one migration step.
 fn audit_migration(tx: &WriteTransaction, before: &str, after: String) -> Result<(), StoreError> {
+    audit_system(tx, "store.migrate", before.to_owned(), after)
+}
+
+/// Appends an audit row of the store itself (`actor` `system`, target `schema`).
+fn audit_system(
+    tx: &WriteTransaction,
+    action: &str,
+    before: String,
+    after: String,
+) -> Result<(), StoreError> {
     let mut meta = tx.open_table(META).db("open meta")?;
     let audit_seq = meta
         .get(KEY_AUDIT_SEQ)
@@ -310,9 +628,9 @@ fn audit_migration(tx: &WriteTransaction, before: &str, after: String) -> Result
         actor: "system".into(),
         role: None,
         source: None,
-        action: "store.migrate".into(),
+        action: action.into(),
         target: "schema".into(),
-        before: Some(before.into()),
+        before: Some(before),
         after: Some(after),
         result: AuditResult::Ok,
     };

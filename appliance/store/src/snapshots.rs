@@ -61,6 +61,39 @@ pub(crate) fn available_bytes(dir: &Path) -> Result<u64, StoreError> {
 
 /// Removes temporary files and snapshot files that no event references.
 /// Returns the number of files removed.
+/// Moves every snapshot file of `dir` that no event in `referenced` names into `aside`
+/// (created when there is one), fsyncing both directories; returns how many moved.
+pub(crate) fn set_aside(
+    dir: &Path,
+    referenced: &HashSet<u64>,
+    aside: &Path,
+) -> Result<usize, StoreError> {
+    let mut moved = 0;
+    let entries = fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(id) = parse_file_name(&name.to_string_lossy()) else {
+            continue;
+        };
+        if referenced.contains(&id) {
+            continue;
+        }
+        if moved == 0 {
+            fs::create_dir_all(aside)
+                .map_err(|e| StoreError::io("create snapshot set-aside directory", aside, e))?;
+        }
+        let to = aside.join(&name);
+        fs::rename(entry.path(), &to).map_err(|e| StoreError::io("set aside snapshot", &to, e))?;
+        moved += 1;
+    }
+    if moved > 0 {
+        crate::migrate::sync_dir(aside)?;
+        crate::migrate::sync_dir(dir)?;
+    }
+    Ok(moved)
+}
+
 pub(crate) fn sweep(dir: &Path, referenced: &HashSet<u64>) -> Result<usize, StoreError> {
     let mut removed = 0;
     let mut present = HashSet::new();

@@ -223,7 +223,18 @@ fn meta_get(t: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64,
 impl Store {
     /// Opens (or creates) the store in `config.state_dir`, migrating an older schema and
     /// removing snapshot files no event references.
+    ///
+    /// A database written by a newer release (the firmware was rolled back) is moved aside
+    /// and the copy taken before its migration restored: see [`OpenReport::rollback`].
     pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
+        Self::open_as(config, CURRENT_VERSION)
+    }
+
+    /// [`Store::open`] deciding as the reader of schema `reader` would: which databases
+    /// are newer, how far to migrate. For tests that play an earlier release's reader
+    /// against the real files; the tables written are this build's.
+    #[doc(hidden)]
+    pub fn open_as(config: StoreConfig, reader: u32) -> Result<Self, StoreError> {
         let dir = &config.state_dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::io("create state directory", dir, e))?;
@@ -231,8 +242,8 @@ impl Store {
         std::fs::create_dir_all(&snapshot_dir)
             .map_err(|e| StoreError::io("create snapshot directory", &snapshot_dir, e))?;
         let db_path = dir.join(DB_FILE);
-        let (db, open_report) = migrate::open_database(&db_path, config.cache_bytes)?;
-        let store = Self {
+        let (db, open_report) = migrate::open_database(&db_path, config.cache_bytes, reader)?;
+        let mut store = Self {
             db,
             db_path,
             snapshot_dir,
@@ -243,6 +254,19 @@ impl Store {
             tmp_counter: AtomicU64::new(0),
         };
         let (referenced, bytes) = store.snapshot_index()?;
+        if let Some(rb) = &mut store.open_report.rollback {
+            // The newer database's snapshots are evidence too: moved beside it, not swept.
+            let aside = migrate::unused_path(&store.config.state_dir.join(format!(
+                "{SNAPSHOT_DIR}.newer-v{}-{}",
+                rb.newer_version,
+                now_ms()
+            )));
+            let moved = snapshots::set_aside(&store.snapshot_dir, &referenced, &aside)?;
+            if moved > 0 {
+                tracing::warn!(files = moved, dir = %aside.display(), "snapshots of the set-aside newer database moved beside it");
+                rb.snapshots_set_aside = Some(aside);
+            }
+        }
         snapshots::sweep(&store.snapshot_dir, &referenced)?;
         store.metrics.snapshot_bytes.store(bytes, Ordering::Relaxed);
         tracing::info!(

@@ -445,10 +445,123 @@ fn a_failed_migration_leaves_the_old_database_readable() {
     assert_eq!(raw_schema_version(&path), 1);
 }
 
+/// The newest audit row.
+fn last_audit_row(store: &Store) -> safe_yolo_store::AuditRecord {
+    let (rows, _) = store.audit_page(None, 1, false).unwrap();
+    rows.into_iter().next().unwrap()
+}
+
+/// An update migrates the committed v2 fixture to v3 and records events; the firmware is
+/// rolled back and the v2 reader (the older firmware) meets the v3 database. It starts:
+/// the v3 file is kept aside byte for byte, the pre-migration copy is in use again, the
+/// events only the v3 file holds are listed, the ids go on after them, and their
+/// snapshots are moved beside the v3 file. Updated again, the v3 reader migrates the
+/// restored copy and names the set-aside file.
 #[test]
-fn a_database_from_a_newer_release_is_a_clear_error() {
+fn a_rollback_restores_the_pre_migration_copy_and_keeps_the_newer_database_aside() {
     let tmp = tempfile::tempdir().unwrap();
-    drop(open(tmp.path()));
+    let db = tmp.path().join("store.redb");
+    std::fs::copy(fixtures_dir().join("schema-v2.redb"), &db).unwrap();
+    let v2_events = raw_events(&db);
+    // The update: the current reader migrates and records three events with snapshots.
+    let store = open(tmp.path());
+    let copy = store
+        .open_report()
+        .backup
+        .clone()
+        .expect("pre-migration copy");
+    let seq = store.stats().unwrap().event_seq;
+    let t0 = now_ms();
+    let batch: Vec<NewEvent> = (0..3)
+        .map(|i| ev("gate", t0 + i, Some(jpeg(1_000, 9))))
+        .collect();
+    let ids = store.insert_events(&batch).unwrap();
+    assert_eq!(ids, [seq + 1, seq + 2, seq + 3]);
+    drop(store);
+    let v3_bytes = std::fs::read(&db).unwrap();
+
+    // The rollback: the v2 reader.
+    let store = Store::open_as(StoreConfig::new(tmp.path()), 2).unwrap();
+    let report = store.open_report().clone();
+    let rb = report.rollback.clone().expect("a rollback");
+    assert_eq!(rb.newer_version, 3);
+    assert_eq!(rb.restored_from.as_ref(), Some(&copy));
+    assert_eq!(report.found_version, Some(2));
+    assert_eq!(rb.newer_events.ids, ids);
+    assert_eq!(rb.newer_events.count, 3);
+    assert_eq!(
+        (rb.newer_events.first_at, rb.newer_events.last_at),
+        (Some(t0), Some(t0 + 2))
+    );
+    assert_eq!(rb.newer_events.unreadable, None);
+    assert!(
+        std::fs::read(&rb.set_aside).unwrap() == v3_bytes,
+        "the newer database is kept aside byte for byte"
+    );
+    // Ids go on after the newer file's: none is used twice across the two files.
+    assert_eq!(store.stats().unwrap().event_seq, seq + 3);
+    let row = last_audit_row(&store);
+    assert_eq!(row.action, "store.rollback");
+    assert_eq!(row.before.as_deref(), Some("v3"));
+    let after = row.after.unwrap();
+    assert!(after.contains("3 newer event(s)"), "{after}");
+    assert!(
+        after.contains(&format!("ids {}..={}", ids[0], ids[2])),
+        "{after}"
+    );
+    // The snapshots of the newer events moved beside it, none swept.
+    let aside_snaps = rb.snapshots_set_aside.clone().expect("snapshots set aside");
+    let mut moved: Vec<String> = std::fs::read_dir(&aside_snaps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    moved.sort();
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    assert!(
+        snapshot_files(tmp.path())
+            .iter()
+            .all(|f| !moved.contains(f))
+    );
+    drop(store);
+    // The database in use is the pre-migration data, at v2.
+    assert_eq!(raw_schema_version(&db), 2);
+    assert_eq!(raw_events(&db), v2_events);
+
+    // The set-aside file is a whole v3 store: the v3 reader opens it with its events.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(&rb.set_aside, elsewhere.path().join("store.redb")).unwrap();
+    let newer = open(elsewhere.path());
+    assert_eq!(newer.stats().unwrap().events, 15);
+    assert_eq!(newer.get_event(ids[2]).unwrap().unwrap().started_at, t0 + 2);
+    drop(newer);
+
+    // Updated again: the restored copy is migrated once more; the set-aside file is named.
+    let store = open(tmp.path());
+    let report = store.open_report();
+    assert_eq!(report.found_version, Some(2));
+    assert_eq!(report.rollback, None);
+    assert_eq!(report.set_aside, vec![rb.set_aside.clone()]);
+    check_migrated_v2_events(&store);
+    assert!(rb.set_aside.exists() && copy.exists());
+}
+
+fn check_migrated_v2_events(store: &Store) {
+    for (id, _, details) in &safe_yolo_store::schema::v2::fixture_details() {
+        assert_eq!(&store.get_event(*id).unwrap().unwrap().details, details);
+    }
+}
+
+/// The current reader meets a database of a far newer schema and no pre-migration copy:
+/// it starts with an empty store (ids after the newer file's) and keeps the newer file
+/// aside unchanged.
+#[test]
+fn a_newer_database_without_a_copy_is_set_aside_and_the_store_starts_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let ids = store
+        .insert_events(&[ev("gate", 1_000, None), ev("gate", 2_000, None)])
+        .unwrap();
+    drop(store);
     let path = tmp.path().join("store.redb");
     {
         let db = redb::Database::open(&path).unwrap();
@@ -461,19 +574,25 @@ fn a_database_from_a_newer_release_is_a_clear_error() {
         }
         tx.commit().unwrap();
     }
-    match Store::open(StoreConfig::new(tmp.path())) {
-        Err(StoreError::NewerSchema {
-            found, supported, ..
-        }) => {
-            assert_eq!((found, supported), (99, CURRENT_VERSION));
-        }
-        other => panic!("expected NewerSchema, got {other:?}"),
-    }
+    let newer_bytes = std::fs::read(&path).unwrap();
+    let store = Store::open(StoreConfig::new(tmp.path())).unwrap();
+    let report = store.open_report().clone();
+    let rb = report.rollback.expect("a rollback");
+    assert_eq!((rb.newer_version, rb.restored_from), (99, None));
+    assert_eq!(report.found_version, None);
+    assert_eq!(rb.newer_events.ids, ids);
     assert_eq!(
-        raw_schema_version(&path),
-        99,
-        "the newer database is left as it was"
+        (rb.newer_events.first_at, rb.newer_events.last_at),
+        (Some(1_000), Some(2_000))
     );
+    assert!(std::fs::read(&rb.set_aside).unwrap() == newer_bytes);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.events, stats.event_seq), (0, 2));
+    assert_eq!(last_audit_row(&store).action, "store.rollback");
+    let id = store.insert_events(&[ev("gate", 3_000, None)]).unwrap();
+    assert_eq!(id, [3], "no id is used twice");
+    drop(store);
+    assert_eq!(raw_schema_version(&rb.set_aside), 99);
 }
 
 fn raw_schema_version(path: &Path) -> u64 {

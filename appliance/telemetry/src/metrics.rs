@@ -80,6 +80,9 @@ pub struct Metrics {
     /// Enabled cameras the rules watch; 0: the appliance guards nothing (not
     /// configured yet).
     pub cameras_watched: Gauge,
+    /// Events waiting in memory because the store cannot take them (not open, or
+    /// its writes fail); 0 when storage is healthy.
+    pub events_buffered: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -112,6 +115,7 @@ impl Metrics {
             pipeline_stalled: Gauge::default(),
             glass_to_output: latency_histogram(),
             cameras_watched: Gauge::default(),
+            events_buffered: Gauge::default(),
         };
         registry.register(
             "frames_captured",
@@ -172,6 +176,11 @@ impl Metrics {
             "cameras_watched",
             "Enabled cameras the rules watch (0: not configured, nothing is guarded)",
             m.cameras_watched.clone(),
+        );
+        registry.register(
+            "events_buffered",
+            "Events kept in memory because the store cannot take them (written in order when it can)",
+            m.events_buffered.clone(),
         );
         *m.registry.lock() = registry;
         m

@@ -37,7 +37,7 @@ use safe_yolo_domain::{CameraId, Detection, Named, NormPoint, OutputId, RgbFrame
 use safe_yolo_outputs::{ActionSpec, Ending, OutputsHandle, Pattern, Source};
 use safe_yolo_rules::{Alarm, Decision};
 use safe_yolo_store::{
-    AlarmKey, Event, EventDetails, NewAudit, NewEvent, StoreError, StoreHandle, SubmitError,
+    AlarmKey, Event, EventDetails, NewAudit, NewEvent, Storage, StoreError, SubmitError,
 };
 use safe_yolo_telemetry::Metrics;
 use tokio::sync::{broadcast, watch};
@@ -208,10 +208,10 @@ struct Inner<S, O> {
 
 /// Cheap to clone; all clones share state.
 ///
-/// Generic over its seams; the daemon's is the default, over the store's and the
-/// outputs' handles.
+/// Generic over its seams; the daemon's is the default, over its [`Storage`] (the
+/// store, or a memory buffer while the store is unavailable) and the outputs' handle.
 #[derive(Debug)]
-pub struct Dispatcher<S = StoreHandle, O = OutputsHandle> {
+pub struct Dispatcher<S = Storage, O = OutputsHandle> {
     inner: Arc<Inner<S, O>>,
 }
 

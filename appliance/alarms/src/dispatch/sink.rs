@@ -6,19 +6,18 @@
 //! need neither a database nor GPIO.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::SystemTime;
 
 use safe_yolo_domain::OutputId;
 use safe_yolo_outputs::{AckTarget, ActionSpec, OutputsError, OutputsHandle, Source};
+pub use safe_yolo_store::Committed;
 use safe_yolo_store::{
-    AckError, AlarmKey, Event, NewAudit, NewEvent, StoreError, StoreHandle, SubmitError, UnixMs,
+    AckError, AlarmKey, Event, NewAudit, NewEvent, Storage, StoreError, StoreHandle, SubmitError,
+    UnixMs,
 };
 
-/// Resolves to a submitted event's id once it is durably committed.
-pub type Committed = Pin<Box<dyn Future<Output = Result<u64, AckError>> + Send>>;
-
-/// Where the dispatcher's events go: the store (through its writer queue), or an
+/// Where the dispatcher's events go: the daemon's [`Storage`] (the store's writer queue,
+/// or its memory buffer while the store is unavailable), the store's handle itself, or an
 /// in-memory stand-in.
 pub trait EventSink: Send + Sync + 'static {
     /// Queues `event` without waiting. A full queue (or a stopped writer) hands the
@@ -108,6 +107,37 @@ impl EventSink for StoreHandle {
 
     async fn open_ids(&self) -> Result<Vec<u64>, StoreError> {
         self.run(|s| s.open_event_ids()).await
+    }
+}
+
+/// The daemon's sink: events go to the store, or wait in memory while it is unavailable
+/// (their ids come when they are written); the rest needs the open store and fails with
+/// [`StoreError::Unavailable`] meanwhile.
+impl EventSink for Storage {
+    fn submit(&self, event: NewEvent) -> Result<Committed, SubmitError> {
+        Storage::submit(self, event)
+    }
+
+    async fn submit_waiting(&self, event: NewEvent) -> Result<u64, AckError> {
+        Storage::submit_waiting(self, event).await
+    }
+
+    async fn end(&self, id: u64, at: UnixMs) -> Result<Event, StoreError> {
+        EventSink::end(&self.handle()?, id, at).await
+    }
+
+    async fn acknowledge(
+        &self,
+        id: u64,
+        by: &str,
+        at: UnixMs,
+        audit: Option<NewAudit>,
+    ) -> Result<Event, StoreError> {
+        EventSink::acknowledge(&self.handle()?, id, by, at, audit).await
+    }
+
+    async fn open_ids(&self) -> Result<Vec<u64>, StoreError> {
+        EventSink::open_ids(&self.handle()?).await
     }
 }
 

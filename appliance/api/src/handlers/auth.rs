@@ -34,7 +34,7 @@ pub(crate) async fn setup(
 ) -> Result<Response, HttpError> {
     let _guard = s.setup.lock.lock().await;
     let users = s
-        .store
+        .store()?
         .run(|st| st.list_users())
         .await
         .map_err(|e| HttpError::store("listing users", e))?;
@@ -82,7 +82,7 @@ pub(crate) async fn setup(
         after: Some(format!("admin {}", b.username)),
         result: AuditResult::Ok,
     };
-    s.store
+    s.store()?
         .transaction(move |t| {
             t.create_user(&user)?;
             t.append_audit(row)
@@ -195,7 +195,7 @@ pub(crate) async fn login(
     s.limiter.check(&b.username, ip).map_err(locked)?;
     let name = b.username.clone();
     let user = s
-        .store
+        .store()?
         .run(move |st| st.get_user(&name))
         .await
         .map_err(|e| HttpError::store("user lookup", e))?;
@@ -226,7 +226,7 @@ pub(crate) async fn login(
                     )),
                     result: AuditResult::Ok,
                 };
-                if let Err(e) = s.store.transaction(move |t| t.append_audit(row)).await {
+                if let Err(e) = s.store()?.transaction(move |t| t.append_audit(row)).await {
                     tracing::error!(error = %e, "cannot record a lockout in the audit log");
                 }
             }
@@ -258,7 +258,7 @@ pub(crate) async fn login(
         None,
         Some("session opened".into()),
     );
-    s.store
+    s.store()?
         .transaction(move |t| {
             t.put_session(&session)?;
             t.append_audit(row)
@@ -302,7 +302,7 @@ pub(crate) async fn refresh(
     let now = now_ms();
     let family = sid.clone();
     let outcome = s
-        .store
+        .store()?
         .transaction(move |t| {
             let Some(session) = t.get_session(&family)? else {
                 return Ok(Refreshed::Unknown);
@@ -411,7 +411,7 @@ pub(crate) async fn logout(
         None,
         Some("session revoked".into()),
     );
-    s.store
+    s.store()?
         .transaction(move |t| {
             t.revoke_session_family(&sid)?;
             t.append_audit(row)
@@ -445,7 +445,7 @@ pub(crate) async fn change_password(
     check_password_policy("new_password", &b.new_password)?;
     let name = p.actor.clone();
     let user = s
-        .store
+        .store()?
         .run(move |st| st.get_user(&name))
         .await
         .map_err(|e| HttpError::store("user lookup", e))?
@@ -467,7 +467,7 @@ pub(crate) async fn change_password(
         None,
         Some("password changed; sessions revoked".into()),
     );
-    s.store
+    s.store()?
         .transaction(move |t| {
             let mut u = t
                 .get_user(&user.username)?

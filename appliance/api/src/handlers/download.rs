@@ -257,7 +257,7 @@ pub(crate) async fn backup(
     );
     let api_dir = s.settings.api_dir();
     let config = s.settings.config_path.clone();
-    let store = Arc::clone(s.store.store());
+    let store = Arc::clone(s.store()?.store());
     let (work, manifest) = tokio::task::spawn_blocking(move || {
         check_backup_space(&store, include_snapshots)?;
         let work = WorkDir::create(&api_dir)
@@ -294,7 +294,7 @@ pub(crate) async fn backup(
             },
         )),
     );
-    if let Err(e) = s.store.transaction(move |t| t.append_audit(row)).await {
+    if let Err(e) = s.store()?.transaction(move |t| t.append_audit(row)).await {
         // No audit row, no download: evidence does not leave the box unrecorded.
         tokio::task::spawn_blocking(move || drop(work));
         return Err(HttpError::store("recording the backup in the audit log", e));
@@ -374,7 +374,7 @@ pub(crate) async fn export(
         limit: 0,
     };
     let api_dir = s.settings.api_dir();
-    let store = Arc::clone(s.store.store());
+    let store = Arc::clone(s.store()?.store());
     let (file, count) = tokio::task::spawn_blocking(move || {
         let work = WorkDir::create(&api_dir)
             .map_err(|e| HttpError::internal("creating the export work directory", &e))?;

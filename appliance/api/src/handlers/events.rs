@@ -65,7 +65,7 @@ pub(crate) async fn list(
         limit,
     };
     let page = s
-        .store
+        .store()?
         .query_events(eq)
         .await
         .map_err(|e| HttpError::store("querying events", e))?;
@@ -76,7 +76,7 @@ pub(crate) async fn list(
 }
 
 async fn load(s: &AppState, id: u64) -> Result<Event, HttpError> {
-    s.store
+    s.store()?
         .get_event(id)
         .await
         .map_err(|e| HttpError::store("reading an event", e))?
@@ -99,7 +99,7 @@ pub(crate) async fn snapshot(
         .snapshot
         .stored()
         .ok_or_else(|| HttpError::not_found(format!("snapshot of event {id}")))?;
-    let path = s.store.store().snapshot_path(r);
+    let path = s.store()?.store().snapshot_path(r);
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|_| HttpError::not_found(format!("snapshot of event {id}")))?;
@@ -159,7 +159,7 @@ pub(crate) async fn audit(
     }
     let asc = q.order == Some(Order::Asc);
     let (rows, next_cursor) = s
-        .store
+        .store()?
         .run(move |st| st.audit_page(q.cursor, limit, asc))
         .await
         .map_err(|e| HttpError::store("reading the audit log", e))?;

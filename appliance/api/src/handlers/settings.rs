@@ -143,7 +143,7 @@ impl Doc for RawRule {
 
 async fn list(s: &AppState, kind: SettingKind) -> Result<SettingsList, HttpError> {
     let edited = s
-        .store
+        .store()?
         .run(move |st| st.list_settings(Some(kind)))
         .await
         .map_err(|e| HttpError::store("listing settings", e))?;
@@ -229,7 +229,7 @@ async fn put<D: Doc>(
     let refusal = Refusal::default();
     let refused = refusal.clone();
     let saved = s
-        .store
+        .store()?
         .transaction(move |t| {
             let before = t.get_setting(kind, &id)?;
             let new = t.put_setting(
@@ -279,7 +279,7 @@ async fn delete(
     let control = std::sync::Arc::clone(&s.control);
     let refusal = Refusal::default();
     let refused = refusal.clone();
-    s.store
+    s.store()?
         .transaction(move |t| {
             let old = t.delete_setting(kind, &id, q.expected_version)?;
             t.append_audit(audit::row(

@@ -20,12 +20,22 @@ use crate::state::AppState;
 /// The liveness probe's answer.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Health {
-    /// Always `ok`: the daemon answers.
+    /// Always `ok`: the daemon answers (and the alarms run, whatever `storage` says).
     status: &'static str,
+    /// `ok`, or `degraded`: the store is not open or does not take writes; events wait
+    /// in memory (`events_buffered`) and routes that need the store answer 503.
+    storage: &'static str,
+    /// Events waiting in memory for the store.
+    events_buffered: u64,
 }
 
-pub(crate) async fn health() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok" })
+pub(crate) async fn health(State(s): State<AppState>) -> axum::Json<Health> {
+    let st = s.storage.status();
+    axum::Json(Health {
+        status: "ok",
+        storage: if st.is_ok() { "ok" } else { "degraded" },
+        events_buffered: st.buffered_events,
+    })
 }
 
 /// The system page: versions, storage, cameras, outputs and certificate.
@@ -60,8 +70,14 @@ pub(crate) struct SystemInfo {
 /// The evidence store on the system page.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct StorageInfo {
+    /// Open, buffering, dropped, and why not healthy if it is not.
+    status: safe_yolo_store::StorageStatus,
     /// Sizes and sequence numbers.
     stats: safe_yolo_store::StoreStats,
+    /// Databases a firmware rollback set aside beside the store: what a newer
+    /// firmware recorded, kept unchanged and not in this store (see the audit
+    /// log's `store.rollback` rows).
+    set_aside: Vec<String>,
     /// The disk is full: new events are not stored.
     disk_full: bool,
     /// Snapshots exceed their quota: the oldest are being removed.
@@ -69,12 +85,12 @@ pub(crate) struct StorageInfo {
 }
 
 pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemInfo>, HttpError> {
-    let stats = s
-        .store
+    let store = s.store()?;
+    let stats = store
         .run(|st| st.stats())
         .await
         .map_err(|e| HttpError::store("store statistics", e))?;
-    let m = s.store.metrics();
+    let m = store.metrics();
     let root = s.settings.system_root.clone();
     let update = tokio::task::spawn_blocking(move || safe_yolo_board::read_update_state(&root))
         .await
@@ -87,7 +103,15 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
         uptime_s: s.started.elapsed().as_secs(),
         model: s.settings.model.clone(),
         storage: StorageInfo {
+            status: s.storage.status(),
             stats,
+            set_aside: store
+                .store()
+                .open_report()
+                .set_aside
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             disk_full: m.disk_full.load(Ordering::Relaxed),
             snapshot_quota_exceeded: m.snapshot_quota_exceeded.load(Ordering::Relaxed),
         },
@@ -159,7 +183,7 @@ pub(crate) async fn test_output(
         None,
         Some(format!("on for {} ms", b.duration_ms)),
     );
-    s.store
+    s.store()?
         .transaction(move |t| t.append_audit(row))
         .await
         .map_err(|e| HttpError::store("recording the output test", e))?;
@@ -200,7 +224,7 @@ pub(crate) async fn put_certificate(
         other => HttpError::internal("storing the certificate", &other),
     })?;
     let row = audit::row(&p, "system.certificate", "tls", before, summary(&info));
-    s.store
+    s.store()?
         .transaction(move |t| t.append_audit(row))
         .await
         .map_err(|e| HttpError::store("recording the certificate change", e))?;
@@ -220,7 +244,7 @@ pub(crate) async fn rotate_jwt_key(
         Some("rotated".into()),
     );
     // The audit row is committed first: a failed rotation then shows as a failed request.
-    s.store
+    s.store()?
         .transaction(move |t| t.append_audit(row))
         .await
         .map_err(|e| HttpError::store("recording the key rotation", e))?;

@@ -47,7 +47,7 @@ pub(crate) async fn list_users(
     State(s): State<AppState>,
 ) -> Result<axum::Json<Vec<UserView>>, HttpError> {
     let users = s
-        .store
+        .store()?
         .run(|st| st.list_users())
         .await
         .map_err(|e| HttpError::store("listing users", e))?;
@@ -86,7 +86,7 @@ pub(crate) async fn create_user(
         None,
         summary(&view),
     );
-    s.store
+    s.store()?
         .transaction(move |t| {
             t.create_user(&user)?;
             t.append_audit(row)
@@ -128,7 +128,7 @@ pub(crate) async fn update_user(
         None => None,
     };
     let admins = s
-        .store
+        .store()?
         .run(enabled_admins)
         .await
         .map_err(|e| HttpError::store("listing users", e))?;
@@ -140,7 +140,7 @@ pub(crate) async fn update_user(
     }
     let p2 = p.clone();
     let user = s
-        .store
+        .store()?
         .transaction(move |t| {
             let mut u = t.get_user(&name)?.ok_or_else(|| StoreError::NotFound {
                 what: "user",
@@ -186,7 +186,7 @@ pub(crate) async fn delete_user(
         return Err(HttpError::conflict("an admin cannot delete itself"));
     }
     let admins = s
-        .store
+        .store()?
         .run(enabled_admins)
         .await
         .map_err(|e| HttpError::store("listing users", e))?;
@@ -195,7 +195,7 @@ pub(crate) async fn delete_user(
             "the last enabled admin cannot be deleted",
         ));
     }
-    s.store
+    s.store()?
         .transaction(move |t| {
             let u = t.delete_user(&name)?;
             t.append_audit(audit::row(
@@ -242,7 +242,7 @@ pub(crate) async fn list_keys(
     State(s): State<AppState>,
 ) -> Result<axum::Json<Vec<KeyView>>, HttpError> {
     let keys = s
-        .store
+        .store()?
         .run(|st| st.list_api_keys())
         .await
         .map_err(|e| HttpError::store("listing keys", e))?;
@@ -293,7 +293,7 @@ pub(crate) async fn create_key(
         None,
         summary(&view),
     );
-    s.store
+    s.store()?
         .transaction(move |t| {
             t.put_api_key(&key)?;
             t.append_audit(row)
@@ -309,7 +309,7 @@ pub(crate) async fn revoke_key(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, HttpError> {
-    s.store
+    s.store()?
         .transaction(move |t| {
             let k = t.revoke_api_key(&id)?;
             t.append_audit(audit::row(
