@@ -20,5 +20,6 @@ mod backup;
 mod cameras;
 mod cli;
 mod detect;
+mod isolation;
 mod lifecycle;
 mod ppe;

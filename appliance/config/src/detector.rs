@@ -17,6 +17,17 @@ pub(crate) struct RawDetector {
     pub threads: Option<i64>,
     pub score_threshold: Option<f64>,
     pub classes: Option<Vec<String>>,
+    pub isolation: Option<String>,
+}
+
+/// Where the models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a supervised child process: a crash or hang of the inference library
+    /// is a detector fault the daemon survives (the default).
+    Process,
+    /// On the daemon's own worker threads (to measure the process boundary's cost).
+    Thread,
 }
 
 /// Which inference backend to use.
@@ -47,6 +58,8 @@ pub struct DetectorConfig {
     pub score_threshold: Option<f32>,
     /// Only these class names are kept (empty: all).
     pub classes: Vec<String>,
+    /// Where the models run.
+    pub isolation: Isolation,
 }
 
 /// Checks `[detector]`; `failed`: the section did not parse (its model is not reported missing).
@@ -100,6 +113,17 @@ pub(crate) fn validate_detector(
             .unwrap_or(NonZeroUsize::MIN),
         score_threshold,
         classes: raw.classes.clone().unwrap_or_default(),
+        isolation: ctx
+            .choice(
+                "detector.isolation",
+                raw.isolation.as_deref(),
+                Isolation::Process,
+                &[
+                    ("process", Isolation::Process),
+                    ("thread", Isolation::Thread),
+                ],
+            )
+            .unwrap_or(Isolation::Process),
     }
 }
 
@@ -118,12 +142,17 @@ mod tests {
             backend: Some("cuda".into()),
             model: Some("m/model.toml".into()),
             score_threshold: Some(1.5),
+            isolation: Some("vm".into()),
             ..RawDetector::default()
         };
         let (d, p) = check(|ctx| validate_detector(ctx, &raw, false));
         assert_eq!(
             paths(&p),
-            vec!["detector.backend", "detector.score_threshold"]
+            vec![
+                "detector.backend",
+                "detector.score_threshold",
+                "detector.isolation"
+            ]
         );
         assert_eq!(d.model, PathBuf::from("/etc/safe-yolo/m/model.toml"));
     }

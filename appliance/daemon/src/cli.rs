@@ -68,6 +68,17 @@ pub enum Command {
     /// never deleted. Refuses while the daemon runs. Exits 0 when restored,
     /// 1 on failure, 2 when the configuration cannot be read.
     Restore(RestoreArgs),
+    /// The detector role: started by `run` itself, one process per model and
+    /// worker; talks to the daemon over its standard input (a socket).
+    #[command(hide = true)]
+    DetectorWorker {
+        /// The model manifest.
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// The load options, as JSON.
+        #[arg(long, value_name = "JSON")]
+        options: String,
+    },
 }
 
 /// `safe-yolo restore` arguments.

@@ -28,6 +28,24 @@ pub fn load_options(d: &DetectorConfig) -> LoadOptions {
     }
 }
 
+/// The detector role (`safe-yolo detector-worker`): loads the model and serves
+/// the daemon's frames over standard input, the socket the daemon passed. Ends
+/// when the daemon closes it, which the kernel does when the daemon dies.
+/// (Not `PR_SET_PDEATHSIG`: it follows the thread that started the child, and
+/// the supervisor restarts children from short-lived threads.)
+pub fn worker(manifest: &std::path::Path, options: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::os::fd::AsFd as _;
+    let opts: LoadOptions =
+        serde_json::from_str(options).context("the detector options are not valid JSON")?;
+    let control = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("no control channel on standard input")?;
+    safe_yolo_detect::process::serve(control, || safe_yolo_detect::load(manifest, &opts))
+        .context("the detector process failed")
+}
+
 /// Runs `safe-yolo detect`: exit 0 when every image was processed, 1 when
 /// the model could not be loaded or any image failed, 2 when the
 /// configuration cannot be read or logging cannot start.
@@ -130,6 +148,7 @@ mod tests {
             threads: std::num::NonZeroUsize::new(3).unwrap(),
             score_threshold: Some(0.4),
             classes: vec!["person".into()],
+            isolation: safe_yolo_config::Isolation::Process,
         };
         let o = load_options(&d);
         assert_eq!(o.backend, BackendChoice::Tract);

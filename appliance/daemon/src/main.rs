@@ -51,6 +51,22 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Command::DetectorWorker { manifest, options } => {
+            if let Err(e) = safe_yolo_telemetry::logging::init(cli.log_format.into(), &cli.log) {
+                report::fatal(&anyhow::Error::new(e));
+                return ExitCode::from(2);
+            }
+            match detect_cmd::worker(&manifest, &options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "detector process stopped on an error"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             if let Err(e) = safe_yolo_telemetry::logging::init(cli.log_format.into(), &cli.log) {
                 report::fatal(&anyhow::Error::new(e));

@@ -386,7 +386,7 @@ async fn start_pipeline(
     tokio::sync::mpsc::Receiver<safe_yolo_pipeline::DetectedFrame>,
 )> {
     let pipeline_config = wiring::pipeline_config(config);
-    let factory = detector_factory(config);
+    let factory = detector_factory(config, metrics);
     let (liveness, metrics, shutdown) = (liveness.clone(), metrics.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {
         Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown)
@@ -561,8 +561,67 @@ fn detector_behind(capture_fps: f64, detect_fps: f64, every: u32) -> Option<f64>
     (asked > 0.0 && detect_fps < 0.9 * asked).then_some(asked)
 }
 
-fn detector_factory(config: &Config) -> Detectors {
-    let manifest = config.detector.model.clone();
+/// How long the model may take to load in a detector process.
+const MODEL_LOAD: Duration = Duration::from_secs(120);
+
+/// Loads `manifest` with `opts`: in a supervised child process (the default,
+/// `detector.isolation = "process"`), or on the calling worker thread.
+fn model_loader(
+    config: &Config,
+    role: &'static str,
+    manifest: PathBuf,
+    opts: LoadOptions,
+    metrics: &Metrics,
+) -> impl Fn() -> Result<Box<dyn safe_yolo_detect::Detector>, DetectError> + Send + Sync + 'static {
+    let isolation = config.detector.isolation;
+    // A frame's answer must come well within the stall timeout: the worker's
+    // heartbeat waits with it.
+    let max_wait = config.system.stall_timeout * 3 / 4;
+    let metrics = metrics.clone();
+    move || match isolation {
+        safe_yolo_config::Isolation::Thread => safe_yolo_detect::load(&manifest, &opts),
+        safe_yolo_config::Isolation::Process => {
+            let program = std::env::current_exe().map_err(|source| {
+                DetectError::Process(safe_yolo_detect::process::ProcessError::Spawn {
+                    program: PathBuf::from("/proc/self/exe"),
+                    source,
+                })
+            })?;
+            let options = serde_json::to_string(&opts).map_err(|e| {
+                DetectError::Process(safe_yolo_detect::process::ProcessError::Protocol {
+                    reason: format!("the load options do not encode: {e}"),
+                })
+            })?;
+            let m = metrics.clone();
+            let spec = safe_yolo_detect::process::ChildSpec {
+                model: role.to_owned(),
+                program,
+                args: vec![
+                    "detector-worker".into(),
+                    "--manifest".into(),
+                    manifest.clone().into(),
+                    "--options".into(),
+                    options.into(),
+                ],
+                max_wait,
+                load_timeout: MODEL_LOAD,
+                events: Arc::new(move |event| match event {
+                    safe_yolo_detect::process::ChildEvent::Fault { .. } => {
+                        m.detector_faults.inc();
+                        m.detectors_down.inc();
+                    }
+                    safe_yolo_detect::process::ChildEvent::Recovered { .. } => {
+                        m.detectors_down.dec();
+                    }
+                }),
+            };
+            safe_yolo_detect::process::ProcessDetector::start(spec)
+                .map(|d| Box::new(d) as Box<dyn safe_yolo_detect::Detector>)
+        }
+    }
+}
+
+fn detector_factory(config: &Config, metrics: &Metrics) -> Detectors {
     let opts = crate::detect_cmd::load_options(&config.detector);
     let ppe = config.detector.ppe_model.clone().map(|manifest| {
         // The PPE model keeps its own classes and thresholds: the main
@@ -573,8 +632,9 @@ fn detector_factory(config: &Config) -> Detectors {
             ..crate::detect_cmd::load_options(&config.detector)
         };
         let wanted = ppe_classes(config);
+        let load = model_loader(config, "ppe", manifest, opts, metrics);
         let factory: DetectorFactory = Arc::new(move || {
-            let d = safe_yolo_detect::load(&manifest, &opts)?;
+            let d = load()?;
             // A missing-PPE rule naming a class the model never outputs
             // would never fire: refuse to start instead.
             let known = &d.info().classes;
@@ -590,9 +650,10 @@ fn detector_factory(config: &Config) -> Detectors {
         });
         factory
     });
+    let load = model_loader(config, "main", config.detector.model.clone(), opts, metrics);
     Detectors {
         main: Arc::new(move || {
-            let d = safe_yolo_detect::load(&manifest, &opts)?;
+            let d = load()?;
             tracing::info!(model = ?d.info(), "detector loaded");
             Ok(d)
         }),

@@ -61,13 +61,16 @@ pub enum DetectError {
         /// The model's classes, comma-separated.
         known: String,
     },
+    /// The detector's child process failed, or is restarting.
+    #[error("detector process")]
+    Process(#[source] crate::process::ProcessError),
     /// `run_backend` was called before `preprocess`.
     #[error("no preprocessed frame to run the backend on")]
     NoInput,
 }
 
 /// What a loaded detector is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// Model name from the manifest.
     pub name: String,

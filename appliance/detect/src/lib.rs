@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod onnx_meta;
 pub mod postprocess;
 pub mod preprocess;
+pub mod process;
 pub mod report;
 
 pub use backend::{BackendChoice, BackendKind};

@@ -83,6 +83,11 @@ pub struct Metrics {
     /// Events waiting in memory because the store cannot take them (not open, or
     /// its writes fail); 0 when storage is healthy.
     pub events_buffered: Gauge,
+    /// Detector child processes that crashed, exited, hung or broke the protocol
+    /// (each was killed and restarted).
+    pub detector_faults: Counter,
+    /// Detector child processes down now (their frames are not detected).
+    pub detectors_down: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +121,8 @@ impl Metrics {
             glass_to_output: latency_histogram(),
             cameras_watched: Gauge::default(),
             events_buffered: Gauge::default(),
+            detector_faults: Counter::default(),
+            detectors_down: Gauge::default(),
         };
         registry.register(
             "frames_captured",
@@ -181,6 +188,16 @@ impl Metrics {
             "events_buffered",
             "Events kept in memory because the store cannot take them (written in order when it can)",
             m.events_buffered.clone(),
+        );
+        registry.register(
+            "detector_faults",
+            "Detector processes that crashed, exited or hung (killed and restarted)",
+            m.detector_faults.clone(),
+        );
+        registry.register(
+            "detectors_down",
+            "Detector processes down now: their frames are not detected",
+            m.detectors_down.clone(),
         );
         *m.registry.lock() = registry;
         m
