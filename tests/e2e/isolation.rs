@@ -33,7 +33,7 @@ fn kill(sig: &str, pid: i32) {
 #[test]
 fn a_crashed_aborted_or_hung_detector_process_is_replaced_and_the_daemon_runs_on() {
     let port = free_port();
-    let (_app, config) = crate::alarms::walkway_appliance(port);
+    let (app, config) = crate::alarms::walkway_appliance(port);
     let (mut daemon, _notify) = Daemon::start_ready(&config);
     let pid = daemon.pid();
     let c = first_admin(&daemon, port);
@@ -82,6 +82,24 @@ fn a_crashed_aborted_or_hung_detector_process_is_replaced_and_the_daemon_runs_on
         );
         child = now[0];
     }
+    // Blind while a detector was down: the healthy line went off, and is on again.
+    let healthy = crate::client::transitions(&app, "healthy");
+    let first_on = healthy.iter().position(|t| t.1).expect("healthy never on");
+    assert!(
+        healthy[first_on..].iter().any(|t| !t.1),
+        "healthy stayed on while the detector was down: {healthy:?}"
+    );
+    let back_on = wait_until(Duration::from_secs(5), || {
+        crate::client::transitions(&app, "healthy")
+            .last()
+            .is_some_and(|t| t.1)
+            .then_some(())
+    });
+    assert!(
+        back_on.is_some(),
+        "healthy not back on: {:?}",
+        crate::client::transitions(&app, "healthy")
+    );
     // The daemon itself never stopped.
     assert_eq!(daemon.pid(), pid);
     assert!(daemon.wait(Duration::ZERO).is_none(), "the daemon exited");

@@ -222,7 +222,11 @@ async fn start(
     );
 
     let budget = config.system.shutdown_timeout;
-    let (pipeline, detected) = start_pipeline(&config, &liveness, &metrics, shutdown).await?;
+    // Detector processes down now (crashed, restarting): while any is, the box
+    // is blind and says so on the healthy line.
+    let (detectors_down, down) = tokio::sync::watch::channel(0usize);
+    let (pipeline, detected) =
+        start_pipeline(&config, &liveness, &metrics, &detectors_down, shutdown).await?;
     let taps = pipeline.taps();
     let ppe = pipeline.ppe_switch();
     let cameras = pipeline.cameras();
@@ -238,13 +242,14 @@ async fn start(
     // nothing: the healthy line stays off so a PLC sees "not guarding". This
     // follows cameras added and removed through the API.
     let watched = taps.current().len();
-    follow_guarding(&lines, &metrics, watched)
+    follow_guarding(&lines, &metrics, watched, 0)
         .await
         .context("cannot start the outputs")?;
     stack.push_task(
         "guarding",
         tokio::spawn(keep_following_guarding(
             taps.clone(),
+            down,
             lines.clone(),
             metrics.clone(),
         )),
@@ -380,13 +385,14 @@ async fn start_pipeline(
     config: &Config,
     liveness: &Liveness,
     metrics: &Metrics,
+    detectors_down: &tokio::sync::watch::Sender<usize>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(
     Pipeline,
     tokio::sync::mpsc::Receiver<safe_yolo_pipeline::DetectedFrame>,
 )> {
     let pipeline_config = wiring::pipeline_config(config);
-    let factory = detector_factory(config, metrics);
+    let factory = detector_factory(config, metrics, detectors_down);
     let (liveness, metrics, shutdown) = (liveness.clone(), metrics.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {
         Pipeline::start(pipeline_config, factory, &liveness, &metrics, shutdown)
@@ -457,31 +463,61 @@ async fn layer_stored_edits(
     (layered, effective)
 }
 
-/// Tells the outputs and the metrics whether any camera is watched.
+/// Tells the outputs and the metrics whether the box guards: at least one
+/// camera watched and every detector process up (a box whose detector is down
+/// captures but is blind: the healthy line goes off).
 async fn follow_guarding(
     lines: &safe_yolo_outputs::OutputsHandle,
     metrics: &Metrics,
     watched: usize,
+    detectors_down: usize,
 ) -> Result<(), safe_yolo_outputs::OutputsError> {
     metrics
         .cameras_watched
         .set(i64::try_from(watched).unwrap_or(i64::MAX));
-    lines.set_guarding(watched > 0).await
+    metrics
+        .detectors_down
+        .set(i64::try_from(detectors_down).unwrap_or(i64::MAX));
+    lines.set_guarding(watched > 0 && detectors_down == 0).await
 }
 
-/// Follows cameras added and removed at run time (see [`follow_guarding`]).
+/// Follows cameras added and removed at run time, and detector processes going
+/// down and coming back (see [`follow_guarding`]).
 async fn keep_following_guarding(
     mut taps: safe_yolo_pipeline::CameraTaps,
+    mut down: tokio::sync::watch::Receiver<usize>,
     lines: safe_yolo_outputs::OutputsHandle,
     metrics: Metrics,
 ) {
-    while taps.changed().await {
-        let watched = taps.seen().len();
-        if watched == 0 {
-            tracing::warn!("NOT GUARDING: no camera is watched any more");
+    let mut watched = taps.current().len();
+    let mut down_live = true;
+    loop {
+        tokio::select! {
+            changed = taps.changed() => {
+                if !changed {
+                    break;
+                }
+                watched = taps.seen().len();
+                if watched == 0 {
+                    tracing::warn!("NOT GUARDING: no camera is watched any more");
+                }
+            }
+            changed = down.changed(), if down_live => {
+                if changed.is_err() {
+                    down_live = false;
+                    continue;
+                }
+            }
         }
-        if let Err(e) = follow_guarding(&lines, &metrics, watched).await {
-            tracing::error!(error = %e, "cannot tell the outputs whether cameras are watched");
+        let detectors_down = *down.borrow_and_update();
+        if detectors_down > 0 {
+            tracing::warn!(
+                detectors_down,
+                "NOT GUARDING: a detector process is down; the cameras are blind until it restarts"
+            );
+        }
+        if let Err(e) = follow_guarding(&lines, &metrics, watched, detectors_down).await {
+            tracing::error!(error = %e, "cannot tell the outputs whether the box guards");
         }
     }
 }
@@ -572,12 +608,14 @@ fn model_loader(
     manifest: PathBuf,
     opts: LoadOptions,
     metrics: &Metrics,
+    down: &tokio::sync::watch::Sender<usize>,
 ) -> impl Fn() -> Result<Box<dyn safe_yolo_detect::Detector>, DetectError> + Send + Sync + 'static {
     let isolation = config.detector.isolation;
     // A frame's answer must come well within the stall timeout: the worker's
     // heartbeat waits with it.
     let max_wait = config.system.stall_timeout * 3 / 4;
     let metrics = metrics.clone();
+    let down = down.clone();
     move || match isolation {
         safe_yolo_config::Isolation::Thread => safe_yolo_detect::load(&manifest, &opts),
         safe_yolo_config::Isolation::Process => {
@@ -592,7 +630,7 @@ fn model_loader(
                     reason: format!("the load options do not encode: {e}"),
                 })
             })?;
-            let m = metrics.clone();
+            let (m, down) = (metrics.clone(), down.clone());
             let spec = safe_yolo_detect::process::ChildSpec {
                 model: role.to_owned(),
                 program,
@@ -608,10 +646,10 @@ fn model_loader(
                 events: Arc::new(move |event| match event {
                     safe_yolo_detect::process::ChildEvent::Fault { .. } => {
                         m.detector_faults.inc();
-                        m.detectors_down.inc();
+                        down.send_modify(|n| *n += 1);
                     }
                     safe_yolo_detect::process::ChildEvent::Recovered { .. } => {
-                        m.detectors_down.dec();
+                        down.send_modify(|n| *n = n.saturating_sub(1));
                     }
                 }),
             };
@@ -621,7 +659,11 @@ fn model_loader(
     }
 }
 
-fn detector_factory(config: &Config, metrics: &Metrics) -> Detectors {
+fn detector_factory(
+    config: &Config,
+    metrics: &Metrics,
+    down: &tokio::sync::watch::Sender<usize>,
+) -> Detectors {
     let opts = crate::detect_cmd::load_options(&config.detector);
     let ppe = config.detector.ppe_model.clone().map(|manifest| {
         // The PPE model keeps its own classes and thresholds: the main
@@ -632,7 +674,7 @@ fn detector_factory(config: &Config, metrics: &Metrics) -> Detectors {
             ..crate::detect_cmd::load_options(&config.detector)
         };
         let wanted = ppe_classes(config);
-        let load = model_loader(config, "ppe", manifest, opts, metrics);
+        let load = model_loader(config, "ppe", manifest, opts, metrics, down);
         let factory: DetectorFactory = Arc::new(move || {
             let d = load()?;
             // A missing-PPE rule naming a class the model never outputs
@@ -650,7 +692,14 @@ fn detector_factory(config: &Config, metrics: &Metrics) -> Detectors {
         });
         factory
     });
-    let load = model_loader(config, "main", config.detector.model.clone(), opts, metrics);
+    let load = model_loader(
+        config,
+        "main",
+        config.detector.model.clone(),
+        opts,
+        metrics,
+        down,
+    );
     Detectors {
         main: Arc::new(move || {
             let d = load()?;
