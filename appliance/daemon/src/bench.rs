@@ -144,7 +144,68 @@ impl Detector for TimedDetector {
     }
 }
 
+/// A detector in a child process, timed as a whole (pre-processing, inference,
+/// post-processing and the process boundary), recorded as its inference time.
+struct TimedProcess {
+    inner: Box<dyn Detector>,
+    probe: Arc<DetectorProbe>,
+}
+
+impl Detector for TimedProcess {
+    fn detect(&mut self, frame: &RgbFrame) -> Result<Vec<Detection>, DetectError> {
+        let t0 = Instant::now();
+        let detections = self.inner.detect(frame)?;
+        let split = Split {
+            preprocess: Duration::ZERO,
+            inference: t0.elapsed(),
+            postprocess: Duration::ZERO,
+        };
+        let mut splits = self.probe.splits.blocking_lock();
+        if splits.len() > 1024 {
+            splits.clear();
+        }
+        splits.insert(frame.data().as_ptr().addr(), split);
+        Ok(detections)
+    }
+
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+}
+
+/// The detector as `detector.isolation` says: in this process with its stages
+/// timed, or in child processes timed as a whole (`inference` then includes
+/// the stages and the boundary; compare the sums).
 fn timed_factory(config: &Config, probe: &Arc<DetectorProbe>) -> DetectorFactory {
+    if config.detector.isolation == safe_yolo_config::Isolation::Process {
+        let (down, _) = tokio::sync::watch::channel(0usize);
+        let load = crate::run::model_loader(
+            config,
+            "main",
+            config.detector.model.clone(),
+            crate::detect_cmd::load_options(&config.detector),
+            &Metrics::new(),
+            &down,
+        );
+        let probe = Arc::clone(probe);
+        return Arc::new(move || {
+            let mut inner = load()?;
+            let (w, h) = (inner.info().input_width, inner.info().input_height);
+            if let Some(grey) = RgbFrame::new(w, h, vec![114u8; (w as usize) * (h as usize) * 3]) {
+                inner.detect(&grey)?;
+            }
+            *probe.info.blocking_lock() = Some(inner.info().clone());
+            probe.rss_after_load.store(rss_bytes(), Ordering::Relaxed);
+            Ok(Box::new(TimedProcess {
+                inner,
+                probe: Arc::clone(&probe),
+            }))
+        });
+    }
+    timed_in_process(config, probe)
+}
+
+fn timed_in_process(config: &Config, probe: &Arc<DetectorProbe>) -> DetectorFactory {
     let manifest = config.detector.model.clone();
     let opts = crate::detect_cmd::load_options(&config.detector);
     let probe = Arc::clone(probe);

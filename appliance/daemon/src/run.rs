@@ -598,11 +598,11 @@ fn detector_behind(capture_fps: f64, detect_fps: f64, every: u32) -> Option<f64>
 }
 
 /// How long the model may take to load in a detector process.
-const MODEL_LOAD: Duration = Duration::from_secs(120);
+pub(crate) const MODEL_LOAD: Duration = Duration::from_secs(120);
 
 /// Loads `manifest` with `opts`: in a supervised child process (the default,
 /// `detector.isolation = "process"`), or on the calling worker thread.
-fn model_loader(
+pub(crate) fn model_loader(
     config: &Config,
     role: &'static str,
     manifest: PathBuf,
