@@ -244,7 +244,7 @@ api_add_camera() {
     T_CAMERA_ONLINE_MS=$(( $(now_ms) - t0 ))
     [ "$(body -c '[.running[].id]')" = "[\"$CAMERA_ID\"]" ] \
         || { api_fail "running cameras after the PUT: $(body -c '[.running[].id]')"; return 1; }
-    api_pass "camera $CAMERA_ID online $(( T_CAMERA_ONLINE_MS / 100 ))00 ms after the PUT (its first frame)"
+    api_pass "camera $CAMERA_ID online $(awk -v m="$T_CAMERA_ONLINE_MS" 'BEGIN{printf "%.1f", m/1000}') s after the PUT (its first frame; polled every 0.5 s)"
     host_say "camera-set"
 
     # A still preview of the device the camera now captures from is refused.
@@ -267,8 +267,12 @@ api_add_camera() {
 
 # The zone and the first rule, once the guest checked the camera.
 api_zone_and_rule() {
-    local status zone_polygon
-    wait_step camera-checked >/dev/null || { api_fail "the guest did not report the camera check"; return 1; }
+    local status zone_polygon line
+    line="$(wait_step camera-checked)" || { api_fail "the guest did not report the camera check"; return 1; }
+    case "$line" in
+        *" opened=1 healthy=1 "*) ;;
+        *) api_fail "the guest saw no camera capturing from vivid with the healthy line high: $line"; return 1 ;;
+    esac
     # The forbidden zone: the walkway, the lower three quarters of the
     # picture, where people walk all along the footage. The negative check
     # puts it in a corner where nobody ever is.
@@ -382,7 +386,10 @@ api_door() {
 # The camera removed: a camera_offline rule first; after the guest unbound
 # vivid, its event, and the API still answering.
 api_camera_removed() {
-    local status t0
+    local status t0 uptime_before
+    status="$(api GET /api/v1/system)"
+    expect_status 200 "$status" "system before the camera removal" || return 1
+    uptime_before="$(body .uptime_s)"
     status="$(api PUT "/api/v1/rules/$OFFLINE_RULE_ID" "$(jq -nc --arg cam "$CAMERA_ID" \
         '{doc: {name: "Walkway camera offline", kind: "camera_offline", camera: $cam, severity: "critical",
                 offline_after_s: 2, outputs: ["siren"]}}')")"
@@ -400,7 +407,9 @@ api_camera_removed() {
     expect_status 200 "$status" "system after the camera removal" || return 1
     [ "$(body -r --arg id "$CAMERA_ID" '.cameras[] | select(.id == $id) | .state')" = offline ] \
         || { api_fail "camera $CAMERA_ID not offline in GET /api/v1/system: $(body -c .cameras)"; return 1; }
-    api_pass "GET /api/v1/system answers with the camera gone: $CAMERA_ID offline ($(body -r --arg id "$CAMERA_ID" '.cameras[] | select(.id == $id) | .reason'))"
+    [ "$(body .uptime_s)" -ge "$uptime_before" ] 2>/dev/null \
+        || { api_fail "the API restarted with the camera removal: uptime_s $(body .uptime_s), before it $uptime_before"; return 1; }
+    api_pass "GET /api/v1/system answers with the camera gone, no restart (uptime $(body .uptime_s) s): $CAMERA_ID offline ($(body -r --arg id "$CAMERA_ID" '.cameras[] | select(.id == $id) | .reason'))"
     host_say "offline-checked"
 }
 

@@ -203,8 +203,10 @@ install -m 0640 "$FACTORY_CONFIG" "$ROOT/etc/safe-yolo/safe-yolo.toml"
 [ "$BREAK" = replay ] && cat "$FRAMES_DIR"/00[0-5]?.jpg >"$ROOT/usr/share/vmtest/vtest.mjpeg"
 # Checked on the host first (model path overridden to the host's copy): a
 # configuration error is not worth a VM boot.
+# (The daemon CI built is instrumented for coverage: its profile goes to the
+# work folder, not to the current directory.)
 # shellcheck disable=SC2086 # DAEMON_ENV is a list of NAME=value words
-env $DAEMON_ENV SAFEYOLO_DETECTOR__MODEL="$MODEL_DIR/model.toml" "$DAEMON" check-config "$ROOT/etc/safe-yolo/safe-yolo.toml" \
+env $DAEMON_ENV LLVM_PROFILE_FILE="$WORK/check-config-%p.profraw" SAFEYOLO_DETECTOR__MODEL="$MODEL_DIR/model.toml" "$DAEMON" check-config "$ROOT/etc/safe-yolo/safe-yolo.toml" \
     >"$WORK/check-config.log" 2>&1 || { cat "$WORK/check-config.log" >&2; die "the factory configuration does not load"; }
 
 # ALARM_TIMEOUT_S: one inference takes ~20 s on a quiet host, ~70 s when
@@ -303,9 +305,12 @@ START_TO_READY="$(val READY start_to_ready_s)"
 VIVID_FPS="$(val FPS vivid_loop)"
 RULE_TO_ALARM="$(val ALARM rule_to_alarm_s)"
 RULE2_TO_ALARM="$(val ALARM2 rule_to_alarm_s)"
+FRAME_TO_OUTPUT_MS="$(val "ALARM rule_to_alarm_s" frame_to_output_ms)"
 UNPLUG_TO_ALARM="$(val OFFLINE unplug_to_alarm_s)"
 DAEMON_FPS="$(val "FPS daemon_capture=" daemon_capture)"
 DETECT_FPS="$(val "FPS daemon_capture=" detect_fps)"
+# Milliseconds as seconds with one decimal, "?" when not measured.
+secs() { if [ -n "$1" ]; then awk -v m="$1" 'BEGIN{printf "%.1f", m/1000}'; else printf '?'; fi; }
 echo "vm-test timings:"
 printf '  downloads            %6.1f s\n' "$(awk -v m="$T_DOWNLOAD_MS" 'BEGIN{print m/1000}')"
 printf '  preparation (host)   %6.1f s (downloads, kernel, gpio-sim, initramfs)\n' "$(awk -v m="$T_PREP_MS" 'BEGIN{print m/1000}')"
@@ -313,9 +318,10 @@ echo   "  kernel boot to /init ${BOOTED:-?} s (guest uptime)"
 echo   "  qemu start to READY  $(awk -v m="${T_READY_HOST:-0}" 'BEGIN{printf "%.1f", m/1000}') s (host clock)"
 echo   "  boot to READY        ${READY_UPTIME:-?} s (guest uptime at \"safe-yolo ready\")"
 echo   "  daemon start->READY  ${START_TO_READY:-?} s"
-echo   "  camera PUT to online $(awk -v m="${T_CAMERA_ONLINE_MS:-0}" 'BEGIN{printf "%.1f", m/1000}') s (host: PUT /api/v1/cameras/$CAMERA_ID to its health \"online\", i.e. its first frame)"
+echo   "  camera PUT to online $(secs "$T_CAMERA_ONLINE_MS") s (host: PUT /api/v1/cameras/$CAMERA_ID to its health \"online\", i.e. its first frame)"
 echo   "  rule PUT to alarm    ${RULE_TO_ALARM:-?} s, second rule ${RULE2_TO_ALARM:-?} s (person frames loop all along; inference is ~20 s under TCG)"
-echo   "  unplug to offline    ${UNPLUG_TO_ALARM:-?} s (guest: vivid unbound to \"alarm raised\" of $OFFLINE_RULE_ID); event in the API $(awk -v m="${T_OFFLINE_EVENT_MS:-0}" 'BEGIN{printf "%.1f", m/1000}') s after the guest reported it"
+echo   "  person frame to siren ${FRAME_TO_OUTPUT_MS:-?} ms (daemon: capture of the frame that raised the alarm to the siren line, glass_to_output_ms)"
+echo   "  unplug to offline    ${UNPLUG_TO_ALARM:-?} s (guest: vivid unbound to \"alarm raised\" of $OFFLINE_RULE_ID); event in the API $(secs "$T_OFFLINE_EVENT_MS") s after the guest reported it"
 echo   "  API steps (host)     $(awk -v m="${T_API_MS:-0}" 'BEGIN{printf "%.1f", m/1000}') s (READY to the last API check)"
 echo   "  capture fps          vivid loop ${VIVID_FPS:-?}; daemon ${DAEMON_FPS:-n/a} (detection ${DETECT_FPS:-?} fps)"
 printf '  VM run               %6.1f s\n' "$(awk -v m="$T_VM_MS" 'BEGIN{print m/1000}')"
