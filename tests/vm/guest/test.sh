@@ -328,7 +328,7 @@ wait_host door-events-checked "$HOST_TIMEOUT_S"
 VIVID_FPS="$(grep -o 'fps=[0-9.]*' /tmp/feeder.log | tail -n1 | cut -d= -f2)"
 echo "VMTEST FPS vivid_loop=${VIVID_FPS:-unknown}"
 STATS="$(grep 'capture_fps=' /tmp/daemon.log | tail -n1)"
-echo "VMTEST FPS daemon_capture=$(echo "$STATS" | sed -n 's/.*capture_fps=\([0-9.]*\).*/\1/p') detect_fps=$(echo "$STATS" | sed -n 's/.*detect_fps=\([0-9.]*\).*/\1/p')"
+echo "VMTEST FPS daemon_capture=$(echo "$STATS" | sed -n 's/.*capture_fps=\([0-9.]*\).*/\1/p') detected=$(echo "$STATS" | sed -n 's/.* detected=\([0-9]*\).*/\1/p') captured=$(echo "$STATS" | sed -n 's/.* captured=\([0-9]*\).*/\1/p')"
 
 # --- the camera unplugged: vivid's device removed -----------------------------------
 # The host defined a camera_offline rule; the device goes away under the

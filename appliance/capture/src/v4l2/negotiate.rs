@@ -377,11 +377,12 @@ mod tests {
             choose_format(&[], 640, 480, None),
             Err(NegotiateError::NoUsableFormat { .. })
         ));
-        // Long lists are cut; big-endian flags and padding do not garble the text.
+        // Long lists are cut; big-endian flags and padding do not garble the
+        // text (a big-endian variant is named as such).
         let mut many: Vec<[u8; 4]> = (0..14u8).map(|i| [b'A' + i, b'B', b'C', b'D']).collect();
         many[1] = [b'Y', b'1', b'6', b' ' | 0x80];
         let text = FourccList(many).to_string();
-        assert!(text.starts_with("ABCD, Y16, CBCD"), "{text}");
+        assert!(text.starts_with("ABCD, Y16-BE, CBCD"), "{text}");
         assert!(text.ends_with(", LBCD and 2 more"), "{text}");
     }
 
