@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Appliance-in-a-VM test: the real `safe-yolo` daemon inside a qemu (TCG) VM,
-# capturing from vivid through its real V4L2 backend (real footage looped
-# through vivid's output node) and driving gpio-sim lines through its real
-# GPIO backend, while the host sets it up and drives it through its HTTPS API
-# (tests/vm/api.sh). Entry point: scripts/vm-test.sh. See tests/vm/README.md.
+# started with the factory configuration of the VM board (no camera, zone or
+# rule), capturing from vivid through its real V4L2 backend (real footage
+# looped through vivid's output node) once the host added the camera, and
+# driving gpio-sim lines through its real GPIO backend, while the host sets it
+# up and drives it through its HTTPS API only (tests/vm/api.sh). Entry point: scripts/vm-test.sh. See tests/vm/README.md.
 #
 # Environment:
 #   SAFEYOLO_SKIP_VM=1        skip the test (exit 0)
