@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Appliance-in-a-VM test (tests/vm): boots the real daemon in a qemu VM with a
-# vivid camera and gpio-sim lines and checks capture, first-boot setup, zone
-# and rule through the HTTPS API, alarm, siren, relay, acknowledgement through
-# the API and the button, and the healthy line end to end. Installs what it needs
+# vivid camera and gpio-sim lines, with the VM board's factory configuration
+# (no camera), and checks through the HTTPS API only: first-boot setup, camera
+# discovery and preview, the camera added, zone and rules, alarm, siren, relay,
+# acknowledgement through the API and the button, the door contact, the camera
+# unplugged (camera_offline), and the healthy line (low with no camera, high
+# once it runs, dropped by SIGKILL) end to end. Installs what it needs
 # (Debian bookworm, as root or with sudo); downloads are cached under
 # /var/cache/safe-yolo/vm. Skip with SAFEYOLO_SKIP_VM=1.
 # Reuses the daemon CI built ($CARGO_TARGET_DIR/debug/safe-yolo, default

@@ -7,11 +7,23 @@
 #   setup          POST /api/v1/setup with the one-time token the daemon
 #                  logged (the guest copies it to the serial console)
 #   login          POST /api/v1/auth/login -> bearer token
+#   as flashed     GET /api/v1/system (guarding false), GET /api/v1/cameras,
+#                  GET /api/v1/rules: nothing configured
+#   camera         GET /api/v1/cameras/discovery finds vivid (driver, a
+#                  format this appliance captures at the footage's size),
+#                  POST /api/v1/cameras/preview gives a JPEG of that size,
+#                  PUT /api/v1/cameras/{id} built from the discovery answer
+#                  (skipped with SAFEYOLO_VM_SKIP_CAMERA_ADD=1: the test must
+#                  then fail), GET /api/v1/cameras until it is online
 #   zone, rule     PUT /api/v1/zones/{id}, PUT /api/v1/rules/{id} (the guest
 #                  configuration has none: the API is the only source)
 #   event          GET /api/v1/events, then POST /api/v1/events/{id}/ack
 #   second rule    PUT /api/v1/rules/{id}: a second alarm for the ack button
 #   button ack     GET /api/v1/events: the button acknowledged it
+#   door           PUT a door_open rule; GET /api/v1/events: its event
+#   camera removed PUT a camera_offline rule; after the guest removed vivid:
+#                  GET /api/v1/events (the camera_offline event),
+#                  GET /api/v1/system (answering, camera offline)
 #
 # Handshake: the guest reports on its serial console (ttyS0, the file
 # $SERIAL) with "VMTEST STEP <name> ... end" lines; the host answers with
@@ -29,6 +41,10 @@ API_LOG=""
 API_CERT=""
 API_EVENT1=""
 API_EVENT2=""
+API_CAMERA_SOURCE=""
+# Timings measured on the host (ms), printed by run.sh.
+T_CAMERA_ONLINE_MS=""
+T_OFFLINE_EVENT_MS=""
 
 # Sends one line to the guest (never blocks: the host holds the FIFO open
 # read-write on fd 8, so the write succeeds even when qemu is gone).
@@ -64,7 +80,11 @@ api() {
     {
         printf '%s %s -> %s\n' "$method" "$path" "$status"
         [ -n "$data" ] && printf '  request: %s\n' "$(printf '%s' "$data" | sed "s/$API_PASSWORD/<password>/g")"
-        printf '  response: %s\n' "$(head -c 2000 "$API_BODY" 2>/dev/null)"
+        if [ "$(head -c 2 "$API_BODY" 2>/dev/null | od -An -tx1 | tr -d ' ')" = ffd8 ]; then
+            printf '  response: a JPEG, %s bytes\n' "$(stat -c %s "$API_BODY")"
+        else
+            printf '  response: %s\n' "$(head -c 2000 "$API_BODY" 2>/dev/null)"
+        fi
     } >>"$API_LOG"
     printf '%s\n' "$status"
 }
@@ -104,17 +124,18 @@ api_first_contact() {
     api_pass "TLS 1.2 refused"
 }
 
-# Setup with the one-time token, login, then the zone and the first rule.
-api_setup_and_rules() {
-    local line token status zone_polygon
+# Setup with the one-time token, then login.
+api_setup_and_login() {
+    local line token status
     line="$(wait_step setup-token)" || { api_fail "the guest did not report the setup token"; return 1; }
     token="$(printf '%s\n' "$line" | sed -n 's/.* token=\([^ ]*\) .*/\1/p')"
     [ -n "$token" ] || { api_fail "no setup token in: $line"; return 1; }
 
     api_first_contact || return 1
 
-    # Setup without the token is refused from the NAT address (10.0.2.2 is
-    # not in [api] setup_networks), with it the first admin is created.
+    # Setup without the token is refused from the NAT address (10.0.2.2: the
+    # factory configuration has no [api] setup_networks), with it the first
+    # admin is created.
     status="$(api POST /api/v1/setup "$(jq -nc --arg u "$API_USER" --arg p "$API_PASSWORD" '{username: $u, password: $p}')")"
     expect_status 403 "$status" "setup without the token" || return 1
     api_pass "setup without the token refused (HTTP 403) from 10.0.2.2"
@@ -128,25 +149,143 @@ api_setup_and_rules() {
     API_TOKEN="$(body .access_token)"
     case "$API_TOKEN" in "" | null) api_fail "login: no access_token"; return 1 ;; esac
     api_pass "login (role $(body .role))"
+}
 
-    # The running configuration has no zones and no rules before the API adds them.
+# The box as flashed: nothing configured, not guarding.
+api_as_flashed() {
+    local status
+    status="$(api GET /api/v1/system)"
+    expect_status 200 "$status" "system" || return 1
+    [ "$(body -c '[.guarding, (.cameras | length)]')" = "[false,0]" ] \
+        || { api_fail "the factory box claims to guard: $(body -c '{guarding, cameras}')"; return 1; }
+    api_pass "GET /api/v1/system: guarding false, no camera (outputs $(body .outputs_backend))"
+    status="$(api GET /api/v1/cameras)"
+    expect_status 200 "$status" "list cameras" || return 1
+    [ "$(body '.running | length')" = 0 ] || { api_fail "cameras running on the factory box: $(body -c '[.running[].id]')"; return 1; }
     status="$(api GET /api/v1/rules)"
     expect_status 200 "$status" "list rules" || return 1
-    [ "$(body '.running | length')" = 0 ] || { api_fail "rules running before the API defined any: $(body -c .running)"; return 1; }
+    [ "$(body '.running | length')" = 0 ] || { api_fail "rules running on the factory box: $(body -c '[.running[].id]')"; return 1; }
+    api_pass "no camera and no rule running on the factory box"
+}
 
+# Discovery: vivid with a format this appliance captures at the footage's
+# size and rate; sets API_CAMERA_SOURCE (a source document) from the answer.
+api_discover() {
+    local status dev
+    status="$(api GET /api/v1/cameras/discovery)"
+    expect_status 200 "$status" "camera discovery" || return 1
+    cp "$API_BODY" "$WORK/discovery.json"
+    dev="$(body -c '[.devices[] | select(.driver == "vivid")] | first // empty')"
+    [ -n "$dev" ] || { api_fail "discovery found no vivid device: devices $(body -c '[.devices[] | {node, driver}]'), skipped $(body -c '.skipped')"; return 1; }
+    api_pass "discovery: vivid at $(jq -r .path <<<"$dev") ($(jq -r .node <<<"$dev"), card \"$(jq -r .card <<<"$dev")\", $(jq '.formats | length' <<<"$dev") formats, $(jq '[.formats[] | select(.format != null)] | length' <<<"$dev") capturable)"
+    # The format the footage is looped in, offered at its size (a discrete
+    # size, or a range holding it) at some frame rate; the camera document
+    # is built from that entry.
+    API_CAMERA_SOURCE="$(jq -c --arg fmt "$CAM_FORMAT" --argjson w "$CAM_WIDTH" --argjson h "$CAM_HEIGHT" '
+        def fits: (.kind == "discrete" and .width == $w and .height == $h)
+            or (.kind == "stepwise" and .min_width <= $w and $w <= .max_width
+                and .min_height <= $h and $h <= .max_height);
+        def fps: [.rates[] | if .kind == "discrete" then .fps else .max_fps end | select(. != null)] | max;
+        . as $d
+        | [.formats[] | select(.format == $fmt) | .format as $f | .sizes[] | select(fits)
+           | {kind: "v4l2", device: $d.path, width: $w, height: $h, format: $f, fps: fps}]
+        | first // empty
+        | if .fps == null then del(.fps) else .fps |= round end' <<<"$dev")"
+    if [ -z "$API_CAMERA_SOURCE" ]; then
+        api_fail "discovery: vivid offers no $CAM_FORMAT at ${CAM_WIDTH}x$CAM_HEIGHT: $(jq -c '[.formats[] | {fourcc, format, sizes}] | .[0:4]' <<<"$dev")"
+        return 1
+    fi
+    case "$(jq -r .device <<<"$API_CAMERA_SOURCE")" in
+        /dev/v4l/by-*) ;;
+        *) api_fail "discovery names vivid by its node, not a stable path: $API_CAMERA_SOURCE"; return 1 ;;
+    esac
+    api_pass "discovery offers $(jq -r '.format + " " + (.width|tostring) + "x" + (.height|tostring) + " at " + ((.fps // "?")|tostring) + " fps"' <<<"$API_CAMERA_SOURCE") on $(jq -r .device <<<"$API_CAMERA_SOURCE")"
+}
+
+# One still picture of the source: a JPEG of the size asked for.
+api_preview() {
+    local status size
+    status="$(api POST /api/v1/cameras/preview "$API_CAMERA_SOURCE")"
+    expect_status 200 "$status" "preview of $API_CAMERA_SOURCE" || return 1
+    cp "$API_BODY" "$WORK/preview.jpg"
+    [ "$(head -c 3 "$WORK/preview.jpg" | od -An -tx1 | tr -d ' ')" = ffd8ff ] \
+        || { api_fail "the preview is not a JPEG: $(head -c 16 "$WORK/preview.jpg" | od -An -tx1)"; return 1; }
+    size="$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$WORK/preview.jpg" 2>&1)"
+    [ "$size" = "${CAM_WIDTH}x$CAM_HEIGHT" ] \
+        || { api_fail "the preview is $size, not the ${CAM_WIDTH}x$CAM_HEIGHT asked for"; return 1; }
+    api_pass "POST /api/v1/cameras/preview: a $size JPEG ($(stat -c %s "$WORK/preview.jpg") bytes, $WORK/preview.jpg)"
+}
+
+# Adds the camera (PUT /api/v1/cameras/{id}) and waits until it is online.
+api_add_camera() {
+    local status i t0 state doc
+    if [ "$SKIP_CAMERA_ADD" = 1 ]; then
+        log "SAFEYOLO_VM_SKIP_CAMERA_ADD=1: the camera is NOT added (the test must fail)"
+        api_note "camera add skipped (SAFEYOLO_VM_SKIP_CAMERA_ADD=1)"
+        host_say "camera-set skipped=1"
+        return 0
+    fi
+    local source="$API_CAMERA_SOURCE"
+    # The replay negative check: the same footage from a file, not vivid.
+    [ "$BREAK" = replay ] && source='{"kind": "replay", "path": "vtest.mjpeg"}'
+    doc="$(jq -nc --argjson source "$source" '{doc: {name: "Walkway (vivid)", source: $source}}')"
+    t0="$(now_ms)"
+    status="$(api PUT "/api/v1/cameras/$CAMERA_ID" "$doc")"
+    expect_status 200 "$status" "camera $CAMERA_ID" || return 1
+    api_pass "PUT /api/v1/cameras/$CAMERA_ID (version $(body .version)): $source"
+    for i in $(seq 1 120); do
+        status="$(api GET /api/v1/cameras)"
+        [ "$status" = 200 ] || { api_fail "GET /api/v1/cameras: HTTP $status"; return 1; }
+        state="$(body -r --arg id "$CAMERA_ID" '.health[]? | select(.id == $id) | .state')"
+        [ "$state" = online ] && break
+        [ "$i" -eq 120 ] || sleep 0.5
+    done
+    [ "$state" = online ] || { api_fail "camera $CAMERA_ID not online 60 s after the PUT: $(body -c .health)"; return 1; }
+    T_CAMERA_ONLINE_MS=$(( $(now_ms) - t0 ))
+    [ "$(body -c '[.running[].id]')" = "[\"$CAMERA_ID\"]" ] \
+        || { api_fail "running cameras after the PUT: $(body -c '[.running[].id]')"; return 1; }
+    api_pass "camera $CAMERA_ID online $(awk -v m="$T_CAMERA_ONLINE_MS" 'BEGIN{printf "%.1f", m/1000}') s after the PUT (its first frame; polled every 0.5 s)"
+    host_say "camera-set"
+
+    # A still preview of the device the camera now captures from is refused.
+    status="$(api POST /api/v1/cameras/preview "$API_CAMERA_SOURCE")"
+    if [ "$BREAK" != replay ]; then
+        expect_status 409 "$status" "preview of the running camera's device" || return 1
+        api_pass "preview of the running camera's device refused (HTTP 409: $(body .message))"
+        # Discovery names the camera that holds the device.
+        status="$(api GET /api/v1/cameras/discovery)"
+        expect_status 200 "$status" "camera discovery with the camera running" || return 1
+        [ "$(body -r '[.devices[] | select(.driver == "vivid")] | first | .in_use_by')" = "$CAMERA_ID" ] \
+            || { api_fail "discovery does not show vivid in use by $CAMERA_ID: $(body -c '[.devices[] | {node, in_use_by}]')"; return 1; }
+        api_pass "discovery: vivid in use by camera $CAMERA_ID"
+    fi
+    status="$(api GET /api/v1/system)"
+    expect_status 200 "$status" "system" || return 1
+    [ "$(body .guarding)" = true ] || { api_fail "not guarding with the camera added: $(body -c '{guarding, cameras}')"; return 1; }
+    api_pass "GET /api/v1/system: guarding true"
+}
+
+# The zone and the first rule, once the guest checked the camera.
+api_zone_and_rule() {
+    local status zone_polygon line
+    line="$(wait_step camera-checked)" || { api_fail "the guest did not report the camera check"; return 1; }
+    case "$line" in
+        *" opened=1 healthy=1 "*) ;;
+        *) api_fail "the guest saw no camera capturing from vivid with the healthy line high: $line"; return 1 ;;
+    esac
     # The forbidden zone: the walkway, the lower three quarters of the
     # picture, where people walk all along the footage. The negative check
     # puts it in a corner where nobody ever is.
     zone_polygon='[[0.0, 0.25], [1.0, 0.25], [1.0, 1.0], [0.0, 1.0]]'
     [ "$BREAK" = api-zone ] && zone_polygon='[[0.0, 0.0], [0.02, 0.0], [0.02, 0.02], [0.0, 0.02]]'
-    status="$(api PUT "/api/v1/zones/$ZONE_ID" "$(jq -nc --argjson poly "$zone_polygon" \
-        '{doc: {camera: "walkway", name: "Forbidden walkway area", polygon: $poly, anchor: "feet"}}')")"
+    status="$(api PUT "/api/v1/zones/$ZONE_ID" "$(jq -nc --arg cam "$CAMERA_ID" --argjson poly "$zone_polygon" \
+        '{doc: {camera: $cam, name: "Forbidden walkway area", polygon: $poly, anchor: "feet"}}')")"
     expect_status 200 "$status" "zone $ZONE_ID" || return 1
     api_pass "zone $ZONE_ID defined (version $(body .version))"
 
     # min_frames = 1: an inference takes ~20 s under TCG; the rule logic
     # itself is tested elsewhere, this test is about the wiring.
-    api_put_rule "$RULE_ID" "Person on the forbidden walkway" '["siren", "stop-relay"]' || return 1
+    api_put_rule "$RULE_ID" "Person on the forbidden walkway" '["siren", "relay"]' || return 1
 
     status="$(api GET /api/v1/rules)"
     expect_status 200 "$status" "list rules" || return 1
@@ -232,7 +371,7 @@ api_door() {
     local status
     status="$(api PUT "/api/v1/rules/$DOOR_RULE_ID" "$(jq -nc \
         '{doc: {name: "Guard door open", kind: "door_open", camera: "walkway", severity: "critical",
-                open_after_s: 0, outputs: ["stop-relay"]}}')")"
+                open_after_s: 0, outputs: ["relay"]}}')")"
     expect_status 200 "$status" "rule $DOOR_RULE_ID" || return 1
     api_pass "door_open rule $DOOR_RULE_ID defined"
     host_say "door-rule-set"
@@ -244,6 +383,36 @@ api_door() {
     host_say "door-events-checked"
 }
 
+# The camera removed: a camera_offline rule first; after the guest unbound
+# vivid, its event, and the API still answering.
+api_camera_removed() {
+    local status t0 uptime_before
+    status="$(api GET /api/v1/system)"
+    expect_status 200 "$status" "system before the camera removal" || return 1
+    uptime_before="$(body .uptime_s)"
+    status="$(api PUT "/api/v1/rules/$OFFLINE_RULE_ID" "$(jq -nc --arg cam "$CAMERA_ID" \
+        '{doc: {name: "Walkway camera offline", kind: "camera_offline", camera: $cam, severity: "critical",
+                offline_after_s: 2, outputs: ["siren"]}}')")"
+    expect_status 200 "$status" "rule $OFFLINE_RULE_ID" || return 1
+    api_pass "camera_offline rule $OFFLINE_RULE_ID defined"
+    host_say "offline-rule-set"
+    wait_step camera-removed >/dev/null || { api_fail "the guest did not report the camera removal"; return 1; }
+    t0="$(now_ms)"
+    api_wait_event "$OFFLINE_RULE_ID" "" \
+        ".kind == \"camera_offline\" and .camera == \"$CAMERA_ID\"" \
+        "that is a camera_offline event on camera $CAMERA_ID" || return 1
+    T_OFFLINE_EVENT_MS=$(( $(now_ms) - t0 ))
+    api_pass "GET /api/v1/events: event $API_EVENT_ID, camera_offline on camera $CAMERA_ID ($(body '.events[0].message'))"
+    status="$(api GET /api/v1/system)"
+    expect_status 200 "$status" "system after the camera removal" || return 1
+    [ "$(body -r --arg id "$CAMERA_ID" '.cameras[] | select(.id == $id) | .state')" = offline ] \
+        || { api_fail "camera $CAMERA_ID not offline in GET /api/v1/system: $(body -c .cameras)"; return 1; }
+    [ "$(body .uptime_s)" -ge "$uptime_before" ] 2>/dev/null \
+        || { api_fail "the API restarted with the camera removal: uptime_s $(body .uptime_s), before it $uptime_before"; return 1; }
+    api_pass "GET /api/v1/system answers with the camera gone, no restart (uptime $(body .uptime_s) s): $CAMERA_ID offline ($(body -r --arg id "$CAMERA_ID" '.cameras[] | select(.id == $id) | .reason'))"
+    host_say "offline-checked"
+}
+
 # All the host's steps, in order; stops at the first failure (which tells
 # the guest to abort).
 api_steps() {
@@ -251,5 +420,6 @@ api_steps() {
     API_LOG="$WORK/api.log"
     API_CERT="$WORK/api-cert.pem"
     : >"$API_LOG"
-    api_setup_and_rules && api_event_and_ack && api_button_event && api_door
+    api_setup_and_login && api_as_flashed && api_discover && api_preview && api_add_camera \
+        && api_zone_and_rule && api_event_and_ack && api_button_event && api_door && api_camera_removed
 }

@@ -41,10 +41,12 @@ SRC
 #   qemu-system-x86 (bookworm-backports: bookworm's 7.2 breaks the
 #       preinstalled qemu-utils 10 and boots slower), gcc/make/libc6-dev
 #       (gpio-sim module, static feeder), kmod (module dependencies), cpio,
-#       xz-utils, ffmpeg (footage to raw frames), binutils (strip).
+#       xz-utils, ffmpeg (footage to raw frames, ffprobe: the preview's size),
+#       binutils (strip), curl/openssl/jq (api.sh), python3 (a free port;
+#       the factory configuration checked against its generator).
 install_host_deps() {
     local need=() pkg
-    for pkg in gcc make libc6-dev kmod cpio xz-utils ffmpeg binutils curl openssl jq; do
+    for pkg in gcc make libc6-dev kmod cpio xz-utils ffmpeg binutils curl openssl jq python3; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ "${#need[@]}" -gt 0 ]; then

@@ -361,7 +361,7 @@ pub struct DeviceView {
 /// A pixel format a device offers.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FormatView {
-    /// The V4L2 FourCC (`MJPG`, `YUYV`, `H264`).
+    /// The V4L2 FourCC (`MJPG`, `YUYV`, `H264`; a big-endian variant ends in `-BE`).
     pub fourcc: String,
     /// The `source.format` that selects it; absent when the appliance cannot
     /// capture this format.

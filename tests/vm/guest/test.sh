@@ -1,17 +1,25 @@
 #!/bin/sh
 # The in-VM part of the VM test (busybox sh). Sets up gpio-sim and vivid's
-# loop, starts the feeder and the real daemon, then checks what a technician
+# loop, starts the feeder and the real daemon with the factory configuration
+# of the VM board (no cameras, zones or rules), then checks what a technician
 # would check on a real box, while the host drives the HTTPS API
 # (tests/vm/api.sh):
-#   - the daemon reaches READY capturing from vivid (real V4L2 backend);
-#   - the "healthy" line goes high (real GPIO backend on gpio-sim);
+#   - the daemon reaches READY with no camera, "NOT GUARDING", and the
+#     "healthy" line stays low (real GPIO backend on gpio-sim);
 #   - the one-time setup token the daemon logs is passed to the host, which
-#     sets up the admin, logs in and defines the zone and the rule;
-#   - a person in that zone raises the intrusion alarm and the siren and
-#     relay lines read back high in gpio-sim's sysfs;
+#     sets up the admin, logs in, discovers vivid, previews it and adds the
+#     camera (PUT /api/v1/cameras/{id});
+#   - the camera is opened through the real V4L2 backend on vivid and the
+#     "healthy" line goes high;
+#   - the host defines the zone and the rule; a person in that zone raises
+#     the intrusion alarm and the siren and relay lines read back high;
 #   - the host's acknowledgement through the API drops the siren line;
 #   - the alarm of a second rule (defined by the host) is silenced by
 #     pulling the ack button line;
+#   - the door contact trips the stop relay through a door_open rule;
+#   - vivid's device is removed (its platform device unbound, as a USB
+#     camera is unplugged): the camera_offline rule the host defined raises
+#     its alarm while the daemon keeps running;
 #   - SIGKILL of the daemon drops the "healthy" line (the kernel releases it).
 # Every result is a "VMTEST ..." line on the serial console; the daemon's and
 # the feeder's logs follow between BEGIN/END markers. Settings come from
@@ -135,9 +143,15 @@ else
 fi
 
 # --- the daemon ----------------------------------------------------------------
+# The replay negative check plays the footage from the media folder.
+if [ -f /usr/share/vmtest/vtest.mjpeg ]; then
+    mkdir -p /var/lib/safe-yolo/media
+    cp /usr/share/vmtest/vtest.mjpeg /var/lib/safe-yolo/media/
+fi
 T_START="$(uptime_s)"
-echo "VMTEST DAEMON-START uptime=$T_START"
-SAFEYOLO_LOG="$DAEMON_LOG_FILTER" /usr/bin/safe-yolo --log-format text run \
+echo "VMTEST DAEMON-START uptime=$T_START env=$DAEMON_ENV"
+# shellcheck disable=SC2086 # DAEMON_ENV is a list of NAME=value words
+env $DAEMON_ENV SAFEYOLO_LOG="$DAEMON_LOG_FILTER" /usr/bin/safe-yolo --log-format text run \
     --config /etc/safe-yolo/safe-yolo.toml >/tmp/daemon.log 2>&1 &
 DAEMON=$!
 
@@ -156,20 +170,20 @@ else
     finish
 fi
 
-if wait_for 30 grep -q "camera source opened" /tmp/daemon.log; then
-    if grep -q 'camera source opened.*source=V4l2 {.*driver: "vivid"' /tmp/daemon.log; then
-        pass "camera opened through the V4L2 backend on vivid"
-    else
-        fail "the camera source is not vivid through V4L2: $(grep 'camera source opened' /tmp/daemon.log | head -n1 | sed 's/.*source=//')"
-    fi
+# --- as flashed: no camera, not guarding, healthy low ---------------------------
+if grep "safe-yolo ready" /tmp/daemon.log | grep -q "NOT GUARDING"; then
+    pass "READY with the factory configuration: $(grep -m1 "safe-yolo ready" /tmp/daemon.log | sed 's/.*status="\{0,1\}//; s/"$//')"
 else
-    fail "camera not opened"
+    fail "READY without \"NOT GUARDING\" on a box with no camera: $(grep -m1 "safe-yolo ready" /tmp/daemon.log)"
 fi
-
-if wait_for 30 is_high "$LINE_HEALTHY"; then
-    pass "healthy line high"
+if grep -q "camera source opened" /tmp/daemon.log; then
+    fail "a camera was opened before the host added one"
+fi
+# The outputs follow "guarding" before READY: low now means low by design.
+if is_low "$LINE_HEALTHY"; then
+    pass "healthy line low with no camera (not guarding)"
 else
-    fail "healthy line not high (value $(line "$LINE_HEALTHY"))"
+    fail "healthy line high with no camera (value $(line "$LINE_HEALTHY")): a PLC would think the box guards"
 fi
 
 # --- first-boot setup: the token from the daemon's log, to the host ------------
@@ -179,7 +193,30 @@ else
     fail "the daemon logged no setup token"
     step setup-token "token=none"
 fi
-# The host sets up the admin, logs in and defines the zone and the rule.
+
+# --- the camera, added by the host from its discovery ------------------------------
+# The host sets up the admin, logs in, discovers vivid and adds the camera.
+wait_host camera-set "$HOST_TIMEOUT_S"
+T_CAMERA="$(uptime_s)"
+CAMERA_OK=0
+if wait_for 30 grep -q "camera source opened" /tmp/daemon.log; then
+    if grep -q 'camera source opened.*source=V4l2 {.*driver: "vivid"' /tmp/daemon.log; then
+        CAMERA_OK=1
+        pass "camera $CAMERA_ID opened through the V4L2 backend on vivid"
+    else
+        fail "the camera source is not vivid through V4L2: $(grep 'camera source opened' /tmp/daemon.log | head -n1 | sed 's/.*source=//')"
+    fi
+else
+    fail "camera not opened within 30 s of the host adding it"
+fi
+if wait_for 30 is_high "$LINE_HEALTHY"; then
+    pass "healthy line high $(elapsed "$T_CAMERA" "$(uptime_s)") s after the camera was added (running and guarding)"
+else
+    fail "healthy line not high with the camera added (value $(line "$LINE_HEALTHY"))"
+fi
+step camera-checked "opened=$CAMERA_OK healthy=$(line "$LINE_HEALTHY")"
+
+# The host defines the zone and the rule.
 wait_host rules-set "$HOST_TIMEOUT_S"
 T_RULES="$(uptime_s)"
 if grep -q "setting applied to the running pipeline.*id=\"\?$RULE_ID" /tmp/daemon.log; then
@@ -193,7 +230,10 @@ ALARM=0
 if wait_for "$ALARM_TIMEOUT_S" grep -q "alarm raised.*rule=$RULE_ID" /tmp/daemon.log; then
     ALARM=1
     T1="$(uptime_s)"
-    echo "VMTEST ALARM rule_to_alarm_s=$(elapsed "$T_RULES" "$T1")"
+    # The daemon's own measure: the person frame's capture to the siren line.
+    wait_for 5 grep -q "alarm reached the output lines rule=$RULE_ID" /tmp/daemon.log
+    GLASS_MS="$(grep -m1 "alarm reached the output lines rule=$RULE_ID" /tmp/daemon.log | sed -n 's/.*glass_to_output_ms=\([0-9]*\).*/\1/p')"
+    echo "VMTEST ALARM rule_to_alarm_s=$(elapsed "$T_RULES" "$T1") frame_to_output_ms=${GLASS_MS:-unknown}"
     pass "alarm raised for rule $RULE_ID $(elapsed "$T_RULES" "$T1") s after the API defined it"
 else
     fail "no alarm raised for rule $RULE_ID within ${ALARM_TIMEOUT_S}s"
@@ -283,20 +323,53 @@ step door-checked "relay=$(line "$LINE_RELAY")"
 wait_host door-events-checked "$HOST_TIMEOUT_S"
 
 # --- capture rate ---------------------------------------------------------------------
-# vivid delivers frames at its own rate (the feeder's output rate). The
-# daemon's capture rate is that rate less the frames it missed (its debug
-# "frames missed" lines count them), until the daemon logs stats itself.
+# vivid delivers frames at its own rate (the feeder's output rate); the
+# daemon logs its own capture rate every 30 s ("pipeline stats").
 VIVID_FPS="$(grep -o 'fps=[0-9.]*' /tmp/feeder.log | tail -n1 | cut -d= -f2)"
 echo "VMTEST FPS vivid_loop=${VIVID_FPS:-unknown}"
 STATS="$(grep 'capture_fps=' /tmp/daemon.log | tail -n1)"
-if [ -n "$STATS" ]; then
-    echo "VMTEST FPS daemon_capture=$(echo "$STATS" | sed -n 's/.*capture_fps=\([0-9.]*\).*/\1/p')"
+echo "VMTEST FPS daemon_capture=$(echo "$STATS" | sed -n 's/.*capture_fps=\([0-9.]*\).*/\1/p') detected=$(echo "$STATS" | sed -n 's/.* detected=\([0-9]*\).*/\1/p') captured=$(echo "$STATS" | sed -n 's/.* captured=\([0-9]*\).*/\1/p')"
+
+# --- the camera unplugged: vivid's device removed -----------------------------------
+# The host defined a camera_offline rule; the device goes away under the
+# running daemon (unbinding vivid's platform device removes its nodes, as
+# unplugging a USB camera does; rmmod would refuse while the nodes are open).
+wait_host offline-rule-set "$HOST_TIMEOUT_S"
+wait_for 10 is_high "$LINE_HEALTHY" || fail "healthy line low before the camera was removed"
+T_UNPLUG="$(uptime_s)"
+if echo vivid.0 > /sys/bus/platform/drivers/vivid/unbind; then
+    pass "vivid.0 unbound from its driver"
 else
-    T_NOW="$(uptime_s)"
-    MISSED="$(grep -o 'missed_total=[0-9]*' /tmp/daemon.log | tail -n1 | cut -d= -f2)"
-    awk -v f="${VIVID_FPS:-0}" -v t="$(elapsed "$T_READY" "$T_NOW")" -v m="${MISSED:-0}" \
-        'BEGIN { if (t > 0 && f > 0) printf "VMTEST FPS daemon_capture_derived=%.1f missed=%d over=%.0fs\n", (f * t - m) / t, m, t }'
+    fail "cannot unbind vivid.0"
 fi
+if [ -e /dev/video0 ] || [ -e /dev/video1 ]; then
+    fail "vivid's nodes still there after the unbind: $(ls /dev/video* 2>/dev/null | tr '\n' ' ')"
+else
+    pass "vivid's nodes /dev/video0 and /dev/video1 are gone"
+fi
+UNPLUG_ALARM=0
+if wait_for 60 grep -q "alarm raised.*rule=$OFFLINE_RULE_ID" /tmp/daemon.log; then
+    UNPLUG_ALARM=1
+    T_OFF="$(uptime_s)"
+    echo "VMTEST OFFLINE unplug_to_alarm_s=$(elapsed "$T_UNPLUG" "$T_OFF")"
+    pass "camera_offline alarm raised $(elapsed "$T_UNPLUG" "$T_OFF") s after the device was removed"
+else
+    fail "no camera_offline alarm within 60 s of the device removal (daemon log: $(grep -i 'camera offline\|camera.*source' /tmp/daemon.log | tail -n1))"
+fi
+if kill -0 "$DAEMON" 2>/dev/null; then
+    pass "the daemon keeps running with its camera gone"
+else
+    fail "the daemon exited after the camera was removed"
+fi
+if [ "$(grep -c "safe-yolo ready" /tmp/daemon.log)" -eq 1 ] && ! grep -q "shutting down\|safe-yolo stopped" /tmp/daemon.log; then
+    pass "READY held: no restart, no shutdown"
+else
+    fail "the daemon restarted or began to stop: $(grep "safe-yolo ready\|shutting down\|safe-yolo stopped" /tmp/daemon.log | tail -n2)"
+fi
+echo "VMTEST INFO healthy line with the camera offline: $(line "$LINE_HEALTHY"); camera log: $(grep -i 'camera offline' /tmp/daemon.log | tail -n1)"
+step camera-removed "alarm=$UNPLUG_ALARM"
+wait_host offline-checked "$HOST_TIMEOUT_S"
+kill -0 "$DAEMON" 2>/dev/null || fail "the daemon exited during the host's offline checks"
 
 # --- SIGKILL: the kernel releases the lines, healthy drops -------------------------
 if wait_for 30 is_high "$LINE_HEALTHY"; then

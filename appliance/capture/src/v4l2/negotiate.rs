@@ -118,12 +118,19 @@ impl fmt::Display for FourccList {
     }
 }
 
-/// A FourCC as its letters (`MJPG`, `Y10` for `Y10 `): the top bit, which marks
-/// big-endian variants, is dropped, and a byte that is no letter shows as `?`.
+/// `V4L2_PIX_FMT_FLAG_BE`: the top bit of a FourCC's last byte marks the
+/// big-endian variant of a format (`Y16 ` and `Y16 ` big-endian are two formats).
+const FOURCC_FLAG_BE: u8 = 0x80;
+
+/// A FourCC as its letters (`MJPG`, `Y10` for `Y10 `); a big-endian variant
+/// ends in `-BE` (`Y16-BE`), so that two formats never read the same. A byte
+/// that is no letter shows as `?`.
 pub fn fourcc_text(code: [u8; 4]) -> String {
-    let letters: String = code
-        .iter()
-        .map(|b| char::from(b & 0x7f))
+    let [a, b, c, d] = code;
+    let big_endian = d & FOURCC_FLAG_BE != 0;
+    let letters: String = [a, b, c, d & !FOURCC_FLAG_BE]
+        .into_iter()
+        .map(char::from)
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
                 c
@@ -132,7 +139,12 @@ pub fn fourcc_text(code: [u8; 4]) -> String {
             }
         })
         .collect();
-    letters.trim_end().to_owned()
+    let letters = letters.trim_end();
+    if big_endian {
+        format!("{letters}-BE")
+    } else {
+        letters.to_owned()
+    }
 }
 
 /// Chooses the pixel format and size closest to the request.
@@ -263,6 +275,20 @@ pub fn effective_stride(format: PixelFormat, width: u32, bytesperline: u32) -> u
 mod tests {
     use super::*;
 
+    #[test]
+    fn fourcc_text_tells_big_endian_variants_apart() {
+        // As vivid lists them: `Y16 ` and its big-endian twin (flag in the
+        // top bit of the last byte), `XR15` and its twin.
+        assert_eq!(fourcc_text(*b"MJPG"), "MJPG");
+        assert_eq!(fourcc_text(*b"Y16 "), "Y16");
+        assert_eq!(fourcc_text([b'Y', b'1', b'6', b' ' | 0x80]), "Y16-BE");
+        assert_eq!(fourcc_text(*b"XR15"), "XR15");
+        assert_eq!(fourcc_text([b'X', b'R', b'1', b'5' | 0x80]), "XR15-BE");
+        // The flag is only in the last byte: a high bit elsewhere is no letter.
+        assert_eq!(fourcc_text([b'A' | 0x80, b'B', b'C', b'D']), "?BCD");
+        assert_eq!(fourcc_text([0, b'B', b'C', b'D']), "?BCD");
+    }
+
     fn discrete(sizes: &[(u32, u32)]) -> Vec<SizeRange> {
         sizes
             .iter()
@@ -351,11 +377,12 @@ mod tests {
             choose_format(&[], 640, 480, None),
             Err(NegotiateError::NoUsableFormat { .. })
         ));
-        // Long lists are cut; big-endian flags and padding do not garble the text.
+        // Long lists are cut; big-endian flags and padding do not garble the
+        // text (a big-endian variant is named as such).
         let mut many: Vec<[u8; 4]> = (0..14u8).map(|i| [b'A' + i, b'B', b'C', b'D']).collect();
         many[1] = [b'Y', b'1', b'6', b' ' | 0x80];
         let text = FourccList(many).to_string();
-        assert!(text.starts_with("ABCD, Y16, CBCD"), "{text}");
+        assert!(text.starts_with("ABCD, Y16-BE, CBCD"), "{text}");
         assert!(text.ends_with(", LBCD and 2 more"), "{text}");
     }
 
