@@ -112,6 +112,7 @@ export function cameraForm({ camera = null, previewFirst = false, onSaved }) {
     previewButton.disabled = true;
     previewStatus.textContent = 'Taking a frame\u2026';
     for (const old of form.querySelectorAll('.field-error')) old.remove();
+    for (const old of form.querySelectorAll('.invalid')) old.classList.remove('invalid');
     try {
       const r = await api('POST', '/api/v1/cameras/preview', s, { asResponse: true });
       preview = await r.blob();

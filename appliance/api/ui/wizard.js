@@ -27,7 +27,7 @@ export async function noCamera() {
 export async function wizardView(root, cleanup) {
   if (!can('admin')) return denied(root, 'admin');
   const done = { camera: null, preview: null, zone: null, rule: null, tested: [] };
-  const steps = h('ol', { class: 'steps', id: 'wizard-steps' }, STEPS.map((t) => h('li', {}, t)));
+  const steps = h('ol', { class: 'steps', id: 'wizard-steps' }, STEPS.map((t, i) => h('li', {}, `${i + 1}. ${t}`)));
   const body = h('section', { class: 'card', id: 'wizard-step' });
   const skip = h('button', { type: 'button', class: 'link', id: 'wizard-skip', onclick: () => {
     sessionStorage.setItem('sy.wizard.skipped', '1');
