@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Browser tests of the web UI: real headless Debian Chromium (playwright-core, no browser
-# download) against a running daemon on a copy of config/demo.toml with a temporary state
-# directory and a free port. Prints `N passed, N failed` last; exits non-zero on failure.
+# download) against two running daemons, each with a temporary state directory and a free
+# port: one on a copy of config/demo.toml, and one on a box as flashed (that config without
+# cameras, zones, lines and rules) for the first-run wizard. Prints `N passed, N failed`
+# last; exits non-zero on failure.
 #
 #   scripts/browser-test.sh             # screenshots land in tests/browser/screenshots/
 #
@@ -33,51 +35,77 @@ if [ ! -x "$BIN" ] || [ -n "$(find "$ROOT/appliance/api/ui" "$ROOT/appliance/api
 fi
 [ -f "$ROOT/demo-media/vtest.mjpeg" ] || "$ROOT/scripts/demo-media.sh"
 
-# 3. A copy of the demo config (relative paths made absolute), a temp state dir, a free port.
+# 3. Two daemons, each with a temporary state dir and a free port: the demo config
+#    (relative paths made absolute) for the pages, and a box as flashed (the same
+#    config without its cameras, zones, lines and rules) for the first-run wizard.
 TMP="$(mktemp -d -t safe-yolo-browser.XXXXXX)"
-DAEMON_PID=""
+PIDS=()
 cleanup() {
-    if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-        kill "$DAEMON_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$DAEMON_PID" 2>/dev/null || true
-    fi
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 sed -e "s#\"\.\./#\"$ROOT/#g" "$ROOT/config/demo.toml" > "$TMP/demo.toml"
-mkdir -p "$TMP/state"
-sed -i -e "s#^sim_log = .*#sim_log = \"$TMP/state/outputs.jsonl\"#" "$TMP/demo.toml"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-
-SAFEYOLO_STORAGE__STATE_DIR="$TMP/state" SAFEYOLO_API__BIND="127.0.0.1:$PORT" \
-    LLVM_PROFILE_FILE=/dev/null "$BIN" run --config "$TMP/demo.toml" >"$TMP/daemon.log" 2>&1 &
-DAEMON_PID=$!
-
-echo "daemon pid $DAEMON_PID on https://127.0.0.1:$PORT (log $TMP/daemon.log)"
-ok=""
-for _ in $(seq 1 240); do
-    if curl -ksf "https://127.0.0.1:$PORT/api/v1/health" >/dev/null 2>&1; then ok=1; break; fi
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.5
-done
-if [ -z "$ok" ]; then
-    echo "the daemon did not come up; its log:" >&2
-    tail -n 40 "$TMP/daemon.log" >&2
-    echo "0 passed, 1 failed"
+awk '/^\[\[(cameras|zones|lines|rules)\]\]/ { skip = 1; next } /^\[/ { skip = 0 } !skip' \
+    "$TMP/demo.toml" > "$TMP/factory.toml"
+if grep -qE '^\[\[(cameras|zones|lines|rules)\]\]' "$TMP/factory.toml"; then
+    echo "the factory config still has cameras or rules" >&2
     exit 1
 fi
-# The first-boot setup token is logged once at warn level.
-TOKEN="$(grep -o 'setup_token[=": ]*[A-Za-z0-9_-]*' "$TMP/daemon.log" | head -n1 | sed -E 's/setup_token[=": ]*//')"
+sed -i -e "s#^sim_log = .*#sim_log = \"$TMP/state/outputs.jsonl\"#" "$TMP/demo.toml"
+sed -i -e "s#^sim_log = .*#sim_log = \"$TMP/factory/outputs.jsonl\"#" "$TMP/factory.toml"
+
+# start NAME CONFIG: a daemon with state dir $TMP/NAME and log $TMP/NAME.log; sets PORT.
+start() {
+    PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    mkdir -p "$TMP/$1"
+    SAFEYOLO_STORAGE__STATE_DIR="$TMP/$1" SAFEYOLO_API__BIND="127.0.0.1:$PORT" \
+        LLVM_PROFILE_FILE=/dev/null "$BIN" run --config "$2" >"$TMP/$1.log" 2>&1 &
+    PIDS+=($!)
+    echo "$1 daemon pid $! on https://127.0.0.1:$PORT (log $TMP/$1.log)"
+}
+# up NAME PORT PID: waits for the daemon's health probe; prints its setup token.
+up() {
+    local pid="$3"
+    for _ in $(seq 1 240); do
+        if curl -ksf "https://127.0.0.1:$2/api/v1/health" >/dev/null 2>&1; then
+            # The first-boot setup token is logged once at warn level.
+            grep -o 'setup_token[=": ]*[A-Za-z0-9_-]*' "$TMP/$1.log" | head -n1 | sed -E 's/setup_token[=": ]*//'
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    echo "the $1 daemon did not come up; its log:" >&2
+    tail -n 40 "$TMP/$1.log" >&2
+    echo "0 passed, 1 failed" >&2
+    exit 1
+}
+start state "$TMP/demo.toml"
+DEMO_PORT=$PORT
+start factory "$TMP/factory.toml"
+FACTORY_PORT=$PORT
+TOKEN="$(up state "$DEMO_PORT" "${PIDS[0]}")"
+FACTORY_TOKEN="$(up factory "$FACTORY_PORT" "${PIDS[1]}")"
+[ -n "$FACTORY_TOKEN" ] || { echo "no setup token in the factory daemon's log" >&2; exit 1; }
 
 set +e
-(cd "$ROOT/tests/browser" && BASE_URL="https://127.0.0.1:$PORT" SETUP_TOKEN="$TOKEN" node ui.test.mjs) | tee "$TMP/result.txt"
+t0=$SECONDS
+(cd "$ROOT/tests/browser" && BASE_URL="https://127.0.0.1:$DEMO_PORT" SETUP_TOKEN="$TOKEN" \
+    FACTORY_URL="https://127.0.0.1:$FACTORY_PORT" FACTORY_TOKEN="$FACTORY_TOKEN" node ui.test.mjs) | tee "$TMP/result.txt"
 rc=${PIPESTATUS[0]}
 set -e
 summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$TMP/result.txt" | tail -n1)"
+echo "browser tests took $((SECONDS - t0)) s"
 if [ "$rc" != 0 ]; then
-    echo "--- last daemon log lines ---"
-    tail -n 20 "$TMP/daemon.log"
+    for name in state factory; do
+        echo "--- last $name daemon log lines ---"
+        tail -n 20 "$TMP/$name.log"
+    done
 fi
 echo "${summary:-0 passed, 1 failed}"
 exit "$rc"

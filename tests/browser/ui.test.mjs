@@ -12,6 +12,9 @@ import { isDeepStrictEqual } from 'node:util';
 
 const BASE = process.env.BASE_URL || 'https://127.0.0.1:8443';
 const SETUP_TOKEN = process.env.SETUP_TOKEN || '';
+// A second daemon on a box as flashed (no camera), for the first-run wizard.
+const FACTORY = process.env.FACTORY_URL || '';
+const FACTORY_TOKEN = process.env.FACTORY_TOKEN || '';
 const EVENT_TIMEOUT_MS = Number(process.env.EVENT_TIMEOUT_MS || 120000);
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SHOTS = join(HERE, 'screenshots');
@@ -25,7 +28,7 @@ const TABLET = { width: 1024, height: 768 };
 const results = [];
 const external = [];
 const pageErrors = [];
-const origin = new URL(BASE).host;
+const origins = new Set([BASE, FACTORY].filter(Boolean).map((u) => new URL(u).host));
 
 async function test(name, fn) {
   const t0 = Date.now();
@@ -57,7 +60,7 @@ async function newContext(viewport) {
   ctx.on('request', (req) => {
     const u = new URL(req.url());
     if (['blob:', 'data:', 'about:'].includes(u.protocol)) return;
-    if (u.host !== origin) external.push(req.url());
+    if (!origins.has(u.host)) external.push(req.url());
   });
   ctx.on('page', (p) => watch(p));
   for (const p of ctx.pages()) watch(p);
@@ -70,7 +73,7 @@ function watch(page) {
     if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) pageErrors.push(`CSP: ${m.text()}`);
   });
   page.on('websocket', (ws) => {
-    if (new URL(ws.url()).host !== origin) external.push(ws.url());
+    if (!origins.has(new URL(ws.url()).host)) external.push(ws.url());
   });
 }
 
@@ -420,7 +423,8 @@ await test('admin pages: outputs, users and API keys, system', async () => {
 await test('tablet width (1024x768): main screens fit without horizontal scrolling', async () => {
   await page.setViewportSize(TABLET);
   for (const [hash, name, sel] of [['#/wall', 'wall', '#wall canvas'], ['#/events', 'events', '#active-events'],
-    [`#/zones/${camera}`, 'zones', '#zone-canvas'], ['#/rules', 'rules', '#rules-table'], ['#/system', 'system', '#system']]) {
+    [`#/zones/${camera}`, 'zones', '#zone-canvas'], ['#/rules', 'rules', '#rules-table'], ['#/cameras', 'cameras', '#cameras-table'],
+    ['#/system', 'system', '#system']]) {
     await go(page, hash);
     await page.waitForSelector(sel);
     await page.waitForTimeout(1500);
@@ -436,8 +440,8 @@ await test('the viewer role is denied the editors and admin pages', async () => 
   try {
     await login(vp, VIEWER);
     const links = await vp.$$eval('#nav a', (as) => as.map((a) => a.dataset.page));
-    for (const hidden of ['zones', 'rules', 'users']) assert(!links.includes(hidden), `viewer sees ${hidden} in the menu`);
-    for (const hash of ['#/zones', '#/rules', '#/users']) {
+    for (const hidden of ['cameras', 'zones', 'rules', 'users']) assert(!links.includes(hidden), `viewer sees ${hidden} in the menu`);
+    for (const hash of ['#/cameras', '#/zones', '#/rules', '#/users', '#/wizard']) {
       await go(vp, hash);
       await vp.waitForSelector('#denied');
     }
@@ -475,6 +479,133 @@ await test('the viewer role is denied the editors and admin pages', async () => 
     rmSync(v.dir, { recursive: true, force: true });
   }
 });
+
+// --- a box as flashed: the first-run wizard and the cameras page -----------------
+
+/** The frames the detector has taken of a camera, from /metrics with the page's token. */
+async function framesDetected(p, cam) {
+  const text = await p.evaluate(async () => {
+    const s = JSON.parse(sessionStorage.getItem('sy.session'));
+    return (await fetch('/metrics', { headers: { Authorization: `Bearer ${s.access}` } })).text();
+  });
+  const m = new RegExp(`^safeyolo_frames_detected_total\\{[^}]*camera="${cam}"[^}]*\\} (\\d+)`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+const factory = FACTORY ? await newContext(DESKTOP) : null;
+const fp = factory ? factory.ctx.pages()[0] || (await factory.ctx.newPage()) : null;
+const fgo = async (hash) => {
+  await fp.goto(`${FACTORY}/${hash}`);
+  await fp.waitForLoadState('domcontentloaded');
+};
+
+await test('first-run wizard: setup token, admin, skip and reopen, camera from recorded footage with a preview, zone drawn on it, intrusion rule, output test, live wall', async () => {
+  assert(fp, 'FACTORY_URL is not set: scripts/browser-test.sh starts the factory daemon');
+  await fgo('');
+  await fp.click('#show-setup');
+  await fp.fill('#setup-form [name=username]', ADMIN.user);
+  await fp.fill('#setup-form [name=password]', ADMIN.pass);
+  await fp.fill('#setup-form [name=setup_token]', FACTORY_TOKEN);
+  await fp.click('#setup-form button[type=submit]');
+  // No camera: the admin lands in the wizard, and the box says it does not guard.
+  await fp.waitForSelector('#wizard-step[data-step=camera]', { timeout: 20000 });
+  await fp.waitForSelector('#banner-not-guarding', { timeout: 15000 });
+  await shot(fp, 'wizard-camera-desktop');
+  // Skippable, and reopened from the banner.
+  await fp.click('#wizard-skip');
+  await fp.waitForSelector('#wall');
+  await fp.click('#banner-not-guarding a[href="#/wizard"]');
+  await fp.waitForSelector('#wizard-step[data-step=camera]');
+  await fp.waitForFunction(() => !/Looking/.test(document.querySelector('#discovery-status').textContent));
+  assert(await fp.inputValue('#camera-form [name="source.kind"]') === 'replay', 'no device here: recorded footage is the default');
+  await fp.fill('#camera-form [name=id]', 'dock');
+  await fp.fill('#camera-form [name=name]', 'Dock');
+  // Footage outside the media directory: the preview is refused at the path input.
+  await fp.fill('#camera-form [name="source.path"]', '../../etc/passwd');
+  await fp.click('#preview-camera');
+  const err = await fp.waitForSelector('#camera-form .field-error[data-field="source.path"]');
+  console.log(`      refused preview: ${(await err.textContent()).slice(0, 100)}`);
+  assert(await fp.isDisabled('#save-camera'), 'save allowed before a preview');
+  await fp.fill('#camera-form [name="source.path"]', 'vtest.mjpeg');
+  await fp.click('#preview-camera');
+  await fp.waitForFunction(() => {
+    const i = document.querySelector('#camera-preview');
+    return i && !i.hidden && i.complete && i.naturalWidth > 0 && i.naturalHeight > 0;
+  }, null, { timeout: 15000 });
+  const size = await fp.evaluate(() => { const i = document.querySelector('#camera-preview'); return `${i.naturalWidth}x${i.naturalHeight}`; });
+  console.log(`      preview ${size}`);
+  await shot(fp, 'wizard-preview-desktop');
+  await fp.click('#save-camera');
+  await fp.waitForSelector('#wizard-step[data-step=zone] #wizard-canvas');
+  const canvasSize = await fp.evaluate(() => { const c = document.querySelector('#wizard-canvas'); return `${c.width}x${c.height}`; });
+  assert(canvasSize === size, `zone drawn on a ${canvasSize} canvas, preview ${size}`);
+  await fp.locator('#wizard-canvas').scrollIntoViewIfNeeded();
+  for (const [x, y] of [[0.03, 0.03], [0.97, 0.03], [0.97, 0.97], [0.03, 0.97]]) await clickAt(fp, '#wizard-canvas', x, y);
+  await fp.fill('#wizard-zone [name=id]', 'dock-floor');
+  await shot(fp, 'wizard-zone-desktop');
+  await fp.click('#wizard-save-zone');
+  await fp.waitForSelector('#wizard-step[data-step=rule] #wizard-rule');
+  await fp.selectOption('#wizard-rule [name=severity]', 'critical');
+  assert(await fp.isChecked('#wizard-rule input[name=outputs][value=siren]'), 'the siren is not preselected');
+  await fp.click('#wizard-save-rule');
+  await fp.waitForSelector('#wizard-step[data-step=outputs]');
+  await fp.click('#wizard-outputs button[data-output=siren]');
+  await fp.waitForSelector('#wizard-outputs button[data-output=siren][data-tested="1"]', { timeout: 10000 });
+  await shot(fp, 'wizard-outputs-desktop');
+  await fp.click('#wizard-next');
+  await fp.waitForSelector('#wizard-step[data-step=done]');
+  await fp.click('#wizard-finish');
+  await fp.waitForFunction(() => Number((document.querySelector('#wall canvas[data-camera=dock]') || {}).dataset?.frames || 0) >= 2, null, { timeout: 30000 });
+  // Through the API: the camera, zone and rule run, and the detector takes the frames.
+  const cams = (await apiGet(fp, '/api/v1/cameras')).body;
+  assert(cams.running.some((c) => c.id === 'dock' && c.doc.source.path === 'vtest.mjpeg'), `cameras: ${JSON.stringify(cams.running)}`);
+  const zones = (await apiGet(fp, '/api/v1/zones')).body;
+  assert(zones.running.some((z) => z.id === 'dock-floor' && z.doc.camera === 'dock' && z.doc.polygon.length === 4), `zones: ${JSON.stringify(zones.running)}`);
+  const rules = (await apiGet(fp, '/api/v1/rules')).body;
+  const rule = rules.running.find((r) => r.id === 'dock-floor-intrusion');
+  assert(rule && rule.doc.kind === 'intrusion' && rule.doc.zone === 'dock-floor' && rule.doc.severity === 'critical'
+    && (rule.doc.outputs || []).includes('siren'), `rules: ${JSON.stringify(rules.running)}`);
+  const f0 = await framesDetected(fp, 'dock');
+  await fp.waitForTimeout(3000);
+  const f1 = await framesDetected(fp, 'dock');
+  console.log(`      safeyolo_frames_detected_total{camera="dock"}: ${f0} -> ${f1} in 3 s`);
+  assert(f1 > f0, 'the detector takes no frame of the new camera');
+  const sys = (await apiGet(fp, '/api/v1/system')).body;
+  assert(sys.guarding === true, 'the box does not guard');
+  await fp.waitForSelector('#banner-not-guarding', { state: 'detached', timeout: 15000 });
+  await shot(fp, 'wizard-done-wall-desktop');
+});
+
+await test('cameras page: a delete refused while a zone uses the camera shows why; disabling it raises NOT GUARDING; edit previews', async () => {
+  assert(fp, 'FACTORY_URL is not set');
+  await fgo('#/cameras');
+  await fp.waitForSelector('#cameras-table tr[data-camera=dock]');
+  await fp.click('#cameras-table tr[data-camera=dock] button.delete');
+  const err = await fp.waitForSelector('#cameras-table tr[data-camera=dock] .row-error .error');
+  const text = await err.textContent();
+  assert(/dock-floor/.test(text), `delete error: ${text}`);
+  console.log(`      refused delete: ${text.slice(0, 120)}`);
+  await shot(fp, 'cameras-delete-refused-desktop');
+  await fp.click('#cameras-table tr[data-camera=dock] button.toggle');
+  await fp.waitForSelector('#cameras-table tr[data-camera=dock][data-state=disabled]');
+  await fp.waitForSelector('#banner-not-guarding', { timeout: 15000 });
+  assert((await apiGet(fp, '/api/v1/system')).body.guarding === false, 'guarding with the camera disabled');
+  await shot(fp, 'cameras-disabled-desktop');
+  await fp.click('#cameras-table tr[data-camera=dock] button.toggle');
+  await fp.waitForSelector('#cameras-table tr[data-camera=dock]:not([data-state=disabled])');
+  await fp.waitForSelector('#banner-not-guarding', { state: 'detached', timeout: 15000 });
+  // Edit: the same form, with the preview.
+  await fp.click('#cameras-table tr[data-camera=dock] button.edit');
+  assert(await fp.inputValue('#camera-form [name="source.path"]') === 'vtest.mjpeg', 'edit form path');
+  await fp.click('#preview-camera');
+  await fp.waitForFunction(() => (document.querySelector('#camera-preview') || {}).naturalWidth > 0, null, { timeout: 15000 });
+  await shot(fp, 'cameras-edit-desktop');
+});
+
+if (factory) {
+  await factory.ctx.close();
+  rmSync(factory.dir, { recursive: true, force: true });
+}
 
 await test('no page made an external request, broke the CSP or threw', async () => {
   assert(external.length === 0, `external requests: ${external.slice(0, 5).join(', ')}`);

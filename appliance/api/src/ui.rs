@@ -64,6 +64,16 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../ui/admin.js"),
     },
     Asset {
+        name: "cameras.js",
+        content_type: JS,
+        body: include_bytes!("../ui/cameras.js"),
+    },
+    Asset {
+        name: "wizard.js",
+        content_type: JS,
+        body: include_bytes!("../ui/wizard.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../ui/favicon.svg"),
@@ -130,6 +140,22 @@ mod tests {
         assert!(!INDEX.contains(" style="), "inline style attribute");
         assert!(!INDEX.contains("<script>"), "inline script");
         assert!(!INDEX.contains("http://") && !INDEX.contains("https://"));
+    }
+
+    #[test]
+    fn every_imported_module_is_embedded() {
+        // A module imported but not in ASSETS would 404 in the browser and blank the UI.
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            let text = std::str::from_utf8(a.body).unwrap();
+            for part in text.split(" from './").skip(1) {
+                let name = part.split('\'').next().unwrap_or_default();
+                assert!(
+                    ASSETS.iter().any(|b| b.name == name),
+                    "{} imports ./{name}, which is not embedded",
+                    a.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,16 +5,20 @@ import { api, h, can, session, clearSession, setUnauthorizedHandler } from './ap
 import { loginView, wallView, cameraView, rulesView, eventsView, denied } from './views.js';
 import { zonesView } from './zones.js';
 import { outputsView, usersView, systemView } from './admin.js';
+import { camerasView } from './cameras.js';
+import { wizardView, wizardSkipped, noCamera } from './wizard.js';
 
 const PAGES = [
   { path: 'wall', title: 'Live wall', min: 'viewer', view: wallView },
   { path: 'events', title: 'Events', min: 'viewer', view: eventsView },
+  { path: 'cameras', title: 'Cameras', min: 'operator', view: camerasView },
   { path: 'zones', title: 'Zones', min: 'operator', view: zonesView },
   { path: 'rules', title: 'Rules', min: 'operator', view: rulesView },
   { path: 'outputs', title: 'Outputs', min: 'viewer', view: outputsView },
   { path: 'users', title: 'Users & keys', min: 'admin', view: usersView },
   { path: 'system', title: 'System', min: 'viewer', view: systemView },
   { path: 'camera', title: null, min: 'viewer', view: cameraView },
+  { path: 'wizard', title: null, min: 'admin', view: wizardView },
 ];
 
 const view = document.getElementById('view');
@@ -42,14 +46,20 @@ async function route() {
   if (!session()) {
     top.hidden = true;
     stopAlarms();
-    loginView(view, () => {
-      if (!location.hash || location.hash === '#/login') location.hash = '#/wall';
+    hideBanners();
+    loginView(view, async () => {
+      // An admin logging in on a box with no camera lands in the first-run wizard.
+      let wizard = false;
+      try { wizard = can('admin') && !wizardSkipped() && (await noCamera()); } catch { /* the wall then */ }
+      const target = wizard ? '#/wizard' : !location.hash || location.hash === '#/login' ? '#/wall' : location.hash;
+      if (location.hash !== target) location.hash = target;
       else route();
     });
     return;
   }
   top.hidden = false;
   startAlarms();
+  startBanners();
   nav();
   const [path, arg] = location.hash.replace(/^#\/?/, '').split('?')[0].split('/');
   const page = PAGES.find((p) => p.path === (path || 'wall')) || PAGES[0];
@@ -63,6 +73,63 @@ async function route() {
   } catch (e) {
     view.append(h('p', { class: 'error', role: 'alert' }, `Cannot load this page: ${e.message}`));
   }
+}
+
+// --- banners: what the box does not do (guard, serve the uploaded certificate, store) ---
+
+const banners = document.getElementById('banners');
+let bannerTimer = null;
+
+function banner(id, text, link) {
+  return h('div', { class: 'banner', id, role: 'alert' }, text, link ? ' ' : null, link);
+}
+
+// Cheap reads every 10 s (the health probe; the cameras' health: a box guards while
+// some camera is watched); the system page's certificate state at most once a minute
+// (it also reads the update state).
+let certificateProblem = null;
+let systemAt = 0;
+async function pollBanners() {
+  const fresh = Date.now() - systemAt > 60000;
+  const [health, cams, sys] = await Promise.all([
+    api('GET', '/api/v1/health').catch(() => null),
+    api('GET', '/api/v1/cameras').catch(() => null),
+    fresh ? api('GET', '/api/v1/system').catch(() => null) : null,
+  ]);
+  if (!session()) return;
+  if (sys) {
+    certificateProblem = sys.certificate_problem;
+    systemAt = Date.now();
+  }
+  const out = [];
+  if (cams && !(cams.health || []).length) {
+    const link = can('admin') ? h('a', { href: '#/wizard' }, 'Run the first-run wizard')
+      : can('operator') ? h('a', { href: '#/cameras' }, 'Add a camera') : null;
+    out.push(banner('banner-not-guarding', 'NOT GUARDING: no camera is watched, so no alarm can be raised.', link));
+  }
+  if (certificateProblem) {
+    out.push(banner('banner-certificate', `The uploaded TLS certificate was set aside (${certificateProblem}); a self-signed certificate is served.`,
+      can('admin') ? h('a', { href: '#/system' }, 'Certificate') : null));
+  }
+  if (health && health.storage === 'degraded') {
+    out.push(banner('banner-storage', `STORAGE DEGRADED: the event store is unavailable; events waiting in memory: ${health.events_buffered}. Alarms still run.`));
+  }
+  banners.replaceChildren(...out);
+}
+
+// A page that changed the cameras asks for a fresh look at once.
+window.addEventListener('sy-settings-changed', () => { if (session()) pollBanners(); });
+
+function startBanners() {
+  pollBanners();
+  if (!bannerTimer) bannerTimer = setInterval(pollBanners, 10000);
+}
+
+function hideBanners() {
+  clearInterval(bannerTimer);
+  bannerTimer = null;
+  systemAt = 0;
+  banners.replaceChildren();
 }
 
 // --- alarms ---------------------------------------------------------------

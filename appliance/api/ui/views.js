@@ -43,7 +43,8 @@ export function loginView(root, done) {
   const loginForm = mk('login-form', 'Log in', (f) => login(f.get('username'), f.get('password')));
   const setupForm = mk('setup-form', 'Create the first admin',
     (f) => setup(f.get('username'), f.get('password'), f.get('setup_token')),
-    h('label', {}, 'Setup token (if not on the setup network)', h('input', { name: 'setup_token', autocomplete: 'off' })));
+    [h('label', {}, 'Setup token (if not on the setup network)', h('input', { name: 'setup_token', autocomplete: 'off' })),
+      h('p', { class: 'hint' }, 'Step 1 of the first-run setup: the token is in the daemon\'s log. A box with no camera then opens the wizard.')]);
   setupForm.hidden = true;
   const toggle = h('button', { type: 'button', class: 'link', id: 'show-setup', onclick: () => {
     setupForm.hidden = !setupForm.hidden;

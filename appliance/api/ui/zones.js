@@ -25,6 +25,113 @@ function lineErrorSpot(field) {
   return {};
 }
 
+/**
+ * The drawing part of the zone editor, shared by the zones page and the first-run
+ * wizard: on `canvas`, a click adds a point, a drag moves one, a double-click removes
+ * one; `draw(ctx)` draws the shape being edited (`state.kind` 'zone': a polygon;
+ * 'line': two points, an arrow from side A to side B) with its error spot.
+ * `state` is `{kind, points, drag, selected, error, spot}` (points normalised 0..1);
+ * `repaint()` redraws the canvas; `say(text)` shows a hint.
+ */
+export function shapeEditor(canvas, state, repaint, say) {
+  const errorLabel = (ctx, at, s) => {
+    const w = ctx.canvas.width;
+    const t = state.error;
+    ctx.font = `${13 * s}px sans-serif`;
+    const tw = ctx.measureText(t).width + 10 * s;
+    const x = Math.min(Math.max(0, at[0] - tw / 2), w - tw);
+    const y = Math.min(Math.max(14 * s, at[1]), ctx.canvas.height - 10 * s);
+    ctx.fillStyle = 'rgba(160,0,0,0.85)';
+    ctx.fillRect(x, y - 12 * s, tw, 20 * s);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(t, x + 5 * s, y + 3 * s);
+  };
+  const draw = (ctx) => {
+    const w = ctx.canvas.width;
+    const hgt = ctx.canvas.height;
+    const s = Math.max(1, w / 640);
+    const px = ([x, y]) => [x * w, y * hgt];
+    const pts = state.points;
+    if (!pts.length) return;
+    const spot = state.kind === 'zone' && state.error ? errorSpot(state.error) : state.spot;
+    ctx.lineWidth = 2.5 * s;
+    if (state.kind === 'line') {
+      if (pts.length === 2) drawLine(ctx, px(pts[0]), px(pts[1]), { color: state.error ? '#ff2020' : '#00e0ff', width: 2.5 * s, s });
+    } else {
+      for (let i = 0; i < pts.length; i++) {
+        const a = pts[i];
+        const b = pts[(i + 1) % pts.length];
+        if (i === pts.length - 1 && pts.length < 3) break;
+        ctx.beginPath();
+        ctx.moveTo(a[0] * w, a[1] * hgt);
+        ctx.lineTo(b[0] * w, b[1] * hgt);
+        ctx.strokeStyle = spot.edges && spot.edges.includes(i) ? '#ff2020' : '#00e0ff';
+        ctx.stroke();
+      }
+    }
+    pts.forEach(([x, y], i) => {
+      ctx.beginPath();
+      ctx.arc(x * w, y * hgt, 6 * s, 0, Math.PI * 2);
+      ctx.fillStyle = i === spot.vertex ? '#ff2020' : i === state.selected ? '#ffffff' : '#00e0ff';
+      ctx.fill();
+    });
+    if (state.error) {
+      // At the offending end of a line, else at the shape's centre.
+      const at = spot.vertex !== undefined && pts[spot.vertex] ? pts[spot.vertex]
+        : [pts.reduce((a, p) => a + p[0], 0) / pts.length, pts.reduce((a, p) => a + p[1], 0) / pts.length];
+      errorLabel(ctx, [at[0] * w, at[1] * hgt + (spot.vertex !== undefined ? 22 * s : 0)], s);
+    }
+  };
+  const clearError = () => {
+    state.error = null;
+    state.spot = {};
+  };
+  const norm = (ev) => {
+    const r = canvas.getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return [clamp((ev.clientX - r.left) / r.width), clamp((ev.clientY - r.top) / r.height)];
+  };
+  const hit = ([x, y]) => state.points.findIndex(([px, py]) => Math.hypot(px - x, py - y) < HIT);
+  const removeVertex = (i) => {
+    if (i === null || i < 0 || i >= state.points.length) return;
+    state.points.splice(i, 1);
+    state.selected = null;
+    clearError();
+    repaint();
+  };
+  canvas.addEventListener('pointerdown', (ev) => {
+    const p = norm(ev);
+    const i = hit(p);
+    if (i >= 0) {
+      state.drag = i;
+      state.selected = i;
+      canvas.setPointerCapture(ev.pointerId);
+    } else if (state.kind === 'line' && state.points.length >= 2) {
+      say('A line has two ends: drag one to move it, or double-click one to remove it first.');
+      return;
+    } else {
+      state.points.push(p);
+      state.selected = state.points.length - 1;
+    }
+    clearError();
+    repaint();
+  });
+  canvas.addEventListener('pointermove', (ev) => {
+    if (state.drag === null) return;
+    state.points[state.drag] = norm(ev);
+    repaint();
+  });
+  canvas.addEventListener('pointerup', () => { state.drag = null; });
+  canvas.addEventListener('dblclick', (ev) => removeVertex(hit(norm(ev))));
+  return { draw, removeVertex, clearError };
+}
+
+/** A zone's points as the API takes them (rounded to 1/10000). */
+export function polygonDoc(points) {
+  const round = (v) => Math.round(v * 10000) / 10000;
+  return points.map((p) => [round(p[0]), round(p[1])]);
+}
+
 export async function zonesView(root, cleanup, cameraId) {
   if (!can('operator')) return denied(root, 'operator');
   const { cameras, lines: allLines } = await loadConfig();
@@ -62,10 +169,7 @@ export async function zonesView(root, cleanup, cameraId) {
   const camSel = h('select', { id: 'zone-camera', onchange: (e) => { location.hash = `#/zones/${encodeURIComponent(e.target.value)}`; } },
     cameras.map((c) => h('option', { value: c.id, selected: c.id === camera ? true : null }, c.id)));
 
-  const clearError = () => {
-    state.error = null;
-    state.spot = {};
-  };
+  const clearError = () => editor.clearError();
   const select = (kind, z) => {
     state.kind = kind;
     state.zone = z;
@@ -97,19 +201,6 @@ export async function zonesView(root, cleanup, cameraId) {
     ...zones.map((z) => h('li', {}, h('button', { type: 'button', dataset: { zone: z.id }, onclick: () => select('zone', z) }, `${z.id}: ${z.doc.name}`))),
     ...lines.map((l) => h('li', {}, h('button', { type: 'button', dataset: { line: l.id }, onclick: () => select('line', l) }, `line ${l.id}: ${l.doc.name}`))));
 
-  const errorLabel = (ctx, at, s) => {
-    const w = ctx.canvas.width;
-    const t = state.error;
-    ctx.font = `${13 * s}px sans-serif`;
-    const tw = ctx.measureText(t).width + 10 * s;
-    const x = Math.min(Math.max(0, at[0] - tw / 2), w - tw);
-    const y = Math.min(Math.max(14 * s, at[1]), ctx.canvas.height - 10 * s);
-    ctx.fillStyle = 'rgba(160,0,0,0.85)';
-    ctx.fillRect(x, y - 12 * s, tw, 20 * s);
-    ctx.fillStyle = '#fff';
-    ctx.fillText(t, x + 5 * s, y + 3 * s);
-  };
-
   const draw = (ctx) => {
     const w = ctx.canvas.width;
     const hgt = ctx.canvas.height;
@@ -128,77 +219,12 @@ export async function zonesView(root, cleanup, cameraId) {
       if (state.kind === 'line' && state.zone && l.id === state.zone.id) continue;
       drawLine(ctx, px(l.doc.from), px(l.doc.to), { color: 'rgba(77,210,255,0.6)', width: 1.5 * s, label: l.id, s });
     }
-    const pts = state.points;
-    if (!pts.length) return;
-    const spot = state.kind === 'zone' && state.error ? errorSpot(state.error) : state.spot;
-    ctx.lineWidth = 2.5 * s;
-    if (state.kind === 'line') {
-      if (pts.length === 2) drawLine(ctx, px(pts[0]), px(pts[1]), { color: state.error ? '#ff2020' : '#00e0ff', width: 2.5 * s, s });
-    } else {
-      for (let i = 0; i < pts.length; i++) {
-        const a = pts[i];
-        const b = pts[(i + 1) % pts.length];
-        if (i === pts.length - 1 && pts.length < 3) break;
-        ctx.beginPath();
-        ctx.moveTo(a[0] * w, a[1] * hgt);
-        ctx.lineTo(b[0] * w, b[1] * hgt);
-        ctx.strokeStyle = spot.edges && spot.edges.includes(i) ? '#ff2020' : '#00e0ff';
-        ctx.stroke();
-      }
-    }
-    pts.forEach(([x, y], i) => {
-      ctx.beginPath();
-      ctx.arc(x * w, y * hgt, 6 * s, 0, Math.PI * 2);
-      ctx.fillStyle = i === spot.vertex ? '#ff2020' : i === state.selected ? '#ffffff' : '#00e0ff';
-      ctx.fill();
-    });
-    if (state.error) {
-      // At the offending end of a line, else at the shape's centre.
-      const at = spot.vertex !== undefined && pts[spot.vertex] ? pts[spot.vertex]
-        : [pts.reduce((a, p) => a + p[0], 0) / pts.length, pts.reduce((a, p) => a + p[1], 0) / pts.length];
-      errorLabel(ctx, [at[0] * w, at[1] * hgt + (spot.vertex !== undefined ? 22 * s : 0)], s);
-    }
+    editor.draw(ctx);
   };
+  const editor = shapeEditor(canvas, state, () => feed.paint(), (t) => { msg.textContent = t; });
   const feed = new LiveFeed(camera, canvas, draw);
+  const removeVertex = editor.removeVertex;
   cleanup.push(() => feed.stop());
-
-  const norm = (ev) => {
-    const r = canvas.getBoundingClientRect();
-    const clamp = (v) => Math.min(1, Math.max(0, v));
-    return [clamp((ev.clientX - r.left) / r.width), clamp((ev.clientY - r.top) / r.height)];
-  };
-  const hit = ([x, y]) => state.points.findIndex(([px, py]) => Math.hypot(px - x, py - y) < HIT);
-  const removeVertex = (i) => {
-    if (i === null || i < 0 || i >= state.points.length) return;
-    state.points.splice(i, 1);
-    state.selected = null;
-    clearError();
-    feed.paint();
-  };
-  canvas.addEventListener('pointerdown', (ev) => {
-    const p = norm(ev);
-    const i = hit(p);
-    if (i >= 0) {
-      state.drag = i;
-      state.selected = i;
-      canvas.setPointerCapture(ev.pointerId);
-    } else if (state.kind === 'line' && state.points.length >= 2) {
-      msg.textContent = 'A line has two ends: drag one to move it, or double-click one to remove it first.';
-      return;
-    } else {
-      state.points.push(p);
-      state.selected = state.points.length - 1;
-    }
-    clearError();
-    feed.paint();
-  });
-  canvas.addEventListener('pointermove', (ev) => {
-    if (state.drag === null) return;
-    state.points[state.drag] = norm(ev);
-    feed.paint();
-  });
-  canvas.addEventListener('pointerup', () => { state.drag = null; });
-  canvas.addEventListener('dblclick', (ev) => removeVertex(hit(norm(ev))));
   const onKey = (ev) => {
     if ((ev.key === 'Delete' || ev.key === 'Backspace') && document.activeElement === document.body) removeVertex(state.selected);
   };
@@ -216,11 +242,10 @@ export async function zonesView(root, cleanup, cameraId) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const f = new FormData(form);
-    const round = (v) => Math.round(v * 10000) / 10000;
-    const pt = (p) => (p ? [round(p[0]), round(p[1])] : null);
+    const pt = (p) => (p ? polygonDoc([p])[0] : null);
     const doc = state.kind === 'line'
       ? { camera, name: f.get('name'), from: pt(state.points[0]), to: pt(state.points[1]) }
-      : { camera, name: f.get('name'), polygon: state.points.map(pt), anchor: f.get('anchor') };
+      : { camera, name: f.get('name'), polygon: polygonDoc(state.points), anchor: f.get('anchor') };
     if (state.kind === 'line' && state.points.length < 2) {
       state.error = 'A line needs two points: click its start, then its end';
       state.spot = {};
