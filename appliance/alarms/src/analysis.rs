@@ -160,13 +160,22 @@ fn scene(seq: u64, camera: &CameraId, tracks: &[Track], engine: &RuleEngine) -> 
     }
 }
 
-/// An engine input without a frame (a silent camera, a door contact
-/// change): nobody seen, only health and the door.
+/// The signals rules watch besides what the camera sees.
+#[derive(Debug, Clone, Copy)]
+struct Signals {
+    /// The door contact is open.
+    door_open: bool,
+    /// A detector is down.
+    detector_down: bool,
+}
+
+/// An engine input without a frame (a silent or blind camera, a door contact
+/// change): nobody seen, only health and the signals.
 fn frameless(
     camera: &CameraId,
     now: Duration,
     health: CameraHealth,
-    door_open: bool,
+    signals: Signals,
 ) -> FrameInput<'_> {
     FrameInput {
         camera,
@@ -177,13 +186,14 @@ fn frameless(
         tracks: &[],
         ppe: &[],
         health,
-        door_open,
+        door_open: signals.door_open,
+        detector_down: signals.detector_down,
     }
 }
 
 /// The camera's newest frame as evidence (the borrow of the live watch is
 /// released at once).
-fn door_evidence(tap: &CameraTap) -> Option<Evidence> {
+fn live_evidence(tap: &CameraTap) -> Option<Evidence> {
     let live = tap.live.borrow();
     let f = live.as_ref()?;
     Some(Evidence {
@@ -246,13 +256,16 @@ pub struct AnalysisInputs {
     pub ppe: PpeSwitch,
     /// The door contact's debounced level (always `false` without one).
     pub door: tokio::sync::watch::Receiver<bool>,
+    /// How many detector processes are down (crashed, hung, or their model
+    /// does not load): while any is, every camera is blind.
+    pub detectors_down: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Analysis {
     /// Starts the task. The PPE model is switched on for the cameras whose
-    /// rules need it, now and whenever the rules are replaced. Door rules see
-    /// the door level with their camera's next analysed frame, at once when
-    /// the contact changes, and on every tick while that camera is offline.
+    /// rules need it, now and whenever the rules are replaced. Signal rules
+    /// (door open, detector fault) see their signal with their camera's next
+    /// analysed frame, at once when it changes, and on every tick.
     pub fn start(
         rules: Vec<RuleSpec>,
         zones: Vec<ZoneSpec>,
@@ -267,6 +280,7 @@ impl Analysis {
             mut taps,
             ppe,
             mut door,
+            mut detectors_down,
         } = inputs;
         let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
         switch_ppe(&ppe, &engine);
@@ -286,20 +300,28 @@ impl Analysis {
             let mut ticker = tokio::time::interval(TICK);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut door_live = true;
-            // Door rules are stepped at once when the contact changes and on
-            // every tick (for their open-longer-than time), besides frames.
-            let door_step =
-                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, open: bool| {
+            let mut down_live = true;
+            let signals =
+                |door: &tokio::sync::watch::Receiver<bool>,
+                 down: &tokio::sync::watch::Receiver<usize>| Signals {
+                    door_open: *door.borrow(),
+                    detector_down: *down.borrow() > 0,
+                };
+            // Signal rules (door open, detector fault) are stepped at once
+            // when their signal changes and on every tick (for their
+            // longer-than times), besides frames: a blind camera has none.
+            let signal_step =
+                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, now: Signals| {
                     for (id, cam) in cams {
-                        if !engine.has_door_rules(id) {
+                        if !engine.has_signal_rules(id) {
                             continue;
                         }
-                        let input = frameless(id, epoch.elapsed(), health(&cam.tap), open);
-                        for decision in engine.evaluate_door(&input) {
-                            // The evidence of a door alarm is the door camera's newest frame.
+                        let input = frameless(id, epoch.elapsed(), health(&cam.tap), now);
+                        for decision in engine.evaluate_signals(&input) {
+                            // The evidence is the camera's newest live frame.
                             let evidence = decision
                                 .is_raise()
-                                .then(|| door_evidence(&cam.tap))
+                                .then(|| live_evidence(&cam.tap))
                                 .flatten();
                             d.handle(decision, evidence);
                         }
@@ -313,8 +335,16 @@ impl Analysis {
                             door_live = false;
                             continue;
                         }
-                        let open = *door.borrow_and_update();
-                        door_step(&mut engine, &cams, open);
+                        door.borrow_and_update();
+                        signal_step(&mut engine, &cams, signals(&door, &detectors_down));
+                    }
+                    changed = detectors_down.changed(), if down_live => {
+                        if changed.is_err() {
+                            down_live = false;
+                            continue;
+                        }
+                        detectors_down.borrow_and_update();
+                        signal_step(&mut engine, &cams, signals(&door, &detectors_down));
                     }
                     changed = taps.changed(), if taps_live => {
                         if !changed {
@@ -352,6 +382,7 @@ impl Analysis {
                             ppe: &f.ppe,
                             health: health(&cam.tap),
                             door_open: *door.borrow(),
+                            detector_down: *detectors_down.borrow() > 0,
                         };
                         let decisions = engine.evaluate(&input);
                         cam.tap.scene.publish(scene(f.meta.seq, &f.meta.camera, &tracks, &engine));
@@ -383,8 +414,8 @@ impl Analysis {
                     }
                     _ = ticker.tick() => {
                         hb.beat();
-                        let open = *door.borrow();
-                        door_step(&mut engine, &cams, open);
+                        let now = signals(&door, &detectors_down);
+                        signal_step(&mut engine, &cams, now);
                         // Cameras without recent frames: feed their health so
                         // camera-offline rules fire (and clear) on time.
                         for (id, cam) in &mut cams {
@@ -398,7 +429,7 @@ impl Analysis {
                                 // rules keep their state until frames arrive.
                                 continue;
                             }
-                            let input = frameless(id, epoch.elapsed(), health, *door.borrow());
+                            let input = frameless(id, epoch.elapsed(), health, now);
                             // An offline camera shows nobody: its person
                             // alarms end (sirens still wait for an
                             // acknowledgement) and its offline rules fire.

@@ -110,13 +110,13 @@ export async function cameraView(root, cleanup, id) {
         can('operator') ? h('a', { href: `#/zones/${encodeURIComponent(id)}` }, 'Edit zones and lines') : null)));
 }
 
-const RULE_KINDS = ['intrusion', 'dwell', 'occupancy', 'line_crossing', 'missing_ppe', 'camera_offline', 'door_open'];
+const RULE_KINDS = ['intrusion', 'dwell', 'occupancy', 'line_crossing', 'missing_ppe', 'camera_offline', 'door_open', 'detector_fault'];
 const SEVERITIES = ['info', 'warning', 'critical'];
 const NUM_FIELDS = [
   ['seconds', 'Seconds (dwell)'], ['max_persons', 'Max persons (occupancy)'],
   ['min_frames', 'Min frames'], ['grace_s', 'Grace (s)'], ['cooldown_s', 'Cooldown (s)'],
   ['clear_after_s', 'Clear after (s)'], ['offline_after_s', 'Offline after (s)'],
-  ['open_after_s', 'Door open longer than (s)'],
+  ['open_after_s', 'Door open longer than (s)'], ['down_after_s', 'Detector down longer than (s)'],
 ];
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];

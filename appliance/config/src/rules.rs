@@ -65,10 +65,12 @@ pub struct RawRule {
     /// Disabled rules are not evaluated (default: enabled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// The zone or line watched; every kind but `camera_offline` and `door_open`.
+    /// The zone or line watched; every kind but `camera_offline`, `door_open`
+    /// and `detector_fault`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
-    /// The camera watched, for `camera_offline` and `door_open` (others take the zone's).
+    /// The camera watched, for `camera_offline`, `door_open` and `detector_fault`
+    /// (others take the zone's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub camera: Option<String>,
     /// Severity of the alarm (default: warning).
@@ -126,6 +128,9 @@ pub struct RawRule {
     /// `door_open`: how long the door may stay open, 0-86400 s (default 0: at once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_after_s: Option<f64>,
+    /// `detector_fault`: how long a detector may be down, 0-3600 s (default 0: at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_after_s: Option<f64>,
 }
 
 /// When a rule is armed: on `days`, from `from` to `to` (local time, `HH:MM`; `to`
@@ -217,11 +222,12 @@ const KIND_KEYS: &[(&str, &[&str])] = &[
     ("line_crossing", &["direction"]),
     ("camera_offline", &["offline_after_s"]),
     ("door_open", &["open_after_s"]),
+    ("detector_fault", &["down_after_s"]),
 ];
 
 impl RawRule {
     /// The kind-specific keys, each with whether it is given.
-    fn kind_keys(&self) -> [(&'static str, bool); 9] {
+    fn kind_keys(&self) -> [(&'static str, bool); 10] {
         [
             ("min_frames", self.min_frames.is_some()),
             ("seconds", self.seconds.is_some()),
@@ -232,6 +238,7 @@ impl RawRule {
             ("grace_s", self.grace_s.is_some()),
             ("offline_after_s", self.offline_after_s.is_some()),
             ("open_after_s", self.open_after_s.is_some()),
+            ("down_after_s", self.down_after_s.is_some()),
         ]
     }
 }
@@ -408,6 +415,8 @@ fn validate_kind(
         }
         "camera_offline" => secs(ctx, "offline_after_s", r.offline_after_s, 2.0, 0.5, 3600.0)
             .map(|min_duration| RuleKind::CameraOffline { min_duration }),
+        "detector_fault" => secs(ctx, "down_after_s", r.down_after_s, 0.0, 0.0, 3600.0)
+            .map(|min_duration| RuleKind::DetectorFault { min_duration }),
         // Refused by the caller.
         _ => None,
     }

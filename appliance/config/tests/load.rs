@@ -257,10 +257,33 @@ direction = "a_to_b"
 id = "cam-down"
 kind = "camera_offline"
 camera = "cam-1"
+
+[[rules]]
+id = "blind"
+kind = "detector_fault"
+camera = "cam-1"
+down_after_s = 1.5
+outputs = ["siren"]
 "#
     );
     let c = parse(&text, Path::new("/etc"), no_env()).unwrap();
-    assert_eq!(c.rules.len(), 4);
+    assert_eq!(c.rules.len(), 5);
+    assert_eq!(
+        c.rules[4].kind,
+        RuleKind::DetectorFault {
+            min_duration: std::time::Duration::from_millis(1500)
+        }
+    );
+    // Out of range or on the wrong kind: the field is named.
+    let long = text.replace("down_after_s = 1.5", "down_after_s = 7200");
+    let p = parse(&long, Path::new("/etc"), no_env()).unwrap_err();
+    assert!(p.iter().any(|p| p.path == "rules[4].down_after_s"), "{p:?}");
+    let misplaced = text.replace(
+        "kind = \"occupancy\"",
+        "kind = \"occupancy\"\ndown_after_s = 1",
+    );
+    let p = parse(&misplaced, Path::new("/etc"), no_env()).unwrap_err();
+    assert!(p.iter().any(|p| p.path.contains("down_after_s")), "{p:?}");
     assert_eq!(c.rules[0].kind, RuleKind::Intrusion { min_frames: 4 });
     let sched = c.rules[0].schedule.as_ref().unwrap();
     assert_eq!((sched.from_min(), sched.to_min()), (22 * 60, 6 * 60));

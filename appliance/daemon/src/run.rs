@@ -249,7 +249,7 @@ async fn start(
         "guarding",
         tokio::spawn(keep_following_guarding(
             taps.clone(),
-            down,
+            down.clone(),
             lines.clone(),
             metrics.clone(),
         )),
@@ -266,6 +266,7 @@ async fn start(
             taps: taps.clone(),
             ppe,
             door,
+            detectors_down: down,
         },
         dispatcher.clone(),
         &liveness,
@@ -631,6 +632,9 @@ pub(crate) fn model_loader(
                 })
             })?;
             let (m, down) = (metrics.clone(), down.clone());
+            // This detector's part of the count: one however many restarts
+            // fail during one outage.
+            let is_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let spec = safe_yolo_detect::process::ChildSpec {
                 model: role.to_owned(),
                 program,
@@ -646,10 +650,14 @@ pub(crate) fn model_loader(
                 events: Arc::new(move |event| match event {
                     safe_yolo_detect::process::ChildEvent::Fault { .. } => {
                         m.detector_faults.inc();
-                        down.send_modify(|n| *n += 1);
+                        if !is_down.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            down.send_modify(|n| *n += 1);
+                        }
                     }
                     safe_yolo_detect::process::ChildEvent::Recovered { .. } => {
-                        down.send_modify(|n| *n = n.saturating_sub(1));
+                        if is_down.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                            down.send_modify(|n| *n = n.saturating_sub(1));
+                        }
                     }
                 }),
             };

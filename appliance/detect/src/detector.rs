@@ -69,6 +69,18 @@ pub enum DetectError {
     NoInput,
 }
 
+impl DetectError {
+    /// Whether no detector runs now (its process failed and a new one is
+    /// starting): every frame is refused at once until it runs again, so this
+    /// is a state the supervisor reports, not a per-frame failure.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DetectError::Process(crate::process::ProcessError::Restarting { .. })
+        )
+    }
+}
+
 /// What a loaded detector is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {

@@ -83,6 +83,9 @@ pub enum AlarmDetail {
     },
     /// The door contact is open.
     DoorOpen,
+    /// A detector is down (its process crashed, hung or cannot load its
+    /// model): the camera's frames are not analysed.
+    DetectorFault,
 }
 
 #[cfg(test)]
@@ -117,6 +120,7 @@ mod tests {
                 r#"{"kind":"camera_offline","health":"tampered"}"#,
             ),
             (AlarmDetail::DoorOpen, r#"{"kind":"door_open"}"#),
+            (AlarmDetail::DetectorFault, r#"{"kind":"detector_fault"}"#),
         ];
         for (detail, json) in cases {
             assert_eq!(serde_json::to_string(&detail).unwrap(), json);

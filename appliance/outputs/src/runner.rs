@@ -723,7 +723,7 @@ impl<B: LineBackend + 'static> OutputsRunner<B> {
             }
             Command::Guarding { guarding } => {
                 if !guarding {
-                    tracing::warn!("no camera is watched: the healthy line stays off");
+                    tracing::warn!("not guarding: the healthy line stays off");
                 }
                 self.driver.set_guarding(guarding);
             }

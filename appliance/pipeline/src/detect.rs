@@ -153,7 +153,14 @@ pub(crate) fn start_worker(
                     Ok(d) => Arc::new(d),
                     Err(e) => {
                         metrics.frames_dropped.get_or_create(&Metrics::stage(&cam, "detect_error")).inc();
-                        tracing::warn!(camera = %cam, seq = job.meta.seq, error = %error_chain(&e), "detector failed on a frame");
+                        if e.is_unavailable() {
+                            // The supervisor logged the fault once; the live
+                            // view shows no stale boxes while the camera is blind.
+                            *job.latest.lock() = Arc::new(Vec::new());
+                            tracing::debug!(camera = %cam, seq = job.meta.seq, "no detector runs: frame not analysed");
+                        } else {
+                            tracing::warn!(camera = %cam, seq = job.meta.seq, error = %error_chain(&e), "detector failed on a frame");
+                        }
                         continue;
                     }
                 };

@@ -253,6 +253,7 @@ fn main() {
             ppe: &ppe,
             health: CameraHealth::Ok,
             door_open: false,
+            detector_down: false,
         };
         let out = engine.evaluate(&input);
         let end = Instant::now();

@@ -44,6 +44,8 @@ pub struct FrameInput<'a> {
     /// The door contact (a debounced GPIO input) is open; `false` on a box
     /// without one.
     pub door_open: bool,
+    /// A detector serving this camera is down: its frames are not analysed.
+    pub detector_down: bool,
 }
 
 pub use safe_yolo_domain::alarm::AlarmDetail;
@@ -366,6 +368,8 @@ struct KindState {
     unhealthy_since: Option<Duration>,
     /// Door open: when the door opened.
     door_open_since: Option<Duration>,
+    /// Detector fault: when the detector went down.
+    detector_down_since: Option<Duration>,
     /// Missing PPE: per track, sorted by id.
     windows: Vec<(u64, PpeWindow)>,
     windows_next: Vec<(u64, PpeWindow)>,
@@ -453,7 +457,9 @@ impl RuleEngine {
                 (Some(zi), kind)
                     if !matches!(
                         kind,
-                        RuleKind::CameraOffline { .. } | RuleKind::DoorOpen { .. }
+                        RuleKind::CameraOffline { .. }
+                            | RuleKind::DoorOpen { .. }
+                            | RuleKind::DetectorFault { .. }
                     ) =>
                 {
                     let confirm = match kind {
@@ -649,20 +655,16 @@ impl RuleEngine {
         out
     }
 
-    /// Evaluates only the door rules of `input.camera` (tracks, PPE and
-    /// geometry are ignored): the analysis calls it when the door contact
-    /// changes and on its ticks, so a door alarm does not wait for the
-    /// camera's next analysed frame.
-    pub fn evaluate_door(&mut self, input: &FrameInput<'_>) -> Vec<Decision> {
+    /// Evaluates only the signal rules of `input.camera` (door open,
+    /// detector fault: tracks, PPE and geometry are ignored): the analysis
+    /// calls it when the door contact or the detector's state changes and on
+    /// its ticks, so such an alarm waits for no analysed frame (a blind
+    /// camera has none).
+    pub fn evaluate_signals(&mut self, input: &FrameInput<'_>) -> Vec<Decision> {
         let mut out = Vec::new();
         self.last_now = self.last_now.max(input.now);
         if let Some(ci) = self.cameras.iter().position(|c| c.camera == *input.camera) {
-            self.step_rules(
-                ci,
-                input,
-                |k| matches!(k, RuleKind::DoorOpen { .. }),
-                &mut out,
-            );
+            self.step_rules(ci, input, RuleKind::is_signal, &mut out);
         }
         out
     }
@@ -695,11 +697,12 @@ impl RuleEngine {
         }
     }
 
-    /// Whether any rule of `camera` watches the door contact.
-    pub fn has_door_rules(&self, camera: &CameraId) -> bool {
+    /// Whether any rule of `camera` watches a signal (the door contact, the
+    /// detector's state).
+    pub fn has_signal_rules(&self, camera: &CameraId) -> bool {
         self.rules
             .iter()
-            .any(|r| &r.spec.camera == camera && matches!(r.spec.kind, RuleKind::DoorOpen { .. }))
+            .any(|r| &r.spec.camera == camera && r.spec.kind.is_signal())
     }
 }
 
@@ -783,6 +786,15 @@ fn condition(
             }
             let since = *state.door_open_since.get_or_insert(now);
             (now.saturating_sub(since) >= *min_duration).then_some((None, AlarmDetail::DoorOpen))
+        }
+        RuleKind::DetectorFault { min_duration } => {
+            if !input.detector_down {
+                state.detector_down_since = None;
+                return None;
+            }
+            let since = *state.detector_down_since.get_or_insert(now);
+            (now.saturating_sub(since) >= *min_duration)
+                .then_some((None, AlarmDetail::DetectorFault))
         }
         RuleKind::MissingPpe(spec) => {
             let region = region?;

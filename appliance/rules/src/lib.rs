@@ -47,6 +47,7 @@
 //!     ppe: &[],
 //!     health: CameraHealth::Ok,
 //!     door_open: false,
+//!     detector_down: false,
 //! });
 //! assert!(decisions.is_empty());
 //! # Ok(())

@@ -183,6 +183,14 @@ pub enum RuleKind {
         /// How long the door may stay open before the alarm (zero: at once).
         min_duration: Duration,
     },
+    /// A detector down (its process crashed, hung, or cannot load its model)
+    /// for at least `min_duration`: the camera is blind. Bound to a camera,
+    /// whose newest live frame is the evidence; cleared when detections flow
+    /// again.
+    DetectorFault {
+        /// How long the detector may be down before the alarm (zero: at once).
+        min_duration: Duration,
+    },
 }
 
 impl RuleKind {
@@ -196,6 +204,7 @@ impl RuleKind {
         ("line_crossing", ZoneNeed::Line),
         ("camera_offline", ZoneNeed::Nothing),
         ("door_open", ZoneNeed::Nothing),
+        ("detector_fault", ZoneNeed::Nothing),
     ];
 
     /// A short name for logs, events and the configuration.
@@ -216,6 +225,16 @@ impl RuleKind {
             .map(|(_, need)| *need)
     }
 
+    /// Whether the kind watches a signal (the door contact, the detector's
+    /// state) rather than what the camera sees: such rules are stepped when
+    /// the signal changes and on the analysis' ticks, not only on frames.
+    pub fn is_signal(&self) -> bool {
+        matches!(
+            self,
+            RuleKind::DoorOpen { .. } | RuleKind::DetectorFault { .. }
+        )
+    }
+
     /// The kind's row in [`RuleKind::KINDS`].
     fn index(&self) -> usize {
         match self {
@@ -226,6 +245,7 @@ impl RuleKind {
             RuleKind::LineCrossing { .. } => 4,
             RuleKind::CameraOffline { .. } => 5,
             RuleKind::DoorOpen { .. } => 6,
+            RuleKind::DetectorFault { .. } => 7,
         }
     }
 }
@@ -425,6 +445,7 @@ mod tests {
             },
             RuleKind::CameraOffline { min_duration: d },
             RuleKind::DoorOpen { min_duration: d },
+            RuleKind::DetectorFault { min_duration: d },
         ];
         assert_eq!(kinds.len(), RuleKind::KINDS.len());
         for (i, k) in kinds.iter().enumerate() {

@@ -116,6 +116,7 @@ struct Frame {
     ppe: Vec<Detection>,
     health: CameraHealth,
     door_open: bool,
+    detector_down: bool,
     /// Time since the previous frame; `None` means [`STEP`].
     dt: Option<Duration>,
     minute: u16,
@@ -157,6 +158,7 @@ fn run(engine: &mut RuleEngine, frames: &[Frame]) -> Vec<(usize, Decision)> {
             ppe: &fr.ppe,
             health: fr.health,
             door_open: fr.door_open,
+            detector_down: fr.detector_down,
         };
         out.extend(engine.evaluate(&input).into_iter().map(|d| (i, d)));
     }
@@ -579,6 +581,7 @@ fn door_open_table() {
     };
     let at = |open: bool| Frame {
         door_open: open,
+        detector_down: false,
         ..empty()
     };
     let frames = concat(vec![vec![at(false)], repeat(6, at(true)), vec![at(false)]]);
@@ -597,6 +600,7 @@ fn door_open_table() {
     // People and camera health do not matter to it.
     let with_person = Frame {
         door_open: true,
+        detector_down: false,
         health: CameraHealth::Offline,
         ..f(vec![person(1, 0.5, 0.5)])
     };
@@ -609,6 +613,86 @@ fn door_open_table() {
     // (The frames are at 10:00 on a Monday.)
     scheduled.schedule = Some(Schedule::new(WeekdaySet::WORKDAYS, 0, 60).unwrap());
     check(scheduled, vec![], &repeat(3, at(true)), "");
+}
+
+// === Detector fault ===
+
+#[test]
+fn detector_fault_table() {
+    let fault = |ms: u64| {
+        rule(
+            "blind",
+            None,
+            RuleKind::DetectorFault {
+                min_duration: Duration::from_millis(ms),
+            },
+        )
+    };
+    let at = |down: bool| Frame {
+        detector_down: down,
+        ..empty()
+    };
+    let frames = concat(vec![vec![at(false)], repeat(6, at(true)), vec![at(false)]]);
+    // Down from t = 0.1 s: 0.5 s later (frame 6) the alarm rises; it clears
+    // when the detector is back.
+    check(fault(500), vec![], &frames, "6:raise 7:clear");
+    check(fault(600), vec![], &frames, "");
+    check(fault(0), vec![], &[at(true), at(false)], "0:raise 1:clear");
+    // A detector that comes back resets the timer.
+    let flapping = concat(vec![
+        repeat(4, at(true)),
+        vec![at(false)],
+        repeat(4, at(true)),
+    ]);
+    check(fault(400), vec![], &flapping, "");
+    // Persons, the door and the camera's health do not matter to it, and a
+    // camera-offline rule of the same camera is independent of it.
+    let offline = |ms: u64| {
+        rule(
+            "offline",
+            None,
+            RuleKind::CameraOffline {
+                min_duration: Duration::from_millis(ms),
+            },
+        )
+    };
+    let blind_person = Frame {
+        detector_down: true,
+        door_open: true,
+        ..f(vec![person(1, 0.5, 0.5)])
+    };
+    let mut engine = RuleEngine::new(vec![fault(0), offline(0)], vec![]).unwrap();
+    let d = run(&mut engine, &[blind_person]);
+    assert_eq!(timeline(&d), "0:raise");
+    assert_eq!(d[0].1.alarm().detail, AlarmDetail::DetectorFault);
+    assert_eq!(d[0].1.alarm().track, None);
+    let blind_offline = Frame {
+        detector_down: true,
+        health: CameraHealth::Offline,
+        ..empty()
+    };
+    let mut engine = RuleEngine::new(vec![fault(0), offline(0)], vec![]).unwrap();
+    let d = run(&mut engine, &[blind_offline]);
+    let mut kinds: Vec<_> = d.iter().map(|(_, d)| d.alarm().rule.to_string()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["blind", "offline"]);
+    // Signal evaluation steps it without a frame.
+    let camera = cam();
+    let mut engine = RuleEngine::new(vec![fault(0)], vec![]).unwrap();
+    assert!(engine.has_signal_rules(&camera));
+    let input = FrameInput {
+        camera: &camera,
+        now: Duration::ZERO,
+        local: monday(600),
+        frame_w: W,
+        frame_h: H,
+        tracks: &[],
+        ppe: &[],
+        health: CameraHealth::Ok,
+        door_open: false,
+        detector_down: true,
+    };
+    assert_eq!(engine.evaluate_signals(&input).len(), 1);
 }
 
 // === Missing PPE ===
@@ -797,6 +881,7 @@ fn cameras_are_independent() {
         ppe: &[],
         health: CameraHealth::Ok,
         door_open: false,
+        detector_down: false,
     };
     assert!(engine.evaluate(&input).is_empty());
     // A zero-sized frame cannot place anybody and raises nothing.
@@ -851,6 +936,7 @@ fn a_person_walking_through_an_occlusion_raises_one_alarm() {
             ppe: &[],
             health: CameraHealth::Ok,
             door_open: false,
+            detector_down: false,
         };
         for d in engine.evaluate(&input) {
             decisions.push((frame as usize, d));
@@ -1042,6 +1128,7 @@ fn replace_keeps_unchanged_rules_and_clears_removed_ones() {
         ppe: &[],
         health: CameraHealth::Ok,
         door_open: false,
+        detector_down: false,
     };
     let d = engine.evaluate(&input);
     assert_eq!(d.len(), 1, "no second intrusion raise: {d:?}");
@@ -1113,6 +1200,7 @@ struct PFrame {
     tracks: Vec<PTrack>,
     health: CameraHealth,
     door_open: bool,
+    detector_down: bool,
 }
 
 fn pframe() -> impl Strategy<Value = PFrame> {
@@ -1121,12 +1209,14 @@ fn pframe() -> impl Strategy<Value = PFrame> {
         prop::collection::vec(ptrack(), 0..6),
         prop_oneof![4 => Just(CameraHealth::Ok), 1 => Just(CameraHealth::Offline)],
         prop_oneof![3 => Just(false), 1 => Just(true)],
+        prop_oneof![3 => Just(false), 1 => Just(true)],
     )
-        .prop_map(|(dt_ms, tracks, health, door_open)| PFrame {
+        .prop_map(|(dt_ms, tracks, health, door_open, detector_down)| PFrame {
             dt_ms,
             tracks,
             health,
             door_open,
+            detector_down,
         })
 }
 
@@ -1171,6 +1261,9 @@ fn pkind() -> impl Strategy<Value = RuleKind> {
             min_duration: Duration::from_millis(ms)
         }),
         (0u64..600).prop_map(|ms| RuleKind::DoorOpen {
+            min_duration: Duration::from_millis(ms)
+        }),
+        (0u64..600).prop_map(|ms| RuleKind::DetectorFault {
             min_duration: Duration::from_millis(ms)
         }),
     ]
@@ -1252,6 +1345,7 @@ fn run_checked(
             ppe: &ppe,
             health: fr.health,
             door_open: fr.door_open,
+            detector_down: fr.detector_down,
         };
         for d in engine.evaluate(&input) {
             if let Decision::Raise(a) = &d {
@@ -1291,6 +1385,12 @@ fn check_qualifying(
         }
         RuleKind::CameraOffline { .. } => prop_assert_ne!(health, CameraHealth::Ok),
         RuleKind::DoorOpen { .. } => prop_assert!(fr.door_open, "door alarm with the door shut"),
+        RuleKind::DetectorFault { .. } => {
+            prop_assert!(
+                fr.detector_down,
+                "detector-fault alarm with the detector up"
+            )
+        }
         RuleKind::LineCrossing { .. } => {
             let id = a.track.ok_or_else(|| TestCaseError::fail("no track"))?;
             let t = tracks.iter().find(|t| t.id == id);
@@ -1343,7 +1443,7 @@ proptest! {
             now += STEP;
             let input = FrameInput {
                 camera: &camera, now, local: monday(600), frame_w: W, frame_h: H,
-                tracks: &[], ppe: &[], health: CameraHealth::Ok, door_open: false,
+                tracks: &[], ppe: &[], health: CameraHealth::Ok, door_open: false, detector_down: false,
             };
             for d in engine.evaluate(&input) {
                 prop_assert!(!d.is_raise(), "raise without any track: {d:?}");

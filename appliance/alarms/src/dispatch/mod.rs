@@ -408,6 +408,9 @@ impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
             _ if alarm.detail == AlarmDetail::DoorOpen => {
                 format!("{name}: door contact open (camera {})", alarm.camera)
             }
+            _ if alarm.detail == AlarmDetail::DetectorFault => {
+                format!("{name}: detector down, camera {} is blind", alarm.camera)
+            }
             (Some(z), Some(t)) => format!("{name}: person #{t} in {z} on camera {}", alarm.camera),
             (Some(z), None) => format!("{name}: zone {z} on camera {}", alarm.camera),
             _ => format!("{name}: camera {}", alarm.camera),
