@@ -306,6 +306,37 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time used so far, in seconds: this process and, apart, its live
+/// children (the detector processes), from `/proc` (`utime + stime`, in the
+/// kernel's `USER_HZ` = 100 ticks per second).
+fn cpu_seconds() -> (f64, f64) {
+    const USER_HZ: f64 = 100.0;
+    /// `(ppid, utime + stime)` of `/proc/<pid>/stat`.
+    fn stat(path: &Path) -> Option<(u32, u64)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        // Fields after the command name (which may hold spaces): state is 3.
+        let rest = text.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = f.get(1)?.parse().ok()?;
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some((ppid, ticks))
+    }
+    #[allow(clippy::cast_precision_loss, reason = "clock ticks")]
+    let secs = |ticks: u64| ticks as f64 / USER_HZ;
+    let own = stat(Path::new("/proc/self/stat")).map_or(0, |(_, t)| t);
+    let me = std::process::id();
+    let children = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| stat(&e.path().join("stat")))
+        .filter(|(ppid, _)| *ppid == me)
+        .map(|(_, t)| t)
+        .sum();
+    (secs(own), secs(children))
+}
+
 /// Runs the pipeline and collects the figures.
 fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Figures> {
     let rss_start = rss_bytes();
@@ -367,6 +398,7 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
     nap(&runtime, Duration::from_secs(args.warmup));
     let before: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
     measuring.store(true, Ordering::Relaxed);
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let window = Duration::from_secs(args.seconds);
     let mut rss_peak = 0u64;
@@ -390,6 +422,7 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
     }
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu_after = cpu_seconds();
     let after: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
     let rss_end = rss_bytes();
     let stuck = runtime.block_on(pipeline.stop(Duration::from_secs(5)));
@@ -442,6 +475,7 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
         rss_peak,
         rss_per_camera: rss_peak.max(rss_end).saturating_sub(rss_after_load) / n,
         hwm: status_kib("VmHWM:").saturating_mul(1024),
+        cpu_s: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
     })
 }
 
@@ -691,6 +725,21 @@ struct Figures {
     rss_peak: u64,
     rss_per_camera: u64,
     hwm: u64,
+    /// CPU seconds of the window: this process, the detector processes.
+    cpu_s: (f64, f64),
+}
+
+impl Figures {
+    /// CPU milliseconds per detected frame (all the box's work of the
+    /// window, capture and live view included, over the frames detected).
+    fn cpu_ms_per_detection(&self) -> f64 {
+        let detected = self.total.detect_fps * self.window_s;
+        if detected > 0.0 {
+            1000.0 * (self.cpu_s.0 + self.cpu_s.1) / detected
+        } else {
+            0.0
+        }
+    }
 }
 
 fn mib(b: u64) -> f64 {
@@ -818,6 +867,13 @@ impl Figures {
             mib(self.rss_per_camera),
             self.rows.len()
         );
+        let _ = writeln!(
+            s,
+            "CPU in the window: {:.2} s in this process, {:.2} s in detector processes; {:.1} ms per detected frame",
+            self.cpu_s.0,
+            self.cpu_s.1,
+            self.cpu_ms_per_detection()
+        );
         s
     }
 
@@ -850,6 +906,8 @@ impl Figures {
                 "high_water_mark": self.hwm,
                 "per_camera": self.rss_per_camera,
             },
+            "cpu_s": { "daemon": self.cpu_s.0, "detector_processes": self.cpu_s.1 },
+            "cpu_ms_per_detection": self.cpu_ms_per_detection(),
         })
     }
 }
@@ -901,5 +959,19 @@ mod tests {
     #[test]
     fn rss_is_read() {
         assert!(rss_bytes() > 0);
+        // Busy for a while: the process's CPU time is read and grows.
+        let (before, _) = cpu_seconds();
+        let t0 = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        // A tick is 10 ms of CPU: spin until one passes (bounded, in case
+        // `/proc` is not readable and the figure never moves).
+        while after <= before && t0.elapsed() < Duration::from_secs(30) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_seconds().0;
+        }
+        assert!(after > before, "CPU time not read: {before} -> {after}");
     }
 }
