@@ -329,7 +329,12 @@ fn cpu_seconds() -> (f64, f64) {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| stat(&e.path().join("stat")))
         .filter(|(ppid, _)| *ppid == me)
         .map(|(_, t)| t)

@@ -616,7 +616,8 @@ fn detect_slot(
                 slot.len()
             )
         })?;
-    let frame = RgbFrame::new(width, height, slot.as_slice()[..len].to_vec())
+    // One copy out of the slot, straight into the frame's shared buffer.
+    let frame = RgbFrame::new(width, height, Arc::<[u8]>::from(&slot.as_slice()[..len]))
         .ok_or_else(|| format!("a {width}x{height} frame is empty"))?;
     detector.detect(&frame).map_err(|e| error_chain(&e))
 }
