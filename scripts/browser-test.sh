@@ -87,6 +87,16 @@ up() {
 }
 start state "$TMP/demo.toml"
 DEMO_PORT=$PORT
+# The factory box also holds an uploaded certificate pair whose key does not
+# match (an interrupted upload): it must start, serve a fresh self-signed
+# certificate and say so in a banner.
+mkdir -p "$TMP/factory/api"
+chmod 700 "$TMP/factory/api"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=box \
+    -keyout "$TMP/uploaded.key" -out "$TMP/uploaded.crt" 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/other.key" 2>/dev/null
+cat "$TMP/other.key" "$TMP/uploaded.crt" > "$TMP/factory/api/tls.pem"
+chmod 600 "$TMP/factory/api/tls.pem"
 start factory "$TMP/factory.toml"
 FACTORY_PORT=$PORT
 TOKEN="$(up state "$DEMO_PORT" "${PIDS[0]}")"

@@ -499,7 +499,7 @@ const fgo = async (hash) => {
   await fp.waitForLoadState('domcontentloaded');
 };
 
-await test('first-run wizard: setup token, admin, skip and reopen, camera from recorded footage with a preview, zone drawn on it, intrusion rule, output test, live wall', async () => {
+await test('first-run wizard: setup token, admin, certificate banner, skip and reopen, camera from recorded footage with a preview, zone drawn on it, intrusion rule, output test, live wall', async () => {
   assert(fp, 'FACTORY_URL is not set: scripts/browser-test.sh starts the factory daemon');
   await fgo('');
   await fp.click('#show-setup');
@@ -510,6 +510,11 @@ await test('first-run wizard: setup token, admin, skip and reopen, camera from r
   // No camera: the admin lands in the wizard, and the box says it does not guard.
   await fp.waitForSelector('#wizard-step[data-step=camera]', { timeout: 20000 });
   await fp.waitForSelector('#banner-not-guarding', { timeout: 15000 });
+  // The uploaded pair browser-test.sh planted does not match: set aside, and said.
+  const cert = await fp.waitForSelector('#banner-certificate', { timeout: 15000 });
+  const certText = await cert.textContent();
+  assert(/does not match/.test(certText), `certificate banner: ${certText}`);
+  console.log(`      certificate banner: ${certText.slice(0, 120)}`);
   await shot(fp, 'wizard-camera-desktop');
   // Skippable, and reopened from the banner.
   await fp.click('#wizard-skip');
