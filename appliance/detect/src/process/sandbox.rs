@@ -112,6 +112,10 @@ pub enum SandboxError {
     /// The policy lacks one of its filters.
     #[error("the seccomp policy has no filter {0:?}")]
     MissingFilter(&'static str),
+    /// Landlock restricts the calling thread and those it starts later: made
+    /// with other threads running, it would leave them out.
+    #[error("the Landlock ruleset must be made while the process has one thread, it has {0}")]
+    Threads(usize),
     /// This architecture has no policy.
     #[error("no seccomp policy for this architecture")]
     UnsupportedArch,
@@ -181,6 +185,12 @@ pub fn no_new_privs() -> Result<(), SandboxError> {
 /// threads it starts later (call it before any other thread runs). Returns
 /// the enforcement level and the kernel's ABI.
 pub fn restrict_filesystem(policy: &SandboxPolicy) -> Result<(LandlockLevel, i32), SandboxError> {
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        let threads = tasks.count();
+        if threads > 1 {
+            return Err(SandboxError::Threads(threads));
+        }
+    }
     let abi = LANDLOCK_ABI;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let write = read
