@@ -45,6 +45,9 @@ fn a_crashed_aborted_or_hung_detector_process_is_replaced_and_the_daemon_runs_on
     let [first] = first.as_slice() else {
         panic!("not one detector process: {first:?}")
     };
+    // Sandboxed: the seccomp filter is on (tests: appliance/daemon/tests/sandbox.rs).
+    let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
     let mut child = *first;
     for (faults, (sig, reason)) in (1..).zip([
         ("SEGV", "killed by signal 11 (SIGSEGV)"),
