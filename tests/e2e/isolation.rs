@@ -47,6 +47,9 @@ fn a_crashed_aborted_or_hung_detector_process_is_replaced_and_the_daemon_runs_on
     let [first] = first.as_slice() else {
         panic!("not one detector process: {first:?}")
     };
+    // Sandboxed: the seccomp filter is on (tests: appliance/daemon/tests/sandbox.rs).
+    let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
     let mut child = *first;
     for (faults, (sig, reason)) in (1..).zip([
         ("SEGV", "killed by signal 11 (SIGSEGV)"),
@@ -124,6 +127,18 @@ fn a_crashed_aborted_or_hung_detector_process_is_replaced_and_the_daemon_runs_on
                 .contains("State:\tZ"),
         "the detector process outlived the daemon"
     );
+}
+
+/// The scratch directory of detector child `pid` (after `--scratch` on its
+/// command line), where a test build's child reads its fault command.
+fn scratch_of(pid: i32) -> std::path::PathBuf {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let at = args
+        .iter()
+        .position(|a| *a == b"--scratch")
+        .expect("no --scratch on the child's command line");
+    std::path::PathBuf::from(String::from_utf8(args[at + 1].to_vec()).unwrap())
 }
 
 /// Every event of `rule`, newest first.
@@ -306,6 +321,37 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
         log(&daemon)
     );
 
+    // The child hangs, then exits, on command (its fault file): each is a
+    // fault alarm of its own, raised and cleared, the detector back after it.
+    let mut seen = vec![first_fault];
+    for command in ["hang", "exit 3"] {
+        let [child] = children(pid)[..] else {
+            panic!("not one detector process: {:?}", children(pid))
+        };
+        std::fs::write(scratch_of(child).join("fault"), command).unwrap();
+        let ev = wait_until(Duration::from_secs(15), || {
+            new_event(&c, "walkway-blind", &seen)
+        })
+        .unwrap_or_else(|| panic!("{command}: no detector-fault event; log:\n{}", log(&daemon)));
+        let id = ev["id"].as_u64().unwrap();
+        let cleared = wait_until(Duration::from_secs(20), || {
+            events(&c, "walkway-blind")
+                .into_iter()
+                .find(|e| e["id"] == id && e["ended_at"].is_u64())
+        })
+        .unwrap_or_else(|| panic!("{command}: fault alarm not cleared; log:\n{}", log(&daemon)));
+        eprintln!(
+            "{command}: detector-fault alarm raised to cleared in {} ms",
+            cleared["ended_at"].as_u64().unwrap() - cleared["started_at"].as_u64().unwrap()
+        );
+        seen.push(id);
+        let now = children(pid);
+        assert!(
+            !now.contains(&child),
+            "{command}: the faulty child still runs"
+        );
+    }
+
     // 2. An abort, and the model cannot be loaded: a long outage.
     let [child] = children(pid)[..] else {
         panic!("not one detector process: {:?}", children(pid))
@@ -314,7 +360,7 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
     std::fs::rename(&model_dir, &parked).unwrap();
     kill("ABRT", child);
     let second = wait_until(Duration::from_secs(10), || {
-        new_event(&c, "walkway-blind", &[first_fault])
+        new_event(&c, "walkway-blind", &seen)
     })
     .unwrap_or_else(|| panic!("no second detector-fault event; log:\n{}", log(&daemon)));
     let second_fault = second["id"].as_u64().unwrap();

@@ -1,7 +1,7 @@
 //! `[detector]`: the inference backend and its model.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -18,6 +18,8 @@ pub(crate) struct RawDetector {
     pub score_threshold: Option<f64>,
     pub classes: Option<Vec<String>>,
     pub isolation: Option<String>,
+    pub sandbox: Option<bool>,
+    pub devices: Option<Vec<String>>,
 }
 
 /// Where the models run.
@@ -60,6 +62,26 @@ pub struct DetectorConfig {
     pub classes: Vec<String>,
     /// Where the models run.
     pub isolation: Isolation,
+    /// The detector processes are sandboxed (seccomp, Landlock); `false` only
+    /// to diagnose a backend the sandbox stops (never on a guarding box).
+    pub sandbox: bool,
+    /// The accelerator device nodes (or directories of them) a sandboxed
+    /// detector process may open read-write; nothing else under `/dev`.
+    pub devices: Vec<PathBuf>,
+}
+
+/// The accelerator nodes a backend needs when `detector.devices` is not
+/// written: the Rockchip NPU (its own node or the DRM one) for `rknn`, and for
+/// `auto`, which takes the NPU when the box has one; none for the CPU backends.
+/// Nodes this box lacks are skipped when the sandbox is made.
+pub fn default_devices(backend: Backend) -> Vec<PathBuf> {
+    match backend {
+        Backend::Rknn | Backend::Auto => ["/dev/rknpu", "/dev/dri"]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        Backend::Tract | Backend::OnnxRuntime => Vec::new(),
+    }
 }
 
 /// Checks `[detector]`; `failed`: the section did not parse (its model is not reported missing).
@@ -124,6 +146,26 @@ pub(crate) fn validate_detector(
                 ],
             )
             .unwrap_or(Isolation::Process),
+        sandbox: raw.sandbox.unwrap_or(true),
+        devices: match &raw.devices {
+            None => default_devices(backend),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    let p = crate::check::normalize(Path::new(d));
+                    if p.is_absolute() && p.starts_with("/dev") {
+                        Some(p)
+                    } else {
+                        ctx.bad(
+                            format!("detector.devices[{i}]"),
+                            format!("must be an absolute path under /dev, got {d:?}"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        },
     }
 }
 
@@ -155,5 +197,48 @@ mod tests {
             ]
         );
         assert_eq!(d.model, PathBuf::from("/etc/safe-yolo/m/model.toml"));
+    }
+
+    #[test]
+    fn the_sandbox_is_on_and_devices_follow_the_backend_unless_written() {
+        let raw = RawDetector {
+            backend: Some("tract".into()),
+            model: Some("m/model.toml".into()),
+            ..RawDetector::default()
+        };
+        let (d, p) = check(|ctx| validate_detector(ctx, &raw, false));
+        assert!(p.is_empty(), "{p:?}");
+        assert!(d.sandbox);
+        assert!(d.devices.is_empty());
+        let raw = RawDetector {
+            backend: Some("rknn".into()),
+            ..raw
+        };
+        let (d, _) = check(|ctx| validate_detector(ctx, &raw, false));
+        assert_eq!(
+            d.devices,
+            vec![PathBuf::from("/dev/rknpu"), PathBuf::from("/dev/dri")]
+        );
+        let raw = RawDetector {
+            sandbox: Some(false),
+            devices: Some(vec![
+                "/dev/dri/renderD128".into(),
+                "/var/lib/safe-yolo".into(),
+                "dri".into(),
+                "/dev/../etc".into(),
+            ]),
+            ..raw
+        };
+        let (d, p) = check(|ctx| validate_detector(ctx, &raw, false));
+        assert!(!d.sandbox);
+        assert_eq!(d.devices, vec![PathBuf::from("/dev/dri/renderD128")]);
+        assert_eq!(
+            paths(&p),
+            vec![
+                "detector.devices[1]",
+                "detector.devices[2]",
+                "detector.devices[3]"
+            ]
+        );
     }
 }

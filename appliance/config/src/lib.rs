@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 pub use api::{ApiConfig, IpNet, TlsMinVersion};
 pub use cameras::{CameraConfig, RawCamera, RawSource};
-pub use detector::{Backend, DetectorConfig, Isolation};
+pub use detector::{Backend, DetectorConfig, Isolation, default_devices};
 pub use features::Features;
 pub use lines::{LineConfig, RawLine};
 pub use model::Config;

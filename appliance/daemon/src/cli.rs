@@ -78,6 +78,15 @@ pub enum Command {
         /// The load options, as JSON.
         #[arg(long, value_name = "JSON")]
         options: String,
+        /// The child's private scratch directory (the one place it may write).
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
+        /// An accelerator device node (or directory of them) it may use.
+        #[arg(long = "device", value_name = "PATH")]
+        devices: Vec<PathBuf>,
+        /// Runs without the sandbox (`detector.sandbox = false`).
+        #[arg(long)]
+        no_sandbox: bool,
     },
 }
 

@@ -28,12 +28,27 @@ pub fn load_options(d: &DetectorConfig) -> LoadOptions {
     }
 }
 
-/// The detector role (`safe-yolo detector-worker`): loads the model and serves
-/// the daemon's frames over standard input, the socket the daemon passed. Ends
-/// when the daemon closes it, which the kernel does when the daemon dies.
-/// (Not `PR_SET_PDEATHSIG`: it follows the thread that started the child, and
-/// the supervisor restarts children from short-lived threads.)
-pub fn worker(manifest: &std::path::Path, options: &str) -> anyhow::Result<()> {
+/// The detector role's sandbox, from its command line.
+#[derive(Debug)]
+pub struct Sandboxing {
+    /// Its private scratch directory.
+    pub scratch: Option<std::path::PathBuf>,
+    /// The accelerator nodes it may use.
+    pub devices: Vec<std::path::PathBuf>,
+    /// `false`: unsandboxed (`detector.sandbox = false`).
+    pub enabled: bool,
+}
+
+/// The detector role (`safe-yolo detector-worker`): sandboxes itself, loads the
+/// model and serves the daemon's frames over standard input, the socket the
+/// daemon passed. Ends when the daemon closes it, which the kernel does when
+/// the daemon dies. (Not `PR_SET_PDEATHSIG`: it follows the thread that started
+/// the child, and the supervisor restarts children from short-lived threads.)
+pub fn worker(
+    manifest: &std::path::Path,
+    options: &str,
+    sandboxing: &Sandboxing,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use std::os::fd::AsFd as _;
     let opts: LoadOptions =
@@ -42,8 +57,28 @@ pub fn worker(manifest: &std::path::Path, options: &str) -> anyhow::Result<()> {
         .as_fd()
         .try_clone_to_owned()
         .context("no control channel on standard input")?;
-    safe_yolo_detect::process::serve(control, || safe_yolo_detect::load(manifest, &opts))
-        .context("the detector process failed")
+    let policy = match (&sandboxing.scratch, sandboxing.enabled) {
+        (Some(scratch), true) => Some(safe_yolo_detect::process::sandbox::SandboxPolicy {
+            scratch: scratch.clone(),
+            read: safe_yolo_detect::process::sandbox::model_paths(
+                manifest,
+                &[
+                    opts.onnxruntime_library.as_deref(),
+                    opts.rknn_library.as_deref(),
+                ],
+            ),
+            devices: sandboxing.devices.clone(),
+        }),
+        (None, true) => anyhow::bail!("a sandboxed detector process needs --scratch"),
+        (_, false) => None,
+    };
+    safe_yolo_detect::process::serve(
+        control,
+        sandboxing.scratch.as_deref(),
+        policy.as_ref(),
+        || safe_yolo_detect::load(manifest, &opts),
+    )
+    .context("the detector process failed")
 }
 
 /// Runs `safe-yolo detect`: exit 0 when every image was processed, 1 when
@@ -149,6 +184,8 @@ mod tests {
             score_threshold: Some(0.4),
             classes: vec!["person".into()],
             isolation: safe_yolo_config::Isolation::Process,
+            sandbox: true,
+            devices: Vec::new(),
         };
         let o = load_options(&d);
         assert_eq!(o.backend, BackendChoice::Tract);

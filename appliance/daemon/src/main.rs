@@ -51,12 +51,23 @@ fn main() -> ExitCode {
                 }
             }
         },
-        Command::DetectorWorker { manifest, options } => {
+        Command::DetectorWorker {
+            manifest,
+            options,
+            scratch,
+            devices,
+            no_sandbox,
+        } => {
             if let Err(e) = safe_yolo_telemetry::logging::init(cli.log_format.into(), &cli.log) {
                 report::fatal(&anyhow::Error::new(e));
                 return ExitCode::from(2);
             }
-            match detect_cmd::worker(&manifest, &options) {
+            let sandbox = detect_cmd::Sandboxing {
+                scratch,
+                devices,
+                enabled: !no_sandbox,
+            };
+            match detect_cmd::worker(&manifest, &options, &sandbox) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(

@@ -617,6 +617,16 @@ pub(crate) fn model_loader(
     let max_wait = config.system.stall_timeout * 3 / 4;
     let metrics = metrics.clone();
     let down = down.clone();
+    let mut sandbox_args: Vec<std::ffi::OsString> = Vec::new();
+    if config.detector.sandbox {
+        for d in &config.detector.devices {
+            sandbox_args.push("--device".into());
+            sandbox_args.push(d.clone().into());
+        }
+    } else {
+        sandbox_args.push("--no-sandbox".into());
+    }
+    let scratch_root = detector_scratch_root();
     move || match isolation {
         safe_yolo_config::Isolation::Thread => safe_yolo_detect::load(&manifest, &opts),
         safe_yolo_config::Isolation::Process => {
@@ -644,9 +654,13 @@ pub(crate) fn model_loader(
                     manifest.clone().into(),
                     "--options".into(),
                     options.into(),
-                ],
+                ]
+                .into_iter()
+                .chain(sandbox_args.iter().cloned())
+                .collect(),
                 max_wait,
                 load_timeout: MODEL_LOAD,
+                scratch_root: scratch_root.clone(),
                 events: Arc::new(move |event| match event {
                     safe_yolo_detect::process::ChildEvent::Fault { .. } => {
                         m.detector_faults.inc();
@@ -665,6 +679,18 @@ pub(crate) fn model_loader(
                 .map(|d| Box::new(d) as Box<dyn safe_yolo_detect::Detector>)
         }
     }
+}
+
+/// Where the detector processes' scratch directories go: the service's runtime
+/// directory (systemd's `RuntimeDirectory=`, a tmpfs), else the temporary one.
+fn detector_scratch_root() -> PathBuf {
+    std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|dirs| {
+            std::env::split_paths(&dirs)
+                .next()
+                .filter(|d| d.is_absolute())
+        })
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 fn detector_factory(

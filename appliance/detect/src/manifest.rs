@@ -521,6 +521,16 @@ impl Manifest {
         }
     }
 
+    /// Every weights file the manifest names (ONNX and RKNN), resolved.
+    pub fn weight_files(&self) -> Vec<PathBuf> {
+        self.spec
+            .weights
+            .values()
+            .map(|w| self.resolve(&w.file))
+            .chain(self.spec.rknn.iter().map(|r| self.resolve(&r.file)))
+            .collect()
+    }
+
     /// Path of the ONNX weights of `precision`.
     pub fn weights_path(&self, precision: Precision) -> Result<PathBuf, ManifestError> {
         self.spec

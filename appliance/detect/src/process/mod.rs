@@ -19,17 +19,26 @@
 //! killed and reaped; frames are refused (`DetectError::Process`) at once while a
 //! background thread starts a new child with backoff, so the worker thread never
 //! waits for a restart and its heartbeat keeps beating.
+//!
+//! Each child gets a private scratch directory (mode 0700, its `TMPDIR`, removed
+//! when it is reaped) and runs in a sandbox ([`sandbox`]): Landlock, then the
+//! model, then a seccomp filter.
 
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+pub mod sandbox;
 mod shm;
 mod signals;
 mod wire;
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +46,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use safe_yolo_domain::{Detection, RgbFrame, error_chain};
 
 use crate::{DetectError, Detector, ModelInfo};
+use sandbox::{SandboxError, SandboxPolicy, SandboxReport};
 use shm::Shm;
 pub use wire::WireError;
 use wire::{FromChild, ToChild, WireDetection};
@@ -64,6 +74,18 @@ pub enum ProcessError {
     /// The child could not set itself up (its signal dispositions).
     #[error("the detector process cannot set itself up")]
     Setup(#[source] std::io::Error),
+    /// The child's scratch directory could not be made.
+    #[error("cannot make the detector process's scratch directory in {root}")]
+    Scratch {
+        /// Where it was to be made.
+        root: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The child could not sandbox itself (it refuses to run unsandboxed).
+    #[error("the detector process cannot sandbox itself")]
+    Sandbox(#[source] SandboxError),
     /// The control channel or the frame slot failed.
     #[error("detector process channel failed")]
     Channel(#[from] WireError),
@@ -147,6 +169,11 @@ pub struct ChildSpec {
     pub max_wait: Duration,
     /// Longest wait for the model to load.
     pub load_timeout: Duration,
+    /// Where each child's private scratch directory is made
+    /// (`safe-yolo-<model>-<daemon pid>-<n>`, mode 0700, removed once the child
+    /// is reaped); the child gets it as `--scratch DIR` and as `TMPDIR`, `HOME`
+    /// and `XDG_CACHE_HOME`.
+    pub scratch_root: PathBuf,
     /// Told of faults and recoveries.
     pub events: Arc<dyn Fn(ChildEvent) + Send + Sync>,
 }
@@ -158,6 +185,7 @@ impl std::fmt::Debug for ChildSpec {
             .field("program", &self.program)
             .field("args", &self.args)
             .field("max_wait", &self.max_wait)
+            .field("scratch_root", &self.scratch_root)
             .finish_non_exhaustive()
     }
 }
@@ -173,9 +201,56 @@ fn channel() -> std::io::Result<(OwnedFd, OwnedFd)> {
     .map_err(std::io::Error::from)
 }
 
+/// A child's private scratch directory, removed when dropped.
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+/// Numbers the scratch directories of this daemon.
+static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Scratch {
+    /// A new directory under `root`, readable by this user alone. A name taken
+    /// already (a stale one, or planted) is never reused: the next is tried.
+    fn create(root: &Path, model: &str) -> Result<Self, ProcessError> {
+        let model: String = model
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut last = None;
+        for _ in 0..100 {
+            let n = SCRATCH_SEQ.fetch_add(1, Ordering::Relaxed);
+            let dir = root.join(format!("safe-yolo-{model}-{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(Self(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(source) => {
+                    return Err(ProcessError::Scratch {
+                        root: root.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(ProcessError::Scratch {
+            root: root.to_path_buf(),
+            source: last.unwrap_or_else(|| std::io::Error::other("no free name")),
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running child with its channel and frame slot.
 struct Running {
     child: Child,
+    /// Dropped after the child is reaped (fields drop after `Drop::drop`).
+    scratch: Scratch,
+    /// The sandbox it reported (`None`: unsandboxed).
+    sandbox: Option<SandboxReport>,
     socket: OwnedFd,
     slot: Option<Shm>,
     seq: u64,
@@ -201,8 +276,16 @@ fn start(spec: &ChildSpec) -> Started {
         program: spec.program.clone(),
         source,
     })?;
+    let scratch = Scratch::create(&spec.scratch_root, &spec.model)?;
     let child = Command::new(&spec.program)
         .args(&spec.args)
+        .arg("--scratch")
+        .arg(&scratch.0)
+        // Temporary files, and the caches libraries keep under the home
+        // directory (ONNX Runtime's), go to the child's own directory.
+        .env("TMPDIR", &scratch.0)
+        .env("HOME", &scratch.0)
+        .env("XDG_CACHE_HOME", &scratch.0)
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -213,6 +296,8 @@ fn start(spec: &ChildSpec) -> Started {
         })?;
     let mut running = Running {
         child,
+        scratch,
+        sandbox: None,
         socket: ours,
         slot: None,
         seq: 0,
@@ -226,11 +311,38 @@ fn start(spec: &ChildSpec) -> Started {
     )
     .map_err(|e| ProcessError::Channel(WireError::Io(e.into())))?;
     match running.receive(spec.load_timeout)? {
-        FromChild::Loaded { info, classes } => Ok((running, info, classes)),
+        FromChild::Loaded {
+            info,
+            classes,
+            sandbox,
+        } => {
+            running.sandbox = sandbox;
+            log_sandbox(&spec.model, running.child.id(), sandbox);
+            Ok((running, info, classes))
+        }
         FromChild::LoadFailed { error } => Err(ProcessError::LoadFailed { error }),
         other => Err(ProcessError::Protocol {
             reason: format!("{other:?} before the model was loaded"),
         }),
+    }
+}
+
+/// Logs a new child's sandbox; a weaker one than asked for warns, once per daemon.
+fn log_sandbox(model: &str, pid: u32, sandbox: Option<SandboxReport>) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let weak = match sandbox {
+        None => Some("the detector process runs unsandboxed (detector.sandbox = false)"),
+        Some(r) if r.landlock != sandbox::LandlockLevel::Full => Some(
+            "the kernel does not enforce the whole Landlock ruleset: the detector process's file access is limited by the seccomp filter and its user only",
+        ),
+        Some(_) => None,
+    };
+    let text = sandbox.map_or_else(|| "none".to_owned(), |r| r.to_string());
+    match weak {
+        Some(warning) if !WARNED.swap(true, Ordering::Relaxed) => {
+            tracing::warn!(model, pid, sandbox = text, "{warning}");
+        }
+        _ => tracing::info!(model, pid, sandbox = text, "detector process sandboxed"),
     }
 }
 
@@ -419,6 +531,22 @@ impl ProcessDetector {
         }
     }
 
+    /// The running child's scratch directory.
+    pub fn scratch(&self) -> Option<&Path> {
+        match &self.state {
+            State::Running(r) => Some(&r.scratch.0),
+            State::Down { .. } => None,
+        }
+    }
+
+    /// The running child's sandbox (`None` also when it runs unsandboxed).
+    pub fn sandbox(&self) -> Option<SandboxReport> {
+        match &self.state {
+            State::Running(r) => r.sandbox,
+            State::Down { .. } => None,
+        }
+    }
+
     /// Moves to `Down` after `e`, killing the child, and reports the fault.
     fn fail(&mut self, e: &ProcessError, backoff: Duration) {
         let reason = error_chain(e);
@@ -538,32 +666,76 @@ impl Detector for ProcessDetector {
     }
 }
 
-/// The child's side: loads the model with `load`, reports it on `control` (the
-/// socket the daemon passed as standard input), then detects every frame the
-/// daemon puts in the shared slot until the daemon closes the channel.
+/// Tells the daemon the child could not load (or sandbox itself), and returns
+/// the error for the child's own exit.
+fn refuse(control: &OwnedFd, e: ProcessError) -> ProcessError {
+    let error = error_chain(&e);
+    if let Err(w) = wire::send(control.as_fd(), &FromChild::LoadFailed { error }, None) {
+        return w.into();
+    }
+    e
+}
+
+/// The child's side: sandboxes itself (`sandbox`: Landlock first, the seccomp
+/// filter once the model is loaded), loads the model with `load`, reports it on
+/// `control` (the socket the daemon passed as standard input), then detects
+/// every frame the daemon puts in the shared slot until the daemon closes the
+/// channel. `scratch` is the child's scratch directory (fault commands wait
+/// there in test builds).
 pub fn serve(
     control: OwnedFd,
+    scratch: Option<&Path>,
+    sandbox: Option<&SandboxPolicy>,
     load: impl FnOnce() -> Result<Box<dyn Detector>, DetectError>,
 ) -> Result<(), ProcessError> {
     // A segfault (or `kill -SEGV`) ends this process at once: the daemon restarts it.
     signals::default_fatal_signals().map_err(ProcessError::Setup)?;
+    // Still one thread: every thread the inference library starts inherits it.
+    let landlock = match sandbox {
+        Some(policy) => {
+            match sandbox::no_new_privs().and_then(|()| sandbox::restrict_filesystem(policy)) {
+                Ok(l) => Some(l),
+                Err(e) => return Err(refuse(&control, ProcessError::Sandbox(e))),
+            }
+        }
+        None => None,
+    };
     let mut detector = match load() {
         Ok(d) => d,
         Err(e) => {
-            let error = error_chain(&e);
-            wire::send(
-                control.as_fd(),
-                &FromChild::LoadFailed {
-                    error: error.clone(),
+            return Err(refuse(
+                &control,
+                ProcessError::LoadFailed {
+                    error: error_chain(&e),
                 },
-                None,
-            )?;
-            return Err(ProcessError::LoadFailed { error });
+            ));
         }
+    };
+    // The model is read and verified: from here on only inference and the channel.
+    let report = match landlock {
+        Some((landlock, landlock_abi)) => match sandbox::restrict_syscalls() {
+            Ok(()) => Some(SandboxReport {
+                landlock,
+                landlock_abi,
+                seccomp: true,
+            }),
+            Err(e) => return Err(refuse(&control, ProcessError::Sandbox(e))),
+        },
+        None => None,
     };
     let info = detector.info().clone();
     let classes = info.classes.iter().map(|c| c.to_string()).collect();
-    wire::send(control.as_fd(), &FromChild::Loaded { info, classes }, None)?;
+    wire::send(
+        control.as_fd(),
+        &FromChild::Loaded {
+            info,
+            classes,
+            sandbox: report,
+        },
+        None,
+    )?;
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = scratch;
     let mut slot: Option<Shm> = None;
     let mut buf = Vec::new();
     loop {
@@ -584,6 +756,11 @@ pub fn serve(
                 );
             }
             ToChild::Frame { seq, width, height } => {
+                #[cfg(feature = "fault-injection")]
+                if let Some(error) = scratch.and_then(fault::obey) {
+                    wire::send(control.as_fd(), &FromChild::Failed { seq, error }, None)?;
+                    continue;
+                }
                 let answer = detect_slot(detector.as_mut(), slot.as_ref(), width, height)
                     .map_or_else(
                         |error| FromChild::Failed { seq, error },

@@ -23,3 +23,12 @@ pub(crate) fn default_fatal_signals() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Raises SIGSEGV in the calling thread (the `segv` fault command): with the
+/// default action restored, the process ends as a segfault would end it.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn raise_segv() {
+    // SAFETY: raise(3) only sends a signal to the calling thread; SIGSEGV is a
+    // valid signal number and no handler of ours runs for it.
+    let _ = unsafe { libc::raise(libc::SIGSEGV) };
+}

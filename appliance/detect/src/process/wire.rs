@@ -49,6 +49,8 @@ pub(crate) enum FromChild {
         info: ModelInfo,
         /// Its classes, by index.
         classes: Vec<String>,
+        /// The sandbox it runs in (`None`: unsandboxed, `detector.sandbox = false`).
+        sandbox: Option<crate::process::sandbox::SandboxReport>,
     },
     /// The model could not be loaded; the child exits.
     LoadFailed {
