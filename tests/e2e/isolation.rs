@@ -155,6 +155,15 @@ fn new_event(c: &Client, rule: &str, seen: &[u64]) -> Option<serde_json::Value> 
         .find(|e| e["id"].as_u64().is_some_and(|id| !seen.contains(&id)))
 }
 
+/// Event `id` of `rule` once its alarm ended, waiting up to `timeout`.
+fn ended(c: &Client, rule: &str, id: u64, timeout: Duration) -> Option<serde_json::Value> {
+    wait_until(timeout, || {
+        events(c, rule)
+            .into_iter()
+            .find(|e| e["id"] == id && e["ended_at"].is_u64())
+    })
+}
+
 fn unix_ms() -> u64 {
     u64::try_from(
         std::time::SystemTime::now()
@@ -297,12 +306,8 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
         .unwrap()
         .saturating_sub(killed_at);
     eprintln!("segfault to detector-fault event: {raise_ms} ms");
-    let cleared = wait_until(Duration::from_secs(15), || {
-        events(&c, "walkway-blind")
-            .into_iter()
-            .find(|e| e["id"] == first_fault && e["ended_at"].is_u64())
-    })
-    .unwrap_or_else(|| panic!("detector-fault alarm not cleared; log:\n{}", log(&daemon)));
+    let cleared = ended(&c, "walkway-blind", first_fault, Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("detector-fault alarm not cleared; log:\n{}", log(&daemon)));
     eprintln!(
         "segfault: detector down for {} ms (alarm raised to cleared)",
         cleared["ended_at"].as_u64().unwrap() - cleared["started_at"].as_u64().unwrap()
@@ -334,12 +339,10 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
         })
         .unwrap_or_else(|| panic!("{command}: no detector-fault event; log:\n{}", log(&daemon)));
         let id = ev["id"].as_u64().unwrap();
-        let cleared = wait_until(Duration::from_secs(20), || {
-            events(&c, "walkway-blind")
-                .into_iter()
-                .find(|e| e["id"] == id && e["ended_at"].is_u64())
-        })
-        .unwrap_or_else(|| panic!("{command}: fault alarm not cleared; log:\n{}", log(&daemon)));
+        let cleared =
+            ended(&c, "walkway-blind", id, Duration::from_secs(20)).unwrap_or_else(|| {
+                panic!("{command}: fault alarm not cleared; log:\n{}", log(&daemon))
+            });
         eprintln!(
             "{command}: detector-fault alarm raised to cleared in {} ms",
             cleared["ended_at"].as_u64().unwrap() - cleared["started_at"].as_u64().unwrap()
@@ -404,11 +407,7 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
     );
     // The model is back: a new child loads it, the fault alarm clears.
     std::fs::rename(&parked, &model_dir).unwrap();
-    let cleared = wait_until(Duration::from_secs(40), || {
-        events(&c, "walkway-blind")
-            .into_iter()
-            .find(|e| e["id"] == second_fault && e["ended_at"].is_u64())
-    });
+    let cleared = ended(&c, "walkway-blind", second_fault, Duration::from_secs(40));
     assert!(
         cleared.is_some(),
         "detector-fault alarm not cleared after the model came back; log:\n{}",

@@ -129,18 +129,25 @@ impl Detector for TimedDetector {
             inference: t2 - t1,
             postprocess: t3 - t2,
         };
-        let mut splits = self.probe.splits.blocking_lock();
+        self.probe.record(frame, split);
+        Ok(detections)
+    }
+
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+}
+
+impl DetectorProbe {
+    /// Keeps `split` for `frame` until the consumer picks it up.
+    fn record(&self, frame: &RgbFrame, split: Split) {
+        let mut splits = self.splits.blocking_lock();
         // Frames the pipeline dropped after detection leave their entry
         // behind; keep the map small.
         if splits.len() > 1024 {
             splits.clear();
         }
         splits.insert(frame.data().as_ptr().addr(), split);
-        Ok(detections)
-    }
-
-    fn info(&self) -> &ModelInfo {
-        self.inner.info()
     }
 }
 
@@ -160,11 +167,7 @@ impl Detector for TimedProcess {
             inference: t0.elapsed(),
             postprocess: Duration::ZERO,
         };
-        let mut splits = self.probe.splits.blocking_lock();
-        if splits.len() > 1024 {
-            splits.clear();
-        }
-        splits.insert(frame.data().as_ptr().addr(), split);
+        self.probe.record(frame, split);
         Ok(detections)
     }
 
