@@ -164,6 +164,15 @@ fn ended(c: &Client, rule: &str, id: u64, timeout: Duration) -> Option<serde_jso
     })
 }
 
+/// Whether `camera`'s detected-frame count grows within 10 s.
+fn detects_again(c: &Client, camera: &str) -> bool {
+    let before = camera_counter(c, DETECTED, camera);
+    wait_until(Duration::from_secs(10), || {
+        (camera_counter(c, DETECTED, camera) > before).then_some(())
+    })
+    .is_some()
+}
+
 fn unix_ms() -> u64 {
     u64::try_from(
         std::time::SystemTime::now()
@@ -316,12 +325,8 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
         transitions(&app, "beacon").iter().any(|t| t.1),
         "the detector-fault output never went on"
     );
-    let before = camera_counter(&c, DETECTED, "walkway");
-    let resumed = wait_until(Duration::from_secs(10), || {
-        (camera_counter(&c, DETECTED, "walkway") > before).then_some(())
-    });
     assert!(
-        resumed.is_some(),
+        detects_again(&c, "walkway"),
         "detection did not resume; log:\n{}",
         log(&daemon)
     );
@@ -413,12 +418,8 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
         "detector-fault alarm not cleared after the model came back; log:\n{}",
         log(&daemon)
     );
-    let before = camera_counter(&c, DETECTED, "walkway");
-    let resumed = wait_until(Duration::from_secs(10), || {
-        (camera_counter(&c, DETECTED, "walkway") > before).then_some(())
-    });
     assert!(
-        resumed.is_some(),
+        detects_again(&c, "walkway"),
         "detection did not resume; log:\n{}",
         log(&daemon)
     );
