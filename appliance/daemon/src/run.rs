@@ -642,9 +642,6 @@ pub(crate) fn model_loader(
                 })
             })?;
             let (m, down) = (metrics.clone(), down.clone());
-            // This detector's part of the count: one however many restarts
-            // fail during one outage.
-            let is_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let spec = safe_yolo_detect::process::ChildSpec {
                 model: role.to_owned(),
                 program,
@@ -662,16 +659,16 @@ pub(crate) fn model_loader(
                 load_timeout: MODEL_LOAD,
                 scratch_root: scratch_root.clone(),
                 events: Arc::new(move |event| match event {
-                    safe_yolo_detect::process::ChildEvent::Fault { .. } => {
+                    // Each detector counts once in the outage, however many
+                    // restarts fail during it.
+                    safe_yolo_detect::process::ChildEvent::Fault { outage_begins, .. } => {
                         m.detector_faults.inc();
-                        if !is_down.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        if outage_begins {
                             down.send_modify(|n| *n += 1);
                         }
                     }
                     safe_yolo_detect::process::ChildEvent::Recovered { .. } => {
-                        if is_down.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                            down.send_modify(|n| *n = n.saturating_sub(1));
-                        }
+                        down.send_modify(|n| *n = n.saturating_sub(1));
                     }
                 }),
             };

@@ -246,10 +246,24 @@ fn segv_abort_hang_and_exit_commands_each_lead_to_a_replaced_child() {
         .unwrap();
         let e = bus(&mut d).unwrap_err();
         assert!(e.to_string().contains("detector process"), "{command}: {e}");
-        let fault = events.lock().iter().rev().find_map(|e| match e {
-            ChildEvent::Fault { reason, .. } => Some(reason.clone()),
-            ChildEvent::Recovered { .. } => None,
-        });
+        let (fault, outage_begins) = events
+            .lock()
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                ChildEvent::Fault {
+                    reason,
+                    outage_begins,
+                    ..
+                } => Some((Some(reason.clone()), *outage_begins)),
+                ChildEvent::Recovered { .. } => None,
+            })
+            .unwrap_or((None, false));
+        // The child was running: its fault begins an outage.
+        assert!(
+            outage_begins,
+            "{command}: the fault did not begin an outage"
+        );
         assert!(
             fault.as_deref().is_some_and(|f| f.contains(reason)),
             "{command}: fault {fault:?}, expected {reason:?}"

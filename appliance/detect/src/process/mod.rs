@@ -139,14 +139,19 @@ pub enum ProcessError {
 /// What the supervisor reports, for logs, metrics and the detector-fault alarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChildEvent {
-    /// The child failed and was stopped; frames are refused until a new one runs.
+    /// The child failed and was stopped, or a restart failed; frames are
+    /// refused until a new one runs.
     Fault {
         /// Which model (`main`, `ppe`).
         model: String,
         /// What happened.
         reason: String,
+        /// The detector was running until now: an outage begins. `false` for a
+        /// restart that failed during an outage already reported.
+        outage_begins: bool,
     },
-    /// A new child loaded the model: frames are detected again.
+    /// A new child loaded the model: frames are detected again (the outage
+    /// ends; once per outage).
     Recovered {
         /// Which model.
         model: String,
@@ -554,6 +559,7 @@ impl ProcessDetector {
         (self.spec.events)(ChildEvent::Fault {
             model: self.spec.model.clone(),
             reason: reason.clone(),
+            outage_begins: matches!(self.state, State::Running(_)),
         });
         // Dropping `Running` kills and reaps the child.
         self.state = State::Down {
