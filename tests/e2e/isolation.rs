@@ -88,22 +88,16 @@ fn a_crashed_aborted_or_hung_detector_process_is_replaced_and_the_daemon_runs_on
         child = now[0];
     }
     // Blind while a detector was down: the healthy line went off, and is on again.
-    let healthy = crate::client::transitions(&app, "healthy");
+    let healthy = transitions(&app, "healthy");
     let first_on = healthy.iter().position(|t| t.1).expect("healthy never on");
     assert!(
         healthy[first_on..].iter().any(|t| !t.1),
         "healthy stayed on while the detector was down: {healthy:?}"
     );
-    let back_on = wait_until(Duration::from_secs(5), || {
-        crate::client::transitions(&app, "healthy")
-            .last()
-            .is_some_and(|t| t.1)
-            .then_some(())
-    });
     assert!(
-        back_on.is_some(),
+        ends_on(&app, "healthy", Duration::from_secs(5)),
         "healthy not back on: {:?}",
-        crate::client::transitions(&app, "healthy")
+        transitions(&app, "healthy")
     );
     // The daemon itself never stopped.
     assert_eq!(daemon.pid(), pid);
@@ -139,6 +133,17 @@ fn scratch_of(pid: i32) -> std::path::PathBuf {
         .position(|a| *a == b"--scratch")
         .expect("no --scratch on the child's command line");
     std::path::PathBuf::from(String::from_utf8(args[at + 1].to_vec()).unwrap())
+}
+
+/// Whether the simulated line `output` is on (its last transition) within `timeout`.
+fn ends_on(app: &Appliance, output: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        transitions(app, output)
+            .last()
+            .is_some_and(|t| t.1)
+            .then_some(())
+    })
+    .is_some()
 }
 
 /// Every event of `rule`, newest first.
@@ -279,14 +284,8 @@ fn the_alarm_path_outlives_detector_faults_and_says_it_is_blind() {
     })
     .unwrap_or_else(|| panic!("no intrusion; log:\n{}", log(&daemon)));
     let intrusion_id = intrusion["id"].as_u64().unwrap();
-    let siren_on = wait_until(Duration::from_secs(5), || {
-        transitions(&app, "siren")
-            .last()
-            .is_some_and(|t| t.1)
-            .then_some(())
-    });
     assert!(
-        siren_on.is_some(),
+        ends_on(&app, "siren", Duration::from_secs(5)),
         "siren not on: {:?}",
         transitions(&app, "siren")
     );

@@ -311,12 +311,12 @@ impl Analysis {
             // when their signal changes and on every tick (for their
             // longer-than times), besides frames: a blind camera has none.
             let signal_step =
-                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, now: Signals| {
+                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, sig: Signals| {
                     for (id, cam) in cams {
                         if !engine.has_signal_rules(id) {
                             continue;
                         }
-                        let input = frameless(id, epoch.elapsed(), health(&cam.tap), now);
+                        let input = frameless(id, epoch.elapsed(), health(&cam.tap), sig);
                         for decision in engine.evaluate_signals(&input) {
                             // The evidence is the camera's newest live frame.
                             let evidence = decision
@@ -372,6 +372,7 @@ impl Analysis {
                         let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == PERSON_CLASS).cloned().collect();
                         let (w, h) = (f.frame.width() as f32, f.frame.height() as f32);
                         let tracks = cam.tracker.update(&persons, w, h);
+                        let sig = signals(&door, &detectors_down);
                         let input = FrameInput {
                             camera: &f.meta.camera,
                             now: epoch.elapsed(),
@@ -381,8 +382,8 @@ impl Analysis {
                             tracks: &tracks,
                             ppe: &f.ppe,
                             health: health(&cam.tap),
-                            door_open: *door.borrow(),
-                            detector_down: *detectors_down.borrow() > 0,
+                            door_open: sig.door_open,
+                            detector_down: sig.detector_down,
                         };
                         let decisions = engine.evaluate(&input);
                         cam.tap.scene.publish(scene(f.meta.seq, &f.meta.camera, &tracks, &engine));
@@ -414,8 +415,8 @@ impl Analysis {
                     }
                     _ = ticker.tick() => {
                         hb.beat();
-                        let now = signals(&door, &detectors_down);
-                        signal_step(&mut engine, &cams, now);
+                        let sig = signals(&door, &detectors_down);
+                        signal_step(&mut engine, &cams, sig);
                         // Cameras without recent frames: feed their health so
                         // camera-offline rules fire (and clear) on time.
                         for (id, cam) in &mut cams {
@@ -429,7 +430,7 @@ impl Analysis {
                                 // rules keep their state until frames arrive.
                                 continue;
                             }
-                            let input = frameless(id, epoch.elapsed(), health, now);
+                            let input = frameless(id, epoch.elapsed(), health, sig);
                             // An offline camera shows nobody: its person
                             // alarms end (sirens still wait for an
                             // acknowledgement) and its offline rules fire.
