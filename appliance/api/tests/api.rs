@@ -130,6 +130,11 @@ fn api_config(cors: Vec<String>) -> ApiConfig {
         max_body_bytes: MAX_BODY,
         rate_limit_per_s: 50,
         rate_limit_burst: 100,
+        max_connections: 256,
+        redirect_max_connections: 64,
+        body_timeout: std::time::Duration::from_secs(10),
+        request_timeout: std::time::Duration::from_secs(30),
+        max_password_hashes: 2,
     }
 }
 
@@ -1160,6 +1165,114 @@ async fn lockout_triggers_and_expires() {
         rig.login("nobody", "wrong password!!").await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+#[tokio::test]
+async fn login_floods_are_bounded_before_any_hash() {
+    // The production body limit (256 KiB), not the rig's small one.
+    let rig = rig_custom(vec![], |s| s.api.max_body_bytes = 256 * 1024).await;
+    rig.setup_admin().await;
+    let first = rig.last_audit_id().await;
+
+    // A 10 KiB user name is invalid input: refused before the limiter, the hash
+    // and the audit log see it.
+    let huge = "a".repeat(10 * 1024);
+    let r = rig.login(&huge, "wrong password!!").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "username", "{:?}", r.json());
+    assert!(rig.audit_after(first).await.is_empty());
+
+    // A burst in flight at once gets the lockout's guesses, not one per request:
+    // attempts are counted when they start.
+    let burst = (0..30).map(|_| rig.login("admin", "wrong password!!"));
+    let answers: Vec<StatusCode> = futures_util::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    let guesses = answers
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(
+        (1..=3).contains(&guesses),
+        "at most user_max_failures (3) passwords were checked, got {guesses}: {answers:?}"
+    );
+    assert!(
+        answers.iter().all(|s| [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(s)),
+        "{answers:?}"
+    );
+    // Every audit row stays within the caps.
+    for row in rig.audit_after(first).await {
+        assert!(
+            row.target.len() <= safe_yolo_store::AUDIT_NAME_MAX,
+            "{row:?}"
+        );
+    }
+
+    // A wrong current password on a password change counts as a failed login:
+    // a stolen session is not an unthrottled password oracle.
+    let u = rig.user(Role::Viewer).await;
+    let token = rig.token(&u).await;
+    let change = |current: &'static str| {
+        rig.call(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&token),
+            Some(json!({"current_password": current, "new_password": "a brand new password"})),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            change("wrong password!!").await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    let r = change(PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.json());
+    assert!(
+        rig.audit_after(first)
+            .await
+            .iter()
+            .any(|r| r.action == "auth.lockout" && r.target == format!("user/{u}"))
+    );
+}
+
+#[tokio::test]
+async fn the_password_hashing_budget_answers_503_instead_of_queueing_forever() {
+    let rig = rig_custom(vec![], |s| {
+        // Slow hashes (64 MiB, 3 passes) and a budget of one running, none waiting.
+        s.auth.argon2_m_kib = 64 * 1024;
+        s.auth.argon2_t = 3;
+        s.auth.hashes = safe_yolo_api::auth::HashBudget {
+            max_concurrent: 1,
+            max_waiting: 0,
+            max_wait: Duration::from_secs(1),
+        };
+        s.auth.user_max_failures = 1000;
+    })
+    .await;
+    rig.setup_admin().await;
+    let burst = (0..6).map(|_| rig.login("admin", "wrong password!!"));
+    let answers: Vec<Resp> = futures_util::future::join_all(burst).await;
+    let busy: Vec<&Resp> = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(busy[0].json()["error"], "busy");
+    assert_eq!(busy[0].headers["retry-after"], "1");
+    // The refused attempts were not counted as guesses: the right password works.
+    assert_eq!(rig.login("admin", PASSWORD).await.status, StatusCode::OK);
 }
 
 // === request hygiene ===
@@ -2729,6 +2842,47 @@ async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
         })
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_rule_named_like_a_formula_is_exported_as_text() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    // The dispatcher's message starts with the rule's name, which an operator types.
+    rig.store
+        .record(NewEvent {
+            camera: CameraId::new("gate").unwrap(),
+            rule: RuleId::new("r1").unwrap(),
+            zone: None,
+            track: None,
+            kind: "intrusion".into(),
+            severity: Severity::Warning,
+            started_at: 1_700_000_000_000,
+            ended_at: None,
+            message: "=1+1: camera gate".into(),
+            details: None,
+            snapshot_jpeg: None,
+            cleared: false,
+        })
+        .await
+        .unwrap();
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=csv",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    assert!(
+        row.contains(",\"'=1+1: camera gate\","),
+        "the field starts with a quote and opens as text: {row}"
+    );
+    assert!(!row.contains(",=1+1"), "{row}");
 }
 
 #[tokio::test]

@@ -534,6 +534,7 @@ fn api_settings(config: &Config, config_path: PathBuf) -> ApiSettings {
         per_second: f64::from(config.api.rate_limit_per_s),
         burst: config.api.rate_limit_burst,
     };
+    api.auth.hashes.max_concurrent = config.api.max_password_hashes;
     api
 }
 

@@ -79,4 +79,6 @@ pub use model::*;
 pub use retention::{PruneReport, RetentionPolicy};
 pub use schema::CURRENT_VERSION;
 pub use storage::{Committed, Opener, Storage, StorageSettings, StorageStatus};
-pub use store::{Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn};
+pub use store::{
+    AUDIT_NAME_MAX, AUDIT_TEXT_MAX, Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn, capped,
+};

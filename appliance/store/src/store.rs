@@ -19,8 +19,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{DbContext, StoreError};
 use crate::migrate::{self, OpenReport};
 use crate::model::{
-    ApiKey, AuditRecord, Event, EventPage, EventQuery, EventUpdate, NewAudit, NewEvent, Session,
-    SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal, UnixMs, User, now_ms,
+    ApiKey, AuditRecord, AuditResult, Event, EventPage, EventQuery, EventUpdate, NewAudit,
+    NewEvent, Session, SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal, UnixMs,
+    User, now_ms,
 };
 use crate::retention::RetentionPolicy;
 use crate::schema::{
@@ -28,6 +29,27 @@ use crate::schema::{
     OPEN_EVENTS, SESSIONS, SETTINGS, SNAPSHOTS, USERS, setting_key,
 };
 use crate::snapshots;
+
+/// Longest actor, source, action or target an audit row keeps (bytes).
+pub const AUDIT_NAME_MAX: usize = 256;
+/// Longest before/after text or result message an audit row keeps (bytes): a
+/// whole rule document fits; a flood of oversized strings cannot fill the disk.
+pub const AUDIT_TEXT_MAX: usize = 8 * 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked when cut.
+pub fn capped(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    const MARK: &str = "…[truncated]";
+    let mut end = max.saturating_sub(MARK.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(MARK);
+    s
+}
 
 /// Name of the database file inside the state directory.
 pub const DB_FILE: &str = "store.redb";
@@ -842,17 +864,22 @@ impl StoreTxn {
         let mut meta = self.tx.open_table(META).db("open meta")?;
         let id = meta_get(&meta, KEY_AUDIT_SEQ)? + 1;
         meta.insert(KEY_AUDIT_SEQ, id).db("write audit seq")?;
+        let result = match a.result {
+            AuditResult::Ok => AuditResult::Ok,
+            AuditResult::Denied(m) => AuditResult::Denied(capped(m, AUDIT_TEXT_MAX)),
+            AuditResult::Failed(m) => AuditResult::Failed(capped(m, AUDIT_TEXT_MAX)),
+        };
         let row = AuditRecord {
             id,
             at: a.at,
-            actor: a.actor,
+            actor: capped(a.actor, AUDIT_NAME_MAX),
             role: a.role,
-            source: a.source,
-            action: a.action,
-            target: a.target,
-            before: a.before,
-            after: a.after,
-            result: a.result,
+            source: a.source.map(|s| capped(s, AUDIT_NAME_MAX)),
+            action: capped(a.action, AUDIT_NAME_MAX),
+            target: capped(a.target, AUDIT_NAME_MAX),
+            before: a.before.map(|s| capped(s, AUDIT_TEXT_MAX)),
+            after: a.after.map(|s| capped(s, AUDIT_TEXT_MAX)),
+            result,
         };
         let mut t = self.tx.open_table(AUDIT).db("open audit")?;
         t.insert(id, enc("audit", &row)?.as_slice())
@@ -885,6 +912,13 @@ impl StoreTxn {
     /// Reads a user inside the transaction.
     pub fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         self.get_str_tx(USERS, "users", username)
+    }
+
+    /// All users, by name, inside the transaction (a check such as "the last
+    /// enabled admin" is then decided on the same state the change is made to).
+    pub fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let t = self.tx.open_table(USERS).db("open users")?;
+        list_str(&t, "users", "")
     }
 
     /// Deletes a user and all their sessions; returns the removed user.
