@@ -2278,6 +2278,129 @@ async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
     }
 }
 
+/// Reads an MJPEG body until it ends (`true`) or `within` passes (`false`),
+/// publishing a new live frame every 100 ms so the stream has something to send.
+async fn stream_ends(
+    rig: &Rig,
+    body: &mut axum::body::Body,
+    seq: &mut u64,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        *seq += 1;
+        rig._live.send_replace(Some(live_frame(*seq)));
+        match tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)),
+            body.frame(),
+        )
+        .await
+        {
+            Ok(None | Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) | Err(_) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_streams_end_when_their_credential_is_revoked() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let admin = rig.token_for(Role::Admin).await;
+    let mjpeg = format!("/api/v1/cameras/{}/mjpeg?fps=10", cam());
+    let mut seq = 0;
+    for how in ["logout", "password", "disable", "api key", "jwt rotation"] {
+        let u = rig.user(Role::Viewer).await;
+        let token = if how == "api key" {
+            let r = rig
+                .call(
+                    Method::POST,
+                    "/api/v1/keys",
+                    Some(&admin),
+                    Some(json!({"label": "wall", "role": "viewer", "expires_in_days": 1})),
+                )
+                .await;
+            r.json()["token"].as_str().unwrap().to_owned()
+        } else {
+            rig.token(&u).await
+        };
+        let resp = call_raw(&rig.app.router, &token, &mjpeg).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{how}");
+        let mut body = resp.into_body();
+        // The stream runs while the credential is valid.
+        assert!(
+            !stream_ends(&rig, &mut body, &mut seq, Duration::from_millis(600)).await,
+            "{how}: the stream ended before anything was revoked"
+        );
+        let r = match how {
+            "logout" => {
+                rig.call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+                    .await
+            }
+            "password" => {
+                rig.call(
+                    Method::PATCH,
+                    &format!("/api/v1/users/{u}"),
+                    Some(&admin),
+                    Some(json!({"password": "an entirely new password"})),
+                )
+                .await
+            }
+            "disable" => {
+                rig.call(
+                    Method::PATCH,
+                    &format!("/api/v1/users/{u}"),
+                    Some(&admin),
+                    Some(json!({"disabled": true})),
+                )
+                .await
+            }
+            "api key" => {
+                let id = token
+                    .strip_prefix("sy_")
+                    .and_then(|r| r.split_once('_'))
+                    .unwrap()
+                    .0;
+                rig.call(
+                    Method::DELETE,
+                    &format!("/api/v1/keys/{id}"),
+                    Some(&admin),
+                    None,
+                )
+                .await
+            }
+            _ => {
+                rig.call(
+                    Method::POST,
+                    "/api/v1/system/jwt-key/rotate",
+                    Some(&admin),
+                    None,
+                )
+                .await
+            }
+        };
+        assert!(r.status.is_success(), "{how}: {}", r.status);
+        // Well before the 5 s periodic re-check: the revocation itself ends it.
+        assert!(
+            stream_ends(&rig, &mut body, &mut seq, Duration::from_secs(3)).await,
+            "{how}: the stream outlived its credential"
+        );
+        if how == "jwt rotation" {
+            break;
+        }
+    }
+    let admin = rig.token("admin").await;
+    let m = rig.call(Method::GET, "/metrics", Some(&admin), None).await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("safeyolo_api_streams_revoked_total 5"),
+        "{text}"
+    );
+}
+
 // === refresh-token rotation ===
 
 async fn refresh_with(rig: &Rig, token: &str) -> Resp {
@@ -2704,6 +2827,14 @@ async fn backup_download_is_admin_only_verifiable_audited_and_one_at_a_time() {
     let top = untar(&r.body, out.path());
     assert!(cd.contains(&*top.file_name().unwrap().to_string_lossy()));
     let manifest = safe_yolo_store::verify_backup(&top).unwrap();
+    // Signed by this box: a restore here takes it without --accept-foreign.
+    let key = safe_yolo_store::BackupKey::load(&rig.store.store().config().state_dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        safe_yolo_store::signing::provenance(&top, Some(&key)).unwrap(),
+        safe_yolo_store::Provenance::ThisBox
+    );
     assert!(manifest.events >= 1);
     assert!(
         manifest
@@ -3109,7 +3240,7 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
             json!({"kind": "replay", "path": "/etc/passwd"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "path",
-            "outside the media directory",
+            "not a file or folder inside the media directory",
         ),
         (
             json!({"kind": "replay", "path": "../state"}),
@@ -3122,13 +3253,26 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
             json!({"kind": "replay", "path": "escape"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "path",
-            "outside the media directory",
+            "not a file or folder inside the media directory",
         ),
+        // Missing and outside read the same: no oracle for what exists elsewhere.
         (
             json!({"kind": "replay", "path": "nope.mjpeg"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "path",
-            "cannot be resolved",
+            "not a file or folder inside the media directory",
+        ),
+        (
+            json!({"kind": "replay", "path": "/etc/no-such-file"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "not a file or folder inside the media directory",
+        ),
+        (
+            json!({"kind": "v4l2", "device": "/etc/passwd"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "device",
+            "must be an absolute path under /dev",
         ),
         (
             json!({"kind": "replay", "path": "garbage.mjpeg"}),
@@ -3140,7 +3284,7 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
             json!({"kind": "v4l2", "device": "/dev/null"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "device",
-            "not a V4L2 device",
+            "not a V4L2 capture device",
         ),
         (
             json!({"kind": "replay", "path": "yard", "fps": 500}),
@@ -3163,6 +3307,14 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
         assert_eq!(body["field"], field, "{doc}: {body}");
         assert!(
             body["message"].as_str().unwrap().contains(says),
+            "{doc}: {body}"
+        );
+        // Where a link leads and the OS's error stay in the journal.
+        let text = body.to_string();
+        assert!(
+            !text.contains(&outside.path().display().to_string())
+                && !text.contains("os error")
+                && !text.contains("char"),
             "{doc}: {body}"
         );
     }

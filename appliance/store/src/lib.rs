@@ -67,6 +67,7 @@ pub mod migrate;
 pub mod model;
 pub mod retention;
 pub mod schema;
+pub mod signing;
 pub mod snapshots;
 pub mod storage;
 pub mod store;
@@ -78,6 +79,7 @@ pub use migrate::{NewerEvents, OpenReport, Rollback};
 pub use model::*;
 pub use retention::{PruneReport, RetentionPolicy};
 pub use schema::CURRENT_VERSION;
+pub use signing::{BackupKey, Provenance};
 pub use storage::{Committed, Opener, Storage, StorageSettings, StorageStatus};
 pub use store::{
     AUDIT_NAME_MAX, AUDIT_TEXT_MAX, Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn, capped,

@@ -332,9 +332,36 @@ impl Store {
         snapshots::available_bytes(&self.config.state_dir)
     }
 
-    /// Full path of a stored snapshot.
-    pub fn snapshot_path(&self, r: &SnapshotRef) -> PathBuf {
-        self.snapshot_dir.join(&r.file)
+    /// Full path of a stored snapshot. The name must be one the store writes
+    /// (`<20 digits>.jpg`): a row naming anything else (a restored backup that was
+    /// crafted) cannot make the API serve another file such as a key.
+    pub fn snapshot_path(&self, r: &SnapshotRef) -> Result<PathBuf, StoreError> {
+        if snapshots::parse_file_name(&r.file).is_none() {
+            return Err(StoreError::Invalid {
+                field: "snapshot.file",
+                reason: format!("{:?} is not a snapshot file name (<20 digits>.jpg)", r.file),
+            });
+        }
+        Ok(self.snapshot_dir.join(&r.file))
+    }
+
+    /// Events whose stored snapshot names a file the store would never write
+    /// (checked after a restore: such rows came from a crafted backup; their
+    /// snapshots are refused by [`Store::snapshot_path`]).
+    pub fn events_with_invalid_snapshot_names(&self) -> Result<Vec<u64>, StoreError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(EVENTS).db("open events")?;
+        let mut bad = Vec::new();
+        for row in t.iter().db("scan events")? {
+            let (k, v) = row.db("read event")?;
+            let e: Event = dec("events", &k.value(), v.value())?;
+            if let Snapshot::Stored(r) = &e.snapshot
+                && snapshots::parse_file_name(&r.file).is_none()
+            {
+                bad.push(e.id);
+            }
+        }
+        Ok(bad)
     }
 
     /// Woken when a snapshot is refused for the quota, so retention can run early.

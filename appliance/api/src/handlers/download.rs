@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use safe_yolo_domain::{CameraId, RuleId};
 use safe_yolo_store::backup::{MANIFEST, utc_iso8601};
+use safe_yolo_store::signing::SIGNATURE;
 use safe_yolo_store::{EventQuery, StateFilter, Store, now_ms};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -312,6 +313,8 @@ pub(crate) async fn backup(
             tar.append_path_with_name(src.join(&f.path), format!("{stem}/{}", f.path))?;
         }
         tar.append_path_with_name(src.join(MANIFEST), format!("{stem}/{MANIFEST}"))?;
+        // The box's signature of the manifest, so a restore can tell its own backups.
+        tar.append_path_with_name(src.join(SIGNATURE), format!("{stem}/{SIGNATURE}"))?;
         tar.into_inner()?;
         drop(work);
         Ok(())

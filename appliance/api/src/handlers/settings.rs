@@ -92,9 +92,10 @@ impl Doc for RawCamera {
                     SourceRequest::V4l2 { .. } => "doc.source.device",
                     SourceRequest::Replay { .. } => "doc.source.path",
                 };
+                tracing::info!(camera = %id, error = %safe_yolo_domain::error_chain(&e), "camera source refused by the sandbox");
                 own_problems(vec![safe_yolo_config::Problem {
                     path: field.into(),
-                    reason: safe_yolo_domain::error_chain(&e),
+                    reason: e.public_message(),
                 }])
             }
         }
