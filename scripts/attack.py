@@ -274,6 +274,10 @@ def run_attack(ctx, coro_fn):
     ctx.stop = asyncio.Event()
     loop = asyncio.new_event_loop()
     def go():
+        # The attackers would be other hosts: their own CPU is not the box's.
+        # Their thread (and the executor threads it starts) runs at nice
+        # ATTACK_NICE (19 by default; 0 makes them compete as equals).
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(os.environ.get("ATTACK_NICE", "19")))
         asyncio.set_event_loop(loop)
         async def main():
             ctx.stop = asyncio.Event()
@@ -346,13 +350,18 @@ def main():
             rows.append((name, mon.peak, rate, raised, reached, g2o, login_s))
             time.sleep(3)
 
+        only = os.environ.get("ATTACK_ONLY", "")
         window("quiet (reference)", None)
-        window("argon2 login flood, 250 addresses", a_login_flood)
-        window("slowloris HTTPS, 400 connections", lambda c: a_slowloris(c, c.https, True, 400))
-        window("slowloris redirect port, 300 connections", lambda c: a_slowloris(c, c.redirect, False, 300))
-        window("200 KiB user names", a_big_usernames)
-        window("16 MiB WebSocket frames", a_ws_frames)
-        window("viewer export + event-list flood", a_viewer_floods)
+        for name, attack in [
+            ("argon2 login flood, 250 addresses", a_login_flood),
+            ("slowloris HTTPS, 400 connections", lambda c: a_slowloris(c, c.https, True, 400)),
+            ("slowloris redirect port, 300 connections", lambda c: a_slowloris(c, c.redirect, False, 300)),
+            ("200 KiB user names", a_big_usernames),
+            ("16 MiB WebSocket frames", a_ws_frames),
+            ("viewer export + event-list flood", a_viewer_floods),
+        ]:
+            if only in name:
+                window(name, attack)
 
         # A revoked user's open stream: seconds from the revocation to the stream's end.
         raw = socket.create_connection(("127.0.0.1", https), timeout=10)
@@ -361,11 +370,17 @@ def main():
         s.recv(65536)
         t0 = time.monotonic()
         st, _ = request(https, "PATCH", "/api/v1/users/viewer2", {"disabled": True}, admin)
+        assert st == 200, f"disabling the viewer answered {st}"
         ended = None
         s.settimeout(1)
+        tail = b""
         while time.monotonic() - t0 < 15:
             try:
-                if not s.recv(65536):
+                data = s.recv(65536)
+                tail = (tail + data)[-16:]
+                # The body's last chunk (the connection itself stays open for the
+                # next request until the header timeout).
+                if not data or tail.endswith(b"\r\n0\r\n\r\n"):
                     ended = time.monotonic() - t0
                     break
             except socket.timeout:
@@ -387,7 +402,7 @@ def main():
             print(f"| {name} | {rss:.0f} ({growth:+.0f}) | {fds} | {thr} | {rate:.1f} ({change:+.1f}%) | {raised} / {reached} | {p50:.0f} / {p99:.0f} | {login_s:.2f} |")
         print(f"\nrevoked viewer's open MJPEG stream ended {ended:.2f} s after the user was disabled" if ended is not None else "\nrevoked viewer's stream did NOT end within 15 s")
         worst_rss = max(r[1][0] for r in rows) - ref[1][0]
-        worst_drop = max((ref[2] - r[2]) / ref[2] * 100 for r in rows[1:])
+        worst_drop = max([(ref[2] - r[2]) / ref[2] * 100 for r in rows[1:]] or [0.0])
         all_reached = all(r[3] <= r[4] + 1 for r in rows)
         worst_login = max(r[6] for r in rows)
         print(f"targets: RSS growth < 150 MB: {worst_rss:.0f} MiB {'met' if worst_rss < 143 else 'NOT met'}; "

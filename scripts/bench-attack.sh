@@ -9,6 +9,9 @@
 #
 #   scripts/bench-attack.sh [WINDOW_SECONDS]      default 20 (about 4 min in all)
 #
+# The attack clients run on the same 2 cores at nice 19 (ATTACK_NICE): on a
+# plant network they would be other hosts and cost the box only the serving.
+#
 # Uses the plain build if there is one ($CARGO_TARGET_DIR-plain, see
 # scripts/bench-glass-to-output.sh), else the CI build (coverage counters,
 # written to /dev/null). Python 3 standard library only; loopback only.
