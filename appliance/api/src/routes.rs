@@ -194,7 +194,7 @@ const EVENT_LIST_QUERY: [QueryParam; 8] = [
     (
         "cursor",
         false,
-        "Resume after this event id (the previous page's next_cursor)",
+        "Resume after this event id (the previous page's next_cursor). A page looks at no more than 10,000 events, so a filter that matches rarely may give a short or empty page with next_cursor set: follow it until it is null",
     ),
     ("limit", false, "Page size, 1-1000 (default 100)"),
 ];

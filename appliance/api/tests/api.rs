@@ -2952,6 +2952,24 @@ async fn a_backup_that_would_eat_the_reserved_free_space_is_refused() {
             .all(|r| r.action != "system.backup"),
         "nothing left the box, nothing to audit"
     );
+    // An event export writes a temporary file too: the same reserve holds.
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=csv",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("an event export needs")
+    );
+    assert!(work_dirs(rig.dir.path()).is_empty());
 }
 
 async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {

@@ -345,12 +345,13 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(EVENTS).db("open events")?;
+        let open = tx.open_table(OPEN_EVENTS).db("open open_events")?;
         let mut page_q = q.clone();
         page_q.cursor = None;
         page_q.limit = crate::store::MAX_PAGE;
         let mut n = 0;
         loop {
-            let page = query_events_in(&t, &page_q)?;
+            let page = query_events_in(&t, &open, &page_q)?;
             for e in &page.events {
                 f(e)?;
                 n += 1;

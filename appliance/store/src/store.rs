@@ -20,8 +20,8 @@ use crate::error::{DbContext, StoreError};
 use crate::migrate::{self, OpenReport};
 use crate::model::{
     ApiKey, AuditRecord, AuditResult, Event, EventPage, EventQuery, EventUpdate, NewAudit,
-    NewEvent, Session, SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal, UnixMs,
-    User, now_ms,
+    NewEvent, Session, SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal,
+    StateFilter, UnixMs, User, now_ms,
 };
 use crate::retention::RetentionPolicy;
 use crate::schema::{
@@ -546,7 +546,8 @@ impl Store {
     pub fn query_events(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(EVENTS).db("open events")?;
-        query_events_in(&t, q)
+        let open = tx.open_table(OPEN_EVENTS).db("open open_events")?;
+        query_events_in(&t, &open, q)
     }
 
     /// Ids of all events not cleared yet, oldest first.
@@ -729,37 +730,94 @@ pub(crate) fn clamp_limit(limit: usize) -> usize {
     }
 }
 
+/// Most events one page looks at: a filter that matches rarely (a camera with
+/// few events in a large store) costs each request at most this many decodes,
+/// and the page ends early with `next_cursor` set.
+pub const SCAN_BUDGET: usize = 10_000;
+
 pub(crate) fn query_events_in(
     t: &impl ReadableTable<u64, &'static [u8]>,
+    open: &impl ReadableTable<u64, ()>,
     q: &EventQuery,
 ) -> Result<EventPage, StoreError> {
     let limit = clamp_limit(q.limit);
-    let iter = match (q.oldest_first, q.cursor) {
-        (true, Some(c)) => Box::new(t.range(c.saturating_add(1)..).db("scan events")?)
-            as Box<dyn Iterator<Item = _>>,
-        (true, None) => Box::new(t.iter().db("scan events")?),
-        (false, Some(c)) => Box::new(t.range(..c).db("scan events")?.rev()),
-        (false, None) => Box::new(t.iter().db("scan events")?.rev()),
+    // Events not cleared yet (the alarms an operator must see) are listed from
+    // their index, so a filter on them never misses one buried under thousands of
+    // cleared events; anything else scans the events table within the budget.
+    let by_index = matches!(
+        q.state,
+        Some(StateFilter::Active | StateFilter::Acknowledged | StateFilter::Open)
+    );
+    type Rows<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + 'a>;
+    let from_table = |range: Box<dyn Iterator<Item = _>>| -> Rows<'_> {
+        Box::new(range.map(
+            |row: Result<
+                (
+                    redb::AccessGuard<'_, u64>,
+                    redb::AccessGuard<'_, &'static [u8]>,
+                ),
+                redb::StorageError,
+            >| {
+                let (k, v) = row.db("read event")?;
+                Ok((k.value(), v.value().to_vec()))
+            },
+        ))
+    };
+    let iter: Rows<'_> = if by_index {
+        let ids: Box<dyn Iterator<Item = _>> = match (q.oldest_first, q.cursor) {
+            (true, Some(c)) => Box::new(open.range(c.saturating_add(1)..).db("scan open events")?),
+            (true, None) => Box::new(open.iter().db("scan open events")?),
+            (false, Some(c)) => Box::new(open.range(..c).db("scan open events")?.rev()),
+            (false, None) => Box::new(open.iter().db("scan open events")?.rev()),
+        };
+        Box::new(ids.filter_map(move |row| {
+            let id = match row.db("read open event") {
+                Ok((k, _)) => k.value(),
+                Err(e) => return Some(Err(e)),
+            };
+            match t.get(id).db("read event") {
+                Ok(Some(v)) => Some(Ok((id, v.value().to_vec()))),
+                // Cleared and pruned between the index and the table: skip.
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    } else {
+        match (q.oldest_first, q.cursor) {
+            (true, Some(c)) => {
+                from_table(Box::new(t.range(c.saturating_add(1)..).db("scan events")?))
+            }
+            (true, None) => from_table(Box::new(t.iter().db("scan events")?)),
+            (false, Some(c)) => from_table(Box::new(t.range(..c).db("scan events")?.rev())),
+            (false, None) => from_table(Box::new(t.iter().db("scan events")?.rev())),
+        }
     };
     let mut events = Vec::new();
     let mut more = false;
+    let mut scanned = 0usize;
+    let mut last_scanned = None;
     for row in iter {
-        let (k, v) = row.db("read event")?;
-        let e: Event = dec("events", &k.value(), v.value())?;
+        let (id, bytes) = row?;
+        if scanned == SCAN_BUDGET {
+            // The page's work is spent: the caller resumes after the last row
+            // looked at, with fewer (maybe no) events on this page.
+            more = true;
+            break;
+        }
+        scanned += 1;
+        let e: Event = dec("events", &id, &bytes)?;
         if !q.matches(&e) {
+            last_scanned = Some(id);
             continue;
         }
         if events.len() == limit {
             more = true;
             break;
         }
+        last_scanned = Some(id);
         events.push(e);
     }
-    let next_cursor = if more {
-        events.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next_cursor = if more { last_scanned } else { None };
     Ok(EventPage {
         events,
         next_cursor,

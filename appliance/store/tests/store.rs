@@ -1397,3 +1397,53 @@ fn retention_task_wakes_when_the_quota_refuses_a_snapshot() {
     drop(handle);
     writer.join();
 }
+
+#[test]
+fn a_rare_filter_costs_each_page_a_bounded_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    // One event of a quiet camera, then more events of a busy one than a page
+    // may look at.
+    store.insert_events(&[ev("quiet", 1, None)]).unwrap();
+    let busy: Vec<NewEvent> = (0..safe_yolo_store::store::SCAN_BUDGET as u64 + 50)
+        .map(|i| NewEvent {
+            cleared: true,
+            ..ev("busy", 10 + i, None)
+        })
+        .collect();
+    store.insert_events(&busy).unwrap();
+    let q = EventQuery {
+        camera: Some(CameraId::new("quiet").unwrap()),
+        limit: 100,
+        ..Default::default()
+    };
+    // Newest first: the first page spends its budget on the busy camera and
+    // says where to go on.
+    let first = store.query_events(&q).unwrap();
+    assert!(first.events.is_empty());
+    let cursor = first.next_cursor.expect("a partial page points further");
+    let second = store
+        .query_events(&EventQuery {
+            cursor: Some(cursor),
+            ..q.clone()
+        })
+        .unwrap();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(second.events[0].camera.as_str(), "quiet");
+    assert_eq!(second.next_cursor, None);
+    // The export still walks every page.
+    let mut csv = Vec::new();
+    assert_eq!(store.export_events_csv(&q, &mut csv).unwrap(), 1);
+    // Alarms not cleared come from their index: the old active one is on the
+    // first page however many cleared events came after it.
+    let active = store
+        .query_events(&EventQuery {
+            state: Some(StateFilter::Active),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<u64> = active.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1]);
+    assert_eq!(active.next_cursor, None);
+}
