@@ -1914,6 +1914,110 @@ fn live_frame(seq: u64) -> LiveFrame {
     }
 }
 
+/// A TLS connection to the served rig, trusting its certificate.
+async fn tls_connect(
+    addr: SocketAddr,
+    dir: &Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("api/tls.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, dir, _store, _live, _health, _scene) = serve_rig(true).await;
+    let addr = server.https_addr.unwrap();
+    // A request head with a large Content-Length and then nothing: 408 after the
+    // body deadline (the rig's 10 s), not a connection permit held for ever.
+    let mut tls = tls_connect(addr, dir.path()).await;
+    tls.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), tls.read(&mut answer))
+        .await
+        .expect("a silent body is cut off")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("body_timeout"), "{head}");
+    assert!(t0.elapsed() >= Duration::from_secs(9), "{:?}", t0.elapsed());
+    // The plain-HTTP redirect port holds a connection only so long, even one
+    // that trickles headers.
+    let redirect = server.http_redirect_addr.unwrap();
+    let mut plain = tokio::net::TcpStream::connect(redirect).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if plain.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(Duration::from_secs(1), plain.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the redirect port kept a trickling client");
+    assert!(
+        t0.elapsed() <= Duration::from_secs(15),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_cost_like_any_public_request() {
+    let rig = rig_custom(vec![], |s| {
+        s.auth.rate_limit = RateLimit {
+            per_second: 0.001,
+            burst: 3,
+        };
+    })
+    .await;
+    let scan = |path: &'static str| {
+        call_from(
+            &rig.app.router,
+            "10.8.0.1:1000",
+            Method::GET,
+            path,
+            None,
+            None,
+            &[],
+        )
+    };
+    for p in ["/nope", "/.env", "/wp-admin"] {
+        assert_eq!(scan(p).await.status, StatusCode::NOT_FOUND, "{p}");
+    }
+    assert_eq!(
+        scan("/.git/config").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 async fn wss(
     addr: SocketAddr,
     dir: &Path,
