@@ -29,6 +29,9 @@ pub struct ApiMetrics {
     pub hash_busy: Counter,
     /// Live streams ended because their credential stopped being valid.
     pub streams_revoked: Counter,
+    /// Unanswered connections (handshake, request head or body still arriving)
+    /// closed to make room for a newer one.
+    pub connections_evicted: Counter,
 }
 
 impl ApiMetrics {
@@ -80,6 +83,11 @@ impl ApiMetrics {
             "api_password_checks_busy",
             "Password checks refused with 503: the hashing budget was spent",
             a.hash_busy.clone(),
+        );
+        m.register(
+            "api_connections_evicted",
+            "Unanswered connections closed to make room for a newer one (slow clients)",
+            a.connections_evicted.clone(),
         );
         m.register(
             "api_streams_revoked",

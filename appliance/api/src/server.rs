@@ -304,6 +304,7 @@ pub async fn serve(
         https: settings.api.max_connections,
         redirect: settings.api.redirect_max_connections,
     };
+    let max_unanswered = settings.api.max_unanswered_connections;
     let min = settings.api.tls_min_version;
     let app = build_router(settings, deps, shutdown.clone())?;
     let tls = TlsAcceptor::from(server_config(min, Arc::clone(&app.state.certs))?);
@@ -311,6 +312,10 @@ pub async fn serve(
     let mut pending = Vec::new();
     let mut late_https = None;
     let router = app.router.clone();
+    let unanswered = Arc::new(Unanswered::new(
+        max_unanswered,
+        app.state.api_metrics.connections_evicted.clone(),
+    ));
     let https_addr = match try_bind(bind, "https").await? {
         Some(listener) => {
             let addr = listener
@@ -321,6 +326,7 @@ pub async fn serve(
                 tls,
                 router,
                 caps.https,
+                Arc::clone(&unanswered),
                 shutdown.clone(),
             ));
             Some(addr)
@@ -333,7 +339,7 @@ pub async fn serve(
             tasks.spawn(async move {
                 if let Some(listener) = bind_retrying(bind, "https", &shutdown).await {
                     let _ = bound.send(listener.local_addr().unwrap_or(bind));
-                    accept_loop(listener, tls, router, caps.https, shutdown).await;
+                    accept_loop(listener, tls, router, caps.https, unanswered, shutdown).await;
                 }
             });
             None
@@ -427,11 +433,69 @@ async fn accept_next(
     }
 }
 
+/// The connections that have not been answered yet: in the TLS handshake, the
+/// request head or the request body. A slow client (slowloris) never leaves this
+/// state; a real one leaves it within milliseconds. At most `cap` wait at once:
+/// a new connection evicts the one that has waited longest, so slow clients
+/// churn among themselves and cannot hold every connection permit while a
+/// legitimate client (an admin logging in) waits in the accept queue.
+#[derive(Debug)]
+pub struct Unanswered {
+    cap: usize,
+    inner: parking_lot::Mutex<(u64, std::collections::VecDeque<(u64, CancellationToken)>)>,
+    evicted: prometheus_client::metrics::counter::Counter,
+}
+
+impl Unanswered {
+    /// At most `cap` (at least 1) unanswered connections; evictions are counted in `evicted`.
+    pub fn new(cap: usize, evicted: prometheus_client::metrics::counter::Counter) -> Self {
+        Self {
+            cap: cap.max(1),
+            inner: parking_lot::Mutex::new((0, std::collections::VecDeque::new())),
+            evicted,
+        }
+    }
+
+    /// Registers a new connection, evicting the longest-waiting one when full:
+    /// its id and the token that is cancelled if it is evicted in turn.
+    pub fn admit(&self) -> (u64, CancellationToken) {
+        let mut g = self.inner.lock();
+        let (next, waiting) = &mut *g;
+        while waiting.len() >= self.cap {
+            if let Some((_, oldest)) = waiting.pop_front() {
+                oldest.cancel();
+                self.evicted.inc();
+            }
+        }
+        let id = *next;
+        *next += 1;
+        let token = CancellationToken::new();
+        waiting.push_back((id, token.clone()));
+        (id, token)
+    }
+
+    /// The connection was answered (or ended): it no longer counts.
+    pub fn answered(&self, id: u64) {
+        self.inner.lock().1.retain(|(i, _)| *i != id);
+    }
+
+    /// How many wait now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().1.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: TlsAcceptor,
     router: Router,
     max_connections: usize,
+    unanswered: Arc<Unanswered>,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -443,26 +507,43 @@ async fn accept_loop(
         let tls = tls.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let (id, evicted) = unanswered.admit();
+        let unanswered = Arc::clone(&unanswered);
         tokio::spawn(async move {
             let _permit = permit;
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let serve = async {
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let answered = Arc::clone(&unanswered);
+                let svc = router
+                    .map_request(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        req.map(axum::body::Body::new)
+                    })
+                    .map_response(move |resp: Response| {
+                        answered.answered(id);
+                        resp
+                    });
+                serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(svc),
+                    shutdown,
+                )
+                .await;
             };
-            let svc = router.map_request(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(axum::body::Body::new)
-            });
-            serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(svc),
-                shutdown,
-            )
-            .await;
+            tokio::select! {
+                () = serve => {}
+                () = evicted.cancelled() => {
+                    tracing::debug!(%peer, "unanswered connection evicted for a newer one");
+                }
+            }
+            unanswered.answered(id);
         });
     }
 }
@@ -544,6 +625,24 @@ fn redirect(req: &Request, https_port: u16) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_unanswered_connection_makes_room_for_a_new_one() {
+        let u = Unanswered::new(2, Default::default());
+        let (a, ta) = u.admit();
+        let (_b, tb) = u.admit();
+        assert_eq!(u.len(), 2);
+        let (_c, tc) = u.admit();
+        assert!(ta.is_cancelled(), "the oldest waiter was evicted");
+        assert!(!tb.is_cancelled() && !tc.is_cancelled());
+        assert_eq!(u.evicted.get(), 1);
+        // An answered connection no longer counts, whatever its age.
+        u.answered(a);
+        let (b2, _) = u.admit();
+        assert!(tb.is_cancelled(), "full again: the next oldest goes");
+        u.answered(b2);
+        assert_eq!(u.len(), 1);
+    }
 
     #[test]
     fn accept_errors_back_off_from_50_ms_to_1_s() {

@@ -131,6 +131,7 @@ fn api_config(cors: Vec<String>) -> ApiConfig {
         rate_limit_per_s: 50,
         rate_limit_burst: 100,
         max_connections: 256,
+        max_unanswered_connections: 64,
         redirect_max_connections: 64,
         body_timeout: std::time::Duration::from_secs(10),
         request_timeout: std::time::Duration::from_secs(30),

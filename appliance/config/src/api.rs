@@ -23,6 +23,7 @@ pub(crate) struct RawApi {
     pub rate_limit_per_s: Option<i64>,
     pub rate_limit_burst: Option<i64>,
     pub max_connections: Option<i64>,
+    pub max_unanswered_connections: Option<i64>,
     pub redirect_max_connections: Option<i64>,
     pub body_timeout_s: Option<i64>,
     pub request_timeout_s: Option<i64>,
@@ -96,6 +97,9 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Most HTTPS connections served at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Most HTTPS connections not answered yet (TLS handshake, request head or
+    /// body still arriving); a new one evicts the one waiting longest.
+    pub max_unanswered_connections: usize,
     /// Most plain-HTTP (redirect) connections served at once.
     pub redirect_max_connections: usize,
     /// Longest a request body may take to arrive (408 beyond).
@@ -225,6 +229,15 @@ pub(crate) fn validate_api(ctx: &mut Ctx<'_>, raw: &RawApi) -> ApiConfig {
         max_connections: ctx
             .int_in::<usize>("api.max_connections", raw.max_connections, 256, 8, 4096)
             .unwrap_or(256),
+        max_unanswered_connections: ctx
+            .int_in::<usize>(
+                "api.max_unanswered_connections",
+                raw.max_unanswered_connections,
+                64,
+                1,
+                4096,
+            )
+            .unwrap_or(64),
         redirect_max_connections: ctx
             .int_in::<usize>(
                 "api.redirect_max_connections",
