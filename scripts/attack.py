@@ -19,7 +19,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_config import bench_config  # noqa: E402
 
 BIN, REPO, WINDOW = sys.argv[1], sys.argv[2], float(sys.argv[3])
 PASSWORD = "bench admin password 1"
@@ -35,34 +37,8 @@ def free_port():
 
 
 def config(work):
-    text = open(f"{REPO}/config/demo.toml").read()
-    text = text.replace('model = "../models/', f'model = "{REPO}/models/')
-    text = text.replace('state_dir = "../state/demo"', f'state_dir = "{work}/state"')
-    text = text.replace('media_dir = "../demo-media"', f'media_dir = "{REPO}/demo-media"')
-    text = text.replace('sim_log = "../state/demo/outputs.jsonl"', f'sim_log = "{work}/state/outputs.jsonl"')
     https, redirect = free_port(), free_port()
-    text = text.replace('bind = "127.0.0.1:8443"', f'bind = "127.0.0.1:{https}"\nhttp_redirect_bind = "127.0.0.1:{redirect}"')
-    for i in range(1, 6):
-        for k in range(4):
-            x0, x1 = k * 0.25, (k + 1) * 0.25
-            text += f'''
-[[zones]]
-id = "bench-strip-{i}-{k}"
-camera = "walkway-{i}"
-polygon = [[{x0}, 0.30], [{x1}, 0.30], [{x1}, 0.60], [{x0}, 0.60]]
-
-[[rules]]
-id = "bench-intrusion-{i}-{k}"
-kind = "intrusion"
-zone = "bench-strip-{i}-{k}"
-min_frames = 1
-severity = "warning"
-cooldown_s = 0
-clear_after_s = 0
-outputs = ["siren"]
-'''
-    path = f"{work}/bench.toml"
-    open(path, "w").write(text)
+    path = bench_config(REPO, work, bind=f"127.0.0.1:{https}", redirect=f"127.0.0.1:{redirect}")
     return path, https, redirect
 
 

@@ -32,44 +32,8 @@ fi
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 repo="$(pwd)"
-python3 - "$repo" "$work" "$backend" "$every" "${WORKERS:-}" "${THREADS:-}" <<'PY'
-import re, sys
-repo, work, backend, every, workers, threads = sys.argv[1:]
-text = open(f"{repo}/config/demo.toml").read()
-text = text.replace('model = "../models/', f'model = "{repo}/models/')
-text = text.replace('state_dir = "../state/demo"', f'state_dir = "{work}/state"')
-text = text.replace('media_dir = "../demo-media"', f'media_dir = "{repo}/demo-media"')
-text = text.replace('sim_log = "../state/demo/outputs.jsonl"', f'sim_log = "{work}/state/outputs.jsonl"')
-text = text.replace('bind = "127.0.0.1:8443"', 'bind = "127.0.0.1:0"')
-text = re.sub(r'backend = "auto"', f'backend = "{backend}"', text, count=1)
-text = text.replace("detect_every = 2", f"detect_every = {every}")
-if workers:
-    text = re.sub(r"(?m)^detect_workers = \d+", f"detect_workers = {workers}", text)
-if threads:
-    text = re.sub(r"(?m)^threads = \d+", f"threads = {threads}", text)
-# Four strips across the walkway per camera: people walking along it enter
-# and leave them all the time, so alarms raise and clear often.
-for i in range(1, 6):
-    for k in range(4):
-        x0, x1 = k * 0.25, (k + 1) * 0.25
-        text += f'''
-[[zones]]
-id = "bench-strip-{i}-{k}"
-camera = "walkway-{i}"
-polygon = [[{x0}, 0.30], [{x1}, 0.30], [{x1}, 0.60], [{x0}, 0.60]]
-
-[[rules]]
-id = "bench-intrusion-{i}-{k}"
-kind = "intrusion"
-zone = "bench-strip-{i}-{k}"
-min_frames = 1
-severity = "warning"
-cooldown_s = 0
-clear_after_s = 0
-outputs = ["siren"]
-'''
-open(f"{work}/bench.toml", "w").write(text)
-PY
+python3 scripts/bench_config.py "$repo" "$work" --backend "$backend" --every "$every" \
+    ${WORKERS:+--workers "$WORKERS"} ${THREADS:+--threads "$THREADS"}
 mkdir -p "$work/state"
 "$bin" --log-format json --log "${LOG:-info,safe_yolo_pipeline::detect=trace}" run --config "$work/bench.toml" 2>"$work/daemon.log" &
 pid=$!

@@ -794,9 +794,8 @@ pub(crate) fn query_events_in(
     };
     let mut events = Vec::new();
     let mut more = false;
-    let mut scanned = 0usize;
     let mut last_scanned = None;
-    for row in iter {
+    for (scanned, row) in iter.enumerate() {
         let (id, bytes) = row?;
         if scanned == SCAN_BUDGET {
             // The page's work is spent: the caller resumes after the last row
@@ -804,7 +803,6 @@ pub(crate) fn query_events_in(
             more = true;
             break;
         }
-        scanned += 1;
         let e: Event = dec("events", &id, &bytes)?;
         if !q.matches(&e) {
             last_scanned = Some(id);

@@ -35,8 +35,7 @@ pub const COMMAND_FILE: &str = "fault";
 fn peek_on_a_duplicate() -> std::io::Result<()> {
     use std::os::fd::AsFd as _;
     let dup = std::io::stdin().as_fd().try_clone_to_owned()?;
-    let mut space = [std::mem::MaybeUninit::uninit(); 0];
-    let mut ancillary = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut ancillary = rustix::net::RecvAncillaryBuffer::default();
     match rustix::net::recvmsg(
         &dup,
         &mut [],
