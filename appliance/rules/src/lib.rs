@@ -55,7 +55,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod assign;
 pub mod engine;
+pub mod mot;
 pub mod ppe;
 pub mod schedule;
 pub mod spec;
