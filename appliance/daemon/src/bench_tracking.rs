@@ -89,7 +89,8 @@ fn bench(args: &BenchTrackingArgs) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read the model {}", args.model.display()))?;
     let footage = footage(args, &manifest)?;
     let score = person_threshold(&manifest);
-    let tracker = tracker_config(&manifest);
+    let tracker = crate::wiring::tracker_config(&manifest)
+        .with_context(|| format!("{}: the [tracking] section", args.model.display()))?;
     let scores = score_rates(&footage, args.fps, score, &tracker)?;
     Ok(if args.json {
         let rows: Vec<serde_json::Value> = scores
@@ -122,11 +123,6 @@ fn person_threshold(m: &Manifest) -> f32 {
         .get(PERSON)
         .copied()
         .unwrap_or(m.spec.thresholds.score)
-}
-
-/// The tracker settings of `safe-yolo run` for this model.
-fn tracker_config(_m: &Manifest) -> TrackerConfig {
-    TrackerConfig::default()
 }
 
 /// The cached detections, or the detector's on every frame (then cached).
@@ -316,8 +312,8 @@ pub fn track(
             .filter(|d| d.score >= score)
             .cloned()
             .collect();
-        let _now = Duration::from_secs_f64(i as f64 / fps);
-        let tracks = tracker.update(&dets, footage.width, footage.height);
+        let now = Duration::from_secs_f64(i as f64 / fps);
+        let tracks = tracker.update(&dets, footage.width, footage.height, now);
         out.push((
             i,
             tracks
@@ -344,6 +340,25 @@ pub fn score_rates(
         let mut ids = 0usize;
         for phase in 0..step {
             let hyp = track(footage, fps, score, cfg, step, phase)?;
+            if let Some(dump) = std::env::var_os("SAFEYOLO_TRACKING_DUMP") {
+                // Reference and tracks side by side, for a look with other tools.
+                let mut csv = String::new();
+                for (i, tracks) in &hyp {
+                    for (kind, list) in [("o", &reference[*i].1), ("h", tracks)] {
+                        for (id, b) in list {
+                            let [x1, y1, x2, y2] = [b.x1, b.y1, b.x2, b.y2].map(f64::from);
+                            let _ = writeln!(
+                                csv,
+                                "k{step}p{phase},{i},{kind},{id},{x1},{y1},{x2},{y2}"
+                            );
+                        }
+                    }
+                    let _ = writeln!(csv, "k{step}p{phase},{i},-,,,,,");
+                }
+                let path = PathBuf::from(dump).join(format!("k{step}p{phase}.csv"));
+                std::fs::write(&path, csv)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             let mut acc = MotAccumulator::new();
             let mut seen = std::collections::BTreeSet::new();
             for (i, tracks) in &hyp {

@@ -238,7 +238,7 @@ fn main() {
         }
         let now = Duration::from_millis(frame as u64 * 100);
         let start = Instant::now();
-        let tracks = tracker.update(&dets, W, H);
+        let tracks = tracker.update(&dets, W, H, now);
         let mid = Instant::now();
         let input = FrameInput {
             camera: &camera,

@@ -129,8 +129,7 @@ fn track(dets: &[Vec<Detection>], step: usize, phase: usize) -> Vec<Option<Frame
                 return None;
             }
             let now = Duration::from_millis(f as u64 * 100);
-            let _ = now;
-            let tracks = t.update(&dets[f], 768.0, 576.0);
+            let tracks = t.update(&dets[f], 768.0, 576.0, now);
             Some(
                 tracks
                     .iter()

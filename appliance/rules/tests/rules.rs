@@ -83,6 +83,7 @@ fn track(id: u64, x: f32, y: f32, class: &str, state: TrackState) -> Track {
         age: 10,
         hits: 10,
         frames_lost: 0,
+        lost_for: Duration::ZERO,
         state,
     }
 }
@@ -921,7 +922,7 @@ fn a_person_walking_through_an_occlusion_raises_one_alarm() {
                 bbox: t.bbox,
             }]
         };
-        let tracks = tracker.update(&dets, W, H);
+        let tracks = tracker.update(&dets, W, H, STEP * frame);
         assert!(
             tracks.iter().all(|t| t.id == 1),
             "frame {frame}: {tracks:?}"
@@ -947,6 +948,109 @@ fn a_person_walking_through_an_occlusion_raises_one_alarm() {
     // clears nor re-raises. Last inside at frame 24 (x = 0.59); the fifth
     // frame outside, 29, clears.
     assert_eq!(timeline(&decisions), "7:raise#1 29:clear");
+}
+
+/// Tracker and engine at 3.3 detections/s (an update every 300 ms), with
+/// the person's detections `missing` at some updates: the timeline of
+/// decisions and every track id the tracker gave.
+fn low_rate_run(
+    rule: RuleSpec,
+    zone: ZoneSpec,
+    updates: u32,
+    feet: impl Fn(u32) -> (f32, f32),
+    missing: &[u32],
+) -> (String, Vec<u64>) {
+    use safe_yolo_rules::{Tracker, TrackerConfig};
+    const EVERY: Duration = Duration::from_millis(300);
+    let mut engine = RuleEngine::new(vec![rule], vec![zone]).unwrap();
+    let mut tracker = Tracker::new(TrackerConfig::default()).unwrap();
+    let camera = cam();
+    let mut decisions = Vec::new();
+    let mut ids = Vec::new();
+    for k in 0..updates {
+        let now = EVERY * k;
+        let (x, y) = feet(k);
+        let dets = if missing.contains(&k) {
+            vec![]
+        } else {
+            vec![Detection {
+                class_id: 0,
+                class_name: Arc::from("person"),
+                score: 0.8,
+                bbox: person(0, x, y).bbox,
+            }]
+        };
+        let tracks = tracker.update(&dets, W, H, now);
+        for t in &tracks {
+            if !ids.contains(&t.id) {
+                ids.push(t.id);
+            }
+        }
+        let input = FrameInput {
+            camera: &camera,
+            now,
+            local: monday(600),
+            frame_w: W,
+            frame_h: H,
+            tracks: &tracks,
+            ppe: &[],
+            health: CameraHealth::Ok,
+            door_open: false,
+            detector_down: false,
+        };
+        for d in engine.evaluate(&input) {
+            decisions.push((k as usize, d));
+        }
+    }
+    (timeline(&decisions), ids)
+}
+
+#[test]
+fn a_line_crossing_survives_two_lost_detections_at_a_low_rate() {
+    // Walks left to right (side B to side A of the gate at x = 0.5) at
+    // 0.1 of the frame per second; the two detections nearest the line
+    // are lost. One person, one id, one crossing.
+    let walk = |k: u32| (0.3 + 0.03 * k as f32, 0.5);
+    let crossing = rule(
+        "crossing",
+        Some("gate"),
+        RuleKind::LineCrossing {
+            direction: LineDirection::Either,
+            min_frames: 2,
+        },
+    );
+    // Without losses: on side A from update 7 (x = 0.51), confirmed at 8
+    // (a crossing is an event: it clears on the next update).
+    let (clean, ids) = low_rate_run(crossing.clone(), gate(), 14, walk, &[]);
+    assert_eq!(
+        (clean.as_str(), ids.as_slice()),
+        ("8:raise#1 9:clear", &[1][..])
+    );
+    // Updates 6 and 7 (x = 0.48 and 0.51) lost: the track coasts over the
+    // line and is found again at 8; the crossing is confirmed at 9.
+    let (lossy, ids) = low_rate_run(crossing, gate(), 14, walk, &[6, 7]);
+    assert_eq!(
+        (lossy.as_str(), ids.as_slice()),
+        ("9:raise#1 10:clear", &[1][..])
+    );
+}
+
+#[test]
+fn dwell_survives_lost_detections_at_a_low_rate() {
+    // Stands in the dock, swaying a little; two detections in a row are
+    // lost three times. The dwell clock runs from the first confirmed
+    // sighting (update 1, 0.3 s): 10 s later is 10.3 s, the first update
+    // at or after it is 35 (10.5 s), within one update of the truth.
+    let sway = |k: u32| (0.4 + 0.005 * (k % 3) as f32, 0.5);
+    let dwell = rule(
+        "dwell",
+        Some("dock"),
+        RuleKind::Dwell {
+            min_duration: Duration::from_secs(10),
+        },
+    );
+    let (run, ids) = low_rate_run(dwell, dock(), 40, sway, &[10, 11, 20, 21, 30, 31]);
+    assert_eq!((run.as_str(), ids.as_slice()), ("35:raise#1", &[1][..]));
 }
 
 // === Validation ===
