@@ -654,10 +654,10 @@ mod tests {
         assert!(t.update(&[], 640.0, 480.0).is_empty());
         let ts = t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
         assert_eq!((ts[0].id, ts[0].state), (1, TrackState::Tracked));
-        // ...but dropped after it.
+        // ...but dropped after it (1.1 s: 12 updates later).
         let mut t = tracker(2);
         t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
-        for _ in 0..11 {
+        for _ in 0..12 {
             assert!(t.update(&[], 640.0, 480.0).is_empty());
         }
         let ts = t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
