@@ -187,24 +187,27 @@ pub struct BenchTrackingArgs {
     pub json: bool,
 }
 
-/// Parses a frame rate: a number in `1..=120`.
-fn parse_fps(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if (1.0..=120.0).contains(&v) {
+/// Parses a number in `lo..=hi`.
+fn parse_within<T>(s: &str, lo: T, hi: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let v: T = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if lo <= v && v <= hi {
         Ok(v)
     } else {
-        Err(format!("must be between 1 and 120, got {v}"))
+        Err(format!("must be between {lo} and {hi}, got {v}"))
     }
+}
+
+/// Parses a frame rate: a number in `1..=120`.
+fn parse_fps(s: &str) -> Result<f64, String> {
+    parse_within(s, 1.0, 120.0)
 }
 
 /// Parses a score threshold: a number in `0..=1`.
 fn parse_score(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("must be between 0 and 1, got {v}"))
-    }
+    parse_within(s, 0.0, 1.0)
 }
 
 /// `--backend` values.

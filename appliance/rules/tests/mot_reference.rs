@@ -25,18 +25,9 @@ use safe_yolo_domain::{BBox, Detection};
 use safe_yolo_rules::mot::{MotAccumulator, MotSummary};
 use safe_yolo_rules::{TrackState, Tracker, TrackerConfig};
 
-/// Deterministic pseudo-random numbers (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        (v >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
+#[path = "../benches/support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 type Frame = Vec<(u64, BBox)>;
 

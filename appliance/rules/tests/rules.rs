@@ -898,77 +898,43 @@ fn cameras_are_independent() {
 
 #[test]
 fn a_person_walking_through_an_occlusion_raises_one_alarm() {
-    use safe_yolo_rules::{Tracker, TrackerConfig};
     let spec = RuleSpec {
         clear_after: ClearAfter::Frames(5),
         ..intrusion(3)
     };
-    let mut engine = RuleEngine::new(vec![spec], vec![dock()]).unwrap();
-    let mut tracker = Tracker::new(TrackerConfig::default()).unwrap();
-    let camera = cam();
-    let mut decisions = Vec::new();
-    for frame in 0..45u32 {
-        // Walks right along y = 0.4 through the dock (x 0.2..0.6), hidden
-        // behind a pallet for frames 12..=14.
-        let x = 0.11 + 0.02 * frame as f32;
-        let t = person(0, x, 0.4);
-        let dets = if (12..=14).contains(&frame) {
-            vec![]
-        } else {
-            vec![Detection {
-                class_id: 0,
-                class_name: Arc::from("person"),
-                score: 0.85,
-                bbox: t.bbox,
-            }]
-        };
-        let tracks = tracker.update(&dets, W, H, STEP * frame);
-        assert!(
-            tracks.iter().all(|t| t.id == 1),
-            "frame {frame}: {tracks:?}"
-        );
-        let input = FrameInput {
-            camera: &camera,
-            now: STEP * frame,
-            local: monday(600),
-            frame_w: W,
-            frame_h: H,
-            tracks: &tracks,
-            ppe: &[],
-            health: CameraHealth::Ok,
-            door_open: false,
-            detector_down: false,
-        };
-        for d in engine.evaluate(&input) {
-            decisions.push((frame as usize, d));
-        }
-    }
+    // Walks right along y = 0.4 through the dock (x 0.2..0.6) at 10
+    // detections/s, hidden behind a pallet for frames 12..=14.
+    let walk = |frame: u32| (0.11 + 0.02 * frame as f32, 0.4);
+    let (run, ids) = tracked_run(spec, dock(), STEP, 45, walk, &[12, 13, 14]);
     // Tentative on frame 0, tracked from frame 1, inside from frame 5
     // (x = 0.21): the third frame inside is frame 7; the occlusion neither
     // clears nor re-raises. Last inside at frame 24 (x = 0.59); the fifth
     // frame outside, 29, clears.
-    assert_eq!(timeline(&decisions), "7:raise#1 29:clear");
+    assert_eq!(
+        (run.as_str(), ids.as_slice()),
+        ("7:raise#1 29:clear", &[1][..])
+    );
 }
 
-/// Tracker and engine at 3.3 detections/s (an update every 300 ms), with
-/// the person's detections `missing` at some updates: the timeline of
-/// decisions and every track id the tracker gave.
-fn low_rate_run(
+/// Tracker and engine together, an update `every` so often, with the
+/// person's detections `missing` at some updates: the timeline of decisions
+/// and every track id the tracker gave.
+fn tracked_run(
     rule: RuleSpec,
     zone: ZoneSpec,
+    every: Duration,
     updates: u32,
     feet: impl Fn(u32) -> (f32, f32),
     missing: &[u32],
 ) -> (String, Vec<u64>) {
     use safe_yolo_rules::{Tracker, TrackerConfig};
-    const EVERY: Duration = Duration::from_millis(300);
     let mut engine = RuleEngine::new(vec![rule], vec![zone]).unwrap();
     let mut tracker = Tracker::new(TrackerConfig::default()).unwrap();
     let camera = cam();
     let mut decisions = Vec::new();
     let mut ids = Vec::new();
     for k in 0..updates {
-        let now = EVERY * k;
+        let now = every * k;
         let (x, y) = feet(k);
         let dets = if missing.contains(&k) {
             vec![]
@@ -1005,6 +971,9 @@ fn low_rate_run(
     (timeline(&decisions), ids)
 }
 
+/// 3.3 detections/s.
+const LOW_RATE: Duration = Duration::from_millis(300);
+
 #[test]
 fn a_line_crossing_survives_two_lost_detections_at_a_low_rate() {
     // Walks left to right (side B to side A of the gate at x = 0.5) at
@@ -1021,14 +990,14 @@ fn a_line_crossing_survives_two_lost_detections_at_a_low_rate() {
     );
     // Without losses: on side A from update 7 (x = 0.51), confirmed at 8
     // (a crossing is an event: it clears on the next update).
-    let (clean, ids) = low_rate_run(crossing.clone(), gate(), 14, walk, &[]);
+    let (clean, ids) = tracked_run(crossing.clone(), gate(), LOW_RATE, 14, walk, &[]);
     assert_eq!(
         (clean.as_str(), ids.as_slice()),
         ("8:raise#1 9:clear", &[1][..])
     );
     // Updates 6 and 7 (x = 0.48 and 0.51) lost: the track coasts over the
     // line and is found again at 8; the crossing is confirmed at 9.
-    let (lossy, ids) = low_rate_run(crossing, gate(), 14, walk, &[6, 7]);
+    let (lossy, ids) = tracked_run(crossing, gate(), LOW_RATE, 14, walk, &[6, 7]);
     assert_eq!(
         (lossy.as_str(), ids.as_slice()),
         ("9:raise#1 10:clear", &[1][..])
@@ -1049,7 +1018,7 @@ fn dwell_survives_lost_detections_at_a_low_rate() {
             min_duration: Duration::from_secs(10),
         },
     );
-    let (run, ids) = low_rate_run(dwell, dock(), 40, sway, &[10, 11, 20, 21, 30, 31]);
+    let (run, ids) = tracked_run(dwell, dock(), LOW_RATE, 40, sway, &[10, 11, 20, 21, 30, 31]);
     assert_eq!((run.as_str(), ids.as_slice()), ("35:raise#1", &[1][..]));
 }
 
