@@ -99,7 +99,7 @@ impl Default for TrackerConfig {
             gate_per_second: 0.3,
             max_height_ratio: 1.4,
             max_predict: Duration::from_secs(1),
-            velocity_smoothing: 0.5,
+            velocity_smoothing: 0.2,
         }
     }
 }
