@@ -9,6 +9,8 @@
 #   python3 + onnxruntime   the ONNX Runtime library the detector's
 #                  `onnxruntime` backend is tested against, and the
 #                  reference scripts under appliance/detect/scripts
+#   py-motmetrics  the reference scorer of the tracking metrics, in a venv
+#                  (scripts/motmetrics.sh; appliance/rules/tests/mot_reference.rs)
 set -euo pipefail
 
 SUDO=""
@@ -29,4 +31,10 @@ if ! python3 -c "import onnxruntime" >/dev/null 2>&1; then
     echo "install-deps: pip install onnxruntime numpy pillow"
     python3 -m pip install -q --disable-pip-version-check onnxruntime numpy pillow 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_venv=1
+if [ "${need_venv:-0}" = 1 ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+"$(dirname "${BASH_SOURCE[0]}")/motmetrics.sh" >/dev/null
 echo "install-deps: ok"

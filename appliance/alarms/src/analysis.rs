@@ -27,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 use crate::dispatch::{Dispatcher, Evidence};
 
 const TICK: Duration = Duration::from_millis(250);
+/// How long the live view keeps showing a lost track (its predicted box,
+/// dashed): the tracker keeps it longer to find the person again, but an
+/// operator reading the view at a glance should not see stale boxes.
+pub const SHOW_LOST: Duration = Duration::from_secs(1);
 
 /// Why analysis could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,14 +133,19 @@ fn switch_ppe(ppe: &PpeSwitch, engine: &RuleEngine) {
     );
 }
 
-/// What the live view shows of one analysed frame: confirmed tracks and the
-/// state of every zone of the camera.
+/// What the live view shows of one analysed frame: confirmed tracks (lost
+/// ones for [`SHOW_LOST`] only; tentative ones never) and the state of
+/// every zone of the camera.
 fn scene(seq: u64, camera: &CameraId, tracks: &[Track], engine: &RuleEngine) -> Scene {
     Scene {
         seq,
         tracks: tracks
             .iter()
-            .filter(|t| t.state != TrackState::Tentative)
+            .filter(|t| match t.state {
+                TrackState::Tentative => false,
+                TrackState::Tracked => true,
+                TrackState::Lost => t.lost_for <= SHOW_LOST,
+            })
             .map(|t| SceneTrack {
                 id: t.id,
                 class_name: t.class_name.clone(),
@@ -259,6 +268,9 @@ pub struct AnalysisInputs {
     /// How many detector processes are down (crashed, hung, or their model
     /// does not load): while any is, every camera is blind.
     pub detectors_down: tokio::sync::watch::Receiver<usize>,
+    /// The tracker settings (the model manifest's calibration), for every
+    /// camera's tracker.
+    pub tracker: TrackerConfig,
 }
 
 impl Analysis {
@@ -281,12 +293,12 @@ impl Analysis {
             ppe,
             mut door,
             mut detectors_down,
+            tracker,
         } = inputs;
         let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
         switch_ppe(&ppe, &engine);
         // The tracker's settings are checked once, here: a camera joining
         // later gets a tracker of the same settings.
-        let tracker = TrackerConfig::default();
         Tracker::new(tracker).map_err(AnalysisError::Tracker)?;
         let mut cams: HashMap<CameraId, CameraCtx> = HashMap::new();
         follow_cameras(&mut cams, &taps.seen(), &tracker);
@@ -371,7 +383,7 @@ impl Analysis {
                         let t0 = Instant::now();
                         let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == PERSON_CLASS).cloned().collect();
                         let (w, h) = (f.frame.width() as f32, f.frame.height() as f32);
-                        let tracks = cam.tracker.update(&persons, w, h);
+                        let tracks = cam.tracker.update(&persons, w, h, epoch.elapsed());
                         let sig = signals(&door, &detectors_down);
                         let input = FrameInput {
                             camera: &f.meta.camera,
@@ -461,5 +473,50 @@ impl Analysis {
         self.task.abort();
         let _ = self.task.await;
         self.dispatcher.drain(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use safe_yolo_domain::BBox;
+
+    use super::*;
+
+    fn track(id: u64, state: TrackState, lost_ms: u64) -> Track {
+        Track {
+            id,
+            bbox: BBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 10.0,
+                y2: 20.0,
+            },
+            class_id: 0,
+            class_name: Arc::from("person"),
+            score: 0.8,
+            age: 5,
+            hits: 3,
+            frames_lost: u32::from(lost_ms > 0),
+            lost_for: Duration::from_millis(lost_ms),
+            state,
+        }
+    }
+
+    #[test]
+    fn the_scene_hides_tentative_and_long_lost_tracks() {
+        let engine = RuleEngine::new(Vec::new(), Vec::new()).unwrap();
+        let camera = CameraId::new("cam").unwrap();
+        let tracks = [
+            track(1, TrackState::Tracked, 0),
+            track(2, TrackState::Tentative, 0),
+            track(3, TrackState::Lost, 400),
+            track(4, TrackState::Lost, 1000),
+            track(5, TrackState::Lost, 1100),
+        ];
+        let s = scene(7, &camera, &tracks, &engine);
+        let shown: Vec<(u64, bool)> = s.tracks.iter().map(|t| (t.id, t.lost)).collect();
+        assert_eq!(shown, vec![(1, false), (3, true), (4, true)]);
     }
 }

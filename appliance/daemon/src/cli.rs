@@ -60,6 +60,13 @@ pub enum Command {
     /// camera: frame rates, drops, per-frame overhead outside inference,
     /// memory and glass-to-detection latency.
     Bench(BenchArgs),
+    /// Measure how well persons keep one track id at low detection rates.
+    ///
+    /// Runs the detector on every frame of the demo footage once (cached),
+    /// tracks at the full rate for reference trajectories, then tracks the
+    /// same detections at 1/2 ... 1/10 of the frames and prints IDF1 and ID
+    /// switches against the reference per detection rate.
+    BenchTracking(BenchTrackingArgs),
     /// Restore a backup into the state directory of a stopped appliance.
     ///
     /// BACKUP is the tar file downloaded from `GET /api/v1/system/backup`
@@ -155,14 +162,57 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Parses a score threshold: a number in `0..=1`.
-fn parse_score(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
+/// `safe-yolo bench-tracking` arguments.
+#[derive(Debug, clap::Args)]
+pub struct BenchTrackingArgs {
+    /// Model manifest (`model.toml`); its fp32 weights are run.
+    #[arg(
+        long,
+        value_name = "MANIFEST",
+        default_value = "models/nanodet-m-416-coco/model.toml"
+    )]
+    pub model: PathBuf,
+    /// Folder of the footage's JPEG frames, in name order.
+    #[arg(long, value_name = "DIR", default_value = "demo-media/vtest-frames")]
+    pub frames: PathBuf,
+    /// Frame rate of the footage.
+    #[arg(long, value_name = "FPS", default_value_t = 10.0, value_parser = parse_fps)]
+    pub fps: f64,
+    /// Detection cache (default: `.cache/tracking-<model>-<sha>.tsv` beside the frames folder).
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<PathBuf>,
+    /// Inference backend for the detection pass.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Inference threads for the detection pass.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses a number in `lo..=hi`.
+fn parse_within<T>(s: &str, lo: T, hi: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let v: T = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if lo <= v && v <= hi {
         Ok(v)
     } else {
-        Err(format!("must be between 0 and 1, got {v}"))
+        Err(format!("must be between {lo} and {hi}, got {v}"))
     }
+}
+
+/// Parses a frame rate: a number in `1..=120`.
+fn parse_fps(s: &str) -> Result<f64, String> {
+    parse_within(s, 1.0, 120.0)
+}
+
+/// Parses a score threshold: a number in `0..=1`.
+fn parse_score(s: &str) -> Result<f32, String> {
+    parse_within(s, 0.0, 1.0)
 }
 
 /// `--backend` values.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_tracking;
 mod cli;
 mod detect_cmd;
 mod lifecycle;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         }
         Command::Detect(args) => detect_cmd::run(&args, cli.log_format, &cli.log),
         Command::Bench(args) => bench::run(&args, cli.log_format, &cli.log),
+        Command::BenchTracking(args) => bench_tracking::run(&args, cli.log_format, &cli.log),
         Command::Restore(args) => {
             if let Err(e) = safe_yolo_telemetry::logging::init(cli.log_format.into(), &cli.log) {
                 report::fatal(&anyhow::Error::new(e));

@@ -271,6 +271,7 @@ async fn start(
             ppe,
             door,
             detectors_down: down,
+            tracker: tracker_settings(&config)?,
         },
         dispatcher.clone(),
         &liveness,
@@ -601,6 +602,22 @@ async fn log_stats(metrics: Metrics, cameras: safe_yolo_pipeline::Cameras) {
 fn detector_behind(capture_fps: f64, detect_fps: f64, every: u32) -> Option<f64> {
     let asked = capture_fps / f64::from(every.max(1));
     (asked > 0.0 && detect_fps < 0.9 * asked).then_some(asked)
+}
+
+/// The tracker settings the person model's manifest calibrates. A manifest
+/// that cannot be read leaves the defaults (the detector reports that
+/// fault itself and the box stays up); an invalid `[tracking]` section stops
+/// the start, naming the field.
+fn tracker_settings(config: &Config) -> anyhow::Result<safe_yolo_rules::TrackerConfig> {
+    let path = &config.detector.model;
+    match safe_yolo_detect::Manifest::from_path(path) {
+        Ok(m) => wiring::tracker_config(&m)
+            .with_context(|| format!("the [tracking] section of {} is invalid", path.display())),
+        Err(e) => {
+            tracing::warn!(manifest = %path.display(), error = %e, "default tracker settings");
+            Ok(safe_yolo_rules::TrackerConfig::default())
+        }
+    }
 }
 
 /// How long the model may take to load in a detector process.

@@ -188,3 +188,31 @@ pub fn camera_sources(config: &Config) -> SourceFactory {
         safe_yolo_capture::open(request, &policy)
     })
 }
+
+/// The tracker settings for a model: the defaults, with what the model
+/// manifest's `[tracking]` section calibrates. Checked here, so a bad
+/// calibration stops the start with the field named.
+pub fn tracker_config(
+    m: &safe_yolo_detect::Manifest,
+) -> Result<safe_yolo_rules::TrackerConfig, safe_yolo_rules::TrackerError> {
+    let k = &m.spec.tracking;
+    let d = safe_yolo_rules::TrackerConfig::default();
+    let secs = |v: Option<f32>, default: Duration| {
+        v.and_then(|s| Duration::try_from_secs_f32(s).ok())
+            .unwrap_or(default)
+    };
+    let cfg = safe_yolo_rules::TrackerConfig {
+        high_score: k.high_score.unwrap_or(d.high_score),
+        low_score: k.low_score.unwrap_or(d.low_score),
+        new_track_score: k.new_track_score.unwrap_or(d.new_track_score),
+        match_iou: k.match_iou.unwrap_or(d.match_iou),
+        min_hits: k.min_hits.unwrap_or(d.min_hits),
+        tentative_timeout: secs(k.tentative_timeout_s, d.tentative_timeout),
+        lost_timeout: secs(k.lost_timeout_s, d.lost_timeout),
+        gate: k.gate.unwrap_or(d.gate),
+        gate_per_second: k.gate_per_second.unwrap_or(d.gate_per_second),
+        ..d
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}

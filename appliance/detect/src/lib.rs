@@ -29,4 +29,4 @@ pub use backend::{BackendChoice, BackendKind};
 pub use detector::{
     DetectError, Detector, LoadOptions, ModelDetector, ModelInfo, load, load_manifest,
 };
-pub use manifest::{Manifest, Precision, RknnPlatform};
+pub use manifest::{Manifest, Precision, RknnPlatform, TrackingSpec};

@@ -356,6 +356,33 @@ impl fmt::Display for RknnPlatform {
     }
 }
 
+/// How the tracker follows this model's person detections: its score
+/// thresholds and buffers, calibrated on `safe-yolo bench-tracking`
+/// (BENCHMARKS.md, "Tracking"). Every field is optional: a missing one
+/// keeps the tracker's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingSpec {
+    /// Detections at or above this score take part in the first association.
+    pub high_score: Option<f32>,
+    /// Detections below it are ignored by the tracker.
+    pub low_score: Option<f32>,
+    /// An unmatched detection starts a track at or above this score.
+    pub new_track_score: Option<f32>,
+    /// Least IoU with the predicted box that pairs whatever the gate says.
+    pub match_iou: Option<f32>,
+    /// Matched detections before a track is confirmed.
+    pub min_hits: Option<u32>,
+    /// Seconds a tentative track waits for its next match.
+    pub tentative_timeout_s: Option<f32>,
+    /// Seconds a lost track is kept before it is forgotten.
+    pub lost_timeout_s: Option<f32>,
+    /// Gate (centre distance in box heights) right after a track was seen.
+    pub gate: Option<f32>,
+    /// What the gate grows by per second unseen.
+    pub gate_per_second: Option<f32>,
+}
+
 /// The manifest as written in TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,6 +410,9 @@ pub struct ManifestSpec {
     /// Optional RKNN build of the model.
     #[serde(default)]
     pub rknn: Option<RknnSpec>,
+    /// Tracker calibration for this model.
+    #[serde(default)]
+    pub tracking: TrackingSpec,
 }
 
 /// A parsed and validated manifest plus the directory its relative paths resolve against.
@@ -503,6 +533,30 @@ impl Manifest {
             && c.names.is_empty()
         {
             return Err(self.invalid("classes.names", "is empty"));
+        }
+        let k = &s.tracking;
+        for (field, v) in [
+            ("tracking.high_score", k.high_score),
+            ("tracking.low_score", k.low_score),
+            ("tracking.new_track_score", k.new_track_score),
+            ("tracking.match_iou", k.match_iou),
+        ] {
+            if v.is_some_and(|v| !unit(v)) {
+                return Err(self.invalid(field, "must be in [0, 1]"));
+            }
+        }
+        for (field, v) in [
+            ("tracking.tentative_timeout_s", k.tentative_timeout_s),
+            ("tracking.lost_timeout_s", k.lost_timeout_s),
+            ("tracking.gate", k.gate),
+            ("tracking.gate_per_second", k.gate_per_second),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && (0.0..=10.0).contains(&v))) {
+                return Err(self.invalid(field, "must be in [0, 10]"));
+            }
+        }
+        if k.min_hits.is_some_and(|n| !(1..=10).contains(&n)) {
+            return Err(self.invalid("tracking.min_hits", "must be in 1..=10"));
         }
         Ok(())
     }

@@ -24,22 +24,9 @@ const PEOPLE: usize = 50;
 const FRAMES: usize = 3000;
 const WARMUP: usize = 200;
 
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (v >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn range(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.next()
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn id<T>(f: impl Fn(String) -> Result<T, safe_yolo_domain::IdError>, s: String) -> T {
     match f(s) {
@@ -238,7 +225,7 @@ fn main() {
         }
         let now = Duration::from_millis(frame as u64 * 100);
         let start = Instant::now();
-        let tracks = tracker.update(&dets, W, H);
+        let tracks = tracker.update(&dets, W, H, now);
         let mid = Instant::now();
         let input = FrameInput {
             camera: &camera,

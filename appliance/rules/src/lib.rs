@@ -7,7 +7,7 @@
 //! ([`RuleEngine::new`], [`Tracker::new`]); evaluation cannot fail.
 //!
 //! Per frame of a camera the pipeline calls [`Tracker::update`] with the
-//! person detections, then [`RuleEngine::evaluate`] with the tracks, the PPE
+//! person detections and the time, then [`RuleEngine::evaluate`] with the tracks, the PPE
 //! detections and the time, and forwards the [`Decision`]s to the outputs and
 //! the event store.
 //!
@@ -36,7 +36,7 @@
 //! let mut tracker = Tracker::new(TrackerConfig::default())?;
 //!
 //! // Per frame: detections -> tracks -> decisions.
-//! let tracks = tracker.update(&[], 1280.0, 720.0);
+//! let tracks = tracker.update(&[], 1280.0, 720.0, Duration::from_millis(40));
 //! let decisions = engine.evaluate(&FrameInput {
 //!     camera: &camera,
 //!     now: Duration::from_millis(40),
@@ -55,7 +55,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod assign;
 pub mod engine;
+pub mod mot;
 pub mod ppe;
 pub mod schedule;
 pub mod spec;

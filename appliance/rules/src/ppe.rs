@@ -147,6 +147,7 @@ mod tests {
             age: 5,
             hits: 5,
             frames_lost: 0,
+            lost_for: std::time::Duration::ZERO,
             state: TrackState::Tracked,
         }
     }

@@ -1,18 +1,33 @@
 //! Multi-object tracking in the ByteTrack style: detections keep a stable
 //! track id across frames so that rules reason about a person, not a box.
 //!
-//! Each frame: predict every track with a constant-velocity model; match
-//! high-score detections to confirmed and lost tracks by IoU; match the
-//! remaining low-score detections to still-tracked tracks (this keeps a
-//! partly occluded person whose score dropped); match tentative tracks;
-//! start tentative tracks from unmatched confident detections; forget tracks
-//! lost for longer than the buffer. Matching is greedy on IoU (highest first,
-//! ties broken by track id then detection index), only within one class, so
-//! the result is deterministic.
+//! Time-based, for the rates a real box runs at (1 to 10 detections per
+//! second per camera, changing with load): every buffer is in seconds and
+//! every update carries its time. Each update: predict every track with a
+//! constant-velocity model (per second, extrapolated for at most
+//! `max_predict`); pair high-score detections with confirmed (tracked and
+//! lost) tracks; pair the remaining low-score detections with tracks that
+//! were tracked at the last update (this keeps a partly occluded person
+//! whose score dropped); pair tentative tracks; start tentative tracks from
+//! unpaired confident detections; forget tentative tracks unseen for
+//! `tentative_timeout` and lost ones unseen for `lost_timeout`.
+//!
+//! A detection may pair with a track when their boxes overlap enough
+//! (IoU with the predicted box), or, since boxes of a walking person seen
+//! a second apart need not overlap, when its centre lies within a gate
+//! around the predicted centre (in box heights, growing with the time since
+//! the track was last seen) and its height is within `max_height_ratio`.
+//! Pairs are chosen by an optimal assignment on a cost that mixes the two
+//! (`crate::assign`), only within one class, so the result is deterministic.
+//! The thresholds come from the model manifest's `[tracking]` section
+//! (calibrated on `safe-yolo bench-tracking`, see BENCHMARKS.md).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use safe_yolo_domain::{BBox, Detection};
+
+use crate::assign::assign;
 
 /// Why a tracker configuration was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,7 +44,8 @@ pub enum TrackerError {
     },
 }
 
-/// Tracker settings. [`TrackerConfig::default`] gives ByteTrack's defaults.
+/// Tracker settings. [`TrackerConfig::default`] is calibrated for
+/// NanoDet-m on the demo footage (BENCHMARKS.md, "Tracking").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrackerConfig {
     /// Detections at or above this score take part in the first association.
@@ -39,17 +55,31 @@ pub struct TrackerConfig {
     pub low_score: f32,
     /// An unmatched detection starts a new track at or above this score.
     pub new_track_score: f32,
-    /// Least IoU for the first (high-score) association.
+    /// IoU with the predicted box at which a high-score detection pairs
+    /// whatever the gate says.
     pub match_iou: f32,
-    /// Least IoU for the second (low-score) association.
+    /// The same for the second (low-score) association.
     pub low_match_iou: f32,
-    /// Least IoU for a tentative track to be matched again.
-    pub tentative_match_iou: f32,
-    /// Matched frames (including the first) before a track is confirmed.
+    /// Matched updates (including the first) before a track is confirmed.
     pub min_hits: u32,
-    /// Frames a lost track is kept (and can be found again) before it is
+    /// How long a tentative track waits for its next match.
+    pub tentative_timeout: Duration,
+    /// How long a lost track is kept (and can be found again) before it is
     /// forgotten: the occlusion buffer.
-    pub lost_buffer: u32,
+    pub lost_timeout: Duration,
+    /// Centre distance (in box heights) a detection may be from the
+    /// predicted centre right after the track was seen.
+    pub gate: f32,
+    /// What the gate grows by per second since the track was last seen
+    /// (for at most `max_predict`).
+    pub gate_per_second: f32,
+    /// Largest ratio between the heights of the predicted box and a
+    /// detection paired by the gate.
+    pub max_height_ratio: f32,
+    /// Longest extrapolation of a track's motion; beyond it the box stays
+    /// where it was, since a person behind an obstacle rarely keeps walking
+    /// in a straight line.
+    pub max_predict: Duration,
     /// Weight in `(0, 1]` of the newest measured velocity in the smoothed one.
     pub velocity_smoothing: f32,
 }
@@ -62,10 +92,14 @@ impl Default for TrackerConfig {
             new_track_score: 0.6,
             match_iou: 0.2,
             low_match_iou: 0.5,
-            tentative_match_iou: 0.3,
             min_hits: 2,
-            lost_buffer: 30,
-            velocity_smoothing: 0.5,
+            tentative_timeout: Duration::from_millis(1100),
+            lost_timeout: Duration::from_secs(1),
+            gate: 0.5,
+            gate_per_second: 0.3,
+            max_height_ratio: 1.4,
+            max_predict: Duration::from_secs(1),
+            velocity_smoothing: 0.2,
         }
     }
 }
@@ -95,6 +129,17 @@ impl TrackerConfig {
                 })
             }
         };
+        let seconds = |field, value: Duration, max: u64| {
+            if value <= Duration::from_secs(max) {
+                Ok(())
+            } else {
+                Err(TrackerError::BadValue {
+                    field,
+                    value: value.as_secs_f32(),
+                    reason: "it must be at most 60 seconds",
+                })
+            }
+        };
         unit("high_score", self.high_score)?;
         unit("low_score", self.low_score)?;
         unit("new_track_score", self.new_track_score)?;
@@ -107,13 +152,34 @@ impl TrackerConfig {
         }
         positive_unit("match_iou", self.match_iou)?;
         positive_unit("low_match_iou", self.low_match_iou)?;
-        positive_unit("tentative_match_iou", self.tentative_match_iou)?;
         positive_unit("velocity_smoothing", self.velocity_smoothing)?;
         if self.min_hits == 0 {
             return Err(TrackerError::BadValue {
                 field: "min_hits",
                 value: 0.0,
                 reason: "it must be at least 1",
+            });
+        }
+        seconds("tentative_timeout", self.tentative_timeout, 60)?;
+        seconds("lost_timeout", self.lost_timeout, 60)?;
+        seconds("max_predict", self.max_predict, 60)?;
+        for (field, value, max) in [
+            ("gate", self.gate, 10.0),
+            ("gate_per_second", self.gate_per_second, 10.0),
+        ] {
+            if !(value.is_finite() && (0.0..=max).contains(&value)) {
+                return Err(TrackerError::BadValue {
+                    field,
+                    value,
+                    reason: "it must be between 0 and 10 box heights",
+                });
+            }
+        }
+        if !(self.max_height_ratio.is_finite() && (1.0..=4.0).contains(&self.max_height_ratio)) {
+            return Err(TrackerError::BadValue {
+                field: "max_height_ratio",
+                value: self.max_height_ratio,
+                reason: "it must be between 1 and 4",
             });
         }
         Ok(())
@@ -125,9 +191,9 @@ impl TrackerConfig {
 pub enum TrackState {
     /// Seen fewer than `min_hits` times; rules ignore it.
     Tentative,
-    /// Confirmed and matched in this frame.
+    /// Confirmed and matched in this update.
     Tracked,
-    /// Confirmed but not matched in this frame; the box is a prediction.
+    /// Confirmed but not matched in this update; the box is a prediction.
     Lost,
 }
 
@@ -144,30 +210,31 @@ pub struct Track {
     pub class_name: Arc<str>,
     /// Score of the last matched detection.
     pub score: f32,
-    /// Frames since the track was started (0 on its first frame).
+    /// Updates since the track was started (0 on its first).
     pub age: u32,
-    /// Frames in which the track was matched.
+    /// Updates in which the track was matched.
     pub hits: u32,
-    /// Consecutive frames without a match (0 when tracked).
+    /// Consecutive updates without a match (0 when tracked).
     pub frames_lost: u32,
+    /// Time since the track was last matched (zero when tracked).
+    pub lost_for: Duration,
     /// Life-cycle state.
     pub state: TrackState,
 }
-
-/// Longest extrapolation of a lost track's motion, in frames; beyond it the
-/// box stays where it was, since a person behind an obstacle rarely keeps
-/// walking in a straight line.
-const MAX_PREDICT_FRAMES: u32 = 8;
 
 #[derive(Debug, Clone)]
 struct TrackSlot {
     track: Track,
     /// Box of the last matched detection.
     last_box: BBox,
-    /// Smoothed velocity per frame of centre x, centre y, width, height.
+    /// When it was matched.
+    last_seen: Duration,
+    /// Smoothed velocity per second of centre x, centre y, width, height.
     velocity: [f32; 4],
-    /// Predicted box for the current frame.
+    /// Predicted box for the current update.
     predicted: BBox,
+    /// Seconds since `last_seen` at the current update.
+    dt: f32,
 }
 
 fn boxc(b: &BBox) -> [f32; 4] {
@@ -190,8 +257,10 @@ fn from_c(c: [f32; 4]) -> BBox {
 }
 
 impl TrackSlot {
-    fn predict(&mut self) {
-        let steps = (self.track.frames_lost + 1).min(MAX_PREDICT_FRAMES) as f32;
+    fn predict(&mut self, now: Duration, cfg: &TrackerConfig) {
+        let since = now.saturating_sub(self.last_seen);
+        self.dt = since.as_secs_f32();
+        let steps = since.min(cfg.max_predict).as_secs_f32();
         let c = boxc(&self.last_box);
         let v = self.velocity;
         self.predicted = from_c([
@@ -202,31 +271,57 @@ impl TrackSlot {
         ]);
     }
 
-    fn update(&mut self, det: &Detection, cfg: &TrackerConfig) {
-        let frames = (self.track.frames_lost + 1) as f32;
-        let (old, new) = (boxc(&self.last_box), boxc(&det.bbox));
-        let a = cfg.velocity_smoothing;
-        for i in 0..4 {
-            let measured = (new[i] - old[i]) / frames;
-            self.velocity[i] = (1.0 - a) * self.velocity[i] + a * measured;
+    fn update(&mut self, det: &Detection, now: Duration, cfg: &TrackerConfig) {
+        let dt = now.saturating_sub(self.last_seen).as_secs_f32();
+        if dt > 0.0 {
+            let (old, new) = (boxc(&self.last_box), boxc(&det.bbox));
+            let a = cfg.velocity_smoothing;
+            for i in 0..4 {
+                let measured = (new[i] - old[i]) / dt;
+                self.velocity[i] = (1.0 - a) * self.velocity[i] + a * measured;
+            }
         }
         self.last_box = det.bbox;
+        self.last_seen = self.last_seen.max(now);
         self.track.bbox = det.bbox;
         self.track.score = det.score;
         self.track.hits = self.track.hits.saturating_add(1);
         self.track.frames_lost = 0;
+        self.track.lost_for = Duration::ZERO;
+    }
+
+    /// The cost of pairing `det` with this track, or `None` outside the
+    /// gate (and below `min_iou`).
+    fn cost(&self, det: &BBox, min_iou: f32, gate_scale: f32, cfg: &TrackerConfig) -> Option<f64> {
+        let iou = self.predicted.iou(det);
+        let p = boxc(&self.predicted);
+        let d = boxc(det);
+        let h = p[3].max(d[3]).max(1.0);
+        let dist = ((p[0] - d[0]).powi(2) + (p[1] - d[1]).powi(2)).sqrt() / h;
+        let unseen = self.dt.min(cfg.max_predict.as_secs_f32());
+        let gate = (cfg.gate + cfg.gate_per_second * unseen) * gate_scale;
+        let ratio = p[3].max(d[3]) / p[3].min(d[3]).max(1.0);
+        let gated = dist <= gate && ratio <= cfg.max_height_ratio;
+        if !(iou >= min_iou || gated) {
+            return None;
+        }
+        let closeness = if gate > 0.0 {
+            (dist / gate).min(1.0)
+        } else {
+            1.0
+        };
+        Some(f64::from((1.0 - iou) + closeness))
     }
 }
 
-/// A ByteTrack-style multi-object tracker. Deterministic; no clock; cannot
-/// fail once built.
+/// A ByteTrack-style multi-object tracker. Deterministic; time is an input;
+/// cannot fail once built.
 #[derive(Debug)]
 pub struct Tracker {
     cfg: TrackerConfig,
     slots: Vec<TrackSlot>,
     next_id: u64,
-    // Scratch buffers reused across frames.
-    pairs: Vec<(f32, usize, usize)>,
+    // Scratch buffers reused across updates.
     det_used: Vec<bool>,
     slot_used: Vec<bool>,
     high: Vec<usize>,
@@ -242,7 +337,6 @@ impl Tracker {
             cfg,
             slots: Vec::new(),
             next_id: 1,
-            pairs: Vec::new(),
             det_used: Vec::new(),
             slot_used: Vec::new(),
             high: Vec::new(),
@@ -261,12 +355,19 @@ impl Tracker {
         self.slots.clear();
     }
 
-    /// Feeds one frame's detections (pixels of a `frame_w x frame_h` frame)
-    /// and returns every live track: tentative, tracked and lost, by id.
-    pub fn update(&mut self, detections: &[Detection], frame_w: f32, frame_h: f32) -> Vec<Track> {
+    /// Feeds the detections of the frame taken at `now` (monotonic; pixels
+    /// of a `frame_w x frame_h` frame) and returns every live track:
+    /// tentative, tracked and lost, by id.
+    pub fn update(
+        &mut self,
+        detections: &[Detection],
+        frame_w: f32,
+        frame_h: f32,
+        now: Duration,
+    ) -> Vec<Track> {
         let cfg = self.cfg;
         for s in &mut self.slots {
-            s.predict();
+            s.predict(now, &cfg);
             if frame_w > 0.0 && frame_h > 0.0 {
                 s.predicted = s.predicted.clamp_to(frame_w, frame_h);
             }
@@ -274,7 +375,7 @@ impl Tracker {
         self.high.clear();
         self.low.clear();
         for (i, d) in detections.iter().enumerate() {
-            if !(d.score.is_finite() && d.bbox.area() > 0.0) {
+            if !(d.score.is_finite() && d.bbox.area() > 0.0 && d.bbox.area().is_finite()) {
                 continue;
             }
             if d.score >= cfg.high_score {
@@ -288,25 +389,32 @@ impl Tracker {
         self.slot_used.clear();
         self.slot_used.resize(self.slots.len(), false);
 
-        // 1. High-score detections against confirmed (tracked or lost) tracks.
+        // 1. High-score detections against tracks tracked at the last update.
         self.pool.clear();
         self.pool.extend(
-            (0..self.slots.len()).filter(|&i| self.slots[i].track.state != TrackState::Tentative),
+            (0..self.slots.len()).filter(|&i| self.slots[i].track.state == TrackState::Tracked),
         );
         let high = std::mem::take(&mut self.high);
-        self.associate(detections, &high, cfg.match_iou);
-        // 2. Low-score detections against tracks that were tracked last frame.
-        self.pool
-            .retain(|&i| !self.slot_used[i] && self.slots[i].track.state == TrackState::Tracked);
+        self.associate(detections, &high, cfg.match_iou, 1.0, now);
+        // 2. Low-score detections against those still unpaired, with half
+        // the gate.
+        self.pool.retain(|&i| !self.slot_used[i]);
         let low = std::mem::take(&mut self.low);
-        self.associate(detections, &low, cfg.low_match_iou);
+        self.associate(detections, &low, cfg.low_match_iou, 0.5, now);
         self.low = low;
-        // 3. Remaining high-score detections against tentative tracks.
+        // 3. Remaining high-score detections against lost tracks: a person
+        // seen at the last update has the first claim on a detection.
+        self.pool.clear();
+        self.pool.extend(
+            (0..self.slots.len()).filter(|&i| self.slots[i].track.state == TrackState::Lost),
+        );
+        self.associate(detections, &high, cfg.match_iou, 1.0, now);
+        // 4. Remaining high-score detections against tentative tracks.
         self.pool.clear();
         self.pool.extend(
             (0..self.slots.len()).filter(|&i| self.slots[i].track.state == TrackState::Tentative),
         );
-        self.associate(detections, &high, cfg.tentative_match_iou);
+        self.associate(detections, &high, cfg.match_iou, 1.0, now);
 
         // Update states of every existing track.
         let slot_used = &self.slot_used;
@@ -321,18 +429,20 @@ impl Tracker {
                 }
                 return true;
             }
+            let unseen = now.saturating_sub(s.last_seen);
+            s.track.frames_lost = s.track.frames_lost.saturating_add(1);
+            s.track.lost_for = unseen;
             match s.track.state {
-                TrackState::Tentative => false,
+                TrackState::Tentative => unseen <= cfg.tentative_timeout,
                 TrackState::Tracked | TrackState::Lost => {
                     s.track.state = TrackState::Lost;
-                    s.track.frames_lost = s.track.frames_lost.saturating_add(1);
                     s.track.bbox = s.predicted;
-                    s.track.frames_lost <= cfg.lost_buffer
+                    unseen <= cfg.lost_timeout
                 }
             }
         });
 
-        // 4. New tracks from confident unmatched detections.
+        // 5. New tracks from confident unmatched detections.
         for &di in &high {
             if self.det_used[di] {
                 continue;
@@ -358,46 +468,57 @@ impl Tracker {
                     age: 0,
                     hits: 1,
                     frames_lost: 0,
+                    lost_for: Duration::ZERO,
                     state,
                 },
                 last_box: d.bbox,
+                last_seen: now,
                 velocity: [0.0; 4],
                 predicted: d.bbox,
+                dt: 0.0,
             });
         }
         self.high = high;
-        self.slots.iter().map(|s| s.track.clone()).collect()
+        // Tentative tracks that missed this update are not shown.
+        self.slots
+            .iter()
+            .filter(|s| s.track.state != TrackState::Tentative || s.track.frames_lost == 0)
+            .map(|s| s.track.clone())
+            .collect()
     }
 
-    /// Greedy IoU matching of `self.pool` (slot indices) against the unused
+    /// Optimal pairing of `self.pool` (slot indices) with the unused
     /// detections among `dets`; marks and updates the matched pairs.
-    fn associate(&mut self, detections: &[Detection], dets: &[usize], min_iou: f32) {
-        self.pairs.clear();
-        for (pi, &si) in self.pool.iter().enumerate() {
-            let slot = &self.slots[si];
-            for &di in dets {
-                if self.det_used[di] || detections[di].class_id != slot.track.class_id {
-                    continue;
-                }
-                let iou = slot.predicted.iou(&detections[di].bbox);
-                if iou >= min_iou {
-                    self.pairs.push((iou, pi, di));
-                }
-            }
+    fn associate(
+        &mut self,
+        detections: &[Detection],
+        dets: &[usize],
+        min_iou: f32,
+        gate_scale: f32,
+        now: Duration,
+    ) {
+        let free: Vec<usize> = dets
+            .iter()
+            .copied()
+            .filter(|&d| !self.det_used[d])
+            .collect();
+        if free.is_empty() || self.pool.is_empty() {
+            return;
         }
-        // Highest IoU first; ties by pool position (slots are in id order)
-        // then detection index, for a deterministic result.
-        self.pairs
-            .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        for k in 0..self.pairs.len() {
-            let (_, pi, di) = self.pairs[k];
-            let si = self.pool[pi];
-            if self.slot_used[si] || self.det_used[di] {
-                continue;
+        let cfg = self.cfg;
+        let pairs = assign(self.pool.len(), free.len(), |pi, fi| {
+            let slot = &self.slots[self.pool[pi]];
+            let det = &detections[free[fi]];
+            if det.class_id != slot.track.class_id {
+                return None;
             }
+            slot.cost(&det.bbox, min_iou, gate_scale, &cfg)
+        });
+        for (pi, fi) in pairs {
+            let (si, di) = (self.pool[pi], free[fi]);
             self.slot_used[si] = true;
             self.det_used[di] = true;
-            self.slots[si].update(&detections[di], &self.cfg);
+            self.slots[si].update(&detections[di], now, &cfg);
         }
     }
 }
@@ -420,12 +541,31 @@ mod tests {
         }
     }
 
-    fn tracker(min_hits: u32) -> Tracker {
-        Tracker::new(TrackerConfig {
+    /// A tracker fed at 10 updates per second.
+    struct Clock {
+        t: Tracker,
+        now: Duration,
+    }
+
+    impl Clock {
+        fn new(cfg: TrackerConfig) -> Self {
+            Self {
+                t: Tracker::new(cfg).unwrap(),
+                now: Duration::ZERO,
+            }
+        }
+
+        fn update(&mut self, dets: &[Detection], w: f32, h: f32) -> Vec<Track> {
+            self.now += Duration::from_millis(100);
+            self.t.update(dets, w, h, self.now)
+        }
+    }
+
+    fn tracker(min_hits: u32) -> Clock {
+        Clock::new(TrackerConfig {
             min_hits,
             ..TrackerConfig::default()
         })
-        .unwrap()
     }
 
     fn tracked(ts: &[Track]) -> Vec<&Track> {
@@ -507,10 +647,19 @@ mod tests {
         // A detection between high_score and new_track_score starts nothing.
         let mut t = tracker(1);
         assert!(t.update(&[det(10.0, 10.0, 0.55)], 640.0, 480.0).is_empty());
-        // A tentative track that misses a frame is dropped.
+        // A tentative track that misses an update is hidden, and found
+        // again within tentative_timeout...
         let mut t = tracker(2);
         t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
         assert!(t.update(&[], 640.0, 480.0).is_empty());
+        let ts = t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
+        assert_eq!((ts[0].id, ts[0].state), (1, TrackState::Tracked));
+        // ...but dropped after it (1.1 s: 12 updates later).
+        let mut t = tracker(2);
+        t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
+        for _ in 0..12 {
+            assert!(t.update(&[], 640.0, 480.0).is_empty());
+        }
         let ts = t.update(&[det(10.0, 10.0, 0.9)], 640.0, 480.0);
         assert_eq!(ts[0].id, 2, "ids are never reused");
     }
@@ -519,10 +668,10 @@ mod tests {
     fn occlusion_buffer_keeps_the_id_then_forgets() {
         let cfg = TrackerConfig {
             min_hits: 1,
-            lost_buffer: 5,
+            lost_timeout: Duration::from_millis(500),
             ..TrackerConfig::default()
         };
-        let mut t = Tracker::new(cfg).unwrap();
+        let mut t = Clock::new(cfg);
         for f in 0..5 {
             t.update(&[det(100.0 + f as f32 * 4.0, 100.0, 0.9)], 1280.0, 720.0);
         }
@@ -531,6 +680,7 @@ mod tests {
             let ts = t.update(&[], 1280.0, 720.0);
             assert_eq!(ts.len(), 1);
             assert_eq!((ts[0].state, ts[0].frames_lost), (TrackState::Lost, k));
+            assert_eq!(ts[0].lost_for, Duration::from_millis(100 * u64::from(k)));
         }
         let ts = t.update(&[det(140.0, 100.0, 0.9)], 1280.0, 720.0);
         assert_eq!((ts[0].id, ts[0].state), (1, TrackState::Tracked));
@@ -592,10 +742,13 @@ mod tests {
                 1..30,
             ),
             min_hits in 1u32..4,
-            lost_buffer in 0u32..5,
+            lost_ms in 0u64..500,
+            step_ms in 0u64..400,
         ) {
-            let cfg = TrackerConfig { min_hits, lost_buffer, ..TrackerConfig::default() };
+            let lost_timeout = Duration::from_millis(lost_ms);
+            let cfg = TrackerConfig { min_hits, lost_timeout, ..TrackerConfig::default() };
             let mut t = Tracker::new(cfg).unwrap();
+            let mut now = Duration::ZERO;
             for dets in frames {
                 let dets: Vec<Detection> = dets
                     .into_iter()
@@ -606,12 +759,13 @@ mod tests {
                         bbox: BBox { x1: x, y1: y, x2: x + s, y2: y + 2.0 * s },
                     })
                     .collect();
-                let ts = t.update(&dets, 640.0, 480.0);
+                now += Duration::from_millis(step_ms);
+                let ts = t.update(&dets, 640.0, 480.0, now);
                 proptest::prop_assert!(ts.windows(2).all(|w| w[0].id < w[1].id));
                 for tr in &ts {
                     match tr.state {
                         TrackState::Tracked => proptest::prop_assert!(tr.frames_lost == 0 && tr.hits >= min_hits),
-                        TrackState::Lost => proptest::prop_assert!(tr.frames_lost >= 1 && tr.frames_lost <= lost_buffer),
+                        TrackState::Lost => proptest::prop_assert!(tr.frames_lost >= 1 && tr.lost_for <= lost_timeout),
                         TrackState::Tentative => proptest::prop_assert!(tr.hits < min_hits && tr.frames_lost == 0),
                     }
                 }
