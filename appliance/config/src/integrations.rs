@@ -1,0 +1,419 @@
+//! `[integrations]`: where events go besides the outputs and the API: the durable
+//! outbox's bound and the MQTT broker (`[integrations.mqtt]`).
+//!
+//! Secrets (the MQTT password) are kept in [`Secret`], whose `Debug` never shows them;
+//! set them in the file (mode 0600) or through the environment
+//! (`SAFEYOLO_INTEGRATIONS__MQTT__PASSWORD`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::check::Ctx;
+
+/// `[integrations]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIntegrations {
+    pub box_name: Option<String>,
+    pub public_url: Option<String>,
+    pub outbox_max_entries: Option<i64>,
+    pub mqtt: Option<RawMqtt>,
+}
+
+/// `[integrations.mqtt]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMqtt {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub topic_prefix: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    pub keep_alive_s: Option<f64>,
+}
+
+impl std::fmt::Debug for RawMqtt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMqtt")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret from the configuration: its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Plain MQTT or MQTT over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttTransport {
+    /// `mqtt://` (port 1883 by default).
+    Tcp,
+    /// `mqtts://` (port 8883 by default), the server verified against `ca_file` or the
+    /// system's roots.
+    Tls,
+}
+
+/// The MQTT broker the events go to.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    /// `mqtt` or `mqtts`.
+    pub transport: MqttTransport,
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// The client id (default `safe-yolo-<box_name>`).
+    pub client_id: String,
+    /// Prefix of every topic, ending with `/` (default `safe-yolo/<box_name>/`).
+    pub topic_prefix: String,
+    /// User name and password, if the broker wants them.
+    pub credentials: Option<(String, Option<Secret>)>,
+    /// CA certificate(s) (PEM) the broker's certificate must chain to (`mqtts`); the
+    /// system's roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for brokers that ask for one (`mqtts`).
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+}
+
+/// Where events go besides the outputs and the API.
+#[derive(Debug, Clone)]
+pub struct IntegrationsConfig {
+    /// This box's name in topics and messages (default: the host name).
+    pub box_name: Option<String>,
+    /// The API's address as the plant reaches it (`https://box.plant:8443`), for the
+    /// snapshot URLs in messages (a path alone when absent).
+    pub public_url: Option<String>,
+    /// Bound of the outbox (entries waiting for the slowest sink).
+    pub outbox_max_entries: u64,
+    /// The MQTT broker, if any.
+    pub mqtt: Option<MqttConfig>,
+}
+
+impl IntegrationsConfig {
+    /// Whether any sink is configured.
+    pub fn any(&self) -> bool {
+        self.mqtt.is_some()
+    }
+}
+
+/// A name fit for one MQTT topic level and a client id: 1-64 of `a-z A-Z 0-9 - _ .`.
+fn topic_word_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Checks `[integrations]`.
+pub(crate) fn validate_integrations(
+    ctx: &mut Ctx<'_>,
+    raw: &RawIntegrations,
+) -> IntegrationsConfig {
+    let box_name = match raw.box_name.as_deref() {
+        Some(n) if topic_word_ok(n) => Some(n.to_owned()),
+        Some(n) => {
+            ctx.bad(
+                "integrations.box_name",
+                format!("{n:?} must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.' (it is a topic level)"),
+            );
+            None
+        }
+        None => None,
+    };
+    let public_url = match raw.public_url.as_deref() {
+        Some(u)
+            if (u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() <= 512
+                && !u.contains(char::is_whitespace) =>
+        {
+            Some(u.trim_end_matches('/').to_owned())
+        }
+        Some(u) => {
+            ctx.bad(
+                "integrations.public_url",
+                format!("{u:?} must be an http(s):// URL of at most 512 characters"),
+            );
+            None
+        }
+        None => None,
+    };
+    let outbox_max_entries = ctx
+        .int_in::<u64>(
+            "integrations.outbox_max_entries",
+            raw.outbox_max_entries,
+            10_000,
+            100,
+            1_000_000,
+        )
+        .unwrap_or(10_000);
+    let name_for_defaults = box_name.clone().unwrap_or_else(|| "<host name>".into());
+    let mqtt = raw
+        .mqtt
+        .as_ref()
+        .and_then(|m| validate_mqtt(ctx, m, &name_for_defaults));
+    IntegrationsConfig {
+        box_name,
+        public_url,
+        outbox_max_entries,
+        mqtt,
+    }
+}
+
+/// Splits `mqtt[s]://host[:port]`.
+fn parse_url(url: &str) -> Result<(MqttTransport, String, u16), String> {
+    let (transport, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (MqttTransport::Tcp, r)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (MqttTransport::Tls, r)
+    } else {
+        return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '@', '?', '#']) || rest.is_empty() {
+        return Err(format!(
+            "{url:?} must be mqtt[s]://host[:port] (no path, no user: use username/password)"
+        ));
+    }
+    let default_port = match transport {
+        MqttTransport::Tcp => 1883,
+        MqttTransport::Tls => 8883,
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !h.is_empty() => {
+            let port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{url:?}: port {p:?} is not 1-65535"))?;
+            (h, port)
+        }
+        _ => (rest, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.len() > 253 {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok((transport, host.to_owned(), port))
+}
+
+fn validate_mqtt(ctx: &mut Ctx<'_>, raw: &RawMqtt, box_name: &str) -> Option<MqttConfig> {
+    let start = ctx.problems.len();
+    let parsed = match raw.url.as_deref() {
+        None => {
+            ctx.bad("integrations.mqtt.url", "is required");
+            None
+        }
+        Some(u) => match parse_url(u) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                ctx.bad("integrations.mqtt.url", why);
+                None
+            }
+        },
+    };
+    let client_id = raw
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("safe-yolo-{box_name}"));
+    if raw.client_id.is_some() && !topic_word_ok(&client_id) {
+        ctx.bad(
+            "integrations.mqtt.client_id",
+            "must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.'",
+        );
+    }
+    let mut topic_prefix = raw
+        .topic_prefix
+        .clone()
+        .unwrap_or_else(|| format!("safe-yolo/{box_name}/"));
+    if topic_prefix.contains(['+', '#', '\0']) || topic_prefix.len() > 200 {
+        ctx.bad(
+            "integrations.mqtt.topic_prefix",
+            "must not hold the wildcards + or # and be at most 200 characters",
+        );
+    }
+    if !topic_prefix.ends_with('/') {
+        topic_prefix.push('/');
+    }
+    let password = raw.password.clone().map(Secret);
+    let credentials = match (&raw.username, password) {
+        (Some(u), p) if !u.is_empty() && u.len() <= 256 => Some((u.clone(), p)),
+        (Some(_), _) => {
+            ctx.bad("integrations.mqtt.username", "must be 1-256 characters");
+            None
+        }
+        (None, Some(_)) => {
+            ctx.bad("integrations.mqtt.password", "needs a username");
+            None
+        }
+        (None, None) => None,
+    };
+    let tls = parsed
+        .as_ref()
+        .is_some_and(|(t, _, _)| *t == MqttTransport::Tls);
+    let file = |ctx: &mut Ctx<'_>, key: &str, v: &Option<String>| -> Option<PathBuf> {
+        let v = v.as_deref()?;
+        if !tls {
+            ctx.bad(
+                format!("integrations.mqtt.{key}"),
+                "is for mqtts:// only (the url is mqtt://)",
+            );
+            return None;
+        }
+        if v.trim().is_empty() {
+            ctx.bad(format!("integrations.mqtt.{key}"), "must not be empty");
+            return None;
+        }
+        Some(ctx.path(v))
+    };
+    let ca_file = file(ctx, "ca_file", &raw.ca_file);
+    let cert = file(ctx, "client_cert_file", &raw.client_cert_file);
+    let key = file(ctx, "client_key_file", &raw.client_key_file);
+    let client_auth = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            ctx.bad(
+                "integrations.mqtt.client_key_file",
+                "is required with client_cert_file",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            ctx.bad(
+                "integrations.mqtt.client_cert_file",
+                "is required with client_key_file",
+            );
+            None
+        }
+    };
+    let keep_alive = ctx
+        .secs_in(
+            "integrations.mqtt.keep_alive_s",
+            raw.keep_alive_s,
+            30.0,
+            5.0,
+            3600.0,
+        )
+        .unwrap_or(Duration::from_secs(30));
+    let (transport, host, port) = parsed?;
+    if ctx.problems.len() > start {
+        return None;
+    }
+    Some(MqttConfig {
+        transport,
+        host,
+        port,
+        client_id,
+        topic_prefix,
+        credentials,
+        ca_file,
+        client_auth,
+        keep_alive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{check, paths};
+
+    fn mqtt(url: &str) -> RawIntegrations {
+        RawIntegrations {
+            mqtt: Some(RawMqtt {
+                url: Some(url.into()),
+                ..RawMqtt::default()
+            }),
+            ..RawIntegrations::default()
+        }
+    }
+
+    #[test]
+    fn urls_defaults_and_the_password_never_shown() {
+        let mut raw = mqtt("mqtt://127.0.0.1");
+        raw.box_name = Some("press-7".into());
+        if let Some(m) = raw.mqtt.as_mut() {
+            m.username = Some("box".into());
+            m.password = Some("hunter2-very-secret".into());
+        }
+        let (c, p) = check(|ctx| validate_integrations(ctx, &raw));
+        assert!(p.is_empty(), "{p:?}");
+        let m = c.mqtt.unwrap();
+        assert_eq!((m.host.as_str(), m.port), ("127.0.0.1", 1883));
+        assert_eq!(m.topic_prefix, "safe-yolo/press-7/");
+        assert_eq!(m.client_id, "safe-yolo-press-7");
+        assert_eq!(c.outbox_max_entries, 10_000);
+        let shown = format!("{m:?} {raw:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let (_, p) = check(|ctx| validate_integrations(ctx, &mqtt("mqtts://broker.plant:9999")));
+        assert!(p.is_empty(), "{p:?}");
+        let (c, _) = check(|ctx| validate_integrations(ctx, &mqtt("mqtts://broker.plant")));
+        assert_eq!(
+            c.mqtt.map(|m| (m.transport, m.port)),
+            Some((MqttTransport::Tls, 8883))
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_named_at_its_key() {
+        for bad in [
+            "http://x",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+            "mqtt://u:p@h",
+            "mqtt://h/path",
+        ] {
+            let (c, p) = check(|ctx| validate_integrations(ctx, &mqtt(bad)));
+            assert_eq!(paths(&p), ["integrations.mqtt.url"], "{bad}");
+            assert!(c.mqtt.is_none());
+        }
+        let mut raw = mqtt("mqtt://h");
+        raw.box_name = Some("a/b".into());
+        raw.outbox_max_entries = Some(5);
+        if let Some(m) = raw.mqtt.as_mut() {
+            m.password = Some("x".into());
+            m.ca_file = Some("ca.pem".into());
+            m.topic_prefix = Some("plant/#".into());
+        }
+        let (_, p) = check(|ctx| validate_integrations(ctx, &raw));
+        assert_eq!(
+            paths(&p),
+            [
+                "integrations.box_name",
+                "integrations.outbox_max_entries",
+                "integrations.mqtt.topic_prefix",
+                "integrations.mqtt.password",
+                "integrations.mqtt.ca_file",
+            ]
+        );
+        let mut raw = mqtt("mqtts://h");
+        if let Some(m) = raw.mqtt.as_mut() {
+            m.client_cert_file = Some("c.pem".into());
+        }
+        let (_, p) = check(|ctx| validate_integrations(ctx, &raw));
+        assert_eq!(paths(&p), ["integrations.mqtt.client_key_file"]);
+    }
+}
