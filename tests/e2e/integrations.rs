@@ -324,6 +324,30 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
     );
     let stored = stored_ids(&c);
     assert_all_delivered_in_order(&sub, &stored, first, "after the SIGKILL");
+    // The delivery status: nothing waits, the outages are on record.
+    let status = wait_until(Duration::from_secs(30), || {
+        let (code, v) = c.json("GET", "/api/v1/system/integrations", None);
+        (code == 200 && v["sinks"][0]["backlog"] == 0).then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the MQTT backlog never drained; log:\n{}",
+            daemon.log_text()
+        )
+    });
+    let sink = &status["sinks"][0];
+    assert_eq!(sink["name"], "mqtt", "{status}");
+    assert!(
+        sink["delivered"].as_u64().unwrap() >= stored.len() as u64,
+        "{status}"
+    );
+    assert!(
+        sink["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broker connection")),
+        "{status}"
+    );
+    assert!(!status.to_string().contains("password"), "{status}");
 
     // An orderly stop says goodbye: `offline`, retained.
     daemon.signal("TERM");

@@ -469,6 +469,13 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/api/v1/system/integrations",
+            VIEWER,
+            "Delivery of the plant integrations: the outbox and, per sink, its backlog, last delivered event and last error",
+            system::integrations,
+        ),
+        route(
+            M::GET,
             "/api/v1/openapi.json",
             VIEWER,
             "This API's OpenAPI document",

@@ -1,5 +1,6 @@
 //! `[integrations]`: where events go besides the outputs and the API: the durable
-//! outbox's bound and the MQTT broker (`[integrations.mqtt]`).
+//! outbox's bound, the MQTT broker (`[integrations.mqtt]`) and signed webhooks
+//! (`[[integrations.webhooks]]`).
 //!
 //! Secrets (the MQTT password) are kept in [`Secret`], whose `Debug` never shows them;
 //! set them in the file (mode 0600) or through the environment
@@ -20,6 +21,74 @@ pub(crate) struct RawIntegrations {
     pub public_url: Option<String>,
     pub outbox_max_entries: Option<i64>,
     pub mqtt: Option<RawMqtt>,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+}
+
+/// `[[integrations.webhooks]]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub id: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub timeout_s: Option<f64>,
+    pub severities: Option<Vec<String>>,
+    pub rules: Option<Vec<String>>,
+    pub cameras: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for RawWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawWebhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a webhook's signing secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in the configuration.
+    Inline(Secret),
+    /// Read from this file (mode 0600, first line) when the webhook starts.
+    File(PathBuf),
+}
+
+/// Which events a webhook receives (each list empty: all).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookFilter {
+    /// Only these severities.
+    pub severities: Vec<safe_yolo_domain::Severity>,
+    /// Only these rules.
+    pub rules: Vec<safe_yolo_domain::RuleId>,
+    /// Only these cameras.
+    pub cameras: Vec<safe_yolo_domain::CameraId>,
+}
+
+/// A signed webhook: each event (raised, and at each change of state) POSTed as JSON.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Its id (the delivery status names it `webhook:<id>`).
+    pub id: String,
+    /// `https://host[:port]/path`.
+    pub url: String,
+    /// The HMAC-SHA256 key.
+    pub secret: SecretSource,
+    /// CA certificate(s) (PEM) the receiver's certificate must chain to; the system's
+    /// roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Verify the receiver's certificate (default true; false only for a lab).
+    pub tls_verify: bool,
+    /// How long one POST may take.
+    pub timeout: Duration,
+    /// Which events it receives.
+    pub filter: WebhookFilter,
 }
 
 /// `[integrations.mqtt]` as written.
@@ -110,12 +179,14 @@ pub struct IntegrationsConfig {
     pub outbox_max_entries: u64,
     /// The MQTT broker, if any.
     pub mqtt: Option<MqttConfig>,
+    /// Signed webhooks.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 impl IntegrationsConfig {
     /// Whether any sink is configured.
     pub fn any(&self) -> bool {
-        self.mqtt.is_some()
+        self.mqtt.is_some() || !self.webhooks.is_empty()
     }
 }
 
@@ -174,12 +245,149 @@ pub(crate) fn validate_integrations(
         .mqtt
         .as_ref()
         .and_then(|m| validate_mqtt(ctx, m, &name_for_defaults));
+    let mut seen = std::collections::HashSet::new();
+    let webhooks = raw
+        .webhooks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let hook = validate_webhook(ctx, &format!("integrations.webhooks[{i}]"), w)?;
+            if !seen.insert(hook.id.clone()) {
+                ctx.bad(
+                    format!("integrations.webhooks[{i}].id"),
+                    format!("{:?} is used twice", hook.id),
+                );
+                return None;
+            }
+            Some(hook)
+        })
+        .collect();
     IntegrationsConfig {
         box_name,
         public_url,
         outbox_max_entries,
         mqtt,
+        webhooks,
     }
+}
+
+fn validate_webhook(ctx: &mut Ctx<'_>, p: &str, raw: &RawWebhook) -> Option<WebhookConfig> {
+    let start = ctx.problems.len();
+    let id = match raw.id.as_deref() {
+        Some(id) if topic_word_ok(id) => id.to_owned(),
+        Some(id) => {
+            ctx.bad(
+                format!("{p}.id"),
+                format!("{id:?} must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.'"),
+            );
+            String::new()
+        }
+        None => {
+            ctx.bad(format!("{p}.id"), "is required");
+            String::new()
+        }
+    };
+    let url = match raw.url.as_deref() {
+        None => {
+            ctx.bad(format!("{p}.url"), "is required");
+            String::new()
+        }
+        Some(u) => match u.parse::<http::Uri>() {
+            Ok(uri)
+                if uri.scheme_str() == Some("https")
+                    && uri.host().is_some_and(|h| !h.is_empty())
+                    && u.len() <= 2048 =>
+            {
+                u.to_owned()
+            }
+            Ok(_) => {
+                ctx.bad(
+                    format!("{p}.url"),
+                    format!("{u:?} must be https://host[:port]/path (at most 2048 characters)"),
+                );
+                String::new()
+            }
+            Err(e) => {
+                ctx.bad(format!("{p}.url"), format!("{u:?} is not a URL: {e}"));
+                String::new()
+            }
+        },
+    };
+    let secret = match (&raw.secret, &raw.secret_file) {
+        (Some(s), None) if s.len() >= 16 && s.len() <= 1024 => {
+            Some(SecretSource::Inline(Secret(s.clone())))
+        }
+        (Some(_), None) => {
+            ctx.bad(format!("{p}.secret"), "must be 16-1024 characters");
+            None
+        }
+        (None, Some(f)) if !f.trim().is_empty() => Some(SecretSource::File(ctx.path(f))),
+        (None, Some(_)) => {
+            ctx.bad(format!("{p}.secret_file"), "must not be empty");
+            None
+        }
+        (Some(_), Some(_)) => {
+            ctx.bad(
+                format!("{p}.secret"),
+                "give secret or secret_file, not both",
+            );
+            None
+        }
+        (None, None) => {
+            ctx.bad(
+                format!("{p}.secret"),
+                "is required (or secret_file): every webhook is signed",
+            );
+            None
+        }
+    };
+    let ca_file = match raw.ca_file.as_deref() {
+        Some(f) if !f.trim().is_empty() => Some(ctx.path(f)),
+        Some(_) => {
+            ctx.bad(format!("{p}.ca_file"), "must not be empty");
+            None
+        }
+        None => None,
+    };
+    let timeout = ctx
+        .secs_in(&format!("{p}.timeout_s"), raw.timeout_s, 10.0, 1.0, 60.0)
+        .unwrap_or(Duration::from_secs(10));
+    let mut filter = WebhookFilter::default();
+    for (i, s) in raw.severities.iter().flatten().enumerate() {
+        if let Some(v) = ctx.named(
+            &format!("{p}.severities[{i}]"),
+            Some(s),
+            safe_yolo_domain::Severity::Critical,
+        ) {
+            filter.severities.push(v);
+        }
+    }
+    for (i, r) in raw.rules.iter().flatten().enumerate() {
+        if let Some(v) = ctx.id(&format!("{p}.rules[{i}]"), r, safe_yolo_domain::RuleId::new) {
+            filter.rules.push(v);
+        }
+    }
+    for (i, c) in raw.cameras.iter().flatten().enumerate() {
+        if let Some(v) = ctx.id(
+            &format!("{p}.cameras[{i}]"),
+            c,
+            safe_yolo_domain::CameraId::new,
+        ) {
+            filter.cameras.push(v);
+        }
+    }
+    if ctx.problems.len() > start {
+        return None;
+    }
+    Some(WebhookConfig {
+        id,
+        url,
+        secret: secret?,
+        ca_file,
+        tls_verify: raw.tls_verify.unwrap_or(true),
+        timeout,
+        filter,
+    })
 }
 
 /// Splits `mqtt[s]://host[:port]`.
@@ -374,6 +582,55 @@ mod tests {
             c.mqtt.map(|m| (m.transport, m.port)),
             Some((MqttTransport::Tls, 8883))
         );
+    }
+
+    #[test]
+    fn webhooks_are_checked_at_their_keys_and_their_secrets_hidden() {
+        let hook = |f: fn(&mut RawWebhook)| {
+            let mut w = RawWebhook {
+                id: Some("pager".into()),
+                url: Some("https://hooks.plant:9443/safety".into()),
+                secret: Some("0123456789abcdef-secret".into()),
+                ..RawWebhook::default()
+            };
+            f(&mut w);
+            RawIntegrations {
+                webhooks: vec![w],
+                ..RawIntegrations::default()
+            }
+        };
+        let raw = hook(|w| w.severities = Some(vec!["critical".into()]));
+        let (c, p) = check(|ctx| validate_integrations(ctx, &raw));
+        assert!(p.is_empty(), "{p:?}");
+        let w = &c.webhooks[0];
+        assert!(w.tls_verify);
+        assert_eq!(w.filter.severities, [safe_yolo_domain::Severity::Critical]);
+        assert!(!format!("{c:?} {raw:?}").contains("0123456789abcdef"));
+        for (raw, key) in [
+            (hook(|w| w.url = Some("http://hooks.plant/x".into())), "url"),
+            (hook(|w| w.url = None), "url"),
+            (hook(|w| w.secret = Some("short".into())), "secret"),
+            (hook(|w| w.secret = None), "secret"),
+            (hook(|w| w.secret_file = Some("s".into())), "secret"),
+            (hook(|w| w.id = Some("a b".into())), "id"),
+            (
+                hook(|w| w.severities = Some(vec!["panic".into()])),
+                "severities[0]",
+            ),
+            (
+                hook(|w| w.rules = Some(vec!["Bad Rule".into()])),
+                "rules[0]",
+            ),
+            (hook(|w| w.timeout_s = Some(0.0)), "timeout_s"),
+        ] {
+            let (c, p) = check(|ctx| validate_integrations(ctx, &raw));
+            assert_eq!(
+                paths(&p),
+                [format!("integrations.webhooks[0].{key}").as_str()],
+                "{raw:?}"
+            );
+            assert!(c.webhooks.is_empty());
+        }
     }
 
     #[test]

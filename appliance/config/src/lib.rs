@@ -42,7 +42,10 @@ pub use api::{ApiConfig, IpNet, TlsMinVersion};
 pub use cameras::{CameraConfig, RawCamera, RawSource};
 pub use detector::{Backend, DetectorConfig, Isolation, default_devices};
 pub use features::Features;
-pub use integrations::{IntegrationsConfig, MqttConfig, MqttTransport, Secret};
+pub use integrations::{
+    IntegrationsConfig, MqttConfig, MqttTransport, Secret, SecretSource, WebhookConfig,
+    WebhookFilter,
+};
 pub use lines::{LineConfig, RawLine};
 pub use model::Config;
 pub use outputs::{

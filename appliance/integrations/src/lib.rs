@@ -1,5 +1,5 @@
 //! Plant integrations: the store's durable outbox ([`safe_yolo_store::outbox`]) delivered
-//! to an MQTT broker, in order and at least once.
+//! to an MQTT broker and to signed HTTPS webhooks, each in order and at least once.
 //!
 //! Nothing here is on the safety path. The dispatcher and the store write the outbox
 //! entries with their records; the sinks read them on tasks of their own and only ever
@@ -16,6 +16,7 @@ pub mod deliver;
 pub mod follow;
 pub mod message;
 pub mod mqtt;
+pub mod webhook;
 
 use safe_yolo_config::IntegrationsConfig;
 use safe_yolo_outputs::OutputsStatus;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub use deliver::{Sink, SinkError};
 pub use mqtt::MqttSink;
+pub use webhook::WebhookSink;
 
 /// What the integrations follow besides the outbox.
 #[derive(Debug)]
@@ -59,7 +61,16 @@ impl Integrations {
             .mqtt
             .clone()
             .map(|m| MqttSink::new(m, box_name.clone(), public_url.clone()));
-        let names: Vec<String> = mqtt.iter().map(|_| mqtt::SINK_NAME.to_owned()).collect();
+        let hooks: Vec<WebhookSink> = config
+            .webhooks
+            .iter()
+            .map(|w| WebhookSink::new(w.clone(), box_name.clone(), public_url.clone()))
+            .collect();
+        let names: Vec<String> = mqtt
+            .iter()
+            .map(|_| mqtt::SINK_NAME.to_owned())
+            .chain(hooks.iter().map(|h| h.name().to_owned()))
+            .collect();
         let any = !names.is_empty();
         {
             let (storage, stop, inner) = (storage.clone(), stop.clone(), tasks.clone());
@@ -81,6 +92,9 @@ impl Integrations {
                 }
                 if let Some(sink) = mqtt {
                     inner.spawn(deliver::run(sink, storage.clone(), stop.clone()));
+                }
+                for hook in hooks {
+                    inner.spawn(deliver::run(hook, storage.clone(), stop.clone()));
                 }
             });
         }

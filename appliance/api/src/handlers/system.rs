@@ -127,6 +127,19 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
     }))
 }
 
+/// The integrations' outbox and each sink's delivery state (no setting and no
+/// secret: those stay in the configuration).
+pub(crate) async fn integrations(
+    State(s): State<AppState>,
+) -> Result<axum::Json<safe_yolo_store::OutboxStatus>, HttpError> {
+    let store = s.store()?;
+    let status = store
+        .run(|st| st.outbox_status())
+        .await
+        .map_err(|e| HttpError::store("integration status", e))?;
+    Ok(axum::Json(status))
+}
+
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(
