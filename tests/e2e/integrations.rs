@@ -348,6 +348,30 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
         "{status}"
     );
     assert!(!status.to_string().contains("password"), "{status}");
+    // "Send test event": it reaches the broker on `test`, audited.
+    let waiting = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
+        .args(["-t", "safe-yolo/e2e/test", "-C", "1", "-W", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, sent) = c.json("POST", "/api/v1/system/integrations/test", None);
+    assert_eq!(code, 200, "{sent}");
+    assert!(sent["outbox_seq"].is_u64(), "{sent}");
+    let out = waiting.wait_with_output().unwrap();
+    let test: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no test message: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        (&test["kind"], &test["by"]),
+        (&"test".into(), &"safety".into())
+    );
+    let (_, audit) = c.json("GET", "/api/v1/audit?limit=20", None);
+    assert!(audit.to_string().contains("integrations.test"), "{audit}");
 
     // An orderly stop says goodbye: `offline`, retained.
     daemon.signal("TERM");

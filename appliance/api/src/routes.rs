@@ -475,6 +475,13 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             system::integrations,
         ),
         route(
+            M::POST,
+            "/api/v1/system/integrations/test",
+            ADMIN,
+            "Send a test message through every configured integration (MQTT topic `test`, every webhook)",
+            system::test_integrations,
+        ),
+        route(
             M::GET,
             "/api/v1/openapi.json",
             VIEWER,

@@ -77,6 +77,13 @@ pub fn publication(
             }))?,
             retain: true,
         }),
+        OutboxMessage::Test { by } => Ok(Publication {
+            topic: "test".to_owned(),
+            payload: serde_json::to_vec(&serde_json::json!({
+                "box": box_name, "kind": "test", "by": by, "at": at, "outbox_seq": entry.seq,
+            }))?,
+            retain: false,
+        }),
         OutboxMessage::Output { output, active } => Ok(Publication {
             topic: format!("outputs/{output}"),
             payload: serde_json::to_vec(&serde_json::json!({

@@ -8,7 +8,8 @@
 //! loop's backoff (the same body and key; a fresh timestamp and signature). The
 //! receiver's certificate is verified (against `ca_file`, else the system's roots)
 //! unless `tls_verify = false`. Entries the webhook's filter leaves out, and camera and
-//! output changes, are passed over (its cursor moves on).
+//! output changes, are passed over (its cursor moves on); a test message (the API's
+//! "send test event") goes to every webhook.
 
 use std::sync::Arc;
 
@@ -77,6 +78,8 @@ impl WebhookSink {
                     && (f.rules.is_empty() || f.rules.contains(&event.rule))
                     && (f.cameras.is_empty() || f.cameras.contains(&event.camera))
             }
+            // A test goes to every webhook, whatever its filter.
+            OutboxMessage::Test { .. } => true,
             OutboxMessage::CameraHealth { .. } | OutboxMessage::Output { .. } => false,
         }
     }

@@ -72,6 +72,11 @@ pub enum OutboxMessage {
         /// On (`true`) or off.
         active: bool,
     },
+    /// A test message an administrator asked for (every sink delivers it).
+    Test {
+        /// Who asked.
+        by: String,
+    },
 }
 
 impl OutboxMessage {
@@ -79,7 +84,7 @@ impl OutboxMessage {
     pub fn event(&self) -> Option<&Event> {
         match self {
             Self::EventRaised { event } | Self::EventChanged { event } => Some(event),
-            Self::CameraHealth { .. } | Self::Output { .. } => None,
+            Self::CameraHealth { .. } | Self::Output { .. } | Self::Test { .. } => None,
         }
     }
 
