@@ -633,6 +633,42 @@ mod tests {
         }
     }
 
+    /// The whole file: the password from the environment, an unknown key refused
+    /// at its path.
+    #[test]
+    fn the_password_comes_from_the_environment_and_unknown_keys_are_refused() {
+        let text = "[detector]\nmodel = \"m/model.toml\"\n[integrations.mqtt]\nurl = \"mqtt://broker:1883\"\nusername = \"box\"\n";
+        let env = [(
+            "SAFEYOLO_INTEGRATIONS__MQTT__PASSWORD".to_owned(),
+            "from-the-env-123".to_owned(),
+        )];
+        let problems = |r: Result<crate::Config, Vec<crate::Problem>>| match r {
+            Ok(_) => Vec::new(),
+            Err(p) => p
+                .into_iter()
+                .filter(|p| p.path.starts_with("integrations"))
+                .collect(),
+        };
+        let c = crate::parse(text, std::path::Path::new("/"), env.clone());
+        let m = match c {
+            Ok(c) => c.integrations.mqtt,
+            Err(p) => panic!("{p:?}"),
+        };
+        let password = m.and_then(|m| m.credentials).and_then(|(_, p)| p);
+        assert_eq!(
+            password.as_ref().map(Secret::expose),
+            Some("from-the-env-123")
+        );
+        let p = problems(crate::parse(
+            "[integrations.mqtt]\nurl = \"mqtt://b\"\nqos = 2\n",
+            std::path::Path::new("/"),
+            [],
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].path.starts_with("integrations.mqtt"), "{p:?}");
+        assert!(p[0].reason.contains("qos"), "{p:?}");
+    }
+
     #[test]
     fn every_mistake_is_named_at_its_key() {
         for bad in [
