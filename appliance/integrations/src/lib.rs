@@ -16,6 +16,7 @@ pub mod deliver;
 pub mod follow;
 pub mod message;
 pub mod mqtt;
+pub mod tls;
 pub mod webhook;
 
 use safe_yolo_config::IntegrationsConfig;

@@ -22,29 +22,12 @@ use safe_yolo_store::OutboxEntry;
 
 use crate::deliver::{Sink, SinkError};
 use crate::message::publication;
+use crate::tls::{self, TlsError};
 
 /// The cursor's name of the MQTT sink.
 pub const SINK_NAME: &str = "mqtt";
 /// Largest packet sent or accepted.
 const MAX_PACKET: usize = 256 * 1024;
-
-/// Why the TLS settings could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum MqttTlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{what} {path}: {reason}")]
-    Pem {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// rustls refused the settings.
-    #[error("TLS settings refused")]
-    Rustls(#[from] rustls::Error),
-}
 
 /// The MQTT sink.
 pub struct MqttSink {
@@ -152,46 +135,19 @@ fn connection_error(e: &ConnectionError) -> SinkError {
 
 /// The rustls client settings: the broker verified against `ca_file` (or the system's
 /// roots), the client certificate if configured.
-fn tls_config(c: &MqttConfig) -> Result<Arc<rustls::ClientConfig>, MqttTlsError> {
+fn tls_config(c: &MqttConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let pem = |what: &'static str, path: &std::path::Path, reason: String| MqttTlsError::Pem {
-        what,
-        path: path.display().to_string(),
-        reason,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    match &c.ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| pem("CA file", path, e.to_string()))?
-            {
-                let cert = cert.map_err(|e| pem("CA file", path, e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| pem("CA file", path, e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(pem("CA file", path, "holds no certificate".into()));
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+        .with_root_certificates(tls::roots(c.ca_file.as_deref())?);
     let config = match &c.client_auth {
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| pem("client certificate", cert, e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| pem("client certificate", cert, e.to_string()))?;
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TlsError::pem("client certificate", cert, e))?;
             let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| pem("client key", key, e.to_string()))?;
+                .map_err(|e| TlsError::pem("client key", key, e))?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),

@@ -157,31 +157,13 @@ impl WebhookSink {
 /// The TLS client settings of a webhook: verified against `ca_file` or the system's
 /// roots, or (only if asked) not verified at all.
 fn tls_connector(cfg: &WebhookConfig) -> Result<tokio_rustls::TlsConnector, SinkError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| SinkError(format!("TLS: {e}")))?;
     let config = if cfg.tls_verify {
-        let mut roots = rustls::RootCertStore::empty();
-        match &cfg.ca_file {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| SinkError(format!("CA file {}: {e}", path.display())))?;
-                roots.add_parsable_certificates(certs);
-                if roots.is_empty() {
-                    return Err(SinkError(format!(
-                        "CA file {}: holds no certificate",
-                        path.display()
-                    )));
-                }
-            }
-            None => {
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            }
-        }
+        let roots = crate::tls::roots(cfg.ca_file.as_deref())
+            .map_err(|e| SinkError(safe_yolo_domain::error_chain(&e).to_string()))?;
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
         builder
