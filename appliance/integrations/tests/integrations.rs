@@ -1,5 +1,12 @@
+//! The sinks against real servers and a real store.
+//!
+//! MQTT over TLS: Debian's mosquitto with a TLS listener that requires a client
+//! certificate (a CA, server and client certificates made by the test): the event
+//! arrives; a sink without the client certificate, or without the plant's CA (the
+//! system's roots), is refused.
+//!
 //! Webhooks against a real HTTPS receiver (hyper over rustls, a certificate made by the
-//! test) and a real store: the receiver answers 500 three times, then 200; the event
+//! test): the receiver answers 500 three times, then 200; the event
 //! arrives once accepted, every attempt with the same body and idempotency key and a
 //! signature the receiver verifies on its own; the cursor moves only after the 200.
 //! A receiver whose certificate the box does not trust is refused (verification is on
@@ -17,9 +24,9 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
-use safe_yolo_config::{SecretSource, WebhookConfig, WebhookFilter};
+use safe_yolo_config::{MqttConfig, MqttTransport, SecretSource, WebhookConfig, WebhookFilter};
 use safe_yolo_domain::{CameraId, RuleId, Severity};
-use safe_yolo_integrations::{Sink, WebhookSink, deliver};
+use safe_yolo_integrations::{MqttSink, Sink, WebhookSink, deliver};
 use safe_yolo_store::{NewEvent, Storage, StorageSettings, Store, StoreConfig, StoreHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -261,4 +268,134 @@ async fn a_webhook_answering_500_three_times_gets_the_event_once_accepted_signed
         "webhook accepted after {:.1} s of retries",
         start.elapsed().as_secs_f64()
     );
+}
+
+/// A CA, and a certificate it signed for each of `names` (server: `localhost`; client).
+fn pki(dir: &std::path::Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "plant test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, san) in [("server", "localhost"), ("client", "tls-box")] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, san);
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+fn mqtts(port: u16, dir: &std::path::Path, ca: bool, client: bool) -> MqttConfig {
+    MqttConfig {
+        transport: MqttTransport::Tls,
+        host: "localhost".into(),
+        port,
+        client_id: "tls-box".into(),
+        topic_prefix: "plant/tls-box/".into(),
+        credentials: None,
+        ca_file: ca.then(|| dir.join("ca.pem")),
+        client_auth: client.then(|| (dir.join("client.pem"), dir.join("client.key"))),
+        keep_alive: Duration::from_secs(30),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_client_certificate_delivers_and_refuses_what_it_cannot_trust() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let user = Command::new("id").arg("-un").output().unwrap().stdout;
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("mosquitto.conf"),
+        format!(
+            "user {}\nlistener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nallow_anonymous true\n",
+            String::from_utf8_lossy(&user).trim()
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.path().join("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (scripts/install-deps.sh installs it)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mosquitto did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &port.to_string(), "--cafile"])
+        .arg(dir.path().join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.path().join("client.pem"))
+        .arg("--key")
+        .arg(dir.path().join("client.key"))
+        .args(["-t", "plant/tls-box/events", "-C", "1", "-W", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Refused: no client certificate; the plant's CA not given (system roots).
+    for (ca, client, why) in [
+        (true, false, "no client certificate"),
+        (false, true, "system roots"),
+    ] {
+        let mut sink = MqttSink::new(mqtts(port, dir.path(), ca, client), "tls-box".into(), None);
+        let refused = tokio::time::timeout(Duration::from_secs(15), sink.connect())
+            .await
+            .expect("a refusal, not a hang");
+        assert!(refused.is_err(), "{why}: connected");
+    }
+
+    let state = tempfile::tempdir().unwrap();
+    let (handle, _writer) =
+        StoreHandle::start(Store::open(StoreConfig::new(state.path())).unwrap(), 16).unwrap();
+    let store = handle.store().clone();
+    store.register_outbox_sinks(&["mqtt".into()]).unwrap();
+    let ids = store
+        .insert_events(&[event(Severity::Critical, "no-entry")])
+        .unwrap();
+    let stop = CancellationToken::new();
+    let sink = MqttSink::new(mqtts(port, dir.path(), true, true), "tls-box".into(), None);
+    let task = tokio::spawn(deliver::run(
+        sink,
+        Storage::with_handle(handle, StorageSettings::default()),
+        stop.clone(),
+    ));
+    let start = Instant::now();
+    while sub.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await.unwrap();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let out = sub.wait_with_output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no event over mqtts: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(doc["id"], ids[0]);
+    assert_eq!(doc["box"], "tls-box");
+    assert_eq!(store.outbox_status().unwrap().sinks[0].backlog, 0);
 }
