@@ -15,10 +15,15 @@ fn snapshot(c: &Client, id: u64) -> Option<Vec<u8>> {
     (status == 200).then_some(jpeg)
 }
 
-fn restore(config: &std::path::Path, backup: &std::path::Path) -> std::process::Output {
+fn restore(
+    config: &std::path::Path,
+    backup: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
     Command::new(bin())
         .args(["--log-format", "text", "restore", "--config"])
         .arg(config)
+        .args(extra)
         .arg(backup)
         .output()
         .unwrap()
@@ -55,7 +60,7 @@ fn downloaded_backup_restores_users_events_snapshots_and_the_id_sequence() {
     assert!(size > jpeg.len() as u64, "a backup of {size} bytes");
 
     // Restoring under a running daemon is refused and changes nothing.
-    let refused = restore(&config, &tar);
+    let refused = restore(&config, &tar, &[]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("stop the daemon"),
@@ -68,12 +73,26 @@ fn downloaded_backup_restores_users_events_snapshots_and_the_id_sequence() {
     assert!(daemon.wait(Duration::from_secs(20)).is_some());
     std::fs::remove_dir_all(app.path().join("state")).unwrap();
 
-    let done = restore(&config, &tar);
+    // With its state went its backup signing key: the backup cannot be proved
+    // to be this box's any more, so it is restored only when asked explicitly.
+    let foreign = restore(&config, &tar, &[]);
+    assert_eq!(foreign.status.code(), Some(1), "{foreign:?}");
+    assert!(
+        String::from_utf8_lossy(&foreign.stderr).contains("--accept-foreign"),
+        "{}",
+        String::from_utf8_lossy(&foreign.stderr)
+    );
+    let done = restore(&config, &tar, &["--accept-foreign"]);
     assert_eq!(
         done.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("foreign backup was restored"),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
     );
     assert!(
         String::from_utf8_lossy(&done.stdout).contains("restored into"),
@@ -94,6 +113,14 @@ fn downloaded_backup_restores_users_events_snapshots_and_the_id_sequence() {
     );
     assert_ne!(status / 100, 2, "setup reopened after a restore");
     c2.login("safety", PASSWORD);
+    // The restore is in the restored audit log, marked foreign with the reason.
+    let (status, audit) = c2.json("GET", "/api/v1/audit?limit=50", None);
+    assert_eq!(status, 200, "{audit}");
+    assert!(
+        audit.to_string().contains("system.restore_foreign")
+            && audit.to_string().contains("no backup key"),
+        "{audit}"
+    );
 
     // The event and its snapshot are back byte for byte.
     let (status, back) = c2.json("GET", &format!("/api/v1/events/{id}"), None);

@@ -61,7 +61,7 @@ fn cameras_are_added_edited_and_removed_without_a_restart() {
     // Bad sources are refused naming the field, and nothing starts.
     for (path, why) in [
         ("../etc", "must not contain"),
-        ("nope", "cannot be resolved"),
+        ("nope", "not a file or folder inside the media directory"),
     ] {
         let (status, e) = c.json("PUT", "/api/v1/cameras/cam-a", Some(&replay(path, 0)));
         assert_eq!(

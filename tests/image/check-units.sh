@@ -6,7 +6,8 @@
 #    an exposure of 2.0 or lower (--threshold=20; the scale is 0-100 there),
 #    the health unit 4.0 or lower;
 #  - the directives the appliance relies on are present (notify + watchdog,
-#    fixed user, device policy, capabilities, system-call filter, ExecStart).
+#    fixed user, device policy, capabilities, system-call filter, resource
+#    budgets (MemoryHigh, MemoryMax, TasksMax, LimitNOFILE), ExecStart).
 # Usage: tests/image/check-units.sh [UNIT_FILES_DIR]
 #   (default: yocto/meta-safe-yolo/recipes-safe-yolo/safe-yolo/files)
 set -euo pipefail
@@ -81,6 +82,7 @@ for want in \
     'DevicePolicy=closed' 'DeviceAllow=char-video4linux rw' 'DeviceAllow=char-drm rw' \
     'DeviceAllow=char-gpiochip rw' 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE' \
     'AmbientCapabilities=CAP_NET_BIND_SERVICE' 'NoNewPrivileges=yes' 'SystemCallFilter=@system-service' \
+    'MemoryHigh=' 'MemoryMax=' 'TasksMax=' 'LimitNOFILE=' \
     'ExecStart=/usr/bin/safe-yolo run --config /etc/safe-yolo/safe-yolo.toml'; do
     case "$want" in
     *=) grep -q "^$want[^[:space:]]" "$unit" || bad "safe-yolo.service does not set $want" ;;

@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -29,6 +30,7 @@ use ring::rand::SecureRandom;
 use safe_yolo_store::{Role, StoreHandle, now_ms};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+use tokio::sync::Semaphore;
 
 use crate::error::{ApiError, HttpError};
 use crate::settings::AuthTuning;
@@ -52,8 +54,12 @@ pub enum Credential {
         /// The key's public id.
         id: String,
     },
-    /// A redeemed WebSocket ticket.
-    Ticket,
+    /// A redeemed single-use ticket, minted with another credential.
+    Ticket {
+        /// The credential the ticket was minted with: an open stream lives only
+        /// as long as it stays valid.
+        of: Box<Credential>,
+    },
 }
 
 /// An authenticated caller.
@@ -151,46 +157,154 @@ pub async fn hash_password(tuning: &AuthTuning, pw: String) -> Result<String, Ht
     .map_err(|e| HttpError::internal("password hashing task", &e))?
 }
 
-/// Verifies a password against a PHC string (on the blocking pool). `None` hashes a
-/// dummy so unknown users take as long as known ones.
-pub async fn verify_password(tuning: &AuthTuning, pw: String, phc: Option<String>) -> bool {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy_params = (tuning.argon2_m_kib, tuning.argon2_t);
-    let dummy_salt = random_bytes::<16>().unwrap_or([7u8; 16]);
-    tokio::task::spawn_blocking(move || {
-        let phc = match phc {
-            Some(p) => p,
-            None => DUMMY
-                .get_or_init(|| {
-                    let Ok(salt) = SaltString::encode_b64(&dummy_salt) else {
-                        return String::new();
-                    };
-                    argon2::Params::new(dummy_params.0, dummy_params.1, 1, None)
-                        .ok()
-                        .map(|p| {
-                            argon2::Argon2::new(
-                                argon2::Algorithm::Argon2id,
-                                argon2::Version::V0x13,
-                                p,
-                            )
-                        })
-                        .and_then(|a| {
-                            a.hash_password(b"dummy-password", &salt)
-                                .ok()
-                                .map(|h| h.to_string())
-                        })
-                        .unwrap_or_default()
-                })
-                .clone(),
-        };
-        PasswordHash::new(&phc).is_ok_and(|h| {
-            argon2::Argon2::default()
-                .verify_password(pw.as_bytes(), &h)
-                .is_ok()
-        }) && !phc.is_empty()
+/// Verifies a password against a PHC string (on the blocking pool).
+fn verify_phc(pw: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(pw.as_bytes(), &h)
+            .is_ok()
     })
-    .await
-    .unwrap_or(false)
+}
+
+/// The budget of password hashing: argon2id takes `argon2_m_kib` of memory and a
+/// core for tens of milliseconds, so only `max_concurrent` hashes run at once, at
+/// most `max_waiting` requests wait for one (each at most `max_wait`), and the rest
+/// are answered 503 at once. A flood of logins therefore costs the box at most
+/// `max_concurrent` x 19 MiB and `max_concurrent` cores, never gigabytes.
+///
+/// A login for a user that does not exist hashes nothing: it waits as long as a
+/// real verification typically takes (the median of the recent ones), so the
+/// answer's timing does not tell which names exist and the wait costs a timer,
+/// not a core.
+#[derive(Debug)]
+pub struct PasswordGate {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    max_wait: Duration,
+    /// Recent verification durations (µs), newest last, for the median.
+    recent: Mutex<std::collections::VecDeque<u64>>,
+}
+
+/// Verification durations kept for the median an unknown user waits.
+const RECENT_HASHES: usize = 15;
+
+/// The budget of [`PasswordGate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashBudget {
+    /// Hashes running at once.
+    pub max_concurrent: usize,
+    /// Requests waiting for a hash slot; more are refused at once (503).
+    pub max_waiting: usize,
+    /// Longest wait for a slot before a 503.
+    pub max_wait: Duration,
+}
+
+impl Default for HashBudget {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 2,
+            max_waiting: 8,
+            max_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+fn busy() -> HttpError {
+    HttpError {
+        retry_after: Some(1),
+        ..HttpError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many password checks at once; try again in 1 s",
+        )
+    }
+}
+
+impl PasswordGate {
+    /// A gate with `budget` (a zero concurrency is taken as 1).
+    pub fn new(budget: HashBudget) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(budget.max_concurrent.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting: budget.max_waiting,
+            max_wait: budget.max_wait,
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_HASHES)),
+        }
+    }
+
+    /// A hashing slot, or 503 when the queue is full or the wait too long.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HttpError> {
+        if let Ok(p) = Arc::clone(&self.permits).try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy());
+        }
+        let got =
+            tokio::time::timeout(self.max_wait, Arc::clone(&self.permits).acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match got {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(busy()),
+        }
+    }
+
+    /// Hashes a new password within the budget.
+    pub async fn hash(&self, tuning: &AuthTuning, pw: String) -> Result<String, HttpError> {
+        let _slot = self.slot().await?;
+        hash_password(tuning, pw).await
+    }
+
+    /// Verifies `pw` against `phc` within the budget; `phc = None` (no such user)
+    /// waits the typical verification time instead of hashing.
+    pub async fn verify(
+        &self,
+        tuning: &AuthTuning,
+        pw: String,
+        phc: Option<String>,
+    ) -> Result<bool, HttpError> {
+        let Some(phc) = phc else {
+            match self.typical() {
+                Some(t) => tokio::time::sleep(t).await,
+                // Nothing measured yet: hash a throwaway password once, which also
+                // gives the first measurement.
+                None => {
+                    let _slot = self.slot().await?;
+                    let started = Instant::now();
+                    hash_password(tuning, "not-a-user-password".into()).await?;
+                    self.record(started.elapsed());
+                }
+            }
+            return Ok(false);
+        };
+        let _slot = self.slot().await?;
+        let started = Instant::now();
+        let ok = tokio::task::spawn_blocking(move || verify_phc(&pw, &phc))
+            .await
+            .map_err(|e| HttpError::internal("password verification task", &e))?;
+        self.record(started.elapsed());
+        Ok(ok)
+    }
+
+    fn record(&self, took: Duration) {
+        let mut r = self.recent.lock();
+        if r.len() == RECENT_HASHES {
+            r.pop_front();
+        }
+        r.push_back(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// The median of the recent verification times, once one was measured.
+    fn typical(&self) -> Option<Duration> {
+        let mut v: Vec<u64> = self.recent.lock().iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        Some(Duration::from_micros(v[v.len() / 2]))
+    }
 }
 
 // === JWT ===
@@ -216,6 +330,9 @@ pub struct Claims {
 #[derive(Debug)]
 pub struct JwtKeys {
     key: RwLock<Vec<u8>>,
+    /// Bumped by every rotation: an open stream opened with a session ends when it
+    /// changes, like the access token it was opened with.
+    generation: std::sync::atomic::AtomicU64,
     path: PathBuf,
     /// Why the key found at start was replaced, if it was.
     replaced: Option<String>,
@@ -264,6 +381,7 @@ impl JwtKeys {
         };
         Ok(Self {
             key: RwLock::new(key),
+            generation: std::sync::atomic::AtomicU64::new(0),
             path,
             replaced,
         })
@@ -281,7 +399,13 @@ impl JwtKeys {
         write_private(&self.path, &k)
             .map_err(|e| HttpError::internal("writing the JWT key", &e))?;
         *self.key.write() = k;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// How many times the key was rotated since start.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Signs an access token.
@@ -417,6 +541,68 @@ pub async fn authenticate(
     })
 }
 
+/// Whether `p`'s credential is still valid, checked against the store's current
+/// state: the session not revoked or expired and its user enabled with the same
+/// password, the API key not revoked or expired; for a ticket, the credential it
+/// was minted with. Open live streams call this on every revocation and
+/// periodically, so a logout, a disabled user, a changed password or a revoked key
+/// ends them (`Err` says why).
+pub async fn still_valid(store: &StoreHandle, p: &Principal) -> Result<(), HttpError> {
+    let via = match &p.via {
+        Credential::Ticket { of } => of.as_ref().clone(),
+        other => other.clone(),
+    };
+    match via {
+        Credential::Session { sid } => {
+            let actor = p.actor.clone();
+            let (session, user) = store
+                .run(move |s| Ok((s.get_session(&sid)?, s.get_user(&actor)?)))
+                .await
+                .map_err(|e| HttpError::store("session lookup", e))?;
+            let session = session.ok_or_else(|| HttpError::unauthorized("session ended"))?;
+            if session.revoked || session.expires_at <= now_ms() {
+                return Err(HttpError::unauthorized("session revoked or expired"));
+            }
+            let user = user.ok_or_else(|| HttpError::unauthorized("user no longer exists"))?;
+            if user.disabled {
+                return Err(HttpError::unauthorized("user disabled"));
+            }
+            if !session
+                .id
+                .starts_with(&format!("{}.", password_version(&user.password_hash)))
+            {
+                return Err(HttpError::unauthorized("password changed"));
+            }
+            Ok(())
+        }
+        Credential::ApiKey { id } => {
+            let key = store
+                .run(move |s| s.get_api_key(&id))
+                .await
+                .map_err(|e| HttpError::store("api key lookup", e))?
+                .ok_or_else(|| HttpError::unauthorized("API key deleted"))?;
+            if key.revoked {
+                return Err(HttpError::unauthorized("API key revoked"));
+            }
+            if key.expires_at.is_some_and(|t| t <= now_ms()) {
+                return Err(HttpError::unauthorized("API key expired"));
+            }
+            Ok(())
+        }
+        Credential::Ticket { .. } => Err(HttpError::unauthorized("ticket of a ticket")),
+    }
+}
+
+/// Whether `p` was authenticated with a login session (directly or through a
+/// ticket minted with one): such credentials end with a JWT key rotation.
+pub fn session_based(p: &Principal) -> bool {
+    match &p.via {
+        Credential::Session { .. } => true,
+        Credential::Ticket { of } => matches!(of.as_ref(), Credential::Session { .. }),
+        Credential::ApiKey { .. } => false,
+    }
+}
+
 /// A new refresh secret and the session id it maps to: `(token, session id)`.
 /// The token is `<pwv>.<secret>`; the stored id is `<pwv>.<sha256(secret)>`.
 ///
@@ -514,20 +700,37 @@ struct Strikes {
     locked_until: Option<Instant>,
 }
 
-/// Failed-login counters per user and per source address, with lockout.
+/// Failed-login counters per user and per source address (IPv6 per /64, see
+/// [`crate::ratelimit::source_key`]), with lockout.
+///
+/// An attempt is counted when it starts ([`LoginLimiter::attempt`]), before the
+/// password is verified, and given back when it succeeds: attempts in flight at
+/// the same time count too, so a burst gets at most `max_failures` guesses per
+/// window, not one per request of the burst.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     users: Mutex<HashMap<String, Strikes>>,
     sources: Mutex<HashMap<IpAddr, Strikes>>,
 }
 
-/// Most tracked keys per map; older entries are dropped first once it is full.
+/// Most tracked keys per map; once full, the entry whose window started first
+/// (preferring ones not locked out) is dropped for a new one.
 const LIMITER_CAP: usize = 10_000;
+
+/// An admitted login attempt (already counted as a failure until it succeeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Attempt {
+    /// Whether counting this attempt started a lockout of the user or the source
+    /// (the audit records it if the attempt fails).
+    pub starts_lockout: bool,
+}
 
 impl LoginLimiter {
     /// `Err(seconds)` while the user or the source is locked out.
     pub fn check(&self, user: &str, source: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
+        let source = crate::ratelimit::source_key(source);
         let left = |s: Option<&Strikes>| {
             s.and_then(|s| s.locked_until)
                 .filter(|t| *t > now)
@@ -542,45 +745,86 @@ impl LoginLimiter {
         Ok(())
     }
 
-    /// Counts a failure; returns `true` when it started a lockout.
-    pub fn fail(&self, tuning: &AuthTuning, user: &str, source: IpAddr) -> bool {
+    /// Admits an attempt for `user` from `source` and counts it as a failure at
+    /// once; `Err(seconds)` while either is locked out. Call
+    /// [`LoginLimiter::succeed`] when the password was right.
+    pub fn attempt(&self, tuning: &AuthTuning, user: &str, source: IpAddr) -> Result<Attempt, u64> {
         let now = Instant::now();
+        let source = crate::ratelimit::source_key(source);
+        // Both maps are held together so that two attempts cannot both pass the
+        // check before either is counted.
+        let mut users = self.users.lock();
+        let mut sources = self.sources.lock();
+        let left = |s: Option<&Strikes>| {
+            s.and_then(|s| s.locked_until)
+                .filter(|t| *t > now)
+                .map(|t| (t - now).as_secs().max(1))
+        };
+        if let Some(s) = left(users.get(user)) {
+            return Err(s);
+        }
+        if let Some(s) = left(sources.get(&source)) {
+            return Err(s);
+        }
         let a = strike(
-            &mut self.users.lock(),
+            &mut users,
             user.to_owned(),
             now,
             tuning,
             tuning.user_max_failures,
         );
         let b = strike(
-            &mut self.sources.lock(),
+            &mut sources,
             source,
             now,
             tuning,
             tuning.source_max_failures,
         );
-        a || b
+        Ok(Attempt {
+            starts_lockout: a || b,
+        })
     }
 
-    /// Clears the user's failures after a successful login.
-    pub fn succeed(&self, user: &str) {
+    /// The attempt was not a guess (the password could not be checked, e.g. 503
+    /// busy): gives back the strikes it was counted with.
+    pub fn forget(&self, user: &str, source: IpAddr) {
+        let source = crate::ratelimit::source_key(source);
+        if let Some(s) = self.users.lock().get_mut(user) {
+            s.count = s.count.saturating_sub(1);
+        }
+        if let Some(s) = self.sources.lock().get_mut(&source) {
+            s.count = s.count.saturating_sub(1);
+        }
+    }
+
+    /// The attempt succeeded: clears the user's failures and gives the source back
+    /// the strike the attempt was counted with (lifting a lockout it started).
+    pub fn succeed(&self, user: &str, source: IpAddr) {
         self.users.lock().remove(user);
+        let source = crate::ratelimit::source_key(source);
+        if let Some(s) = self.sources.lock().get_mut(&source) {
+            s.count = s.count.saturating_sub(1);
+            s.locked_until = None;
+        }
     }
 }
 
-fn strike<K: std::hash::Hash + Eq>(
+fn strike<K: std::hash::Hash + Eq + Clone>(
     map: &mut HashMap<K, Strikes>,
     key: K,
     now: Instant,
     tuning: &AuthTuning,
     max: u32,
 ) -> bool {
-    if map.len() >= LIMITER_CAP {
+    if map.len() >= LIMITER_CAP && !map.contains_key(&key) {
         map.retain(|_, s| {
             s.locked_until.is_some_and(|t| t > now) || now - s.window_start < tuning.failure_window
         });
         if map.len() >= LIMITER_CAP {
-            map.clear();
+            // The oldest windows go first, lockouts last.
+            crate::ratelimit::evict_oldest(map, |s| {
+                (s.locked_until.is_some_and(|t| t > now), s.window_start)
+            });
         }
     }
     let s = map.entry(key).or_insert(Strikes {
@@ -609,6 +853,7 @@ fn strike<K: std::hash::Hash + Eq>(
 struct TicketEntry {
     actor: String,
     role: Role,
+    via: Credential,
     expires: Instant,
 }
 
@@ -637,6 +882,7 @@ impl Tickets {
             TicketEntry {
                 actor: p.actor.clone(),
                 role: p.role,
+                via: p.via.clone(),
                 expires: now + ttl,
             },
         );
@@ -649,7 +895,13 @@ impl Tickets {
         (e.expires > Instant::now()).then_some(Principal {
             actor: e.actor,
             role: e.role,
-            via: Credential::Ticket,
+            via: match e.via {
+                // A ticket minted with a ticket is still the original credential.
+                Credential::Ticket { of } => Credential::Ticket { of },
+                other => Credential::Ticket {
+                    of: Box::new(other),
+                },
+            },
             source,
         })
     }
@@ -693,15 +945,61 @@ mod tests {
         };
         let l = LoginLimiter::default();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert!(!l.fail(&t, "a", ip));
-        assert!(!l.fail(&t, "a", ip));
+        assert!(!l.attempt(&t, "a", ip).unwrap().starts_lockout);
+        assert!(!l.attempt(&t, "a", ip).unwrap().starts_lockout);
         assert!(l.check("a", ip).is_ok());
-        assert!(l.fail(&t, "a", ip));
+        assert!(l.attempt(&t, "a", ip).unwrap().starts_lockout);
         assert!(l.check("a", ip).is_err());
+        assert!(l.attempt(&t, "a", ip).is_err());
         assert!(l.check("b", ip).is_ok());
         #[allow(clippy::disallowed_methods, reason = "plain unit test thread")]
         std::thread::sleep(Duration::from_millis(80));
         assert!(l.check("a", ip).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_their_password_is_checked() {
+        let t = AuthTuning {
+            user_max_failures: 5,
+            source_max_failures: 1000,
+            ..AuthTuning::default()
+        };
+        let l = LoginLimiter::default();
+        // A burst of 100 concurrent attempts, none finished yet: only 5 are admitted.
+        let admitted = (0..100u8)
+            .filter(|i| l.attempt(&t, "admin", IpAddr::from([10, 0, 0, *i])).is_ok())
+            .count();
+        assert_eq!(admitted, 5);
+        // A success gives the source its strike back and clears the user.
+        let l = LoginLimiter::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..4 {
+            let _ = l.attempt(&t, "a", ip).unwrap();
+        }
+        let _ = l.attempt(&t, "a", ip).unwrap();
+        assert!(l.check("a", ip).is_err());
+        l.succeed("a", ip);
+        assert!(l.check("a", ip).is_ok());
+    }
+
+    #[test]
+    fn a_full_limiter_evicts_the_oldest_and_keeps_lockouts() {
+        let t = AuthTuning {
+            user_max_failures: 1,
+            source_max_failures: 1_000_000,
+            ..AuthTuning::default()
+        };
+        let l = LoginLimiter::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let _ = l.attempt(&t, "victim", ip).unwrap();
+        assert!(l.check("victim", ip).is_err());
+        for i in 0..(LIMITER_CAP + 50) {
+            let _ = l.attempt(&t, &format!("u{i}"), ip);
+        }
+        assert!(l.users.lock().len() <= LIMITER_CAP);
+        // Every entry is locked here (max 1), so the oldest went first; the
+        // newest lockouts stay: the map is never reset wholesale.
+        assert!(l.check(&format!("u{}", LIMITER_CAP + 49), ip).is_err());
     }
 
     #[test]

@@ -28,8 +28,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
                 "the body must be application/json",
             ));
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
+        let deadline = req
+            .extensions()
+            .get::<BodyDeadline>()
+            .map_or(DEFAULT_BODY_DEADLINE, |d| d.0);
+        let read = axum::body::Bytes::from_request(req, state);
+        let bytes = tokio::time::timeout(deadline, read)
             .await
+            .map_err(|_| {
+                HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the body did not arrive within {} s",
+                        deadline.as_secs_f32()
+                    ),
+                )
+            })?
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     HttpError::new(
@@ -45,9 +60,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     }
 }
 
-/// Deserialises `bytes`, naming the field on error.
+/// The longest a request body may take to arrive, set per request by the route
+/// gate from `[api] body_timeout_s`; a slow client holding a connection permit with
+/// a large `Content-Length` and no bytes is cut off after it (408).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
+/// The body deadline when the gate set none (tests driving a handler directly).
+pub const DEFAULT_BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Deserialises `bytes`, naming the field on error. Anything but whitespace after
+/// the JSON value is refused (400): one body, one value.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = json_value(de)?;
+    de.end().map_err(|e| {
+        HttpError::bad_request(
+            ".",
+            format!("malformed JSON: trailing bytes after the value ({e})"),
+        )
+    })?;
+    Ok(value)
+}
+
+fn json_value<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, HttpError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -98,5 +136,10 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("a"));
         let e = parse_json::<T>(br#"{"a":"#).unwrap_err();
         assert_eq!(e.status.as_u16(), 400);
+        // One body, one value: trailing bytes are refused, trailing whitespace is not.
+        let e = parse_json::<T>(br#"{"a":1}{"a":2}"#).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400, "{}", e.message);
+        assert!(e.message.contains("trailing"), "{}", e.message);
+        assert!(parse_json::<T>(b"{\"a\":1} \n").is_ok());
     }
 }

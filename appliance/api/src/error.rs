@@ -177,6 +177,7 @@ impl HttpError {
                 Self::conflict(e.to_string())
             }
             StoreError::Invalid { field, reason } => Self::invalid(field, reason),
+            StoreError::Refused { reason } => Self::conflict(reason),
             StoreError::Unavailable { .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",

@@ -23,6 +23,12 @@ pub struct ApiMetrics {
     pub live_viewers: Gauge,
     /// Live frames encoded to JPEG (one per frame per camera and quality).
     pub live_frames_encoded: Counter,
+    /// Requests cut off at their deadline (`[api] request_timeout_s`).
+    pub deadlines: Counter,
+    /// Password checks refused with 503 because the hashing budget was spent.
+    pub hash_busy: Counter,
+    /// Live streams ended because their credential stopped being valid.
+    pub streams_revoked: Counter,
 }
 
 impl ApiMetrics {
@@ -64,6 +70,21 @@ impl ApiMetrics {
             "api_live_frames_encoded",
             "Live frames encoded to JPEG",
             a.live_frames_encoded.clone(),
+        );
+        m.register(
+            "api_deadlines",
+            "API requests cut off at their deadline",
+            a.deadlines.clone(),
+        );
+        m.register(
+            "api_password_checks_busy",
+            "Password checks refused with 503: the hashing budget was spent",
+            a.hash_busy.clone(),
+        );
+        m.register(
+            "api_streams_revoked",
+            "Live streams ended because their credential stopped being valid",
+            a.streams_revoked.clone(),
         );
         a
     }

@@ -19,8 +19,22 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-/// Most tracked keys per map; full (idle) buckets are dropped first once it is reached.
+/// Most tracked keys per map; full (idle) buckets are dropped first once it is
+/// reached, then the least recently used one.
 const CAP: usize = 10_000;
+
+/// The key a source address is limited under: an IPv4 address as it is, an IPv6
+/// address by its /64 (one subscriber's network: a host given a /64 can pick any
+/// of 2^64 addresses), an IPv4-mapped IPv6 address as the IPv4 address.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+    }
+}
 
 /// Rate and burst of every bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,6 +105,7 @@ impl RateLimiter {
 
     /// Charges one request to `source`; `Err(seconds)` to wait when its bucket is empty.
     pub fn charge_source(&self, source: IpAddr) -> Result<(), u64> {
+        let source = source_key(source);
         let now = Instant::now();
         let mut map = self.sources.lock();
         if let Some(b) = map.get_mut(&source) {
@@ -105,6 +120,7 @@ impl RateLimiter {
 
     /// `Err(seconds)` while `source`'s bucket is empty, without charging it.
     pub fn check_source(&self, source: IpAddr) -> Result<(), u64> {
+        let source = source_key(source);
         let now = Instant::now();
         match self.sources.lock().get(&source) {
             Some(b) => {
@@ -160,15 +176,34 @@ fn take(b: &mut Bucket, now: Instant, limit: RateLimit) -> Result<(), u64> {
 }
 
 /// Keeps the map bounded: drops buckets that have refilled completely (their owners
-/// are idle, so forgetting them changes nothing), and everything if that is not enough.
-fn make_room<K: Hash + Eq>(map: &mut HashMap<K, Bucket>, now: Instant, limit: RateLimit) {
+/// are idle, so forgetting them changes nothing), then, if that is not enough, the
+/// least recently used one. Never everything: a flood of new keys must not hand
+/// every throttled client a fresh bucket.
+fn make_room<K: Hash + Eq + Clone>(map: &mut HashMap<K, Bucket>, now: Instant, limit: RateLimit) {
     if map.len() < CAP {
         return;
     }
     let burst = f64::from(limit.burst);
     map.retain(|_, b| refilled(b, now, limit) < burst);
     if map.len() >= CAP {
-        map.clear();
+        evict_oldest(map, |b| b.last);
+    }
+}
+
+/// Drops the oldest hundredth of a full map (by `age`, smallest first) at once, so a
+/// flood of new keys pays the scan once per hundred insertions, not on each.
+pub(crate) fn evict_oldest<K: Hash + Eq + Clone, V, A: Ord + Copy>(
+    map: &mut HashMap<K, V>,
+    age: impl Fn(&V) -> A,
+) {
+    let n = (map.len() / 100).max(1);
+    let mut by_age: Vec<(A, K)> = map.iter().map(|(k, v)| (age(v), k.clone())).collect();
+    if n < by_age.len() {
+        by_age.select_nth_unstable_by_key(n, |(a, _)| *a);
+        by_age.truncate(n);
+    }
+    for (_, k) in by_age {
+        map.remove(&k);
     }
 }
 
@@ -224,11 +259,42 @@ mod tests {
     }
 
     #[test]
-    fn the_maps_stay_bounded() {
-        let l = RateLimiter::new(RateLimit::default());
+    fn the_maps_stay_bounded_and_a_full_map_keeps_throttled_clients() {
+        let l = tiny();
+        let throttled: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            let _ = l.charge_source(throttled);
+        }
+        assert!(l.check_source(throttled).is_err());
         for i in 0..(CAP as u32 + 10) {
-            let _ = l.charge_source(IpAddr::from(i.to_be_bytes()));
+            let _ = l.charge_source(IpAddr::from((i + 1).to_be_bytes()));
+            // The throttled client stays recently used.
+            if i % 1000 == 0 {
+                let _ = l.check_source(throttled);
+                let _ = l.charge_source(throttled);
+            }
         }
         assert!(l.sources.lock().len() <= CAP);
+        assert!(
+            l.check_source(throttled).is_err(),
+            "a flood of new addresses must not reset a throttled client's bucket"
+        );
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64_and_mapped_ipv4_as_ipv4() {
+        let l = tiny();
+        for i in 0..3u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 1));
+            assert!(l.charge_source(ip).is_ok());
+        }
+        let same_64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9));
+        assert!(l.charge_source(same_64).is_err());
+        let other_64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert!(l.charge_source(other_64).is_ok());
+        assert_eq!(
+            source_key("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -151,7 +151,14 @@ pub struct RouteSpec {
     pub produces: &'static [&'static str],
     /// The success response's body.
     pub response: ResponseDoc,
+    /// Whether the route may take longer than `[api] request_timeout_s` before its
+    /// response starts (a backup or an export prepares a file first); such a route
+    /// has its own budget ([`SLOW_DEADLINE`], one-at-a-time gates, free-space checks).
+    pub slow: bool,
 }
+
+/// The deadline of a [`RouteSpec::slow`] route.
+pub const SLOW_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// A query parameter: `(name, required, description)`.
 pub type QueryParam = (&'static str, bool, &'static str);
@@ -187,7 +194,7 @@ const EVENT_LIST_QUERY: [QueryParam; 8] = [
     (
         "cursor",
         false,
-        "Resume after this event id (the previous page's next_cursor)",
+        "Resume after this event id (the previous page's next_cursor). A page looks at no more than 10,000 events, so a filter that matches rarely may give a short or empty page with next_cursor set: follow it until it is null",
     ),
     ("limit", false, "Page size, 1-1000 (default 100)"),
 ];
@@ -254,6 +261,7 @@ where
             response: <<H as HandlerOutput<A>>::Output as Responds>::doc(),
             summary,
             body_limit: None,
+            slow: false,
         },
         router: on(filter, h),
     }
@@ -299,6 +307,12 @@ impl Route {
     /// Declares the JSON body of a handler that builds its [`Response`] itself.
     fn returns<B: schemars::JsonSchema>(mut self) -> Self {
         self.spec.response = ResponseDoc::Json(|g| g.subschema_for::<B>());
+        self
+    }
+
+    /// Allows [`SLOW_DEADLINE`] instead of the request deadline.
+    fn slow(mut self) -> Self {
+        self.spec.slow = true;
         self
     }
 
@@ -409,7 +423,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             download::export,
         )
         .query(&EVENT_EXPORT_QUERY)
-        .produces(&["text/csv", "application/json"]),
+        .produces(&["text/csv", "application/json"])
+        .slow(),
         route(
             M::GET,
             "/api/v1/events/{id}",
@@ -692,7 +707,8 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             download::backup,
         )
         .query(&BACKUP_QUERY)
-        .produces(&["application/x-tar"]),
+        .produces(&["application/x-tar"])
+        .slow(),
         route(
             M::POST,
             "/api/v1/system/jwt-key/rotate",
@@ -710,6 +726,7 @@ struct Gate {
     action: String,
     mutating: bool,
     ticket_ok: bool,
+    deadline: std::time::Duration,
 }
 
 /// Builds the router from the table; every route goes through `gate_fn`.
@@ -723,6 +740,11 @@ pub fn router(state: AppState) -> Router {
             action: format!("{} {}", route.spec.method, route.spec.path),
             mutating: route.spec.mutating(),
             ticket_ok: route.spec.accepts_ticket,
+            deadline: if route.spec.slow {
+                SLOW_DEADLINE
+            } else {
+                state.settings.api.request_timeout
+            },
         };
         let limit = route.spec.body_limit.unwrap_or(default_limit);
         let mr = route
@@ -731,13 +753,30 @@ pub fn router(state: AppState) -> Router {
             .route_layer(from_fn_with_state(gate, gate_fn));
         r = r.route(route.spec.path, mr);
     }
-    r.fallback(|| async { HttpError::not_found("route") })
-        .with_state(state)
+    r.fallback(not_found).with_state(state)
+}
+
+/// An unknown path costs the caller like any public request: a scan of the URL
+/// space is throttled per source too.
+async fn not_found(State(app): State<AppState>, req: Request) -> Response {
+    if let Err(secs) = app.rate.charge_source(peer(&req)) {
+        app.api_metrics.rate_limited.inc();
+        tokio::time::sleep(TARPIT.min(std::time::Duration::from_secs(secs))).await;
+        return HttpError::too_many(
+            "rate_limited",
+            secs,
+            format!("too many requests; try again in {secs} s"),
+        )
+        .into_response();
+    }
+    HttpError::not_found("route").into_response()
 }
 
 async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
     let source = peer(&req);
     req.extensions_mut().insert(Source(source));
+    req.extensions_mut()
+        .insert(crate::body::BodyDeadline(g.app.settings.api.body_timeout));
     let principal = match g.access {
         Access::Public => {
             if let Err(secs) = g.app.rate.charge_source(source) {
@@ -812,7 +851,21 @@ async fn gate_fn(State(g): State<Gate>, mut req: Request, next: Next) -> Respons
     if let Some(p) = &principal {
         req.extensions_mut().insert(p.clone());
     }
-    let resp = next.run(req).await;
+    let resp = match tokio::time::timeout(g.deadline, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            g.app.api_metrics.deadlines.inc();
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "deadline",
+                format!(
+                    "the request did not complete within {} s",
+                    g.deadline.as_secs()
+                ),
+            )
+            .into_response()
+        }
+    };
     let status = resp.status();
     if let Some(p) = principal.filter(|_| g.mutating)
         && (status.is_server_error()

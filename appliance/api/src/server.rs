@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::auth::{JwtKeys, LoginLimiter, Tickets, random_bytes};
+use crate::auth::{JwtKeys, LoginLimiter, PasswordGate, Tickets, random_bytes};
 use crate::control::Control;
 use crate::error::ApiError;
 use crate::headers::{Cors, cors, security_headers};
@@ -172,6 +172,7 @@ pub fn build_router(
     };
     let rate = crate::ratelimit::RateLimiter::new(settings.auth.rate_limit);
     crate::handlers::download::remove_stale_work_dirs(&api_dir);
+    let passwords = PasswordGate::new(settings.auth.hashes);
     let state = AppState(Arc::new(Inner {
         settings,
         storage: deps.store,
@@ -182,6 +183,7 @@ pub fn build_router(
         control: deps.control,
         keys,
         limiter: LoginLimiter::default(),
+        passwords,
         rate,
         backup_gate: Arc::new(Semaphore::new(1)),
         export_gate: Arc::new(Semaphore::new(crate::handlers::download::MAX_EXPORTS)),
@@ -196,6 +198,7 @@ pub fn build_router(
         sources: deps.sources,
         probe_gate: Arc::new(Semaphore::new(crate::handlers::cameras::PROBES)),
         started: std::time::Instant::now(),
+        revocations: tokio::sync::watch::channel(0).0,
         live_shutdown: shutdown,
     }));
     let router = crate::routes::router(state.clone())
@@ -234,8 +237,6 @@ impl ApiServer {
     }
 }
 
-/// Most concurrent connections; more wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 256;
 /// Longest a TLS handshake or a request head may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between two attempts to listen on a busy port.
@@ -299,6 +300,10 @@ pub async fn serve(
 ) -> Result<ApiServer, ApiError> {
     let bind = settings.api.bind;
     let redirect = settings.api.http_redirect_bind;
+    let caps = Caps {
+        https: settings.api.max_connections,
+        redirect: settings.api.redirect_max_connections,
+    };
     let min = settings.api.tls_min_version;
     let app = build_router(settings, deps, shutdown.clone())?;
     let tls = TlsAcceptor::from(server_config(min, Arc::clone(&app.state.certs))?);
@@ -311,7 +316,13 @@ pub async fn serve(
             let addr = listener
                 .local_addr()
                 .map_err(|source| ApiError::Bind { addr: bind, source })?;
-            tasks.spawn(accept_loop(listener, tls, router, shutdown.clone()));
+            tasks.spawn(accept_loop(
+                listener,
+                tls,
+                router,
+                caps.https,
+                shutdown.clone(),
+            ));
             Some(addr)
         }
         None => {
@@ -322,7 +333,7 @@ pub async fn serve(
             tasks.spawn(async move {
                 if let Some(listener) = bind_retrying(bind, "https", &shutdown).await {
                     let _ = bound.send(listener.local_addr().unwrap_or(bind));
-                    accept_loop(listener, tls, router, shutdown).await;
+                    accept_loop(listener, tls, router, caps.https, shutdown).await;
                 }
             });
             None
@@ -336,7 +347,12 @@ pub async fn serve(
                 let bound = l
                     .local_addr()
                     .map_err(|source| ApiError::Bind { addr, source })?;
-                tasks.spawn(redirect_loop(l, https_port, shutdown.clone()));
+                tasks.spawn(redirect_loop(
+                    l,
+                    https_port,
+                    caps.redirect,
+                    shutdown.clone(),
+                ));
                 Some(bound)
             }
             None => {
@@ -344,7 +360,7 @@ pub async fn serve(
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     if let Some(l) = bind_retrying(addr, "http-redirect", &shutdown).await {
-                        redirect_loop(l, https_port, shutdown).await;
+                        redirect_loop(l, https_port, caps.redirect, shutdown).await;
                     }
                 });
                 None
@@ -365,31 +381,64 @@ pub async fn serve(
     })
 }
 
+/// Connection caps of the listeners (`[api] max_connections`,
+/// `redirect_max_connections`).
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    https: usize,
+    redirect: usize,
+}
+
+/// The pause after the `n`-th accept error in a row: 50 ms doubling to 1 s, so a
+/// process out of file descriptors (EMFILE) does not spin a core on accept.
+fn accept_backoff(n: u32) -> Duration {
+    Duration::from_millis(50u64 << n.min(5)).min(Duration::from_secs(1))
+}
+
+/// Accepts the next connection once a permit is free; `None` at shutdown. Accept
+/// errors are retried after [`accept_backoff`].
+async fn accept_next(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    what: &'static str,
+    shutdown: &CancellationToken,
+) -> Option<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let permit = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        p = Arc::clone(permits).acquire_owned() => p.ok()?,
+    };
+    let mut errors: u32 = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok((tcp, peer)) => return Some((tcp, peer, permit)),
+                Err(e) => {
+                    tracing::warn!(listener = what, error = %e, consecutive = errors + 1, "accept failed");
+                    tokio::time::sleep(accept_backoff(errors)).await;
+                    errors = errors.saturating_add(1);
+                }
+            },
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: TlsAcceptor,
     router: Router,
+    max_connections: usize,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(max_connections));
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (tcp, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer, permit)) = accept_next(&listener, &permits, "https", &shutdown).await
+        else {
+            break;
         };
         let tls = tls.clone();
         let router = router.clone();
@@ -440,23 +489,33 @@ where
     }
 }
 
-async fn redirect_loop(listener: TcpListener, https_port: u16, shutdown: CancellationToken) {
+/// Longest a plain-HTTP connection lives: it only ever answers a redirect.
+const REDIRECT_LIFETIME: Duration = Duration::from_secs(10);
+
+async fn redirect_loop(
+    listener: TcpListener,
+    https_port: u16,
+    max_connections: usize,
+    shutdown: CancellationToken,
+) {
     let router =
         Router::new().fallback(move |req: Request| async move { redirect(&req, https_port) });
+    let permits = Arc::new(Semaphore::new(max_connections));
     loop {
-        let (tcp, _) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+        let Some((tcp, _, permit)) =
+            accept_next(&listener, &permits, "http-redirect", &shutdown).await
+        else {
+            break;
         };
         let svc = router
             .clone()
             .map_request(|req: Request<Incoming>| req.map(axum::body::Body::new));
         let shutdown = shutdown.clone();
-        tokio::spawn(serve_connection(
-            TokioIo::new(tcp),
-            TowerToHyperService::new(svc),
-            shutdown,
-        ));
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc), shutdown);
+            let _ = tokio::time::timeout(REDIRECT_LIFETIME, conn).await;
+        });
     }
 }
 
@@ -485,6 +544,12 @@ fn redirect(req: &Request, https_port: u16) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_errors_back_off_from_50_ms_to_1_s() {
+        let ms: Vec<u128> = (0..8).map(|n| accept_backoff(n).as_millis()).collect();
+        assert_eq!(ms, vec![50, 100, 200, 400, 800, 1000, 1000, 1000]);
+    }
 
     #[test]
     fn a_busy_port_is_retried_after_1_s_doubling_to_30_s() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use safe_yolo_config::ApiConfig;
 
+use crate::auth::HashBudget;
 use crate::ratelimit::RateLimit;
 
 /// Authentication tuning; the defaults suit production, tests shorten them.
@@ -31,6 +32,8 @@ pub struct AuthTuning {
     /// Request rate limit per credential (and per source address for requests without
     /// a valid credential); over it the API answers 429 with `Retry-After`.
     pub rate_limit: RateLimit,
+    /// How much argon2id work may run and wait at once.
+    pub hashes: HashBudget,
 }
 
 impl Default for AuthTuning {
@@ -46,6 +49,7 @@ impl Default for AuthTuning {
             argon2_m_kib: 19 * 1024,
             argon2_t: 2,
             rate_limit: RateLimit::default(),
+            hashes: HashBudget::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use safe_yolo_outputs::OutputsHandle;
 use safe_yolo_store::{Storage, StoreHandle};
 use safe_yolo_telemetry::Metrics;
 
-use crate::auth::{JwtKeys, LoginLimiter, Tickets};
+use crate::auth::{JwtKeys, LoginLimiter, PasswordGate, Tickets};
 use crate::control::Control;
 use crate::live::LiveHub;
 use crate::settings::ApiSettings;
@@ -47,6 +47,8 @@ pub struct Inner {
     pub(crate) control: Arc<dyn Control>,
     pub(crate) keys: JwtKeys,
     pub(crate) limiter: LoginLimiter,
+    /// The budget of argon2id work (logins, password changes, new users).
+    pub(crate) passwords: PasswordGate,
     pub(crate) rate: crate::ratelimit::RateLimiter,
     /// One backup at a time (each one takes disk space until it has been sent).
     pub(crate) backup_gate: Arc<tokio::sync::Semaphore>,
@@ -62,6 +64,10 @@ pub struct Inner {
     /// Camera discoveries and previews running at once.
     pub(crate) probe_gate: Arc<tokio::sync::Semaphore>,
     pub(crate) started: std::time::Instant,
+    /// Bumped whenever a credential may have stopped being valid (logout, password
+    /// change, user disabled or deleted, key revoked, JWT key rotated): open live
+    /// streams re-check theirs at once.
+    pub(crate) revocations: tokio::sync::watch::Sender<u64>,
     pub(crate) live_shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -72,6 +78,11 @@ impl std::fmt::Debug for Inner {
 }
 
 impl Inner {
+    /// Tells open streams to re-check their credentials.
+    pub(crate) fn credentials_changed(&self) {
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// The open store, or 503 (`storage_unavailable`) naming why it is not open: the
     /// alarms go on without it, the routes that need it wait for it.
     pub(crate) fn store(&self) -> Result<StoreHandle, crate::error::HttpError> {

@@ -130,6 +130,11 @@ fn api_config(cors: Vec<String>) -> ApiConfig {
         max_body_bytes: MAX_BODY,
         rate_limit_per_s: 50,
         rate_limit_burst: 100,
+        max_connections: 256,
+        redirect_max_connections: 64,
+        body_timeout: std::time::Duration::from_secs(10),
+        request_timeout: std::time::Duration::from_secs(30),
+        max_password_hashes: 2,
     }
 }
 
@@ -1162,6 +1167,114 @@ async fn lockout_triggers_and_expires() {
     );
 }
 
+#[tokio::test]
+async fn login_floods_are_bounded_before_any_hash() {
+    // The production body limit (256 KiB), not the rig's small one.
+    let rig = rig_custom(vec![], |s| s.api.max_body_bytes = 256 * 1024).await;
+    rig.setup_admin().await;
+    let first = rig.last_audit_id().await;
+
+    // A 10 KiB user name is invalid input: refused before the limiter, the hash
+    // and the audit log see it.
+    let huge = "a".repeat(10 * 1024);
+    let r = rig.login(&huge, "wrong password!!").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "username", "{:?}", r.json());
+    assert!(rig.audit_after(first).await.is_empty());
+
+    // A burst in flight at once gets the lockout's guesses, not one per request:
+    // attempts are counted when they start.
+    let burst = (0..30).map(|_| rig.login("admin", "wrong password!!"));
+    let answers: Vec<StatusCode> = futures_util::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    let guesses = answers
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(
+        (1..=3).contains(&guesses),
+        "at most user_max_failures (3) passwords were checked, got {guesses}: {answers:?}"
+    );
+    assert!(
+        answers.iter().all(|s| [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(s)),
+        "{answers:?}"
+    );
+    // Every audit row stays within the caps.
+    for row in rig.audit_after(first).await {
+        assert!(
+            row.target.len() <= safe_yolo_store::AUDIT_NAME_MAX,
+            "{row:?}"
+        );
+    }
+
+    // A wrong current password on a password change counts as a failed login:
+    // a stolen session is not an unthrottled password oracle.
+    let u = rig.user(Role::Viewer).await;
+    let token = rig.token(&u).await;
+    let change = |current: &'static str| {
+        rig.call(
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(&token),
+            Some(json!({"current_password": current, "new_password": "a brand new password"})),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            change("wrong password!!").await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    let r = change(PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.json());
+    assert!(
+        rig.audit_after(first)
+            .await
+            .iter()
+            .any(|r| r.action == "auth.lockout" && r.target == format!("user/{u}"))
+    );
+}
+
+#[tokio::test]
+async fn the_password_hashing_budget_answers_503_instead_of_queueing_forever() {
+    let rig = rig_custom(vec![], |s| {
+        // Slow hashes (64 MiB, 3 passes) and a budget of one running, none waiting.
+        s.auth.argon2_m_kib = 64 * 1024;
+        s.auth.argon2_t = 3;
+        s.auth.hashes = safe_yolo_api::auth::HashBudget {
+            max_concurrent: 1,
+            max_waiting: 0,
+            max_wait: Duration::from_secs(1),
+        };
+        s.auth.user_max_failures = 1000;
+    })
+    .await;
+    rig.setup_admin().await;
+    let burst = (0..6).map(|_| rig.login("admin", "wrong password!!"));
+    let answers: Vec<Resp> = futures_util::future::join_all(burst).await;
+    let busy: Vec<&Resp> = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(busy[0].json()["error"], "busy");
+    assert_eq!(busy[0].headers["retry-after"], "1");
+    // The refused attempts were not counted as guesses: the right password works.
+    assert_eq!(rig.login("admin", PASSWORD).await.status, StatusCode::OK);
+}
+
 // === request hygiene ===
 
 #[tokio::test]
@@ -1801,6 +1914,110 @@ fn live_frame(seq: u64) -> LiveFrame {
     }
 }
 
+/// A TLS connection to the served rig, trusting its certificate.
+async fn tls_connect(
+    addr: SocketAddr,
+    dir: &Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(dir.join("api/tls.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, dir, _store, _live, _health, _scene) = serve_rig(true).await;
+    let addr = server.https_addr.unwrap();
+    // A request head with a large Content-Length and then nothing: 408 after the
+    // body deadline (the rig's 10 s), not a connection permit held for ever.
+    let mut tls = tls_connect(addr, dir.path()).await;
+    tls.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), tls.read(&mut answer))
+        .await
+        .expect("a silent body is cut off")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("body_timeout"), "{head}");
+    assert!(t0.elapsed() >= Duration::from_secs(9), "{:?}", t0.elapsed());
+    // The plain-HTTP redirect port holds a connection only so long, even one
+    // that trickles headers.
+    let redirect = server.http_redirect_addr.unwrap();
+    let mut plain = tokio::net::TcpStream::connect(redirect).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if plain.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(Duration::from_secs(1), plain.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the redirect port kept a trickling client");
+    assert!(
+        t0.elapsed() <= Duration::from_secs(15),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_cost_like_any_public_request() {
+    let rig = rig_custom(vec![], |s| {
+        s.auth.rate_limit = RateLimit {
+            per_second: 0.001,
+            burst: 3,
+        };
+    })
+    .await;
+    let scan = |path: &'static str| {
+        call_from(
+            &rig.app.router,
+            "10.8.0.1:1000",
+            Method::GET,
+            path,
+            None,
+            None,
+            &[],
+        )
+    };
+    for p in ["/nope", "/.env", "/wp-admin"] {
+        assert_eq!(scan(p).await.status, StatusCode::NOT_FOUND, "{p}");
+    }
+    assert_eq!(
+        scan("/.git/config").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 async fn wss(
     addr: SocketAddr,
     dir: &Path,
@@ -2163,6 +2380,128 @@ async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
         let seq = late.borrow_and_update().as_ref().map(|e| e.meta.seq);
         assert_eq!(seq, Some(1), "encoder gone: {encoder_gone}");
     }
+}
+
+/// Reads an MJPEG body until it ends (`true`) or `within` passes (`false`),
+/// publishing a new live frame every 100 ms so the stream has something to send.
+async fn stream_ends(
+    rig: &Rig,
+    body: &mut axum::body::Body,
+    seq: &mut u64,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        *seq += 1;
+        rig._live.send_replace(Some(live_frame(*seq)));
+        if let Ok(None | Some(Err(_))) = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)),
+            body.frame(),
+        )
+        .await
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_streams_end_when_their_credential_is_revoked() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let admin = rig.token_for(Role::Admin).await;
+    let mjpeg = format!("/api/v1/cameras/{}/mjpeg?fps=10", cam());
+    let mut seq = 0;
+    for how in ["logout", "password", "disable", "api key", "jwt rotation"] {
+        let u = rig.user(Role::Viewer).await;
+        let token = if how == "api key" {
+            let r = rig
+                .call(
+                    Method::POST,
+                    "/api/v1/keys",
+                    Some(&admin),
+                    Some(json!({"label": "wall", "role": "viewer", "expires_in_days": 1})),
+                )
+                .await;
+            r.json()["token"].as_str().unwrap().to_owned()
+        } else {
+            rig.token(&u).await
+        };
+        let resp = call_raw(&rig.app.router, &token, &mjpeg).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{how}");
+        let mut body = resp.into_body();
+        // The stream runs while the credential is valid.
+        assert!(
+            !stream_ends(&rig, &mut body, &mut seq, Duration::from_millis(600)).await,
+            "{how}: the stream ended before anything was revoked"
+        );
+        let r = match how {
+            "logout" => {
+                rig.call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+                    .await
+            }
+            "password" => {
+                rig.call(
+                    Method::PATCH,
+                    &format!("/api/v1/users/{u}"),
+                    Some(&admin),
+                    Some(json!({"password": "an entirely new password"})),
+                )
+                .await
+            }
+            "disable" => {
+                rig.call(
+                    Method::PATCH,
+                    &format!("/api/v1/users/{u}"),
+                    Some(&admin),
+                    Some(json!({"disabled": true})),
+                )
+                .await
+            }
+            "api key" => {
+                let id = token
+                    .strip_prefix("sy_")
+                    .and_then(|r| r.split_once('_'))
+                    .unwrap()
+                    .0;
+                rig.call(
+                    Method::DELETE,
+                    &format!("/api/v1/keys/{id}"),
+                    Some(&admin),
+                    None,
+                )
+                .await
+            }
+            _ => {
+                rig.call(
+                    Method::POST,
+                    "/api/v1/system/jwt-key/rotate",
+                    Some(&admin),
+                    None,
+                )
+                .await
+            }
+        };
+        assert!(r.status.is_success(), "{how}: {}", r.status);
+        // Well before the 5 s periodic re-check: the revocation itself ends it.
+        assert!(
+            stream_ends(&rig, &mut body, &mut seq, Duration::from_secs(3)).await,
+            "{how}: the stream outlived its credential"
+        );
+        if how == "jwt rotation" {
+            break;
+        }
+    }
+    let admin = rig.token("admin").await;
+    let m = rig.call(Method::GET, "/metrics", Some(&admin), None).await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("safeyolo_api_streams_revoked_total 5"),
+        "{text}"
+    );
 }
 
 // === refresh-token rotation ===
@@ -2591,6 +2930,14 @@ async fn backup_download_is_admin_only_verifiable_audited_and_one_at_a_time() {
     let top = untar(&r.body, out.path());
     assert!(cd.contains(&*top.file_name().unwrap().to_string_lossy()));
     let manifest = safe_yolo_store::verify_backup(&top).unwrap();
+    // Signed by this box: a restore here takes it without --accept-foreign.
+    let key = safe_yolo_store::BackupKey::load(&rig.store.store().config().state_dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        safe_yolo_store::signing::provenance(&top, Some(&key)).unwrap(),
+        safe_yolo_store::Provenance::ThisBox
+    );
     assert!(manifest.events >= 1);
     assert!(
         manifest
@@ -2709,6 +3056,24 @@ async fn a_backup_that_would_eat_the_reserved_free_space_is_refused() {
             .all(|r| r.action != "system.backup"),
         "nothing left the box, nothing to audit"
     );
+    // An event export writes a temporary file too: the same reserve holds.
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=csv",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("an event export needs")
+    );
+    assert!(work_dirs(rig.dir.path()).is_empty());
 }
 
 async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
@@ -2729,6 +3094,47 @@ async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
         })
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_rule_named_like_a_formula_is_exported_as_text() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    // The dispatcher's message starts with the rule's name, which an operator types.
+    rig.store
+        .record(NewEvent {
+            camera: CameraId::new("gate").unwrap(),
+            rule: RuleId::new("r1").unwrap(),
+            zone: None,
+            track: None,
+            kind: "intrusion".into(),
+            severity: Severity::Warning,
+            started_at: 1_700_000_000_000,
+            ended_at: None,
+            message: "=1+1: camera gate".into(),
+            details: None,
+            snapshot_jpeg: None,
+            cleared: false,
+        })
+        .await
+        .unwrap();
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig
+        .call(
+            Method::GET,
+            "/api/v1/events/export?format=csv",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    assert!(
+        row.contains(",\"'=1+1: camera gate\","),
+        "the field starts with a quote and opens as text: {row}"
+    );
+    assert!(!row.contains(",=1+1"), "{row}");
 }
 
 #[tokio::test]
@@ -2968,13 +3374,26 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
             json!({"kind": "replay", "path": "escape"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "path",
-            "outside the media directory",
+            "not a file or folder inside the media directory",
         ),
+        // Missing and outside read the same: no oracle for what exists elsewhere.
         (
             json!({"kind": "replay", "path": "nope.mjpeg"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "path",
-            "cannot be resolved",
+            "not a file or folder inside the media directory",
+        ),
+        (
+            json!({"kind": "replay", "path": "/etc/no-such-file"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "path",
+            "outside the media directory",
+        ),
+        (
+            json!({"kind": "v4l2", "device": "/etc/passwd"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "device",
+            "is not a device path under /dev",
         ),
         (
             json!({"kind": "replay", "path": "garbage.mjpeg"}),
@@ -2986,7 +3405,7 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
             json!({"kind": "v4l2", "device": "/dev/null"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "device",
-            "not a V4L2 device",
+            "not a V4L2 capture device",
         ),
         (
             json!({"kind": "replay", "path": "yard", "fps": 500}),
@@ -3009,6 +3428,14 @@ async fn camera_preview_is_one_jpeg_of_the_source_through_the_sandbox() {
         assert_eq!(body["field"], field, "{doc}: {body}");
         assert!(
             body["message"].as_str().unwrap().contains(says),
+            "{doc}: {body}"
+        );
+        // Where a link leads and the OS's error stay in the journal.
+        let text = body.to_string();
+        assert!(
+            !text.contains(&outside.path().display().to_string())
+                && !text.contains("os error")
+                && !text.contains("char"),
             "{doc}: {body}"
         );
     }

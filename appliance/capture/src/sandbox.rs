@@ -232,6 +232,41 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
+    /// The reason to show an API caller: it names the path the caller gave but
+    /// never where a link leads, a device's numbers or the operating system's error
+    /// (which would tell whether a file the caller may not read exists: a path
+    /// oracle). The journal keeps the whole chain for the administrator.
+    pub fn public_message(&self) -> String {
+        match self {
+            SandboxError::DeviceNotAbsolute { path } => {
+                format!("camera device {path:?} must be an absolute path")
+            }
+            SandboxError::DeviceUnresolvable { path, .. } => {
+                format!("camera device {path:?} does not exist or cannot be read")
+            }
+            SandboxError::NotCharDevice { path, .. }
+            | SandboxError::NotVideoDevice { path, .. } => {
+                format!("camera device {path:?} is not a V4L2 capture device")
+            }
+            SandboxError::ParentComponent { .. } | SandboxError::OutOfRange { .. } => {
+                self.to_string()
+            }
+            SandboxError::MediaDirUnavailable { .. } => {
+                "the media directory is not available".to_owned()
+            }
+            SandboxError::ReplayUnresolvable { path, .. }
+            | SandboxError::OutsideMediaDir { path, .. } => {
+                format!("replay path {path:?} is not a file or folder inside the media directory")
+            }
+            SandboxError::MediaDirItself { path } => format!(
+                "replay path {path:?} is the media directory itself; name a file or folder inside it"
+            ),
+            SandboxError::NotFileOrFolder { path, .. } => {
+                format!("replay path {path:?} is neither an MJPEG file nor a folder of JPEG frames")
+            }
+        }
+    }
+
     /// The key of the source at fault: `device`, `path`, or the numeric field
     /// (`width`, `height`, `fps`).
     pub fn field(&self) -> &'static str {

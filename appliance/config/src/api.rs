@@ -22,6 +22,11 @@ pub(crate) struct RawApi {
     pub max_body_kib: Option<i64>,
     pub rate_limit_per_s: Option<i64>,
     pub rate_limit_burst: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub redirect_max_connections: Option<i64>,
+    pub body_timeout_s: Option<i64>,
+    pub request_timeout_s: Option<i64>,
+    pub max_password_hashes: Option<i64>,
 }
 
 /// TLS protocol floor.
@@ -89,6 +94,17 @@ pub struct ApiConfig {
     pub rate_limit_per_s: u32,
     /// Requests allowed at once after an idle period.
     pub rate_limit_burst: u32,
+    /// Most HTTPS connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Most plain-HTTP (redirect) connections served at once.
+    pub redirect_max_connections: usize,
+    /// Longest a request body may take to arrive (408 beyond).
+    pub body_timeout: std::time::Duration,
+    /// Longest a request may take before its response starts (503 beyond); live
+    /// streams, backups and exports have their own budgets.
+    pub request_timeout: std::time::Duration,
+    /// Password hashes (argon2id, 19 MiB and a core each) run at once.
+    pub max_password_hashes: usize,
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {
@@ -206,6 +222,29 @@ pub(crate) fn validate_api(ctx: &mut Ctx<'_>, raw: &RawApi) -> ApiConfig {
                 100_000,
             )
             .unwrap_or(100),
+        max_connections: ctx
+            .int_in::<usize>("api.max_connections", raw.max_connections, 256, 8, 4096)
+            .unwrap_or(256),
+        redirect_max_connections: ctx
+            .int_in::<usize>(
+                "api.redirect_max_connections",
+                raw.redirect_max_connections,
+                64,
+                1,
+                1024,
+            )
+            .unwrap_or(64),
+        body_timeout: std::time::Duration::from_secs(
+            ctx.int_in::<u64>("api.body_timeout_s", raw.body_timeout_s, 10, 1, 300)
+                .unwrap_or(10),
+        ),
+        request_timeout: std::time::Duration::from_secs(
+            ctx.int_in::<u64>("api.request_timeout_s", raw.request_timeout_s, 30, 5, 600)
+                .unwrap_or(30),
+        ),
+        max_password_hashes: ctx
+            .int_in::<usize>("api.max_password_hashes", raw.max_password_hashes, 2, 1, 16)
+            .unwrap_or(2),
     }
 }
 

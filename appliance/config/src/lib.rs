@@ -170,7 +170,7 @@ pub fn parse_layered(
 ) -> Result<(Config, Documents), Vec<Problem>> {
     let mut problems = Vec::new();
     let layered = read(text, env, &mut problems).map(|mut raw| {
-        raw.lay(overlay);
+        raw.lay(overlay, &mut problems);
         (
             validate::validate(&raw, base, &mut problems),
             raw.documents(),

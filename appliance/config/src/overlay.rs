@@ -97,4 +97,65 @@ zone = "dock"
         let problems = layered(&overlay).unwrap_err();
         assert_eq!(problems[0].path, "rules.night.zone", "{problems:?}");
     }
+
+    #[test]
+    fn a_rule_the_file_locks_is_edited_but_never_disabled_deleted_or_unlocked() {
+        let text = TEXT.replace(
+            "id = \"dock-intrusion\"\n",
+            "id = \"dock-intrusion\"\nlocked = true\n",
+        );
+        let layered = |overlay: &Overlay| {
+            crate::parse_layered(&text, Path::new("/etc/safe-yolo"), Vec::new(), overlay)
+        };
+        let (_, docs) = layered(&Overlay::default()).unwrap();
+        let file_rule = docs.rules[0].1.clone();
+        assert_eq!(file_rule.locked, Some(true));
+        let problem = |overlay: &Overlay| {
+            layered(overlay)
+                .unwrap_err()
+                .into_iter()
+                .map(|p| p.path)
+                .collect::<Vec<_>>()
+        };
+        // An edit of another field is taken, and the rule stays locked even when
+        // the edit leaves `locked` out.
+        let mut edit = file_rule.clone();
+        edit.name = Some("Dock, renamed".into());
+        edit.locked = None;
+        let overlay = Overlay {
+            rules: [("dock-intrusion".into(), Some(edit.clone()))].into(),
+            ..Overlay::default()
+        };
+        let (config, docs) = layered(&overlay).unwrap();
+        assert_eq!(docs.rules[0].1.locked, Some(true));
+        assert!(config.rules[0].enabled);
+        // Disabled, deleted or unlocked: refused, naming the field.
+        let mut off = edit.clone();
+        off.enabled = Some(false);
+        let overlay = Overlay {
+            rules: [("dock-intrusion".into(), Some(off))].into(),
+            ..Overlay::default()
+        };
+        assert_eq!(problem(&overlay), vec!["rules.dock-intrusion.enabled"]);
+        let overlay = Overlay {
+            rules: [("dock-intrusion".into(), None)].into(),
+            ..Overlay::default()
+        };
+        assert_eq!(problem(&overlay), vec!["rules.dock-intrusion"]);
+        let mut unlocked = edit.clone();
+        unlocked.locked = Some(false);
+        let overlay = Overlay {
+            rules: [("dock-intrusion".into(), Some(unlocked))].into(),
+            ..Overlay::default()
+        };
+        assert_eq!(problem(&overlay), vec!["rules.dock-intrusion.locked"]);
+        // Only the file locks: an API rule cannot lock itself either.
+        let mut new = edit;
+        new.locked = Some(true);
+        let overlay = Overlay {
+            rules: [("night".into(), Some(new))].into(),
+            ..Overlay::default()
+        };
+        assert_eq!(problem(&overlay), vec!["rules.night.locked"]);
+    }
 }

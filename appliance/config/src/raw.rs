@@ -219,14 +219,58 @@ fn lay<T: Clone>(items: &mut Vec<Keyed<T>>, edits: &BTreeMap<String, Option<T>>,
     }
 }
 
+/// The file's rule locks hold against the live edits: a rule the file marks
+/// `locked = true` may be edited, but an edit may not disable it, delete it or
+/// change its lock, and no edit may lock a rule (only the file does).
+/// Returns the ids of the locked file rules.
+fn check_locks(
+    file: &[Keyed<crate::rules::RawRule>],
+    edits: &BTreeMap<String, Option<crate::rules::RawRule>>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let locked: Vec<String> = file
+        .iter()
+        .filter(|k| k.value.locked == Some(true))
+        .map(|k| k.id.clone())
+        .collect();
+    for (id, edit) in edits {
+        let is_locked = locked.contains(id);
+        let file_lock = file
+            .iter()
+            .find(|k| &k.id == id)
+            .and_then(|k| k.value.locked);
+        match edit {
+            None if is_locked => problems.push(Problem {
+                path: format!("rules.{id}"),
+                reason: "the configuration file locks this rule: it cannot be deleted through the API".into(),
+            }),
+            Some(doc) if doc.locked.is_some() && doc.locked != file_lock => problems.push(Problem {
+                path: format!("rules.{id}.locked"),
+                reason: "is set in the configuration file only".into(),
+            }),
+            Some(doc) if is_locked && doc.enabled == Some(false) => problems.push(Problem {
+                path: format!("rules.{id}.enabled"),
+                reason: "the configuration file locks this rule: it cannot be disabled through the API (change the file to do that)".into(),
+            }),
+            _ => {}
+        }
+    }
+    locked
+}
+
 impl RawConfig {
     /// Lays the live edits over the file's cameras, zones, lines and rules; their
-    /// elements are named by id from then on.
-    pub(crate) fn lay(&mut self, overlay: &Overlay) {
+    /// elements are named by id from then on. The file's rule locks are kept
+    /// ([`check_locks`]): an edit breaking one is a problem.
+    pub(crate) fn lay(&mut self, overlay: &Overlay, problems: &mut Vec<Problem>) {
+        let locked = check_locks(&self.rules, &overlay.rules, problems);
         lay(&mut self.cameras, &overlay.cameras, "cameras");
         lay(&mut self.zones, &overlay.zones, "zones");
         lay(&mut self.lines, &overlay.lines, "lines");
         lay(&mut self.rules, &overlay.rules, "rules");
+        for k in self.rules.iter_mut().filter(|k| locked.contains(&k.id)) {
+            k.value.locked = Some(true);
+        }
     }
 
     /// The cameras, zones, lines and rules as written, by id.

@@ -65,6 +65,10 @@ pub struct RawRule {
     /// Disabled rules are not evaluated (default: enabled).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Set in the configuration file only: a locked rule may be edited through
+    /// the API but never disabled, deleted or unlocked there (the file decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
     /// The zone or line watched; every kind but `camera_offline`, `door_open`
     /// and `detector_fault`.
     #[serde(skip_serializing_if = "Option::is_none")]

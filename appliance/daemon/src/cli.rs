@@ -100,6 +100,11 @@ pub struct RestoreArgs {
     /// current file is kept beside it).
     #[arg(long)]
     pub with_config: bool,
+    /// Restore a backup that this box did not sign (another box's, one taken
+    /// before the box had a signing key, or one changed after signing). The
+    /// restored audit log records that it was foreign and why.
+    #[arg(long)]
+    pub accept_foreign: bool,
     /// The backup: a `.tar` file or a folder.
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,

@@ -78,4 +78,14 @@ pub fn restored(s: &crate::restore::Summary) {
             old.display()
         );
     }
+    if let Some(why) = &s.foreign {
+        println!("WARNING: a foreign backup was restored ({why}); the audit log records it");
+    }
+    if !s.invalid_rows.is_empty() {
+        println!(
+            "WARNING: {} event(s) name no snapshot file; their snapshots will not be served: {:?}",
+            s.invalid_rows.len(),
+            s.invalid_rows
+        );
+    }
 }

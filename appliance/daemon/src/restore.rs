@@ -52,6 +52,60 @@ pub struct Summary {
     pub replaced: Option<PathBuf>,
     /// The configuration file that was replaced, moved aside (`--with-config`).
     pub config_replaced: Option<PathBuf>,
+    /// Why the backup was not this box's, when it was restored with
+    /// `--accept-foreign`.
+    pub foreign: Option<String>,
+    /// Events whose snapshot row names no snapshot file (a crafted backup);
+    /// the API refuses to serve those snapshots.
+    pub invalid_rows: Vec<u64>,
+}
+
+/// Opens the restored store, checks its rows, and writes the restore into its
+/// audit log (a foreign backup says so, with the reason). Returns the events whose
+/// snapshot row names no snapshot file.
+fn record_restore(
+    state_dir: &Path,
+    backup: &Path,
+    provenance: &safe_yolo_store::Provenance,
+) -> anyhow::Result<Vec<u64>> {
+    let store = safe_yolo_store::Store::open(safe_yolo_store::StoreConfig::new(state_dir))
+        .with_context(|| format!("cannot open the restored store in {}", state_dir.display()))?;
+    let invalid = store
+        .events_with_invalid_snapshot_names()
+        .context("cannot check the restored events")?;
+    let (action, after) = match provenance {
+        safe_yolo_store::Provenance::ThisBox => {
+            ("system.restore", "backup signed by this box".to_owned())
+        }
+        safe_yolo_store::Provenance::Foreign { reason } => (
+            "system.restore_foreign",
+            format!("FOREIGN backup restored with --accept-foreign: {reason}"),
+        ),
+    };
+    let after = if invalid.is_empty() {
+        after
+    } else {
+        format!(
+            "{after}; {} event row(s) name no snapshot file and their snapshots are refused: {:?}",
+            invalid.len(),
+            invalid
+        )
+    };
+    let row = safe_yolo_store::NewAudit {
+        at: safe_yolo_store::now_ms(),
+        actor: "cli".into(),
+        role: None,
+        source: None,
+        action: action.into(),
+        target: format!("backup/{}", backup.display()),
+        before: None,
+        after: Some(after),
+        result: safe_yolo_store::AuditResult::Ok,
+    };
+    store
+        .transaction(|t| t.append_audit(row))
+        .context("cannot record the restore in the audit log")?;
+    Ok(invalid)
 }
 
 fn restore(args: &RestoreArgs, state_dir: &Path) -> anyhow::Result<Summary> {
@@ -73,8 +127,9 @@ fn restore(args: &RestoreArgs, state_dir: &Path) -> anyhow::Result<Summary> {
         };
         let manifest = safe_yolo_store::verify_backup(&folder)
             .with_context(|| format!("{} is not an intact backup", args.backup.display()))?;
-        let report = safe_yolo_store::restore(&folder, state_dir)
+        let report = safe_yolo_store::restore(&folder, state_dir, args.accept_foreign)
             .with_context(|| format!("cannot restore into {}", state_dir.display()))?;
+        let invalid_rows = record_restore(state_dir, &args.backup, &report.provenance)?;
         let config_replaced = if args.with_config {
             let Some(copy) = &report.config else {
                 bail!("the backup holds no configuration file; restored the database only");
@@ -90,6 +145,11 @@ fn restore(args: &RestoreArgs, state_dir: &Path) -> anyhow::Result<Summary> {
             snapshots: report.snapshots,
             replaced: report.replaced,
             config_replaced,
+            foreign: match report.provenance {
+                safe_yolo_store::Provenance::ThisBox => None,
+                safe_yolo_store::Provenance::Foreign { reason } => Some(reason),
+            },
+            invalid_rows,
         })
     })();
     if let Some(dir) = unpacked

@@ -50,8 +50,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    // Blocking pools are bounded (tokio's default is 512 threads each): the
+    // unit's TasksMax is sized from these (README, "Resource budgets").
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(32)
         .thread_name("safe-yolo-rt")
         .enable_all()
         .build()
@@ -61,6 +64,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let api_nice = config.system.api_nice;
     let api_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(16)
         .thread_name("safe-yolo-api")
         .on_thread_start(move || {
             if let Err(e) = safe_yolo_pipeline::priority::set_thread_nice(api_nice) {
@@ -548,6 +552,7 @@ fn api_settings(config: &Config, config_path: PathBuf) -> ApiSettings {
         per_second: f64::from(config.api.rate_limit_per_s),
         burst: config.api.rate_limit_burst,
     };
+    api.auth.hashes.max_concurrent = config.api.max_password_hashes;
     api
 }
 

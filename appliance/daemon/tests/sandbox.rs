@@ -166,6 +166,12 @@ fn sandboxed(backend: BackendChoice) {
         // Never another program.
         let r = probe(&mut d, "exec /bin/true");
         assert!(r.contains(": denied: "), "{r}");
+        // Messages only on the control channel's own descriptor: a duplicate
+        // of it is refused by the filter (EPERM).
+        let r = probe(&mut d, "recv-dup");
+        assert!(denied(&r, "os error 1)"), "{r}");
+        // ... and the channel itself still works.
+        assert_detects(&mut d);
         if landlock {
             // The daemon's secrets are unreadable (EACCES from Landlock).
             for secret in [&store, &jwt] {
@@ -219,6 +225,9 @@ fn an_unsandboxed_child_has_no_filter() {
         std::fs::write(&secret, b"secret").unwrap();
         let r = probe(&mut d, &format!("open {}", secret.display()));
         assert!(r.ends_with(": allowed"), "{r}");
+        let r = probe(&mut d, "recv-dup");
+        assert!(r.ends_with(": allowed"), "{r}");
+        assert_detects(&mut d);
     }
 }
 

@@ -22,6 +22,7 @@ use crate::schema::{
     API_KEYS, AUDIT, CURRENT_VERSION, EVENTS, KEY_EVENT_SEQ, META, OPEN_EVENTS, SESSIONS, SETTINGS,
     SNAPSHOTS, USERS,
 };
+use crate::signing::{BackupKey, Provenance};
 use crate::snapshots;
 use crate::store::{DB_FILE, SNAPSHOT_DIR, Store, query_events_in};
 
@@ -63,6 +64,8 @@ pub struct BackupManifest {
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreReport {
+    /// Whose backup it was (a foreign one is restored only when asked).
+    pub provenance: Provenance,
     /// The database file that was in the state directory before, moved aside.
     pub replaced: Option<PathBuf>,
     /// Snapshot files restored.
@@ -248,8 +251,9 @@ impl Store {
         fs::File::open(&mpath)
             .and_then(|h| h.sync_all())
             .map_err(|e| StoreError::io("fsync", &mpath, e))?;
+        BackupKey::load_or_create(&self.config().state_dir)?.sign(dest)?;
         sync_dir(dest)?;
-        tracing::info!(dest = %dest.display(), events, "backup written");
+        tracing::info!(dest = %dest.display(), events, "backup written and signed");
         Ok(manifest)
     }
 
@@ -341,12 +345,13 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(EVENTS).db("open events")?;
+        let open = tx.open_table(OPEN_EVENTS).db("open open_events")?;
         let mut page_q = q.clone();
         page_q.cursor = None;
         page_q.limit = crate::store::MAX_PAGE;
         let mut n = 0;
         loop {
-            let page = query_events_in(&t, &page_q)?;
+            let page = query_events_in(&t, &open, &page_q)?;
             for e in &page.events {
                 f(e)?;
                 n += 1;
@@ -383,8 +388,11 @@ pub fn verify_backup(dir: &Path) -> Result<BackupManifest, StoreError> {
         return Err(bad(format!("manifest does not list {DB_FILE} first")));
     }
     for f in &m.files {
-        if f.path.contains("..") || f.path.starts_with('/') {
-            return Err(bad(format!("unsafe path {:?} in manifest", f.path)));
+        if !backup_path_allowed(&f.path) {
+            return Err(bad(format!(
+                "unexpected path {:?} in manifest: a backup holds {DB_FILE}, {CONFIG_COPY} and {SNAPSHOT_DIR}/<20 digits>.jpg only",
+                f.path
+            )));
         }
         let (bytes, sha) = hash_file(&dir.join(&f.path))?;
         if bytes != f.bytes || sha != f.sha256 {
@@ -397,11 +405,41 @@ pub fn verify_backup(dir: &Path) -> Result<BackupManifest, StoreError> {
     Ok(m)
 }
 
+/// Whether `path` (relative, from a manifest) is a file a backup may hold: the
+/// database, the config copy, or a snapshot under the store's own naming. Anything
+/// else (a `..`, an absolute path, a name the store would never write) is refused,
+/// so a crafted backup cannot plant files or point rows at other files.
+fn backup_path_allowed(path: &str) -> bool {
+    path == DB_FILE
+        || path == CONFIG_COPY
+        || path
+            .strip_prefix(&format!("{SNAPSHOT_DIR}/"))
+            .is_some_and(|name| snapshots::parse_file_name(name).is_some())
+}
+
 /// Restores a verified backup into `state_dir`. The store must be closed. An existing
 /// database is moved aside to `store.redb.replaced-<ms>` rather than deleted; the snapshot
 /// directory is replaced the same way. The config copy is returned for the caller to install.
-pub fn restore(backup: &Path, state_dir: &Path) -> Result<RestoreReport, StoreError> {
+///
+/// The backup must be signed by this box ([`Provenance::ThisBox`]); another box's
+/// backup (or one altered after signing) is restored only with `accept_foreign`,
+/// and the report says which it was so the caller can audit it.
+pub fn restore(
+    backup: &Path,
+    state_dir: &Path,
+    accept_foreign: bool,
+) -> Result<RestoreReport, StoreError> {
     let m = verify_backup(backup)?;
+    let key = BackupKey::load(state_dir)?;
+    let provenance = crate::signing::provenance(backup, key.as_ref())?;
+    if let (Provenance::Foreign { reason }, false) = (&provenance, accept_foreign) {
+        return Err(StoreError::BadBackup {
+            path: backup.to_path_buf(),
+            reason: format!(
+                "not provably this box's backup ({reason}); restore it only if you trust where it comes from, with --accept-foreign"
+            ),
+        });
+    }
     fs::create_dir_all(state_dir)
         .map_err(|e| StoreError::io("create state directory", state_dir, e))?;
     let stamp = now_ms();
@@ -440,15 +478,21 @@ pub fn restore(backup: &Path, state_dir: &Path) -> Result<RestoreReport, StoreEr
         .then(|| backup.join(CONFIG_COPY));
     tracing::info!(backup = %backup.display(), state_dir = %state_dir.display(), snapshots, "backup restored");
     Ok(RestoreReport {
+        provenance,
         replaced,
         snapshots,
         config,
     })
 }
 
-/// Quotes a CSV field when needed (RFC 4180).
+/// One CSV field (RFC 4180 quoting). A field a spreadsheet would run as a
+/// formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return: a rule
+/// or camera name typed by an operator) is neutralised the OWASP way: prefixed
+/// with `'` and quoted, so it opens as text.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", s.replace('"', "\"\""))
+    } else if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_owned()
@@ -497,5 +541,16 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_formulas_are_neutralised() {
+        assert_eq!(csv_field("=1+1"), "\"'=1+1\"");
+        assert_eq!(csv_field("+cmd"), "\"'+cmd\"");
+        assert_eq!(csv_field("-2"), "\"'-2\"");
+        assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(csv_field("\t=x"), "\"'\t=x\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("a=b"), "a=b");
     }
 }

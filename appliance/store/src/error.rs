@@ -119,6 +119,13 @@ pub enum StoreError {
         /// The state asked for.
         to: &'static str,
     },
+    /// The change would break a rule the store keeps (e.g. at least one enabled
+    /// admin), checked in the same transaction as the change.
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: &'static str,
+    },
     /// A caller-supplied value is invalid.
     #[error("invalid {field}: {reason}")]
     Invalid {

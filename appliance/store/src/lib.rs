@@ -71,6 +71,7 @@ pub mod model;
 pub mod outbox;
 pub mod retention;
 pub mod schema;
+pub mod signing;
 pub mod snapshots;
 pub mod storage;
 pub mod store;
@@ -83,5 +84,8 @@ pub use model::*;
 pub use outbox::{OutboxEntry, OutboxMessage, OutboxStatus, SinkCursor, SinkStatus};
 pub use retention::{PruneReport, RetentionPolicy};
 pub use schema::CURRENT_VERSION;
+pub use signing::{BackupKey, Provenance};
 pub use storage::{Committed, Opener, Storage, StorageSettings, StorageStatus};
-pub use store::{Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn};
+pub use store::{
+    AUDIT_NAME_MAX, AUDIT_TEXT_MAX, Store, StoreConfig, StoreMetrics, StoreStats, StoreTxn, capped,
+};

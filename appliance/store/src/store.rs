@@ -19,8 +19,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{DbContext, StoreError};
 use crate::migrate::{self, OpenReport};
 use crate::model::{
-    ApiKey, AuditRecord, Event, EventPage, EventQuery, EventUpdate, NewAudit, NewEvent, Session,
-    SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal, UnixMs, User, now_ms,
+    ApiKey, AuditRecord, AuditResult, Event, EventPage, EventQuery, EventUpdate, NewAudit,
+    NewEvent, Session, SettingDoc, SettingKind, Snapshot, SnapshotRef, SnapshotRefusal,
+    StateFilter, UnixMs, User, now_ms,
 };
 use crate::retention::RetentionPolicy;
 use crate::schema::{
@@ -28,6 +29,27 @@ use crate::schema::{
     OPEN_EVENTS, SESSIONS, SETTINGS, SNAPSHOTS, USERS, setting_key,
 };
 use crate::snapshots;
+
+/// Longest actor, source, action or target an audit row keeps (bytes).
+pub const AUDIT_NAME_MAX: usize = 256;
+/// Longest before/after text or result message an audit row keeps (bytes): a
+/// whole rule document fits; a flood of oversized strings cannot fill the disk.
+pub const AUDIT_TEXT_MAX: usize = 8 * 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, marked when cut.
+pub fn capped(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    const MARK: &str = "…[truncated]";
+    let mut end = max.saturating_sub(MARK.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(MARK);
+    s
+}
 
 /// Name of the database file inside the state directory.
 pub const DB_FILE: &str = "store.redb";
@@ -318,9 +340,36 @@ impl Store {
         snapshots::available_bytes(&self.config.state_dir)
     }
 
-    /// Full path of a stored snapshot.
-    pub fn snapshot_path(&self, r: &SnapshotRef) -> PathBuf {
-        self.snapshot_dir.join(&r.file)
+    /// Full path of a stored snapshot. The name must be one the store writes
+    /// (`<20 digits>.jpg`): a row naming anything else (a restored backup that was
+    /// crafted) cannot make the API serve another file such as a key.
+    pub fn snapshot_path(&self, r: &SnapshotRef) -> Result<PathBuf, StoreError> {
+        if snapshots::parse_file_name(&r.file).is_none() {
+            return Err(StoreError::Invalid {
+                field: "snapshot.file",
+                reason: format!("{:?} is not a snapshot file name (<20 digits>.jpg)", r.file),
+            });
+        }
+        Ok(self.snapshot_dir.join(&r.file))
+    }
+
+    /// Events whose stored snapshot names a file the store would never write
+    /// (checked after a restore: such rows came from a crafted backup; their
+    /// snapshots are refused by [`Store::snapshot_path`]).
+    pub fn events_with_invalid_snapshot_names(&self) -> Result<Vec<u64>, StoreError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(EVENTS).db("open events")?;
+        let mut bad = Vec::new();
+        for row in t.iter().db("scan events")? {
+            let (k, v) = row.db("read event")?;
+            let e: Event = dec("events", &k.value(), v.value())?;
+            if let Snapshot::Stored(r) = &e.snapshot
+                && snapshots::parse_file_name(&r.file).is_none()
+            {
+                bad.push(e.id);
+            }
+        }
+        Ok(bad)
     }
 
     /// Woken when a snapshot is refused for the quota, so retention can run early.
@@ -540,7 +589,8 @@ impl Store {
     pub fn query_events(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(EVENTS).db("open events")?;
-        query_events_in(&t, q)
+        let open = tx.open_table(OPEN_EVENTS).db("open open_events")?;
+        query_events_in(&t, &open, q)
     }
 
     /// Ids of all events not cleared yet, oldest first.
@@ -731,37 +781,94 @@ pub(crate) fn clamp_limit(limit: usize) -> usize {
     }
 }
 
+/// Most events one page looks at: a filter that matches rarely (a camera with
+/// few events in a large store) costs each request at most this many decodes,
+/// and the page ends early with `next_cursor` set.
+pub const SCAN_BUDGET: usize = 10_000;
+
 pub(crate) fn query_events_in(
     t: &impl ReadableTable<u64, &'static [u8]>,
+    open: &impl ReadableTable<u64, ()>,
     q: &EventQuery,
 ) -> Result<EventPage, StoreError> {
     let limit = clamp_limit(q.limit);
-    let iter = match (q.oldest_first, q.cursor) {
-        (true, Some(c)) => Box::new(t.range(c.saturating_add(1)..).db("scan events")?)
-            as Box<dyn Iterator<Item = _>>,
-        (true, None) => Box::new(t.iter().db("scan events")?),
-        (false, Some(c)) => Box::new(t.range(..c).db("scan events")?.rev()),
-        (false, None) => Box::new(t.iter().db("scan events")?.rev()),
+    // Events not cleared yet (the alarms an operator must see) are listed from
+    // their index, so a filter on them never misses one buried under thousands of
+    // cleared events; anything else scans the events table within the budget.
+    let by_index = matches!(
+        q.state,
+        Some(StateFilter::Active | StateFilter::Acknowledged | StateFilter::Open)
+    );
+    type Rows<'a> = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + 'a>;
+    let from_table = |range: Box<dyn Iterator<Item = _>>| -> Rows<'_> {
+        Box::new(range.map(
+            |row: Result<
+                (
+                    redb::AccessGuard<'_, u64>,
+                    redb::AccessGuard<'_, &'static [u8]>,
+                ),
+                redb::StorageError,
+            >| {
+                let (k, v) = row.db("read event")?;
+                Ok((k.value(), v.value().to_vec()))
+            },
+        ))
+    };
+    let iter: Rows<'_> = if by_index {
+        let ids: Box<dyn Iterator<Item = _>> = match (q.oldest_first, q.cursor) {
+            (true, Some(c)) => Box::new(open.range(c.saturating_add(1)..).db("scan open events")?),
+            (true, None) => Box::new(open.iter().db("scan open events")?),
+            (false, Some(c)) => Box::new(open.range(..c).db("scan open events")?.rev()),
+            (false, None) => Box::new(open.iter().db("scan open events")?.rev()),
+        };
+        Box::new(ids.filter_map(move |row| {
+            let id = match row.db("read open event") {
+                Ok((k, _)) => k.value(),
+                Err(e) => return Some(Err(e)),
+            };
+            match t.get(id).db("read event") {
+                Ok(Some(v)) => Some(Ok((id, v.value().to_vec()))),
+                // Cleared and pruned between the index and the table: skip.
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
+        }))
+    } else {
+        match (q.oldest_first, q.cursor) {
+            (true, Some(c)) => {
+                from_table(Box::new(t.range(c.saturating_add(1)..).db("scan events")?))
+            }
+            (true, None) => from_table(Box::new(t.iter().db("scan events")?)),
+            (false, Some(c)) => from_table(Box::new(t.range(..c).db("scan events")?.rev())),
+            (false, None) => from_table(Box::new(t.iter().db("scan events")?.rev())),
+        }
     };
     let mut events = Vec::new();
     let mut more = false;
+    let mut scanned = 0usize;
+    let mut last_scanned = None;
     for row in iter {
-        let (k, v) = row.db("read event")?;
-        let e: Event = dec("events", &k.value(), v.value())?;
+        let (id, bytes) = row?;
+        if scanned == SCAN_BUDGET {
+            // The page's work is spent: the caller resumes after the last row
+            // looked at, with fewer (maybe no) events on this page.
+            more = true;
+            break;
+        }
+        scanned += 1;
+        let e: Event = dec("events", &id, &bytes)?;
         if !q.matches(&e) {
+            last_scanned = Some(id);
             continue;
         }
         if events.len() == limit {
             more = true;
             break;
         }
+        last_scanned = Some(id);
         events.push(e);
     }
-    let next_cursor = if more {
-        events.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next_cursor = if more { last_scanned } else { None };
     Ok(EventPage {
         events,
         next_cursor,
@@ -788,17 +895,22 @@ pub(crate) fn append_audit_in(tx: &WriteTransaction, a: NewAudit) -> Result<u64,
     let mut meta = tx.open_table(META).db("open meta")?;
     let id = meta_get(&meta, KEY_AUDIT_SEQ)? + 1;
     meta.insert(KEY_AUDIT_SEQ, id).db("write audit seq")?;
+    let result = match a.result {
+        AuditResult::Ok => AuditResult::Ok,
+        AuditResult::Denied(m) => AuditResult::Denied(capped(m, AUDIT_TEXT_MAX)),
+        AuditResult::Failed(m) => AuditResult::Failed(capped(m, AUDIT_TEXT_MAX)),
+    };
     let row = AuditRecord {
         id,
         at: a.at,
-        actor: a.actor,
+        actor: capped(a.actor, AUDIT_NAME_MAX),
         role: a.role,
-        source: a.source,
-        action: a.action,
-        target: a.target,
-        before: a.before,
-        after: a.after,
-        result: a.result,
+        source: a.source.map(|s| capped(s, AUDIT_NAME_MAX)),
+        action: capped(a.action, AUDIT_NAME_MAX),
+        target: capped(a.target, AUDIT_NAME_MAX),
+        before: a.before.map(|s| capped(s, AUDIT_TEXT_MAX)),
+        after: a.after.map(|s| capped(s, AUDIT_TEXT_MAX)),
+        result,
     };
     let mut t = tx.open_table(AUDIT).db("open audit")?;
     t.insert(id, enc("audit", &row)?.as_slice())
@@ -972,6 +1084,13 @@ impl StoreTxn {
     /// Reads a user inside the transaction.
     pub fn get_user(&self, username: &str) -> Result<Option<User>, StoreError> {
         self.get_str_tx(USERS, "users", username)
+    }
+
+    /// All users, by name, inside the transaction (a check such as "the last
+    /// enabled admin" is then decided on the same state the change is made to).
+    pub fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let t = self.tx.open_table(USERS).db("open users")?;
+        list_str(&t, "users", "")
     }
 
     /// Deletes a user and all their sessions; returns the removed user.

@@ -160,7 +160,7 @@ fn sigkill_never_loses_an_acknowledged_event_nor_reuses_an_id() {
                 assert!(e.id > last);
                 last = e.id;
                 if let Snapshot::Stored(r) = &e.snapshot {
-                    let bytes = std::fs::read(store.snapshot_path(r)).unwrap();
+                    let bytes = std::fs::read(store.snapshot_path(r).unwrap()).unwrap();
                     assert_eq!(
                         bytes.len() as u64,
                         r.bytes,
@@ -1354,9 +1354,21 @@ fn backup_restore_round_trip_and_tamper_detection() {
     store.insert_events(&[ev("gate", 4, None)]).unwrap();
     drop(store);
 
-    // Restore into a fresh directory.
+    // Restore into a fresh directory: another box as far as the signature goes
+    // (it has no key, or another one), so only with the explicit flag.
     let fresh = tmp.path().join("fresh");
-    let report = safe_yolo_store::restore(&bdir, &fresh).unwrap();
+    let refused = safe_yolo_store::restore(&bdir, &fresh, false).unwrap_err();
+    assert!(
+        refused.to_string().contains("--accept-foreign"),
+        "{refused}"
+    );
+    assert!(!fresh.join("store.redb").exists(), "nothing restored");
+    let report = safe_yolo_store::restore(&bdir, &fresh, true).unwrap();
+    assert!(
+        matches!(&report.provenance, safe_yolo_store::Provenance::Foreign { reason } if reason.contains("no backup key")),
+        "{:?}",
+        report.provenance
+    );
     assert_eq!(report.snapshots, 2);
     assert_eq!(report.replaced, None);
     assert_eq!(
@@ -1368,16 +1380,29 @@ fn backup_restore_round_trip_and_tamper_detection() {
     assert_eq!(restored.stats().unwrap().audit_rows, 1);
     assert_eq!(restored.open_event_ids().unwrap(), vec![2, 3]);
     let e3 = restored.get_event(3).unwrap().unwrap();
-    let bytes = std::fs::read(restored.snapshot_path(e3.snapshot.stored().unwrap())).unwrap();
+    let bytes = std::fs::read(
+        restored
+            .snapshot_path(e3.snapshot.stored().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(bytes, jpeg(3000, 2));
+    assert!(
+        restored
+            .events_with_invalid_snapshot_names()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         restored.insert_events(&[ev("gate", 9, None)]).unwrap(),
         vec![4]
     );
     drop(restored);
 
-    // Restore over the live directory: the old database is moved aside, not deleted.
-    let report = safe_yolo_store::restore(&bdir, &live).unwrap();
+    // Restore over the live directory (the box that signed it): the old database
+    // is moved aside, not deleted.
+    let report = safe_yolo_store::restore(&bdir, &live, false).unwrap();
+    assert_eq!(report.provenance, safe_yolo_store::Provenance::ThisBox);
     assert!(report.replaced.as_ref().unwrap().exists());
     assert_eq!(open(&live).stats().unwrap().events, 3);
 
@@ -1388,7 +1413,56 @@ fn backup_restore_round_trip_and_tamper_detection() {
         safe_yolo_store::verify_backup(&bdir),
         Err(StoreError::BadBackup { .. })
     ));
-    assert!(safe_yolo_store::restore(&bdir, &tmp.path().join("x")).is_err());
+    assert!(safe_yolo_store::restore(&bdir, &tmp.path().join("x"), true).is_err());
+}
+
+#[test]
+fn a_crafted_backup_cannot_name_files_outside_the_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live");
+    let store = open(&live);
+    store
+        .insert_events(&[ev("gate", 1, Some(jpeg(100, 1)))])
+        .unwrap();
+    let bdir = tmp.path().join("backup");
+    store.backup(&bdir, None, true).unwrap();
+    // A manifest listing a file the store would never write is refused, even
+    // with its checksum right and --accept-foreign.
+    let manifest_path = bdir.join("MANIFEST.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    std::fs::create_dir_all(bdir.join("snapshots")).unwrap();
+    std::fs::write(bdir.join("snapshots/jwt.key"), b"planted").unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"planted"));
+    m["files"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"path": "snapshots/jwt.key", "bytes": 7, "sha256": sha}));
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let e = safe_yolo_store::restore(&bdir, &tmp.path().join("x"), true).unwrap_err();
+    assert!(e.to_string().contains("unexpected path"), "{e}");
+    // The signature no longer matches the changed manifest: foreign even here.
+    std::fs::write(&manifest_path, &original).unwrap();
+    std::fs::write(
+        &manifest_path,
+        original.replacen("\"format\": 1", "\"format\":  1", 1),
+    )
+    .unwrap();
+    let e = safe_yolo_store::restore(&bdir, &live, false).unwrap_err();
+    assert!(e.to_string().contains("changed after it was signed"), "{e}");
+    // A row naming another file is never served, whatever the database says.
+    let mut r = store
+        .get_event(1)
+        .unwrap()
+        .unwrap()
+        .snapshot
+        .stored()
+        .unwrap()
+        .clone();
+    for name in ["../api/jwt.key", "/data/api/tls.key", "x.jpg", ""] {
+        r.file = name.into();
+        assert!(store.snapshot_path(&r).is_err(), "{name:?}");
+    }
 }
 
 #[test]
@@ -1576,4 +1650,54 @@ fn retention_task_wakes_when_the_quota_refuses_a_snapshot() {
     });
     drop(handle);
     writer.join();
+}
+
+#[test]
+fn a_rare_filter_costs_each_page_a_bounded_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    // One event of a quiet camera, then more events of a busy one than a page
+    // may look at.
+    store.insert_events(&[ev("quiet", 1, None)]).unwrap();
+    let busy: Vec<NewEvent> = (0..safe_yolo_store::store::SCAN_BUDGET as u64 + 50)
+        .map(|i| NewEvent {
+            cleared: true,
+            ..ev("busy", 10 + i, None)
+        })
+        .collect();
+    store.insert_events(&busy).unwrap();
+    let q = EventQuery {
+        camera: Some(CameraId::new("quiet").unwrap()),
+        limit: 100,
+        ..Default::default()
+    };
+    // Newest first: the first page spends its budget on the busy camera and
+    // says where to go on.
+    let first = store.query_events(&q).unwrap();
+    assert!(first.events.is_empty());
+    let cursor = first.next_cursor.expect("a partial page points further");
+    let second = store
+        .query_events(&EventQuery {
+            cursor: Some(cursor),
+            ..q.clone()
+        })
+        .unwrap();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(second.events[0].camera.as_str(), "quiet");
+    assert_eq!(second.next_cursor, None);
+    // The export still walks every page.
+    let mut csv = Vec::new();
+    assert_eq!(store.export_events_csv(&q, &mut csv).unwrap(), 1);
+    // Alarms not cleared come from their index: the old active one is on the
+    // first page however many cleared events came after it.
+    let active = store
+        .query_events(&EventQuery {
+            state: Some(StateFilter::Active),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<u64> = active.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![1]);
+    assert_eq!(active.next_cursor, None);
 }

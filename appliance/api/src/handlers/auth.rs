@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit;
 use crate::auth::{
-    ACCESS_COOKIE, Credential, Principal, RefreshToken, check_password_policy, hash_password,
-    new_refresh, password_version, role_name, rotated_refresh, verify_password,
+    ACCESS_COOKIE, Credential, Principal, RefreshToken, check_password_policy, new_refresh,
+    password_version, role_name, rotated_refresh,
 };
 use crate::body::ValidJson;
 use crate::error::HttpError;
@@ -63,7 +63,7 @@ pub(crate) async fn setup(
     }
     check_username("username", &b.username)?;
     check_password_policy("password", &b.password)?;
-    let hash = hash_password(&s.settings.auth, b.password).await?;
+    let hash = s.passwords.hash(&s.settings.auth, b.password).await?;
     let user = User {
         username: b.username.clone(),
         password_hash: hash,
@@ -192,24 +192,49 @@ pub(crate) async fn login(
     Extension(Source(ip)): Extension<Source>,
     ValidJson(b): ValidJson<LoginBody>,
 ) -> Result<Response, HttpError> {
-    s.limiter.check(&b.username, ip).map_err(locked)?;
+    // A name no account can have is refused before it costs a hash, a limiter
+    // entry or an audit row.
+    check_username("username", &b.username)?;
+    let attempt = s
+        .limiter
+        .attempt(&s.settings.auth, &b.username, ip)
+        .map_err(locked)?;
     let name = b.username.clone();
-    let user = s
-        .store()?
-        .run(move |st| st.get_user(&name))
+    let user = match s.store() {
+        Ok(store) => store
+            .run(move |st| st.get_user(&name))
+            .await
+            .map_err(|e| HttpError::store("user lookup", e)),
+        Err(e) => Err(e),
+    };
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => {
+            s.limiter.forget(&b.username, ip);
+            return Err(e);
+        }
+    };
+    let ok = match s
+        .passwords
+        .verify(
+            &s.settings.auth,
+            b.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
         .await
-        .map_err(|e| HttpError::store("user lookup", e))?;
-    let ok = verify_password(
-        &s.settings.auth,
-        b.password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await;
+    {
+        Ok(ok) => ok,
+        Err(busy) => {
+            s.api_metrics.hash_busy.inc();
+            s.limiter.forget(&b.username, ip);
+            return Err(busy);
+        }
+    };
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
             s.api_metrics.login_failures.inc();
-            if s.limiter.fail(&s.settings.auth, &b.username, ip) {
+            if attempt.starts_lockout {
                 s.api_metrics.lockouts.inc();
                 tracing::warn!(username = %b.username, source = %ip, "login lockout started");
                 let row = NewAudit {
@@ -233,7 +258,7 @@ pub(crate) async fn login(
             return Err(HttpError::unauthorized("invalid user name or password"));
         }
     };
-    s.limiter.succeed(&user.username);
+    s.limiter.succeed(&user.username, ip);
     let pwv = password_version(&user.password_hash);
     let (refresh, sid) = new_refresh(&pwv)?;
     let now = now_ms();
@@ -368,6 +393,7 @@ pub(crate) async fn refresh(
         Refreshed::UserInvalid => Err(HttpError::unauthorized("user disabled or password changed")),
         Refreshed::Reused { username, revoked } => {
             tracing::warn!(%username, source = %ip, revoked, "refresh token reuse: session revoked");
+            s.credentials_changed();
             Err(HttpError::unauthorized(
                 "refresh token already used; the session has been revoked, log in again",
             ))
@@ -380,7 +406,7 @@ pub(crate) async fn me(Extension(p): Extension<Principal>) -> axum::Json<Identit
     let via = match &p.via {
         Credential::Session { .. } => "session",
         Credential::ApiKey { .. } => "api_key",
-        Credential::Ticket => "ticket",
+        Credential::Ticket { .. } => "ticket",
     };
     axum::Json(Identity {
         actor: p.actor,
@@ -425,6 +451,7 @@ pub(crate) async fn logout(
             "sy_access=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
         ),
     );
+    s.credentials_changed();
     Ok(resp)
 }
 
@@ -443,6 +470,12 @@ pub(crate) async fn change_password(
 ) -> Result<StatusCode, HttpError> {
     let sid = session_of(&p)?;
     check_password_policy("new_password", &b.new_password)?;
+    // A wrong current password is a failed login: it counts towards the same
+    // lockout, or a stolen session would be an unthrottled password oracle.
+    let attempt = s
+        .limiter
+        .attempt(&s.settings.auth, &p.actor, p.source)
+        .map_err(locked)?;
     let name = p.actor.clone();
     let user = s
         .store()?
@@ -450,16 +483,45 @@ pub(crate) async fn change_password(
         .await
         .map_err(|e| HttpError::store("user lookup", e))?
         .ok_or_else(|| HttpError::not_found("user"))?;
-    if !verify_password(
-        &s.settings.auth,
-        b.current_password,
-        Some(user.password_hash.clone()),
-    )
-    .await
+    let ok = match s
+        .passwords
+        .verify(
+            &s.settings.auth,
+            b.current_password,
+            Some(user.password_hash.clone()),
+        )
+        .await
     {
+        Ok(ok) => ok,
+        Err(busy) => {
+            s.api_metrics.hash_busy.inc();
+            s.limiter.forget(&p.actor, p.source);
+            return Err(busy);
+        }
+    };
+    if !ok {
+        s.api_metrics.login_failures.inc();
+        if attempt.starts_lockout {
+            s.api_metrics.lockouts.inc();
+            tracing::warn!(username = %p.actor, source = %p.source, "lockout started by wrong current passwords");
+            let row = audit::row(
+                &p,
+                "auth.lockout",
+                format!("user/{}", p.actor),
+                None,
+                Some(format!(
+                    "wrong current password; locked for {} s",
+                    s.settings.auth.lockout.as_secs()
+                )),
+            );
+            if let Err(e) = s.store()?.transaction(move |t| t.append_audit(row)).await {
+                tracing::error!(error = %e, "cannot record a lockout in the audit log");
+            }
+        }
         return Err(HttpError::invalid("current_password", "is wrong"));
     }
-    let hash = hash_password(&s.settings.auth, b.new_password).await?;
+    s.limiter.succeed(&p.actor, p.source);
+    let hash = s.passwords.hash(&s.settings.auth, b.new_password).await?;
     let row = audit::row(
         &p,
         "user.password",
@@ -483,5 +545,6 @@ pub(crate) async fn change_password(
         })
         .await
         .map_err(|e| HttpError::store("changing the password", e))?;
+    s.credentials_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -231,7 +231,8 @@ fn preview_error(field: &'static str, e: PreviewError) -> HttpError {
             ..HttpError::conflict(message)
         },
         PreviewError::Open(CaptureError::Refused(refused)) => {
-            HttpError::invalid(refused.field(), message)
+            tracing::info!(error = %message, "preview source refused by the sandbox");
+            HttpError::invalid(refused.field(), refused.public_message())
         }
         PreviewError::Open(_) | PreviewError::Capture(_) if device_busy(&e) => HttpError {
             field: Some(field.into()),

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use safe_yolo_domain::{CameraId, RuleId};
 use safe_yolo_store::backup::{MANIFEST, utc_iso8601};
+use safe_yolo_store::signing::SIGNATURE;
 use safe_yolo_store::{EventQuery, StateFilter, Store, now_ms};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -198,30 +199,40 @@ fn check_backup_space(store: &Store, include_snapshots: bool) -> Result<(), Http
     let stats = store
         .stats()
         .map_err(|e| HttpError::store("store statistics", e))?;
-    let available = store
-        .available_bytes()
-        .map_err(|e| HttpError::store("free space", e))?;
     let copy = stats.db_file_bytes.saturating_add(if include_snapshots {
         stats.snapshot_bytes
     } else {
         0
     });
-    let needed = copy.saturating_add(store.config().retention.min_free_bytes);
-    if available < needed {
+    check_space(
+        store,
+        copy,
+        "a backup",
+        if include_snapshots {
+            " (try snapshots=false)"
+        } else {
+            ""
+        },
+    )
+}
+
+/// Refuses a temporary file of up to `bytes` (507) when writing it would eat into
+/// the space the store keeps free for evidence.
+fn check_space(store: &Store, bytes: u64, what: &str, hint: &str) -> Result<(), HttpError> {
+    let available = store
+        .available_bytes()
+        .map_err(|e| HttpError::store("free space", e))?;
+    let reserved = store.config().retention.min_free_bytes;
+    if available < bytes.saturating_add(reserved) {
         let mib = |b: u64| b >> 20;
         return Err(HttpError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "insufficient_storage",
             format!(
-                "a backup needs {} MiB of free space beside the {} MiB kept free for evidence; {} MiB are available{}",
-                mib(copy),
-                mib(store.config().retention.min_free_bytes),
+                "{what} needs {} MiB of free space beside the {} MiB kept free for evidence; {} MiB are available{hint}",
+                mib(bytes),
+                mib(reserved),
                 mib(available),
-                if include_snapshots {
-                    " (try snapshots=false)"
-                } else {
-                    ""
-                }
             ),
         ));
     }
@@ -312,6 +323,8 @@ pub(crate) async fn backup(
             tar.append_path_with_name(src.join(&f.path), format!("{stem}/{}", f.path))?;
         }
         tar.append_path_with_name(src.join(MANIFEST), format!("{stem}/{MANIFEST}"))?;
+        // The box's signature of the manifest, so a restore can tell its own backups.
+        tar.append_path_with_name(src.join(SIGNATURE), format!("{stem}/{SIGNATURE}"))?;
         tar.into_inner()?;
         drop(work);
         Ok(())
@@ -376,6 +389,17 @@ pub(crate) async fn export(
     let api_dir = s.settings.api_dir();
     let store = Arc::clone(s.store()?.store());
     let (file, count) = tokio::task::spawn_blocking(move || {
+        // An export is a text form of some of the database's events: no larger
+        // than twice the database file (JSON and CSV escape, the file compresses).
+        let stats = store
+            .stats()
+            .map_err(|e| HttpError::store("store statistics", e))?;
+        check_space(
+            &store,
+            stats.db_file_bytes.saturating_mul(2),
+            "an event export",
+            " (narrow it with from, to, camera or rule)",
+        )?;
         let work = WorkDir::create(&api_dir)
             .map_err(|e| HttpError::internal("creating the export work directory", &e))?;
         let path = work.0.join("export");

@@ -99,7 +99,10 @@ pub(crate) async fn snapshot(
         .snapshot
         .stored()
         .ok_or_else(|| HttpError::not_found(format!("snapshot of event {id}")))?;
-    let path = s.store()?.store().snapshot_path(r);
+    let path = s.store()?.store().snapshot_path(r).map_err(|e| {
+        tracing::warn!(event = id, error = %e, "refusing to serve a snapshot row that names no snapshot file (a restored, crafted backup?)");
+        HttpError::not_found(format!("snapshot of event {id}"))
+    })?;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|_| HttpError::not_found(format!("snapshot of event {id}")))?;

@@ -70,6 +70,7 @@ fn live_off(s: &AppState) -> Result<(), HttpError> {
 
 pub(crate) async fn mjpeg(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(camera): Path<String>,
     q: Result<Query<MjpegParams>, QueryRejection>,
 ) -> Result<Response, HttpError> {
@@ -88,13 +89,20 @@ pub(crate) async fn mjpeg(
     let period = Duration::from_millis(1000 / u64::from(fps));
     // The viewer gauge is part of the stream's state: it drops with the connection.
     let viewer = crate::metrics::ViewerGuard::new(&s.api_metrics.live_viewers);
+    let reauth = Reauth::new(&s, p);
     let stream = futures_util::stream::unfold(
-        (rx, None::<Instant>, viewer),
-        move |(mut rx, due, viewer)| async move {
+        (rx, None::<Instant>, viewer, reauth),
+        move |(mut rx, due, viewer, mut reauth)| async move {
             if let Some(due) = due {
-                tokio::time::sleep_until(due).await;
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    _ = reauth.ended() => return None,
+                }
             }
-            let frame = next_frame(&mut rx).await?;
+            let frame = tokio::select! {
+                f = next_frame(&mut rx) => f?,
+                _ = reauth.ended() => return None,
+            };
             let head = format!(
                 "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
                 frame.jpeg.len()
@@ -105,7 +113,7 @@ pub(crate) async fn mjpeg(
             part.extend_from_slice(b"\r\n");
             Some((
                 Ok::<_, std::io::Error>(Bytes::from(part)),
-                (rx, Some(Instant::now() + period), viewer),
+                (rx, Some(Instant::now() + period), viewer, reauth),
             ))
         },
     );
@@ -120,6 +128,83 @@ pub(crate) async fn mjpeg(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// How often an open stream re-checks its credential when nothing revoked one.
+const REAUTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Re-authorises an open live stream: at once when the API signals that a
+/// credential may have been revoked, and every [`REAUTH_EVERY`] (an expired
+/// session, a change made while the store was away). A stream is one request, so
+/// without this a logout, a disabled user, a changed password, a revoked API key
+/// or a rotated JWT key would leave it running.
+struct Reauth {
+    s: AppState,
+    p: Principal,
+    jwt_generation: u64,
+    revocations: watch::Receiver<u64>,
+    tick: tokio::time::Interval,
+    /// A signal or a tick was seen and its check has not completed yet (the
+    /// check survives the `select!` it runs in being cancelled by a frame).
+    due: bool,
+}
+
+impl Reauth {
+    fn new(s: &AppState, p: Principal) -> Self {
+        let mut tick = tokio::time::interval(REAUTH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.reset();
+        Self {
+            jwt_generation: s.keys.generation(),
+            revocations: s.revocations.subscribe(),
+            s: s.clone(),
+            p,
+            tick,
+            due: false,
+        }
+    }
+
+    /// Resolves when the stream's credential is no longer valid, with the reason.
+    /// Cancel-safe: a pending check is redone on the next call.
+    async fn ended(&mut self) -> String {
+        loop {
+            if !self.due {
+                tokio::select! {
+                    r = self.revocations.changed() => {
+                        if r.is_err() {
+                            // The API is going away; the shutdown token ends the stream.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    _ = self.tick.tick() => {}
+                }
+                self.due = true;
+            }
+            let reason = if crate::auth::session_based(&self.p)
+                && self.s.keys.generation() != self.jwt_generation
+            {
+                Some("the JWT signing key was rotated".to_owned())
+            } else {
+                match self.s.store() {
+                    Ok(store) => match crate::auth::still_valid(&store, &self.p).await {
+                        Ok(()) => None,
+                        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => {
+                            Some(e.message)
+                        }
+                        // The store is away: the stream goes on until it can be checked.
+                        Err(_) => None,
+                    },
+                    Err(_) => None,
+                }
+            };
+            self.due = false;
+            if let Some(r) = reason {
+                self.s.api_metrics.streams_revoked.inc();
+                tracing::info!(actor = %self.p.actor, reason = %r, "live stream ended: its credential is no longer valid");
+                return r;
+            }
+        }
+    }
 }
 
 /// Waits for the next encoded frame (the newest one); `None` when the stream ended.
@@ -162,8 +247,11 @@ pub(crate) async fn ws(
     if let Err(e) = live_off(&s) {
         return e.into_response();
     }
+    // Commands are small JSON texts: a frame or message over 4 KiB is refused
+    // before it is buffered (tungstenite's default would take 16 MiB frames).
     upgrade
-        .max_message_size(4096)
+        .max_frame_size(MAX_COMMAND_BYTES)
+        .max_message_size(MAX_COMMAND_BYTES)
         .on_upgrade(move |socket| run(s, p, socket))
 }
 
@@ -191,6 +279,9 @@ pub(crate) enum Command {
         fps: u32,
     },
 }
+
+/// Largest WebSocket frame or message a client may send (a command).
+pub(crate) const MAX_COMMAND_BYTES: usize = 4096;
 
 /// Commands allowed per second (burst); more are answered with an error.
 const COMMANDS_PER_SECOND: u32 = 10;
@@ -341,6 +432,7 @@ async fn run(s: AppState, p: Principal, socket: WebSocket) {
     let shutdown = s.live_shutdown.clone();
     let _viewer = crate::metrics::ViewerGuard::new(&s.api_metrics.live_viewers);
     let mut alarms = s.alarms.subscribe();
+    let mut reauth = Reauth::new(&s, p.clone());
     loop {
         let frame = async {
             match v.rx.as_mut() {
@@ -401,6 +493,14 @@ async fn run(s: AppState, p: Principal, socket: WebSocket) {
                 if sink.send(msg.text()).await.is_err() {
                     break;
                 }
+            }
+            reason = reauth.ended() => {
+                let _ = sink.send(error_message(&format!("the stream ended: {reason}"))).await;
+                let _ = sink.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::POLICY,
+                    reason: Utf8Bytes::from_static("credential no longer valid"),
+                }))).await;
+                break;
             }
             () = shutdown.cancelled() => break,
         }

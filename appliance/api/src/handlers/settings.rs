@@ -92,9 +92,10 @@ impl Doc for RawCamera {
                     SourceRequest::V4l2 { .. } => "doc.source.device",
                     SourceRequest::Replay { .. } => "doc.source.path",
                 };
+                tracing::info!(camera = %id, error = %safe_yolo_domain::error_chain(&e), "camera source refused by the sandbox");
                 own_problems(vec![safe_yolo_config::Problem {
                     path: field.into(),
-                    reason: safe_yolo_domain::error_chain(&e),
+                    reason: e.public_message(),
                 }])
             }
         }
@@ -240,9 +241,24 @@ async fn put<D: Doc>(
                 &p.actor,
                 now_ms(),
             )?;
+            // Switching a safety rule off is never a quiet edit: its own action in
+            // the audit log and a warning in the journal.
+            let disables = kind == SettingKind::Rule
+                && new.doc.get("enabled") == Some(&serde_json::Value::Bool(false))
+                && before
+                    .as_ref()
+                    .is_none_or(|b| b.doc.get("enabled") != Some(&serde_json::Value::Bool(false)));
+            if disables {
+                tracing::warn!(rule = %id, actor = %p.actor, source = %p.source, "a safety rule was disabled through the API");
+            }
+            let action = if disables {
+                "rule.disable".to_owned()
+            } else {
+                format!("{}.put", kind.as_str())
+            };
             t.append_audit(audit::row(
                 &p,
-                &format!("{}.put", kind.as_str()),
+                &action,
                 format!("{}/{id}", kind.as_str()),
                 before.as_ref().and_then(|b| summary(&b.doc)),
                 summary(&new.doc),

@@ -289,5 +289,6 @@ pub(crate) async fn rotate_jwt_key(
         .await
         .map_err(|e| HttpError::store("recording the key rotation", e))?;
     s.keys.rotate()?;
+    s.credentials_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use safe_yolo_store::{ApiKey, Role, StoreError, User, now_ms};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, summary};
-use crate::auth::{Principal, check_password_policy, hash_password, new_api_key, role_name};
+use crate::auth::{Principal, check_password_policy, new_api_key, role_name};
 use crate::body::ValidJson;
 use crate::error::HttpError;
 use crate::handlers::check_username;
@@ -73,7 +73,7 @@ pub(crate) async fn create_user(
     check_password_policy("password", &b.password)?;
     let user = User {
         username: b.username,
-        password_hash: hash_password(&s.settings.auth, b.password).await?,
+        password_hash: s.passwords.hash(&s.settings.auth, b.password).await?,
         role: b.role,
         created_at: now_ms(),
         disabled: false,
@@ -106,12 +106,22 @@ pub(crate) struct UpdateUserBody {
     password: Option<String>,
 }
 
-fn enabled_admins(t: &safe_yolo_store::Store) -> Result<Vec<String>, StoreError> {
-    Ok(t.list_users()?
+/// Refuses, inside the change's own transaction, to leave the box without an
+/// enabled admin: two admins demoting each other at the same time cannot both pass.
+fn keep_an_admin(
+    t: &safe_yolo_store::StoreTxn,
+    name: &str,
+    reason: &'static str,
+) -> Result<(), StoreError> {
+    let others = t
+        .list_users()?
         .into_iter()
-        .filter(|u| u.role == Role::Admin && !u.disabled)
-        .map(|u| u.username)
-        .collect())
+        .any(|u| u.role == Role::Admin && !u.disabled && u.username != name);
+    if others {
+        Ok(())
+    } else {
+        Err(StoreError::Refused { reason })
+    }
 }
 
 pub(crate) async fn update_user(
@@ -123,21 +133,11 @@ pub(crate) async fn update_user(
     let hash = match b.password {
         Some(pw) => {
             check_password_policy("password", &pw)?;
-            Some(hash_password(&s.settings.auth, pw).await?)
+            Some(s.passwords.hash(&s.settings.auth, pw).await?)
         }
         None => None,
     };
-    let admins = s
-        .store()?
-        .run(enabled_admins)
-        .await
-        .map_err(|e| HttpError::store("listing users", e))?;
     let demotes = b.role.is_some_and(|r| r != Role::Admin) || b.disabled == Some(true);
-    if demotes && admins == [name.clone()] {
-        return Err(HttpError::conflict(
-            "the last enabled admin cannot be demoted or disabled",
-        ));
-    }
     let p2 = p.clone();
     let user = s
         .store()?
@@ -147,6 +147,13 @@ pub(crate) async fn update_user(
                 key: name.clone(),
             })?;
             let before = summary(&UserView::from(&u));
+            if demotes && u.role == Role::Admin && !u.disabled {
+                keep_an_admin(
+                    t,
+                    &name,
+                    "the last enabled admin cannot be demoted or disabled",
+                )?;
+            }
             if let Some(r) = b.role {
                 u.role = r;
             }
@@ -174,6 +181,7 @@ pub(crate) async fn update_user(
         })
         .await
         .map_err(|e| HttpError::store("updating a user", e))?;
+    s.credentials_changed();
     Ok(axum::Json(UserView::from(&user)))
 }
 
@@ -185,18 +193,13 @@ pub(crate) async fn delete_user(
     if name == p.actor {
         return Err(HttpError::conflict("an admin cannot delete itself"));
     }
-    let admins = s
-        .store()?
-        .run(enabled_admins)
-        .await
-        .map_err(|e| HttpError::store("listing users", e))?;
-    if admins == [name.clone()] {
-        return Err(HttpError::conflict(
-            "the last enabled admin cannot be deleted",
-        ));
-    }
     s.store()?
         .transaction(move |t| {
+            if t.get_user(&name)?
+                .is_some_and(|u| u.role == Role::Admin && !u.disabled)
+            {
+                keep_an_admin(t, &name, "the last enabled admin cannot be deleted")?;
+            }
             let u = t.delete_user(&name)?;
             t.append_audit(audit::row(
                 &p,
@@ -208,6 +211,7 @@ pub(crate) async fn delete_user(
         })
         .await
         .map_err(|e| HttpError::store("deleting a user", e))?;
+    s.credentials_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -322,5 +326,6 @@ pub(crate) async fn revoke_key(
         })
         .await
         .map_err(|e| HttpError::store("revoking an API key", e))?;
+    s.credentials_changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,8 @@
 //! | `write PATH`     | creates PATH and writes a byte                        |
 //! | `connect ADDR`   | opens a TCP connection to ADDR (`127.0.0.1:9`)        |
 //! | `exec PATH`      | starts the program PATH                               |
+//! | `recv-dup`       | peeks (non-blocking) at a duplicate of the control    |
+//! |                  | channel: messages on any other descriptor are denied  |
 //!
 //! A probe (`open`, `write`, `connect`, `exec`) answers the frame with a
 //! `Failed` message whose text is `probe <command>: allowed` or
@@ -26,6 +28,25 @@ use std::time::Duration;
 
 /// The command file's name in the child's scratch directory.
 pub const COMMAND_FILE: &str = "fault";
+
+/// `recvmsg` with `MSG_PEEK | MSG_DONTWAIT` on a duplicate of the control
+/// channel (standard input): harmless when allowed (nothing is taken from the
+/// channel; "would block" counts as allowed), `EPERM` under the filter.
+fn peek_on_a_duplicate() -> std::io::Result<()> {
+    use std::os::fd::AsFd as _;
+    let dup = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let mut space = [std::mem::MaybeUninit::uninit(); 0];
+    let mut ancillary = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    match rustix::net::recvmsg(
+        &dup,
+        &mut [],
+        &mut ancillary,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    ) {
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Obeys the command waiting in `scratch`, if any: never returns for a fatal
 /// one, returns a probe's result text for the others.
@@ -75,6 +96,7 @@ pub(crate) fn obey(scratch: &Path) -> Option<String> {
             .spawn()
             .and_then(|mut c| c.wait())
             .map(drop),
+        "recv-dup" => peek_on_a_duplicate(),
         _ => Err(std::io::Error::other("unknown fault command")),
     };
     Some(match result {

@@ -719,14 +719,16 @@ pub fn serve(
     };
     // The model is read and verified: from here on only inference and the channel.
     let report = match landlock {
-        Some((landlock, landlock_abi)) => match sandbox::restrict_syscalls() {
-            Ok(()) => Some(SandboxReport {
-                landlock,
-                landlock_abi,
-                seccomp: true,
-            }),
-            Err(e) => return Err(refuse(&control, ProcessError::Sandbox(e))),
-        },
+        Some((landlock, landlock_abi)) => {
+            match sandbox::restrict_syscalls(std::os::fd::AsRawFd::as_raw_fd(&control)) {
+                Ok(()) => Some(SandboxReport {
+                    landlock,
+                    landlock_abi,
+                    seccomp: true,
+                }),
+                Err(e) => return Err(refuse(&control, ProcessError::Sandbox(e))),
+            }
+        }
         None => None,
     };
     let info = detector.info().clone();

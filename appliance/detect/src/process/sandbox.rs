@@ -100,7 +100,15 @@ pub enum SandboxError {
         #[source]
         source: landlock::PathFdError,
     },
-    /// The seccomp policy did not compile (a bad policy file).
+    /// The seccomp policy is not the JSON the sandbox expects.
+    #[error("the seccomp policy for {arch} cannot be read: {reason}")]
+    Policy {
+        /// The architecture.
+        arch: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The seccomp policy does not compile.
     #[error("the seccomp policy for {arch} does not compile")]
     Compile {
         /// The architecture.
@@ -296,7 +304,12 @@ pub fn compile(
     policy: &str,
     arch: seccompiler::TargetArch,
     arch_name: &'static str,
+    control_fd: i32,
 ) -> Result<[(&'static str, seccompiler::BpfProgram); 2], SandboxError> {
+    let policy = with_control_fd(policy, control_fd).map_err(|reason| SandboxError::Policy {
+        arch: arch_name,
+        reason,
+    })?;
     let mut map = seccompiler::compile_from_json(policy.as_bytes(), arch).map_err(|source| {
         SandboxError::Compile {
             arch: arch_name,
@@ -311,11 +324,44 @@ pub fn compile(
     Ok([take("denied")?, take("detector")?])
 }
 
+/// The placeholder of the control channel's descriptor in the policy's
+/// argument conditions (`"val": "control_fd"`).
+const CONTROL_FD: &str = "control_fd";
+
+/// The policy with every `"val": "control_fd"` of an argument condition
+/// replaced by `control_fd`: the channel's descriptor number is known only in
+/// the child, the rest of the policy is data.
+fn with_control_fd(policy: &str, control_fd: i32) -> Result<String, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(policy).map_err(|e| format!("not JSON: {e}"))?;
+    let filters = v
+        .as_object_mut()
+        .ok_or("the policy is not a map of filters")?;
+    for filter in filters.values_mut() {
+        let rules = filter
+            .get_mut("filter")
+            .and_then(|f| f.as_array_mut())
+            .ok_or("a filter without its rule list")?;
+        for arg in rules
+            .iter_mut()
+            .filter_map(|r| r.get_mut("args").and_then(|a| a.as_array_mut()))
+            .flatten()
+        {
+            if arg.get("val").and_then(|x| x.as_str()) == Some(CONTROL_FD) {
+                arg["val"] = serde_json::Value::from(control_fd);
+            }
+        }
+    }
+    serde_json::to_string(&v).map_err(|e| format!("cannot write it back: {e}"))
+}
+
 /// Installs this architecture's seccomp filters on every thread of the
-/// process (the inference library's threads run already: `TSYNC`).
-pub fn restrict_syscalls() -> Result<(), SandboxError> {
+/// process (the inference library's threads run already: `TSYNC`);
+/// `control_fd` is the only descriptor messages may be sent on or received
+/// from.
+pub fn restrict_syscalls(control_fd: i32) -> Result<(), SandboxError> {
     let (arch, name, policy) = this_arch()?;
-    for (filter, program) in compile(policy, arch, name)? {
+    for (filter, program) in compile(policy, arch, name, control_fd)? {
         seccompiler::apply_filter_all_threads(&program)
             .map_err(|source| SandboxError::Apply { filter, source })?;
     }
@@ -366,14 +412,28 @@ mod tests {
             (SECCOMP_X86_64, seccompiler::TargetArch::x86_64, "x86_64"),
             (SECCOMP_AARCH64, seccompiler::TargetArch::aarch64, "aarch64"),
         ] {
-            let [(d, deny), (a, allow)] = compile(policy, arch, name).unwrap();
+            let [(d, deny), (a, allow)] = compile(policy, arch, name, 3).unwrap();
             assert_eq!((d, a), ("denied", "detector"));
             assert!(!allow.is_empty() && !deny.is_empty(), "{name}");
             let allowed = names(policy, "detector");
             let denied = names(policy, "denied");
+            let v: serde_json::Value = serde_json::from_str(policy).unwrap();
+            let conditional: Vec<&str> = v["denied"]["filter"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r.get("args").is_some())
+                .map(|r| r["syscall"].as_str().unwrap())
+                .collect();
+            // Denied outright and allowed would be a contradiction; a denial on a
+            // condition (sendmsg on any descriptor but the channel's) narrows.
             for n in &denied {
-                assert!(!allowed.contains(n), "{name}: {n} both allowed and denied");
+                assert!(
+                    !allowed.contains(n) || conditional.contains(&n.as_str()),
+                    "{name}: {n} both allowed and denied"
+                );
             }
+            assert_eq!(conditional, ["sendmsg", "recvmsg"], "{name}");
             for must in ["socket", "connect", "execve", "ptrace", "bind", "sendto"] {
                 assert!(
                     denied.iter().any(|n| n == must),
@@ -396,7 +456,10 @@ mod tests {
         }
         // An unknown syscall name is a compile error, not a silent hole.
         let bad = SECCOMP_X86_64.replacen("\"read\"", "\"no_such_call\"", 1);
-        assert!(compile(&bad, seccompiler::TargetArch::x86_64, "x86_64").is_err());
+        assert!(compile(&bad, seccompiler::TargetArch::x86_64, "x86_64", 3).is_err());
+        // A placeholder left unfilled does not compile either.
+        let bad = SECCOMP_X86_64.replacen("control_fd", "contrl_fd", 1);
+        assert!(compile(&bad, seccompiler::TargetArch::x86_64, "x86_64", 3).is_err());
     }
 
     #[test]
