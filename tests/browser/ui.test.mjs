@@ -38,7 +38,7 @@ async function test(name, fn) {
     console.log(`ok    ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {
     results.push({ name, ok: false });
-    console.log(`FAIL  ${name}: ${e && e.message ? e.message.split('\n')[0] : e}`);
+    console.log(`FAIL  ${name}: ${e && e.message ? e.message.split('\n').slice(0, 4).join(' | ') : e}`);
   }
 }
 
@@ -413,6 +413,10 @@ await test('admin pages: outputs, users and API keys, system', async () => {
   assert(/System version/.test(update) && /Booted slot/.test(update) && /Boot marked good/.test(update), `update card: ${update}`);
   const sys = (await apiGet(page, '/api/v1/system')).body;
   assert(sys.update && (await page.getAttribute('#update-status', 'data-slot-source')) === sys.update.slot_source, 'slot source');
+  // The integrations' delivery status; the demo has none, so a test message is not sent.
+  await page.waitForSelector('#integrations:has-text("No MQTT broker or webhook")');
+  await page.click('#integration-test');
+  await page.waitForSelector('#integration-test-status:text-matches("nothing sent")');
   await page.uncheck('#backup [name=snapshots]');
   const [backup] = await Promise.all([page.waitForEvent('download'), page.click('#download-backup')]);
   assert(backup.suggestedFilename().endsWith('.tar'), `backup name ${backup.suggestedFilename()}`);

@@ -20,6 +20,7 @@ mod backup;
 mod cameras;
 mod cli;
 mod detect;
+mod integrations;
 mod isolation;
 mod lifecycle;
 mod ppe;

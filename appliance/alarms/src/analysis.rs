@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, Timelike};
 use safe_yolo_domain::CameraId;
 use safe_yolo_pipeline::{
-    CameraState, CameraTap, CameraTaps, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack,
-    SceneZone,
+    CameraTap, CameraTaps, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack, SceneZone,
 };
 use safe_yolo_rules::{
     CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, Track,
@@ -217,10 +216,7 @@ fn live_evidence(tap: &CameraTap) -> Option<Evidence> {
 }
 
 fn health(tap: &CameraTap) -> CameraHealth {
-    match tap.health.borrow().state {
-        CameraState::Offline => CameraHealth::Offline,
-        CameraState::Online | CameraState::Starting => CameraHealth::Ok,
-    }
+    tap.health.borrow().alarm_health()
 }
 
 /// Follows the running cameras: a new camera (or a new run of one, after

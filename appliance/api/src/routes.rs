@@ -484,6 +484,20 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/api/v1/system/integrations",
+            VIEWER,
+            "Delivery of the plant integrations: the outbox and, per sink, its backlog, last delivered event and last error",
+            system::integrations,
+        ),
+        route(
+            M::POST,
+            "/api/v1/system/integrations/test",
+            ADMIN,
+            "Send a test message through every configured integration (MQTT topic `test`, every webhook)",
+            system::test_integrations,
+        ),
+        route(
+            M::GET,
             "/api/v1/openapi.json",
             VIEWER,
             "This API's OpenAPI document",

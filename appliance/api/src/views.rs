@@ -519,3 +519,10 @@ impl DiscoveryView {
         }
     }
 }
+
+/// A test message queued for the integrations.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct IntegrationTest {
+    /// Its outbox position (`null`: no integration is configured, nothing was sent).
+    pub outbox_seq: Option<u64>,
+}

@@ -1,4 +1,5 @@
-// Admin pages: outputs (state and manual test), users, API keys, and the system page.
+// Admin pages: outputs (state and manual test), users, API keys, and the system page
+// (with the integrations' delivery status and their test message).
 
 import { api, h, can, showFieldError, when, download } from './api.js';
 import { denied } from './views.js';
@@ -165,6 +166,37 @@ function backupCard() {
     h('div', { class: 'downloads' }, h('label', { class: 'inline' }, snaps, 'Include snapshots'), button), status);
 }
 
+/** The integrations' delivery per sink (GET /api/v1/system/integrations); admins can send a test message. */
+async function integrationsCard(kv) {
+  const card = h('section', { class: 'card', id: 'integrations' }, h('h3', {}, 'Integrations'));
+  let o;
+  try {
+    o = await api('GET', '/api/v1/system/integrations');
+  } catch (e) {
+    card.append(h('p', { class: 'muted' }, e.message));
+    return card;
+  }
+  card.append(kv([['Outbox entries', o.entries], ['Dropped (full or aged out)', o.dropped]]));
+  if (!(o.sinks || []).length) card.append(h('p', { class: 'muted' }, 'No MQTT broker or webhook is configured.'));
+  else card.append(table('integration-sinks', o.sinks, ['name', 'backlog', 'delivered', 'last_event_id', 'last_delivered_at', 'last_error', 'last_error_at']));
+  if (can('admin')) {
+    const status = h('span', { class: 'muted', id: 'integration-test-status' });
+    const button = h('button', { type: 'button', id: 'integration-test', onclick: async () => {
+      button.disabled = true;
+      try {
+        const r = await api('POST', '/api/v1/system/integrations/test');
+        status.textContent = r.outbox_seq === null ? 'No integration is configured: nothing sent.' : `Test message queued (outbox ${r.outbox_seq}).`;
+      } catch (e) {
+        status.textContent = e.message;
+      } finally {
+        button.disabled = false;
+      }
+    } }, 'Send test event');
+    card.append(h('div', { class: 'downloads' }, button), status);
+  }
+  return card;
+}
+
 /** Version, health, model, storage, certificate, update status; backup for admins. */
 export async function systemView(root) {
   const s = await api('GET', '/api/v1/system');
@@ -183,5 +215,6 @@ export async function systemView(root) {
       h('section', { class: 'card' }, h('h3', {}, 'Certificate'), kv(Object.entries(s.certificate || {})
         .map(([k, v]) => [k, k.startsWith('not_') && typeof v === 'number' ? new Date(v * 1000).toISOString().slice(0, 10) : v]))),
       h('section', { class: 'card' }, h('h3', {}, 'Cameras'), table('camera-health', s.cameras || [], ['id', 'state', 'reason'])),
+      await integrationsCard(kv),
       can('admin') ? backupCard() : null));
 }

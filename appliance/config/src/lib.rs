@@ -7,7 +7,7 @@
 //!
 //! The crate is organised by resource: each section of the file (`system`,
 //! `detector`, `cameras`, `zones`, `lines`, `rules`, `outputs`, `api`, `storage`,
-//! `features`) has its own module holding its raw form, its validated form, its
+//! `features`, `integrations`) has its own module holding its raw form, its validated form, its
 //! checks and their tests. Where a pure crate runs the section (the rule engine,
 //! the outputs), the section validates straight into that crate's types.
 //!
@@ -24,6 +24,7 @@ mod check;
 mod detector;
 mod env;
 mod features;
+mod integrations;
 mod lines;
 mod model;
 mod outputs;
@@ -41,6 +42,10 @@ pub use api::{ApiConfig, IpNet, TlsMinVersion};
 pub use cameras::{CameraConfig, RawCamera, RawSource};
 pub use detector::{Backend, DetectorConfig, Isolation, default_devices};
 pub use features::Features;
+pub use integrations::{
+    IntegrationsConfig, MqttConfig, MqttTransport, Secret, SecretSource, WebhookConfig,
+    WebhookFilter,
+};
 pub use lines::{LineConfig, RawLine};
 pub use model::Config;
 pub use outputs::{

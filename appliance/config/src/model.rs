@@ -5,6 +5,7 @@ use crate::api::ApiConfig;
 use crate::cameras::CameraConfig;
 use crate::detector::DetectorConfig;
 use crate::features::Features;
+use crate::integrations::IntegrationsConfig;
 use crate::lines::LineConfig;
 use crate::outputs::OutputsConfig;
 use crate::rules::RuleConfig;
@@ -35,4 +36,6 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Feature switches.
     pub features: Features,
+    /// MQTT and the outbox the integrations deliver from.
+    pub integrations: IntegrationsConfig,
 }

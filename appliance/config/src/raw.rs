@@ -15,6 +15,7 @@ use crate::api::RawApi;
 use crate::cameras::RawCamera;
 use crate::detector::RawDetector;
 use crate::features::RawFeatures;
+use crate::integrations::RawIntegrations;
 use crate::lines::RawLine;
 use crate::outputs::{RawOutputLine, RawOutputsHead};
 use crate::overlay::{Documents, Overlay};
@@ -52,6 +53,7 @@ pub(crate) struct RawConfig {
     pub api: RawApi,
     pub storage: RawStorage,
     pub features: RawFeatures,
+    pub integrations: RawIntegrations,
     /// Set when a list failed to parse as a whole or had a bad element, so
     /// that cross-reference checks do not report follow-on noise.
     pub incomplete: bool,
@@ -61,8 +63,17 @@ pub(crate) struct RawConfig {
 }
 
 const SECTIONS: &[&str] = &[
-    "system", "detector", "cameras", "zones", "lines", "rules", "outputs", "api", "storage",
+    "system",
+    "detector",
+    "cameras",
+    "zones",
+    "lines",
+    "rules",
+    "outputs",
+    "api",
+    "storage",
     "features",
+    "integrations",
 ];
 
 /// Deserialises `value` as a `T`, reporting a failure under `path`.
@@ -298,6 +309,7 @@ impl RawConfig {
             api: section(&mut table, "api", problems, &mut failed),
             storage: section(&mut table, "storage", problems, &mut failed),
             features: section(&mut table, "features", problems, &mut failed),
+            integrations: section(&mut table, "integrations", problems, &mut failed),
             ..RawConfig::default()
         };
         let mut incomplete = false;

@@ -11,6 +11,7 @@ use crate::cameras::{KnownCameras, validate_camera};
 use crate::check::{Ctx, unique};
 use crate::detector::validate_detector;
 use crate::features::Features;
+use crate::integrations::validate_integrations;
 use crate::lines::validate_line;
 use crate::model::Config;
 use crate::outputs::validate_outputs;
@@ -110,6 +111,7 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
         .collect();
 
     let api = validate_api(&mut ctx, &raw.api);
+    let integrations = validate_integrations(&mut ctx, &raw.integrations);
 
     Config {
         system,
@@ -122,5 +124,6 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
         api,
         storage,
         features,
+        integrations,
     }
 }

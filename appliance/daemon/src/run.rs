@@ -282,6 +282,20 @@ async fn start(
     let rules = analysis.control();
     stack.push("analysis", Bound::Budget, analysis.stop());
 
+    // Plant integrations read the outbox on tasks of their own: nothing above
+    // waits for them, and they stop before the store closes.
+    let integrations = safe_yolo_integrations::Integrations::start(
+        &config.integrations,
+        wiring::box_name(&config),
+        config.integrations.public_url.clone(),
+        store.clone(),
+        safe_yolo_integrations::Sources {
+            cameras: taps.clone(),
+            outputs: lines.watch_status(),
+        },
+    );
+    stack.push("integrations", Bound::Budget, integrations.stop());
+
     let live = LiveSettings::new(layered, rules, dispatcher.clone(), cameras.clone());
     let deps = ApiDeps {
         store,

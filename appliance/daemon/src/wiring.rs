@@ -103,6 +103,32 @@ impl Outputs {
     }
 }
 
+/// The box's name in the integrations' topics and messages: `integrations.box_name`,
+/// else the host name (as a topic level: `/`, `+`, `#` and spaces become `-`).
+pub fn box_name(config: &Config) -> String {
+    if let Some(n) = &config.integrations.box_name {
+        return n.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "safe-yolo".to_owned()
+    } else {
+        name
+    }
+}
+
 /// The store: opened (and migrated, or rolled back) off the reactor, with its writer
 /// thread and retention. Never a reason not to start: a store that cannot be opened is
 /// logged loudly, the events wait in memory (`safeyolo_events_buffered`) and it is retried
@@ -117,6 +143,7 @@ pub async fn start_store(config: &Config, metrics: &Metrics) -> Storage {
             audit_max_age: Some(s.audit_retention),
             ..RetentionPolicy::default()
         },
+        outbox_max_entries: config.integrations.outbox_max_entries,
         ..StoreConfig::new(s.state_dir.clone())
     };
     let opener: Opener = std::sync::Arc::new(move || Store::open(store_config.clone()));

@@ -37,6 +37,18 @@ pub struct CameraHealth {
     pub reason: Option<String>,
 }
 
+impl CameraHealth {
+    /// The health the rules and the integrations know (starting counts as ok: no frame
+    /// yet is not an outage).
+    pub fn alarm_health(&self) -> safe_yolo_domain::alarm::CameraHealth {
+        use safe_yolo_domain::alarm::CameraHealth as Alarm;
+        match self.state {
+            CameraState::Offline => Alarm::Offline,
+            CameraState::Online | CameraState::Starting => Alarm::Ok,
+        }
+    }
+}
+
 pub(crate) struct Started {
     pub threads: Vec<JoinHandle<()>>,
     pub tap: CameraTap,

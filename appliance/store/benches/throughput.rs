@@ -3,7 +3,8 @@
 //! Run: `cargo bench -p safe-yolo-store --bench throughput`. Reports medians and p99 and,
 //! as the in-run reference, the cost of one 4 KiB write + fsync on the same file system
 //! (the floor any durable commit pays). Scenarios:
-//! 1. one event per transaction, no snapshot;
+//! 1. one event per transaction, no snapshot (and again with an integration registered:
+//!    each event also writes its outbox entry, in the same transaction);
 //! 2. one event per transaction with a 50 KB snapshot;
 //! 3. a burst of 3000 events through the writer thread (group commit), 1 in 3 with a snapshot;
 //! 4. an alarm storm: 100 events/s for 10 s, each with a 50 KB snapshot, through `try_submit`.
@@ -113,12 +114,18 @@ fn main() {
     );
 
     // 1 and 2: one event per transaction.
-    for (name, snap) in [
-        ("1 event/txn, no snapshot", None),
-        ("1 event/txn, 50 KB snapshot", Some(jpeg.clone())),
+    for (name, snap, sink) in [
+        ("1 event/txn, no snapshot", None, false),
+        ("1 event/txn, no snapshot, outbox (1 sink)", None, true),
+        ("1 event/txn, 50 KB snapshot", Some(jpeg.clone()), false),
     ] {
-        let dir = tmp.path().join(name.replace(['/', ' ', ','], "_"));
+        let dir = tmp
+            .path()
+            .join(name.replace(['/', ' ', ',', '(', ')'], "_"));
         let store = open(&dir);
+        if sink {
+            store.register_outbox_sinks(&["bench".into()]).unwrap();
+        }
         let n = 300;
         let mut lat = Vec::with_capacity(n);
         let start = Instant::now();

@@ -21,6 +21,9 @@
 //!   before the transaction that references them commits.
 //! - A full snapshot quota or disk refuses snapshots (counted in [`StoreMetrics`], flagged)
 //!   but events are still recorded.
+//! - Every event, change of an event's state, camera health change and output change
+//!   writes its integration outbox entry in the same transaction ([`outbox`]); delivery
+//!   cursors are persistent, the backlog bounded (oldest non-critical dropped first).
 //! - An audit row appended with [`StoreTxn::append_audit`] commits together with the change
 //!   it describes.
 //! - An older database is copied aside, then migrated. One written by a newer release (the
@@ -65,6 +68,7 @@ pub mod error;
 pub mod handle;
 pub mod migrate;
 pub mod model;
+pub mod outbox;
 pub mod retention;
 pub mod schema;
 pub mod signing;
@@ -77,6 +81,7 @@ pub use error::StoreError;
 pub use handle::{AckError, StoreHandle, SubmitError, Ticket, WriterThread};
 pub use migrate::{NewerEvents, OpenReport, Rollback};
 pub use model::*;
+pub use outbox::{OutboxEntry, OutboxMessage, OutboxStatus, SinkCursor, SinkStatus};
 pub use retention::{PruneReport, RetentionPolicy};
 pub use schema::CURRENT_VERSION;
 pub use signing::{BackupKey, Provenance};

@@ -17,8 +17,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use crate::error::{DbContext, StoreError};
 use crate::model::{Acknowledgement, AuditResult, Event, EventState, Severity, Snapshot};
 use crate::schema::{
-    API_KEYS, AUDIT, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META, OPEN_EVENTS, SESSIONS,
-    SETTINGS, SNAPSHOTS, USERS, v1::EventV1,
+    API_KEYS, AUDIT, EVENTS, KEY_AUDIT_SEQ, KEY_EVENT_SEQ, KEY_SCHEMA, META, OPEN_EVENTS, OUTBOX,
+    OUTBOX_ROUTINE, OUTBOX_SINKS, SESSIONS, SETTINGS, SNAPSHOTS, USERS, v1::EventV1,
 };
 
 /// What happened when the database was opened.
@@ -480,6 +480,9 @@ pub(crate) fn create_current_tables(tx: &WriteTransaction) -> Result<(), StoreEr
     tx.open_table(API_KEYS).db("create api_keys")?;
     tx.open_table(SETTINGS).db("create settings")?;
     tx.open_table(AUDIT).db("create audit")?;
+    tx.open_table(OUTBOX).db("create outbox")?;
+    tx.open_table(OUTBOX_ROUTINE).db("create outbox_routine")?;
+    tx.open_table(OUTBOX_SINKS).db("create outbox_sinks")?;
     Ok(())
 }
 
@@ -489,6 +492,7 @@ fn migrate_step(db: &Database, from: u32) -> Result<(), StoreError> {
     match from {
         1 => v1_to_v2(&tx)?,
         2 => v2_to_v3(&tx)?,
+        3 => v3_to_v4(&tx)?,
         other => {
             return Err(StoreError::Invalid {
                 field: "schema_version",
@@ -600,6 +604,20 @@ fn v2_to_v3(tx: &WriteTransaction) -> Result<(), StoreError> {
     }
     after.push(')');
     audit_migration(tx, "v2", after)
+}
+
+/// The v2 -> v3 step alone, for the v3 fixture writer ([`crate::schema::v3`]).
+pub(crate) fn v2_to_v3_fixture_step(db: &Database) -> Result<(), StoreError> {
+    migrate_step(db, 2)
+}
+
+/// v3 -> v4: the integrations' outbox tables, empty (no sink is registered yet, so no
+/// earlier record waits for delivery).
+fn v3_to_v4(tx: &WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(OUTBOX).db("create outbox")?;
+    tx.open_table(OUTBOX_ROUTINE).db("create outbox_routine")?;
+    tx.open_table(OUTBOX_SINKS).db("create outbox_sinks")?;
+    audit_migration(tx, "v3", "v4 (integration outbox created)".to_owned())
 }
 
 /// Appends the `store.migrate` audit row of one migration step.

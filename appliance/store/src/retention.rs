@@ -68,6 +68,8 @@ pub struct PruneReport {
     pub audit_rows: u64,
     /// Sessions removed.
     pub sessions: u64,
+    /// Integration outbox entries aged out with the events.
+    pub outbox: u64,
 }
 
 fn cutoff(now: UnixMs, age: Option<Duration>) -> Option<UnixMs> {
@@ -84,6 +86,7 @@ impl Store {
         self.prune_snapshots(now, &mut report)?;
         self.prune_audit(now, &mut report)?;
         self.prune_sessions(now, &mut report)?;
+        report.outbox = self.prune_outbox(cutoff(now, self.config().retention.event_max_age))?;
         let m = self.metrics();
         if m.snapshot_bytes.load(Ordering::Relaxed) < self.config().retention.snapshot_quota_bytes {
             m.snapshot_quota_exceeded.store(false, Ordering::Relaxed);

@@ -9,20 +9,25 @@
 //!   dispatcher wrote `details` as `{"alarm_key": "<boot_ms>-<seq>", "detail": "<Rust Debug
 //!   text of the alarm detail>"}` (e.g. `"Dwell { inside: 12.5s }"`); events migrated from v1
 //!   had `null`.
-//! - **v3** (current): `details` is typed ([`EventDetails`](crate::model::EventDetails)):
+//! - **v3**: `details` is typed ([`EventDetails`](crate::model::EventDetails)):
 //!   `null`, or `{"alarm_key": {"boot_ms", "seq"}, "detail": {"kind": ..., ...}}` with the
 //!   detail in the serde form of
 //!   [`AlarmDetail`](safe_yolo_domain::alarm::AlarmDetail). The migration parses the v2 text
 //!   (see [`v2`]); details it cannot read become `null`, logged with the event id and
 //!   counted in the migration's audit row (the pre-migration copy keeps the original).
 //!   Tables unchanged.
+//! - **v4** (current): the integrations' outbox ([`crate::outbox`]): new tables `outbox`
+//!   (entry seq -> entry), `outbox_routine` (seq of each non-critical entry, the ones the
+//!   bound may drop) and `outbox_sinks` (sink name -> cursor), new `meta` keys
+//!   `outbox_seq`, `outbox_dropped`, `outbox_drop_pending`, `outbox_drop_audit_at`. The
+//!   migration creates the empty tables; records are unchanged.
 //!
 //! Keys are `u64` (redb orders them numerically) or `&str`; values are `serde_json` bytes.
 
 use redb::TableDefinition;
 
 /// The schema version this build writes.
-pub const CURRENT_VERSION: u32 = 3;
+pub const CURRENT_VERSION: u32 = 4;
 
 /// Key/value metadata: schema version and sequences.
 pub(crate) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
@@ -44,12 +49,30 @@ pub(crate) const SETTINGS: TableDefinition<'static, &str, &[u8]> = TableDefiniti
 /// Audit log keyed by id (v2).
 pub(crate) const AUDIT: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("audit");
 
+/// The integrations' outbox: entry seq -> [`crate::outbox::OutboxEntry`] (v4).
+pub(crate) const OUTBOX: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("outbox");
+/// Seqs of the outbox entries the bound may drop (not about a critical event) (v4).
+pub(crate) const OUTBOX_ROUTINE: TableDefinition<'static, u64, ()> =
+    TableDefinition::new("outbox_routine");
+/// Delivery cursors: sink name -> [`crate::outbox::SinkCursor`] (v4).
+pub(crate) const OUTBOX_SINKS: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("outbox_sinks");
+
 /// `meta` key of the schema version.
 pub(crate) const KEY_SCHEMA: &str = "schema_version";
 /// `meta` key of the last event id handed out.
 pub(crate) const KEY_EVENT_SEQ: &str = "event_seq";
 /// `meta` key of the last audit id handed out.
 pub(crate) const KEY_AUDIT_SEQ: &str = "audit_seq";
+
+/// `meta` key of the last outbox entry written (v4).
+pub(crate) const KEY_OUTBOX_SEQ: &str = "outbox_seq";
+/// `meta` key of the outbox entries dropped, ever (v4).
+pub(crate) const KEY_OUTBOX_DROPPED: &str = "outbox_dropped";
+/// `meta` key of the outbox drops not audited yet (v4).
+pub(crate) const KEY_OUTBOX_DROP_PENDING: &str = "outbox_drop_pending";
+/// `meta` key of the time of the last `outbox.drop` audit row (v4).
+pub(crate) const KEY_OUTBOX_DROP_AUDIT_AT: &str = "outbox_drop_audit_at";
 
 /// Settings key for `kind/id`.
 pub(crate) fn setting_key(kind: crate::model::SettingKind, id: &str) -> String {
@@ -598,5 +621,39 @@ pub mod v2 {
             assert!(parse_details(&json!({"alarm_key": "1-2"})).is_err());
             assert!(parse_details(&json!({"alarm_key": "1-2", "detail": "Fire"})).is_err());
         }
+    }
+}
+
+/// Schema v3's fixture: the v2 fixture migrated by the v2 -> v3 step, as a v3 release
+/// left it (no outbox tables).
+pub mod v3 {
+    use std::path::Path;
+
+    use redb::{Database, ReadableTable};
+
+    use super::{KEY_SCHEMA, META};
+    use crate::error::{DbContext, StoreError};
+
+    /// Writes the reference v3 fixture database to `path` (which must not exist): the v2
+    /// fixture ([`super::v2::write_fixture`]) brought to v3 by that step alone.
+    pub fn write_fixture(path: &Path) -> Result<(), StoreError> {
+        super::v2::write_fixture(path)?;
+        let db = Database::create(path).db("open v3 fixture")?;
+        crate::migrate::v2_to_v3_fixture_step(&db)?;
+        let tx = db.begin_write().db("begin v3 fixture")?;
+        {
+            let meta = tx.open_table(META).db("open meta")?;
+            let v = meta
+                .get(KEY_SCHEMA)
+                .db("read schema version")?
+                .map(|v| v.value());
+            if v != Some(3) {
+                return Err(StoreError::Invalid {
+                    field: "schema_version",
+                    reason: format!("the v3 fixture is at {v:?}"),
+                });
+            }
+        }
+        super::finish_fixture(tx, db)
     }
 }

@@ -71,6 +71,9 @@ pub struct StoreConfig {
     pub retention: RetentionPolicy,
     /// Upper bound of redb's page cache in bytes (redb's own default is 1 GiB).
     pub cache_bytes: usize,
+    /// Bound of the integrations' outbox (entries waiting for the slowest sink); past it
+    /// the oldest non-critical entries are dropped ([`crate::outbox`]).
+    pub outbox_max_entries: u64,
 }
 
 impl StoreConfig {
@@ -80,6 +83,7 @@ impl StoreConfig {
             state_dir: state_dir.into(),
             retention: RetentionPolicy::default(),
             cache_bytes: DEFAULT_CACHE_BYTES,
+            outbox_max_entries: crate::outbox::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct StoreMetrics {
     pub snapshot_quota_exceeded: AtomicBool,
     /// Set while snapshots are refused for lack of disk space; cleared when one is written.
     pub disk_full: AtomicBool,
+    /// Outbox entries dropped by the bound or aged out (since the store opened).
+    pub outbox_dropped: AtomicU64,
 }
 
 /// Sizes and sequence numbers, for the status page.
@@ -155,6 +161,7 @@ pub struct Store {
     open_report: OpenReport,
     prune_wanted: Arc<tokio::sync::Notify>,
     tmp_counter: AtomicU64,
+    outbox_head: tokio::sync::watch::Sender<u64>,
 }
 
 /// A snapshot after the first phase of an event write.
@@ -274,6 +281,7 @@ impl Store {
             open_report,
             prune_wanted: Arc::new(tokio::sync::Notify::new()),
             tmp_counter: AtomicU64::new(0),
+            outbox_head: tokio::sync::watch::Sender::new(0),
         };
         let (referenced, bytes) = store.snapshot_index()?;
         if let Some(rb) = &mut store.open_report.rollback {
@@ -369,6 +377,23 @@ impl Store {
         &self.prune_wanted
     }
 
+    /// The outbox's head (last entry written), changed after each commit that wrote
+    /// one: the integrations wait on it.
+    pub fn watch_outbox(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_head.subscribe()
+    }
+
+    /// Tells the integrations that entries up to `seq` are committed.
+    pub(crate) fn outbox_written(&self, seq: u64) {
+        self.outbox_head.send_if_modified(|h| {
+            let newer = seq > *h;
+            if newer {
+                *h = seq;
+            }
+            newer
+        });
+    }
+
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }
@@ -417,12 +442,14 @@ impl Store {
         };
         let mut ids = Vec::with_capacity(batch.len());
         let mut placed: Vec<PathBuf> = Vec::new();
+        let mut outbox_seq = None;
         let result = (|| {
             let mut meta = tx.open_table(META).db("open meta")?;
             let mut events = tx.open_table(EVENTS).db("open events")?;
             let mut open = tx.open_table(OPEN_EVENTS).db("open open_events")?;
             let mut snaps = tx.open_table(SNAPSHOTS).db("open snapshots")?;
             let mut seq = meta_get(&meta, KEY_EVENT_SEQ)?;
+            let mut raised = Vec::with_capacity(batch.len());
             for (ev, prep) in batch.iter().zip(prepared.iter_mut()) {
                 seq = seq.checked_add(1).ok_or_else(|| StoreError::Invalid {
                     field: "event_seq",
@@ -455,8 +482,21 @@ impl Store {
                     .insert(id, enc("events", &event)?.as_slice())
                     .db("insert event")?;
                 ids.push(id);
+                raised.push(event);
             }
             meta.insert(KEY_EVENT_SEQ, seq).db("write event seq")?;
+            drop((meta, events, open, snaps));
+            // The integrations' entries, in the same transaction as the events.
+            for event in raised {
+                let message = crate::outbox::OutboxMessage::EventRaised {
+                    event: Box::new(event),
+                };
+                if let Some(s) =
+                    crate::outbox::append(&tx, message, self.config.outbox_max_entries)?
+                {
+                    outbox_seq = Some(s);
+                }
+            }
             Ok::<(), StoreError>(())
         })();
         let result = result.and_then(|()| {
@@ -468,6 +508,9 @@ impl Store {
         if let Err(e) = result {
             discard(&prepared, &placed);
             return Err(e);
+        }
+        if let Some(seq) = outbox_seq {
+            self.outbox_written(seq);
         }
         let m = &self.metrics;
         m.events_written
@@ -585,9 +628,17 @@ impl Store {
         f: impl FnOnce(&mut StoreTxn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let tx = self.db.begin_write().db("begin write")?;
-        let mut stx = StoreTxn { tx };
+        let mut stx = StoreTxn {
+            tx,
+            outbox_max_entries: self.config.outbox_max_entries,
+            outbox_seq: None,
+        };
         let out = f(&mut stx)?;
+        let outbox_seq = stx.outbox_seq;
         stx.tx.commit().db("commit")?;
+        if let Some(seq) = outbox_seq {
+            self.outbox_written(seq);
+        }
         Ok(out)
     }
 
@@ -826,6 +877,9 @@ pub(crate) fn query_events_in(
 /// [`StoreTxn::append_audit`], commit together or not at all.
 pub struct StoreTxn {
     tx: WriteTransaction,
+    outbox_max_entries: u64,
+    /// The last outbox entry this transaction wrote (announced after the commit).
+    outbox_seq: Option<u64>,
 }
 
 impl std::fmt::Debug for StoreTxn {
@@ -834,9 +888,54 @@ impl std::fmt::Debug for StoreTxn {
     }
 }
 
+/// Appends an audit row in `tx` and returns its id.
+pub(crate) fn append_audit_in(tx: &WriteTransaction, a: NewAudit) -> Result<u64, StoreError> {
+    let mut meta = tx.open_table(META).db("open meta")?;
+    let id = meta_get(&meta, KEY_AUDIT_SEQ)? + 1;
+    meta.insert(KEY_AUDIT_SEQ, id).db("write audit seq")?;
+    let result = match a.result {
+        AuditResult::Ok => AuditResult::Ok,
+        AuditResult::Denied(m) => AuditResult::Denied(capped(m, AUDIT_TEXT_MAX)),
+        AuditResult::Failed(m) => AuditResult::Failed(capped(m, AUDIT_TEXT_MAX)),
+    };
+    let row = AuditRecord {
+        id,
+        at: a.at,
+        actor: capped(a.actor, AUDIT_NAME_MAX),
+        role: a.role,
+        source: a.source.map(|s| capped(s, AUDIT_NAME_MAX)),
+        action: capped(a.action, AUDIT_NAME_MAX),
+        target: capped(a.target, AUDIT_NAME_MAX),
+        before: a.before.map(|s| capped(s, AUDIT_TEXT_MAX)),
+        after: a.after.map(|s| capped(s, AUDIT_TEXT_MAX)),
+        result,
+    };
+    let mut t = tx.open_table(AUDIT).db("open audit")?;
+    t.insert(id, enc("audit", &row)?.as_slice())
+        .db("write audit")?;
+    Ok(id)
+}
+
 // === impl StoreTxn ===
 
 impl StoreTxn {
+    /// The redb transaction (for the store's own modules).
+    pub(crate) fn tx(&self) -> &WriteTransaction {
+        &self.tx
+    }
+
+    /// The outbox's bound.
+    pub(crate) fn outbox_max_entries(&self) -> u64 {
+        self.outbox_max_entries
+    }
+
+    /// Notes that this transaction wrote outbox entry `seq`.
+    pub(crate) fn outbox_wrote(&mut self, seq: Option<u64>) {
+        if seq.is_some() {
+            self.outbox_seq = seq;
+        }
+    }
+
     fn put_str<T: Serialize>(
         &self,
         def: redb::TableDefinition<'static, &'static str, &'static [u8]>,
@@ -862,7 +961,7 @@ impl StoreTxn {
     }
 
     fn event_mut(
-        &self,
+        &mut self,
         id: u64,
         f: impl FnOnce(&mut Event) -> Result<(), StoreError>,
     ) -> Result<Event, StoreError> {
@@ -871,6 +970,7 @@ impl StoreTxn {
             what: "event",
             key: id.to_string(),
         })?;
+        let before = (e.state.name(), e.ended_at);
         f(&mut e)?;
         t.insert(id, enc("events", &e)?.as_slice())
             .db("write event")?;
@@ -879,6 +979,16 @@ impl StoreTxn {
             open.insert(id, ()).db("index open event")?;
         } else {
             open.remove(id).db("unindex open event")?;
+        }
+        drop((t, open));
+        // A change of the life cycle (acknowledged, ended, cleared) is delivered to the
+        // integrations, in this transaction.
+        if before != (e.state.name(), e.ended_at) {
+            let message = crate::outbox::OutboxMessage::EventChanged {
+                event: Box::new(e.clone()),
+            };
+            let seq = crate::outbox::append(&self.tx, message, self.outbox_max_entries)?;
+            self.outbox_wrote(seq);
         }
         Ok(e)
     }
@@ -944,30 +1054,7 @@ impl StoreTxn {
 
     /// Appends an audit row and returns its id.
     pub fn append_audit(&mut self, a: NewAudit) -> Result<u64, StoreError> {
-        let mut meta = self.tx.open_table(META).db("open meta")?;
-        let id = meta_get(&meta, KEY_AUDIT_SEQ)? + 1;
-        meta.insert(KEY_AUDIT_SEQ, id).db("write audit seq")?;
-        let result = match a.result {
-            AuditResult::Ok => AuditResult::Ok,
-            AuditResult::Denied(m) => AuditResult::Denied(capped(m, AUDIT_TEXT_MAX)),
-            AuditResult::Failed(m) => AuditResult::Failed(capped(m, AUDIT_TEXT_MAX)),
-        };
-        let row = AuditRecord {
-            id,
-            at: a.at,
-            actor: capped(a.actor, AUDIT_NAME_MAX),
-            role: a.role,
-            source: a.source.map(|s| capped(s, AUDIT_NAME_MAX)),
-            action: capped(a.action, AUDIT_NAME_MAX),
-            target: capped(a.target, AUDIT_NAME_MAX),
-            before: a.before.map(|s| capped(s, AUDIT_TEXT_MAX)),
-            after: a.after.map(|s| capped(s, AUDIT_TEXT_MAX)),
-            result,
-        };
-        let mut t = self.tx.open_table(AUDIT).db("open audit")?;
-        t.insert(id, enc("audit", &row)?.as_slice())
-            .db("write audit")?;
-        Ok(id)
+        append_audit_in(&self.tx, a)
     }
 
     /// Creates a user; fails if the name is taken.

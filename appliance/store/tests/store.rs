@@ -18,8 +18,9 @@ use safe_yolo_domain::alarm::AlarmDetail;
 use safe_yolo_domain::{CameraId, RuleId, ZoneId};
 use safe_yolo_store::{
     AlarmKey, AuditResult, CURRENT_VERSION, Event, EventDetails, EventQuery, EventState, NewAudit,
-    NewEvent, RetentionPolicy, Role, SettingKind, Severity, Snapshot, SnapshotRefusal, StateFilter,
-    Store, StoreConfig, StoreError, StoreHandle, SubmitError, User, now_ms,
+    NewEvent, OutboxEntry, OutboxMessage, RetentionPolicy, Role, SettingKind, Severity, Snapshot,
+    SnapshotRefusal, StateFilter, Store, StoreConfig, StoreError, StoreHandle, SubmitError, User,
+    now_ms,
 };
 use sha2::{Digest, Sha256};
 
@@ -191,9 +192,10 @@ fn sigkill_never_loses_an_acknowledged_event_nor_reuses_an_id() {
 fn migrates_every_earlier_schema_fixture() {
     // One entry per earlier schema version; add the next one when v4 ships.
     type Check = fn(&Store);
-    let fixtures: [(u32, &str, Check); 2] = [
+    let fixtures: [(u32, &str, Check); 3] = [
         (1, "schema-v1.redb", check_migrated_v1),
         (2, "schema-v2.redb", check_migrated_v2),
+        (3, "schema-v3.redb", check_migrated_v3),
     ];
     assert_eq!(fixtures.len() as u32, CURRENT_VERSION - 1);
     for (version, name, check) in fixtures {
@@ -271,6 +273,11 @@ fn check_migrated_v1(store: &Store) {
                 "store.migrate",
                 Some("v2"),
                 Some("v3 (0 event details typed)")
+            ),
+            (
+                "store.migrate",
+                Some("v3"),
+                Some("v4 (integration outbox created)")
             ),
         ]
     );
@@ -368,10 +375,254 @@ fn check_migrated_v2(store: &Store) {
                 "store.migrate",
                 Some("v3 (10 event details typed, unreadable dropped: events 13)")
             ),
+            (7, "store.migrate", Some("v4 (integration outbox created)")),
         ]
     );
     let id = store.insert_events(&[ev("gate", 1, None)]).unwrap();
     assert_eq!(id, vec![14]);
+}
+
+/// v3 -> v4: the records are untouched, the outbox exists and is empty, and a sink
+/// registered afterwards starts at the head and gets what happens from then on.
+fn check_migrated_v3(store: &Store) {
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.schema_version, CURRENT_VERSION);
+    assert_eq!((stats.events, stats.event_seq), (12, 13));
+    check_migrated_v2_events(store);
+    let (audit, _) = store.audit_page(None, 10, true).unwrap();
+    let steps: Vec<_> = audit
+        .iter()
+        .filter(|r| r.action == "store.migrate")
+        .map(|r| (r.before.as_deref(), r.after.as_deref()))
+        .collect();
+    assert_eq!(
+        steps.last(),
+        Some(&(Some("v3"), Some("v4 (integration outbox created)")))
+    );
+    let status = store.outbox_status().unwrap();
+    assert_eq!((status.head, status.entries, status.sinks.len()), (0, 0, 0));
+    // No sink: an event writes no entry.
+    store.insert_events(&[ev("gate", 1, None)]).unwrap();
+    assert_eq!(store.outbox_status().unwrap().head, 0);
+    let cursors = store.register_outbox_sinks(&["mqtt".into()]).unwrap();
+    assert_eq!(cursors[0].cursor, 0);
+    let ids = store.insert_events(&[ev("gate", 2, None)]).unwrap();
+    let entries = store.outbox_after("mqtt", 10).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].message.event().map(|e| e.id), Some(ids[0]));
+    // Acknowledging event 3 (active in the fixture) is delivered too.
+    store.acknowledge(3, "alice", 5).unwrap();
+    assert_eq!(store.outbox_after("mqtt", 10).unwrap().len(), 2);
+}
+
+#[test]
+fn a_freshly_generated_v3_database_migrates_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    safe_yolo_store::schema::v3::write_fixture(&tmp.path().join("store.redb")).unwrap();
+    assert_eq!(raw_schema_version(&tmp.path().join("store.redb")), 3);
+    check_migrated_v3(&open(tmp.path()));
+}
+
+// === the integrations' outbox ===
+
+fn kinds(entries: &[OutboxEntry]) -> Vec<(String, Option<u64>, Option<&'static str>)> {
+    entries
+        .iter()
+        .map(|e| {
+            let v = serde_json::to_value(&e.message).unwrap();
+            (
+                v["kind"].as_str().unwrap().to_owned(),
+                e.message.event().map(|ev| ev.id),
+                e.message.event().map(|ev| ev.state.name()),
+            )
+        })
+        .collect()
+}
+
+/// Each record and its outbox entry commit together: events, acknowledgements, ends
+/// and clears, camera health and output changes, in the order they happened; a refused
+/// change writes no entry; a failed transaction neither.
+#[test]
+fn every_record_change_writes_its_outbox_entry_in_the_same_transaction() {
+    use safe_yolo_domain::alarm::CameraHealth;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store.register_outbox_sinks(&["mqtt".into()]).unwrap();
+    let ids = store
+        .insert_events(&[ev("gate", 1, None), ev("dock", 2, None)])
+        .unwrap();
+    store.acknowledge(ids[0], "alice", 10).unwrap();
+    store
+        .transaction(|t| t.end_alarm(ids[0], 11).map(drop))
+        .unwrap();
+    // Refused: already cleared. No entry.
+    assert!(store.acknowledge(ids[0], "bob", 12).is_err());
+    // A transaction that fails after the change: neither the change nor its entry.
+    let failed: Result<(), StoreError> = store.transaction(|t| {
+        t.acknowledge_event(ids[1], "carol", 13)?;
+        Err(StoreError::Invalid {
+            field: "test",
+            reason: "rolled back".into(),
+        })
+    });
+    assert!(failed.is_err());
+    store
+        .record_outbox(OutboxMessage::CameraHealth {
+            camera: CameraId::new("dock").unwrap(),
+            health: CameraHealth::Offline,
+        })
+        .unwrap();
+    store
+        .record_outbox(OutboxMessage::Output {
+            output: safe_yolo_domain::OutputId::new("siren").unwrap(),
+            active: true,
+        })
+        .unwrap();
+    let entries = store.outbox_after("mqtt", 100).unwrap();
+    let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "contiguous and ordered");
+    assert_eq!(
+        kinds(&entries),
+        [
+            ("event_raised".into(), Some(ids[0]), Some("active")),
+            ("event_raised".into(), Some(ids[1]), Some("active")),
+            ("event_changed".into(), Some(ids[0]), Some("acknowledged")),
+            ("event_changed".into(), Some(ids[0]), Some("cleared")),
+            ("camera_health".into(), None, None),
+            ("output".into(), None, None),
+        ]
+    );
+    // The raised entry is the stored event itself.
+    assert_eq!(
+        entries[1].message.event(),
+        Some(&store.get_event(ids[1]).unwrap().unwrap())
+    );
+    assert_eq!(*store.watch_outbox().borrow(), 6);
+}
+
+/// Cursors are persistent: a restart resumes each sink after what it delivered; an entry
+/// every sink delivered is removed; a sink no longer configured gives up its cursor.
+#[test]
+fn outbox_cursors_survive_a_restart_and_delivered_entries_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let sinks: Vec<String> = vec!["mqtt".into(), "webhook:pager".into()];
+    store.register_outbox_sinks(&sinks).unwrap();
+    let batch: Vec<NewEvent> = (0..5).map(|i| ev("gate", i, None)).collect();
+    store.insert_events(&batch).unwrap();
+    let all = store.outbox_after("mqtt", 100).unwrap();
+    assert_eq!(all.len(), 5);
+    let c = store.outbox_delivered("mqtt", &all[2], 3).unwrap();
+    assert_eq!((c.cursor, c.delivered, c.last_event_id), (3, 3, Some(3)));
+    drop(store);
+    let store = open(tmp.path());
+    let cursors = store.register_outbox_sinks(&sinks).unwrap();
+    assert_eq!((cursors[0].cursor, cursors[1].cursor), (3, 0));
+    let status = store.outbox_status().unwrap();
+    let backlog: Vec<(String, u64)> = status
+        .sinks
+        .iter()
+        .map(|s| (s.name.clone(), s.backlog))
+        .collect();
+    assert_eq!(backlog, [("mqtt".into(), 2), ("webhook:pager".into(), 5)]);
+    assert_eq!(status.entries, 5, "the webhook has delivered nothing yet");
+    let next = store.outbox_after("mqtt", 100).unwrap();
+    assert_eq!(next.first().map(|e| e.seq), Some(4));
+    store.outbox_delivered("webhook:pager", &all[3], 4).unwrap();
+    assert_eq!(
+        store.outbox_status().unwrap().entries,
+        2,
+        "3 delivered by both"
+    );
+    // The webhook is removed from the configuration: its cursor goes, and the entries
+    // only it was waiting for with it.
+    store.register_outbox_sinks(&["mqtt".into()]).unwrap();
+    let status = store.outbox_status().unwrap();
+    assert_eq!((status.sinks.len(), status.entries), (1, 2));
+    store.outbox_delivered("mqtt", &all[4], 2).unwrap();
+    assert_eq!(store.outbox_status().unwrap().entries, 0);
+    assert!(matches!(
+        store.outbox_after("nobody", 1),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// A sink down for days: past the bound the oldest non-critical entries are dropped,
+/// counted and audited; entries about critical events are all kept; they age out with
+/// the events (retention), audited too.
+#[test]
+fn a_full_outbox_drops_oldest_non_critical_first_and_keeps_critical_until_they_age_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig {
+        outbox_max_entries: 5,
+        ..StoreConfig::new(tmp.path())
+    })
+    .unwrap();
+    store.register_outbox_sinks(&["mqtt".into()]).unwrap();
+    let mut critical = Vec::new();
+    for i in 0..12u64 {
+        let mut e = ev("gate", i, None);
+        if i % 4 != 0 {
+            e.severity = Severity::Warning;
+        }
+        let id = store.insert_events(&[e]).unwrap()[0];
+        if i % 4 == 0 {
+            critical.push(id);
+        }
+    }
+    let left = store.outbox_after("mqtt", 100).unwrap();
+    let ids: Vec<u64> = left
+        .iter()
+        .filter_map(|e| e.message.event().map(|ev| ev.id))
+        .collect();
+    // 12 entries, bound 5: 7 warnings dropped, oldest first; the 3 critical kept.
+    assert_eq!(ids, [1, 5, 9, 11, 12]);
+    assert!(critical.iter().all(|c| ids.contains(c)));
+    let status = store.outbox_status().unwrap();
+    assert_eq!((status.entries, status.dropped), (5, 7));
+    let drops: Vec<_> = store
+        .audit_page(None, 100, true)
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|r| r.action == "outbox.drop")
+        .collect();
+    assert_eq!(drops.len(), 1, "one row an hour, not one per drop");
+    assert_eq!(
+        drops[0].after.as_deref(),
+        Some("1 entries dropped: the backlog is full")
+    );
+    // More critical events than the bound: the last two warnings go, every critical
+    // entry stays, over the bound.
+    for i in 0..6 {
+        store.insert_events(&[ev("gate", 100 + i, None)]).unwrap();
+    }
+    let left = store.outbox_after("mqtt", 100).unwrap();
+    assert_eq!(
+        left.len(),
+        3 + 6,
+        "only critical entries are left, over the bound"
+    );
+    assert!(left.iter().all(|e| e.message.is_critical()));
+    assert_eq!(store.outbox_status().unwrap().dropped, 9);
+    // A year and a day later retention ages them out with the events: audited, with the
+    // drops not audited yet.
+    let report = store.prune(now_ms() + 366 * 86_400_000).unwrap();
+    assert_eq!(report.outbox, 9);
+    let status = store.outbox_status().unwrap();
+    assert_eq!((status.entries, status.dropped), (0, 9 + 9));
+    let last = store
+        .audit_page(None, 1, false)
+        .unwrap()
+        .0
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(last.action, "outbox.drop");
+    assert_eq!(
+        last.after.as_deref(),
+        Some("17 entries dropped: 9 aged out with the events, 8 for the full backlog")
+    );
 }
 
 #[test]
@@ -484,7 +735,7 @@ fn a_rollback_restores_the_pre_migration_copy_and_keeps_the_newer_database_aside
     let store = Store::open_as(StoreConfig::new(tmp.path()), 2).unwrap();
     let report = store.open_report().clone();
     let rb = report.rollback.clone().expect("a rollback");
-    assert_eq!(rb.newer_version, 3);
+    assert_eq!(rb.newer_version, CURRENT_VERSION);
     assert_eq!(rb.restored_from.as_ref(), Some(&copy));
     assert_eq!(report.found_version, Some(2));
     assert_eq!(rb.newer_events.ids, ids);
@@ -502,7 +753,10 @@ fn a_rollback_restores_the_pre_migration_copy_and_keeps_the_newer_database_aside
     assert_eq!(store.stats().unwrap().event_seq, seq + 3);
     let row = last_audit_row(&store);
     assert_eq!(row.action, "store.rollback");
-    assert_eq!(row.before.as_deref(), Some("v3"));
+    assert_eq!(
+        row.before.as_deref(),
+        Some(format!("v{CURRENT_VERSION}").as_str())
+    );
     let after = row.after.unwrap();
     assert!(after.contains("3 newer event(s)"), "{after}");
     assert!(

@@ -127,6 +127,46 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
     }))
 }
 
+/// The integrations' outbox and each sink's delivery state (no setting and no
+/// secret: those stay in the configuration).
+pub(crate) async fn integrations(
+    State(s): State<AppState>,
+) -> Result<axum::Json<safe_yolo_store::OutboxStatus>, HttpError> {
+    let store = s.store()?;
+    let status = store
+        .run(|st| st.outbox_status())
+        .await
+        .map_err(|e| HttpError::store("integration status", e))?;
+    Ok(axum::Json(status))
+}
+
+/// Sends a test message through every configured integration (audited with it, in one
+/// transaction). `outbox_seq` is `null` when no integration is configured.
+pub(crate) async fn test_integrations(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<axum::Json<crate::views::IntegrationTest>, HttpError> {
+    let by = p.actor.clone();
+    let row = audit::row(&p, "integrations.test", "integrations", None, None);
+    let seq = s
+        .store()?
+        .transaction(move |t| {
+            let seq = t.append_outbox(safe_yolo_store::OutboxMessage::Test { by })?;
+            let mut row = row;
+            row.after = Some(seq.map_or_else(
+                || "no integration configured".to_owned(),
+                |n| format!("test message queued (outbox {n})"),
+            ));
+            t.append_audit(row)?;
+            Ok(seq)
+        })
+        .await
+        .map_err(|e| HttpError::store("queueing a test message", e))?;
+    Ok(axum::Json(crate::views::IntegrationTest {
+        outbox_seq: seq,
+    }))
+}
+
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(

@@ -1,0 +1,119 @@
+//! Plant integrations: the store's durable outbox ([`safe_yolo_store::outbox`]) delivered
+//! to an MQTT broker and to signed HTTPS webhooks, each in order and at least once.
+//!
+//! Nothing here is on the safety path. The dispatcher and the store write the outbox
+//! entries with their records; the sinks read them on tasks of their own and only ever
+//! wait for their own network. A broker that is down, slow or refusing costs the box a
+//! bounded backlog in the store, never an alarm.
+//!
+//! [`Integrations::start`] registers the configured sinks with the store (once it is
+//! open: a new sink starts at the head, a removed one loses its cursor), starts one
+//! delivery task per sink ([`deliver::run`]) and two followers that turn camera health
+//! changes and output changes into outbox entries ([`follow`]).
+#![forbid(unsafe_code)]
+
+pub mod deliver;
+pub mod follow;
+pub mod message;
+pub mod mqtt;
+pub mod tls;
+pub mod webhook;
+
+use safe_yolo_config::IntegrationsConfig;
+use safe_yolo_outputs::OutputsStatus;
+use safe_yolo_pipeline::CameraTaps;
+use safe_yolo_store::Storage;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use deliver::{Sink, SinkError};
+pub use mqtt::MqttSink;
+pub use webhook::WebhookSink;
+
+/// What the integrations follow besides the outbox.
+#[derive(Debug)]
+pub struct Sources {
+    /// The running cameras (their health).
+    pub cameras: CameraTaps,
+    /// The outputs' status (which lines an alarm drives).
+    pub outputs: watch::Receiver<OutputsStatus>,
+}
+
+/// The running integrations.
+#[derive(Debug)]
+pub struct Integrations {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Integrations {
+    /// Starts the configured sinks; `box_name` names the box in topics and messages.
+    pub fn start(
+        config: &IntegrationsConfig,
+        box_name: String,
+        public_url: Option<String>,
+        storage: Storage,
+        sources: Sources,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mqtt = config
+            .mqtt
+            .clone()
+            .map(|m| MqttSink::new(m, box_name.clone(), public_url.clone()));
+        let hooks: Vec<WebhookSink> = config
+            .webhooks
+            .iter()
+            .map(|w| WebhookSink::new(w.clone(), box_name.clone(), public_url.clone()))
+            .collect();
+        let names: Vec<String> = mqtt
+            .iter()
+            .map(|_| mqtt::SINK_NAME.to_owned())
+            .chain(hooks.iter().map(|h| h.name().to_owned()))
+            .collect();
+        let any = !names.is_empty();
+        {
+            let (storage, stop, inner) = (storage.clone(), stop.clone(), tasks.clone());
+            tasks.spawn(async move {
+                // Registered once the store is open (it may open late).
+                let store = loop {
+                    if let Some(h) = storage.current() {
+                        break h;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => return,
+                    }
+                };
+                let n = names.clone();
+                if let Err(e) = store.run(move |s| s.register_outbox_sinks(&n)).await {
+                    tracing::error!(error = %safe_yolo_domain::error_chain(&e), "cannot register the integrations with the store: they do not deliver");
+                    return;
+                }
+                if let Some(sink) = mqtt {
+                    inner.spawn(deliver::run(sink, storage.clone(), stop.clone()));
+                }
+                for hook in hooks {
+                    inner.spawn(deliver::run(hook, storage.clone(), stop.clone()));
+                }
+            });
+        }
+        if any {
+            tasks.spawn(follow::camera_health(
+                sources.cameras,
+                storage.clone(),
+                stop.clone(),
+            ));
+            tasks.spawn(follow::outputs(sources.outputs, storage, stop.clone()));
+        }
+        tasks.close();
+        Self { stop, tasks }
+    }
+
+    /// Stops every sink (each says goodbye to its broker, briefly) and waits for them.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
+    }
+}

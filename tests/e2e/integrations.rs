@@ -1,0 +1,388 @@
+//! The plant integrations against a real broker: Debian's mosquitto, started by the
+//! test on a free port (with persistence, so a subscriber's session and its queued
+//! messages survive the broker's restart), and mosquitto_sub as the plant's client.
+//!
+//! The whole daemon on the demo footage: an intrusion's MQTT message carries the stored
+//! event's id; the broker stopped while alarms happen and restarted -> every missed
+//! event arrives, in order, none lost; the daemon SIGKILLed with a backlog -> delivered
+//! after its restart.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::alarms::walkway_appliance;
+use crate::client::{Client, PASSWORD, first_admin, free_port, wait_until};
+use crate::harness::Daemon;
+
+/// A mosquitto broker on `port`, persisting into `dir`.
+struct Broker {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        // Started as root, mosquitto drops to its own user, which could not write its
+        // persistence file in our directory: it stays the user that runs the test.
+        let user = Command::new("id").arg("-un").output().unwrap().stdout;
+        std::fs::write(
+            &conf,
+            format!(
+                "user {}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                String::from_utf8_lossy(&user).trim(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("mosquitto.log"))
+            .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto (scripts/install-deps.sh installs it)");
+        let broker = Self {
+            child,
+            dir: dir.to_owned(),
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(drop)
+        });
+        assert!(up.is_some(), "mosquitto did not listen: {}", broker.log());
+        broker
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM (mosquitto saves its persistence file) and waits.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// mosquitto_sub with a persistent session (`-c`, QoS 1): the broker queues what it
+/// misses while disconnected; each line is `topic payload`.
+struct Subscriber {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Subscriber {
+    fn start(port: u16, topic: &str, out: PathBuf) -> Self {
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-i", "e2e-plant", "-c", "-q", "1", "-v", "-t", topic])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (scripts/install-deps.sh installs it)");
+        Self { child, out }
+    }
+
+    /// The JSON payloads received on topics ending with `suffix`, in order.
+    fn messages(&self, suffix: &str) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(t, _)| t.ends_with(suffix))
+            .filter_map(|(_, p)| serde_json::from_str(p).ok())
+            .collect()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ids of the events raised on MQTT, in arrival order.
+fn raised_ids(sub: &Subscriber) -> Vec<u64> {
+    sub.messages("/events")
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect()
+}
+
+/// The ids of every stored walkway intrusion, oldest first.
+fn stored_ids(c: &Client) -> Vec<u64> {
+    let (status, page) = c.json(
+        "GET",
+        "/api/v1/events?rule=walkway-intrusion&limit=1000",
+        None,
+    );
+    if status != 200 {
+        return Vec::new();
+    }
+    let mut ids: Vec<u64> = page["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// One retained message of `topic`, as the broker keeps it now.
+fn retained(port: u16, topic: &str) -> Option<String> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", topic, "-C", "1", "-W", "5"])
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Every event stored from `first` on has arrived on MQTT; arrivals are in order (a
+/// repeat is the same id again, never a new one for an old event).
+fn assert_all_delivered_in_order(sub: &Subscriber, stored: &[u64], first: u64, what: &str) {
+    let got = raised_ids(sub);
+    let want: BTreeSet<u64> = stored.iter().copied().filter(|id| *id >= first).collect();
+    let have: BTreeSet<u64> = got.iter().copied().collect();
+    let missing: Vec<&u64> = want.difference(&have).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: events {missing:?} never arrived; got {got:?}"
+    );
+    // In order: a smaller id than one already received is only ever a repeat.
+    let (mut seen, mut highest) = (BTreeSet::new(), 0);
+    for id in &got {
+        assert!(
+            *id >= highest || seen.contains(id),
+            "{what}: {id} after {highest}, out of order: {got:?}"
+        );
+        seen.insert(*id);
+        highest = highest.max(*id);
+    }
+}
+
+#[test]
+fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
+    let api_port = free_port();
+    let mqtt_port = free_port();
+    let (app, config) = walkway_appliance(api_port);
+    let broker_dir = app.path().join("broker");
+    let broker = Broker::start(&broker_dir, mqtt_port);
+    let sub = Subscriber::start(mqtt_port, "safe-yolo/+/events", app.path().join("sub.txt"));
+    // The subscription exists before the daemon publishes anything.
+    let probe = wait_until(Duration::from_secs(10), || {
+        let _ = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
+            .args([
+                "-q",
+                "1",
+                "-t",
+                "safe-yolo/probe/events",
+                "-m",
+                "{\"probe\":1}",
+            ])
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        (!sub.messages("/events").is_empty()).then_some(())
+    });
+    assert!(
+        probe.is_some(),
+        "the subscriber never subscribed: {}",
+        broker.log()
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[integrations]\nbox_name = \"e2e\"\n\n[integrations.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\nkeep_alive_s = 5\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
+    let mut c = first_admin(&daemon, api_port);
+
+    // 1. An intrusion: its message's id is the stored event's.
+    let first = wait_until(Duration::from_secs(150), || {
+        raised_ids(&sub).first().copied()
+    })
+    .unwrap_or_else(|| panic!("no event on MQTT; log:\n{}", daemon.log_text()));
+    let (status, stored) = c.json("GET", &format!("/api/v1/events/{first}"), None);
+    assert_eq!(status, 200, "{stored}");
+    let msg = sub
+        .messages("/events")
+        .into_iter()
+        .find(|m| m["id"] == first)
+        .unwrap();
+    assert_eq!(msg["rule"], "walkway-intrusion");
+    assert_eq!(msg["box"], "e2e");
+    assert_eq!(
+        (&msg["camera"], &msg["started_at"], &msg["severity"]),
+        (
+            &stored["camera"],
+            &stored["started_at"],
+            &stored["severity"]
+        )
+    );
+    assert_eq!(
+        msg["snapshot_url"],
+        format!("/api/v1/events/{first}/snapshot")
+    );
+    assert_eq!(
+        retained(mqtt_port, "safe-yolo/e2e/status").as_deref(),
+        Some("online")
+    );
+
+    // 2. The broker goes away while alarms go on; the outbox keeps them.
+    let before = stored_ids(&c);
+    broker.stop();
+    let outage = std::time::Instant::now();
+    let during = wait_until(Duration::from_secs(120), || {
+        let now = stored_ids(&c);
+        let new: Vec<u64> = now
+            .iter()
+            .copied()
+            .filter(|id| !before.contains(id))
+            .collect();
+        (new.len() >= 2).then_some(new)
+    })
+    .unwrap_or_else(|| panic!("no alarms during the outage; log:\n{}", daemon.log_text()));
+    let delivered_during: Vec<u64> = raised_ids(&sub)
+        .into_iter()
+        .filter(|id| during.contains(id))
+        .collect();
+    assert!(delivered_during.is_empty(), "delivered without a broker?");
+    eprintln!(
+        "broker down {:.1} s; events {during:?} stored meanwhile",
+        outage.elapsed().as_secs_f64()
+    );
+    let broker = Broker::start(&broker_dir, mqtt_port);
+    let all = wait_until(Duration::from_secs(90), || {
+        let stored = stored_ids(&c);
+        let have: BTreeSet<u64> = raised_ids(&sub).into_iter().collect();
+        during.iter().all(|id| have.contains(id)).then_some(stored)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "missed events not delivered after the restart: got {:?}; log:\n{}",
+            raised_ids(&sub),
+            daemon.log_text()
+        )
+    });
+    assert_all_delivered_in_order(&sub, &all, first, "after the broker's restart");
+
+    // 3. A backlog, then SIGKILL: delivered by the next run.
+    broker.stop();
+    let before = stored_ids(&c);
+    let backlog = wait_until(Duration::from_secs(120), || {
+        let new: Vec<u64> = stored_ids(&c)
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        (!new.is_empty()).then_some(new)
+    })
+    .unwrap_or_else(|| panic!("no alarm for the backlog; log:\n{}", daemon.log_text()));
+    daemon.signal("KILL");
+    daemon.wait(Duration::from_secs(5));
+    let broker = Broker::start(&broker_dir, mqtt_port);
+    // The will: the box went away without a goodbye.
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
+    c.login("safety", PASSWORD);
+    let got = wait_until(Duration::from_secs(90), || {
+        let have: BTreeSet<u64> = raised_ids(&sub).into_iter().collect();
+        backlog.iter().all(|id| have.contains(id)).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "the backlog {backlog:?} was not delivered after the SIGKILL: got {:?}; log:\n{}",
+        raised_ids(&sub),
+        daemon.log_text()
+    );
+    let stored = stored_ids(&c);
+    assert_all_delivered_in_order(&sub, &stored, first, "after the SIGKILL");
+    // The delivery status: nothing waits, the outages are on record.
+    let status = wait_until(Duration::from_secs(30), || {
+        let (code, v) = c.json("GET", "/api/v1/system/integrations", None);
+        (code == 200 && v["sinks"][0]["backlog"] == 0).then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the MQTT backlog never drained; log:\n{}",
+            daemon.log_text()
+        )
+    });
+    let sink = &status["sinks"][0];
+    assert_eq!(sink["name"], "mqtt", "{status}");
+    assert!(
+        sink["delivered"].as_u64().unwrap() >= stored.len() as u64,
+        "{status}"
+    );
+    assert!(
+        sink["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broker connection")),
+        "{status}"
+    );
+    assert!(!status.to_string().contains("password"), "{status}");
+    // "Send test event": it reaches the broker on `test`, audited.
+    let waiting = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
+        .args(["-t", "safe-yolo/e2e/test", "-C", "1", "-W", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, sent) = c.json("POST", "/api/v1/system/integrations/test", None);
+    assert_eq!(code, 200, "{sent}");
+    assert!(sent["outbox_seq"].is_u64(), "{sent}");
+    let out = waiting.wait_with_output().unwrap();
+    let test: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no test message: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        (&test["kind"], &test["by"]),
+        (&"test".into(), &"safety".into())
+    );
+    let (_, audit) = c.json("GET", "/api/v1/audit?limit=20", None);
+    assert!(audit.to_string().contains("integrations.test"), "{audit}");
+
+    // An orderly stop says goodbye: `offline`, retained.
+    daemon.signal("TERM");
+    assert!(
+        daemon
+            .wait(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    assert_eq!(
+        retained(mqtt_port, "safe-yolo/e2e/status").as_deref(),
+        Some("offline")
+    );
+    drop(broker);
+}
