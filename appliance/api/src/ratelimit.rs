@@ -103,6 +103,22 @@ impl RateLimiter {
         r
     }
 
+    /// Charges `tokens` more to `actor` for work a request turned out to cost
+    /// (an event page that looked at thousands of events). The bucket may go
+    /// below zero: the caller's next requests wait until it has refilled, so a
+    /// client's CPU share follows what its requests cost, not only their count.
+    pub fn charge_principal_cost(&self, actor: &str, tokens: f64) {
+        if !(tokens.is_finite() && tokens > 0.0) {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.principals.lock();
+        if let Some(b) = map.get_mut(actor) {
+            b.tokens = refilled(b, now, self.limit) - tokens;
+            b.last = now;
+        }
+    }
+
     /// Charges one request to `source`; `Err(seconds)` to wait when its bucket is empty.
     pub fn charge_source(&self, source: IpAddr) -> Result<(), u64> {
         let source = source_key(source);
@@ -142,6 +158,11 @@ fn full(now: Instant, limit: RateLimit) -> Bucket {
         last: now,
     }
 }
+
+/// Rate-limit tokens an event page costs beyond its request: one per this many
+/// events looked at (a full 10,000-event scan costs 50 tokens, one second of
+/// the default rate).
+pub const EVENTS_PER_TOKEN: usize = 200;
 
 fn refilled(b: &Bucket, now: Instant, limit: RateLimit) -> f64 {
     let dt = now.saturating_duration_since(b.last).as_secs_f64();
@@ -244,6 +265,26 @@ mod tests {
         assert!(l.check_source(ip).is_err());
         assert!(l.charge_source(ip).is_err());
         assert!(l.check_source("10.0.0.10".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_expensive_request_costs_its_work() {
+        let l = RateLimiter::new(RateLimit {
+            per_second: 0.001,
+            burst: 100,
+        });
+        assert!(l.charge_principal("scraper").is_ok());
+        // A page that looked at 10,000 events.
+        l.charge_principal_cost("scraper", (10_000 / EVENTS_PER_TOKEN) as f64);
+        let mut ok = 0;
+        while l.charge_principal("scraper").is_ok() {
+            ok += 1;
+        }
+        assert_eq!(ok, 49, "100 - 1 - 50 tokens left");
+        // Unknown callers and nonsense amounts change nothing.
+        l.charge_principal_cost("nobody", 10.0);
+        assert!(l.principals.lock().get("nobody").is_none());
+        l.charge_principal_cost("scraper", f64::NAN);
     }
 
     #[test]

@@ -422,6 +422,9 @@ pub struct EventPage {
     pub events: Vec<Event>,
     /// Pass as `cursor` to get the next page; `None` when there are no more.
     pub next_cursor: Option<u64>,
+    /// How many stored events the page looked at (its cost: the API charges
+    /// the caller's rate limit for it).
+    pub scanned: usize,
 }
 
 /// What a user may do.

@@ -846,6 +846,7 @@ pub(crate) fn query_events_in(
     let mut events = Vec::new();
     let mut more = false;
     let mut last_scanned = None;
+    let mut looked_at = 0;
     for (scanned, row) in iter.enumerate() {
         let (id, bytes) = row?;
         if scanned == SCAN_BUDGET {
@@ -854,6 +855,7 @@ pub(crate) fn query_events_in(
             more = true;
             break;
         }
+        looked_at = scanned + 1;
         let e: Event = dec("events", &id, &bytes)?;
         if !q.matches(&e) {
             last_scanned = Some(id);
@@ -870,6 +872,7 @@ pub(crate) fn query_events_in(
     Ok(EventPage {
         events,
         next_cursor,
+        scanned: looked_at,
     })
 }
 

@@ -355,6 +355,7 @@ enum Format {
 
 pub(crate) async fn export(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<ExportParams>, QueryRejection>,
 ) -> Result<Response, HttpError> {
     let q = query(q)?;
@@ -419,6 +420,12 @@ pub(crate) async fn export(
     })
     .await
     .map_err(|e| task_failed("export task", &e))??;
+    // Its cost beyond the request: every event it wrote (it looked at no fewer).
+    #[allow(clippy::cast_precision_loss, reason = "an event count")]
+    s.rate.charge_principal_cost(
+        &p.actor,
+        (count as usize / crate::ratelimit::EVENTS_PER_TOKEN) as f64,
+    );
 
     let (ext, content_type) = match format {
         Format::Csv => ("csv", "text/csv; charset=utf-8"),

@@ -44,6 +44,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, HttpErr
 
 pub(crate) async fn list(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<EventsParams>, QueryRejection>,
 ) -> Result<axum::Json<EventPageView>, HttpError> {
     let q = query(q)?;
@@ -69,6 +70,12 @@ pub(crate) async fn list(
         .query_events(eq)
         .await
         .map_err(|e| HttpError::store("querying events", e))?;
+    // The page's cost beyond its request: the events it looked at.
+    #[allow(clippy::cast_precision_loss, reason = "a count of at most 10,000")]
+    s.rate.charge_principal_cost(
+        &p.actor,
+        (page.scanned / crate::ratelimit::EVENTS_PER_TOKEN) as f64,
+    );
     Ok(axum::Json(EventPageView {
         events: page.events.into_iter().map(EventView::from).collect(),
         next_cursor: page.next_cursor,
