@@ -6,6 +6,7 @@
 #   libturbojpeg0-dev   JPEG encoding for snapshots and the live stream
 #   ffmpeg         converts the demo footage (scripts/demo-media.sh)
 #   curl, openssl  the end-to-end tests talk HTTPS to the daemon and check its TLS
+#   g++            libFuzzer (C++), built by the fuzz targets (scripts/fuzz-smoke.sh)
 #   python3 + onnxruntime   the ONNX Runtime library the detector's
 #                  `onnxruntime` backend is tested against, and the
 #                  reference scripts under appliance/detect/scripts
@@ -15,7 +16,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need_apt=()
-for pkg in libclang-dev pkg-config libturbojpeg0-dev ffmpeg curl openssl; do
+for pkg in libclang-dev pkg-config libturbojpeg0-dev ffmpeg curl openssl g++; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
