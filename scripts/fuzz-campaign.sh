@@ -36,7 +36,8 @@ echo "|---|---|---|---|---|---|---|---|"
 for t in "${targets[@]}"; do
     work="$SAFEYOLO_CACHE/fuzz-corpus/$t"
     log="$logs/$t-$(date -u +%Y%m%dT%H%M%S).log"
-    before=$(find "$FUZZ_DIR/artifacts/$t" -type f 2>/dev/null | wc -l)
+    mkdir -p "$FUZZ_DIR/artifacts/$t"
+    before=$(find "$FUZZ_DIR/artifacts/$t" -type f | wc -l)
     start=$(date +%s)
     cp "$FUZZ_BIN_DIR/$t" "$bins/$t"
     FUZZ_NICE=19 FUZZ_RUN_BIN_DIR=$bins fuzz_run "$t" "$seconds" "$work" "$log" || status=1
