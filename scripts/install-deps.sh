@@ -9,6 +9,7 @@
 #   mosquitto, mosquitto-clients   the MQTT integration's whole-daemon test starts
 #                  a broker (no systemd: the test runs `mosquitto -c` on a free port)
 #                  and subscribes with mosquitto_sub
+#   g++            libFuzzer (C++), built by the fuzz targets (scripts/fuzz-smoke.sh)
 #   python3 + onnxruntime   the ONNX Runtime library the detector's
 #                  `onnxruntime` backend is tested against, and the
 #                  reference scripts under appliance/detect/scripts
@@ -20,7 +21,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need_apt=()
-for pkg in libclang-dev pkg-config libturbojpeg0-dev ffmpeg curl openssl mosquitto mosquitto-clients; do
+for pkg in libclang-dev pkg-config libturbojpeg0-dev ffmpeg curl openssl mosquitto mosquitto-clients g++; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)

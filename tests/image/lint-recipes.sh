@@ -36,8 +36,8 @@ if [ -n "$findings" ]; then
     exit 1
 fi
 # Test-only cargo features never reach an image (ARCHITECTURE, "Fault injection is test-only").
-if grep -rn -e 'fault-injection' "$layer" >&2; then
-    echo "lint-recipes: FAIL: the layer names the test-only feature fault-injection" >&2
+if grep -rnw -e 'fault-injection' -e 'fuzzing' "$layer" >&2; then
+    echo "lint-recipes: FAIL: the layer names a test-only feature (fault-injection, fuzzing)" >&2
     exit 1
 fi
 echo "lint-recipes: ok   oelint-adv clean on ${#files[@]} files (wrynose); no test-only feature"

@@ -36,6 +36,9 @@ pub mod auth;
 pub mod body;
 pub mod control;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 pub mod headers;
 pub mod live;

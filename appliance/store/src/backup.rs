@@ -367,17 +367,34 @@ impl Store {
 /// Checks a backup directory against its manifest (sizes and SHA-256 of every file).
 pub fn verify_backup(dir: &Path) -> Result<BackupManifest, StoreError> {
     let mpath = dir.join(MANIFEST);
+    let bytes = fs::read(&mpath).map_err(|e| StoreError::io("read manifest", &mpath, e))?;
+    let m = parse_manifest(&bytes, dir)?;
+    for f in &m.files {
+        let (bytes, sha) = hash_file(&dir.join(&f.path))?;
+        if bytes != f.bytes || sha != f.sha256 {
+            return Err(StoreError::BadBackup {
+                path: dir.to_path_buf(),
+                reason: format!("{} does not match the manifest (size or SHA-256)", f.path),
+            });
+        }
+    }
+    Ok(m)
+}
+
+/// Decodes the manifest of the backup in `dir` and checks its structure: a schema this
+/// firmware can read, the database listed first, every path one a backup may hold.
+/// Touches no file: [`verify_backup`] reads the manifest and then checks each file
+/// against it (the fuzz target `backup_manifest` runs this on hostile bytes).
+pub fn parse_manifest(bytes: &[u8], dir: &Path) -> Result<BackupManifest, StoreError> {
     let bad = |reason: String| StoreError::BadBackup {
         path: dir.to_path_buf(),
         reason,
     };
-    let bytes = fs::read(&mpath).map_err(|e| StoreError::io("read manifest", &mpath, e))?;
-    let m: BackupManifest =
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Decode {
-            table: "manifest",
-            key: mpath.display().to_string(),
-            source,
-        })?;
+    let m: BackupManifest = serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        table: "manifest",
+        key: dir.join(MANIFEST).display().to_string(),
+        source,
+    })?;
     if m.schema_version > CURRENT_VERSION {
         return Err(bad(format!(
             "schema v{} is newer than this firmware's v{CURRENT_VERSION}",
@@ -387,20 +404,11 @@ pub fn verify_backup(dir: &Path) -> Result<BackupManifest, StoreError> {
     if m.files.first().map(|f| f.path.as_str()) != Some(DB_FILE) {
         return Err(bad(format!("manifest does not list {DB_FILE} first")));
     }
-    for f in &m.files {
-        if !backup_path_allowed(&f.path) {
-            return Err(bad(format!(
-                "unexpected path {:?} in manifest: a backup holds {DB_FILE}, {CONFIG_COPY} and {SNAPSHOT_DIR}/<20 digits>.jpg only",
-                f.path
-            )));
-        }
-        let (bytes, sha) = hash_file(&dir.join(&f.path))?;
-        if bytes != f.bytes || sha != f.sha256 {
-            return Err(bad(format!(
-                "{} does not match the manifest (size or SHA-256)",
-                f.path
-            )));
-        }
+    if let Some(f) = m.files.iter().find(|f| !backup_path_allowed(&f.path)) {
+        return Err(bad(format!(
+            "unexpected path {:?} in manifest: a backup holds {DB_FILE}, {CONFIG_COPY} and {SNAPSHOT_DIR}/<20 digits>.jpg only",
+            f.path
+        )));
     }
     Ok(m)
 }
@@ -533,6 +541,62 @@ mod tests {
         assert_eq!(utc_iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(utc_iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(utc_iso8601(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_manifest_is_checked_before_any_file_is_read() {
+        let dir = Path::new("/nonexistent/backup");
+        let file = |path: &str| BackupFile {
+            path: path.into(),
+            bytes: 1,
+            sha256: "00".repeat(32),
+        };
+        let manifest = |files: Vec<BackupFile>| BackupManifest {
+            format: 1,
+            schema_version: CURRENT_VERSION,
+            created_at: 1,
+            event_seq: 0,
+            events: 0,
+            snapshots_missing: vec![],
+            files,
+        };
+        let good = manifest(vec![
+            file(DB_FILE),
+            file("snapshots/00000000000000000001.jpg"),
+        ]);
+        let bytes = serde_json::to_vec(&good).unwrap();
+        assert_eq!(parse_manifest(&bytes, dir).unwrap(), good);
+        let reason = |m: &BackupManifest| match parse_manifest(&serde_json::to_vec(m).unwrap(), dir)
+        {
+            Err(StoreError::BadBackup { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(&manifest(vec![file("config.toml"), file(DB_FILE)])),
+            "manifest does not list store.redb first"
+        );
+        assert!(
+            reason(&manifest(vec![
+                file(DB_FILE),
+                file("snapshots/../../jwt.key")
+            ]))
+            .contains("unexpected path")
+        );
+        assert!(
+            reason(&manifest(vec![file(DB_FILE), file("/etc/shadow")])).contains("unexpected path")
+        );
+        let newer = BackupManifest {
+            schema_version: CURRENT_VERSION + 1,
+            ..good
+        };
+        assert!(reason(&newer).contains("newer than this firmware"));
+        assert!(matches!(
+            parse_manifest(b"{\"format\": 1", dir),
+            Err(StoreError::Decode {
+                table: "manifest",
+                ..
+            })
+        ));
     }
 
     #[test]

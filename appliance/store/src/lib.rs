@@ -76,7 +76,7 @@ pub mod snapshots;
 pub mod storage;
 pub mod store;
 
-pub use backup::{BackupManifest, RestoreReport, restore, verify_backup};
+pub use backup::{BackupManifest, RestoreReport, parse_manifest, restore, verify_backup};
 pub use error::StoreError;
 pub use handle::{AckError, StoreHandle, SubmitError, Ticket, WriterThread};
 pub use migrate::{NewerEvents, OpenReport, Rollback};

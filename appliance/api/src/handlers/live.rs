@@ -259,7 +259,7 @@ pub(crate) async fn ws(
 #[derive(Debug, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(rename = "LiveCommand")]
-pub(crate) enum Command {
+pub enum Command {
     /// Start (or switch to) a camera.
     Subscribe {
         /// The camera.
@@ -282,6 +282,22 @@ pub(crate) enum Command {
 
 /// Largest WebSocket frame or message a client may send (a command).
 pub(crate) const MAX_COMMAND_BYTES: usize = 4096;
+
+impl Command {
+    /// Parses a client's text message and checks its values: what the viewer applies,
+    /// or the error message sent back (naming the field).
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let cmd: Command = crate::body::parse_json(text.as_bytes()).map_err(|e| {
+            let field = e.field.map(|f| format!(" ({f})")).unwrap_or_default();
+            format!("invalid command{field}: {}", e.message)
+        })?;
+        match cmd {
+            Command::SetQuality { quality } => check_quality(quality).map(|_| cmd),
+            Command::SetFps { fps } => check_fps(fps).map(|_| cmd),
+            Command::Subscribe { .. } | Command::Unsubscribe => Ok(cmd),
+        }
+    }
+}
 
 /// Commands allowed per second (burst); more are answered with an error.
 const COMMANDS_PER_SECOND: u32 = 10;
@@ -360,12 +376,9 @@ impl Viewer {
         if self.commands > COMMANDS_PER_SECOND {
             return error_message("rate limited: at most 10 commands per second");
         }
-        let cmd: Command = match crate::body::parse_json(text.as_bytes()) {
+        let cmd = match Command::parse(text) {
             Ok(c) => c,
-            Err(e) => {
-                let field = e.field.map(|f| format!(" ({f})")).unwrap_or_default();
-                return error_message(&format!("invalid command{field}: {}", e.message));
-            }
+            Err(m) => return error_message(&m),
         };
         let before = (self.camera.clone(), self.quality);
         let resubscribe = match cmd {
@@ -378,20 +391,14 @@ impl Viewer {
                 self.rx = None;
                 false
             }
-            Command::SetQuality { quality } => match check_quality(quality) {
-                Ok(q) => {
-                    self.quality = q;
-                    true
-                }
-                Err(m) => return error_message(&m),
-            },
-            Command::SetFps { fps } => match check_fps(fps) {
-                Ok(f) => {
-                    self.fps = f;
-                    false
-                }
-                Err(m) => return error_message(&m),
-            },
+            Command::SetQuality { quality } => {
+                self.quality = quality;
+                true
+            }
+            Command::SetFps { fps } => {
+                self.fps = fps;
+                false
+            }
         };
         // Subscribing again to the stream already watched keeps it: the newest frame,
         // shown at once to a new subscriber, is not sent twice.
@@ -529,5 +536,28 @@ mod tests {
         assert!(
             crate::body::parse_json::<Command>(br#"{"type":"set_fps","fps":5,"x":1}"#).is_err()
         );
+    }
+
+    #[test]
+    fn commands_are_parsed_and_checked_as_the_viewer_applies_them() {
+        assert_eq!(
+            Command::parse(r#"{"type":"set_quality","quality":70}"#),
+            Ok(Command::SetQuality { quality: 70 })
+        );
+        assert_eq!(
+            Command::parse(r#"{"type":"set_fps","fps":31}"#),
+            Err("fps must be between 1 and 30".to_owned())
+        );
+        assert_eq!(
+            Command::parse(r#"{"type":"set_quality","quality":9}"#),
+            Err("quality must be between 10 and 95".to_owned())
+        );
+        // An internally tagged enum is buffered before its variant is read, so the
+        // path stays at the root; the reason still says what was expected.
+        let e = Command::parse(r#"{"type":"set_fps","fps":"x"}"#).unwrap_err();
+        assert!(e.starts_with("invalid command"), "{e}");
+        assert!(e.contains("expected u32"), "{e}");
+        let e = Command::parse(r#"{"type":"set_fps","fps":5,"extra":1}"#).unwrap_err();
+        assert!(e.contains("unknown field `extra`"), "{e}");
     }
 }

@@ -37,6 +37,14 @@ pub(crate) struct PutBody<D> {
     expected_version: Option<u64>,
 }
 
+#[cfg(feature = "fuzzing")]
+impl<D> PutBody<D> {
+    /// The document (the fuzz targets check it as the handler does).
+    pub(crate) fn into_doc(self) -> D {
+        self.doc
+    }
+}
+
 /// A settings document of the API.
 pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
     /// The kind.
@@ -59,7 +67,7 @@ pub(crate) type LineDoc = RawLine;
 pub(crate) type RuleDoc = RawRule;
 
 /// A document's own problems, as found by the configuration's checks, at `doc.<key>`.
-fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpError> {
+pub(crate) fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpError> {
     if problems.is_empty() {
         return Ok(());
     }
