@@ -3,11 +3,11 @@
 # with intrusion rules that fire all the time. Each attack runs for a bounded
 # window; for each one the table gives the daemon's RSS peak (daemon and its
 # detector children), open file descriptors and threads, the detection rate
-# against the quiet baseline measured in the same run, the glass-to-output
+# against a quiet window run just before the attack, the glass-to-output
 # latency of the alarms raised during the attack and whether each reached the
 # output lines, and how long a legitimate admin login took.
 #
-#   scripts/bench-attack.sh [WINDOW_SECONDS]      default 20 (about 4 min in all)
+#   scripts/bench-attack.sh [WINDOW_SECONDS]      default 20 (about 6 min in all)
 #
 # The attack clients run on the same 2 cores at nice 19 (ATTACK_NICE): on a
 # plant network they would be other hosts and cost the box only the serving.
