@@ -38,7 +38,17 @@ def free_port():
 
 def config(work):
     https, redirect = free_port(), free_port()
-    path = bench_config(REPO, work, bind=f"127.0.0.1:{https}", redirect=f"127.0.0.1:{redirect}")
+    # ATTACK_DETECT_EVERY=1: every frame to the detector, more than the two
+    # workers can do, so any CPU an attack takes shows in the detection rate
+    # (the demo's own setting, 2, leaves the box headroom that absorbs it).
+    every = os.environ.get("ATTACK_DETECT_EVERY")
+    path = bench_config(REPO, work, every=int(every) if every else None,
+                        bind=f"127.0.0.1:{https}", redirect=f"127.0.0.1:{redirect}")
+    # ATTACK_API_NICE=N: the API runtime's nice value (system.api_nice) for this run.
+    api_nice = os.environ.get("ATTACK_API_NICE")
+    if api_nice:
+        text = open(path).read().replace("[system]\n", f"[system]\napi_nice = {int(api_nice)}\n", 1)
+        open(path, "w").write(text)
     return path, https, redirect
 
 
@@ -114,7 +124,9 @@ def detections(port, token):
 
 
 def alarms_in(log, start, end):
-    raised = reached = 0
+    """The events of the bench's alarms raised in the window (log bytes start..end), and
+    the glass-to-output latencies of the alarms that reached the outputs in it."""
+    raised = []
     g2o = []
     with open(log) as f:
         f.seek(start)
@@ -126,12 +138,25 @@ def alarms_in(log, start, end):
             continue
         fields = v.get("fields", v)
         msg = fields.get("message", "")
-        if msg == "alarm raised":
-            raised += 1
+        # The bench's intrusion rules all drive the siren (the demo's own rules
+        # include some without outputs: they never reach output lines).
+        if msg == "alarm raised" and fields.get("rule", "").startswith("bench-intrusion-"):
+            raised.append(fields.get("event"))
         elif msg == "alarm reached the output lines":
-            reached += 1
             g2o.append(float(fields["glass_to_output_ms"]))
-    return raised, reached, g2o
+    return raised, g2o
+
+
+def reached_events(log):
+    """Every event whose alarm reached the output lines, over the whole run."""
+    out = set()
+    for line in open(log):
+        if "alarm reached the output lines" in line:
+            try:
+                out.add(json.loads(line).get("fields", {}).get("event"))
+            except ValueError:
+                pass
+    return out
 
 
 def legit_login(port):
@@ -306,8 +331,9 @@ def main():
         viewer = json.loads(body)["access_token"]
         ctx = Ctx()
         ctx.https, ctx.redirect, ctx.viewer = https, redirect, viewer
-        # Warm up: models loaded, cameras running, alarms flowing.
-        time.sleep(15)
+        # Warm up: models loaded, cameras running, alarms flowing, the
+        # detector's turns settled (a 15 s warm-up still showed in the first window).
+        time.sleep(30)
         scrape = admin
         rows = []
 
@@ -326,9 +352,9 @@ def main():
                 th.join(30)
             mon.stop_at = True
             mon.join()
-            raised, reached, g2o = alarms_in(log, log_start, os.path.getsize(log))
+            raised, g2o = alarms_in(log, log_start, os.path.getsize(log))
             rate = (d1 - d0) / (t1 - t0)
-            rows.append((name, mon.peak, rate, raised, reached, g2o, login_s))
+            rows.append((name, mon.peak, rate, raised, g2o, login_s))
             time.sleep(3)
 
         only = os.environ.get("ATTACK_ONLY", "")
@@ -374,9 +400,15 @@ def main():
                 break
         s.close()
 
+        # An alarm raised near a window's end reaches its outputs in the next one:
+        # each window's alarms are matched by event over the whole log.
+        time.sleep(2)
+        done = reached_events(log)
+        rows = [(n, peak, rate, len(raised), sum(1 for e in raised if e in done), g2o, login_s)
+                for n, peak, rate, raised, g2o, login_s in rows]
         ref = rows[0]
-        print(f"\nattack bench: {WINDOW:.0f} s per window, build {BIN}")
-        print("| window | RSS peak MiB, all (growth) | daemon alone (growth) | fds peak | threads peak | detections/s (change against the quiet window before) | alarms raised / reached outputs | glass-to-output p50 / p99 ms | admin login s |")
+        print(f"\nattack bench: {WINDOW:.0f} s per window, detect_every {os.environ.get('ATTACK_DETECT_EVERY') or 'as the demo (2)'}, build {BIN}")
+        print("| window | RSS peak MiB, all (growth) | daemon alone (growth) | fds peak | threads peak | detections/s (change against the quiet window before) | alarms raised / of them reached outputs | glass-to-output p50 / p99 ms | admin login s |")
         print("|---|---|---|---|---|---|---|---|---|")
         drops = []
         quiet_rate = ref[2]
@@ -395,7 +427,7 @@ def main():
         print(f"\nrevoked viewer's open MJPEG stream ended {ended:.2f} s after the user was disabled" if ended is not None else "\nrevoked viewer's stream did NOT end within 15 s")
         worst_rss = max(r[1][0] for r in rows) - ref[1][0]
         worst_drop = max(drops or [0.0])
-        all_reached = all(r[3] <= r[4] + 1 for r in rows)
+        all_reached = all(r[3] == r[4] for r in rows)
         worst_login = max(r[6] for r in rows)
         print(f"targets: RSS growth < 150 MB: {worst_rss:.0f} MiB {'met' if worst_rss < 143 else 'NOT met'}; "
               f"detection drop < 10%: {worst_drop:.1f}% {'met' if worst_drop < 10 else 'NOT met'}; "

@@ -6,11 +6,19 @@
 # is never changed) and fails on any crash, leak, timeout or out-of-memory, naming
 # the input left in fuzz/artifacts/TARGET/. Prints each target's executions.
 #   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]     (default 20)
+#   scripts/fuzz-smoke.sh --build-only             install and build, run nothing
+#     (.ci/run starts this in the background at nice 19 while the tests run, so
+#     the fuzz build takes the CPU the tests leave idle)
 # Long runs: scripts/fuzz-campaign.sh (README, "Fuzzing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/fuzz-env.sh
 source scripts/fuzz-env.sh
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+    build_only=1
+    shift
+fi
 seconds=${1:-20}
 
 # Every target of fuzz/Cargo.toml runs here, and nothing else.
@@ -26,6 +34,7 @@ fuzz_install
 fuzz_build
 built=$(date +%s)
 echo "fuzz: cargo-fuzz and the build of ${#FUZZ_TARGETS[@]} targets took $((built - started)) s"
+[ "$build_only" = 0 ] || exit 0
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
