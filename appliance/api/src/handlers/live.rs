@@ -138,47 +138,80 @@ const REAUTH_EVERY: Duration = Duration::from_secs(5);
 /// session, a change made while the store was away). A stream is one request, so
 /// without this a logout, a disabled user, a changed password, a revoked API key
 /// or a rotated JWT key would leave it running.
+///
+/// The checks run in a task of their own, never inside the stream's `select!`:
+/// a check that takes longer than a frame period (a loaded box, a slow store)
+/// would otherwise be cancelled by every frame and never finish. Dropping the
+/// `Reauth` (the stream ended) stops the task.
 struct Reauth {
-    s: AppState,
-    p: Principal,
-    jwt_generation: u64,
-    revocations: watch::Receiver<u64>,
-    tick: tokio::time::Interval,
-    /// A signal or a tick was seen and its check has not completed yet (the
-    /// check survives the `select!` it runs in being cancelled by a frame).
-    due: bool,
+    verdict: watch::Receiver<Option<String>>,
+    checker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Reauth {
+    fn drop(&mut self) {
+        self.checker.abort();
+    }
 }
 
 impl Reauth {
     fn new(s: &AppState, p: Principal) -> Self {
-        let mut tick = tokio::time::interval(REAUTH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.reset();
-        Self {
+        let (tx, verdict) = watch::channel(None);
+        let checker = Checker {
             jwt_generation: s.keys.generation(),
             revocations: s.revocations.subscribe(),
             s: s.clone(),
             p,
-            tick,
-            due: false,
-        }
+        };
+        let checker = tokio::spawn(async move {
+            let reason = checker.run().await;
+            // The stream may be gone already: nobody to tell.
+            let _ = tx.send(Some(reason));
+        });
+        Self { verdict, checker }
     }
 
     /// Resolves when the stream's credential is no longer valid, with the reason.
-    /// Cancel-safe: a pending check is redone on the next call.
+    /// Cancel-safe (it only waits for the checker's verdict).
     async fn ended(&mut self) -> String {
+        let verdict = self
+            .verdict
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match verdict {
+            Ok(reason) => reason,
+            // The checker ended without a verdict (the API is going away): the
+            // shutdown token ends the stream.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// The checks of one stream's credential (see [`Reauth`]).
+struct Checker {
+    s: AppState,
+    p: Principal,
+    jwt_generation: u64,
+    revocations: watch::Receiver<u64>,
+}
+
+impl Checker {
+    /// Checks on every revocation signal and every [`REAUTH_EVERY`]; returns the
+    /// reason the credential is no longer valid.
+    async fn run(mut self) -> String {
+        let mut tick = tokio::time::interval(REAUTH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.reset();
         loop {
-            if !self.due {
-                tokio::select! {
-                    r = self.revocations.changed() => {
-                        if r.is_err() {
-                            // The API is going away; the shutdown token ends the stream.
-                            std::future::pending::<()>().await;
-                        }
+            tokio::select! {
+                r = self.revocations.changed() => {
+                    if r.is_err() {
+                        // The API is going away; the shutdown token ends the stream.
+                        std::future::pending::<()>().await;
                     }
-                    _ = self.tick.tick() => {}
                 }
-                self.due = true;
+                _ = tick.tick() => {}
             }
             let reason = if crate::auth::session_based(&self.p)
                 && self.s.keys.generation() != self.jwt_generation
@@ -197,7 +230,6 @@ impl Reauth {
                     Err(_) => None,
                 }
             };
-            self.due = false;
             if let Some(r) = reason {
                 self.s.api_metrics.streams_revoked.inc();
                 tracing::info!(actor = %self.p.actor, reason = %r, "live stream ended: its credential is no longer valid");
