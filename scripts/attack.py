@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_config import bench_config  # noqa: E402
+from bench_config import bench_config, log_fields  # noqa: E402
 
 BIN, REPO, WINDOW = sys.argv[1], sys.argv[2], float(sys.argv[3])
 PASSWORD = "bench admin password 1"
@@ -131,12 +131,7 @@ def alarms_in(log, start, end):
     with open(log) as f:
         f.seek(start)
         chunk = f.read(end - start)
-    for line in chunk.splitlines():
-        try:
-            v = json.loads(line)
-        except ValueError:
-            continue
-        fields = v.get("fields", v)
+    for fields in log_fields(chunk.splitlines()):
         msg = fields.get("message", "")
         # The bench's intrusion rules all drive the siren (the demo's own rules
         # include some without outputs: they never reach output lines).
@@ -149,14 +144,9 @@ def alarms_in(log, start, end):
 
 def reached_events(log):
     """Every event whose alarm reached the output lines, over the whole run."""
-    out = set()
-    for line in open(log):
-        if "alarm reached the output lines" in line:
-            try:
-                out.add(json.loads(line).get("fields", {}).get("event"))
-            except ValueError:
-                pass
-    return out
+    with open(log) as f:
+        return {fields.get("event") for fields in log_fields(f)
+                if fields.get("message") == "alarm reached the output lines"}
 
 
 def legit_login(port):

@@ -42,18 +42,15 @@ kill -TERM "$pid"
 wait "$pid" || true
 [ -z "${KEEP_LOG:-}" ] || cp "$work/daemon.log" "$KEEP_LOG"
 python3 - "$work/daemon.log" "$secs" "$backend" "$every" "$work/bench.toml" <<'PY'
-import json, re, statistics, sys
+import re, statistics, sys
+sys.path.insert(0, "scripts")
+from bench_config import log_fields
 log, secs, backend, every, conf = sys.argv[1:]
 conf = open(conf).read()
 workers = re.search(r"(?m)^detect_workers = (\d+)", conf).group(1)
 threads = re.search(r"(?m)^threads = (\d+)", conf).group(1)
 raised, reached, detected = {}, {}, []
-for line in open(log):
-    try:
-        v = json.loads(line)
-    except ValueError:
-        continue
-    f = v.get("fields", v)
+for f in log_fields(open(log)):
     msg = f.get("message", "")
     if msg == "alarm raised" and f.get("capture_to_detected_ms") is not None:
         raised[f["event"]] = (float(f["capture_to_detected_ms"]), float(f["capture_to_raise_ms"]), float(f["inference_ms"]))

@@ -3,8 +3,8 @@ with paths made absolute, a temporary state directory, and four bench-only
 intrusion zones across each walkway (people walking along it enter and leave
 them all the time, so alarms raise and clear often; no cooldown).
 
-Used by scripts/bench-glass-to-output.sh (as a command) and scripts/attack.py
-(as a module):
+Used by scripts/bench-glass-to-output.sh (as a command, and for `log_fields`,
+the one reader of the daemon's JSON log) and scripts/attack.py (as a module):
 
     python3 scripts/bench_config.py REPO WORK [--backend B] [--every N]
         [--workers N] [--threads N] [--bind ADDR] [--redirect ADDR]
@@ -13,7 +13,19 @@ writes WORK/bench.toml.
 """
 
 import argparse
+import json
 import re
+
+
+def log_fields(lines):
+    """The fields of each of the daemon's JSON log lines (`--log-format json`);
+    other lines are skipped."""
+    for line in lines:
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        yield v.get("fields", v)
 
 
 def bench_config(repo, work, backend=None, every=None, workers=None, threads=None,
