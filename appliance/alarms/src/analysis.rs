@@ -205,7 +205,7 @@ fn live_evidence(tap: &CameraTap) -> Option<Evidence> {
     let live = tap.live.borrow();
     let f = live.as_ref()?;
     Some(Evidence {
-        frame: f.frame.clone(),
+        picture: f.picture.clone(),
         detections: f.detections.clone(),
         culprit: None,
         captured_at: f.meta.captured_at,
@@ -378,7 +378,7 @@ impl Analysis {
                         cam.last_frame = Some(Instant::now());
                         let t0 = Instant::now();
                         let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == PERSON_CLASS).cloned().collect();
-                        let (w, h) = (f.frame.width() as f32, f.frame.height() as f32);
+                        let (w, h) = (f.picture.width() as f32, f.picture.height() as f32);
                         let tracks = cam.tracker.update(&persons, w, h, epoch.elapsed());
                         let sig = signals(&door, &detectors_down);
                         let input = FrameInput {
@@ -408,7 +408,7 @@ impl Analysis {
                         for decision in decisions {
                             let evidence = match &decision {
                                 Decision::Raise(a) => Some(Evidence {
-                                    frame: f.frame.clone(),
+                                    picture: f.picture.clone(),
                                     detections: f.detections.clone(),
                                     culprit: a.track.and_then(|t| tracks.iter().find(|tr| tr.id == t)).map(|tr| tr.bbox),
                                     captured_at: f.meta.captured_at,

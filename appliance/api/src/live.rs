@@ -1,9 +1,15 @@
-//! The live view: one JPEG encode per frame per camera (and quality), shared by every
-//! viewer through a `watch` channel.
+//! The live view: each camera's newest frame as JPEG, shared by every viewer through a
+//! `watch` channel.
 //!
 //! ```text
-//! CameraTap.live (watch, newest frame) ──▶ encoder task ──▶ watch<Arc<Encoded>> ──▶ viewers
+//! CameraTap.live (watch, newest frame) ──▶ stream task ──▶ watch<Arc<Encoded>> ──▶ viewers
 //! ```
+//!
+//! A camera that delivers JPEG (MJPEG, replays) is streamed as it is: its own bytes are
+//! forwarded, nothing is decoded or encoded, and the overlays are drawn by the client
+//! from the detections in each frame's message. Only a camera that delivers raw pixels
+//! is encoded, at each viewer's requested quality (one encode per frame per quality,
+//! shared), and only while someone watches.
 //!
 //! Nothing queues: the pipeline overwrites its tap, the encoder reads the newest frame
 //! when it is free, and each viewer takes the newest encoded frame when it is ready to
@@ -114,6 +120,7 @@ pub struct LiveHub {
     default_quality: u8,
     streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
     encoded: Arc<AtomicU64>,
+    forwarded: Arc<AtomicU64>,
     counter: Counter,
     shutdown: CancellationToken,
 }
@@ -129,6 +136,7 @@ impl LiveHub {
             default_quality,
             streams: Arc::default(),
             encoded: Arc::default(),
+            forwarded: Arc::default(),
             counter: Counter::default(),
             shutdown,
         }
@@ -150,9 +158,14 @@ impl LiveHub {
         self.default_quality
     }
 
-    /// Frames encoded so far (all cameras).
+    /// Frames encoded so far (all cameras; frames of cameras that deliver raw pixels).
     pub fn encoded_frames(&self) -> u64 {
         self.encoded.load(Ordering::Relaxed)
+    }
+
+    /// Frames forwarded as the camera delivered them so far (all cameras; JPEG cameras).
+    pub fn forwarded_frames(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
     }
 
     /// Subscribes to a camera's encoded frames at `quality`, starting its encoder if
@@ -188,6 +201,7 @@ impl LiveHub {
         let shared = Shared {
             streams: Arc::clone(&self.streams),
             encoded: Arc::clone(&self.encoded),
+            forwarded: Arc::clone(&self.forwarded),
             counter: self.counter.clone(),
             shutdown: self.shutdown.clone(),
         };
@@ -213,8 +227,8 @@ fn message(f: &LiveFrame, scene: &Scene, jpeg_bytes: usize) -> FrameMessage {
             .captured_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        width: f.frame.width(),
-        height: f.frame.height(),
+        width: f.picture.width(),
+        height: f.picture.height(),
         detections: f
             .detections
             .iter()
@@ -254,6 +268,7 @@ fn message(f: &LiveFrame, scene: &Scene, jpeg_bytes: usize) -> FrameMessage {
 struct Shared {
     streams: Arc<Mutex<HashMap<StreamKey, Slot>>>,
     encoded: Arc<AtomicU64>,
+    forwarded: Arc<AtomicU64>,
     counter: Counter,
     shutdown: CancellationToken,
 }
@@ -269,6 +284,7 @@ async fn encode_loop(
     let Shared {
         streams,
         encoded: counter,
+        forwarded,
         counter: metric,
         shutdown,
     } = shared;
@@ -294,8 +310,26 @@ async fn encode_loop(
         let Some(frame) = live.borrow_and_update().clone() else {
             continue;
         };
+        if let Some(jpeg) = frame.picture.jpeg() {
+            // The camera's own JPEG, byte for byte: no decode, no encode.
+            forwarded.fetch_add(1, Ordering::Relaxed);
+            let meta = message(&frame, &scene.latest(), jpeg.len());
+            slot.send_replace(Some(Arc::new(Encoded {
+                jpeg: Bytes::from_owner(Arc::clone(jpeg)),
+                meta,
+            })));
+            continue;
+        }
         let job = tokio::task::spawn_blocking(move || {
-            let r = encoder.encode(&frame.frame);
+            let r = frame
+                .picture
+                .decode()
+                .map_err(|e| safe_yolo_domain::error_chain(&e))
+                .and_then(|rgb| {
+                    encoder
+                        .encode(&rgb)
+                        .map_err(|e| safe_yolo_domain::error_chain(&e))
+                });
             (encoder, frame, r)
         })
         .await;

@@ -1900,7 +1900,7 @@ fn live_frame(seq: u64) -> LiveFrame {
             captured_at: SystemTime::now(),
             since_start: Duration::from_millis(seq * 33),
         },
-        frame: RgbFrame::new(w, h, px).unwrap(),
+        picture: safe_yolo_capture::Picture::from_rgb(&RgbFrame::new(w, h, px).unwrap()),
         detections: Arc::new(vec![Detection {
             class_id: 0,
             class_name: Arc::from("person"),
@@ -2364,6 +2364,83 @@ async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
         let seq = late.borrow_and_update().as_ref().map(|e| e.meta.seq);
         assert_eq!(seq, Some(1), "encoder gone: {encoder_gone}");
     }
+}
+
+/// A live frame of a camera that delivers JPEG: `jpeg` as captured.
+fn jpeg_live_frame(seq: u64, jpeg: &[u8]) -> LiveFrame {
+    let mut f = live_frame(seq);
+    f.picture =
+        safe_yolo_capture::Picture::new(safe_yolo_capture::Payload::Jpeg(Arc::from(jpeg))).unwrap();
+    f
+}
+
+/// A camera that delivers JPEG is streamed as it is: every MJPEG part is, byte for byte,
+/// one of the camera's frames, the frame message gives the full frame's size for the
+/// client's overlays, and nothing is decoded or encoded.
+#[tokio::test]
+async fn a_jpeg_cameras_live_stream_is_byte_identical_to_its_frames() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let token = rig.token_for(Role::Viewer).await;
+    let camera_frames: Vec<Vec<u8>> = (0..4u64)
+        .map(|k| {
+            let (w, h) = (96u32, 64u32);
+            let px: Vec<u8> = (0..w * h * 3)
+                .map(|i| ((u64::from(i) * (k + 3)) % 251) as u8)
+                .collect();
+            safe_yolo_capture::JpegEncoder::new(60 + 10 * k as u8)
+                .unwrap()
+                .encode(&RgbFrame::new(w, h, px).unwrap())
+                .unwrap()
+        })
+        .collect();
+    rig._live
+        .send_replace(Some(jpeg_live_frame(1, &camera_frames[0])));
+    let resp = call_raw(
+        &rig.app.router,
+        &token,
+        &format!("/api/v1/cameras/{}/mjpeg?fps=30", cam()),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    let mut seq = 1;
+    while got.len() < camera_frames.len() {
+        let part = tokio::time::timeout(Duration::from_secs(30), body.frame())
+            .await
+            .expect("a part")
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        let start = part.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let jpeg = part[start..part.len() - 2].to_vec();
+        if got.last() == Some(&jpeg) {
+            continue;
+        }
+        got.push(jpeg);
+        // The next frame only once this one arrived: none is skipped.
+        if let Some(next) = camera_frames.get(got.len()) {
+            seq += 1;
+            rig._live.send_replace(Some(jpeg_live_frame(seq, next)));
+        }
+    }
+    assert_eq!(got, camera_frames, "the stream is the camera's own JPEGs");
+    assert_eq!(rig.app.live().encoded_frames(), 0, "nothing was encoded");
+    assert!(rig.app.live().forwarded_frames() >= 4);
+    // The WebSocket's frame message carries the same bytes' size and the full frame's.
+    let mut rx = rig.app.live().subscribe(&cam(), 75).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = rx.borrow_and_update().clone().unwrap();
+    assert_eq!(&e.jpeg[..], &camera_frames[3][..]);
+    assert_eq!(
+        (e.meta.width, e.meta.height, e.meta.jpeg_bytes),
+        (96, 64, camera_frames[3].len())
+    );
 }
 
 /// Reads an MJPEG body until it ends (`true`) or `within` passes (`false`),

@@ -5,6 +5,12 @@
 //! default; JPEG payloads are decoded with `zune-jpeg` (pure Rust), which applies
 //! the JFIF full-range matrix. Every raw format honours the row stride
 //! (`bytesperline`), so padded driver buffers convert correctly.
+//!
+//! A JPEG needed at less than its full size (the detector's input is smaller
+//! than the camera's frame) is decoded by libjpeg-turbo with DCT scaling
+//! ([`decode_jpeg_scaled`]): the inverse DCT itself produces the reduced image,
+//! so the decoder does a fraction of the work of a full decode and the resize
+//! that follows starts from fewer pixels.
 
 use std::sync::Arc;
 
@@ -73,6 +79,33 @@ pub enum ConvertError {
         #[source]
         source: zune_jpeg::errors::DecodeErrors,
     },
+    /// libjpeg-turbo could not decode the JPEG at a reduced size.
+    #[error("JPEG of {len} bytes could not be decoded at {num}/{denom} scale")]
+    Scaled {
+        /// Size of the JPEG data.
+        len: usize,
+        /// Numerator of the scale.
+        num: u32,
+        /// Denominator of the scale.
+        denom: u32,
+        /// The library's reason.
+        #[source]
+        source: turbojpeg::Error,
+    },
+    /// The JPEG has no start-of-frame header to read its size from.
+    #[error("JPEG of {len} bytes has no readable start-of-frame header")]
+    NoSize {
+        /// Size of the JPEG data.
+        len: usize,
+    },
+    /// The JPEG's header declares a side larger than [`MAX_JPEG_SIDE`].
+    #[error("JPEG of {width}x{height} is larger than {MAX_JPEG_SIDE} pixels on a side")]
+    TooLarge {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+    },
     /// The decoder returned an image whose size does not match its header.
     #[error("decoded JPEG is {width}x{height} but has {len} bytes")]
     DecodedSize {
@@ -102,33 +135,116 @@ pub fn to_rgb(payload: &Payload) -> Result<RgbFrame, ConvertError> {
 /// Decodes a JPEG image (baseline or progressive; grayscale is expanded to
 /// RGB; MJPEG frames without Huffman tables get the standard ones).
 pub fn decode_jpeg(data: &[u8]) -> Result<RgbFrame, ConvertError> {
-    // Many UVC cameras send MJPEG frames without Huffman tables (the standard
-    // ones are implied). The decoder fills them in for frames marked as AVI
-    // MJPEG (an `AVI1` APP0 segment), so such a marker is added when needed.
-    let patched;
-    let data = if lacks_huffman_tables(data) {
-        patched = [&data[..2], AVI1_APP0, &data[2..]].concat();
-        &patched[..]
-    } else {
-        data
+    with_huffman_tables(data, |data| {
+        let mut decoder = zune_decoder(data);
+        let jpeg_err = |source| ConvertError::Jpeg {
+            len: data.len(),
+            source,
+        };
+        decoder.decode_headers().map_err(jpeg_err)?;
+        let pixels = decoder.decode().map_err(jpeg_err)?;
+        let (width, height) = decoder
+            .dimensions()
+            .map(|(w, h)| (w as u32, h as u32))
+            .unwrap_or((0, 0));
+        let len = pixels.len();
+        RgbFrame::new(width, height, pixels).ok_or(ConvertError::DecodedSize { width, height, len })
+    })
+}
+
+/// The reduced sizes libjpeg-turbo's DCT scaling decodes to, smallest first,
+/// as `(numerator, denominator)` of the full size. Only the power-of-two
+/// scales: their inverse DCTs (4x4, 2x2, 1x1 of each 8x8 block) are the fast
+/// ones.
+pub const JPEG_SCALES: [(u32, u32); 3] = [(1, 8), (1, 4), (1, 2)];
+
+/// A side of `full` pixels at scale `num/denom`, rounded up as libjpeg-turbo
+/// does (`TJSCALED`).
+pub fn scaled_side(full: u32, (num, denom): (u32, u32)) -> u32 {
+    (u64::from(full) * u64::from(num))
+        .div_ceil(u64::from(denom))
+        .try_into()
+        .unwrap_or(u32::MAX)
+}
+
+/// The smallest of [`JPEG_SCALES`] at which a `width x height` JPEG is still at
+/// least `min_width x min_height`; `None` when only the full size is.
+pub fn jpeg_scale_for(
+    (width, height): (u32, u32),
+    (min_width, min_height): (u32, u32),
+) -> Option<(u32, u32)> {
+    JPEG_SCALES.into_iter().find(|&s| {
+        scaled_side(width, s) >= min_width.max(1) && scaled_side(height, s) >= min_height.max(1)
+    })
+}
+
+/// Decodes a JPEG at `scale` (one of [`JPEG_SCALES`], or `(1, 1)`) of its full
+/// size with libjpeg-turbo: the result is `scaled_side(width, scale) x
+/// scaled_side(height, scale)`. MJPEG frames without Huffman tables decode
+/// too (libjpeg-turbo supplies the standard ones).
+pub fn decode_jpeg_scaled(data: &[u8], scale: (u32, u32)) -> Result<RgbFrame, ConvertError> {
+    let (num, denom) = scale;
+    let turbo = |source| ConvertError::Scaled {
+        len: data.len(),
+        num,
+        denom,
+        source,
     };
+    let mut decompressor = turbojpeg::Decompressor::new().map_err(turbo)?;
+    let header = decompressor.read_header(data).map_err(turbo)?;
+    let side = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let (full_w, full_h) = (side(header.width), side(header.height));
+    if full_w as usize > MAX_JPEG_SIDE || full_h as usize > MAX_JPEG_SIDE {
+        return Err(ConvertError::TooLarge {
+            width: full_w,
+            height: full_h,
+        });
+    }
+    let (width, height) = (scaled_side(full_w, scale), scaled_side(full_h, scale));
+    if width == 0 || height == 0 {
+        return Err(ConvertError::EmptyFrame { width, height });
+    }
+    let (w, h) = (width as usize, height as usize);
+    let mut pixels = vec![0u8; w * h * 3];
+    // Given a smaller destination than the JPEG, libjpeg-turbo picks the
+    // largest of its scales that fits: with the exact size of `scale`, that
+    // is `scale` itself.
+    decompressor
+        .decompress(
+            data,
+            turbojpeg::Image {
+                pixels: &mut pixels[..],
+                width: w,
+                pitch: w * 3,
+                height: h,
+                format: turbojpeg::PixelFormat::RGB,
+            },
+        )
+        .map_err(turbo)?;
+    let len = pixels.len();
+    RgbFrame::new(width, height, pixels).ok_or(ConvertError::DecodedSize { width, height, len })
+}
+
+/// The zune-jpeg decoder for `data`, RGB out, sides capped.
+fn zune_decoder(data: &[u8]) -> JpegDecoder<ZCursor<&[u8]>> {
     let options = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::RGB)
         .set_max_width(MAX_JPEG_SIDE)
         .set_max_height(MAX_JPEG_SIDE);
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
-    let jpeg_err = |source| ConvertError::Jpeg {
-        len: data.len(),
-        source,
-    };
-    decoder.decode_headers().map_err(jpeg_err)?;
-    let pixels = decoder.decode().map_err(jpeg_err)?;
-    let (width, height) = decoder
-        .dimensions()
-        .map(|(w, h)| (w as u32, h as u32))
-        .unwrap_or((0, 0));
-    let len = pixels.len();
-    RgbFrame::new(width, height, pixels).ok_or(ConvertError::DecodedSize { width, height, len })
+    JpegDecoder::new_with_options(ZCursor::new(data), options)
+}
+
+/// Runs `f` on `data`, with an `AVI1` marker added first when it lacks Huffman tables.
+fn with_huffman_tables<T>(data: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    // Many UVC cameras send MJPEG frames without Huffman tables (the standard
+    // ones are implied). zune-jpeg fills them in for frames marked as AVI
+    // MJPEG (an `AVI1` APP0 segment), so such a marker is added when needed.
+    if lacks_huffman_tables(data) {
+        let patched = [&data[..2], AVI1_APP0, &data[2..]].concat();
+        f(&patched)
+    } else {
+        f(data)
+    }
 }
 
 /// An APP0 segment `AVI1\0`: marks a JPEG as an MJPEG frame whose Huffman
@@ -512,6 +628,11 @@ mod tests {
         let with = decode_jpeg(&jpeg).unwrap();
         let without = decode_jpeg(&bare).unwrap();
         assert_eq!(with.data(), without.data());
+        // libjpeg-turbo's scaled decode supplies the standard tables itself.
+        let scaled_with = decode_jpeg_scaled(&jpeg, (1, 2)).unwrap();
+        let scaled_without = decode_jpeg_scaled(&bare, (1, 2)).unwrap();
+        assert_eq!((scaled_with.width(), scaled_with.height()), (24, 16));
+        assert_eq!(scaled_with.data(), scaled_without.data());
         // A frame that already carries the AVI1 marker is left alone.
         let marked = [&bare[..2], AVI1_APP0, &bare[2..]].concat();
         assert!(!lacks_huffman_tables(&marked));
@@ -519,7 +640,17 @@ mod tests {
     }
 
     #[test]
+    fn scales_are_chosen_as_libjpeg_turbo_rounds() {
+        assert_eq!(scaled_side(768, (1, 2)), 384);
+        assert_eq!(scaled_side(575, (1, 8)), 72);
+        assert_eq!(jpeg_scale_for((768, 576), (320, 240)), Some((1, 2)));
+        assert_eq!(jpeg_scale_for((768, 576), (416, 416)), None);
+        assert_eq!(jpeg_scale_for((1920, 1080), (416, 234)), Some((1, 4)));
+    }
+
+    #[test]
     fn corrupt_jpeg_is_an_error() {
+        assert!(decode_jpeg_scaled(b"not a jpeg", (1, 2)).is_err());
         let e = decode_jpeg(&[0xFF, 0xD8, 0xFF, 0xDB, 0, 3, 1]).unwrap_err();
         assert!(matches!(e, ConvertError::Jpeg { len: 7, .. }), "{e}");
         assert!(decode_jpeg(b"not a jpeg").is_err());

@@ -10,7 +10,10 @@
 //! Decoding is deliberately not part of a source: a [`CapturedFrame`] carries
 //! the bytes as captured ([`Payload::Jpeg`] or [`Payload::Raw`]) and
 //! [`convert::to_rgb`] turns them into a [`safe_yolo_domain::RgbFrame`] in
-//! whichever pipeline stage suits.
+//! whichever pipeline stage suits. A [`Picture`] is a payload with its size,
+//! decoded only by a consumer that needs pixels (the detector, at the
+//! smallest DCT-scaled size its model needs; a snapshot; a viewer of a camera
+//! that does not deliver JPEG).
 //!
 //! Architecture invariants:
 //! - Every source is opened through [`SourcePolicy::check`]: V4L2 paths must
@@ -26,6 +29,7 @@ pub mod convert;
 pub mod encode;
 pub mod frame;
 pub mod mjpeg;
+pub mod picture;
 pub mod replay;
 pub mod sandbox;
 pub mod source;
@@ -34,6 +38,7 @@ pub mod v4l2;
 pub use convert::{ConvertError, to_rgb};
 pub use encode::{EncodeError, JpegEncoder, Subsampling};
 pub use frame::{CapturedFrame, Payload, PixelFormat, SourceInfo, SourceKind};
+pub use picture::Picture;
 pub use replay::{ReplayError, ReplaySource};
 pub use sandbox::{
     Pacing, ReplayKind, ReplaySpec, SandboxError, SourcePolicy, SourceRequest, SourceSpec, V4l2Spec,

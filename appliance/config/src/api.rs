@@ -86,7 +86,8 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Networks from which first-boot setup is allowed without the token.
     pub setup_networks: Vec<IpNet>,
-    /// Live-stream JPEG quality.
+    /// Live-stream JPEG quality of cameras that deliver raw pixels (a JPEG
+    /// camera's stream is its own JPEG).
     pub jpeg_quality: u8,
     /// Largest accepted request body.
     pub max_body_bytes: usize,

@@ -2,15 +2,25 @@
 //! cameras with the real detector, without the API, rules or outputs.
 //!
 //! What runs is what `safe-yolo run` runs (capture, decode, the shared
-//! detector pool, bounded drop-oldest queues), plus one JPEG encode of every
-//! live frame at quality 75, as the live stream does for a watched camera.
-//! The detector is wrapped so its three stages are timed apart: the
-//! pipeline's overhead is everything except the inference itself.
+//! detector pool, bounded drop-oldest queues), plus a viewer on every
+//! camera's live stream served by the API's own live hub (the camera's JPEG
+//! forwarded, or encoded at quality 75 for a camera that delivers raw
+//! pixels; `--no-viewers` leaves them out). The detector is wrapped so its
+//! three stages are timed apart: the pipeline's overhead is everything except
+//! the inference itself.
+//!
+//! **The ceiling, in the same run.** Before the cameras start, the configured
+//! detector runs alone (`--bare-seconds`, 10 by default): the same workers,
+//! threads, model and isolation, each worker detecting a decoded still (the
+//! first camera's first frame, decoded as the pipeline decodes it) as fast as
+//! it can. `bare_detect_per_s` is what the detector can do on this box; the
+//! pipeline's `total.detect_fps` over it says how much of that the cameras get.
 //!
 //! Figures cover a window that starts after a warm-up: frame rates and drops
 //! come from the pipeline's own counters (deltas over the window), stage
 //! times and latencies from the frames that came out during the window,
-//! memory from `/proc/self/status`.
+//! memory from `/proc/self/status`, CPU time from `/proc` (per thread, so the
+//! detect workers' share is told apart from the rest of the process).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -22,11 +32,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use safe_yolo_capture::JpegEncoder;
+use safe_yolo_api::live::LiveHub;
+use safe_yolo_capture::Picture;
 use safe_yolo_config::Config;
 use safe_yolo_detect::{DetectError, Detector, Manifest, ModelDetector, ModelInfo};
 use safe_yolo_domain::{Detection, RgbFrame};
-use safe_yolo_pipeline::{DetectedFrame, DetectorFactory, Pipeline};
+use safe_yolo_pipeline::{DetectedFrame, DetectorFactory, Pipeline, PipelineConfig};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +45,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{BenchArgs, LogFormatArg};
 use crate::report;
 
-/// JPEG quality of the simulated live stream (the API's default).
+/// JPEG quality the simulated viewers ask for (the API's default; only a
+/// camera that delivers raw pixels is encoded).
 const STREAM_QUALITY: u8 = 75;
 
 /// Queues whose drops the pipeline counts, per camera.
@@ -243,8 +255,9 @@ struct Samples {
     preprocess: Vec<Duration>,
     inference: Vec<Duration>,
     postprocess: Vec<Duration>,
-    encode: Vec<Duration>,
     latency: Vec<Duration>,
+    /// Live frames the camera's viewer got in the window.
+    viewed: u64,
 }
 
 impl Samples {
@@ -253,8 +266,8 @@ impl Samples {
         self.preprocess.extend_from_slice(&o.preprocess);
         self.inference.extend_from_slice(&o.inference);
         self.postprocess.extend_from_slice(&o.postprocess);
-        self.encode.extend_from_slice(&o.encode);
         self.latency.extend_from_slice(&o.latency);
+        self.viewed += o.viewed;
     }
 }
 
@@ -345,6 +358,125 @@ fn cpu_seconds() -> (f64, f64) {
     (secs(own), secs(children))
 }
 
+/// CPU seconds used so far by the threads of this process whose name starts
+/// with `prefix` (`/proc/self/task/*/stat`; threads that ended are not counted,
+/// so read it while they run).
+fn thread_cpu_seconds(prefix: &str) -> f64 {
+    const USER_HZ: f64 = 100.0;
+    let ticks: u64 = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|text| {
+            let (head, rest) = text.rsplit_once(')')?;
+            let name = head.split_once('(')?.1;
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    #[allow(clippy::cast_precision_loss, reason = "clock ticks")]
+    let secs = ticks as f64 / USER_HZ;
+    secs
+}
+
+/// What the detector alone does on this box.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bare {
+    /// Detections per second, all workers together.
+    per_s: f64,
+    /// Length of the run.
+    secs: f64,
+    /// Size of the still the workers detected (as the pipeline decodes it).
+    still: (u32, u32),
+}
+
+/// Runs the configured detector alone: `workers` threads (at the detect
+/// workers' priority), each with its own detector from `factory`, detecting
+/// a decoded still for `secs` seconds. The still is the first camera's first
+/// frame, decoded at the size the pipeline's workers decode it at.
+fn bare_ceiling(
+    pipeline: &PipelineConfig,
+    factory: &DetectorFactory,
+    secs: u64,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Bare> {
+    let camera = pipeline
+        .cameras
+        .first()
+        .context("no enabled camera to take a still from")?;
+    let mut source = (pipeline.sources)(&camera.source)
+        .with_context(|| format!("cannot open camera {}", camera.id))?;
+    let captured = source
+        .next_frame(Duration::from_secs(10))
+        .with_context(|| format!("no frame from camera {}", camera.id))?;
+    drop(source);
+    let picture = Picture::new(captured.payload).context("cannot read the still")?;
+    let workers = pipeline.detect_workers.max(1);
+    let barrier = Arc::new(std::sync::Barrier::new(workers + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for worker in 0..workers {
+        let (factory, barrier, stop, picture) = (
+            Arc::clone(factory),
+            Arc::clone(&barrier),
+            Arc::clone(&stop),
+            picture.clone(),
+        );
+        let nice = pipeline.detect_nice;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("bare-detect-{worker}"))
+                .spawn(move || -> anyhow::Result<(u64, (u32, u32))> {
+                    if nice > 0 {
+                        let _ = safe_yolo_pipeline::priority::set_thread_nice(nice);
+                    }
+                    let loaded = factory();
+                    // Every worker reaches the barrier, loaded or not.
+                    barrier.wait();
+                    let mut detector = loaded.context("cannot load the detector")?;
+                    let (w, h) = detector
+                        .info()
+                        .min_frame_size(picture.width(), picture.height());
+                    let still = picture
+                        .decode_at_least(w, h)
+                        .context("cannot decode the still")?;
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        detector.detect(&still)?;
+                        n += 1;
+                    }
+                    Ok((n, (still.width(), still.height())))
+                })
+                .context("cannot start a bare detect worker")?,
+        );
+    }
+    barrier.wait();
+    let t0 = Instant::now();
+    nap(runtime, Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0u64;
+    let mut still = (0, 0);
+    for t in threads {
+        let (n, size) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a bare detect worker panicked"))??;
+        total += n;
+        still = size;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss, reason = "detection counts")]
+    let per_s = total as f64 / elapsed.max(1e-9);
+    Ok(Bare {
+        per_s,
+        secs: elapsed,
+        still,
+    })
+}
+
 /// Runs the pipeline and collects the figures.
 fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Figures> {
     let rss_start = rss_bytes();
@@ -360,14 +492,24 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
         .map(|c| c.detect_every)
         .collect();
     let workers = pipeline_config.detect_workers;
-    let probe = Arc::new(DetectorProbe::default());
-    let factory = timed_factory(config, &probe);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("bench-rt")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let bare = if args.bare_seconds > 0 {
+        // Its own probe: the bare run's stage times stay out of the pipeline's.
+        let bare_factory = timed_factory(config, &Arc::new(DetectorProbe::default()));
+        let bare = bare_ceiling(&pipeline_config, &bare_factory, args.bare_seconds, &runtime)
+            .context("the bare-detector run failed")?;
+        tracing::info!(per_s = bare.per_s, "bare detector measured");
+        Some(bare)
+    } else {
+        None
+    };
+    let probe = Arc::new(DetectorProbe::default());
+    let factory = timed_factory(config, &probe);
     let liveness = Liveness::new();
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
@@ -392,21 +534,28 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
         .collect();
     let measuring = Arc::new(AtomicBool::new(false));
     let consumer = spawn_consumer(detected, Arc::clone(&probe), Arc::clone(&measuring))?;
-    let mut encoders = Vec::new();
-    for tap in pipeline.taps().current().iter() {
-        encoders.push(spawn_encoder(
-            tap.id.as_str(),
-            tap.live.clone(),
-            runtime.handle().clone(),
-            Arc::clone(&measuring),
-            shutdown.clone(),
-        )?);
+    let hub = LiveHub::new(pipeline.taps(), STREAM_QUALITY, shutdown.clone());
+    let mut viewers = Vec::new();
+    if !args.no_viewers {
+        for tap in pipeline.taps().current().iter() {
+            let rx = {
+                let _guard = runtime.enter();
+                hub.subscribe(&tap.id, STREAM_QUALITY)
+                    .map_err(|e| anyhow::anyhow!("cannot watch camera {}: {e}", tap.id))?
+            };
+            viewers.push((
+                tap.id.as_str().to_owned(),
+                runtime.spawn(view(rx, Arc::clone(&measuring), shutdown.clone())),
+            ));
+        }
     }
 
     nap(&runtime, Duration::from_secs(args.warmup));
     let before: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
     measuring.store(true, Ordering::Relaxed);
+    let (encoded_before, forwarded_before) = (hub.encoded_frames(), hub.forwarded_frames());
     let cpu_before = cpu_seconds();
+    let detect_cpu_before = thread_cpu_seconds("detect-");
     let started = Instant::now();
     let window = Duration::from_secs(args.seconds);
     let mut rss_peak = 0u64;
@@ -431,6 +580,11 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let cpu_after = cpu_seconds();
+    let detect_cpu_after = thread_cpu_seconds("detect-");
+    let (encoded, forwarded) = (
+        hub.encoded_frames() - encoded_before,
+        hub.forwarded_frames() - forwarded_before,
+    );
     let after: Vec<Counters> = cameras.iter().map(|c| counters(&metrics, c)).collect();
     let rss_end = rss_bytes();
     let stuck = runtime.block_on(pipeline.stop(Duration::from_secs(5)));
@@ -441,12 +595,11 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
     let mut samples: HashMap<String, Samples> = consumer
         .join()
         .map_err(|_| anyhow::anyhow!("the result collector panicked"))?;
-    for (cam, handle) in cameras.iter().zip(encoders) {
-        let encode = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("the encoder of {cam} panicked"))?
-            .with_context(|| format!("cannot encode the live frames of {cam}"))?;
-        samples.entry(cam.clone()).or_default().encode = encode;
+    for (cam, handle) in viewers {
+        let viewed = runtime
+            .block_on(handle)
+            .map_err(|_| anyhow::anyhow!("the viewer of {cam} failed"))?;
+        samples.entry(cam).or_default().viewed = viewed;
     }
 
     let secs = elapsed.as_secs_f64();
@@ -484,6 +637,16 @@ fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Fig
         rss_per_camera: rss_peak.max(rss_end).saturating_sub(rss_after_load) / n,
         hwm: status_kib("VmHWM:").saturating_mul(1024),
         cpu_s: (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1),
+        detect_threads_cpu_s: detect_cpu_after - detect_cpu_before,
+        in_process_inference_s: if config.detector.isolation == safe_yolo_config::Isolation::Process
+        {
+            0.0
+        } else {
+            all.inference.iter().map(Duration::as_secs_f64).sum()
+        },
+        bare,
+        viewers: !args.no_viewers,
+        live: (encoded, forwarded),
     })
 }
 
@@ -532,41 +695,27 @@ fn spawn_consumer(
         .context("cannot start the result collector")
 }
 
-/// Encodes every new live frame of one camera once, as the live stream does
-/// for a watched camera, and returns the encode times of the window.
-fn spawn_encoder(
-    camera: &str,
-    mut live: tokio::sync::watch::Receiver<Option<safe_yolo_pipeline::LiveFrame>>,
-    handle: tokio::runtime::Handle,
+/// A viewer of one camera's live stream: takes every frame the hub has for it
+/// (as the MJPEG handler does) and counts those of the window.
+async fn view(
+    mut rx: tokio::sync::watch::Receiver<Option<Arc<safe_yolo_api::live::Encoded>>>,
     measuring: Arc<AtomicBool>,
     shutdown: CancellationToken,
-) -> anyhow::Result<JoinHandle<anyhow::Result<Vec<Duration>>>> {
-    let mut encoder = JpegEncoder::new(STREAM_QUALITY).context("cannot create a JPEG encoder")?;
-    std::thread::Builder::new()
-        .name(format!("bench-enc-{camera}"))
-        .spawn(move || {
-            let mut times = Vec::new();
-            loop {
-                let changed = handle.block_on(async {
-                    tokio::select! {
-                        r = live.changed() => r.is_ok(),
-                        () = shutdown.cancelled() => false,
-                    }
-                });
-                if !changed {
-                    return Ok(times);
-                }
-                let frame = live.borrow_and_update().clone();
-                let Some(frame) = frame else { continue };
-                let t0 = Instant::now();
-                let jpeg = encoder.encode(&frame.frame)?;
-                let took = t0.elapsed();
-                if measuring.load(Ordering::Relaxed) && !jpeg.is_empty() {
-                    times.push(took);
-                }
-            }
-        })
-        .context("cannot start an encoder thread")
+) -> u64 {
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return n },
+            () = shutdown.cancelled() => return n,
+        }
+        let got = rx
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|e| !e.jpeg.is_empty());
+        if got && measuring.load(Ordering::Relaxed) {
+            n += 1;
+        }
+    }
 }
 
 // === Figures ===
@@ -593,34 +742,25 @@ fn percentile_ms(v: &[Duration], p: f64) -> f64 {
     ms(s[rank.min(n) - 1])
 }
 
-fn mean_ms(v: &[Duration]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    #[allow(clippy::cast_precision_loss, reason = "sample counts are small")]
-    let n = v.len() as f64;
-    v.iter().map(|d| ms(*d)).sum::<f64>() / n
-}
-
 /// One line of the result table.
 #[derive(Debug, Clone)]
 struct Row {
     camera: String,
     capture_fps: f64,
     detect_fps: f64,
-    encode_fps: f64,
+    /// Live frames the viewer got per second.
+    view_fps: f64,
     dropped: BTreeMap<&'static str, u64>,
     decode_ms: f64,
     preprocess_ms: f64,
     postprocess_ms: f64,
-    encode_ms: f64,
     inference_ms: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     /// Overhead outside inference of one frame that goes through every stage.
     overhead_ms: f64,
-    /// All pipeline work of the window (every decoded and encoded frame,
-    /// every detector call's pre/post-processing) over its inference time.
+    /// The pipeline's timed work of the window (every decoded frame, every
+    /// detector call's pre/post-processing) over its inference time.
     cpu_overhead_pct: f64,
 }
 
@@ -641,36 +781,24 @@ impl Row {
         let decode_ms = percentile_ms(&s.decode, 50.0);
         let preprocess_ms = percentile_ms(&s.preprocess, 50.0);
         let postprocess_ms = percentile_ms(&s.postprocess, 50.0);
-        let encode_ms = percentile_ms(&s.encode, 50.0);
         let inference_ms = percentile_ms(&s.inference, 50.0);
-        // Work of the whole window: decodes are timed on detected frames
-        // only, so their mean stands for every decoded frame.
-        let captured = after.captured.saturating_sub(before.captured);
-        let decoded = captured
-            .saturating_sub(dropped.get("raw_queue").copied().unwrap_or(0))
-            .saturating_sub(dropped.get("decode_error").copied().unwrap_or(0));
-        #[allow(clippy::cast_precision_loss, reason = "frame counts")]
-        let decode_total = mean_ms(&s.decode) * decoded as f64;
+        // Work of the whole window: only detected frames are decoded.
         let sum = |v: &[Duration]| v.iter().map(|d| ms(*d)).sum::<f64>();
-        let overhead_total =
-            decode_total + sum(&s.preprocess) + sum(&s.postprocess) + sum(&s.encode);
+        let overhead_total = sum(&s.decode) + sum(&s.preprocess) + sum(&s.postprocess);
         let inference_total = sum(&s.inference);
-        #[allow(clippy::cast_precision_loss, reason = "frame counts")]
-        let encode_fps = s.encode.len() as f64 / secs.max(1e-9);
         Self {
             camera,
             capture_fps: rate(after.captured, before.captured),
             detect_fps: rate(after.detected, before.detected),
-            encode_fps,
+            view_fps: rate(s.viewed, 0),
             dropped,
             decode_ms,
             preprocess_ms,
             postprocess_ms,
-            encode_ms,
             inference_ms,
             latency_p50_ms: percentile_ms(&s.latency, 50.0),
             latency_p99_ms: percentile_ms(&s.latency, 99.0),
-            overhead_ms: decode_ms + preprocess_ms + postprocess_ms + encode_ms,
+            overhead_ms: decode_ms + preprocess_ms + postprocess_ms,
             cpu_overhead_pct: if inference_total > 0.0 {
                 100.0 * overhead_total / inference_total
             } else {
@@ -696,13 +824,12 @@ impl Row {
             "camera": self.camera,
             "capture_fps": self.capture_fps,
             "detect_fps": self.detect_fps,
-            "encode_fps": self.encode_fps,
+            "view_fps": self.view_fps,
             "dropped": self.dropped,
             "dropped_total": self.dropped_total(),
             "decode_ms": self.decode_ms,
             "preprocess_ms": self.preprocess_ms,
             "postprocess_ms": self.postprocess_ms,
-            "encode_ms": self.encode_ms,
             "overhead_ms": self.overhead_ms,
             "inference_ms": self.inference_ms,
             "overhead_pct_of_inference": self.overhead_pct(),
@@ -735,9 +862,58 @@ struct Figures {
     hwm: u64,
     /// CPU seconds of the window: this process, the detector processes.
     cpu_s: (f64, f64),
+    /// CPU seconds of the window in this process's detect worker threads
+    /// (decoding the frames they detect, the process boundary, and the
+    /// inference itself when it runs in this process).
+    detect_threads_cpu_s: f64,
+    /// Inference time of the window spent in this process (thread isolation;
+    /// 0 when the detector runs in child processes).
+    in_process_inference_s: f64,
+    /// The detector alone, measured before the cameras started.
+    bare: Option<Bare>,
+    /// Whether every camera had a viewer.
+    viewers: bool,
+    /// Live frames of the window encoded, and forwarded as the camera sent them.
+    live: (u64, u64),
 }
 
 impl Figures {
+    /// Frames captured in the window, all cameras.
+    fn captured(&self) -> f64 {
+        self.total.capture_fps * self.window_s
+    }
+
+    /// CPU milliseconds of this process per captured frame, inference left
+    /// out: everything the box does for a frame besides running the model
+    /// (capture, size, queues, live view; decode and the process boundary for
+    /// the detected ones).
+    fn cpu_ms_outside_inference_per_frame(&self) -> f64 {
+        let n = self.captured();
+        if n > 0.0 {
+            1000.0 * (self.cpu_s.0 - self.in_process_inference_s).max(0.0) / n
+        } else {
+            0.0
+        }
+    }
+
+    /// CPU milliseconds per captured frame outside the detect workers: what a
+    /// frame that is not detected costs (capture, size, queues, live view).
+    fn cpu_ms_per_undetected_frame(&self) -> f64 {
+        let n = self.captured();
+        if n > 0.0 {
+            1000.0 * (self.cpu_s.0 - self.detect_threads_cpu_s).max(0.0) / n
+        } else {
+            0.0
+        }
+    }
+
+    /// The pipeline's detections per second over the bare detector's.
+    fn detect_ratio(&self) -> Option<f64> {
+        self.bare
+            .filter(|b| b.per_s > 0.0)
+            .map(|b| self.total.detect_fps / b.per_s)
+    }
+
     /// CPU milliseconds per detected frame (all the box's work of the
     /// window, capture and live view included, over the frames detected).
     fn cpu_ms_per_detection(&self) -> f64 {
@@ -786,21 +962,46 @@ impl Figures {
         );
         let _ = writeln!(
             s,
-            "model {model}, {} thread(s), {} detect worker(s); window {:.1} s after {} s warm-up; stream JPEG q{STREAM_QUALITY}",
-            self.threads, self.workers, self.window_s, self.warmup_s
+            "model {model}, {} thread(s), {} detect worker(s); window {:.1} s after {} s warm-up; {}",
+            self.threads,
+            self.workers,
+            self.window_s,
+            self.warmup_s,
+            if self.viewers {
+                "a live viewer on every camera"
+            } else {
+                "no live viewer"
+            }
         );
+        match (self.bare, self.detect_ratio()) {
+            (Some(b), Some(ratio)) => {
+                let _ = writeln!(
+                    s,
+                    "ceiling: the detector alone did {:.1} detections/s ({:.1} s on a {}x{} still, same workers and threads); the cameras got {:.1}/s = {:.1}% of it",
+                    b.per_s,
+                    b.secs,
+                    b.still.0,
+                    b.still.1,
+                    self.total.detect_fps,
+                    100.0 * ratio
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "ceiling: not measured (--bare-seconds 0)");
+            }
+        }
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "{:<12} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8}",
+            "{:<12} {:>7} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8}",
             "camera",
             "cap fps",
             "det fps",
+            "view fps",
             "dropped",
             "dec ms",
             "pre ms",
             "post ms",
-            "enc ms",
             "ovh ms",
             "inf ms",
             "ovh %",
@@ -810,15 +1011,15 @@ impl Figures {
         for r in self.rows.iter().chain(std::iter::once(&self.total)) {
             let _ = writeln!(
                 s,
-                "{:<12} {:>7.1} {:>7.1} {:>7} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.1} {:>7.1} {:>8.0} {:>8.0}",
+                "{:<12} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>7.2} {:>8.2} {:>8.2} {:>9.2} {:>8.1} {:>7.1} {:>8.0} {:>8.0}",
                 r.camera,
                 r.capture_fps,
                 r.detect_fps,
+                r.view_fps,
                 r.dropped_total(),
                 r.decode_ms,
                 r.preprocess_ms,
                 r.postprocess_ms,
-                r.encode_ms,
                 r.overhead_ms,
                 r.inference_ms,
                 r.overhead_pct(),
@@ -829,12 +1030,17 @@ impl Figures {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "stage times are medians; ovh = decode + pre + post + encode of one frame; ovh % = ovh / inference"
+            "stage times are medians; dec = decode of a detected frame (the only frames decoded); ovh = dec + pre + post; ovh % = ovh / inference"
         );
         let _ = writeln!(
             s,
-            "all pipeline work in the window (every decoded and encoded frame) = {:.1}% of the inference time",
+            "timed pipeline work in the window (decodes, pre- and post-processing) = {:.1}% of the inference time",
             self.total.cpu_overhead_pct
+        );
+        let _ = writeln!(
+            s,
+            "live view: {} frames forwarded as the cameras sent them, {} encoded",
+            self.live.1, self.live.0
         );
         let drops = self
             .total
@@ -877,10 +1083,17 @@ impl Figures {
         );
         let _ = writeln!(
             s,
-            "CPU in the window: {:.2} s in this process, {:.2} s in detector processes; {:.1} ms per detected frame",
+            "CPU in the window: {:.2} s in this process ({:.2} s of it in its detect workers), {:.2} s in detector processes; {:.1} ms per detected frame",
             self.cpu_s.0,
+            self.detect_threads_cpu_s,
             self.cpu_s.1,
             self.cpu_ms_per_detection()
+        );
+        let _ = writeln!(
+            s,
+            "CPU per captured frame: {:.3} ms outside inference, {:.3} ms for a frame that is not detected (outside the detect workers)",
+            self.cpu_ms_outside_inference_per_frame(),
+            self.cpu_ms_per_undetected_frame()
         );
         s
     }
@@ -903,7 +1116,15 @@ impl Figures {
             "max_queue_depths": self.max_depth,
             "window_s": self.window_s,
             "warmup_s": self.warmup_s,
-            "stream_jpeg_quality": STREAM_QUALITY,
+            "viewers": self.viewers,
+            "viewer_jpeg_quality": STREAM_QUALITY,
+            "live_frames": { "encoded": self.live.0, "forwarded": self.live.1 },
+            "bare_detect_per_s": self.bare.map(|b| b.per_s),
+            "bare": self.bare.map(|b| serde_json::json!({
+                "seconds": b.secs,
+                "still": [b.still.0, b.still.1],
+            })),
+            "detect_ratio_of_bare": self.detect_ratio(),
             "cameras": self.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
             "total": self.total.to_json(),
             "rss_bytes": {
@@ -914,8 +1135,15 @@ impl Figures {
                 "high_water_mark": self.hwm,
                 "per_camera": self.rss_per_camera,
             },
-            "cpu_s": { "daemon": self.cpu_s.0, "detector_processes": self.cpu_s.1 },
+            "cpu_s": {
+                "daemon": self.cpu_s.0,
+                "daemon_detect_workers": self.detect_threads_cpu_s,
+                "daemon_inference": self.in_process_inference_s,
+                "detector_processes": self.cpu_s.1,
+            },
             "cpu_ms_per_detection": self.cpu_ms_per_detection(),
+            "cpu_ms_per_frame_outside_inference": self.cpu_ms_outside_inference_per_frame(),
+            "cpu_ms_per_undetected_frame": self.cpu_ms_per_undetected_frame(),
         })
     }
 }
@@ -941,9 +1169,8 @@ mod tests {
             s.preprocess.push(Duration::from_millis(1));
             s.inference.push(Duration::from_millis(40));
             s.postprocess.push(Duration::from_millis(1));
-            s.encode.push(Duration::from_millis(4));
-            s.encode.push(Duration::from_millis(4));
         }
+        s.viewed = 12;
         let before = Counters {
             captured: 10,
             detected: 5,
@@ -958,10 +1185,27 @@ mod tests {
         assert!((r.capture_fps - 10.0).abs() < 1e-9);
         assert!((r.detect_fps - 2.0).abs() < 1e-9);
         assert_eq!(r.dropped_total(), 2);
-        assert!((r.overhead_ms - 8.0).abs() < 1e-9);
-        assert!((r.overhead_pct() - 20.0).abs() < 1e-9);
-        // 18 decoded frames x 2 ms + 4 x (1 + 1) ms + 8 x 4 ms over 160 ms.
-        assert!((r.cpu_overhead_pct - 100.0 * 76.0 / 160.0).abs() < 1e-6);
+        assert!((r.view_fps - 6.0).abs() < 1e-9);
+        assert!((r.overhead_ms - 4.0).abs() < 1e-9);
+        assert!((r.overhead_pct() - 10.0).abs() < 1e-9);
+        // 4 decoded (detected) frames x 2 ms + 4 x (1 + 1) ms over 160 ms.
+        assert!((r.cpu_overhead_pct - 100.0 * 16.0 / 160.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn thread_cpu_is_read_by_name() {
+        let me = std::thread::current().name().unwrap_or("").to_owned();
+        // The test harness names its threads after the test.
+        let prefix: String = me.chars().take(12).collect();
+        let t0 = Instant::now();
+        let mut x = 0u64;
+        while thread_cpu_seconds(&prefix) <= 0.0 && t0.elapsed() < Duration::from_secs(30) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        assert!(thread_cpu_seconds(&prefix) > 0.0, "thread {me:?}");
+        assert!(thread_cpu_seconds("no-such-thread-").abs() < 1e-12);
     }
 
     #[test]

@@ -160,6 +160,14 @@ pub struct BenchArgs {
     /// Print the figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Length of the bare-detector run before the cameras start (the ceiling
+    /// the pipeline is compared with); 0 skips it.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub bare_seconds: u64,
+    /// No viewer on the cameras' live streams (by default every camera has one,
+    /// served by the API's own live hub).
+    #[arg(long)]
+    pub no_viewers: bool,
 }
 
 /// `safe-yolo bench-tracking` arguments.

@@ -47,6 +47,7 @@ impl Null {
                 backend: BackendKind::Tract,
                 input_width: 416,
                 input_height: 416,
+                resize: safe_yolo_detect::manifest::ResizeMode::Stretch,
                 classes: Arc::from(vec![Arc::clone(&person)]),
                 licence: "none".into(),
             },

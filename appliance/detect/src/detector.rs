@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BackendChoice, BackendError, BackendKind};
 use crate::decode::{Candidate, DecodeError, Decoder, OutputTensor};
-use crate::manifest::{Manifest, ManifestError, Precision};
+use crate::manifest::{Manifest, ManifestError, Precision, ResizeMode};
 use crate::onnx_meta::{self, OnnxMetaError};
 use crate::postprocess::PostProcess;
 use crate::preprocess::{FrameTransform, InputTensor, PreprocessError, Preprocessor};
@@ -96,11 +96,28 @@ pub struct ModelInfo {
     pub input_width: u32,
     /// Input height.
     pub input_height: u32,
+    /// How a frame is fitted into the input.
+    pub resize: ResizeMode,
     /// Class names by index.
     #[serde(skip)]
     pub classes: Arc<[Arc<str>]>,
     /// Licence of the weights.
     pub licence: String,
+}
+
+impl ModelInfo {
+    /// The smallest frame size from which this model's input loses nothing,
+    /// for a `width x height` frame: the size the frame is resized to inside
+    /// the input (see [`crate::preprocess::fitted_size`]). A frame decoded at
+    /// least this large and mapped back gives the same detections as the full
+    /// frame, up to resampling.
+    pub fn min_frame_size(&self, width: u32, height: u32) -> (u32, u32) {
+        crate::preprocess::fitted_size(
+            self.resize,
+            (self.input_width, self.input_height),
+            (width, height),
+        )
+    }
 }
 
 /// How to load a detector.
@@ -398,6 +415,7 @@ fn load_with_backend(
         backend: backend.kind(),
         input_width: w,
         input_height: h,
+        resize: m.spec.input.resize,
         classes,
         licence: m.spec.licence.clone(),
     };

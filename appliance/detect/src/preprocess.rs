@@ -129,16 +129,13 @@ impl Preprocessor {
     /// scaled height, left pad, top pad).
     pub fn placement(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
         let (iw, ih) = (self.spec.width, self.spec.height);
-        match self.spec.resize {
-            ResizeMode::Stretch => (iw, ih, 0, 0),
-            ResizeMode::Letterbox => {
-                let s = (f64::from(iw) / f64::from(width)).min(f64::from(ih) / f64::from(height));
-                let nw = scaled(width, s).clamp(1, iw);
-                let nh = scaled(height, s).clamp(1, ih);
-                match self.spec.letterbox_align {
-                    LetterboxAlign::Center => (nw, nh, (iw - nw) / 2, (ih - nh) / 2),
-                    LetterboxAlign::TopLeft => (nw, nh, 0, 0),
-                }
+        let (nw, nh) = fitted_size(self.spec.resize, (iw, ih), (width, height));
+        match (self.spec.resize, self.spec.letterbox_align) {
+            (ResizeMode::Stretch, _) | (ResizeMode::Letterbox, LetterboxAlign::TopLeft) => {
+                (nw, nh, 0, 0)
+            }
+            (ResizeMode::Letterbox, LetterboxAlign::Center) => {
+                (nw, nh, (iw - nw) / 2, (ih - nh) / 2)
             }
         }
     }
@@ -237,6 +234,28 @@ impl Preprocessor {
             frame_width: fw,
             frame_height: fh,
         })
+    }
+}
+
+/// The size a `width x height` frame is resized to inside an `input` of
+/// `resize` mode: the whole input when stretched, the largest size with the
+/// frame's aspect ratio that fits when letterboxed.
+pub fn fitted_size(
+    resize: ResizeMode,
+    input: (u32, u32),
+    (width, height): (u32, u32),
+) -> (u32, u32) {
+    let (iw, ih) = input;
+    match resize {
+        ResizeMode::Stretch => (iw, ih),
+        ResizeMode::Letterbox => {
+            let s = (f64::from(iw) / f64::from(width.max(1)))
+                .min(f64::from(ih) / f64::from(height.max(1)));
+            (
+                scaled(width, s).clamp(1, iw.max(1)),
+                scaled(height, s).clamp(1, ih.max(1)),
+            )
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! One camera's capture and decode stages.
+//! One camera's capture and decode stages (the decode stage reads each
+//! frame's size and hands frames on; pixels are decoded by the detect worker).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use safe_yolo_capture::{CapturedFrame, FrameSource};
+use safe_yolo_capture::{CapturedFrame, FrameSource, Picture};
 use safe_yolo_domain::{CameraId, FrameMeta, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::watch;
@@ -340,11 +341,6 @@ impl Decode {
             .queue_depth
             .get_or_create(&Metrics::stage(cam, "detect_queue"))
             .clone();
-        let decode_latency = self
-            .metrics
-            .stage_latency
-            .get_or_create(&Metrics::stage(cam, "decode"))
-            .clone();
         let mut turns = Turns::new(self.lane, self.spec.detect_every);
         while !self.shutdown.is_cancelled() {
             hb.beat();
@@ -353,17 +349,17 @@ impl Decode {
                 Pop::Empty => continue,
                 Pop::Closed => break,
             };
-            let t0 = Instant::now();
-            let rgb = match safe_yolo_capture::convert::to_rgb(&frame.payload) {
-                Ok(rgb) => rgb,
+            // Only the size is read here (a JPEG's start-of-frame header):
+            // pixels are decoded by the detect worker, for the frames it
+            // detects, and by consumers that need them.
+            let picture = match Picture::new(frame.payload) {
+                Ok(p) => p,
                 Err(e) => {
                     decode_errors.inc();
-                    tracing::warn!(camera = %id, seq = frame.seq, error = %error_chain(&e), "cannot decode frame; skipped");
+                    tracing::warn!(camera = %id, seq = frame.seq, error = %error_chain(&e), "cannot read frame; skipped");
                     continue;
                 }
             };
-            let decode = t0.elapsed();
-            decode_latency.observe(decode.as_secs_f64());
             let meta = FrameMeta {
                 camera: id.clone(),
                 seq: frame.seq,
@@ -373,13 +369,12 @@ impl Decode {
             let detections = Arc::clone(&self.latest.lock());
             self.live.send_replace(Some(LiveFrame {
                 meta: meta.clone(),
-                frame: rgb.clone(),
+                picture: picture.clone(),
                 detections,
             }));
             let job = || DetectJob {
                 meta,
-                frame: rgb,
-                decode,
+                picture,
                 queued_at: Instant::now(),
                 latest: Arc::clone(&self.latest),
             };

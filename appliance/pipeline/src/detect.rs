@@ -5,8 +5,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
+use safe_yolo_capture::Picture;
 use safe_yolo_detect::Detector;
-use safe_yolo_domain::{Detection, FrameMeta, RgbFrame, error_chain};
+use safe_yolo_domain::{BBox, Detection, FrameMeta, RgbFrame, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,12 +26,11 @@ pub(crate) struct Models {
     pub ppe: Option<Box<dyn Detector>>,
 }
 
-/// A decoded frame waiting for the detector.
+/// A frame waiting for the detector, still as captured.
 #[derive(Debug)]
 pub(crate) struct DetectJob {
     pub meta: FrameMeta,
-    pub frame: RgbFrame,
-    pub decode: Duration,
+    pub picture: Picture,
     /// When the job was handed to the detect lanes.
     pub queued_at: Instant,
     /// Where the camera's decode stage reads the newest detections (live view).
@@ -146,11 +146,25 @@ pub(crate) fn start_worker(
                 let t0 = Instant::now();
                 let waited = t0.saturating_duration_since(job.queued_at);
                 metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "detect_wait")).observe(waited.as_secs_f64());
-                let result = detector.detect(&job.frame);
+                // Decoded here, once it is sure to be detected, at the
+                // smallest size the models need.
+                let (need_w, need_h) = need(&*detector, ppe_detector.as_deref(), &job.picture);
+                let frame = match job.picture.decode_at_least(need_w, need_h) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        metrics.frames_dropped.get_or_create(&Metrics::stage(&cam, "decode_error")).inc();
+                        tracing::warn!(camera = %cam, seq = job.meta.seq, error = %error_chain(&e), "cannot decode frame; skipped");
+                        continue;
+                    }
+                };
+                let decode = t0.elapsed();
+                metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "decode")).observe(decode.as_secs_f64());
+                let t0 = Instant::now();
+                let result = detector.detect(&frame);
                 let detect = t0.elapsed();
                 hb.beat();
                 let detections = match result {
-                    Ok(d) => Arc::new(d),
+                    Ok(d) => Arc::new(to_picture(d, &frame, &job.picture)),
                     Err(e) => {
                         metrics.frames_dropped.get_or_create(&Metrics::stage(&cam, "detect_error")).inc();
                         if e.is_unavailable() {
@@ -170,12 +184,12 @@ pub(crate) fn start_worker(
                 let ppe = match ppe_detector.as_mut() {
                     Some(p) if ppe_switch.is_on(&job.meta.camera) && detections.iter().any(|d| &*d.class_name == PERSON_CLASS) => {
                         let t1 = Instant::now();
-                        let r = p.detect(&job.frame);
+                        let r = p.detect(&frame);
                         ppe_time = t1.elapsed();
                         hb.beat();
                         metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "ppe_inference")).observe(ppe_time.as_secs_f64());
                         match r {
-                            Ok(d) => Arc::new(d),
+                            Ok(d) => Arc::new(to_picture(d, &frame, &job.picture)),
                             Err(e) => {
                                 // Without PPE evidence the consensus sees "unknown", never "worn".
                                 metrics.frames_dropped.get_or_create(&Metrics::stage(&cam, "ppe_error")).inc();
@@ -212,10 +226,11 @@ pub(crate) fn start_worker(
                 };
                 let frame = DetectedFrame {
                     meta: job.meta,
-                    frame: job.frame,
+                    picture: job.picture,
+                    frame,
                     detections,
                     ppe,
-                    times: StageTimes { decode: job.decode, detect, ppe: ppe_time, capture_to_detected },
+                    times: StageTimes { decode, detect, ppe: ppe_time, capture_to_detected },
                     detected_at,
                 };
                 if tx.try_send(frame).is_err() {
@@ -226,6 +241,50 @@ pub(crate) fn start_worker(
             tracing::debug!(worker, "detect worker stopped");
         })
         .map_err(|source| PipelineError::Spawn { name, source })
+}
+
+/// The smallest size `picture` can be decoded at for the models of a worker
+/// (the PPE model's needs count only when it is loaded).
+fn need(main: &dyn Detector, ppe: Option<&dyn Detector>, picture: &Picture) -> (u32, u32) {
+    let (w, h) = (picture.width(), picture.height());
+    let (mw, mh) = main.info().min_frame_size(w, h);
+    match ppe {
+        Some(p) => {
+            let (pw, ph) = p.info().min_frame_size(w, h);
+            (mw.max(pw), mh.max(ph))
+        }
+        None => (mw, mh),
+    }
+}
+
+/// `detections` found in `frame` (the picture decoded at a reduced size) in the
+/// picture's full-frame pixels.
+fn to_picture(
+    mut detections: Vec<Detection>,
+    frame: &RgbFrame,
+    picture: &Picture,
+) -> Vec<Detection> {
+    if (frame.width(), frame.height()) == (picture.width(), picture.height()) {
+        return detections;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "frame sides are at most 8192")]
+    let (sx, sy) = (
+        picture.width() as f32 / frame.width() as f32,
+        picture.height() as f32 / frame.height() as f32,
+    );
+    #[allow(clippy::cast_precision_loss, reason = "frame sides are at most 8192")]
+    let (pw, ph) = (picture.width() as f32, picture.height() as f32);
+    for d in &mut detections {
+        let b = d.bbox;
+        d.bbox = BBox {
+            x1: b.x1 * sx,
+            y1: b.y1 * sy,
+            x2: b.x2 * sx,
+            y2: b.y2 * sy,
+        }
+        .clamp_to(pw, ph);
+    }
+    detections
 }
 
 #[cfg(test)]
@@ -239,12 +298,13 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use safe_yolo_capture::Picture;
     use safe_yolo_capture::{
         CaptureError, CapturedFrame, FrameSource, Pacing, Payload, PixelFormat, SourceInfo,
         SourceKind, SourceRequest,
     };
     use safe_yolo_detect::{BackendKind, DetectError, Detector, ModelInfo, Precision};
-    use safe_yolo_domain::{CameraId, Detection, RgbFrame};
+    use safe_yolo_domain::{BBox, CameraId, Detection, RgbFrame};
     use safe_yolo_telemetry::{Liveness, Metrics};
     use tokio_util::sync::CancellationToken;
 
@@ -342,6 +402,7 @@ mod tests {
                     backend: BackendKind::Tract,
                     input_width: 32,
                     input_height: 32,
+                    resize: safe_yolo_detect::manifest::ResizeMode::Stretch,
                     classes: Arc::from(Vec::<Arc<str>>::new()),
                     licence: String::new(),
                 },
@@ -380,6 +441,118 @@ mod tests {
             seqs.windows(2).all(|w| w[0] < w[1]),
             "frames out of order: {seqs:?}"
         );
+    }
+
+    /// `image` (a fixture photo) enlarged `times` times (nearest neighbour) and
+    /// encoded as JPEG, as a camera of that resolution would deliver it.
+    fn enlarged_jpeg(image: &str, times: u32) -> Picture {
+        let data = std::fs::read(safe_yolo_fixtures::media(image)).unwrap();
+        let src = safe_yolo_capture::convert::decode_jpeg(&data).unwrap();
+        let (w, h) = (src.width() * times, src.height() * times);
+        let mut px = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let at = (((y / times) * src.width() + x / times) * 3) as usize;
+                px.extend_from_slice(&src.data()[at..at + 3]);
+            }
+        }
+        let big = RgbFrame::new(w, h, px).unwrap();
+        let jpeg = safe_yolo_capture::JpegEncoder::new(92)
+            .unwrap()
+            .encode(&big)
+            .unwrap();
+        Picture::new(Payload::Jpeg(Arc::from(jpeg))).unwrap()
+    }
+
+    /// Decoding at the smallest DCT-scaled size the model needs, then mapping
+    /// the boxes back, finds the persons a full decode finds, each box within
+    /// IoU 0.9 of its full-decode twin: the golden photos at two and three times
+    /// their size (1620x2160 and 2430x3240 for bus.jpg, 2560x1440 and
+    /// 3840x2160 for zidane.jpg), on the shipped model.
+    #[test]
+    fn a_scaled_decode_finds_the_boxes_of_the_full_decode() {
+        let manifest =
+            safe_yolo_fixtures::manifest_dir!().join("../../models/nanodet-m-416-coco/model.toml");
+        let mut detector = safe_yolo_detect::load(
+            &manifest,
+            &safe_yolo_detect::LoadOptions {
+                backend: safe_yolo_detect::BackendChoice::Tract,
+                threads: 1,
+                classes: Some(vec!["person".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut worst = 1.0f32;
+        for (image, times) in [
+            ("bus.jpg", 2),
+            ("zidane.jpg", 2),
+            ("bus.jpg", 3),
+            ("zidane.jpg", 3),
+        ] {
+            let picture = enlarged_jpeg(image, times);
+            let full = picture.decode().unwrap();
+            let want = detector.detect(&full).unwrap();
+            let (nw, nh) = super::need(&*detector, None, &picture);
+            let scaled = picture.decode_at_least(nw, nh).unwrap();
+            assert!(
+                scaled.width() < picture.width() && scaled.width() >= nw && scaled.height() >= nh,
+                "{image} x{times}: decoded at {}x{} for a {nw}x{nh} need",
+                scaled.width(),
+                scaled.height()
+            );
+            let got = super::to_picture(detector.detect(&scaled).unwrap(), &scaled, &picture);
+            let confident = |d: &&Detection| d.score >= 0.5;
+            for (a, b, which) in [(&want, &got, "full decode"), (&got, &want, "scaled decode")] {
+                for d in a.iter().filter(confident) {
+                    let best = b.iter().map(|o| d.bbox.iou(&o.bbox)).fold(0.0f32, f32::max);
+                    worst = worst.min(best);
+                    assert!(
+                        best >= 0.9,
+                        "{image} x{times}: a person of the {which} ({:?}, score {}) has no twin within IoU 0.9 (best {best})",
+                        d.bbox,
+                        d.score
+                    );
+                }
+            }
+            assert!(
+                want.iter().filter(confident).count() >= 2,
+                "{image}: {want:?}"
+            );
+        }
+        eprintln!(
+            "scaled decode: worst IoU of a confident person to its full-decode twin {worst:.3}"
+        );
+    }
+
+    #[test]
+    fn boxes_map_back_to_the_full_frame() {
+        let picture =
+            Picture::from_rgb(&RgbFrame::new(800, 600, vec![0u8; 800 * 600 * 3]).unwrap());
+        let small = RgbFrame::new(200, 150, vec![0u8; 200 * 150 * 3]).unwrap();
+        let d = Detection {
+            class_id: 0,
+            class_name: Arc::from("person"),
+            score: 0.8,
+            bbox: BBox {
+                x1: 10.0,
+                y1: 20.0,
+                x2: 30.0,
+                y2: 160.0,
+            },
+        };
+        let got = super::to_picture(vec![d.clone()], &small, &picture);
+        assert_eq!(
+            got[0].bbox,
+            BBox {
+                x1: 40.0,
+                y1: 80.0,
+                x2: 120.0,
+                y2: 600.0
+            }
+        );
+        let same = super::to_picture(vec![d.clone()], &small, &Picture::from_rgb(&small));
+        assert_eq!(same[0].bbox, d.bbox);
     }
 
     /// Waits for a detected frame of camera `want`.
@@ -431,6 +604,7 @@ mod tests {
                     backend: BackendKind::Tract,
                     input_width: 32,
                     input_height: 32,
+                    resize: safe_yolo_detect::manifest::ResizeMode::Stretch,
                     classes: Arc::from(Vec::<Arc<str>>::new()),
                     licence: String::new(),
                 },

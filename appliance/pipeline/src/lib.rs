@@ -4,9 +4,17 @@
 //!
 //! ```text
 //!  capture thread ──raw q──▶ decode thread ──detect lane──▶ detect workers ──▶ analysis (mpsc)
-//!   (FrameSource)            (to RGB, live view)            (shared pool,      (tracks, rules:
-//!   health, reopen           every Nth frame                 round-robin)       outside this crate)
+//!   (FrameSource)            (frame size,                   (shared pool,      (tracks, rules:
+//!   health, reopen           live view,                      round-robin;       outside this crate)
+//!                            every Nth frame)                decode to pixels)
 //! ```
+//!
+//! Frames stay as captured (a JPEG stays a JPEG) until a consumer needs
+//! pixels: the detect worker decodes the frame it is about to detect, at the
+//! smallest size its models need (libjpeg-turbo DCT scaling), and maps the
+//! boxes back to full-frame pixels; a frame replaced while it waited, or
+//! skipped by `detect_every`, is never decoded. The live view gets the frame
+//! as captured.
 //!
 //! Capture, decode and inference block, so they run on dedicated OS threads,
 //! never on the async reactor. Every stage beats a liveness heartbeat at
@@ -26,7 +34,7 @@ use std::thread::JoinHandle;
 use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
-use safe_yolo_capture::{CaptureError, FrameSource, SourceRequest};
+use safe_yolo_capture::{CaptureError, FrameSource, Picture, SourceRequest};
 use safe_yolo_detect::{DetectError, Detector};
 use safe_yolo_domain::{CameraId, Detection, FrameMeta, RgbFrame};
 use safe_yolo_telemetry::{Liveness, Metrics};
@@ -123,7 +131,7 @@ impl std::fmt::Debug for PipelineConfig {
 /// Time spent in each stage for one detected frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
-    /// Decode/convert to RGB.
+    /// Decode/convert to RGB (at the size the detector needs, by its worker).
     pub decode: Duration,
     /// Detector call (pre-processing, inference, decoding).
     pub detect: Duration,
@@ -138,9 +146,13 @@ pub struct StageTimes {
 pub struct DetectedFrame {
     /// Where and when it was captured.
     pub meta: FrameMeta,
-    /// The pixels (for snapshots).
+    /// The frame as captured, at full size (snapshots decode it).
+    pub picture: Picture,
+    /// The pixels the detector saw: the picture decoded at the smallest size
+    /// its models need (see [`Picture::decode_at_least`]), possibly smaller
+    /// than the picture.
     pub frame: RgbFrame,
-    /// What the detector found, in frame pixels.
+    /// What the detector found, in full-frame pixels (the picture's).
     pub detections: Arc<Vec<Detection>>,
     /// What the PPE model found (empty when it did not run on this frame).
     pub ppe: Arc<Vec<Detection>>,
@@ -156,9 +168,10 @@ pub struct DetectedFrame {
 pub struct LiveFrame {
     /// Frame metadata.
     pub meta: FrameMeta,
-    /// The pixels.
-    pub frame: RgbFrame,
-    /// Latest detections of this camera (main and PPE models).
+    /// The frame as captured, not decoded: a JPEG camera's live view forwards
+    /// its bytes; a consumer that needs pixels decodes it.
+    pub picture: Picture,
+    /// Latest detections of this camera (main and PPE models), in full-frame pixels.
     pub detections: Arc<Vec<Detection>>,
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use safe_yolo_config::{Config, OutputRole};
 use safe_yolo_domain::alarm::AlarmDetail;
-use safe_yolo_domain::{CameraId, Detection, Named, NormPoint, OutputId, RgbFrame, RuleId, ZoneId};
+use safe_yolo_domain::{CameraId, Detection, Named, NormPoint, OutputId, RuleId, ZoneId};
 use safe_yolo_outputs::{ActionSpec, Ending, OutputsHandle, Pattern, Source};
 use safe_yolo_rules::{Alarm, Decision};
 use safe_yolo_store::{
@@ -244,8 +244,8 @@ fn identity(a: &Alarm) -> String {
 /// The frame an alarm was raised on, for its snapshot.
 #[derive(Debug, Clone)]
 pub struct Evidence {
-    /// The pixels.
-    pub frame: RgbFrame,
+    /// The frame as captured; decoded (full size) only when a snapshot is stored.
+    pub picture: safe_yolo_capture::Picture,
     /// Boxes of the frame's detections.
     pub detections: Arc<Vec<Detection>>,
     /// Box of the track that raised the alarm, if any.
@@ -602,7 +602,14 @@ impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
 /// The alarm frame with every detection boxed (the culprit in red) and the
 /// zone outlined, as JPEG.
 fn annotated_jpeg(ev: &Evidence, zone: Option<&[NormPoint]>, quality: u8) -> Option<Vec<u8>> {
-    let mut canvas = Canvas::new(&ev.frame);
+    let frame = match ev.picture.decode() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %safe_yolo_domain::error_chain(&e), "cannot decode an alarm frame for its snapshot");
+            return None;
+        }
+    };
+    let mut canvas = Canvas::new(&frame);
     if let Some(z) = zone {
         canvas.polygon(z, ZONE);
     }

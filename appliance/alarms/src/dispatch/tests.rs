@@ -479,7 +479,9 @@ async fn a_snapshot_is_burnt_and_stored_with_the_event() {
         y2: 28.0,
     };
     let evidence = Evidence {
-        frame: RgbFrame::new(32, 32, vec![90u8; 32 * 32 * 3]).unwrap(),
+        picture: safe_yolo_capture::Picture::from_rgb(
+            &RgbFrame::new(32, 32, vec![90u8; 32 * 32 * 3]).unwrap(),
+        ),
         detections: Arc::new(vec![Detection {
             class_id: 0,
             class_name: "person".into(),

@@ -26,7 +26,8 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MjpegParams {
-    /// JPEG quality 10..=95 (default from the config).
+    /// JPEG quality 10..=95 (default from the config) of a camera that delivers raw
+    /// pixels; a JPEG camera's stream is its own JPEG, whatever the quality.
     quality: Option<u8>,
     /// Frame-rate cap 1..=30 (default 10).
     fps: Option<u32>,
@@ -300,7 +301,7 @@ pub enum Command {
     },
     /// Stop sending frames.
     Unsubscribe,
-    /// JPEG quality 10..=95.
+    /// JPEG quality 10..=95 (cameras that deliver raw pixels; a JPEG camera is sent as it delivers).
     SetQuality {
         /// The quality.
         quality: u8,
