@@ -3137,22 +3137,32 @@ async fn a_backup_that_would_eat_the_reserved_free_space_is_refused() {
     assert!(work_dirs(rig.dir.path()).is_empty());
 }
 
+/// An open intrusion warning on `camera` by `rule`, with `message`.
+fn intrusion(camera: &str, rule: &str, started_at: u64, message: String) -> NewEvent {
+    NewEvent {
+        camera: CameraId::new(camera).unwrap(),
+        rule: RuleId::new(rule).unwrap(),
+        zone: None,
+        track: None,
+        kind: "intrusion".into(),
+        severity: Severity::Warning,
+        started_at,
+        ended_at: None,
+        message,
+        details: None,
+        snapshot_jpeg: None,
+        cleared: false,
+    }
+}
+
 async fn event_at(rig: &Rig, camera: &str, rule: &str, started_at: u64) -> u64 {
     rig.store
-        .record(NewEvent {
-            camera: CameraId::new(camera).unwrap(),
-            rule: RuleId::new(rule).unwrap(),
-            zone: None,
-            track: None,
-            kind: "intrusion".into(),
-            severity: Severity::Warning,
+        .record(intrusion(
+            camera,
+            rule,
             started_at,
-            ended_at: None,
-            message: format!("{camera}, \"{rule}\""),
-            details: None,
-            snapshot_jpeg: None,
-            cleared: false,
-        })
+            format!("{camera}, \"{rule}\""),
+        ))
         .await
         .unwrap()
 }
@@ -3163,20 +3173,12 @@ async fn a_rule_named_like_a_formula_is_exported_as_text() {
     rig.setup_admin().await;
     // The dispatcher's message starts with the rule's name, which an operator types.
     rig.store
-        .record(NewEvent {
-            camera: CameraId::new("gate").unwrap(),
-            rule: RuleId::new("r1").unwrap(),
-            zone: None,
-            track: None,
-            kind: "intrusion".into(),
-            severity: Severity::Warning,
-            started_at: 1_700_000_000_000,
-            ended_at: None,
-            message: "=1+1: camera gate".into(),
-            details: None,
-            snapshot_jpeg: None,
-            cleared: false,
-        })
+        .record(intrusion(
+            "gate",
+            "r1",
+            1_700_000_000_000,
+            "=1+1: camera gate".into(),
+        ))
         .await
         .unwrap();
     let viewer = rig.token_for(Role::Viewer).await;
