@@ -145,6 +145,20 @@ def config_seeds():
     put("config_toml", "demo-with-env.toml", demo + b"\0SAFEYOLO_API__BIND=0.0.0.0:443\n"
         b"SAFEYOLO_STORAGE__STATE_DIR=/data/safe-yolo\nSAFEYOLO_SYSTEM__DETECT_WORKERS=3\n")
     put("config_toml", "factory.toml", "[system]\nname = \"box\"\n")
+    put("config_toml", "rtsp.toml", RTSP_CONFIG)
+
+
+RTSP_CONFIG = """[detector]
+model = "models/nanodet-m-416-coco/model.toml"
+
+[[cameras]]
+id = "gate"
+source = { kind = "rtsp", url = "rtsp://10.0.0.21:554/Streaming/Channels/102?transportmode=unicast", username = "viewer", password_file = "/etc/safe-yolo/gate.password", transport = "tcp", latency_ms = 200 }
+
+[[cameras]]
+id = "yard"
+source = { kind = "rtsp", url = "rtsps://[fe80::1]:322/h265" }
+"""
 
 
 # --- API bodies, in Body::ALL order (first byte) ------------------------------------
@@ -171,9 +185,21 @@ BODIES = [
 ]
 
 
+# More documents of a body kind already seeded: (Body::ALL index, body).
+MORE_BODIES = [
+    (9, {"kind": "rtsp", "url": "rtsp://10.0.0.21/Streaming/Channels/102", "username": "viewer",
+         "password": "camera pass"}),
+    (10, {"doc": {"name": "Gate", "source": {"kind": "rtsp", "url": "rtsp://10.0.0.21:554/s",
+                                             "username": "viewer", "password": "camera pass",
+                                             "transport": "udp", "latency_ms": 100}}}),
+]
+
+
 def api_seeds():
     for i, b in enumerate(BODIES):
         put("api_json", f"body-{i:02}.json", bytes([i]) + json.dumps(b).encode())
+    for n, (i, b) in enumerate(MORE_BODIES):
+        put("api_json", f"body-more-{n:02}.json", bytes([i]) + json.dumps(b).encode())
     for i, c in enumerate([{"type": "subscribe", "camera": "gate"}, {"type": "unsubscribe"},
                            {"type": "set_quality", "quality": 70}, {"type": "set_fps", "fps": 5}]):
         put("ws_command", f"cmd-{i}.json", json.dumps(c))

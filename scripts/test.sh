@@ -14,6 +14,8 @@ scripts/install-deps.sh
 scripts/fixtures.sh
 # The end-to-end alarm test runs on the real demo footage.
 scripts/demo-media.sh demo-media
+# The RTSP tests serve it as an IP camera does: H.264 and H.265.
+scripts/rtsp-media.sh demo-media
 # shellcheck source=scripts/build-env.sh
 source scripts/build-env.sh
 ORT_DYLIB_PATH="$(scripts/ort-dylib.sh)"

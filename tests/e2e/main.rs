@@ -24,3 +24,4 @@ mod integrations;
 mod isolation;
 mod lifecycle;
 mod ppe;
+mod rtsp;

@@ -34,6 +34,7 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod camera_secrets;
 pub mod control;
 pub mod error;
 #[cfg(feature = "fuzzing")]

@@ -1,6 +1,7 @@
 // The cameras page (list with health; add, edit, disable, enable, delete) and the
 // camera form it shares with the first-run wizard: recorded footage inside the media
-// directory or a discovered V4L2 device, with a still preview of the source.
+// directory, a discovered V4L2 device or an IP camera over RTSP, with a still preview
+// of the source.
 
 import { api, h, can, showFieldError } from './api.js';
 import { denied, merged } from './views.js';
@@ -11,6 +12,7 @@ const FORMATS = ['auto', 'mjpeg', 'yuyv', 'nv12', 'rgb24'];
 export function sourceText(src) {
   if (!src) return '';
   if (src.kind === 'replay') return `recorded: ${src.path}`;
+  if (src.kind === 'rtsp') return `${src.url}${src.username ? ` (as ${src.username})` : ''}`;
   const size = src.width && src.height ? ` ${src.width}x${src.height}` : '';
   return `${src.device}${size}${src.fps ? ` @${src.fps}` : ''}${src.format ? ` ${src.format}` : ''}`;
 }
@@ -41,7 +43,16 @@ export function cameraForm({ camera = null, previewFirst = false, onSaved }) {
   const num = (name, value, attrs = {}) => h('input', { name, type: 'number', min: '1', step: 'any', value: value ?? '', ...attrs });
   const kind = h('select', { name: 'source.kind' },
     h('option', { value: 'replay', selected: src.kind === 'replay' ? true : null }, 'Recorded footage (media directory)'),
-    h('option', { value: 'v4l2', selected: src.kind === 'v4l2' ? true : null }, 'Camera device (V4L2)'));
+    h('option', { value: 'v4l2', selected: src.kind === 'v4l2' ? true : null }, 'Camera device (V4L2)'),
+    h('option', { value: 'rtsp', selected: src.kind === 'rtsp' ? true : null }, 'IP camera (RTSP)'));
+  // The password is write-only: the box keeps it in a file of its own and never
+  // sends it back; an empty field keeps the stored one.
+  const rtsp = h('fieldset', { id: 'source-rtsp' }, h('legend', {}, 'IP camera (RTSP)'),
+    h('label', {}, 'Stream URL (the sub-stream is enough for detection)', h('input', { name: 'source.url', value: src.url || '', placeholder: 'rtsp://10.0.0.21:554/Streaming/Channels/102' })),
+    h('div', { class: 'row' },
+      h('label', {}, 'User name', h('input', { name: 'source.username', value: src.username || '', autocomplete: 'off' })),
+      h('label', {}, src.password_file ? 'Password (stored; type to replace)' : 'Password', h('input', { name: 'source.password', type: 'password', value: '', autocomplete: 'new-password' })),
+      h('label', {}, 'Transport', h('select', { name: 'source.transport' }, ['tcp', 'udp'].map((t) => h('option', { value: t, selected: t === (src.transport || 'tcp') ? true : null }, t))))));
   const devices = h('datalist', { id: 'camera-devices' });
   const modeSel = h('select', { name: 'mode' }, h('option', { value: '' }, '(type the size below)'));
   const found = h('p', { class: 'hint', id: 'discovery-status' }, 'Looking for capture devices\u2026');
@@ -68,7 +79,7 @@ export function cameraForm({ camera = null, previewFirst = false, onSaved }) {
       h('label', {}, 'Source', kind),
       h('label', {}, 'Detect every Nth frame', num('detect_every', d.detect_every, { max: '100', step: '1' })),
       h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'enabled', checked: d.enabled !== false }), 'Enabled')),
-    replay, v4l2,
+    replay, v4l2, rtsp,
     h('div', { class: 'row' }, previewButton, saveButton, previewStatus),
     img);
 
@@ -77,6 +88,7 @@ export function cameraForm({ camera = null, previewFirst = false, onSaved }) {
   const showKind = () => {
     replay.hidden = kind.value !== 'replay';
     v4l2.hidden = kind.value !== 'v4l2';
+    rtsp.hidden = kind.value !== 'rtsp';
   };
   const source = () => {
     const f = new FormData(form);
@@ -90,6 +102,11 @@ export function cameraForm({ camera = null, previewFirst = false, onSaved }) {
     if (k === 'replay') {
       set('path', f.get('source.path').trim());
       set('fps', f.get('source.fps'), true);
+    } else if (k === 'rtsp') {
+      set('url', f.get('source.url').trim());
+      set('username', f.get('source.username').trim());
+      set('password', f.get('source.password'));
+      set('transport', f.get('source.transport') === 'tcp' ? '' : f.get('source.transport'));
     } else {
       set('device', f.get('source.device').trim());
       set('width', f.get('source.width'), true);

@@ -317,6 +317,9 @@ pub struct Profile {
     pub accelerator: Accelerator,
     /// Thermal zones watched, with their limits.
     pub thermal: Vec<ThermalZone>,
+    /// GStreamer video decoders for RTSP cameras, best first (`[video] decoders`):
+    /// the board's hardware decoders. Empty: whatever is installed (libav).
+    pub video_decoders: Vec<String>,
 }
 
 impl Profile {
@@ -394,7 +397,20 @@ struct RawZone {
     critical_c: f64,
 }
 
-const SECTIONS: &[&str] = &["board", "gpio", "cameras", "accelerator", "thermal"];
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVideo {
+    decoders: Vec<String>,
+}
+
+const SECTIONS: &[&str] = &[
+    "board",
+    "gpio",
+    "cameras",
+    "accelerator",
+    "thermal",
+    "video",
+];
 
 /// Collects problems while a profile is read.
 struct Ctx {
@@ -522,6 +538,9 @@ pub fn parse(text: &str) -> Result<Profile, Vec<Problem>> {
         .into_iter()
         .filter_map(|(path, v)| cx.section::<RawCamera>(&path, v).map(|c| (path, c)))
         .collect::<Vec<_>>();
+    let video = table
+        .remove("video")
+        .and_then(|v| cx.section::<RawVideo>("video", v));
     let zones = thermal_zones(&mut cx, table.remove("thermal"))
         .into_iter()
         .filter_map(|(path, v)| cx.section::<RawZone>(&path, v).map(|z| (path, z)))
@@ -538,6 +557,21 @@ pub fn parse(text: &str) -> Result<Profile, Vec<Problem>> {
     let cameras = check_cameras(&mut cx, cameras);
     let accelerator = accel.and_then(|a| check_accel(&mut cx, a));
     let thermal = check_zones(&mut cx, zones);
+    let video_decoders = video.map(|v| v.decoders).unwrap_or_default();
+    for (i, d) in video_decoders.iter().enumerate() {
+        // A GStreamer element factory name.
+        if d.is_empty()
+            || d.len() > 64
+            || !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            cx.bad(
+                format!("video.decoders[{i}]"),
+                format!("{d:?} is not a GStreamer element name (1-64 of a-z, 0-9, '_', '-')"),
+            );
+        }
+    }
 
     match (board, accelerator) {
         (Some(board), Some(accelerator)) if cx.problems.is_empty() => Ok(Profile {
@@ -548,6 +582,7 @@ pub fn parse(text: &str) -> Result<Profile, Vec<Problem>> {
             cameras,
             accelerator,
             thermal,
+            video_decoders,
         }),
         _ => Err(cx.problems),
     }

@@ -185,6 +185,12 @@ pub enum SourceKind {
         /// The file (canonical).
         path: PathBuf,
     },
+    /// An IP camera over RTSP.
+    Rtsp {
+        /// `rtsp://host:port` (the stream's path and query are left out: some
+        /// cameras take a token there).
+        origin: String,
+    },
 }
 
 /// Negotiated properties of an open source.

@@ -1,4 +1,5 @@
-//! Frame sources for SAFE-YOLO: live V4L2 cameras and recorded replays, the
+//! Frame sources for SAFE-YOLO: live V4L2 cameras, IP cameras over RTSP
+//! ([`rtsp`], GStreamer) and recorded replays, the
 //! sandbox that decides which paths may be opened, and the conversions from a
 //! captured payload to RGB (and from RGB to JPEG for the stream).
 //!
@@ -31,6 +32,7 @@ pub mod frame;
 pub mod mjpeg;
 pub mod picture;
 pub mod replay;
+pub mod rtsp;
 pub mod sandbox;
 pub mod source;
 pub mod v4l2;
@@ -40,6 +42,7 @@ pub use encode::{EncodeError, JpegEncoder, Subsampling};
 pub use frame::{CapturedFrame, Payload, PixelFormat, SourceInfo, SourceKind};
 pub use picture::Picture;
 pub use replay::{ReplayError, ReplaySource};
+pub use rtsp::{RtspError, RtspRequest, RtspSpec, RtspTransport, RtspUrl, RtspUrlError};
 pub use sandbox::{
     Pacing, ReplayKind, ReplaySpec, SandboxError, SourcePolicy, SourceRequest, SourceSpec, V4l2Spec,
 };

@@ -71,6 +71,8 @@ pub enum SourceRequest {
         /// Index of the first frame to deliver (wraps around the recording).
         start_frame: u64,
     },
+    /// An IP camera over RTSP.
+    Rtsp(crate::rtsp::RtspRequest),
 }
 
 /// A validated V4L2 source.
@@ -125,6 +127,8 @@ pub enum SourceSpec {
     V4l2(V4l2Spec),
     /// Recorded footage.
     Replay(ReplaySpec),
+    /// An IP camera over RTSP.
+    Rtsp(crate::rtsp::RtspSpec),
 }
 
 /// Why a source was refused.
@@ -291,6 +295,7 @@ impl SandboxError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePolicy {
     media_dir: PathBuf,
+    decoders: Vec<String>,
 }
 
 impl SourcePolicy {
@@ -299,7 +304,15 @@ impl SourcePolicy {
     pub fn new(media_dir: impl Into<PathBuf>) -> Self {
         Self {
             media_dir: media_dir.into(),
+            decoders: Vec::new(),
         }
+    }
+
+    /// The same policy, with the GStreamer video decoders RTSP cameras should use,
+    /// best first (the board profile's `video_decoders`; software when empty).
+    pub fn with_decoders(mut self, decoders: Vec<String>) -> Self {
+        self.decoders = decoders;
+        self
     }
 
     /// The configured media directory.
@@ -347,6 +360,28 @@ impl SourcePolicy {
                     pacing: *pacing,
                     fps: *fps,
                     start_frame: *start_frame,
+                }))
+            }
+            SourceRequest::Rtsp(request) => {
+                if request.latency > crate::rtsp::MAX_LATENCY {
+                    return Err(SandboxError::OutOfRange {
+                        field: "latency_ms",
+                        value: request.latency.as_millis().to_string(),
+                        reason: "at most 5000",
+                    });
+                }
+                if let Some(p) = &request.password_file
+                    && !p.is_absolute()
+                {
+                    return Err(SandboxError::OutOfRange {
+                        field: "password_file",
+                        value: format!("{p:?}"),
+                        reason: "must be an absolute path",
+                    });
+                }
+                Ok(SourceSpec::Rtsp(crate::rtsp::RtspSpec {
+                    request: request.clone(),
+                    decoders: self.decoders.clone(),
                 }))
             }
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::frame::{CapturedFrame, SourceInfo};
 use crate::replay::{ReplayError, ReplaySource};
+use crate::rtsp::RtspError;
 use crate::sandbox::{SandboxError, SourcePolicy, SourceRequest, SourceSpec};
 use crate::v4l2::{V4l2Error, V4l2Source};
 
@@ -49,6 +50,16 @@ pub enum CaptureError {
         /// What went wrong.
         #[source]
         source: ReplayError,
+    },
+    /// An RTSP camera failed (unreachable, refused the credentials, dropped the
+    /// stream, sent what cannot be decoded).
+    #[error("RTSP camera {origin} failed")]
+    Rtsp {
+        /// `rtsp://host:port`.
+        origin: String,
+        /// What went wrong.
+        #[source]
+        source: RtspError,
     },
     /// A V4L2 device failed (unplugged, driver error, unsupported format).
     #[error("camera {device:?} failed")]
@@ -98,7 +109,24 @@ pub fn open_spec(spec: SourceSpec) -> Result<Box<dyn FrameSource>, CaptureError>
                 V4l2Source::open(spec).map_err(|source| CaptureError::V4l2 { device, source })?;
             Ok(Box::new(source))
         }
+        SourceSpec::Rtsp(spec) => open_rtsp(spec),
     }
+}
+
+#[cfg(feature = "rtsp")]
+fn open_rtsp(spec: crate::rtsp::RtspSpec) -> Result<Box<dyn FrameSource>, CaptureError> {
+    let origin = spec.request.url.origin().to_owned();
+    let source = crate::rtsp::RtspSource::open(spec)
+        .map_err(|source| CaptureError::Rtsp { origin, source })?;
+    Ok(Box::new(source))
+}
+
+#[cfg(not(feature = "rtsp"))]
+fn open_rtsp(spec: crate::rtsp::RtspSpec) -> Result<Box<dyn FrameSource>, CaptureError> {
+    Err(CaptureError::Rtsp {
+        origin: spec.request.url.origin().to_owned(),
+        source: RtspError::NotBuilt,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 
-use safe_yolo_capture::{Pacing, PixelFormat, SourceRequest};
+use safe_yolo_capture::{Pacing, PixelFormat, RtspRequest, RtspTransport, RtspUrl, SourceRequest};
 use safe_yolo_domain::{CameraId, Named as _};
 use serde::{Deserialize, Serialize};
 
@@ -94,12 +94,12 @@ impl RawCamera {
     }
 }
 
-/// A camera's `source` as written: the keys of both kinds, each allowed by its kind only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// A camera's `source` as written: the keys of every kind, each allowed by its kind only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "SourceDoc")]
 pub struct RawSource {
-    /// `v4l2` (a capture device) or `replay` (recorded footage).
+    /// `v4l2` (a capture device), `rtsp` (an IP camera) or `replay` (recorded footage).
     pub kind: String,
     /// Replay: footage inside the media directory (an MJPEG file or a folder of JPEGs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,9 +125,32 @@ pub struct RawSource {
     /// V4L2: preferred pixel format: `auto` (default), `mjpeg`, `yuyv`, `nv12`, `rgb24`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// Frame rate, 0.5-120 (default: 10 for a replay, 15 for a device).
+    /// Frame rate, 0.5-120 (default: 10 for a replay, 15 for a device; an RTSP
+    /// camera sends at its own rate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
+    /// RTSP: `rtsp[s]://host[:port]/path`, without credentials (the camera's
+    /// sub-stream is the cheaper choice for detection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// RTSP: user name, when the camera asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// RTSP, API only, write-only: the password. The box keeps it in a file of its
+    /// own (mode 0600, outside backups) and shows `password_file` instead; it is
+    /// never read back, logged or audited. Omit it in a PUT to keep the stored one.
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// RTSP: a file (mode 0600) whose first line is the password, read at every
+    /// connection. Set by the box when a password comes through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// RTSP: `tcp` (default, interleaved: passes firewalls, loses nothing) or `udp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// RTSP: jitter-buffer latency in ms, 0-5000 (default: 200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
 }
 
 impl RawSource {
@@ -256,6 +279,7 @@ fn validate_source(
                     ("format", s.format.is_some()),
                 ],
             );
+            not_for(ctx, "replay", &rtsp_fields(s));
             let path = match s.path.as_deref() {
                 Some(raw) => replay_path(ctx, &key(sp, "path"), raw, media_dir),
                 None => {
@@ -291,6 +315,7 @@ fn validate_source(
                     ("start_frame", s.start_frame.is_some()),
                 ],
             );
+            not_for(ctx, "v4l2", &rtsp_fields(s));
             let device = match s.device.as_deref() {
                 Some(d) if Path::new(d).starts_with("/dev") && !d.contains("..") => {
                     Some(PathBuf::from(d))
@@ -335,14 +360,119 @@ fn validate_source(
                 _ => None,
             }
         }
+        "rtsp" => {
+            not_for(
+                ctx,
+                "rtsp",
+                &[
+                    ("path", s.path.is_some()),
+                    ("loop", s.looping.is_some()),
+                    ("pace", s.pace.is_some()),
+                    ("start_frame", s.start_frame.is_some()),
+                    ("device", s.device.is_some()),
+                    ("width", s.width.is_some()),
+                    ("height", s.height.is_some()),
+                    ("format", s.format.is_some()),
+                    ("fps", s.fps.is_some()),
+                ],
+            );
+            validate_rtsp(ctx, sp, s)
+        }
         other => {
             ctx.bad(
                 key(sp, "kind"),
-                format!("{other:?} is not one of: v4l2, replay"),
+                format!("{other:?} is not one of: v4l2, replay, rtsp"),
             );
             None
         }
     }
+}
+
+/// The RTSP-only fields of a source, for the kinds they do not apply to.
+fn rtsp_fields(s: &RawSource) -> [(&'static str, bool); 6] {
+    [
+        ("url", s.url.is_some()),
+        ("username", s.username.is_some()),
+        ("password", s.password.is_some()),
+        ("password_file", s.password_file.is_some()),
+        ("transport", s.transport.is_some()),
+        ("latency_ms", s.latency_ms.is_some()),
+    ]
+}
+
+/// Checks an RTSP source at key path `sp`.
+fn validate_rtsp(ctx: &mut Ctx<'_>, sp: &str, s: &RawSource) -> Option<SourceRequest> {
+    let url = match s.url.as_deref() {
+        // The reason never repeats the URL: it may carry the credentials refused.
+        Some(u) => match RtspUrl::parse(u) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                ctx.bad(key(sp, "url"), e.to_string());
+                None
+            }
+        },
+        None => {
+            ctx.bad(key(sp, "url"), "is required for an rtsp source");
+            None
+        }
+    };
+    let username = match s.username.as_deref() {
+        Some(u)
+            if u.is_empty()
+                || u.len() > safe_yolo_capture::rtsp::MAX_USERNAME_LEN
+                || u.chars().any(char::is_control) =>
+        {
+            ctx.bad(
+                key(sp, "username"),
+                "must be 1-128 characters without control characters",
+            );
+            None
+        }
+        u => Some(u.map(str::to_owned)),
+    };
+    if s.password.is_some() {
+        // The API moves a password into a file of its own before this check; in
+        // the configuration file it would be copied into every backup.
+        ctx.bad(
+            key(sp, "password"),
+            "is not kept in the configuration file (it goes into backups): write it to a file (mode 0600) named by password_file, or set it through the API",
+        );
+    }
+    let password_file = match s.password_file.as_deref() {
+        Some(p) if Path::new(p).is_absolute() && !p.contains("..") && p.len() <= 4096 => {
+            Some(Some(PathBuf::from(p)))
+        }
+        Some(_) => {
+            ctx.bad(
+                key(sp, "password_file"),
+                "must be an absolute path without `..`",
+            );
+            None
+        }
+        None => Some(None),
+    };
+    if s.password_file.is_some() && s.username.is_none() {
+        ctx.bad(key(sp, "username"), "is required when a password is given");
+    }
+    let transport = ctx.named(
+        &key(sp, "transport"),
+        s.transport.as_deref(),
+        RtspTransport::Tcp,
+    );
+    let latency = ctx.int_in::<u64>(
+        &key(sp, "latency_ms"),
+        s.latency_ms,
+        safe_yolo_capture::rtsp::DEFAULT_LATENCY.as_millis() as i64,
+        0,
+        5000,
+    );
+    Some(SourceRequest::Rtsp(RtspRequest {
+        url: url?,
+        username: username?,
+        password_file: password_file?,
+        transport: transport?,
+        latency: std::time::Duration::from_millis(latency?),
+    }))
 }
 
 /// Checks one camera; `p` is its key path, `id` its id.
@@ -393,6 +523,7 @@ mod tests {
                 height: None,
                 format: None,
                 fps: None,
+                ..RawSource::default()
             },
             detect_every: None,
             queue_depth: None,

@@ -304,7 +304,7 @@ async fn start(
         cameras: taps,
         metrics: metrics.clone(),
         control: Arc::new(live),
-        source_policy: safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()),
+        source_policy: wiring::source_policy(&config),
         sources: wiring::camera_sources(&config),
     };
     let mut api = api_runtime

@@ -190,9 +190,13 @@ pub fn camera_specs(config: &Config) -> Vec<CameraSpec> {
         .iter()
         .filter(|c| c.enabled)
         .map(|c| {
+            // An RTSP camera sends at its own rate: the default silence applies.
             let fps = match &c.source {
                 safe_yolo_capture::SourceRequest::V4l2 { fps, .. }
                 | safe_yolo_capture::SourceRequest::Replay { fps, .. } => *fps,
+                safe_yolo_capture::SourceRequest::Rtsp(_) => {
+                    OFFLINE_FRAMES / OFFLINE_AFTER.as_secs_f32()
+                }
             };
             let frames = Duration::try_from_secs_f32(OFFLINE_FRAMES / fps.max(0.01))
                 .unwrap_or(OFFLINE_AFTER);
@@ -207,10 +211,26 @@ pub fn camera_specs(config: &Config) -> Vec<CameraSpec> {
         .collect()
 }
 
+/// The capture sandbox: the media directory, and the board profile's video
+/// decoders for RTSP cameras (none without a board: whatever is installed). A
+/// profile that does not load was reported by the board check, which stops the start.
+pub fn source_policy(config: &Config) -> safe_yolo_capture::SourcePolicy {
+    let decoders = config
+        .system
+        .board
+        .as_deref()
+        .and_then(|board| {
+            safe_yolo_board::profile::load_named(&config.system.board_dir, board).ok()
+        })
+        .map(|p| p.video_decoders)
+        .unwrap_or_default();
+    safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()).with_decoders(decoders)
+}
+
 /// The real camera sources: `safe_yolo_capture::open`, every (re)open checked
 /// against the sandbox (the media directory, video devices only).
 pub fn camera_sources(config: &Config) -> SourceFactory {
-    let policy = safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone());
+    let policy = source_policy(config);
     std::sync::Arc::new(move |request: &safe_yolo_capture::SourceRequest| {
         safe_yolo_capture::open(request, &policy)
     })

@@ -137,8 +137,22 @@ pub(crate) async fn discovery(
 
 pub(crate) async fn preview(
     State(s): State<AppState>,
-    ValidJson(doc): ValidJson<RawSource>,
+    ValidJson(mut doc): ValidJson<RawSource>,
 ) -> Result<Response, HttpError> {
+    let running_password_files: Vec<String> = s
+        .control
+        .current(SettingKind::Camera)
+        .into_iter()
+        .filter_map(|(_, d)| match d {
+            Document::Camera(c) => c.source.password_file.clone(),
+            _ => None,
+        })
+        .collect();
+    let _password = crate::camera_secrets::preview_password(
+        &mut doc,
+        &s.settings.state_dir,
+        &running_password_files,
+    )?;
     let source = doc
         .validate(s.source_policy.media_dir())
         .map_err(|problems| {
@@ -150,6 +164,7 @@ pub(crate) async fn preview(
     let field = match source {
         SourceRequest::V4l2 { .. } => "device",
         SourceRequest::Replay { .. } => "path",
+        SourceRequest::Rtsp(_) => "url",
     };
     let request = source;
     let permit = Arc::clone(&s.probe_gate)

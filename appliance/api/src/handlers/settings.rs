@@ -54,6 +54,11 @@ pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
     fn check(&self, id: &str, s: &AppState) -> Result<(), HttpError>;
     /// The document, as the running system takes it.
     fn into_document(self) -> Document;
+    /// Takes what must not be stored out of the document (an RTSP camera's
+    /// password: [`crate::camera_secrets`]); runs before [`Doc::check`].
+    fn take_secrets(&mut self, _id: &str, _s: &AppState) -> Result<(), HttpError> {
+        Ok(())
+    }
 }
 
 /// A camera document: the configuration's raw camera, checked by the configuration
@@ -99,6 +104,7 @@ impl Doc for RawCamera {
                 let field = match camera.source {
                     SourceRequest::V4l2 { .. } => "doc.source.device",
                     SourceRequest::Replay { .. } => "doc.source.path",
+                    SourceRequest::Rtsp(_) => "doc.source.url",
                 };
                 tracing::info!(camera = %id, error = %safe_yolo_domain::error_chain(&e), "camera source refused by the sandbox");
                 own_problems(vec![safe_yolo_config::Problem {
@@ -111,6 +117,18 @@ impl Doc for RawCamera {
 
     fn into_document(self) -> Document {
         Document::Camera(Box::new(self))
+    }
+
+    fn take_secrets(&mut self, id: &str, s: &AppState) -> Result<(), HttpError> {
+        let current = s
+            .control
+            .current(SettingKind::Camera)
+            .into_iter()
+            .find_map(|(cid, doc)| match doc {
+                Document::Camera(c) if cid == id => c.source.password_file.clone(),
+                _ => None,
+            });
+        crate::camera_secrets::take_password(self, id, &s.settings.state_dir, current)
     }
 }
 
@@ -229,6 +247,8 @@ async fn put<D: Doc>(
     body: PutBody<D>,
 ) -> Result<axum::Json<SettingView>, HttpError> {
     CameraId::new(id.clone()).map_err(|e| HttpError::invalid("id", e.to_string()))?;
+    let mut body = body;
+    body.doc.take_secrets(&id, &s)?;
     body.doc.check(&id, &s)?;
     let doc = serde_json::to_value(&body.doc)
         .map_err(|e| HttpError::internal("encoding a document", &e))?;
@@ -303,6 +323,7 @@ async fn delete(
     let control = std::sync::Arc::clone(&s.control);
     let refusal = Refusal::default();
     let refused = refusal.clone();
+    let deleted = id.clone();
     s.store()?
         .transaction(move |t| {
             let old = t.delete_setting(kind, &id, q.expected_version)?;
@@ -321,6 +342,9 @@ async fn delete(
         })
         .await
         .map_err(|e| refusal.http_error("deleting a settings document", e))?;
+    if kind == SettingKind::Camera {
+        crate::camera_secrets::forget(&s.settings.state_dir, &deleted);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,8 +11,9 @@ LICENSE = "Apache-2.0"
 # The repository's own licence text (checked against its md5 at every build).
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
-# bindgen (v4l crate) needs libclang at build time; JPEG uses libjpeg-turbo.
-DEPENDS += "clang-native libjpeg-turbo"
+# bindgen (v4l crate) needs libclang at build time; JPEG uses libjpeg-turbo;
+# RTSP cameras (the default `rtsp` feature) link GStreamer.
+DEPENDS += "clang-native libjpeg-turbo gstreamer1.0 gstreamer1.0-plugins-base"
 
 PV = "0.1.0+git"
 
@@ -75,4 +76,20 @@ SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d \
                 ${systemd_system_unitdir}/safe-yolo.service.d"
 
-RDEPENDS:${PN} = "safe-yolo-data"
+RDEPENDS:${PN} = "safe-yolo-data \
+                  gstreamer1.0-plugins-good-rtsp \
+                  gstreamer1.0-plugins-good-rtp \
+                  gstreamer1.0-plugins-good-rtpmanager \
+                  gstreamer1.0-plugins-good-udp \
+                  gstreamer1.0-plugins-base-playback \
+                  gstreamer1.0-plugins-base-videoconvertscale \
+                  gstreamer1.0-plugins-base-app \
+                  gstreamer1.0-plugins-bad-videoparsersbad \
+                  "
+# The board's hardware decoders (board/<board>.toml `[video] decoders`); libav is
+# the software fallback (LICENSE_FLAGS "commercial": accept it in the distro only
+# where H.264/H.265 patents are licensed).
+RRECOMMENDS:${PN}:append:rk3588 = " gstreamer1.0-rockchip"
+RRECOMMENDS:${PN}:append:tegra = " gstreamer1.0-plugins-nvvideo4linux2"
+RRECOMMENDS:${PN}:append:x86-64 = " gstreamer1.0-plugins-bad-va"
+RRECOMMENDS:${PN} += "gstreamer1.0-libav"

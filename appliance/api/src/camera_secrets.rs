@@ -1,0 +1,257 @@
+//! RTSP camera passwords given through the API: kept in a file of their own, never
+//! in a settings document.
+//!
+//! A camera document may carry `source.password` on the way in. Before the document
+//! is checked and stored, [`take_password`] writes the password to
+//! `<state_dir>/secrets/camera-<id>.password` (mode 0600, written to a temporary
+//! file and renamed) and puts that path in `source.password_file`. So the stored
+//! document, its read-back, its audit row and every backup (which copies the
+//! settings, not `secrets/`) hold the file's name, never the password. A restored
+//! backup on another box needs the passwords entered again: the camera says so
+//! (its password file cannot be read).
+//!
+//! - `password: ""` removes the stored password;
+//! - no `password` keeps the camera's current `password_file` (the UI need not
+//!   resend what it cannot read back);
+//! - a `password_file` other than the box's own or the current one is refused: a
+//!   caller must not make the box read a file of its choosing and send its first
+//!   line to a server of its choosing.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use safe_yolo_config::RawCamera;
+
+use crate::error::HttpError;
+
+/// The directory of the box's own secrets, under the state directory.
+const SECRETS_DIR: &str = "secrets";
+
+/// Why a camera password could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum CameraSecretError {
+    /// The secrets directory or file could not be written.
+    #[error("cannot write {path:?}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the box keeps camera `id`'s password.
+pub(crate) fn password_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir
+        .join(SECRETS_DIR)
+        .join(format!("camera-{id}.password"))
+}
+
+/// Moves `doc.source.password` into the camera's password file (see the module
+/// documentation); `current` is the camera's `password_file` in the running
+/// configuration, if it has one.
+pub(crate) fn take_password(
+    doc: &mut RawCamera,
+    id: &str,
+    state_dir: &Path,
+    current: Option<String>,
+) -> Result<(), HttpError> {
+    // Other kinds keep the field, so that their check says it does not apply.
+    if doc.source.kind != "rtsp" {
+        return Ok(());
+    }
+    let own = password_path(state_dir, id);
+    let own_text = own.to_string_lossy().into_owned();
+    match doc.source.password.take() {
+        Some(pw) if pw.is_empty() => {
+            remove(&own);
+            doc.source.password_file = None;
+        }
+        Some(pw) => {
+            if pw.len() > safe_yolo_capture::rtsp::MAX_PASSWORD_LEN
+                || pw.chars().any(char::is_control)
+            {
+                return Err(HttpError::invalid(
+                    "doc.source.password",
+                    "must be at most 256 bytes without control characters",
+                ));
+            }
+            write_secret(&own, &pw).map_err(|e| {
+                tracing::error!(camera = %id, error = %safe_yolo_domain::error_chain(&e), "cannot keep a camera password");
+                HttpError::internal("keeping the camera password", &e)
+            })?;
+            doc.source.password_file = Some(own_text);
+        }
+        None => match &doc.source.password_file {
+            Some(f) if *f == own_text || Some(f) == current.as_ref() => {}
+            Some(_) => {
+                return Err(HttpError::invalid(
+                    "doc.source.password_file",
+                    "is chosen by the box: send the password in `password` instead",
+                ));
+            }
+            None => doc.source.password_file = current,
+        },
+    }
+    Ok(())
+}
+
+/// A preview's password, in a file of its own while the preview runs (removed on drop).
+#[derive(Debug)]
+pub(crate) struct PreviewPassword(Option<PathBuf>);
+
+impl Drop for PreviewPassword {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            remove(p);
+        }
+    }
+}
+
+/// A preview of an RTSP source (`POST /cameras/preview`) may carry a password to
+/// try: it goes into a temporary private file for the preview's length. A
+/// `password_file` must be one the running cameras use (`running`), for the same
+/// reason as in [`take_password`].
+pub(crate) fn preview_password(
+    src: &mut safe_yolo_config::RawSource,
+    state_dir: &Path,
+    running: &[String],
+) -> Result<PreviewPassword, HttpError> {
+    if src.kind != "rtsp" {
+        return Ok(PreviewPassword(None));
+    }
+    if let Some(f) = &src.password_file
+        && !running.contains(f)
+    {
+        return Err(HttpError::invalid(
+            "password_file",
+            "is chosen by the box: send the password in `password` instead",
+        ));
+    }
+    let Some(pw) = src.password.take().filter(|p| !p.is_empty()) else {
+        return Ok(PreviewPassword(None));
+    };
+    if pw.len() > safe_yolo_capture::rtsp::MAX_PASSWORD_LEN || pw.chars().any(char::is_control) {
+        return Err(HttpError::invalid(
+            "password",
+            "must be at most 256 bytes without control characters",
+        ));
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = state_dir
+        .join(SECRETS_DIR)
+        .join(format!("preview-{}-{n}.password", std::process::id()));
+    write_secret(&path, &pw)
+        .map_err(|e| HttpError::internal("keeping the preview password", &e))?;
+    src.password_file = Some(path.to_string_lossy().into_owned());
+    Ok(PreviewPassword(Some(path)))
+}
+
+/// Removes the password the box kept for camera `id` (the camera was deleted).
+pub(crate) fn forget(state_dir: &Path, id: &str) {
+    remove(&password_path(state_dir, id));
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a camera password file");
+    }
+}
+
+/// Writes `secret` to `path` (mode 0600) through a temporary file and a rename.
+fn write_secret(path: &Path, secret: &str) -> Result<(), CameraSecretError> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let werr = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CameraSecretError::Write { path, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(werr(dir))?;
+    let tmp = path.with_extension("password.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(werr(&tmp))?;
+    f.write_all(secret.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(werr(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(werr(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn rtsp(password: Option<&str>, password_file: Option<&str>) -> RawCamera {
+        serde_json::from_value(serde_json::json!({"source": {
+            "kind": "rtsp", "url": "rtsp://cam/s", "username": "u",
+        }}))
+        .map(|mut c: RawCamera| {
+            c.source.password = password.map(str::to_owned);
+            c.source.password_file = password_file.map(str::to_owned);
+            c
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_password_moves_into_a_private_file_and_never_into_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut doc = rtsp(Some("hunter2"), None);
+        take_password(&mut doc, "gate", dir.path(), None).unwrap();
+        let file = password_path(dir.path(), "gate");
+        assert_eq!(doc.source.password, None);
+        assert_eq!(doc.source.password_file.as_deref(), file.to_str());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "hunter2\n");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!serde_json::to_string(&doc).unwrap().contains("hunter2"));
+
+        // No password: the current file is kept; a foreign file is refused.
+        let mut again = rtsp(None, None);
+        take_password(
+            &mut again,
+            "gate",
+            dir.path(),
+            doc.source.password_file.clone(),
+        )
+        .unwrap();
+        assert_eq!(again.source.password_file, doc.source.password_file);
+        let mut foreign = rtsp(None, Some("/etc/shadow"));
+        let e = take_password(&mut foreign, "gate", dir.path(), None).unwrap_err();
+        assert!(
+            format!("{e:?}").contains("doc.source.password_file"),
+            "{e:?}"
+        );
+        // The file configuration's own file, unchanged, is accepted.
+        let mut kept = rtsp(None, Some("/etc/safe-yolo/gate.pw"));
+        take_password(
+            &mut kept,
+            "gate",
+            dir.path(),
+            Some("/etc/safe-yolo/gate.pw".into()),
+        )
+        .unwrap();
+
+        // An empty password removes it.
+        let mut cleared = rtsp(Some(""), None);
+        take_password(&mut cleared, "gate", dir.path(), None).unwrap();
+        assert_eq!(cleared.source.password_file, None);
+        assert!(!file.exists());
+    }
+}
