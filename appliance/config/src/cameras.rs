@@ -120,8 +120,8 @@ pub struct RawTamper {
     /// 1-3600 s (default 20).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_after_s: Option<f64>,
-    /// Least correlation with the reference picture of a camera in place,
-    /// 0-0.99 (default 0.5).
+    /// Least correlation of the picture's edges with the reference picture's
+    /// of a camera in place, 0-0.99 (default 0.3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_min_correlation: Option<f64>,
 }

@@ -16,8 +16,10 @@
 //! - **defocused**: the sharpness (mean squared Laplacian over the variance of
 //!   the 160x90 luma, so lighting does not change it) is below
 //!   `defocus_max_ratio` times the camera's own baseline;
-//! - **moved**: the normalised cross-correlation of the 80x45 luma with the
-//!   camera's reference picture is below `moved_min_correlation`.
+//! - **moved**: the normalised cross-correlation of the 80x45 luma's edges
+//!   (the picture minus its 3x3 average) with the reference picture's is below
+//!   `moved_min_correlation` (the edges of the static background are where
+//!   they were, or not).
 //!
 //! The baseline sharpness and the reference picture are learnt: the average
 //! of the first `learn` of usable frames (neither uniform nor frozen; people
@@ -73,7 +75,8 @@ pub struct TamperConfig {
     pub defocus_max_ratio: f32,
     /// How long `moved` must hold.
     pub moved_after: Duration,
-    /// Least correlation with the reference picture of a camera in place.
+    /// Least correlation of the picture's edges with the reference's of a
+    /// camera in place.
     pub moved_min_correlation: f32,
 }
 
@@ -90,7 +93,7 @@ impl Default for TamperConfig {
             defocused_after: Duration::from_secs(20),
             defocus_max_ratio: 0.5,
             moved_after: Duration::from_secs(20),
-            moved_min_correlation: 0.5,
+            moved_min_correlation: 0.3,
         }
     }
 }
@@ -205,6 +208,23 @@ fn mean_var(v: &[f32]) -> (f32, f32) {
     (mean, var)
 }
 
+/// The 80x45 picture minus its 3x3 average: its edges, which a moved view
+/// displaces (the whole picture's brightness pattern correlates with a shifted
+/// copy of itself; its edges do not).
+fn high_pass(t: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity((THUMB_W - 2) * (THUMB_H - 2));
+    for y in 1..THUMB_H - 1 {
+        for x in 1..THUMB_W - 1 {
+            let mut sum = 0.0;
+            for yy in y - 1..=y + 1 {
+                sum += t[yy * THUMB_W + x - 1] + t[yy * THUMB_W + x] + t[yy * THUMB_W + x + 1];
+            }
+            out.push(t[y * THUMB_W + x] - sum / 9.0);
+        }
+    }
+    out
+}
+
 /// Normalised cross-correlation of two pictures of the same size (-1..=1; 0
 /// when either is flat).
 fn ncc(a: &[f32], b: &[f32]) -> f32 {
@@ -232,7 +252,7 @@ pub struct TamperMeasures {
     pub change: Option<f32>,
     /// Sharpness over the learnt baseline (`None` until learnt).
     pub sharpness_ratio: Option<f32>,
-    /// Correlation with the reference picture (`None` until learnt).
+    /// Correlation of the edges with the reference picture's (`None` until learnt).
     pub correlation: Option<f32>,
     /// The reasons holding on this frame, before their durations.
     pub holding: TamperSet,
@@ -361,7 +381,7 @@ impl TamperCheck {
                     sharpness,
                 } => {
                     let ratio = sharp / sharpness.max(f32::EPSILON);
-                    let corr = ncc(&thumb, reference);
+                    let corr = ncc(&high_pass(&thumb), &high_pass(reference));
                     m.sharpness_ratio = Some(ratio);
                     m.correlation = Some(corr);
                     let defocused = ratio <= c.defocus_max_ratio;
