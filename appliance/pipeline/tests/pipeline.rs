@@ -558,8 +558,7 @@ async fn a_frozen_camera_is_tampered_through_the_real_pipeline() {
     let taps = pipeline.taps().current();
     let health = |id: &str| {
         let tap = taps.iter().find(|t| t.id.as_str() == id).unwrap();
-        let h = tap.health.borrow().clone();
-        h
+        tap.health.borrow().clone()
     };
     let h = health("frozen");
     assert!(h.tamper.contains(frozen_reason), "{h:?}");
