@@ -511,6 +511,23 @@ mod tests {
         .unwrap();
         let (r, _) = check.step(noise, t0 + Duration::from_secs(11), Duration::from_secs(11));
         assert_eq!(r, TamperSet::EMPTY);
+        // A picture that changes but whose capture time stands still (a
+        // driver re-sending its buffer with noise) is frozen too.
+        let mut stuck = TamperCheck::new(c);
+        let mut first = None;
+        for i in 0..200u32 {
+            let now = Duration::from_millis(100 * u64::from(i));
+            let shift = i as usize % 7;
+            let px = (0..LUMA_W * LUMA_H)
+                .map(|k| (((k + shift) * 37) % 251) as f32)
+                .collect();
+            let (r, _) = stuck.step(Luma::from_levels(px).unwrap(), t0, now);
+            if r.contains(TamperReason::Frozen) && first.is_none() {
+                first = Some(now);
+            }
+        }
+        // The first frame has nothing to compare with.
+        assert_eq!(first, Some(c.frozen_after + Duration::from_millis(100)));
         let mut off = TamperCheck::new(TamperConfig {
             enabled: false,
             ..c
