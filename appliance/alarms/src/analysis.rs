@@ -15,8 +15,8 @@ use safe_yolo_pipeline::{
     CameraTap, CameraTaps, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack, SceneZone,
 };
 use safe_yolo_rules::{
-    CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, Track,
-    TrackState, Tracker, TrackerConfig, ZoneSpec,
+    CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, TamperSet,
+    Track, TrackState, Tracker, TrackerConfig, ZoneSpec,
 };
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{mpsc, oneshot};
@@ -196,6 +196,7 @@ fn frameless(
         health,
         door_open: signals.door_open,
         detector_down: signals.detector_down,
+        tamper: TamperSet::EMPTY,
     }
 }
 
@@ -392,6 +393,7 @@ impl Analysis {
                             health: health(&cam.tap),
                             door_open: sig.door_open,
                             detector_down: sig.detector_down,
+                            tamper: f.tamper,
                         };
                         let decisions = engine.evaluate(&input);
                         cam.tap.scene.publish(scene(f.meta.seq, &f.meta.camera, &tracks, &engine));
@@ -433,9 +435,10 @@ impl Analysis {
                                 continue;
                             }
                             let health = health(&cam.tap);
-                            if health == CameraHealth::Ok {
+                            if health != CameraHealth::Offline {
                                 // Slow detection, not a dead camera: person
-                                // rules keep their state until frames arrive.
+                                // rules keep their state until frames arrive
+                                // (a tampered camera's frames carry its reasons).
                                 continue;
                             }
                             let input = frameless(id, epoch.elapsed(), health, sig);

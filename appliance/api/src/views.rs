@@ -277,6 +277,9 @@ pub struct CameraHealthView {
     pub state: &'static str,
     /// Why it is offline, if it is.
     pub reason: Option<String>,
+    /// What its tamper check reports while it delivers frames (frozen,
+    /// covered, blinded, defocused, moved); empty when it is watching.
+    pub tamper: Vec<safe_yolo_domain::alarm::TamperReason>,
 }
 
 impl From<&safe_yolo_pipeline::CameraTap> for CameraHealthView {
@@ -290,6 +293,7 @@ impl From<&safe_yolo_pipeline::CameraTap> for CameraHealthView {
                 safe_yolo_pipeline::CameraState::Offline => "offline",
             },
             reason: h.reason.clone(),
+            tamper: h.tamper.iter().collect(),
         }
     }
 }

@@ -207,6 +207,7 @@ fn deps(
         state: CameraState::Online,
         since: SystemTime::now(),
         reason: None,
+        tamper: Default::default(),
     });
     let media = dir.join("media");
     std::fs::create_dir_all(&media).unwrap();
@@ -2328,6 +2329,7 @@ async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
             state: CameraState::Online,
             since: SystemTime::now(),
             reason: None,
+            tamper: Default::default(),
         });
         let hub = LiveHub::new(
             CameraTaps::fixed(vec![CameraTap {

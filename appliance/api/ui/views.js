@@ -71,7 +71,8 @@ export async function wallView(root, cleanup) {
     const tile = h('a', { class: 'tile', href: `#/camera/${encodeURIComponent(cam.id)}` },
       canvas,
       h('div', { class: 'caption' }, h('strong', {}, cam.doc.name || cam.id), ' ',
-        h('span', { class: `state ${hs ? hs.state : ''}` }, hs ? hs.state : '')));
+        h('span', { class: `state ${hs ? hs.state : ''}` }, hs ? hs.state : ''),
+        hs && hs.tamper && hs.tamper.length ? h('span', { class: 'state tampered' }, ` tampered: ${hs.tamper.join(', ')}`) : null));
     grid.append(tile);
     const feed = new LiveFeed(cam.id, canvas, zoneDrawer(zones, lines, cam.id));
     cleanup.push(() => feed.stop());
@@ -110,13 +111,15 @@ export async function cameraView(root, cleanup, id) {
         can('operator') ? h('a', { href: `#/zones/${encodeURIComponent(id)}` }, 'Edit zones and lines') : null)));
 }
 
-const RULE_KINDS = ['intrusion', 'dwell', 'occupancy', 'line_crossing', 'missing_ppe', 'camera_offline', 'door_open', 'detector_fault'];
+const RULE_KINDS = ['intrusion', 'dwell', 'occupancy', 'line_crossing', 'missing_ppe', 'camera_offline', 'camera_tamper', 'door_open', 'detector_fault'];
+const TAMPER_REASONS = ['frozen', 'covered', 'blinded', 'defocused', 'moved'];
 const SEVERITIES = ['info', 'warning', 'critical'];
 const NUM_FIELDS = [
   ['seconds', 'Seconds (dwell)'], ['max_persons', 'Max persons (occupancy)'],
   ['min_frames', 'Min frames'], ['grace_s', 'Grace (s)'], ['cooldown_s', 'Cooldown (s)'],
   ['clear_after_s', 'Clear after (s)'], ['offline_after_s', 'Offline after (s)'],
   ['open_after_s', 'Door open longer than (s)'], ['down_after_s', 'Detector down longer than (s)'],
+  ['tamper_after_s', 'Tampered longer than (s)'],
 ];
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -188,6 +191,8 @@ function ruleForm(rule, cameras, zones, lines, outputIds, saved) {
       h('label', {}, 'PPE required (class that must be present)', h('input', { name: 'ppe_present_class', value: d.ppe_present_class || '' })),
       h('label', {}, 'PPE missing class', h('input', { name: 'ppe_missing_class', value: d.ppe_missing_class || '' })),
       h('label', {}, 'Direction (line crossing)', sel('direction', [['', '(default)'], ['a_to_b', 'side A to side B'], ['b_to_a', 'side B to side A'], ['either', 'either way']], d.direction)),
+      h('fieldset', {}, h('legend', {}, 'Tamper reasons (camera tamper; none checked: all)'),
+        TAMPER_REASONS.map((r) => h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'reasons', value: r, checked: (d.reasons || []).includes(r) }), r))),
       h('label', {}, 'Anchor (point of the person tested)', sel('anchor', [['', '(default: feet)'], ['feet', 'feet'], ['centre', 'centre']], d.anchor)),
       h('label', {}, 'Siren pattern', sel('siren.pattern', [['', '(default: steady)'], ['steady', 'steady'], ['pulsed', 'pulsed']], siren.pattern)),
       h('label', {}, 'Siren period (ms, pulsed)', num('siren.period_ms', siren.period_ms, { step: '1', min: '100', max: '10000' })),
@@ -221,6 +226,8 @@ function ruleForm(rule, cameras, zones, lines, outputIds, saved) {
     }
     const outs = f.getAll('outputs');
     if (outs.length) doc.outputs = outs;
+    const reasons = f.getAll('reasons');
+    if (reasons.length && doc.kind === 'camera_tamper') doc.reasons = reasons;
     const body = { doc };
     if (rule && rule.version !== null) body.expected_version = rule.version;
     try {

@@ -8,9 +8,11 @@
 use std::collections::HashSet;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use safe_yolo_capture::{Pacing, PixelFormat, RtspRequest, RtspTransport, RtspUrl, SourceRequest};
 use safe_yolo_domain::{CameraId, Named as _};
+use safe_yolo_rules::TamperConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::Problem;
@@ -65,6 +67,63 @@ pub struct RawCamera {
     /// Bound of each inter-stage queue in frames, 1-16 (default: 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<i64>,
+    /// The tamper check's thresholds (`[cameras.tamper]`; default: on, with the
+    /// documented defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<RawTamper>,
+}
+
+/// `[cameras.tamper]`: when a camera that delivers frames counts as frozen,
+/// covered, blinded, defocused or moved. On the camera, not in the rule: the
+/// measures depend on the camera's scene, lens and light (one check per camera,
+/// whatever rules watch it), and a `camera_tamper` rule only picks the reasons it
+/// alarms on. Every key is optional; unknown keys are refused.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "TamperDoc")]
+pub struct RawTamper {
+    /// Run the check (default: true). Off, the camera never reports a reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Usable frames over this long make the camera's sharpness baseline and
+    /// reference picture, 1-600 s (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learn_s: Option<f64>,
+    /// `frozen` after the picture (or the capture time) has not changed this
+    /// long, 1-3600 s (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen_after_s: Option<f64>,
+    /// Largest mean absolute luma change between frames, in 0-255 levels, that
+    /// counts as unchanged, 0-10 (default 0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen_max_change: Option<f64>,
+    /// `covered` or `blinded` after the picture has been nearly uniform this
+    /// long, 1-3600 s (default 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered_after_s: Option<f64>,
+    /// Largest luma standard deviation of a nearly uniform picture, 0-64
+    /// levels (default 8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uniform_max_std: Option<f64>,
+    /// Least mean luma of a uniform picture that is `blinded` rather than
+    /// `covered`, 0-255 (default 200).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blinded_min_luma: Option<f64>,
+    /// `defocused` after the sharpness has been low this long, 1-3600 s (default 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defocused_after_s: Option<f64>,
+    /// Sharpness, as a fraction of the camera's learnt baseline, at or below
+    /// which it is defocused, 0.01-0.95 (default 0.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defocus_max_ratio: Option<f64>,
+    /// `moved` after the view has not matched the reference this long,
+    /// 1-3600 s (default 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_after_s: Option<f64>,
+    /// Least correlation of the picture's edges with the reference picture's
+    /// of a camera in place, 0-0.99 (default 0.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_min_correlation: Option<f64>,
 }
 
 impl RawCamera {
@@ -186,6 +245,8 @@ pub struct CameraConfig {
     pub detect_every: NonZeroU32,
     /// Bound of each inter-stage queue, in frames.
     pub queue_depth: NonZeroUsize,
+    /// The tamper check's thresholds.
+    pub tamper: TamperConfig,
 }
 
 /// The `format` that lets negotiation choose.
@@ -492,6 +553,11 @@ pub(crate) fn validate_camera(
         .int_in::<usize>(&format!("{p}.queue_depth"), c.queue_depth, 2, 1, 16)
         .and_then(NonZeroUsize::new);
     let source = validate_source(ctx, &format!("{p}.source"), &c.source, media_dir);
+    let tamper = validate_tamper(
+        ctx,
+        &format!("{p}.tamper"),
+        c.tamper.as_ref().unwrap_or(&RawTamper::default()),
+    );
     let id = id?;
     Some(CameraConfig {
         name: name?.unwrap_or_else(|| id.to_string()),
@@ -500,6 +566,113 @@ pub(crate) fn validate_camera(
         source: source?,
         detect_every: detect_every?,
         queue_depth: queue_depth?,
+        tamper: tamper?,
+    })
+}
+
+/// Checks a camera's `[cameras.tamper]` at key path `p`; absent keys take
+/// [`TamperConfig::default`]'s values.
+fn validate_tamper(ctx: &mut Ctx<'_>, p: &str, t: &RawTamper) -> Option<TamperConfig> {
+    let d = TamperConfig::default();
+    let secs = |ctx: &mut Ctx<'_>, key: &str, v, default: Duration, lo, hi| {
+        ctx.secs_in(&format!("{p}.{key}"), v, default.as_secs_f64(), lo, hi)
+    };
+    let num = |ctx: &mut Ctx<'_>, key: &str, v: Option<f64>, default: f32, lo: f64, hi: f64| {
+        let v = v.unwrap_or(f64::from(default));
+        if !v.is_finite() || v < lo || v > hi {
+            ctx.bad(
+                format!("{p}.{key}"),
+                format!("must be between {lo} and {hi}, got {v}"),
+            );
+            return None;
+        }
+        Some(v as f32)
+    };
+    let learn = secs(ctx, "learn_s", t.learn_s, d.learn, 1.0, 600.0);
+    let frozen_after = secs(
+        ctx,
+        "frozen_after_s",
+        t.frozen_after_s,
+        d.frozen_after,
+        1.0,
+        3600.0,
+    );
+    let frozen_max_change = num(
+        ctx,
+        "frozen_max_change",
+        t.frozen_max_change,
+        d.frozen_max_change,
+        0.0,
+        10.0,
+    );
+    let covered_after = secs(
+        ctx,
+        "covered_after_s",
+        t.covered_after_s,
+        d.covered_after,
+        1.0,
+        3600.0,
+    );
+    let uniform_max_std = num(
+        ctx,
+        "uniform_max_std",
+        t.uniform_max_std,
+        d.uniform_max_std,
+        0.0,
+        64.0,
+    );
+    let blinded_min_luma = num(
+        ctx,
+        "blinded_min_luma",
+        t.blinded_min_luma,
+        d.blinded_min_luma,
+        0.0,
+        255.0,
+    );
+    let defocused_after = secs(
+        ctx,
+        "defocused_after_s",
+        t.defocused_after_s,
+        d.defocused_after,
+        1.0,
+        3600.0,
+    );
+    let defocus_max_ratio = num(
+        ctx,
+        "defocus_max_ratio",
+        t.defocus_max_ratio,
+        d.defocus_max_ratio,
+        0.01,
+        0.95,
+    );
+    let moved_after = secs(
+        ctx,
+        "moved_after_s",
+        t.moved_after_s,
+        d.moved_after,
+        1.0,
+        3600.0,
+    );
+    let moved_min_correlation = num(
+        ctx,
+        "moved_min_correlation",
+        t.moved_min_correlation,
+        d.moved_min_correlation,
+        0.0,
+        0.99,
+    );
+    Some(TamperConfig {
+        enabled: t.enabled.unwrap_or(d.enabled),
+        learn: learn?,
+        frozen_after: frozen_after?,
+        frozen_max_change: frozen_max_change?,
+        covered_after: covered_after?,
+        uniform_max_std: uniform_max_std?,
+        blinded_min_luma: blinded_min_luma?,
+        defocused_after: defocused_after?,
+        defocus_max_ratio: defocus_max_ratio?,
+        moved_after: moved_after?,
+        moved_min_correlation: moved_min_correlation?,
     })
 }
 
@@ -527,7 +700,52 @@ mod tests {
             },
             detect_every: None,
             queue_depth: None,
+            tamper: None,
         }
+    }
+
+    /// `[cameras.tamper]`: absent keys take the documented defaults; a value out
+    /// of its range names its key.
+    #[test]
+    fn tamper_thresholds_default_and_name_the_bad_key() {
+        let media = Path::new("/srv/media");
+        let mut cam = replay("a.mjpeg");
+        cam.source.width = None;
+        let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", "cam-1", &cam, media));
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.unwrap().tamper, TamperConfig::default());
+        cam.tamper = Some(RawTamper {
+            moved_after_s: Some(60.0),
+            enabled: Some(false),
+            ..RawTamper::default()
+        });
+        let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", "cam-1", &cam, media));
+        assert!(p.is_empty(), "{p:?}");
+        let t = c.unwrap().tamper;
+        assert_eq!((t.moved_after, t.enabled), (Duration::from_secs(60), false));
+        cam.tamper = Some(RawTamper {
+            defocus_max_ratio: Some(1.5),
+            frozen_after_s: Some(0.0),
+            uniform_max_std: Some(f64::NAN),
+            ..RawTamper::default()
+        });
+        let (c, p) = check(|ctx| validate_camera(ctx, "cameras[0]", "cam-1", &cam, media));
+        assert!(c.is_none());
+        assert_eq!(
+            paths(&p),
+            [
+                "cameras[0].tamper.frozen_after_s",
+                "cameras[0].tamper.uniform_max_std",
+                "cameras[0].tamper.defocus_max_ratio"
+            ]
+        );
+        let unknown = toml::from_str::<RawTamper>("moved_after = 3");
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `moved_after`")
+        );
     }
 
     #[test]

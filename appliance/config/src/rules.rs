@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use safe_yolo_domain::alarm::{TamperReason, TamperSet};
 use safe_yolo_domain::{CameraId, Named, OutputId, RuleId, ZoneId};
 use safe_yolo_rules::spec::MAX_PPE_WINDOW;
 use safe_yolo_rules::{ClearAfter, PpeSpec, WeekdaySet, ZoneNeed};
@@ -69,12 +70,12 @@ pub struct RawRule {
     /// the API but never disabled, deleted or unlocked there (the file decides).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locked: Option<bool>,
-    /// The zone or line watched; every kind but `camera_offline`, `door_open`
-    /// and `detector_fault`.
+    /// The zone or line watched; every kind but `camera_offline`, `camera_tamper`,
+    /// `door_open` and `detector_fault`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
-    /// The camera watched, for `camera_offline`, `door_open` and `detector_fault`
-    /// (others take the zone's).
+    /// The camera watched, for `camera_offline`, `camera_tamper`, `door_open` and
+    /// `detector_fault` (others take the zone's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub camera: Option<String>,
     /// Severity of the alarm (default: warning).
@@ -135,6 +136,17 @@ pub struct RawRule {
     /// `detector_fault`: how long a detector may be down, 0-3600 s (default 0: at once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub down_after_s: Option<f64>,
+    /// `camera_tamper`: the reasons watched (default: all of `frozen`, `covered`,
+    /// `blinded`, `defocused`, `moved`). The measures and how long each must hold
+    /// are the camera's (`[cameras.tamper]`): they depend on the scene and the
+    /// lens, not on what the alarm drives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<safe_yolo_domain::alarm::TamperReason>>")]
+    pub reasons: Option<Vec<String>>,
+    /// `camera_tamper`: how long a watched reason must be reported, on top of the
+    /// camera's own `*_after_s`, 0-3600 s (default 0: at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper_after_s: Option<f64>,
 }
 
 /// When a rule is armed: on `days`, from `from` to `to` (local time, `HH:MM`; `to`
@@ -227,11 +239,12 @@ const KIND_KEYS: &[(&str, &[&str])] = &[
     ("camera_offline", &["offline_after_s"]),
     ("door_open", &["open_after_s"]),
     ("detector_fault", &["down_after_s"]),
+    ("camera_tamper", &["reasons", "tamper_after_s"]),
 ];
 
 impl RawRule {
     /// The kind-specific keys, each with whether it is given.
-    fn kind_keys(&self) -> [(&'static str, bool); 10] {
+    fn kind_keys(&self) -> [(&'static str, bool); 12] {
         [
             ("min_frames", self.min_frames.is_some()),
             ("seconds", self.seconds.is_some()),
@@ -243,6 +256,8 @@ impl RawRule {
             ("offline_after_s", self.offline_after_s.is_some()),
             ("open_after_s", self.open_after_s.is_some()),
             ("down_after_s", self.down_after_s.is_some()),
+            ("reasons", self.reasons.is_some()),
+            ("tamper_after_s", self.tamper_after_s.is_some()),
         ]
     }
 }
@@ -421,6 +436,39 @@ fn validate_kind(
             .map(|min_duration| RuleKind::CameraOffline { min_duration }),
         "detector_fault" => secs(ctx, "down_after_s", r.down_after_s, 0.0, 0.0, 3600.0)
             .map(|min_duration| RuleKind::DetectorFault { min_duration }),
+        "camera_tamper" => {
+            let mut reasons = TamperSet::EMPTY;
+            let mut ok = true;
+            for (i, n) in r.reasons.iter().flatten().enumerate() {
+                match ctx.named(
+                    &format!("{p}.reasons[{i}]"),
+                    Some(n.as_str()),
+                    TamperReason::Frozen,
+                ) {
+                    Some(reason) => reasons = reasons.with(reason),
+                    None => ok = false,
+                }
+            }
+            match &r.reasons {
+                None => reasons = TamperSet::all(),
+                Some(v) if v.is_empty() => {
+                    ctx.bad(
+                        format!("{p}.reasons"),
+                        "must list at least one reason (frozen, covered, blinded, defocused, moved)",
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+            }
+            let min_duration = secs(ctx, "tamper_after_s", r.tamper_after_s, 0.0, 0.0, 3600.0);
+            if !ok {
+                return None;
+            }
+            min_duration.map(|min_duration| RuleKind::CameraTamper {
+                reasons,
+                min_duration,
+            })
+        }
         // Refused by the caller.
         _ => None,
     }

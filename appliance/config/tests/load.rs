@@ -305,3 +305,106 @@ outputs = ["siren"]
         "{p:?}"
     );
 }
+
+/// A `camera_tamper` rule: its reasons default to all, its keys are its own, and
+/// every mistake names its key; `[cameras.tamper]` refuses unknown keys.
+#[test]
+fn camera_tamper_rules_and_thresholds() {
+    use safe_yolo_domain::alarm::{TamperReason, TamperSet};
+    let text = format!(
+        "{MINIMAL}
+[cameras.tamper]
+moved_after_s = 45
+defocus_max_ratio = 0.3
+
+[[rules]]
+id = \"cam-tamper\"
+kind = \"camera_tamper\"
+camera = \"cam-1\"
+
+[[rules]]
+id = \"cam-covered\"
+kind = \"camera_tamper\"
+camera = \"cam-1\"
+reasons = [\"covered\", \"blinded\"]
+tamper_after_s = 2.5
+"
+    );
+    let c = parse(&text, Path::new("/etc"), no_env()).unwrap();
+    assert_eq!(
+        c.rules[0].kind,
+        RuleKind::CameraTamper {
+            reasons: TamperSet::all(),
+            min_duration: std::time::Duration::ZERO
+        }
+    );
+    assert_eq!(
+        c.rules[1].kind,
+        RuleKind::CameraTamper {
+            reasons: [TamperReason::Covered, TamperReason::Blinded]
+                .into_iter()
+                .collect(),
+            min_duration: std::time::Duration::from_millis(2500)
+        }
+    );
+    let t = c.cameras[0].tamper;
+    assert_eq!(t.moved_after, std::time::Duration::from_secs(45));
+    assert!((t.defocus_max_ratio - 0.3).abs() < 1e-6);
+    assert_eq!(
+        t.frozen_after,
+        std::time::Duration::from_secs(10),
+        "a default"
+    );
+    // Each mistake at its key.
+    for (from, to, path) in [
+        (
+            "\"covered\", \"blinded\"",
+            "\"covered\", \"smudged\"",
+            "rules[1].reasons[1]",
+        ),
+        (
+            "reasons = [\"covered\", \"blinded\"]",
+            "reasons = []",
+            "rules[1].reasons",
+        ),
+        (
+            "tamper_after_s = 2.5",
+            "tamper_after_s = -1",
+            "rules[1].tamper_after_s",
+        ),
+        (
+            "moved_after_s = 45",
+            "moved_after_s = 0",
+            "cameras[0].tamper.moved_after_s",
+        ),
+        (
+            "defocus_max_ratio = 0.3",
+            "defocus_max_ratio = 2",
+            "cameras[0].tamper.defocus_max_ratio",
+        ),
+    ] {
+        let bad = text.replace(from, to);
+        let p = parse(&bad, Path::new("/etc"), no_env()).unwrap_err();
+        assert!(p.iter().any(|p| p.path == path), "{path}: {p:?}");
+    }
+    // Keys of another kind, and unknown keys, are refused by name.
+    let misplaced = text.replace("tamper_after_s = 2.5", "offline_after_s = 3");
+    let p = parse(&misplaced, Path::new("/etc"), no_env()).unwrap_err();
+    assert!(
+        p.iter().any(|p| p.path.contains("offline_after_s")),
+        "{p:?}"
+    );
+    let misplaced = text.replace(
+        "kind = \"camera_tamper\"\ncamera = \"cam-1\"\n\n",
+        "kind = \"camera_offline\"\ncamera = \"cam-1\"\nreasons = [\"moved\"]\n\n",
+    );
+    let p = parse(&misplaced, Path::new("/etc"), no_env()).unwrap_err();
+    assert!(p.iter().any(|p| p.path.contains("reasons")), "{p:?}");
+    let unknown = text.replace("moved_after_s = 45", "moved_after = 45");
+    let p = parse(&unknown, Path::new("/etc"), no_env()).unwrap_err();
+    assert!(
+        p.iter().any(|p| p.path.starts_with("cameras")
+            && format!("{} {}", p.path, p.reason).contains("moved_after")),
+        "{p:?}"
+    );
+}

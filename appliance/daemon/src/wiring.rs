@@ -206,6 +206,7 @@ pub fn camera_specs(config: &Config) -> Vec<CameraSpec> {
                 detect_every: c.detect_every.get(),
                 queue_depth: c.queue_depth.get(),
                 offline_after: OFFLINE_AFTER.max(frames),
+                tamper: c.tamper,
             }
         })
         .collect()

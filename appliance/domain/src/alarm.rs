@@ -35,6 +35,97 @@ impl Named for CameraHealth {
 }
 crate::named_vocabulary!(CameraHealth);
 
+/// Why a camera that delivers frames is not watching: what the pipeline's
+/// tamper check saw (`pipeline::tamper`), in the order a `camera_tamper`
+/// alarm names them when several hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TamperReason {
+    /// Frames arrive but their content (or their capture time) does not advance.
+    Frozen,
+    /// The picture is nearly uniform and not bright: the lens is covered.
+    Covered,
+    /// The picture is nearly uniform and bright: the camera is blinded.
+    Blinded,
+    /// The picture is much less sharp than the camera's own learned baseline.
+    Defocused,
+    /// The static background no longer matches the camera's reference picture.
+    Moved,
+}
+
+impl Named for TamperReason {
+    const WHAT: &'static str = "tamper reason";
+    const NAMED: &'static [(&'static str, Self)] = &[
+        ("frozen", Self::Frozen),
+        ("covered", Self::Covered),
+        ("blinded", Self::Blinded),
+        ("defocused", Self::Defocused),
+        ("moved", Self::Moved),
+    ];
+}
+crate::named_vocabulary!(TamperReason);
+
+/// A set of [`TamperReason`]s (the reasons holding on a camera, or the
+/// reasons a rule watches); iterates in the vocabulary's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TamperSet(u8);
+
+impl TamperSet {
+    /// No reason.
+    pub const EMPTY: Self = Self(0);
+
+    /// Every reason.
+    pub fn all() -> Self {
+        TamperReason::NAMED
+            .iter()
+            .fold(Self::EMPTY, |s, (_, r)| s.with(*r))
+    }
+
+    fn bit(r: TamperReason) -> u8 {
+        1 << (r as u8)
+    }
+
+    /// This set and `r`.
+    #[must_use]
+    pub fn with(self, r: TamperReason) -> Self {
+        Self(self.0 | Self::bit(r))
+    }
+
+    /// Whether `r` is in the set.
+    pub fn contains(self, r: TamperReason) -> bool {
+        self.0 & Self::bit(r) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The reasons in both sets.
+    #[must_use]
+    pub fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    /// The reasons, in the vocabulary's order.
+    pub fn iter(self) -> impl Iterator<Item = TamperReason> {
+        TamperReason::NAMED
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(move |r| self.contains(*r))
+    }
+
+    /// The first reason (the one an alarm names), if any.
+    pub fn first(self) -> Option<TamperReason> {
+        self.iter().next()
+    }
+}
+
+impl FromIterator<TamperReason> for TamperSet {
+    fn from_iter<I: IntoIterator<Item = TamperReason>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::EMPTY, Self::with)
+    }
+}
+
 /// A crossing that happened, with its direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Crossing {
@@ -81,6 +172,12 @@ pub enum AlarmDetail {
         /// Its state when raised.
         health: CameraHealth,
     },
+    /// The camera delivers frames but is frozen, covered, blinded, defocused
+    /// or moved (the first reason holding when raised).
+    CameraTamper {
+        /// Why.
+        reason: TamperReason,
+    },
     /// The door contact is open.
     DoorOpen,
     /// A detector is down (its process crashed, hung or cannot load its
@@ -119,6 +216,12 @@ mod tests {
                 },
                 r#"{"kind":"camera_offline","health":"tampered"}"#,
             ),
+            (
+                AlarmDetail::CameraTamper {
+                    reason: TamperReason::Moved,
+                },
+                r#"{"kind":"camera_tamper","reason":"moved"}"#,
+            ),
             (AlarmDetail::DoorOpen, r#"{"kind":"door_open"}"#),
             (AlarmDetail::DetectorFault, r#"{"kind":"detector_fault"}"#),
         ];
@@ -136,5 +239,25 @@ mod tests {
                 .is_err()
         );
         assert_eq!(CameraHealth::default(), CameraHealth::Ok);
+    }
+
+    #[test]
+    fn tamper_sets_iterate_in_the_vocabulary_order() {
+        let s: TamperSet = [TamperReason::Moved, TamperReason::Frozen]
+            .into_iter()
+            .collect();
+        assert_eq!(s.first(), Some(TamperReason::Frozen));
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [TamperReason::Frozen, TamperReason::Moved]
+        );
+        assert!(!s.contains(TamperReason::Covered));
+        assert_eq!(TamperSet::all().iter().count(), TamperReason::NAMED.len());
+        assert_eq!(
+            TamperSet::all().intersection(s),
+            s,
+            "all() holds every reason"
+        );
+        assert!(TamperSet::EMPTY.is_empty() && TamperSet::EMPTY.first().is_none());
     }
 }

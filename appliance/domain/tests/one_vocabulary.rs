@@ -16,6 +16,7 @@ const CONCEPTS: &[(&str, &[&str])] = &[
     ("weekday", &["Weekday", "DayDoc"]),
     ("alarm detail", &["AlarmDetail"]),
     ("camera health", &["CameraHealth"]),
+    ("tamper reason", &["TamperReason"]),
     ("crossing", &["Crossing"]),
     ("rule kind", &["RuleKind"]),
     ("input role", &["InputRole"]),

@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use safe_yolo_capture::{CapturedFrame, FrameSource, Picture};
+use safe_yolo_domain::alarm::TamperSet;
 use safe_yolo_domain::{CameraId, FrameMeta, error_chain};
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::detect::DetectJob;
 use crate::queue::{Lanes, Pop};
+use crate::tamper::TamperSlot;
 use crate::turns::{Offer, Turns};
 use crate::{CameraSpec, CameraTap, LiveFrame, POLL, PipelineError, SourceFactory, nap};
 
@@ -36,15 +38,21 @@ pub struct CameraHealth {
     pub since: SystemTime,
     /// Why the camera is offline.
     pub reason: Option<String>,
+    /// What the camera's tamper check reports (empty while offline).
+    pub tamper: TamperSet,
 }
 
 impl CameraHealth {
     /// The health the rules and the integrations know (starting counts as ok: no frame
-    /// yet is not an outage).
+    /// yet is not an outage; a camera whose tamper check reports a reason is
+    /// tampered with).
     pub fn alarm_health(&self) -> safe_yolo_domain::alarm::CameraHealth {
         use safe_yolo_domain::alarm::CameraHealth as Alarm;
         match self.state {
             CameraState::Offline => Alarm::Offline,
+            CameraState::Online | CameraState::Starting if !self.tamper.is_empty() => {
+                Alarm::Tampered
+            }
             CameraState::Online | CameraState::Starting => Alarm::Ok,
         }
     }
@@ -92,7 +100,14 @@ pub(crate) fn start(
         state: CameraState::Starting,
         since: SystemTime::now(),
         reason: None,
+        tamper: TamperSet::EMPTY,
     });
+    let health_tx = Arc::new(health_tx);
+    let tamper = Arc::new(TamperSlot::new(
+        spec.id.clone(),
+        spec.tamper,
+        Arc::clone(&health_tx),
+    ));
     let (live_tx, live_rx) = watch::channel(None);
     let raw: Arc<Lanes<CapturedFrame>> = Arc::new(Lanes::new(1, spec.queue_depth));
 
@@ -119,6 +134,7 @@ pub(crate) fn start(
             detect: detect_lanes,
             live: live_tx,
             latest: Arc::default(),
+            tamper,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         };
@@ -151,7 +167,7 @@ struct Capture {
     spec: CameraSpec,
     sources: SourceFactory,
     raw: Arc<Lanes<CapturedFrame>>,
-    health: watch::Sender<CameraHealth>,
+    health: Arc<watch::Sender<CameraHealth>>,
     metrics: Metrics,
     shutdown: CancellationToken,
 }
@@ -173,10 +189,16 @@ fn set_state(
             }
             CameraState::Starting => {}
         }
+        // An offline camera is not judged; back online, its check reports again.
         *h = CameraHealth {
             state,
             since: SystemTime::now(),
             reason,
+            tamper: if state == CameraState::Offline {
+                TamperSet::EMPTY
+            } else {
+                h.tamper
+            },
         };
         true
     });
@@ -318,6 +340,7 @@ struct Decode {
     detect: Arc<Lanes<DetectJob>>,
     live: watch::Sender<Option<LiveFrame>>,
     latest: crate::detect::LatestDetections,
+    tamper: Arc<TamperSlot>,
     metrics: Metrics,
     shutdown: CancellationToken,
 }
@@ -377,6 +400,7 @@ impl Decode {
                 picture,
                 queued_at: Instant::now(),
                 latest: Arc::clone(&self.latest),
+                tamper: Arc::clone(&self.tamper),
             };
             match turns.offer(&self.detect, self.lane, job) {
                 Offer::Skipped => continue,

@@ -35,6 +35,8 @@ pub(crate) struct DetectJob {
     pub queued_at: Instant,
     /// Where the camera's decode stage reads the newest detections (live view).
     pub latest: LatestDetections,
+    /// The camera's tamper check, stepped with the decoded frame.
+    pub tamper: Arc<crate::tamper::TamperSlot>,
 }
 
 /// Everything one detect worker needs.
@@ -159,6 +161,11 @@ pub(crate) fn start_worker(
                 };
                 let decode = t0.elapsed();
                 metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "decode")).observe(decode.as_secs_f64());
+                // On the pixels just decoded: one pass over them and a 160x90 picture.
+                let t0 = Instant::now();
+                let tamper = job.tamper.step(&frame, job.meta.captured_at);
+                metrics.stage_latency.get_or_create(&Metrics::stage(&cam, "tamper")).observe(t0.elapsed().as_secs_f64());
+                metrics.camera_tampered.get_or_create(&Metrics::camera(&cam)).set(i64::from(!tamper.is_empty()));
                 let t0 = Instant::now();
                 let result = detector.detect(&frame);
                 let detect = t0.elapsed();
@@ -232,6 +239,7 @@ pub(crate) fn start_worker(
                     ppe,
                     times: StageTimes { decode, detect, ppe: ppe_time, capture_to_detected },
                     detected_at,
+                    tamper,
                 };
                 if tx.try_send(frame).is_err() {
                     metrics.frames_dropped.get_or_create(&Metrics::stage(&cam, "analysis_queue")).inc();
@@ -392,6 +400,7 @@ mod tests {
             detect_every: 1,
             queue_depth: 2,
             offline_after: Duration::from_secs(5),
+            tamper: crate::TamperConfig::default(),
         };
         let factory: DetectorFactory = Arc::new(|| {
             Ok(Box::new(Uneven {
@@ -581,6 +590,7 @@ mod tests {
             detect_every: 1,
             queue_depth: 2,
             offline_after: Duration::from_secs(5),
+            tamper: crate::TamperConfig::default(),
         }
     }
 

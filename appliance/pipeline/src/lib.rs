@@ -26,6 +26,7 @@ mod detect;
 pub mod priority;
 pub mod queue;
 mod scene;
+mod tamper;
 mod turns;
 
 use std::sync::Arc;
@@ -36,7 +37,9 @@ use std::time::{Duration, SystemTime};
 
 use safe_yolo_capture::{CaptureError, FrameSource, Picture, SourceRequest};
 use safe_yolo_detect::{DetectError, Detector};
+use safe_yolo_domain::alarm::TamperSet;
 use safe_yolo_domain::{CameraId, Detection, FrameMeta, RgbFrame};
+pub use safe_yolo_rules::TamperConfig;
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -99,6 +102,8 @@ pub struct CameraSpec {
     pub queue_depth: usize,
     /// Silence after which the camera is marked offline.
     pub offline_after: Duration,
+    /// The camera's tamper check thresholds.
+    pub tamper: TamperConfig,
 }
 
 /// The pipeline's settings.
@@ -160,6 +165,8 @@ pub struct DetectedFrame {
     pub times: StageTimes,
     /// When the detections were ready (for detected->rules latency).
     pub detected_at: SystemTime,
+    /// What the camera's tamper check reports after this frame.
+    pub tamper: TamperSet,
 }
 
 /// The newest frame of a camera, with the newest detections (which may be

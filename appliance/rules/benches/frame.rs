@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use safe_yolo_domain::{BBox, CameraId, Detection, Line, NormPoint, Polygon, RuleId, ZoneId};
 use safe_yolo_rules::{
     Anchor, CameraHealth, FrameInput, LineDirection, LocalTime, PpeSpec, RuleEngine, RuleKind,
-    RuleSpec, Tracker, TrackerConfig, Weekday, ZoneShape, ZoneSpec,
+    RuleSpec, TamperSet, Tracker, TrackerConfig, Weekday, ZoneShape, ZoneSpec,
 };
 
 const W: f32 = 1920.0;
@@ -241,6 +241,7 @@ fn main() {
             health: CameraHealth::Ok,
             door_open: false,
             detector_down: false,
+            tamper: TamperSet::EMPTY,
         };
         let out = engine.evaluate(&input);
         let end = Instant::now();

@@ -17,7 +17,7 @@ use crate::spec::{ClearAfter, Crossing, RuleKind, RuleSpec, RulesError, Severity
 use crate::track::{Track, TrackState};
 use crate::zone::{Anchor, ZoneShape, ZoneSpec};
 
-pub use safe_yolo_domain::alarm::CameraHealth;
+pub use safe_yolo_domain::alarm::{CameraHealth, TamperSet};
 
 /// Everything the engine needs about one frame of one camera.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +46,9 @@ pub struct FrameInput<'a> {
     pub door_open: bool,
     /// A detector serving this camera is down: its frames are not analysed.
     pub detector_down: bool,
+    /// The reasons the camera's tamper check reports for this frame
+    /// ([`crate::TamperCheck`]); empty for a frameless input.
+    pub tamper: TamperSet,
 }
 
 pub use safe_yolo_domain::alarm::AlarmDetail;
@@ -366,6 +369,8 @@ struct KindState {
     over_frames: u32,
     /// Camera offline: when the camera became unhealthy.
     unhealthy_since: Option<Duration>,
+    /// Camera tamper: when a watched reason was first reported.
+    tamper_since: Option<Duration>,
     /// Door open: when the door opened.
     door_open_since: Option<Duration>,
     /// Detector fault: when the detector went down.
@@ -458,6 +463,7 @@ impl RuleEngine {
                     if !matches!(
                         kind,
                         RuleKind::CameraOffline { .. }
+                            | RuleKind::CameraTamper { .. }
                             | RuleKind::DoorOpen { .. }
                             | RuleKind::DetectorFault { .. }
                     ) =>
@@ -767,7 +773,7 @@ fn condition(
             .find(|(_, c)| direction.matches(*c))
             .map(|(id, c)| (Some(*id), AlarmDetail::LineCrossing { crossing: *c })),
         RuleKind::CameraOffline { min_duration } => {
-            if input.health == CameraHealth::Ok {
+            if input.health != CameraHealth::Offline {
                 state.unhealthy_since = None;
                 return None;
             }
@@ -778,6 +784,23 @@ fn condition(
                     health: input.health,
                 },
             ))
+        }
+        RuleKind::CameraTamper {
+            reasons,
+            min_duration,
+        } => {
+            // An offline camera has no picture to judge.
+            let watched = input.tamper.intersection(*reasons);
+            let Some(reason) = watched
+                .first()
+                .filter(|_| input.health != CameraHealth::Offline)
+            else {
+                state.tamper_since = None;
+                return None;
+            };
+            let since = *state.tamper_since.get_or_insert(now);
+            (now.saturating_sub(since) >= *min_duration)
+                .then_some((None, AlarmDetail::CameraTamper { reason }))
         }
         RuleKind::DoorOpen { min_duration } => {
             if !input.door_open {

@@ -15,7 +15,7 @@
 //! use std::time::Duration;
 //! use safe_yolo_domain::{CameraId, Polygon, RuleId, ZoneId};
 //! use safe_yolo_rules::{
-//!     CameraHealth, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, Tracker,
+//!     CameraHealth, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, TamperSet, Tracker,
 //!     TrackerConfig, Weekday, ZoneShape, ZoneSpec,
 //! };
 //!
@@ -48,6 +48,7 @@
 //!     health: CameraHealth::Ok,
 //!     door_open: false,
 //!     detector_down: false,
+//!     tamper: TamperSet::EMPTY,
 //! });
 //! assert!(decisions.is_empty());
 //! # Ok(())
@@ -61,14 +62,19 @@ pub mod mot;
 pub mod ppe;
 pub mod schedule;
 pub mod spec;
+pub mod tamper;
 pub mod track;
 pub mod zone;
 
-pub use engine::{Alarm, AlarmDetail, CameraHealth, Decision, FrameInput, RuleEngine, ZoneState};
+pub use engine::{
+    Alarm, AlarmDetail, CameraHealth, Decision, FrameInput, RuleEngine, TamperSet, ZoneState,
+};
+pub use safe_yolo_domain::alarm::TamperReason;
 pub use schedule::{LocalTime, Schedule, ScheduleError, Weekday, WeekdaySet};
 pub use spec::{
     ClearAfter, Crossing, LineDirection, PpeSpec, RuleKind, RuleSpec, RulesError, Severity,
     ZoneNeed,
 };
+pub use tamper::{LUMA_H, LUMA_W, Luma, TamperCheck, TamperConfig, TamperMeasures};
 pub use track::{Track, TrackState, Tracker, TrackerConfig, TrackerError};
 pub use zone::{Anchor, ZoneShape, ZoneSpec};

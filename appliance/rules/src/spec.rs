@@ -170,8 +170,9 @@ pub enum RuleKind {
         /// Frames on the new side that confirm a crossing (at least 1).
         min_frames: u32,
     },
-    /// The camera is offline or tampered with (the pipeline's health
-    /// signal) for at least `min_duration`.
+    /// The camera is offline (the pipeline's health signal) for at least
+    /// `min_duration`. A camera that delivers frames but is tampered with is
+    /// [`RuleKind::CameraTamper`]'s: one fact, one alarm.
     CameraOffline {
         /// How long the camera must be unhealthy before the alarm.
         min_duration: Duration,
@@ -191,6 +192,17 @@ pub enum RuleKind {
         /// How long the detector may be down before the alarm (zero: at once).
         min_duration: Duration,
     },
+    /// The camera delivers frames but one of `reasons` is reported by its
+    /// tamper check (frozen, covered, blinded, defocused, moved) for at least
+    /// `min_duration`; never while the camera is offline. The alarm names the
+    /// first reason holding when it is raised; it clears when none holds.
+    CameraTamper {
+        /// The reasons the rule watches (at least one).
+        reasons: safe_yolo_domain::alarm::TamperSet,
+        /// How long a watched reason must be reported before the alarm (the
+        /// camera's check has already waited its own `*_after_s`).
+        min_duration: Duration,
+    },
 }
 
 impl RuleKind {
@@ -205,6 +217,7 @@ impl RuleKind {
         ("camera_offline", ZoneNeed::Nothing),
         ("door_open", ZoneNeed::Nothing),
         ("detector_fault", ZoneNeed::Nothing),
+        ("camera_tamper", ZoneNeed::Nothing),
     ];
 
     /// A short name for logs, events and the configuration.
@@ -246,6 +259,7 @@ impl RuleKind {
             RuleKind::CameraOffline { .. } => 5,
             RuleKind::DoorOpen { .. } => 6,
             RuleKind::DetectorFault { .. } => 7,
+            RuleKind::CameraTamper { .. } => 8,
         }
     }
 }
@@ -343,6 +357,9 @@ pub(crate) fn validate_rule(
         }
         RuleKind::LineCrossing { min_frames, .. } if *min_frames == 0 => {
             return Err(bad(id, "min_frames", "must be at least 1"));
+        }
+        RuleKind::CameraTamper { reasons, .. } if reasons.is_empty() => {
+            return Err(bad(id, "reasons", "must name at least one reason"));
         }
         RuleKind::MissingPpe(p) => {
             if p.absent_classes.is_empty() {
@@ -446,6 +463,10 @@ mod tests {
             RuleKind::CameraOffline { min_duration: d },
             RuleKind::DoorOpen { min_duration: d },
             RuleKind::DetectorFault { min_duration: d },
+            RuleKind::CameraTamper {
+                reasons: safe_yolo_domain::alarm::TamperSet::all(),
+                min_duration: d,
+            },
         ];
         assert_eq!(kinds.len(), RuleKind::KINDS.len());
         for (i, k) in kinds.iter().enumerate() {

@@ -15,7 +15,7 @@ use safe_yolo_domain::{BBox, CameraId, Detection, Line, OutputId, Polygon, RuleI
 use safe_yolo_rules::{
     Alarm, AlarmDetail, Anchor, CameraHealth, ClearAfter, Crossing, Decision, FrameInput,
     LineDirection, LocalTime, PpeSpec, RuleEngine, RuleKind, RuleSpec, RulesError, Schedule,
-    Severity, Track, TrackState, Weekday, WeekdaySet, ZoneShape, ZoneSpec,
+    Severity, TamperReason, TamperSet, Track, TrackState, Weekday, WeekdaySet, ZoneShape, ZoneSpec,
 };
 
 const W: f32 = 1000.0;
@@ -118,6 +118,7 @@ struct Frame {
     health: CameraHealth,
     door_open: bool,
     detector_down: bool,
+    tamper: TamperSet,
     /// Time since the previous frame; `None` means [`STEP`].
     dt: Option<Duration>,
     minute: u16,
@@ -160,6 +161,7 @@ fn run(engine: &mut RuleEngine, frames: &[Frame]) -> Vec<(usize, Decision)> {
             health: fr.health,
             door_open: fr.door_open,
             detector_down: fr.detector_down,
+            tamper: fr.tamper,
         };
         out.extend(engine.evaluate(&input).into_iter().map(|d| (i, d)));
     }
@@ -551,20 +553,90 @@ fn camera_offline_table() {
     // Offline from t = 0.1 s; 0.5 s later (frame 6) the alarm rises.
     check(off(500), vec![], &frames, "6:raise 7:clear");
     check(off(600), vec![], &frames, "");
+    // A tampered camera is the camera-tamper rule's, not this one's.
     check(
         off(0),
         vec![],
         &[health(CameraHealth::Tampered), health(CameraHealth::Ok)],
-        "0:raise 1:clear",
+        "",
     );
     let mut engine = RuleEngine::new(vec![off(0)], vec![]).unwrap();
-    let d = run(&mut engine, &[health(CameraHealth::Tampered)]);
+    let d = run(&mut engine, &[health(CameraHealth::Offline)]);
     assert_eq!(
         d[0].1.alarm().detail,
         AlarmDetail::CameraOffline {
-            health: CameraHealth::Tampered
+            health: CameraHealth::Offline
         }
     );
+}
+
+// === Camera tamper ===
+
+#[test]
+fn camera_tamper_table() {
+    let tamper = |ms: u64, reasons: &[TamperReason]| {
+        rule(
+            "tamper",
+            None,
+            RuleKind::CameraTamper {
+                reasons: reasons.iter().copied().collect(),
+                min_duration: Duration::from_millis(ms),
+            },
+        )
+    };
+    let all = [
+        TamperReason::Frozen,
+        TamperReason::Covered,
+        TamperReason::Blinded,
+        TamperReason::Defocused,
+        TamperReason::Moved,
+    ];
+    let at = |reasons: &[TamperReason]| Frame {
+        tamper: reasons.iter().copied().collect(),
+        health: if reasons.is_empty() {
+            CameraHealth::Ok
+        } else {
+            CameraHealth::Tampered
+        },
+        ..empty()
+    };
+    let moved = [TamperReason::Moved];
+    let frames = concat(vec![vec![at(&[])], repeat(6, at(&moved)), vec![at(&[])]]);
+    // Reported from t = 0.1 s: 0.5 s later (frame 6) the alarm rises, with
+    // its reason; it clears on the first frame without a watched reason.
+    check(tamper(500, &all), vec![], &frames, "6:raise 7:clear");
+    check(tamper(600, &all), vec![], &frames, "");
+    check(tamper(0, &moved), vec![], &frames, "1:raise 7:clear");
+    // A reason the rule does not watch raises nothing.
+    check(tamper(0, &[TamperReason::Frozen]), vec![], &frames, "");
+    let mut engine = RuleEngine::new(vec![tamper(0, &all)], vec![]).unwrap();
+    let d = run(
+        &mut engine,
+        &[at(&[TamperReason::Moved, TamperReason::Covered]), at(&[])],
+    );
+    assert_eq!(timeline(&d), "0:raise 1:clear");
+    assert_eq!(
+        d[0].1.alarm().detail,
+        AlarmDetail::CameraTamper {
+            reason: TamperReason::Covered
+        },
+        "the first reason in the vocabulary's order"
+    );
+    // An offline camera is the offline rule's: no tamper alarm, and an
+    // active one clears.
+    let offline = Frame {
+        health: CameraHealth::Offline,
+        ..at(&moved)
+    };
+    check(
+        tamper(0, &all),
+        vec![],
+        &[at(&moved), offline],
+        "0:raise 1:clear",
+    );
+    // A rule watching no reason is refused, naming the field.
+    let err = RuleEngine::new(vec![tamper(0, &[])], vec![]).unwrap_err();
+    assert!(err.to_string().contains("`reasons`"), "{err}");
 }
 
 // === Door contact ===
@@ -692,6 +764,7 @@ fn detector_fault_table() {
         health: CameraHealth::Ok,
         door_open: false,
         detector_down: true,
+        tamper: TamperSet::EMPTY,
     };
     assert_eq!(engine.evaluate_signals(&input).len(), 1);
 }
@@ -883,6 +956,7 @@ fn cameras_are_independent() {
         health: CameraHealth::Ok,
         door_open: false,
         detector_down: false,
+        tamper: TamperSet::EMPTY,
     };
     assert!(engine.evaluate(&input).is_empty());
     // A zero-sized frame cannot place anybody and raises nothing.
@@ -963,6 +1037,7 @@ fn tracked_run(
             health: CameraHealth::Ok,
             door_open: false,
             detector_down: false,
+            tamper: TamperSet::EMPTY,
         };
         for d in engine.evaluate(&input) {
             decisions.push((k as usize, d));
@@ -1202,6 +1277,7 @@ fn replace_keeps_unchanged_rules_and_clears_removed_ones() {
         health: CameraHealth::Ok,
         door_open: false,
         detector_down: false,
+        tamper: TamperSet::EMPTY,
     };
     let d = engine.evaluate(&input);
     assert_eq!(d.len(), 1, "no second intrusion raise: {d:?}");
@@ -1419,6 +1495,7 @@ fn run_checked(
             health: fr.health,
             door_open: fr.door_open,
             detector_down: fr.detector_down,
+            tamper: TamperSet::EMPTY,
         };
         for d in engine.evaluate(&input) {
             if let Decision::Raise(a) = &d {
@@ -1456,7 +1533,8 @@ fn check_qualifying(
             let n = tracks.iter().filter(|t| inside(t)).count();
             prop_assert!(n > *max_persons as usize, "occupancy raise with {n} inside");
         }
-        RuleKind::CameraOffline { .. } => prop_assert_ne!(health, CameraHealth::Ok),
+        RuleKind::CameraOffline { .. } => prop_assert_eq!(health, CameraHealth::Offline),
+        RuleKind::CameraTamper { .. } => prop_assert!(false, "no tamper reason in these frames"),
         RuleKind::DoorOpen { .. } => prop_assert!(fr.door_open, "door alarm with the door shut"),
         RuleKind::DetectorFault { .. } => {
             prop_assert!(
@@ -1517,6 +1595,7 @@ proptest! {
             let input = FrameInput {
                 camera: &camera, now, local: monday(600), frame_w: W, frame_h: H,
                 tracks: &[], ppe: &[], health: CameraHealth::Ok, door_open: false, detector_down: false,
+                tamper: TamperSet::EMPTY,
             };
             for d in engine.evaluate(&input) {
                 prop_assert!(!d.is_raise(), "raise without any track: {d:?}");

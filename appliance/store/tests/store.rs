@@ -1701,3 +1701,26 @@ fn a_rare_filter_costs_each_page_a_bounded_scan() {
     assert_eq!(ids, vec![1]);
     assert_eq!(active.next_cursor, None);
 }
+
+/// A camera-tamper event keeps its reason through the store (the details' serde
+/// form of schema v3), as every other alarm detail does.
+#[test]
+fn a_camera_tamper_event_keeps_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let mut e = ev("gate", 1, None);
+    e.zone = None;
+    e.track = None;
+    e.kind = "camera_tamper".into();
+    let detail = AlarmDetail::CameraTamper {
+        reason: safe_yolo_domain::alarm::TamperReason::Moved,
+    };
+    e.details.as_mut().unwrap().detail = detail;
+    let id = store.insert_events(&[e]).unwrap()[0];
+    let got = store.get_event(id).unwrap().unwrap();
+    assert_eq!(got.details.unwrap().detail, detail);
+    drop(store);
+    let store = open(tmp.path());
+    let got = store.get_event(id).unwrap().unwrap();
+    assert_eq!(got.details.unwrap().detail, detail, "after a reopen");
+}

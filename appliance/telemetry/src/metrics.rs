@@ -67,6 +67,9 @@ pub struct Metrics {
     pub stage_latency: Family<StageLabels, Histogram, fn() -> Histogram>,
     /// 1 while the camera delivers frames, 0 when offline.
     pub camera_online: Family<CameraLabels, Gauge>,
+    /// 1 while the camera's tamper check reports a reason (frozen, covered,
+    /// blinded, defocused, moved), 0 otherwise.
+    pub camera_tampered: Family<CameraLabels, Gauge>,
     /// Source (re)open attempts that failed.
     pub camera_reconnects: Family<CameraLabels, Counter>,
     /// Alarm events raised.
@@ -114,6 +117,7 @@ impl Metrics {
             queue_depth: Family::default(),
             stage_latency: Family::new_with_constructor(latency_histogram),
             camera_online: Family::default(),
+            camera_tampered: Family::default(),
             camera_reconnects: Family::default(),
             events_raised: Family::default(),
             output_level: Family::default(),
@@ -153,6 +157,11 @@ impl Metrics {
             "camera_online",
             "1 while the camera delivers frames",
             m.camera_online.clone(),
+        );
+        registry.register(
+            "camera_tampered",
+            "1 while the camera's tamper check reports a reason",
+            m.camera_tampered.clone(),
         );
         registry.register(
             "camera_reconnects",

@@ -411,6 +411,9 @@ impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
             _ if alarm.detail == AlarmDetail::DetectorFault => {
                 format!("{name}: detector down, camera {} is blind", alarm.camera)
             }
+            _ if let AlarmDetail::CameraTamper { reason } = alarm.detail => {
+                format!("{name}: camera {} tampered with ({reason})", alarm.camera)
+            }
             (Some(z), Some(t)) => format!("{name}: person #{t} in {z} on camera {}", alarm.camera),
             (Some(z), None) => format!("{name}: zone {z} on camera {}", alarm.camera),
             _ => format!("{name}: camera {}", alarm.camera),

@@ -344,15 +344,20 @@ async fn each_alarm_gets_its_own_key_and_a_message_for_its_kind() {
     };
     camera.zone = None;
     camera.track = None;
+    let mut tamper = camera.clone();
+    tamper.detail = AlarmDetail::CameraTamper {
+        reason: safe_yolo_domain::alarm::TamperReason::Covered,
+    };
     let cases = [
         (&door, "No entry: door contact open (camera gate)"),
         (&occupancy, "No entry: zone lane on camera gate"),
         (&camera, "No entry: camera gate"),
+        (&tamper, "No entry: camera gate tampered with (covered)"),
     ];
     for (a, _) in &cases {
         rig.raise(a);
     }
-    rig.committed(3).await;
+    rig.committed(4).await;
     let events = submitted(&rig.journal.calls());
     for (i, (a, message)) in cases.iter().enumerate() {
         let e = events
