@@ -263,8 +263,10 @@ impl Capture {
                 match (self.sources)(&self.spec.source) {
                     Ok(s) => {
                         tracing::info!(camera = %id, source = ?s.info().kind, "camera source opened");
+                        // The backoff is reset by the first frame, not by the open:
+                        // an RTSP source opens at once and fails on the wire, and
+                        // must not be retried every half second for ever.
                         source = Some(s);
-                        backoff = BACKOFF_MIN;
                     }
                     Err(e) => {
                         reconnects.inc();
@@ -284,6 +286,7 @@ impl Capture {
             };
             match src.next_frame(POLL) {
                 Ok(frame) => {
+                    backoff = BACKOFF_MIN;
                     last_frame = Instant::now();
                     captured.inc();
                     online.set(1);
