@@ -218,11 +218,10 @@ api_preview() {
     api_pass "POST /api/v1/cameras/preview: a $size JPEG ($(stat -c %s "$WORK/preview.jpg") bytes, $WORK/preview.jpg)"
 }
 
-# The colour of pixel X,Y of a JPEG as "R G B" (decoded by ffmpeg).
-jpeg_pixel() {
-    ffmpeg -nostdin -v error -i "$1" -f rawvideo -pix_fmt rgb24 - \
-        | od -An -v -tu1 -j $(( ($3 * $(ffprobe -v error -select_streams v:0 -show_entries stream=width -of csv=p=0 "$1") + $2) * 3 )) -N3 \
-        | awk '{ print $1, $2, $3 }'
+# The colour of pixel X,Y of a 640-pixel-wide picture decoded to packed RGB
+# (the file RAW) as "R G B".
+rgb_pixel() {
+    od -An -v -tu1 -j $(( ($3 * 640 + $2) * 3 )) -N3 "$1" | awk '{ print $1, $2, $3 }'
 }
 
 # The multi-planar node (a second vivid instance, multiplanar=2, no footage:
@@ -232,7 +231,7 @@ jpeg_pixel() {
 # each plane mapped) and converts it: the bars must come out in their colours
 # (a plane or the U and V mixed up would not).
 api_multiplanar() {
-    local dev path f src status size x i want got t0
+    local dev path f src status size x i want got t0 t1 ms
     t0="$(now_ms)"
     dev="$(jq -c '[.devices[] | select(.driver == "vivid") | select([.formats[].format] | index("nv12m"))] | first // empty' "$WORK/discovery.json")"
     [ -n "$dev" ] || { api_fail "discovery lists no multi-planar vivid node (no nv12m offered): $(jq -c '[.devices[] | {node, formats: [.formats[].format]}]' "$WORK/discovery.json"), skipped $(jq -c .skipped "$WORK/discovery.json")"; return 1; }
@@ -243,21 +242,24 @@ api_multiplanar() {
     want=(1 1 1  1 1 0  0 1 1  0 1 0  1 0 1  1 0 0  0 0 1  0 0 0)
     for f in $MPLANE_FORMATS; do
         src="$(jq -nc --arg d "$path" --arg f "$f" '{kind: "v4l2", device: $d, width: 640, height: 480, format: $f, fps: 25}')"
+        t1="$(now_ms)"
         status="$(api POST /api/v1/cameras/preview "$src")"
+        ms=$(( $(now_ms) - t1 ))
         expect_status 200 "$status" "preview of the multi-planar node in $f ($src)" || return 1
         cp "$API_BODY" "$WORK/preview-mplane-$f.jpg"
         size="$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$WORK/preview-mplane-$f.jpg" 2>&1)"
         [ "$size" = 640x480 ] || { api_fail "the $f preview of the multi-planar node is $size, not 640x480"; return 1; }
+        ffmpeg -nostdin -v error -y -i "$WORK/preview-mplane-$f.jpg" -f rawvideo -pix_fmt rgb24 "$WORK/preview-mplane-$f.rgb"
         for i in 0 1 2 3 4 5 6 7; do
             x=$(( i * 80 + 40 ))
-            got="$(jpeg_pixel "$WORK/preview-mplane-$f.jpg" "$x" 400)"
+            got="$(rgb_pixel "$WORK/preview-mplane-$f.rgb" "$x" 400)"
             # Each channel near 75% (191) where the bar has it, near 0 where not.
             awk -v g="$got" -v r="${want[$((i * 3))]}" -v gg="${want[$((i * 3 + 1))]}" -v b="${want[$((i * 3 + 2))]}" '
                 function ok(v, on) { return on ? (v > 150 && v < 230) : (v < 50) }
                 BEGIN { split(g, c, " "); exit !(ok(c[1], r) && ok(c[2], gg) && ok(c[3], b)) }' \
                 || { api_fail "the $f preview's bar $i at x=$x is RGB $got, not the colour bar's ($WORK/preview-mplane-$f.jpg)"; return 1; }
         done
-        api_pass "POST /api/v1/cameras/preview of the multi-planar node in $f: a $size JPEG, its 8 colour bars right ($WORK/preview-mplane-$f.jpg)"
+        api_pass "POST /api/v1/cameras/preview of the multi-planar node in $f: a $size JPEG in $ms ms, its 8 colour bars right ($WORK/preview-mplane-$f.jpg)"
     done
     T_MPLANE_MS=$(( $(now_ms) - t0 ))
 }
