@@ -1,13 +1,14 @@
 //! V4L2 format negotiation on a device's answers (`capture::v4l2::negotiate`): the
 //! formats, frame sizes and intervals a driver enumerates, the format it then sets,
 //! its `bytesperline`, and a raw frame converted with that geometry
-//! (`capture::convert::raw_to_rgb`). Drivers are hostile here: any value may come.
+//! (`capture::convert::raw_to_rgb`; a two-plane format's planes joined first by
+//! `capture::convert::join_planes`). Drivers are hostile here: any value may come.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use safe_yolo_capture::PixelFormat;
-use safe_yolo_capture::convert::raw_to_rgb;
+use safe_yolo_capture::convert::{join_planes, raw_to_rgb};
 use safe_yolo_capture::v4l2::negotiate::{
     FormatOffer, FourccList, IntervalRange, SizeRange, choose_format, choose_interval,
     effective_stride, fourcc_text,
@@ -22,7 +23,10 @@ enum Code {
 
 impl Code {
     fn fourcc(&self) -> [u8; 4] {
-        const KNOWN: [&[u8; 4]; 6] = [b"MJPG", b"JPEG", b"YUYV", b"NV12", b"RGB3", b"H264"];
+        const KNOWN: [&[u8; 4]; 11] = [
+            b"MJPG", b"JPEG", b"YUYV", b"NV12", b"RGB3", b"H264", b"NV16", b"NV24", b"BGR3",
+            b"NM12", b"NM16",
+        ];
         match self {
             Code::Known(i) => *KNOWN[usize::from(*i) % KNOWN.len()],
             Code::Other(c) => *c,
@@ -55,6 +59,10 @@ struct Answers {
     set_width: u32,
     set_height: u32,
     bytesperline: u32,
+    /// The second plane's `bytesperline` and where the payload splits into
+    /// planes (two-plane formats).
+    uv_bytesperline: u32,
+    split: u16,
     payload: Vec<u8>,
 }
 
@@ -83,7 +91,7 @@ fuzz_target!(|a: Answers| {
     let width = 160 + u32::from(a.width) % (7680 - 160 + 1);
     let height = 120 + u32::from(a.height) % (4320 - 120 + 1);
     let fps = 0.5 + f32::from(a.fps_tenths % 1196) / 10.0;
-    let required = a.required.map(|i| PixelFormat::ALL[usize::from(i) % 4]);
+    let required = a.required.map(|i| PixelFormat::ALL[usize::from(i) % PixelFormat::ALL.len()]);
     let _ = FourccList(offers.iter().map(|o| o.fourcc).collect()).to_string();
     for o in &offers {
         let _ = fourcc_text(o.fourcc);
@@ -133,7 +141,21 @@ fuzz_target!(|a: Answers| {
     }
     let stride = effective_stride(choice.format, a.set_width, a.bytesperline);
     assert!(stride >= choice.format.min_stride(a.set_width));
-    if let Ok(frame) = raw_to_rgb(choice.format, a.set_width, a.set_height, stride, &a.payload) {
+    let joined;
+    let data = if choice.format.planes() == 2 {
+        let (y, uv) = a.payload.split_at(usize::from(a.split).min(a.payload.len()));
+        let planes = [(y, stride), (uv, a.uv_bytesperline as usize)];
+        match join_planes(choice.format, a.set_width, a.set_height, stride, &planes) {
+            Ok(bytes) => {
+                joined = bytes;
+                &joined[..]
+            }
+            Err(_) => return,
+        }
+    } else {
+        &a.payload[..]
+    };
+    if let Ok(frame) = raw_to_rgb(choice.format, a.set_width, a.set_height, stride, data) {
         assert_eq!((frame.width(), frame.height()), (a.set_width, a.set_height));
     }
 });

@@ -12,6 +12,8 @@
 #   camera         GET /api/v1/cameras/discovery finds vivid (driver, a
 #                  format this appliance captures at the footage's size),
 #                  POST /api/v1/cameras/preview gives a JPEG of that size,
+#                  the multi-planar vivid node is discovered and previewed in
+#                  each of MPLANE_FORMATS (its colour bars checked),
 #                  PUT /api/v1/cameras/{id} built from the discovery answer
 #                  (skipped with SAFEYOLO_VM_SKIP_CAMERA_ADD=1: the test must
 #                  then fail), GET /api/v1/cameras until it is online
@@ -214,6 +216,52 @@ api_preview() {
     [ "$size" = "${CAM_WIDTH}x$CAM_HEIGHT" ] \
         || { api_fail "the preview is $size, not the ${CAM_WIDTH}x$CAM_HEIGHT asked for"; return 1; }
     api_pass "POST /api/v1/cameras/preview: a $size JPEG ($(stat -c %s "$WORK/preview.jpg") bytes, $WORK/preview.jpg)"
+}
+
+# The colour of pixel X,Y of a 640-pixel-wide picture decoded to packed RGB
+# (the file RAW) as "R G B".
+rgb_pixel() {
+    od -An -v -tu1 -j $(( ($3 * 640 + $2) * 3 )) -N3 "$1" | awk '{ print $1, $2, $3 }'
+}
+
+# The multi-planar node (a second vivid instance, multiplanar=2, no footage:
+# its 75% colour bars): discovery lists it with its two-buffer formats, and a
+# still preview in each of MPLANE_FORMATS captures a real frame through the
+# daemon's V4L2 backend (S_FMT with pix_mp, a v4l2_plane array per buffer,
+# each plane mapped) and converts it: the bars must come out in their colours
+# (a plane or the U and V mixed up would not).
+api_multiplanar() {
+    local dev path f src status size x i want got t0 t1 ms
+    t0="$(now_ms)"
+    dev="$(jq -c '[.devices[] | select(.driver == "vivid") | select([.formats[].format] | index("nv12m"))] | first // empty' "$WORK/discovery.json")"
+    [ -n "$dev" ] || { api_fail "discovery lists no multi-planar vivid node (no nv12m offered): $(jq -c '[.devices[] | {node, formats: [.formats[].format]}]' "$WORK/discovery.json"), skipped $(jq -c .skipped "$WORK/discovery.json")"; return 1; }
+    path="$(jq -r .path <<<"$dev")"
+    api_pass "discovery: multi-planar vivid at $path (bus $(jq -r .bus_info <<<"$dev")), capturable $(jq -r '[.formats[].format | select(. != null)] | join(" ")' <<<"$dev")"
+    # The bars of a 640-pixel row, 80 pixels each, sampled in their middle
+    # below the text overlay: white, yellow, cyan, green, magenta, red, blue, black at 75%.
+    want=(1 1 1  1 1 0  0 1 1  0 1 0  1 0 1  1 0 0  0 0 1  0 0 0)
+    for f in $MPLANE_FORMATS; do
+        src="$(jq -nc --arg d "$path" --arg f "$f" '{kind: "v4l2", device: $d, width: 640, height: 480, format: $f, fps: 25}')"
+        t1="$(now_ms)"
+        status="$(api POST /api/v1/cameras/preview "$src")"
+        ms=$(( $(now_ms) - t1 ))
+        expect_status 200 "$status" "preview of the multi-planar node in $f ($src)" || return 1
+        cp "$API_BODY" "$WORK/preview-mplane-$f.jpg"
+        size="$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$WORK/preview-mplane-$f.jpg" 2>&1)"
+        [ "$size" = 640x480 ] || { api_fail "the $f preview of the multi-planar node is $size, not 640x480"; return 1; }
+        ffmpeg -nostdin -v error -y -i "$WORK/preview-mplane-$f.jpg" -f rawvideo -pix_fmt rgb24 "$WORK/preview-mplane-$f.rgb"
+        for i in 0 1 2 3 4 5 6 7; do
+            x=$(( i * 80 + 40 ))
+            got="$(rgb_pixel "$WORK/preview-mplane-$f.rgb" "$x" 400)"
+            # Each channel near 75% (191) where the bar has it, near 0 where not.
+            awk -v g="$got" -v r="${want[$((i * 3))]}" -v gg="${want[$((i * 3 + 1))]}" -v b="${want[$((i * 3 + 2))]}" '
+                function ok(v, on) { return on ? (v > 150 && v < 230) : (v < 50) }
+                BEGIN { split(g, c, " "); exit !(ok(c[1], r) && ok(c[2], gg) && ok(c[3], b)) }' \
+                || { api_fail "the $f preview's bar $i at x=$x is RGB $got, not the colour bar's ($WORK/preview-mplane-$f.jpg)"; return 1; }
+        done
+        api_pass "POST /api/v1/cameras/preview of the multi-planar node in $f: a $size JPEG in $ms ms, its 8 colour bars right ($WORK/preview-mplane-$f.jpg)"
+    done
+    T_MPLANE_MS=$(( $(now_ms) - t0 ))
 }
 
 # Adds the camera (PUT /api/v1/cameras/{id}) and waits until it is online.
@@ -420,6 +468,6 @@ api_steps() {
     API_LOG="$WORK/api.log"
     API_CERT="$WORK/api-cert.pem"
     : >"$API_LOG"
-    api_setup_and_login && api_as_flashed && api_discover && api_preview && api_add_camera \
+    api_setup_and_login && api_as_flashed && api_discover && api_preview && api_multiplanar && api_add_camera \
         && api_zone_and_rule && api_event_and_ack && api_button_event && api_door && api_camera_removed
 }

@@ -48,6 +48,10 @@ CAM_FOURCC=NV12
 CAM_FORMAT=nv12
 CAM_FPS=60
 SRC_FPS=10
+# Previewed from the second, multi-planar vivid node (vivid multiplanar=2):
+# true two-plane formats (vivid gives NV16M's Y plane a data_offset) and a
+# single-buffer one of the multi-planar API.
+MPLANE_FORMATS="nv12m nv16m nv24"
 # Frames of vtest used: people walk through the zone all along.
 FRAME_FIRST=1
 FRAME_COUNT=60
@@ -320,6 +324,7 @@ echo   "  kernel boot to /init ${BOOTED:-?} s (guest uptime)"
 echo   "  qemu start to READY  $(awk -v m="${T_READY_HOST:-0}" 'BEGIN{printf "%.1f", m/1000}') s (host clock)"
 echo   "  boot to READY        ${READY_UPTIME:-?} s (guest uptime at \"safe-yolo ready\")"
 echo   "  daemon start->READY  ${START_TO_READY:-?} s"
+echo   "  multi-planar check   $(secs "${T_MPLANE_MS:-}") s (host: discovery read, a preview in each of $MPLANE_FORMATS with its colour bars checked)"
 echo   "  camera PUT to online $(secs "$T_CAMERA_ONLINE_MS") s (host: PUT /api/v1/cameras/$CAMERA_ID to its health \"online\", i.e. its first frame)"
 echo   "  rule PUT to alarm    ${RULE_TO_ALARM:-?} s, second rule ${RULE2_TO_ALARM:-?} s (person frames loop all along; an inference takes ~20-70 s under TCG)"
 echo   "  person frame to siren ${FRAME_TO_OUTPUT_MS:-?} ms (daemon: capture of the frame that raised the alarm to the siren line, glass_to_output_ms)"

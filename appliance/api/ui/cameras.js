@@ -6,7 +6,7 @@
 import { api, h, can, showFieldError } from './api.js';
 import { denied, merged } from './views.js';
 
-const FORMATS = ['auto', 'mjpeg', 'yuyv', 'nv12', 'rgb24'];
+const FORMATS = ['auto', 'mjpeg', 'yuyv', 'nv12', 'nv16', 'nv24', 'rgb24', 'bgr24', 'nv12m', 'nv16m'];
 
 /** A camera source in a few words. */
 export function sourceText(src) {

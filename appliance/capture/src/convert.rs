@@ -67,6 +67,16 @@ pub enum ConvertError {
         /// Bytes present.
         got: usize,
     },
+    /// A multi-plane frame came with another number of planes than its format has.
+    #[error("{format} has {expected} planes, the frame has {got}")]
+    PlaneCount {
+        /// Pixel format.
+        format: PixelFormat,
+        /// Planes of the format.
+        expected: usize,
+        /// Planes given.
+        got: usize,
+    },
     /// A raw payload claims to be MJPEG (MJPEG payloads are `Payload::Jpeg`).
     #[error("a raw payload cannot have the MJPEG format")]
     RawMjpeg,
@@ -322,37 +332,132 @@ pub fn raw_to_rgb(
     }
     let (w, h) = (width as usize, height as usize);
     let mut out = vec![0u8; w * h * 3];
-    match format {
-        PixelFormat::Rgb24 => rgb24_rows(data, stride, w, &mut out),
-        PixelFormat::Yuyv => yuyv_rows(data, stride, w, &mut out),
-        PixelFormat::Nv12 => nv12_rows(data, stride, w, h, &mut out),
-        PixelFormat::Mjpeg => return Err(ConvertError::RawMjpeg),
+    match (format.single_buffer(), format.semi_planar()) {
+        (_, Some((x_div, y_div))) => {
+            semi_planar_rows(data, stride, w, h, (x_div, y_div), &mut out);
+        }
+        (PixelFormat::Rgb24, None) => rgb24_rows(data, stride, w, &mut out),
+        (PixelFormat::Bgr24, None) => bgr24_rows(data, stride, w, &mut out),
+        (PixelFormat::Yuyv, None) => yuyv_rows(data, stride, w, &mut out),
+        (_, None) => return Err(ConvertError::RawMjpeg),
     }
     let data: Arc<[u8]> = out.into();
     let len = data.len();
     RgbFrame::new(width, height, data).ok_or(ConvertError::DecodedSize { width, height, len })
 }
 
-/// Bytes a raw image needs: every row but the last may be padded to `stride`,
-/// the last row only needs its pixels.
+/// Bytes a raw image needs: every row but the last may be padded to its
+/// plane's stride, the last row only needs its pixels.
 fn required_len(format: PixelFormat, width: u32, height: u32, stride: usize) -> usize {
-    let h = height as usize;
-    let row = format.min_stride(width);
-    match format {
-        PixelFormat::Mjpeg => 0,
-        PixelFormat::Yuyv | PixelFormat::Rgb24 => stride.saturating_mul(h - 1).saturating_add(row),
-        PixelFormat::Nv12 => {
-            let chroma_rows = h.div_ceil(2);
-            stride
-                .saturating_mul(h + chroma_rows - 1)
-                .saturating_add(row)
+    let planes = format.plane_geometry(width, height, stride);
+    let Some((last, before)) = planes.split_last() else {
+        return 0;
+    };
+    before
+        .iter()
+        .fold(0usize, |sum, p| {
+            sum.saturating_add(p.stride.saturating_mul(p.rows))
+        })
+        .saturating_add(last.stride.saturating_mul(last.rows - 1))
+        .saturating_add(last.row)
+}
+
+/// The planes of a two-buffer frame (`nv12m`, `nv16m`: each plane's bytes
+/// and its `bytesperline`) joined into one payload laid out as its
+/// single-buffer twin with `stride` bytes per Y row: one copy, row by row
+/// only where a plane's stride differs from the joined layout's. The result
+/// is what [`raw_to_rgb`] takes for `format`.
+pub fn join_planes(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+    planes: &[(&[u8], usize)],
+) -> Result<Vec<u8>, ConvertError> {
+    if width == 0 || height == 0 {
+        return Err(ConvertError::EmptyFrame { width, height });
+    }
+    let layout = format.plane_geometry(width, height, stride);
+    let short = |needed: usize, got: usize| ConvertError::ShortBuffer {
+        format,
+        width,
+        height,
+        stride,
+        needed,
+        got,
+    };
+    if planes.len() != layout.len() {
+        return Err(ConvertError::PlaneCount {
+            format,
+            expected: layout.len(),
+            got: planes.len(),
+        });
+    }
+    let min = format.min_stride(width);
+    if stride < min {
+        return Err(ConvertError::StrideTooSmall {
+            format,
+            width,
+            stride,
+            min,
+        });
+    }
+    for (geometry, &(bytes, plane_stride)) in layout.iter().zip(planes) {
+        if plane_stride < geometry.row {
+            return Err(ConvertError::StrideTooSmall {
+                format,
+                width,
+                stride: plane_stride,
+                min: geometry.row,
+            });
+        }
+        let needed = plane_stride
+            .saturating_mul(geometry.rows - 1)
+            .saturating_add(geometry.row);
+        if bytes.len() < needed {
+            return Err(short(needed, bytes.len()));
         }
     }
+    // The joined layout pads rows to `stride`; a stride that would make it
+    // several times larger than the planes themselves is the driver's error,
+    // never an allocation.
+    let total = layout.iter().fold(0usize, |sum, p| {
+        sum.saturating_add(p.stride.saturating_mul(p.rows))
+    });
+    let given = planes.iter().map(|(b, _)| b.len()).sum::<usize>();
+    if total > given.saturating_mul(4) {
+        return Err(short(total, given));
+    }
+    let mut out = Vec::with_capacity(total);
+    for (geometry, &(bytes, plane_stride)) in layout.iter().zip(planes) {
+        if plane_stride == geometry.stride {
+            let whole = geometry
+                .stride
+                .saturating_mul(geometry.rows)
+                .min(bytes.len());
+            out.extend_from_slice(&bytes[..whole]);
+            out.resize(out.len() + geometry.stride * geometry.rows - whole, 0);
+        } else {
+            for row in bytes.chunks(plane_stride).take(geometry.rows) {
+                out.extend_from_slice(&row[..geometry.row]);
+                out.resize(out.len() + geometry.stride - geometry.row, 0);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn rgb24_rows(data: &[u8], stride: usize, w: usize, out: &mut [u8]) {
     for (dst, src) in out.chunks_exact_mut(w * 3).zip(data.chunks(stride)) {
         dst.copy_from_slice(&src[..w * 3]);
+    }
+}
+
+fn bgr24_rows(data: &[u8], stride: usize, w: usize, out: &mut [u8]) {
+    for (dst, src) in out.chunks_exact_mut(w * 3).zip(data.chunks(stride)) {
+        for (d, s) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+            d.copy_from_slice(&[s[2], s[1], s[0]]);
+        }
     }
 }
 
@@ -366,16 +471,26 @@ fn yuyv_rows(data: &[u8], stride: usize, w: usize, out: &mut [u8]) {
     }
 }
 
-fn nv12_rows(data: &[u8], stride: usize, w: usize, h: usize, out: &mut [u8]) {
+/// A semi-planar YUV image (NV12, NV16, NV24): the Y plane, then `U V`
+/// pairs, one for every `x_div` pixels and `y_div` rows.
+fn semi_planar_rows(
+    data: &[u8],
+    stride: usize,
+    w: usize,
+    h: usize,
+    (x_div, y_div): (usize, usize),
+    out: &mut [u8],
+) {
+    let chroma_stride = stride * 2 / x_div;
     let (luma, chroma) = data.split_at(stride * h);
     for (row, (dst, src)) in out
         .chunks_exact_mut(w * 3)
         .zip(luma.chunks(stride))
         .enumerate()
     {
-        let uv_row = &chroma[(row / 2) * stride..];
+        let uv_row = &chroma[(row / y_div) * chroma_stride..];
         for (x, px) in dst.chunks_exact_mut(3).enumerate() {
-            let c = (x / 2) * 2;
+            let c = (x / x_div) * 2;
             px.copy_from_slice(&yuv_to_rgb(src[x], uv_row[c], uv_row[c + 1]));
         }
     }
@@ -499,6 +614,162 @@ mod tests {
                 assert_close(&px[at..at + 3], reference(*y, u, v), "nv12");
             }
         }
+    }
+
+    /// A deterministic pseudo-random byte per position (no two neighbours alike).
+    fn noise(i: usize, salt: usize) -> u8 {
+        ((i.wrapping_mul(2_654_435_761) ^ salt.wrapping_mul(40_503)) >> 7) as u8
+    }
+
+    /// A semi-planar image with padded rows: its bytes, and per pixel the
+    /// `(y, u, v)` it encodes, as the plain formula reads them.
+    fn semi_planar_image(
+        format: PixelFormat,
+        (w, h, stride): (usize, usize, usize),
+    ) -> (Vec<u8>, Vec<(u8, u8, u8)>) {
+        let (x_div, y_div) = format.semi_planar().unwrap();
+        let chroma_stride = stride * 2 / x_div;
+        let chroma_rows = h.div_ceil(y_div);
+        let mut data = vec![0xEEu8; stride * h + chroma_stride * chroma_rows];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = noise(i, format as usize);
+        }
+        let (luma, chroma) = data.split_at(stride * h);
+        let mut yuv = Vec::new();
+        for r in 0..h {
+            for c in 0..w {
+                let at = (r / y_div) * chroma_stride + (c / x_div) * 2;
+                yuv.push((luma[r * stride + c], chroma[at], chroma[at + 1]));
+            }
+        }
+        (data, yuv)
+    }
+
+    #[test]
+    fn nv16_and_nv24_match_the_per_pixel_formula() {
+        for format in [PixelFormat::Nv16, PixelFormat::Nv24] {
+            // Odd width, padded rows.
+            let (w, h, stride) = (7usize, 5usize, 12usize);
+            let (data, yuv) = semi_planar_image(format, (w, h, stride));
+            let rgb = raw_to_rgb(format, w as u32, h as u32, stride, &data).unwrap();
+            for (i, (px, (y, u, v))) in rgb.data().chunks_exact(3).zip(yuv).enumerate() {
+                assert_eq!(px, &yuv_to_rgb(y, u, v), "{format} pixel {i}");
+                assert_close(px, reference(y, u, v), "semi-planar");
+            }
+            // The last UV row needs its pairs only (NV16: 4 pairs of a 12-byte
+            // row; NV24: 7 pairs of a 24-byte row); one byte less is refused.
+            let needed = match format {
+                PixelFormat::Nv16 => 12 * 5 + 12 * 4 + 8,
+                _ => 12 * 5 + 24 * 4 + 14,
+            };
+            assert!(matches!(
+                raw_to_rgb(format, w as u32, h as u32, stride, &data[..needed - 1]),
+                Err(ConvertError::ShortBuffer { .. })
+            ));
+            assert!(raw_to_rgb(format, w as u32, h as u32, stride, &data[..needed]).is_ok());
+        }
+    }
+
+    #[test]
+    fn nv16_is_nv12_with_every_chroma_row_twice() {
+        // NV12's chroma rows, each repeated, make the NV16 of the same picture.
+        let (w, h, stride) = (6usize, 4usize, 8usize);
+        let (nv12, _) = semi_planar_image(PixelFormat::Nv12, (w, h, stride));
+        let (luma, chroma) = nv12.split_at(stride * h);
+        let mut nv16 = luma.to_vec();
+        for row in chroma.chunks(stride) {
+            nv16.extend_from_slice(row);
+            nv16.extend_from_slice(row);
+        }
+        let a = raw_to_rgb(PixelFormat::Nv12, w as u32, h as u32, stride, &nv12).unwrap();
+        let b = raw_to_rgb(PixelFormat::Nv16, w as u32, h as u32, stride, &nv16).unwrap();
+        assert_eq!(a.data(), b.data());
+    }
+
+    #[test]
+    fn two_plane_frames_join_into_their_single_buffer_twin() {
+        for (format, twin) in [
+            (PixelFormat::Nv12m, PixelFormat::Nv12),
+            (PixelFormat::Nv16m, PixelFormat::Nv16),
+        ] {
+            let (w, h, stride) = (9usize, 6usize, 16usize);
+            let (contiguous, _) = semi_planar_image(twin, (w, h, stride));
+            let want = raw_to_rgb(twin, w as u32, h as u32, stride, &contiguous).unwrap();
+            let (luma, chroma) = contiguous.split_at(stride * h);
+            // The same strides as the joined layout: the planes as they are.
+            let joined = join_planes(
+                format,
+                w as u32,
+                h as u32,
+                stride,
+                &[(luma, stride), (chroma, stride)],
+            )
+            .unwrap();
+            assert_eq!(joined, contiguous, "{format}");
+            let got = raw_to_rgb(format, w as u32, h as u32, stride, &joined).unwrap();
+            assert_eq!(got.data(), want.data(), "{format}");
+            // A UV plane with its own, wider stride (and no padding after its
+            // last row) is repacked row by row.
+            let wide = 24;
+            let mut uv = Vec::new();
+            for row in chroma.chunks(stride) {
+                uv.extend_from_slice(&row[..w.div_ceil(2) * 2]);
+                uv.resize(uv.len() + wide - w.div_ceil(2) * 2, 0x55);
+            }
+            uv.truncate(uv.len() - (wide - w.div_ceil(2) * 2));
+            let joined = join_planes(
+                format,
+                w as u32,
+                h as u32,
+                stride,
+                &[(luma, stride), (&uv, wide)],
+            )
+            .unwrap();
+            let got = raw_to_rgb(format, w as u32, h as u32, stride, &joined).unwrap();
+            assert_eq!(got.data(), want.data(), "{format} repacked");
+            // A plane too short, a stride too small or a plane missing is an error.
+            assert!(matches!(
+                join_planes(
+                    format,
+                    w as u32,
+                    h as u32,
+                    stride,
+                    &[(luma, stride), (&uv[..uv.len() - 1], wide)]
+                ),
+                Err(ConvertError::ShortBuffer { .. })
+            ));
+            assert!(matches!(
+                join_planes(
+                    format,
+                    w as u32,
+                    h as u32,
+                    stride,
+                    &[(luma, stride), (&uv, 4)]
+                ),
+                Err(ConvertError::StrideTooSmall { .. })
+            ));
+            assert!(matches!(
+                join_planes(format, w as u32, h as u32, stride, &[(luma, stride)]),
+                Err(ConvertError::PlaneCount {
+                    expected: 2,
+                    got: 1,
+                    ..
+                })
+            ));
+        }
+        // A stride that would blow the joined frame up is refused, not allocated.
+        let y = [0u8; 64];
+        assert!(matches!(
+            join_planes(PixelFormat::Nv12m, 8, 1, 1 << 40, &[(&y, 64), (&y, 64)]),
+            Err(ConvertError::ShortBuffer { .. })
+        ));
+    }
+
+    #[test]
+    fn bgr24_swaps_to_rgb_and_strips_padding() {
+        let data = [3, 2, 1, 6, 5, 4, 0, 0, 9, 8, 7, 12, 11, 10];
+        let rgb = raw_to_rgb(PixelFormat::Bgr24, 2, 2, 8, &data).unwrap();
+        assert_eq!(rgb.data(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     }
 
     #[test]

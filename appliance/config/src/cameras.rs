@@ -181,7 +181,8 @@ pub struct RawSource {
     /// V4L2: requested height (default: 720).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<i64>,
-    /// V4L2: preferred pixel format: `auto` (default), `mjpeg`, `yuyv`, `nv12`, `rgb24`.
+    /// V4L2: preferred pixel format: `auto` (default), `mjpeg`, `yuyv`, `nv12`, `nv16`, `nv24`,
+    /// `rgb24`, `bgr24`, or on a multi-planar node (Rockchip ISP, HDMI-in) also `nv12m`, `nv16m`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     /// Frame rate, 0.5-120 (default: 10 for a replay, 15 for a device; an RTSP

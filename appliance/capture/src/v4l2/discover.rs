@@ -13,7 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::mmap::{self, Caps, FormatDesc};
+use super::mmap::{self, BufType, Caps, FormatDesc};
 use super::negotiate::{IntervalRange, SizeRange, fourcc_text};
 use crate::frame::PixelFormat;
 use crate::sandbox::{self, SandboxError};
@@ -148,7 +148,7 @@ pub enum DiscoverError {
     /// `VIDIOC_QUERYCAP` failed.
     #[error("it does not answer VIDIOC_QUERYCAP")]
     QueryCaps(#[source] io::Error),
-    /// The node is not a single-planar video capture node.
+    /// The node is not a video capture node.
     #[error("{card} ({driver}) is {what}")]
     NotCapture {
         /// Driver.
@@ -179,12 +179,12 @@ pub(crate) trait Enumerate {
     ) -> io::Result<Option<IntervalRange>>;
 }
 
-/// An open device node.
-struct Node<'a>(&'a v4l::Device);
+/// An open device node and the buffer API it speaks.
+struct Node<'a>(&'a v4l::Device, BufType);
 
 impl Enumerate for Node<'_> {
     fn format(&mut self, index: u32) -> io::Result<Option<FormatDesc>> {
-        mmap::enum_format(self.0.handle().fd(), index)
+        mmap::enum_format(self.0.handle().fd(), self.1, index)
     }
 
     fn size(&mut self, fourcc: [u8; 4], index: u32) -> io::Result<Option<SizeRange>> {
@@ -247,8 +247,12 @@ fn describe_node(
     let resolved = sandbox::check_device(node).map_err(DiscoverError::Refused)?;
     let device = v4l::Device::with_path(&resolved).map_err(DiscoverError::Open)?;
     let caps = mmap::query_caps(device.handle().fd()).map_err(DiscoverError::QueryCaps)?;
-    check_capture(&caps)?;
-    let (formats, truncated) = enumerate(&mut Node(&device), limits, deadline)?;
+    let buf_type = capture_type(&caps).map_err(|what| DiscoverError::NotCapture {
+        driver: caps.driver.clone(),
+        card: caps.card.clone(),
+        what,
+    })?;
+    let (formats, truncated) = enumerate(&mut Node(&device, buf_type), limits, deadline)?;
     Ok(DiscoveredDevice {
         path: resolved.clone(),
         node: resolved,
@@ -269,25 +273,21 @@ fn node_caps(caps: &Caps) -> u32 {
     }
 }
 
-/// Whether the node itself captures video (a UVC camera's second node, its
-/// metadata, does not).
-pub(crate) fn check_capture(caps: &Caps) -> Result<(), DiscoverError> {
+/// The buffer API of a node that itself captures video: single-planar
+/// first when it has both, multi-planar (Rockchip ISP, HDMI-in) otherwise;
+/// for any other node (a UVC camera's second node, its metadata; an output),
+/// what it is instead.
+pub(crate) fn capture_type(caps: &Caps) -> Result<BufType, &'static str> {
     let node = node_caps(caps);
     if node & CAP_VIDEO_CAPTURE != 0 {
-        return Ok(());
-    }
-    let what = if node & CAP_VIDEO_CAPTURE_MPLANE != 0 {
-        "a multi-planar capture node, which this appliance does not capture from yet"
+        Ok(BufType::Capture)
+    } else if node & CAP_VIDEO_CAPTURE_MPLANE != 0 {
+        Ok(BufType::CaptureMplane)
     } else if node & CAP_META_CAPTURE != 0 {
-        "a metadata node (a UVC camera gives its image on another /dev/video node)"
+        Err("a metadata node (a UVC camera gives its image on another /dev/video node)")
     } else {
-        "not a video capture node (an output, codec or radio node)"
-    };
-    Err(DiscoverError::NotCapture {
-        driver: caps.driver.clone(),
-        card: caps.card.clone(),
-        what,
-    })
+        Err("not a video capture node (an output, codec or radio node)")
+    }
 }
 
 /// Calls `next(0)`, `next(1)`, ... until it answers `None`, keeping at most
@@ -593,22 +593,36 @@ mod tests {
     #[test]
     fn only_video_capture_nodes_are_devices() {
         // Node capabilities win over the whole device's when DEVICE_CAPS is set.
-        assert!(
-            check_capture(&caps(CAP_DEVICE_CAPS | CAP_META_CAPTURE, CAP_VIDEO_CAPTURE)).is_ok()
+        assert_eq!(
+            capture_type(&caps(CAP_DEVICE_CAPS | CAP_META_CAPTURE, CAP_VIDEO_CAPTURE)),
+            Ok(BufType::Capture)
         );
-        let meta = check_capture(&caps(
+        let meta = capture_type(&caps(
             CAP_DEVICE_CAPS | CAP_VIDEO_CAPTURE | CAP_META_CAPTURE,
             CAP_META_CAPTURE,
         ))
         .unwrap_err();
-        assert!(meta.to_string().contains("metadata node"), "{meta}");
-        assert!(check_capture(&caps(CAP_VIDEO_CAPTURE, 0)).is_ok());
-        let mplane = check_capture(&caps(CAP_VIDEO_CAPTURE_MPLANE, 0)).unwrap_err();
-        assert!(mplane.to_string().contains("multi-planar"), "{mplane}");
-        let out = check_capture(&caps(0x2, 0)).unwrap_err();
+        assert!(meta.contains("metadata node"), "{meta}");
         assert_eq!(
-            out.to_string(),
-            "Cam (uvcvideo) is not a video capture node (an output, codec or radio node)"
+            capture_type(&caps(CAP_VIDEO_CAPTURE, 0)),
+            Ok(BufType::Capture)
+        );
+        // Multi-planar nodes (rkisp, rk_hdmirx) are capture nodes of their own API;
+        // a node with both speaks single-planar.
+        assert_eq!(
+            capture_type(&caps(CAP_VIDEO_CAPTURE_MPLANE, 0)),
+            Ok(BufType::CaptureMplane)
+        );
+        assert_eq!(
+            capture_type(&caps(
+                CAP_DEVICE_CAPS | CAP_VIDEO_CAPTURE_MPLANE,
+                CAP_VIDEO_CAPTURE | CAP_VIDEO_CAPTURE_MPLANE
+            )),
+            Ok(BufType::Capture)
+        );
+        assert_eq!(
+            capture_type(&caps(0x2, 0)),
+            Err("not a video capture node (an output, codec or radio node)")
         );
     }
 

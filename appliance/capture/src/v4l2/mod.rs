@@ -2,8 +2,13 @@
 //! negotiated to one of the formats this crate converts, streamed through
 //! memory-mapped buffers, with the driver's timestamps.
 //!
-//! Single-planar capture only (UVC cameras, vivid, most USB grabbers);
-//! multi-planar nodes (Rockchip ISP, HDMI-in) are refused with a clear error.
+//! Single-planar nodes (UVC cameras, vivid, most USB grabbers) and
+//! multi-planar ones (Rockchip ISP and HDMI-in, vivid `multiplanar=2`) go
+//! through the same code, the buffer API named by [`mmap::BufType`]. A frame
+//! of a two-plane format (`nv12m`: Y and UV in separate buffers) is copied
+//! out of its buffers once, its planes one after the other
+//! ([`crate::convert::join_planes`]), as every frame is copied once before its
+//! buffer goes back to the driver.
 
 pub mod discover;
 mod mmap;
@@ -15,25 +20,28 @@ pub use self::discover::{
 };
 
 use std::io;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use v4l::video::Capture;
-use v4l::video::capture::Parameters;
-use v4l::{Device, Format, FourCC, Fraction};
+use v4l::Device;
 
-use self::mmap::{Dequeued, MmapStream};
+use self::mmap::{BufType, Dequeued, MmapStream};
 use self::negotiate::{
-    FormatOffer, IntervalRange, NegotiateError, SizeRange, choose_format, choose_interval,
-    effective_stride, fps_of,
+    FormatOffer, IntervalRange, NegotiateError, choose_format, choose_interval, effective_stride,
+    fps_of,
 };
+use crate::convert::{self, ConvertError};
 use crate::frame::{CapturedFrame, Payload, PixelFormat, SourceInfo, SourceKind};
 use crate::sandbox::V4l2Spec;
 use crate::source::{CaptureError, FrameSource};
 
 /// Driver buffers requested: enough to absorb a slow consumer for a few frames.
 const BUFFER_COUNT: u32 = 4;
+
+/// `V4L2_CAP_STREAMING`.
+const CAP_STREAMING: u32 = 0x0400_0000;
 
 /// Why a V4L2 device could not be opened or stopped delivering.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +52,15 @@ pub enum V4l2Error {
     /// `VIDIOC_QUERYCAP` failed.
     #[error("the device does not answer VIDIOC_QUERYCAP (not a V4L2 device?)")]
     QueryCaps(#[source] io::Error),
-    /// The node is not a single-planar streaming capture node.
-    #[error("{card} ({driver}) is not a streaming video capture node{hint}")]
+    /// The node is not a streaming video capture node.
+    #[error("{card} ({driver}) is not a streaming video capture node: it is {what}")]
     NotCapture {
         /// Driver name.
         driver: String,
         /// Card name.
         card: String,
-        /// Extra explanation.
-        hint: &'static str,
+        /// What it is instead.
+        what: &'static str,
     },
     /// The formats could not be listed.
     #[error("the device's formats cannot be listed")]
@@ -81,6 +89,17 @@ pub enum V4l2Error {
         /// FourCC the driver chose.
         got: String,
     },
+    /// The driver set a format with another number of planes than it has.
+    #[error("the driver set {format} with {planes} planes")]
+    Planes {
+        /// The format in force.
+        format: PixelFormat,
+        /// Planes the driver reported.
+        planes: usize,
+    },
+    /// The planes of a two-plane frame do not hold its image.
+    #[error("the frame's planes cannot be joined")]
+    Join(#[source] ConvertError),
     /// Buffer set-up or stream start failed.
     #[error("starting the mmap stream failed")]
     Stream(#[source] io::Error),
@@ -103,6 +122,8 @@ pub struct V4l2Source {
     spec: V4l2Spec,
     info: SourceInfo,
     stride: usize,
+    /// `bytesperline` of each plane of a two-plane format.
+    plane_strides: Vec<usize>,
     // Field order matters: the stream unmaps before the device closes.
     stream: MmapStream,
     _device: Device,
@@ -132,46 +153,48 @@ impl V4l2Source {
     /// Opens and starts a validated device (see [`crate::SourcePolicy::check`]).
     pub fn open(spec: V4l2Spec) -> Result<Self, V4l2Error> {
         let device = Device::with_path(&spec.device).map_err(V4l2Error::Open)?;
-        let caps = device.query_caps().map_err(V4l2Error::QueryCaps)?;
-        let flags = caps.capabilities;
-        use v4l::capability::Flags;
-        if !flags.contains(Flags::VIDEO_CAPTURE) || !flags.contains(Flags::STREAMING) {
-            let hint = if flags.contains(Flags::VIDEO_CAPTURE_MPLANE) {
-                ": it is multi-planar, which this backend does not support yet"
-            } else if flags.contains(Flags::META_CAPTURE) {
-                ": it is a metadata node; UVC cameras expose the image on the other /dev/video node"
-            } else {
-                ""
-            };
-            return Err(V4l2Error::NotCapture {
-                driver: caps.driver,
-                card: caps.card,
-                hint,
-            });
+        let fd = device.handle().fd();
+        let caps = mmap::query_caps(fd).map_err(V4l2Error::QueryCaps)?;
+        let not_capture = |what| V4l2Error::NotCapture {
+            driver: caps.driver.clone(),
+            card: caps.card.clone(),
+            what,
+        };
+        let buf_type = discover::capture_type(&caps).map_err(not_capture)?;
+        if caps.capabilities & CAP_STREAMING == 0 {
+            return Err(not_capture(
+                "a capture node without streaming I/O (read() only)",
+            ));
         }
 
-        let offers = list_offers(&device)?;
+        let offers = list_offers(fd, buf_type)?;
         let choice = choose_format(&offers, spec.width, spec.height, spec.format)
             .map_err(V4l2Error::Negotiate)?;
-        let wanted = Format::new(
+        let actual = mmap::set_format(
+            fd,
+            buf_type,
+            choice.format.fourcc(),
             choice.width,
             choice.height,
-            FourCC::new(&choice.format.fourcc()),
-        );
-        let actual = device
-            .set_format(&wanted)
-            .map_err(|source| V4l2Error::SetFormat {
-                format: choice.format,
-                width: choice.width,
-                height: choice.height,
-                source,
-            })?;
-        let format = PixelFormat::from_fourcc(actual.fourcc.repr).ok_or_else(|| {
-            V4l2Error::FormatReplaced {
-                wanted: choice.format,
-                got: String::from_utf8_lossy(&actual.fourcc.repr).into_owned(),
-            }
+        )
+        .map_err(|source| V4l2Error::SetFormat {
+            format: choice.format,
+            width: choice.width,
+            height: choice.height,
+            source,
         })?;
+        let format = PixelFormat::from_fourcc(actual.fourcc)
+            .filter(|f| buf_type == BufType::CaptureMplane || f.planes() == 1)
+            .ok_or_else(|| V4l2Error::FormatReplaced {
+                wanted: choice.format,
+                got: negotiate::fourcc_text(actual.fourcc),
+            })?;
+        if actual.strides.len() != format.planes() {
+            return Err(V4l2Error::Planes {
+                format,
+                planes: actual.strides.len(),
+            });
+        }
         if (actual.width, actual.height) != (spec.width, spec.height)
             || spec.format.is_some_and(|f| f != format)
         {
@@ -183,15 +206,21 @@ impl V4l2Source {
                 "camera does not offer the requested size; using the closest"
             );
         }
-        let stride = effective_stride(format, actual.width, actual.stride);
+        let stride = effective_stride(format, actual.width, actual.strides[0]);
+        let plane_strides = format
+            .plane_geometry(actual.width, actual.height, stride)
+            .iter()
+            .zip(&actual.strides)
+            .map(|(geometry, reported)| (*reported as usize).max(geometry.row))
+            .collect();
 
-        let fps = set_frame_rate(&device, &spec, format, actual.width, actual.height);
+        let fps = set_frame_rate(fd, buf_type, &spec, format, actual.width, actual.height);
 
         // Taken before streaming starts, so no frame predates the origin.
         let opened = Instant::now();
         let opened_mono = mmap::monotonic_now();
-        let mut stream =
-            MmapStream::new(device.handle(), BUFFER_COUNT).map_err(V4l2Error::Stream)?;
+        let mut stream = MmapStream::new(device.handle(), buf_type, format.planes(), BUFFER_COUNT)
+            .map_err(V4l2Error::Stream)?;
         stream.start().map_err(V4l2Error::Stream)?;
         tracing::info!(
             device = %spec.configured.display(),
@@ -199,6 +228,7 @@ impl V4l2Source {
             driver = %caps.driver,
             card = %caps.card,
             format = %format,
+            multiplanar = buf_type == BufType::CaptureMplane,
             width = actual.width,
             height = actual.height,
             stride,
@@ -222,6 +252,7 @@ impl V4l2Source {
             spec,
             info,
             stride,
+            plane_strides,
             stream,
             _device: device,
             opened,
@@ -278,13 +309,32 @@ impl V4l2Source {
 
     /// Builds the frame from a dequeued buffer and gives the buffer back.
     fn take(&mut self, buf: Dequeued) -> Result<CapturedFrame, CaptureError> {
-        let data: Arc<[u8]> = Arc::from(self.stream.bytes(buf.index, buf.bytesused));
+        // One copy out of the driver's buffer, which goes back right after.
+        let data: Result<Arc<[u8]>, ConvertError> = if self.stream.planes() == 1 {
+            Ok(Arc::from(self.stream.plane(&buf, 0)))
+        } else {
+            let planes: Vec<(&[u8], usize)> = self
+                .plane_strides
+                .iter()
+                .enumerate()
+                .map(|(i, stride)| (self.stream.plane(&buf, i), *stride))
+                .collect();
+            convert::join_planes(
+                self.info.format,
+                self.info.width,
+                self.info.height,
+                self.stride,
+                &planes,
+            )
+            .map(Arc::from)
+        };
         self.stream.queue(buf.index).map_err(|source| {
             self.fail(V4l2Error::Requeue {
                 index: buf.index,
                 source,
             })
         })?;
+        let data = data.map_err(|e| self.fail(V4l2Error::Join(e)))?;
         if let Some(last) = self.last_sequence {
             let gap = buf.sequence.wrapping_sub(last).saturating_sub(1);
             if gap > 0 {
@@ -391,66 +441,49 @@ impl FrameSource for V4l2Source {
     }
 }
 
+/// Formats and sizes read from a device when it is opened (vivid lists
+/// about 60 formats); a driver that never ends a list is cut there.
+const MAX_OFFERS: u32 = 256;
+
 /// Lists the formats (and their sizes) the device offers.
-fn list_offers(device: &Device) -> Result<Vec<FormatOffer>, V4l2Error> {
-    let formats = device.enum_formats().map_err(V4l2Error::EnumFormats)?;
-    Ok(formats
-        .into_iter()
-        .map(|desc| {
-            let sizes = device
-                .enum_framesizes(desc.fourcc)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|fs| match fs.size {
-                    v4l::framesize::FrameSizeEnum::Discrete(d) => SizeRange::Discrete {
-                        width: d.width,
-                        height: d.height,
-                    },
-                    v4l::framesize::FrameSizeEnum::Stepwise(s) => SizeRange::Stepwise {
-                        min_width: s.min_width,
-                        max_width: s.max_width,
-                        step_width: s.step_width,
-                        min_height: s.min_height,
-                        max_height: s.max_height,
-                        step_height: s.step_height,
-                    },
-                })
-                .collect();
-            FormatOffer {
-                fourcc: desc.fourcc.repr,
-                sizes,
-            }
-        })
-        .collect())
+fn list_offers(fd: RawFd, buf_type: BufType) -> Result<Vec<FormatOffer>, V4l2Error> {
+    let mut offers = Vec::new();
+    for index in 0..MAX_OFFERS {
+        let Some(desc) = mmap::enum_format(fd, buf_type, index).map_err(V4l2Error::EnumFormats)?
+        else {
+            break;
+        };
+        let sizes = (0..MAX_OFFERS)
+            .map_while(|i| mmap::enum_size(fd, desc.fourcc, i).ok().flatten())
+            .collect();
+        offers.push(FormatOffer {
+            fourcc: desc.fourcc,
+            sizes,
+        });
+    }
+    Ok(offers)
 }
 
 /// Asks for the frame rate closest to the request and returns the one in force
 /// (`None` when the driver has no frame-rate control).
 fn set_frame_rate(
-    device: &Device,
+    fd: RawFd,
+    buf_type: BufType,
     spec: &V4l2Spec,
     format: PixelFormat,
     width: u32,
     height: u32,
 ) -> Option<f32> {
-    let intervals: Vec<IntervalRange> = device
-        .enum_frameintervals(FourCC::new(&format.fourcc()), width, height)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|fi| match fi.interval {
-            v4l::frameinterval::FrameIntervalEnum::Discrete(f) => IntervalRange::Discrete {
-                numerator: f.numerator,
-                denominator: f.denominator,
-            },
-            v4l::frameinterval::FrameIntervalEnum::Stepwise(s) => IntervalRange::Stepwise {
-                min: (s.min.numerator, s.min.denominator),
-                max: (s.max.numerator, s.max.denominator),
-            },
+    let intervals: Vec<IntervalRange> = (0..MAX_OFFERS)
+        .map_while(|i| {
+            mmap::enum_interval(fd, format.fourcc(), width, height, i)
+                .ok()
+                .flatten()
         })
         .collect();
     let (numerator, denominator) = choose_interval(&intervals, spec.fps);
-    let actual = match device.set_params(&Parameters::new(Fraction::new(numerator, denominator))) {
-        Ok(p) => fps_of(p.interval.numerator, p.interval.denominator),
+    let actual = match mmap::set_interval(fd, buf_type, numerator, denominator) {
+        Ok((n, d)) => fps_of(n, d),
         Err(e) => {
             tracing::warn!(
                 device = %spec.configured.display(),

@@ -76,7 +76,10 @@ pub struct FormatChoice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NegotiateError {
     /// The device offers none of the formats this crate converts.
-    #[error("the device offers none of MJPG, YUYV, NV12, RGB3 (it offers: {offered})")]
+    #[error(
+        "the device offers none of {} (it offers: {offered})",
+        FourccList(PixelFormat::ALL.map(PixelFormat::fourcc).to_vec())
+    )]
     NoUsableFormat {
         /// What it offers, as FourCCs.
         offered: FourccList,
@@ -151,7 +154,8 @@ pub fn fourcc_text(code: [u8; 4]) -> String {
 ///
 /// With a required format, only that one is considered. Otherwise the size
 /// matters most (the smallest `|dw| + |dh|` distance to the request, exact
-/// first), then the order of [`PixelFormat::ALL`] (MJPEG, YUYV, NV12, RGB24).
+/// first), then the order of [`PixelFormat::ALL`] (MJPEG, YUYV, NV12, RGB24,
+/// then the formats of Rockchip's ISP and HDMI-in: NV12M, NV16, NV16M, NV24, BGR24).
 pub fn choose_format(
     offers: &[FormatOffer],
     width: u32,
@@ -371,7 +375,7 @@ mod tests {
         let e = choose_format(&offers, 640, 480, None).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "the device offers none of MJPG, YUYV, NV12, RGB3 (it offers: H264)"
+            "the device offers none of MJPG, YUYV, NV12, RGB3, NM12, NV16, NM16, NV24, BGR3 (it offers: H264)"
         );
         assert!(matches!(
             choose_format(&[], 640, 480, None),
@@ -408,6 +412,79 @@ mod tests {
             (650, 450, 0),
             "unknown sizes: ask as is"
         );
+    }
+
+    /// What Rockchip's multi-planar nodes list: rkisp's main path (single-
+    /// and two-buffer YUV, stepwise sizes) and rk_hdmirx (the source's size only).
+    fn rkisp() -> Vec<FormatOffer> {
+        let range = SizeRange::Stepwise {
+            min_width: 32,
+            max_width: 4672,
+            step_width: 8,
+            min_height: 32,
+            max_height: 3504,
+            step_height: 8,
+        };
+        ["NV16", "NV12", "NM16", "NM12", "YUYV"]
+            .iter()
+            .map(|c| FormatOffer {
+                fourcc: c.as_bytes().try_into().unwrap(),
+                sizes: vec![range],
+            })
+            .collect()
+    }
+
+    fn hdmirx() -> Vec<FormatOffer> {
+        ["BGR3", "NV24", "NV16", "NV12"]
+            .iter()
+            .map(|c| FormatOffer {
+                fourcc: c.as_bytes().try_into().unwrap(),
+                sizes: discrete(&[(1920, 1080)]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn multi_planar_nodes_negotiate_their_formats() {
+        // Auto: the cheapest format at the size (NV12 before its two-buffer twin).
+        let c = choose_format(&rkisp(), 1280, 720, None).unwrap();
+        assert_eq!(c, choice(PixelFormat::Yuyv, 1280, 720));
+        let yuv420: Vec<_> = rkisp()
+            .into_iter()
+            .filter(|o| &o.fourcc != b"YUYV")
+            .collect();
+        let c = choose_format(&yuv420, 1280, 720, None).unwrap();
+        assert_eq!(c, choice(PixelFormat::Nv12, 1280, 720));
+        let two_buffers: Vec<_> = rkisp()
+            .into_iter()
+            .filter(|o| o.fourcc[1] == b'M')
+            .collect();
+        let c = choose_format(&two_buffers, 1280, 720, None).unwrap();
+        assert_eq!(c, choice(PixelFormat::Nv12m, 1280, 720));
+        for (format, size) in [
+            (PixelFormat::Nv12m, (1920, 1080)),
+            (PixelFormat::Nv16m, (1920, 1080)),
+            (PixelFormat::Nv16, (1920, 1080)),
+        ] {
+            let c = choose_format(&rkisp(), 1920, 1080, Some(format)).unwrap();
+            assert_eq!(c, choice(format, size.0, size.1));
+        }
+        // HDMI-in: the source's size in NV12 unless a format is required.
+        let c = choose_format(&hdmirx(), 1280, 720, None).unwrap();
+        assert_eq!(c, choice(PixelFormat::Nv12, 1920, 1080));
+        for format in [PixelFormat::Bgr24, PixelFormat::Nv24, PixelFormat::Nv16] {
+            let c = choose_format(&hdmirx(), 1920, 1080, Some(format)).unwrap();
+            assert_eq!(c.format, format);
+        }
+        let e = choose_format(&hdmirx(), 1920, 1080, Some(PixelFormat::Nv12m)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the device does not offer the required format nv12m (NM12; it offers: BGR3, NV24, NV16, NV12)"
+        );
+        // Every name of the configuration is a FourCC a driver lists, and back.
+        for format in PixelFormat::ALL {
+            assert_eq!(PixelFormat::from_fourcc(format.fourcc()), Some(format));
+        }
     }
 
     #[test]
@@ -472,5 +549,9 @@ mod tests {
         );
         assert_eq!(effective_stride(PixelFormat::Rgb24, 641, 100), 1923);
         assert_eq!(effective_stride(PixelFormat::Nv12, 641, 0), 642);
+        assert_eq!(effective_stride(PixelFormat::Nv12m, 641, 0), 642);
+        assert_eq!(effective_stride(PixelFormat::Nv16, 641, 640), 642);
+        assert_eq!(effective_stride(PixelFormat::Nv24, 641, 0), 641);
+        assert_eq!(effective_stride(PixelFormat::Bgr24, 641, 2048), 2048);
     }
 }
