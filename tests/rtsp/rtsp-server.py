@@ -5,8 +5,9 @@ bindings (python3-gi, gir1.2-gst-rtsp-server-1.0), run by Debian's own python3.
 Serves pre-encoded footage (scripts/rtsp-media.sh) without re-encoding it:
   rtsp://127.0.0.1:PORT/h264   H.264 (x264, GOP 2 s)
   rtsp://127.0.0.1:PORT/h265   H.265 (x265, GOP 2 s)
-Each mount is shared (every client sees the same live stream, as from a camera)
-and paced in real time. With --user and --password-file every mount asks for
+Each client gets a stream of its own from the start of the footage (10 min; at
+its end the client gets EOS and a camera reconnects, so the footage loops), paced
+in real time. With --user and --password-file every mount asks for
 HTTP Basic credentials (401 without them).
 
 Prints "ready <port>" on stdout once it listens; SIGTERM or SIGINT stop it.
@@ -59,7 +60,7 @@ def main() -> int:
             f'( filesrc location="{path}" ! matroskademux ! {parse} config-interval=-1 '
             f"! {pay} name=pay0 pt=96 config-interval=1 )"
         )
-        factory.set_shared(True)
+        factory.set_shared(False)
         if role is not None:
             factory.add_role_from_structure(role)
         mounts.add_factory(f"/{mount}", factory)
