@@ -15,7 +15,9 @@
 //!   connection or a dropped server end `next_frame` within ~200 ms, not at the
 //!   caller's timeout.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gstreamer as gst;
@@ -203,9 +205,8 @@ impl RtspSource {
             bin.connect_deep_element_added(move |_, _, element| {
                 if let Some(factory) = element.factory()
                     && factory.klass().contains("Decoder")
-                    && let Ok(mut slot) = chosen.lock()
                 {
-                    *slot = Some(factory.name().to_string());
+                    *chosen.lock() = Some(factory.name().to_string());
                 }
             });
         }
@@ -335,7 +336,7 @@ impl RtspSource {
         self.seq += 1;
         if !self.decoder_logged {
             self.decoder_logged = true;
-            let decoder = self.decoder.lock().ok().and_then(|d| d.clone());
+            let decoder = self.decoder.lock().clone();
             tracing::info!(camera_url = %self.origin, width, height, decoder = decoder.as_deref().unwrap_or("?"), "rtsp: first frame decoded");
         }
         Ok(CapturedFrame {
@@ -355,7 +356,7 @@ impl RtspSource {
 
     /// The decoder decodebin chose, once the stream is set up.
     pub fn decoder(&self) -> Option<String> {
-        self.decoder.lock().ok().and_then(|d| d.clone())
+        self.decoder.lock().clone()
     }
 }
 
