@@ -13,7 +13,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 # bindgen (v4l crate) needs libclang at build time; JPEG uses libjpeg-turbo;
 # RTSP cameras (the default `rtsp` feature) link GStreamer.
-DEPENDS += "clang-native libjpeg-turbo gstreamer1.0 gstreamer1.0-plugins-base"
+DEPENDS += "clang-native gstreamer1.0 gstreamer1.0-plugins-base libjpeg-turbo"
 
 PV = "0.1.0+git"
 
@@ -76,15 +76,15 @@ SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 FILES:${PN} += "${nonarch_base_libdir}/udev/rules.d \
                 ${systemd_system_unitdir}/safe-yolo.service.d"
 
-RDEPENDS:${PN} = "safe-yolo-data \
-                  gstreamer1.0-plugins-good-rtsp \
-                  gstreamer1.0-plugins-good-rtp \
-                  gstreamer1.0-plugins-good-rtpmanager \
-                  gstreamer1.0-plugins-good-udp \
+RDEPENDS:${PN} = "gstreamer1.0-plugins-bad-videoparsersbad \
+                  gstreamer1.0-plugins-base-app \
                   gstreamer1.0-plugins-base-playback \
                   gstreamer1.0-plugins-base-videoconvertscale \
-                  gstreamer1.0-plugins-base-app \
-                  gstreamer1.0-plugins-bad-videoparsersbad \
+                  gstreamer1.0-plugins-good-rtp \
+                  gstreamer1.0-plugins-good-rtpmanager \
+                  gstreamer1.0-plugins-good-rtsp \
+                  gstreamer1.0-plugins-good-udp \
+                  safe-yolo-data \
                   "
 # The board's hardware decoders (board/<board>.toml `[video] decoders`); libav is
 # the software fallback (LICENSE_FLAGS "commercial": accept it in the distro only
