@@ -214,7 +214,11 @@ fn intrusion_on_real_footage_siren_ack_snapshot_and_ids_across_restart() {
 /// camera-offline alarm through the whole alarm path (event in the store,
 /// siren on), while the other camera keeps being analysed.
 /// The first open event of `rule`, waiting up to `timeout` for one.
-fn first_open_event(c: &Client, rule: &str, timeout: Duration) -> Option<serde_json::Value> {
+pub(crate) fn first_open_event(
+    c: &Client,
+    rule: &str,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
     let path = format!("/api/v1/events?state=open&rule={rule}");
     wait_until(timeout, || {
         let (_, page) = c.json("GET", &path, None);

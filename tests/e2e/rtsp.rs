@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::alarms::first_open_event;
 use crate::client::{Client, camera_counter, first_admin, free_port, wait_until};
 use crate::harness::{Appliance, Daemon, repo_root, set_api_port};
 
@@ -82,15 +83,6 @@ fn health(c: &Client, camera: &str) -> Value {
         .find(|h| h["id"] == camera)
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-fn open_events(c: &Client, rule: &str) -> Vec<Value> {
-    let (_, page) = c.json(
-        "GET",
-        &format!("/api/v1/events?state=open&rule={rule}"),
-        None,
-    );
-    page["events"].as_array().cloned().unwrap_or_default()
 }
 
 #[test]
@@ -168,10 +160,8 @@ outputs = ["relay"]
         );
     }
     // People walk through the zone 15-35 s into the footage.
-    let intrusion = wait_until(Duration::from_secs(90), || {
-        open_events(&c, "gate-intrusion").into_iter().next()
-    })
-    .unwrap_or_else(|| panic!("no intrusion over RTSP; log:\n{}", daemon.log_text()));
+    let intrusion = first_open_event(&c, "gate-intrusion", Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("no intrusion over RTSP; log:\n{}", daemon.log_text()));
     assert_eq!(intrusion["camera"], "gate");
 
     // Wrong credentials: the camera is offline and says why.
@@ -188,10 +178,8 @@ outputs = ["relay"]
     // The server dies: the camera goes offline and its alarm is raised.
     let killed = Instant::now();
     server.kill();
-    let offline = wait_until(Duration::from_secs(30), || {
-        open_events(&c, "gate-offline").into_iter().next()
-    })
-    .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
+    let offline = first_open_event(&c, "gate-offline", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no camera-offline event; log:\n{}", daemon.log_text()));
     assert_eq!(offline["camera"], "gate");
     eprintln!(
         "rtsp: camera-offline raised {:.1} s after the server died (offline_after_s = 3)",

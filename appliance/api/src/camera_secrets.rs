@@ -69,14 +69,7 @@ pub(crate) fn take_password(
             doc.source.password_file = None;
         }
         Some(pw) => {
-            if pw.len() > safe_yolo_capture::rtsp::MAX_PASSWORD_LEN
-                || pw.chars().any(char::is_control)
-            {
-                return Err(HttpError::invalid(
-                    "doc.source.password",
-                    "must be at most 256 bytes without control characters",
-                ));
-            }
+            check_password("doc.source.password", &pw)?;
             write_secret(&own, &pw).map_err(|e| {
                 tracing::error!(camera = %id, error = %safe_yolo_domain::error_chain(&e), "cannot keep a camera password");
                 HttpError::internal("keeping the camera password", &e)
@@ -132,12 +125,7 @@ pub(crate) fn preview_password(
     let Some(pw) = src.password.take().filter(|p| !p.is_empty()) else {
         return Ok(PreviewPassword(None));
     };
-    if pw.len() > safe_yolo_capture::rtsp::MAX_PASSWORD_LEN || pw.chars().any(char::is_control) {
-        return Err(HttpError::invalid(
-            "password",
-            "must be at most 256 bytes without control characters",
-        ));
-    }
+    check_password("password", &pw)?;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = state_dir
@@ -147,6 +135,17 @@ pub(crate) fn preview_password(
         .map_err(|e| HttpError::internal("keeping the preview password", &e))?;
     src.password_file = Some(path.to_string_lossy().into_owned());
     Ok(PreviewPassword(Some(path)))
+}
+
+/// A password the box will keep: what a password file's first line can hold.
+fn check_password(field: &str, pw: &str) -> Result<(), HttpError> {
+    if pw.len() > safe_yolo_capture::rtsp::MAX_PASSWORD_LEN || pw.chars().any(char::is_control) {
+        return Err(HttpError::invalid(
+            field,
+            "must be at most 256 bytes without control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// Removes the password the box kept for camera `id` (the camera was deleted).

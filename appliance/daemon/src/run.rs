@@ -297,6 +297,7 @@ async fn start(
     stack.push("integrations", Bound::Budget, integrations.stop());
 
     let live = LiveSettings::new(layered, rules, dispatcher.clone(), cameras.clone());
+    let policy = wiring::source_policy(&config);
     let deps = ApiDeps {
         store,
         alarms: dispatcher,
@@ -304,8 +305,8 @@ async fn start(
         cameras: taps,
         metrics: metrics.clone(),
         control: Arc::new(live),
-        source_policy: wiring::source_policy(&config),
-        sources: wiring::camera_sources(&config),
+        source_policy: policy.clone(),
+        sources: wiring::camera_sources(policy),
     };
     let mut api = api_runtime
         .spawn(safe_yolo_api::serve(

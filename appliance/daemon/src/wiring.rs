@@ -168,7 +168,7 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
 pub fn pipeline_config(config: &Config) -> PipelineConfig {
     PipelineConfig {
         cameras: camera_specs(config),
-        sources: camera_sources(config),
+        sources: camera_sources(source_policy(config)),
         detect_workers: config.system.detect_workers.get(),
         analysis_queue: 64,
         detect_nice: config.system.detect_nice,
@@ -230,8 +230,7 @@ pub fn source_policy(config: &Config) -> safe_yolo_capture::SourcePolicy {
 
 /// The real camera sources: `safe_yolo_capture::open`, every (re)open checked
 /// against the sandbox (the media directory, video devices only).
-pub fn camera_sources(config: &Config) -> SourceFactory {
-    let policy = source_policy(config);
+pub fn camera_sources(policy: safe_yolo_capture::SourcePolicy) -> SourceFactory {
     std::sync::Arc::new(move |request: &safe_yolo_capture::SourceRequest| {
         safe_yolo_capture::open(request, &policy)
     })

@@ -325,11 +325,10 @@ impl RtspSource {
         let now = SystemTime::now();
         let captured_at = UNIX_EPOCH
             .checked_add(Duration::from_nanos((base + running).nseconds()))
+            // A frame time in the future or over a minute old is not believed.
             .filter(|t| {
-                *t <= now
-                    && now
-                        .duration_since(*t)
-                        .is_ok_and(|age| age < Duration::from_secs(60))
+                now.duration_since(*t)
+                    .is_ok_and(|age| age < Duration::from_secs(60))
             })
             .unwrap_or(now);
         let seq = self.seq;
