@@ -386,3 +386,205 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
     );
     drop(broker);
 }
+
+/// A PLC (tokio-modbus's TCP client) on the Modbus server, from `source`.
+fn plc(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    source: &str,
+) -> std::io::Result<tokio_modbus::client::Context> {
+    rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(format!("{source}:0").parse().unwrap())?;
+        let stream = sock
+            .connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await?;
+        Ok(tokio_modbus::client::tcp::attach_slave(
+            stream,
+            tokio_modbus::Slave(1),
+        ))
+    })
+}
+
+/// One discrete input.
+fn read_di(
+    rt: &tokio::runtime::Runtime,
+    ctx: &mut tokio_modbus::client::Context,
+    addr: u16,
+) -> bool {
+    use tokio_modbus::client::Reader;
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), ctx.read_discrete_inputs(addr, 1)).await
+    })
+    .expect("modbus read timed out")
+    .expect("modbus transport")
+    .expect("modbus exception")[0]
+}
+
+fn write_coil(
+    rt: &tokio::runtime::Runtime,
+    ctx: &mut tokio_modbus::client::Context,
+    addr: u16,
+    v: bool,
+) {
+    use tokio_modbus::client::Writer;
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), ctx.write_single_coil(addr, v)).await
+    })
+    .expect("modbus write timed out")
+    .expect("modbus transport")
+    .expect("modbus exception");
+}
+
+/// A PLC reads the intrusion rule's alarm state as a discrete input and disarms the
+/// rule through its interlock's coil: the alarm clears and no event is raised while
+/// people keep walking through the zone; the write is audited with the PLC's address;
+/// re-armed, the rule raises again; the acknowledge coil acknowledges; the input
+/// registers carry the newest event id; a client outside the allow-list is refused.
+#[test]
+fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_coil() {
+    let api_port = free_port();
+    let mb_port = free_port();
+    let (_app, config) = walkway_appliance(api_port);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "id = \"walkway-intrusion\"\n",
+        "id = \"walkway-intrusion\"\narmed_by = \"conveyor-running\"\n",
+    );
+    text.push_str(&format!(
+        "\n[integrations.modbus]\nbind = \"127.0.0.1:{mb_port}\"\nallow = [\"127.0.0.1\"]\nidle_timeout_s = 30\n\n[[integrations.interlocks]]\nid = \"conveyor-running\"\nsource = \"modbus\"\ncoil = 7\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    let c = first_admin(&daemon, api_port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The register map, as the API serves it.
+    let (status, map) = c.json("GET", "/api/v1/system/modbus", None);
+    assert_eq!(status, 200, "{map}");
+    let addr = |kind: &str, key: &str, id: &str| -> u16 {
+        map["registers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == kind && r[key] == id)
+            .and_then(|r| r["address"].as_u64())
+            .unwrap_or_else(|| panic!("{kind} {id} not in the map: {map}")) as u16
+    };
+    let raised = addr("rule_raised", "rule", "walkway-intrusion");
+    let armed = addr("rule_armed", "rule", "walkway-intrusion");
+    let online = addr("camera_online", "camera", "walkway");
+    let coil = addr("interlock", "interlock", "conveyor-running");
+    assert_eq!(coil, 7);
+
+    let mut ctx = plc(&rt, mb_port, "127.0.0.1").unwrap();
+    // 1. Never written: the interlock is unknown, which arms (fail-safe).
+    assert!(read_di(&rt, &mut ctx, armed), "unknown must arm");
+    let up = wait_until(Duration::from_secs(60), || {
+        read_di(&rt, &mut ctx, online).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "camera never online; log:\n{}",
+        daemon.log_text()
+    );
+    let first = wait_until(Duration::from_secs(150), || {
+        read_di(&rt, &mut ctx, raised).then_some(())
+    });
+    assert!(
+        first.is_some(),
+        "the alarm never showed on Modbus; log:\n{}",
+        daemon.log_text()
+    );
+
+    // 2. The PLC disarms: the alarm clears, nothing is raised for a whole loop of
+    // the footage (20 s of people walking through the zone).
+    write_coil(&rt, &mut ctx, coil, false);
+    assert!(!read_di(&rt, &mut ctx, armed));
+    let cleared = wait_until(Duration::from_secs(15), || {
+        (!read_di(&rt, &mut ctx, raised)).then_some(())
+    });
+    assert!(cleared.is_some(), "a disarmed rule's alarm did not clear");
+    let before = stored_ids(&c);
+    let quiet_until = std::time::Instant::now() + Duration::from_secs(25);
+    while std::time::Instant::now() < quiet_until {
+        assert!(!read_di(&rt, &mut ctx, raised), "a disarmed rule raised");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(stored_ids(&c), before, "a disarmed rule stored an event");
+
+    // 3. Audited with the PLC's address.
+    let (_, audit) = c.json("GET", "/api/v1/audit?limit=50", None);
+    let row = audit["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("audit page: {audit}"))
+        .iter()
+        .find(|r| r["action"] == "interlock.set")
+        .cloned()
+        .unwrap_or_else(|| panic!("no interlock.set audit row: {audit}"));
+    assert_eq!(row["actor"], "modbus");
+    assert_eq!(row["source"], "127.0.0.1");
+    assert_eq!(row["target"], "interlock/conveyor-running");
+    assert_eq!(row["after"], "disarmed");
+
+    // 4. Re-armed: the rule raises again; the input registers name the newest event.
+    write_coil(&rt, &mut ctx, coil, true);
+    let again = wait_until(Duration::from_secs(90), || {
+        read_di(&rt, &mut ctx, raised).then_some(())
+    });
+    assert!(
+        again.is_some(),
+        "a re-armed rule never raised; log:\n{}",
+        daemon.log_text()
+    );
+    let newest = wait_until(Duration::from_secs(30), || {
+        let ids = stored_ids(&c);
+        ids.iter()
+            .any(|id| !before.contains(id))
+            .then(|| *ids.last().unwrap())
+    })
+    .expect("the re-armed rule's event was not stored");
+    let regs = wait_until(Duration::from_secs(10), || {
+        use tokio_modbus::client::Reader;
+        let r = rt
+            .block_on(ctx.read_input_registers(0, 3))
+            .unwrap()
+            .unwrap();
+        let id = (u64::from(r[0]) << 16) | u64::from(r[1]);
+        (id >= newest).then_some(r)
+    })
+    .expect("the last event id register never reached the stored event");
+    assert!(regs[2] >= 1, "raised count {regs:?}");
+
+    // 5. The acknowledge coil acknowledges every open event.
+    write_coil(&rt, &mut ctx, 0, true);
+    let acked = wait_until(Duration::from_secs(10), || {
+        let (_, e) = c.json("GET", &format!("/api/v1/events/{newest}"), None);
+        let by = "modbus 127.0.0.1";
+        (e["by"] == by || e["acknowledged"]["by"] == by).then_some(())
+    });
+    assert!(acked.is_some(), "not acknowledged through Modbus");
+
+    // 6. Writing an address without a writable point is refused; so is a client
+    // outside the allow-list (127.0.0.2 is loopback but not allowed).
+    {
+        use tokio_modbus::client::Writer;
+        let r = rt.block_on(ctx.write_single_coil(500, true)).unwrap();
+        assert!(r.is_err(), "a write to coil 500 was accepted");
+    }
+    let refused = plc(&rt, mb_port, "127.0.0.2").ok().and_then(|mut other| {
+        use tokio_modbus::client::Reader;
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), other.read_discrete_inputs(0, 1)).await
+        })
+        .ok()
+        .and_then(Result::ok)
+    });
+    assert!(
+        refused.is_none(),
+        "a client outside the allow-list was served"
+    );
+}

@@ -15,8 +15,8 @@ use safe_yolo_pipeline::{
     CameraTap, CameraTaps, DetectedFrame, PERSON_CLASS, PpeSwitch, Scene, SceneTrack, SceneZone,
 };
 use safe_yolo_rules::{
-    CameraHealth, Decision, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, TamperSet,
-    Track, TrackState, Tracker, TrackerConfig, ZoneSpec,
+    CameraHealth, Decision, FrameInput, InterlockStates, LocalTime, RuleEngine, RuleKind, RuleSpec,
+    TamperSet, Track, TrackState, Tracker, TrackerConfig, ZoneSpec,
 };
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{mpsc, oneshot};
@@ -169,22 +169,24 @@ fn scene(seq: u64, camera: &CameraId, tracks: &[Track], engine: &RuleEngine) -> 
 }
 
 /// The signals rules watch besides what the camera sees.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Signals {
     /// The door contact is open.
     door_open: bool,
     /// A detector is down.
     detector_down: bool,
+    /// The interlocks' levels.
+    interlocks: InterlockStates,
 }
 
 /// An engine input without a frame (a silent or blind camera, a door contact
 /// change): nobody seen, only health and the signals.
-fn frameless(
-    camera: &CameraId,
+fn frameless<'a>(
+    camera: &'a CameraId,
     now: Duration,
     health: CameraHealth,
-    signals: Signals,
-) -> FrameInput<'_> {
+    signals: &'a Signals,
+) -> FrameInput<'a> {
     FrameInput {
         camera,
         now,
@@ -197,6 +199,7 @@ fn frameless(
         door_open: signals.door_open,
         detector_down: signals.detector_down,
         tamper: TamperSet::EMPTY,
+        interlocks: &signals.interlocks,
     }
 }
 
@@ -268,6 +271,9 @@ pub struct AnalysisInputs {
     /// The tracker settings (the model manifest's calibration), for every
     /// camera's tracker.
     pub tracker: TrackerConfig,
+    /// The interlocks' levels ([`crate::Interlocks::watch`]): a rule armed by a
+    /// disarmed one is not evaluated.
+    pub interlocks: tokio::sync::watch::Receiver<InterlockStates>,
 }
 
 impl Analysis {
@@ -291,6 +297,7 @@ impl Analysis {
             mut door,
             mut detectors_down,
             tracker,
+            mut interlocks,
         } = inputs;
         let mut engine = RuleEngine::new(rules, zones).map_err(AnalysisError::Rules)?;
         switch_ppe(&ppe, &engine);
@@ -310,17 +317,22 @@ impl Analysis {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut door_live = true;
             let mut down_live = true;
+            let mut interlocks_live = true;
             let signals =
                 |door: &tokio::sync::watch::Receiver<bool>,
-                 down: &tokio::sync::watch::Receiver<usize>| Signals {
-                    door_open: *door.borrow(),
-                    detector_down: *down.borrow() > 0,
+                 down: &tokio::sync::watch::Receiver<usize>,
+                 interlocks: &tokio::sync::watch::Receiver<InterlockStates>| {
+                    Signals {
+                        door_open: *door.borrow(),
+                        detector_down: *down.borrow() > 0,
+                        interlocks: interlocks.borrow().clone(),
+                    }
                 };
             // Signal rules (door open, detector fault) are stepped at once
             // when their signal changes and on every tick (for their
             // longer-than times), besides frames: a blind camera has none.
             let signal_step =
-                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, sig: Signals| {
+                |engine: &mut RuleEngine, cams: &HashMap<CameraId, CameraCtx>, sig: &Signals| {
                     for (id, cam) in cams {
                         if !engine.has_signal_rules(id) {
                             continue;
@@ -345,7 +357,7 @@ impl Analysis {
                             continue;
                         }
                         door.borrow_and_update();
-                        signal_step(&mut engine, &cams, signals(&door, &detectors_down));
+                        signal_step(&mut engine, &cams, &signals(&door, &detectors_down, &interlocks));
                     }
                     changed = detectors_down.changed(), if down_live => {
                         if changed.is_err() {
@@ -353,7 +365,15 @@ impl Analysis {
                             continue;
                         }
                         detectors_down.borrow_and_update();
-                        signal_step(&mut engine, &cams, signals(&door, &detectors_down));
+                        signal_step(&mut engine, &cams, &signals(&door, &detectors_down, &interlocks));
+                    }
+                    changed = interlocks.changed(), if interlocks_live => {
+                        if changed.is_err() {
+                            interlocks_live = false;
+                            continue;
+                        }
+                        interlocks.borrow_and_update();
+                        signal_step(&mut engine, &cams, &signals(&door, &detectors_down, &interlocks));
                     }
                     changed = taps.changed(), if taps_live => {
                         if !changed {
@@ -381,7 +401,7 @@ impl Analysis {
                         let persons: Vec<_> = f.detections.iter().filter(|d| &*d.class_name == PERSON_CLASS).cloned().collect();
                         let (w, h) = (f.picture.width() as f32, f.picture.height() as f32);
                         let tracks = cam.tracker.update(&persons, w, h, epoch.elapsed());
-                        let sig = signals(&door, &detectors_down);
+                        let sig = signals(&door, &detectors_down, &interlocks);
                         let input = FrameInput {
                             camera: &f.meta.camera,
                             now: epoch.elapsed(),
@@ -394,6 +414,7 @@ impl Analysis {
                             door_open: sig.door_open,
                             detector_down: sig.detector_down,
                             tamper: f.tamper,
+                            interlocks: &sig.interlocks,
                         };
                         let decisions = engine.evaluate(&input);
                         cam.tap.scene.publish(scene(f.meta.seq, &f.meta.camera, &tracks, &engine));
@@ -425,8 +446,8 @@ impl Analysis {
                     }
                     _ = ticker.tick() => {
                         hb.beat();
-                        let sig = signals(&door, &detectors_down);
-                        signal_step(&mut engine, &cams, sig);
+                        let sig = signals(&door, &detectors_down, &interlocks);
+                        signal_step(&mut engine, &cams, &sig);
                         // Cameras without recent frames: feed their health so
                         // camera-offline rules fire (and clear) on time.
                         for (id, cam) in &mut cams {
@@ -441,7 +462,7 @@ impl Analysis {
                                 // (a tampered camera's frames carry its reasons).
                                 continue;
                             }
-                            let input = frameless(id, epoch.elapsed(), health, sig);
+                            let input = frameless(id, epoch.elapsed(), health, &sig);
                             // An offline camera shows nobody: its person
                             // alarms end (sirens still wait for an
                             // acknowledgement) and its offline rules fire.

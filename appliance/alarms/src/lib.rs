@@ -8,6 +8,8 @@
 //!   annotated snapshot, and notices for subscribers (API, live view).
 //! - [`inputs`]: the acknowledge button and the door contact, routed to the
 //!   dispatcher's acknowledge path and the door rules.
+//! - [`interlocks`]: the machine states that arm rules, as their sources say
+//!   them (fail-safe: unknown or stale arms).
 //! - [`draw`]: boxes and zone outlines burnt into snapshot frames.
 //!
 //! Invariant: nothing here blocks the async reactor. JPEG encoding runs on
@@ -19,9 +21,11 @@ pub mod analysis;
 pub mod dispatch;
 pub mod draw;
 pub mod inputs;
+pub mod interlocks;
 
 pub use analysis::{Analysis, AnalysisError, AnalysisInputs, RulesControl};
 pub use dispatch::{
     AlarmNotice, AlarmOutputs, DispatchError, Dispatcher, DispatcherConfig, EventSink, NoticeKind,
 };
 pub use inputs::InputRouting;
+pub use interlocks::Interlocks;

@@ -490,6 +490,14 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
             system::integrations,
         ),
         route(
+            M::GET,
+            "/api/v1/system/modbus",
+            VIEWER,
+            "The Modbus TCP server's register map (coils, discrete inputs, input registers), generated from the configuration and the live rules, cameras and zones",
+            system::modbus,
+        )
+        .returns::<system::ModbusMap>(),
+        route(
             M::POST,
             "/api/v1/system/integrations/test",
             ADMIN,

@@ -86,6 +86,10 @@ pub struct ApiSettings {
     /// The box's name in download file names (backup, event export): the host name by
     /// default, reduced to `A-Z a-z 0-9 . _ -`.
     pub box_name: String,
+    /// The Modbus server (`[integrations.modbus]`), for its register map.
+    pub modbus: Option<safe_yolo_config::ModbusConfig>,
+    /// The interlocks (`[[integrations.interlocks]]`), for the register map.
+    pub interlocks: Vec<safe_yolo_config::InterlockConfig>,
 }
 
 /// Names for the self-signed certificate: `localhost`, the loopback addresses, the
@@ -149,6 +153,8 @@ impl ApiSettings {
             system_root: PathBuf::from("/"),
             config_path: None,
             box_name: default_box_name(),
+            modbus: None,
+            interlocks: Vec::new(),
         }
     }
 

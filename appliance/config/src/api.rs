@@ -112,7 +112,7 @@ pub struct ApiConfig {
     pub max_password_hashes: usize,
 }
 
-fn parse_net(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
     let (a, p) = s.split_once('/').unwrap_or((s, ""));
     let addr: IpAddr = a.parse().ok()?;
     let max = if addr.is_ipv4() { 32 } else { 128 };

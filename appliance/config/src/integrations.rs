@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::check::Ctx;
+use crate::modbus::{
+    InterlockConfig, ModbusConfig, RawInterlock, RawModbus, validate_interlocks, validate_modbus,
+};
 
 /// `[integrations]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +26,9 @@ pub(crate) struct RawIntegrations {
     pub mqtt: Option<RawMqtt>,
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    pub modbus: Option<RawModbus>,
+    #[serde(default)]
+    pub interlocks: Vec<RawInterlock>,
 }
 
 /// `[[integrations.webhooks]]` as written.
@@ -181,6 +187,10 @@ pub struct IntegrationsConfig {
     pub mqtt: Option<MqttConfig>,
     /// Signed webhooks.
     pub webhooks: Vec<WebhookConfig>,
+    /// The Modbus TCP server, if any.
+    pub modbus: Option<ModbusConfig>,
+    /// Machine states that arm rules.
+    pub interlocks: Vec<InterlockConfig>,
 }
 
 impl IntegrationsConfig {
@@ -262,12 +272,21 @@ pub(crate) fn validate_integrations(
             Some(hook)
         })
         .collect();
+    let modbus = raw.modbus.as_ref().and_then(|m| validate_modbus(ctx, m));
+    let interlocks = validate_interlocks(
+        ctx,
+        &raw.interlocks,
+        raw.mqtt.is_some(),
+        raw.modbus.is_some(),
+    );
     IntegrationsConfig {
         box_name,
         public_url,
         outbox_max_entries,
         mqtt,
         webhooks,
+        modbus,
+        interlocks,
     }
 }
 

@@ -26,6 +26,7 @@ mod env;
 mod features;
 mod integrations;
 mod lines;
+mod modbus;
 mod model;
 mod outputs;
 mod overlay;
@@ -47,6 +48,11 @@ pub use integrations::{
     WebhookFilter,
 };
 pub use lines::{LineConfig, RawLine};
+pub use modbus::{
+    COIL_ACK_ALL, DI_ANY_ALARM, DI_CAMERA_ONLINE, DI_GUARDING, DI_RULE_ARMED, DI_RULE_RAISED,
+    INTERLOCK_COILS, IR_LAST_EVENT, IR_RAISED, IR_ZONE_COUNT, InterlockConfig, InterlockSource,
+    ModbusConfig, ModbusPoint, ModbusRegister, ModbusTable, modbus_map,
+};
 pub use model::Config;
 pub use outputs::{
     BackendKind, InputConfig, InputsConfig, LineRef, OutputLineConfig, OutputRole, OutputsConfig,

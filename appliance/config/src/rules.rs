@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use safe_yolo_domain::alarm::{TamperReason, TamperSet};
-use safe_yolo_domain::{CameraId, Named, OutputId, RuleId, ZoneId};
+use safe_yolo_domain::{CameraId, InterlockId, Named, OutputId, RuleId, ZoneId};
 use safe_yolo_rules::spec::MAX_PPE_WINDOW;
 use safe_yolo_rules::{ClearAfter, PpeSpec, WeekdaySet, ZoneNeed};
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,11 @@ pub struct RawRule {
     /// When the rule is armed; absent: always.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<RawSchedule>,
+    /// The interlock (`[[integrations.interlocks]]` id) that arms the rule: it is
+    /// evaluated only while the interlock is not explicitly disarmed (unknown or
+    /// stale arms: fail-safe). Absent: always armed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub armed_by: Option<String>,
     /// Output lines driven while the alarm is raised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Vec<String>>,
@@ -213,6 +218,7 @@ impl RawRule {
             outputs: HashSet::new(),
             no_ppe: None,
             has_door: true,
+            interlocks: HashSet::new(),
             incomplete: true,
         };
         Ctx::standalone(|ctx| {
@@ -338,6 +344,8 @@ pub(crate) struct RuleContext<'a> {
     pub no_ppe: Option<&'static str>,
     /// Whether a door contact input is wired.
     pub has_door: bool,
+    /// Interlock ids (`[[integrations.interlocks]]`).
+    pub interlocks: HashSet<String>,
     /// Some list failed to parse: references are not checked (follow-on noise).
     pub incomplete: bool,
 }
@@ -734,12 +742,30 @@ pub(crate) fn validate_rule(
             .map(Some),
     };
     let anchor = ctx.named(&format!("{p}.anchor"), r.anchor.as_deref(), Anchor::Feet);
+    let armed_by = match r.armed_by.as_deref() {
+        None => Some(None),
+        Some(a) => {
+            let path = format!("{p}.armed_by");
+            match ctx.id(&path, a, InterlockId::new) {
+                Some(i) if rc.incomplete || rc.interlocks.contains(a) => Some(Some(i)),
+                Some(_) => {
+                    ctx.bad(
+                        path,
+                        format!("no interlock has the id {a:?} (see [[integrations.interlocks]])"),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
 
     let mut spec = RuleSpec::new(id?, camera?, zone, kind?);
     spec.severity = severity?;
     spec.cooldown = cooldown?;
     spec.clear_after = ClearAfter::Time(clear_after?);
     spec.schedule = schedule?;
+    spec.armed_by = armed_by?;
     spec.anchor = anchor?;
     spec.outputs = outputs;
     Some(RuleConfig {

@@ -91,6 +91,7 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
                 .map(|l| (l.id.as_str(), (l.value.camera.as_str(), true))),
         )
         .collect();
+    let integrations = validate_integrations(&mut ctx, &raw.integrations);
     let output_ids: HashSet<&str> = raw
         .output_lines
         .iter()
@@ -102,6 +103,11 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
         outputs: output_ids,
         no_ppe: no_ppe(features, &detector),
         has_door: outputs.inputs.door_contact.is_some(),
+        interlocks: integrations
+            .interlocks
+            .iter()
+            .map(|i| i.id.as_str().to_owned())
+            .collect(),
         incomplete,
     };
     let rules = raw
@@ -111,7 +117,6 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
         .collect();
 
     let api = validate_api(&mut ctx, &raw.api);
-    let integrations = validate_integrations(&mut ctx, &raw.integrations);
 
     Config {
         system,

@@ -408,3 +408,40 @@ tamper_after_s = 2.5
         "{p:?}"
     );
 }
+
+#[test]
+fn a_rule_is_armed_by_an_interlock_the_file_declares() {
+    let text = format!(
+        "{MINIMAL}
+[[rules]]
+id = \"cam-offline\"
+kind = \"camera_offline\"
+camera = \"cam-1\"
+armed_by = \"press-running\"
+
+[integrations.modbus]
+bind = \"127.0.0.1:1502\"
+allow = [\"127.0.0.1\"]
+
+[[integrations.interlocks]]
+id = \"press-running\"
+source = \"modbus\"
+coil = 1
+"
+    );
+    let c = parse(&text, Path::new("/etc"), no_env()).unwrap();
+    assert_eq!(
+        c.rules[0].spec.armed_by.as_ref().map(|i| i.as_str()),
+        Some("press-running")
+    );
+    assert_eq!(c.integrations.interlocks.len(), 1);
+    // An interlock nobody declared: refused at the rule's key.
+    let bad = text.replace(
+        "armed_by = \"press-running\"",
+        "armed_by = \"press-stopped\"",
+    );
+    let problems = parse(&bad, Path::new("/etc"), no_env()).unwrap_err();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths.len(), 1, "{problems:?}");
+    assert!(paths[0].ends_with(".armed_by"), "{problems:?}");
+}

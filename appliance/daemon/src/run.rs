@@ -259,6 +259,8 @@ async fn start(
         )),
     );
 
+    // Interlocks start unknown (armed) at every start: their sources say them again.
+    let interlocks = safe_yolo_alarms::Interlocks::new(&config.integrations.interlocks);
     let inputs = InputRouting::start(&lines, dispatcher.clone());
     let door = inputs.door();
     stack.push("inputs", Bound::Budget, inputs.stop());
@@ -272,6 +274,7 @@ async fn start(
             door,
             detectors_down: down,
             tracker: tracker_settings(&config)?,
+            interlocks: interlocks.watch(),
         },
         dispatcher.clone(),
         &liveness,
@@ -292,6 +295,8 @@ async fn start(
         safe_yolo_integrations::Sources {
             cameras: taps.clone(),
             outputs: lines.watch_status(),
+            dispatcher: dispatcher.clone(),
+            interlocks,
         },
     );
     stack.push("integrations", Bound::Budget, integrations.stop());
@@ -555,6 +560,8 @@ fn api_settings(config: &Config, config_path: PathBuf) -> ApiSettings {
         burst: config.api.rate_limit_burst,
     };
     api.auth.hashes.max_concurrent = config.api.max_password_hashes;
+    api.modbus = config.integrations.modbus.clone();
+    api.interlocks = config.integrations.interlocks.clone();
     api
 }
 

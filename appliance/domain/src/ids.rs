@@ -138,6 +138,10 @@ slug_id!(
     /// A physical output's identifier (siren, relay, healthy lamp).
     OutputId
 );
+slug_id!(
+    /// An interlock's identifier: a machine state that arms rules, e.g. `press-7-running`.
+    InterlockId
+);
 
 #[cfg(test)]
 mod tests {

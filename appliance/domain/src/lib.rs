@@ -20,7 +20,7 @@ pub use detection::Detection;
 pub use error::{ErrorChain, error_chain};
 pub use frame::{FrameMeta, RgbFrame};
 pub use geometry::{BBox, Line, NormPoint, Polygon, PolygonError};
-pub use ids::{CameraId, IdError, OutputId, RuleId, ZoneId};
+pub use ids::{CameraId, IdError, InterlockId, OutputId, RuleId, ZoneId};
 pub use vocabulary::{Named, Severity};
 pub use weekday::Weekday;
 

@@ -15,10 +15,13 @@
 pub mod deliver;
 pub mod follow;
 pub mod message;
+pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_interlocks;
 pub mod tls;
 pub mod webhook;
 
+use safe_yolo_alarms::{Dispatcher, Interlocks};
 use safe_yolo_config::IntegrationsConfig;
 use safe_yolo_outputs::OutputsStatus;
 use safe_yolo_pipeline::CameraTaps;
@@ -38,6 +41,10 @@ pub struct Sources {
     pub cameras: CameraTaps,
     /// The outputs' status (which lines an alarm drives).
     pub outputs: watch::Receiver<OutputsStatus>,
+    /// The alarms (raised, rules, zones, the acknowledge path), for Modbus.
+    pub dispatcher: Dispatcher,
+    /// The interlocks their sources (Modbus coils, MQTT topics) set.
+    pub interlocks: Interlocks,
 }
 
 /// The running integrations.
@@ -99,6 +106,30 @@ impl Integrations {
                 }
             });
         }
+        tasks.spawn(sources.interlocks.clone().run_expiry(stop.clone()));
+        if let Some(m) = config.mqtt.clone() {
+            tasks.spawn(mqtt_interlocks::run(
+                m,
+                sources.interlocks.clone(),
+                storage.clone(),
+                stop.clone(),
+            ));
+        }
+        if let Some(cfg) = config.modbus.clone() {
+            let state = modbus::PlantState {
+                dispatcher: sources.dispatcher.clone(),
+                interlocks: sources.interlocks.clone(),
+                cameras: sources.cameras.clone(),
+                outputs: sources.outputs.clone(),
+                storage: storage.clone(),
+            };
+            let (stop, inner) = (stop.clone(), tasks.clone());
+            tasks.spawn(async move {
+                if let Err(e) = modbus::start(cfg, state, stop, &inner).await {
+                    tracing::error!(error = %safe_yolo_domain::error_chain(&e), "the Modbus server does not run: PLCs cannot read or write the box (alarms and outputs run)");
+                }
+            });
+        }
         if any {
             tasks.spawn(follow::camera_health(
                 sources.cameras,
@@ -115,5 +146,44 @@ impl Integrations {
     pub async fn stop(self) {
         self.stop.cancel();
         self.tasks.wait().await;
+    }
+}
+
+/// Records an audit row for a change a plant system made (best effort: the change
+/// took effect; a closed store or a failed write is logged).
+#[allow(clippy::too_many_arguments, reason = "the audit row's columns")]
+pub(crate) async fn audit(
+    storage: &Storage,
+    actor: &str,
+    source: String,
+    action: &str,
+    target: String,
+    before: Option<String>,
+    after: Option<String>,
+) {
+    let row = safe_yolo_store::NewAudit {
+        at: safe_yolo_store::now_ms(),
+        actor: actor.to_owned(),
+        role: None,
+        source: Some(source),
+        action: action.to_owned(),
+        target,
+        before,
+        after,
+        result: safe_yolo_store::AuditResult::Ok,
+    };
+    let Some(store) = storage.current() else {
+        tracing::warn!(
+            actor,
+            action,
+            "store not open: a change by a plant system is not audited"
+        );
+        return;
+    };
+    if let Err(e) = store
+        .run(move |s| s.transaction(|t| t.append_audit(row)))
+        .await
+    {
+        tracing::warn!(actor, action, error = %safe_yolo_domain::error_chain(&e), "cannot audit a change by a plant system");
     }
 }

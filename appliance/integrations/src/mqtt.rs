@@ -63,21 +63,22 @@ impl MqttSink {
     }
 }
 
-/// The client's options: keep-alive, clean session, the last will on `status_topic`,
-/// credentials and TLS.
-async fn options(c: MqttConfig, status_topic: String) -> Result<MqttOptions, SinkError> {
+/// The client's options: `client_id`, keep-alive, clean session, the last will
+/// `offline` on `status_topic` (if given), credentials and TLS.
+pub(crate) async fn options(
+    c: MqttConfig,
+    client_id: String,
+    status_topic: Option<String>,
+) -> Result<MqttOptions, SinkError> {
     let c = &c;
     {
-        let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        let mut o = MqttOptions::new(client_id, c.host.clone(), c.port);
         o.set_keep_alive(c.keep_alive)
             .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_last_will(LastWill::new(
-                status_topic,
-                "offline",
-                QoS::AtLeastOnce,
-                true,
-            ));
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+        if let Some(topic) = status_topic {
+            o.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
+        }
         if let Some((user, password)) = &c.credentials {
             o.set_credentials(
                 user.clone(),
@@ -129,7 +130,7 @@ impl MqttSink {
     }
 }
 
-fn connection_error(e: &ConnectionError) -> SinkError {
+pub(crate) fn connection_error(e: &ConnectionError) -> SinkError {
     SinkError(format!("broker connection: {e}"))
 }
 
@@ -162,7 +163,12 @@ impl Sink for MqttSink {
 
     async fn connect(&mut self) -> Result<(), SinkError> {
         self.conn = None;
-        let options = options(self.cfg.clone(), self.topic("status")).await?;
+        let options = options(
+            self.cfg.clone(),
+            self.cfg.client_id.clone(),
+            Some(self.topic("status")),
+        )
+        .await?;
         let (client, mut events) = AsyncClient::new(options, 16);
         events.network_options.set_connection_timeout(10);
         loop {

@@ -270,6 +270,42 @@ async fn a_webhook_answering_500_three_times_gets_the_event_once_accepted_signed
     );
 }
 
+/// Debian's mosquitto on a free loopback port, configured in `dir` with `extra`
+/// lines; returns it once it listens.
+async fn mosquitto(dir: &std::path::Path, extra: &str) -> (std::process::Child, u16) {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let user = Command::new("id").arg("-un").output().unwrap().stdout;
+    std::fs::write(
+        dir.join("mosquitto.conf"),
+        format!(
+            "user {}\nlistener {port} 127.0.0.1\n{extra}allow_anonymous true\n",
+            String::from_utf8_lossy(&user).trim()
+        ),
+    )
+    .unwrap();
+    let broker = Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (scripts/install-deps.sh installs it)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mosquitto did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (broker, port)
+}
+
 /// A CA, and a certificate it signed for each of `names` (server: `localhost`; client).
 fn pki(dir: &std::path::Path) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -310,36 +346,12 @@ async fn mqtts_with_a_client_certificate_delivers_and_refuses_what_it_cannot_tru
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     pki(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let user = Command::new("id").arg("-un").output().unwrap().stdout;
     let d = dir.path().display();
-    std::fs::write(
-        dir.path().join("mosquitto.conf"),
-        format!(
-            "user {}\nlistener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nallow_anonymous true\n",
-            String::from_utf8_lossy(&user).trim()
-        ),
+    let (mut broker, port) = mosquitto(
+        dir.path(),
+        &format!("cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\n"),
     )
-    .unwrap();
-    let mut broker = Command::new("mosquitto")
-        .arg("-c")
-        .arg(dir.path().join("mosquitto.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto (scripts/install-deps.sh installs it)");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mosquitto did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    .await;
     let mut sub = Command::new("mosquitto_sub")
         .args(["-h", "localhost", "-p", &port.to_string(), "--cafile"])
         .arg(dir.path().join("ca.pem"))
@@ -398,4 +410,109 @@ async fn mqtts_with_a_client_certificate_delivers_and_refuses_what_it_cannot_tru
     assert_eq!(doc["id"], ids[0]);
     assert_eq!(doc["box"], "tls-box");
     assert_eq!(store.outbox_status().unwrap().sinks[0].backlog, 0);
+}
+
+/// The MQTT interlocks against Debian's mosquitto: a retained message gives the level
+/// at once, `armed_value` arms and any other payload disarms (audited with the
+/// topic), a level not renewed goes stale (armed), and a lost broker connection makes
+/// the interlock unknown (armed) at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_interlocks_follow_their_topic_and_fail_safe_when_the_broker_goes() {
+    use safe_yolo_alarms::Interlocks;
+    use safe_yolo_config::{InterlockConfig, InterlockSource};
+    use safe_yolo_domain::InterlockId;
+    use safe_yolo_rules::InterlockLevel;
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut broker, port) = mosquitto(dir.path(), "").await;
+    let publish = |payload: &str, retain: bool| {
+        let mut c = Command::new("mosquitto_pub");
+        c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+            .args(["-t", "plant/press-7/loto", "-m", payload]);
+        if retain {
+            c.arg("-r");
+        }
+        assert!(c.status().unwrap().success());
+    };
+    // Retained before the box connects: it gets the level at once.
+    publish("clear", true);
+
+    let loto = InterlockId::new("press-7-loto").unwrap();
+    let interlocks = Interlocks::new(&[InterlockConfig {
+        id: loto.clone(),
+        name: "LOTO".into(),
+        source: InterlockSource::Mqtt {
+            topic: "plant/press-7/loto".into(),
+            armed_value: "clear".into(),
+        },
+        stale_after: Some(Duration::from_secs(3)),
+    }]);
+    let state = tempfile::tempdir().unwrap();
+    let (handle, _writer) =
+        StoreHandle::start(Store::open(StoreConfig::new(state.path())).unwrap(), 16).unwrap();
+    let store = handle.store().clone();
+    let storage = Storage::with_handle(handle, StorageSettings::default());
+    let cfg = MqttConfig {
+        transport: MqttTransport::Tcp,
+        host: "127.0.0.1".into(),
+        port,
+        client_id: "box".into(),
+        topic_prefix: "safe-yolo/box/".into(),
+        credentials: None,
+        ca_file: None,
+        client_auth: None,
+        keep_alive: Duration::from_secs(5),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(safe_yolo_integrations::mqtt_interlocks::run(
+        cfg,
+        interlocks.clone(),
+        storage,
+        stop.clone(),
+    ));
+    let expiry = tokio::spawn(interlocks.clone().run_expiry(stop.clone()));
+    let wait_for = |want: InterlockLevel, within: Duration| {
+        let interlocks = interlocks.clone();
+        let loto = loto.clone();
+        async move {
+            let start = Instant::now();
+            while interlocks.level(&loto) != want {
+                assert!(
+                    start.elapsed() < within,
+                    "level {:?}, wanted {want:?}",
+                    interlocks.level(&loto)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(InterlockLevel::Armed, Duration::from_secs(10)).await;
+    publish("locked", false);
+    wait_for(InterlockLevel::Disarmed, Duration::from_secs(5)).await;
+    // Not renewed within 3 s: stale, so armed (fail-safe).
+    wait_for(InterlockLevel::Unknown, Duration::from_secs(6)).await;
+    publish("locked", false);
+    wait_for(InterlockLevel::Disarmed, Duration::from_secs(5)).await;
+    // The broker goes: unknown (armed) at once, not after stale_after.
+    let _ = broker.kill();
+    let _ = broker.wait();
+    wait_for(InterlockLevel::Unknown, Duration::from_secs(2)).await;
+    stop.cancel();
+    task.await.unwrap();
+    expiry.await.unwrap();
+    let (rows, _) = store.audit_page(None, 50, true).unwrap();
+    let changes: Vec<(String, Option<String>)> = rows
+        .iter()
+        .filter(|r| r.action == "interlock.set" && r.actor == "mqtt")
+        .map(|r| (r.target.clone(), r.after.clone()))
+        .collect();
+    assert!(
+        changes.contains(&("interlock/press-7-loto".into(), Some("disarmed".into()))),
+        "{changes:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.action != "interlock.set"
+                || r.source.as_deref() == Some("plant/press-7/loto"))
+    );
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use safe_yolo_domain::{BBox, CameraId, Detection, Line, NormPoint, Polygon, RuleId, ZoneId};
 use safe_yolo_rules::{
-    Anchor, CameraHealth, FrameInput, LineDirection, LocalTime, PpeSpec, RuleEngine, RuleKind,
-    RuleSpec, TamperSet, Tracker, TrackerConfig, Weekday, ZoneShape, ZoneSpec,
+    Anchor, CameraHealth, FrameInput, InterlockStates, LineDirection, LocalTime, PpeSpec,
+    RuleEngine, RuleKind, RuleSpec, TamperSet, Tracker, TrackerConfig, Weekday, ZoneShape,
+    ZoneSpec,
 };
 
 const W: f32 = 1920.0;
@@ -242,6 +243,7 @@ fn main() {
             door_open: false,
             detector_down: false,
             tamper: TamperSet::EMPTY,
+            interlocks: &InterlockStates::EMPTY,
         };
         let out = engine.evaluate(&input);
         let end = Instant::now();

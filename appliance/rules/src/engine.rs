@@ -11,6 +11,7 @@ use std::time::Duration;
 use safe_yolo_domain::geometry::Side;
 use safe_yolo_domain::{BBox, CameraId, Detection, Line, NormPoint, OutputId, RuleId, ZoneId};
 
+use crate::interlock::InterlockStates;
 use crate::ppe::{PpeWindow, Vote, assign_votes};
 use crate::schedule::LocalTime;
 use crate::spec::{ClearAfter, Crossing, RuleKind, RuleSpec, RulesError, Severity, validate_rule};
@@ -49,6 +50,9 @@ pub struct FrameInput<'a> {
     /// The reasons the camera's tamper check reports for this frame
     /// ([`crate::TamperCheck`]); empty for a frameless input.
     pub tamper: TamperSet,
+    /// The interlocks' levels now: a rule whose interlock is disarmed is not
+    /// evaluated ([`InterlockStates::EMPTY`]: every rule armed).
+    pub interlocks: &'a InterlockStates,
 }
 
 pub use safe_yolo_domain::alarm::AlarmDetail;
@@ -698,7 +702,8 @@ impl RuleEngine {
                 .schedule
                 .as_ref()
                 .is_none_or(|s| s.is_active(input.local));
-            let cond = if scheduled { raw } else { None };
+            let armed = input.interlocks.arms(slot.spec.armed_by.as_ref());
+            let cond = if scheduled && armed { raw } else { None };
             run.fsm.step(slot, cond, input.now, out);
         }
     }

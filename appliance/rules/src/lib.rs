@@ -15,7 +15,7 @@
 //! use std::time::Duration;
 //! use safe_yolo_domain::{CameraId, Polygon, RuleId, ZoneId};
 //! use safe_yolo_rules::{
-//!     CameraHealth, FrameInput, LocalTime, RuleEngine, RuleKind, RuleSpec, TamperSet, Tracker,
+//!     CameraHealth, FrameInput, InterlockStates, LocalTime, RuleEngine, RuleKind, RuleSpec, TamperSet, Tracker,
 //!     TrackerConfig, Weekday, ZoneShape, ZoneSpec,
 //! };
 //!
@@ -49,6 +49,7 @@
 //!     door_open: false,
 //!     detector_down: false,
 //!     tamper: TamperSet::EMPTY,
+//!     interlocks: &InterlockStates::EMPTY,
 //! });
 //! assert!(decisions.is_empty());
 //! # Ok(())
@@ -58,6 +59,7 @@
 
 pub mod assign;
 pub mod engine;
+pub mod interlock;
 pub mod mot;
 pub mod ppe;
 pub mod schedule;
@@ -69,6 +71,7 @@ pub mod zone;
 pub use engine::{
     Alarm, AlarmDetail, CameraHealth, Decision, FrameInput, RuleEngine, TamperSet, ZoneState,
 };
+pub use interlock::{InterlockLevel, InterlockStates};
 pub use safe_yolo_domain::alarm::TamperReason;
 pub use schedule::{LocalTime, Schedule, ScheduleError, Weekday, WeekdaySet};
 pub use spec::{

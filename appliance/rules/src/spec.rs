@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use safe_yolo_domain::{CameraId, OutputId, RuleId, ZoneId};
+use safe_yolo_domain::{CameraId, InterlockId, OutputId, RuleId, ZoneId};
 
 use crate::schedule::Schedule;
 use crate::zone::{Anchor, ZoneShape, ZoneSpec};
@@ -304,6 +304,9 @@ pub struct RuleSpec {
     pub clear_after: ClearAfter,
     /// Active hours; `None` means always.
     pub schedule: Option<Schedule>,
+    /// The interlock that arms it; `None` means always armed
+    /// ([`crate::interlock`]: only an explicit *disarmed* disarms).
+    pub armed_by: Option<InterlockId>,
     /// Which point of a person's box is tested.
     pub anchor: Anchor,
     /// Class name of the tracks the rule is about (usually `person`).
@@ -326,6 +329,7 @@ impl RuleSpec {
             cooldown: Duration::ZERO,
             clear_after: ClearAfter::Frames(1),
             schedule: None,
+            armed_by: None,
             anchor: Anchor::Feet,
             person_class: Arc::from("person"),
             outputs: Vec::new(),

@@ -14,8 +14,9 @@ use proptest::prelude::*;
 use safe_yolo_domain::{BBox, CameraId, Detection, Line, OutputId, Polygon, RuleId, ZoneId};
 use safe_yolo_rules::{
     Alarm, AlarmDetail, Anchor, CameraHealth, ClearAfter, Crossing, Decision, FrameInput,
-    LineDirection, LocalTime, PpeSpec, RuleEngine, RuleKind, RuleSpec, RulesError, Schedule,
-    Severity, TamperReason, TamperSet, Track, TrackState, Weekday, WeekdaySet, ZoneShape, ZoneSpec,
+    InterlockLevel, InterlockStates, LineDirection, LocalTime, PpeSpec, RuleEngine, RuleKind,
+    RuleSpec, RulesError, Schedule, Severity, TamperReason, TamperSet, Track, TrackState, Weekday,
+    WeekdaySet, ZoneShape, ZoneSpec,
 };
 
 const W: f32 = 1000.0;
@@ -119,6 +120,7 @@ struct Frame {
     door_open: bool,
     detector_down: bool,
     tamper: TamperSet,
+    interlocks: InterlockStates,
     /// Time since the previous frame; `None` means [`STEP`].
     dt: Option<Duration>,
     minute: u16,
@@ -162,6 +164,7 @@ fn run(engine: &mut RuleEngine, frames: &[Frame]) -> Vec<(usize, Decision)> {
             door_open: fr.door_open,
             detector_down: fr.detector_down,
             tamper: fr.tamper,
+            interlocks: &fr.interlocks,
         };
         out.extend(engine.evaluate(&input).into_iter().map(|d| (i, d)));
     }
@@ -765,6 +768,7 @@ fn detector_fault_table() {
         door_open: false,
         detector_down: true,
         tamper: TamperSet::EMPTY,
+        interlocks: &InterlockStates::EMPTY,
     };
     assert_eq!(engine.evaluate_signals(&input).len(), 1);
 }
@@ -879,6 +883,33 @@ fn schedule_gates_the_condition() {
     );
 }
 
+#[test]
+fn an_interlock_arms_the_rule_and_only_an_explicit_disarm_disarms_it() {
+    let press = safe_yolo_domain::InterlockId::new("press-running").unwrap();
+    let spec = RuleSpec {
+        armed_by: Some(press.clone()),
+        ..intrusion(1)
+    };
+    let at = |level: Option<InterlockLevel>| Frame {
+        interlocks: InterlockStates::new(level.map(|l| (press.clone(), l))),
+        ..f(vec![person(1, 0.4, 0.4)])
+    };
+    // Never heard (fail-safe: armed) -> raised; disarmed -> cleared; disarmed
+    // -> nothing; armed -> raised again; unknown (stale) -> still raised.
+    check(
+        spec,
+        vec![dock()],
+        &[
+            at(None),
+            at(Some(InterlockLevel::Disarmed)),
+            at(Some(InterlockLevel::Disarmed)),
+            at(Some(InterlockLevel::Armed)),
+            at(Some(InterlockLevel::Unknown)),
+        ],
+        "0:raise#1 1:clear 3:raise#1",
+    );
+}
+
 // === Decisions carry the rule's data ===
 
 #[test]
@@ -957,6 +988,7 @@ fn cameras_are_independent() {
         door_open: false,
         detector_down: false,
         tamper: TamperSet::EMPTY,
+        interlocks: &InterlockStates::EMPTY,
     };
     assert!(engine.evaluate(&input).is_empty());
     // A zero-sized frame cannot place anybody and raises nothing.
@@ -1038,6 +1070,7 @@ fn tracked_run(
             door_open: false,
             detector_down: false,
             tamper: TamperSet::EMPTY,
+            interlocks: &InterlockStates::EMPTY,
         };
         for d in engine.evaluate(&input) {
             decisions.push((k as usize, d));
@@ -1278,6 +1311,7 @@ fn replace_keeps_unchanged_rules_and_clears_removed_ones() {
         door_open: false,
         detector_down: false,
         tamper: TamperSet::EMPTY,
+        interlocks: &InterlockStates::EMPTY,
     };
     let d = engine.evaluate(&input);
     assert_eq!(d.len(), 1, "no second intrusion raise: {d:?}");
@@ -1496,6 +1530,7 @@ fn run_checked(
             door_open: fr.door_open,
             detector_down: fr.detector_down,
             tamper: TamperSet::EMPTY,
+            interlocks: &InterlockStates::EMPTY,
         };
         for d in engine.evaluate(&input) {
             if let Decision::Raise(a) = &d {
@@ -1596,6 +1631,7 @@ proptest! {
                 camera: &camera, now, local: monday(600), frame_w: W, frame_h: H,
                 tracks: &[], ppe: &[], health: CameraHealth::Ok, door_open: false, detector_down: false,
                 tamper: TamperSet::EMPTY,
+                interlocks: &InterlockStates::EMPTY,
             };
             for d in engine.evaluate(&input) {
                 prop_assert!(!d.is_raise(), "raise without any track: {d:?}");

@@ -33,7 +33,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use safe_yolo_config::{Config, OutputRole};
 use safe_yolo_domain::alarm::AlarmDetail;
-use safe_yolo_domain::{CameraId, Detection, Named, NormPoint, OutputId, RuleId, ZoneId};
+use safe_yolo_domain::{
+    CameraId, Detection, InterlockId, Named, NormPoint, OutputId, RuleId, ZoneId,
+};
 use safe_yolo_outputs::{ActionSpec, Ending, OutputsHandle, Pattern, Source};
 use safe_yolo_rules::{Alarm, Decision};
 use safe_yolo_store::{
@@ -56,6 +58,10 @@ pub struct RuleAction {
     pub siren: ActionSpec,
     /// Relay outputs' action.
     pub relay: ActionSpec,
+    /// The rule is enabled.
+    pub enabled: bool,
+    /// The interlock that arms it, if any.
+    pub armed_by: Option<InterlockId>,
 }
 
 /// The dispatcher's settings.
@@ -98,6 +104,8 @@ impl DispatcherConfig {
                             pattern: Pattern::Steady,
                             ending: ending(r.relay_latch),
                         },
+                        enabled: r.enabled,
+                        armed_by: r.spec.armed_by.clone(),
                     },
                 )
             })
@@ -191,6 +199,7 @@ pub enum DispatchError {
 #[derive(Debug)]
 struct Open {
     id: watch::Receiver<Option<u64>>,
+    rule: RuleId,
 }
 
 #[derive(Debug)]
@@ -297,6 +306,35 @@ impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
         self.inner.notices.subscribe()
     }
 
+    /// Every configured rule (live: follows edits) with whether it is enabled and
+    /// the interlock that arms it.
+    pub fn rules(&self) -> Vec<(RuleId, bool, Option<InterlockId>)> {
+        self.cfg()
+            .rules
+            .iter()
+            .map(|(id, a)| (id.clone(), a.enabled, a.armed_by.clone()))
+            .collect()
+    }
+
+    /// Every configured zone (live: follows edits).
+    pub fn zone_ids(&self) -> Vec<ZoneId> {
+        self.cfg().zones.keys().cloned().collect()
+    }
+
+    /// The rules with an alarm raised now (raised and not cleared), each once.
+    pub fn raised_rules(&self) -> Vec<RuleId> {
+        let mut v: Vec<RuleId> = self
+            .inner
+            .open
+            .lock()
+            .values()
+            .map(|o| o.rule.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Acts on one decision of the rule engine. Never blocks: outputs are
     /// commanded at once, storage happens on a spawned task.
     pub fn handle(&self, decision: Decision, evidence: Option<Evidence>) {
@@ -368,10 +406,13 @@ impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
 
         // 2. The event, with its snapshot, on a task of its own.
         let (id_tx, id_rx) = watch::channel(None);
-        inner
-            .open
-            .lock()
-            .insert(identity(&alarm), Open { id: id_rx });
+        inner.open.lock().insert(
+            identity(&alarm),
+            Open {
+                id: id_rx,
+                rule: alarm.rule.clone(),
+            },
+        );
         let this = self.clone();
         inner.tasks.spawn(async move {
             this.store_raise(alarm, action, key, evidence, id_tx).await;

@@ -50,6 +50,8 @@ fn config() -> DispatcherConfig {
                 kind: "intrusion",
                 siren: SIREN,
                 relay: RELAY,
+                enabled: true,
+                armed_by: None,
             },
         )]),
         output_roles: HashMap::from([

@@ -140,6 +140,48 @@ pub(crate) async fn integrations(
     Ok(axum::Json(status))
 }
 
+/// The Modbus TCP server's register map as of now.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ModbusMap {
+    /// Whether the server runs (`[integrations.modbus]` is configured).
+    enabled: bool,
+    /// Its listen address.
+    bind: Option<String>,
+    /// The unit id it answers.
+    unit_id: Option<u8>,
+    /// Every point: table, address (0-based) and meaning. Rules, cameras and zones
+    /// follow the configuration's pinned lists, or the live ids sorted.
+    registers: Vec<safe_yolo_config::ModbusRegister>,
+}
+
+/// The Modbus register map, generated from the configuration and the live rules,
+/// cameras and zones (the same function the server answers from).
+pub(crate) async fn modbus(State(s): State<AppState>) -> axum::Json<ModbusMap> {
+    use safe_yolo_config::{ModbusConfig, modbus_map};
+    let Some(m) = s.settings.modbus.as_ref() else {
+        return axum::Json(ModbusMap {
+            enabled: false,
+            bind: None,
+            unit_id: None,
+            registers: Vec::new(),
+        });
+    };
+    let rules: Vec<_> = s.alarms.rules().into_iter().map(|(id, _, _)| id).collect();
+    let cameras: Vec<_> = s.live.taps().iter().map(|t| t.id.clone()).collect();
+    let zones = s.alarms.zone_ids();
+    axum::Json(ModbusMap {
+        enabled: true,
+        bind: Some(m.bind.to_string()),
+        unit_id: Some(m.unit_id),
+        registers: modbus_map(
+            &s.settings.interlocks,
+            &ModbusConfig::order(m.rules.as_ref(), &rules),
+            &ModbusConfig::order(m.cameras.as_ref(), &cameras),
+            &ModbusConfig::order(m.zones.as_ref(), &zones),
+        ),
+    })
+}
+
 /// Sends a test message through every configured integration (audited with it, in one
 /// transaction). `outbox_seq` is `null` when no integration is configured.
 pub(crate) async fn test_integrations(
