@@ -256,6 +256,14 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
         retained(mqtt_port, "safe-yolo/e2e/status").as_deref(),
         Some("online")
     );
+    // The zone's person count, retained (the newest value per zone).
+    let count = wait_until(Duration::from_secs(30), || {
+        retained(mqtt_port, "safe-yolo/e2e/zones/tape-front/count")
+    })
+    .expect("no retained zones/tape-front/count");
+    let count: Value = serde_json::from_str(&count).unwrap();
+    assert_eq!(count["zone"], "tape-front", "{count}");
+    assert!(count["count"].as_u64().is_some(), "{count}");
 
     // 2. The broker goes away while alarms go on; the outbox keeps them.
     let before = stored_ids(&c);
@@ -452,7 +460,7 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
         "id = \"walkway-intrusion\"\narmed_by = \"conveyor-running\"\n",
     );
     text.push_str(&format!(
-        "\n[integrations.modbus]\nbind = \"127.0.0.1:{mb_port}\"\nallow = [\"127.0.0.1\"]\nidle_timeout_s = 30\n\n[[integrations.interlocks]]\nid = \"conveyor-running\"\nsource = \"modbus\"\ncoil = 7\n"
+        "\n[integrations.modbus]\nbind = \"127.0.0.1:{mb_port}\"\nallow = [\"127.0.0.1\"]\nidle_timeout_s = 3\nmax_connections = 2\n\n[[integrations.interlocks]]\nid = \"conveyor-running\"\nsource = \"modbus\"\ncoil = 7\n"
     ));
     std::fs::write(&config, text).unwrap();
     let (daemon, _notify) = Daemon::start_ready(&config);
@@ -504,6 +512,10 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
     // the footage (20 s of people walking through the zone).
     write_coil(&rt, &mut ctx, coil, false);
     assert!(!read_di(&rt, &mut ctx, armed));
+    let (_, locks) = c.json("GET", "/api/v1/system/interlocks", None);
+    assert_eq!(locks[0]["id"], "conveyor-running", "{locks}");
+    assert_eq!(locks[0]["level"], "disarmed", "{locks}");
+    assert_eq!(locks[0]["rules"][0], "walkway-intrusion", "{locks}");
     let cleared = wait_until(Duration::from_secs(15), || {
         (!read_di(&rt, &mut ctx, raised)).then_some(())
     });
@@ -547,6 +559,8 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
             .then(|| *ids.last().unwrap())
     })
     .expect("the re-armed rule's event was not stored");
+    // (A client silent for idle_timeout_s = 3 is disconnected: a fresh one.)
+    ctx = plc(&rt, mb_port, "127.0.0.1").unwrap();
     let regs = wait_until(Duration::from_secs(10), || {
         use tokio_modbus::client::Reader;
         let r = rt
@@ -557,7 +571,18 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
         (id >= newest).then_some(r)
     })
     .expect("the last event id register never reached the stored event");
-    assert!(regs[2] >= 1, "raised count {regs:?}");
+    let counted = wait_until(Duration::from_secs(60), || {
+        use tokio_modbus::client::Reader;
+        let r = rt
+            .block_on(ctx.read_input_registers(2, 1))
+            .unwrap()
+            .unwrap();
+        (r[0] >= 1).then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "the raised count never showed an alarm ({regs:?})"
+    );
 
     // 5. The acknowledge coil acknowledges every open event.
     write_coil(&rt, &mut ctx, 0, true);
@@ -569,7 +594,12 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
     assert!(acked.is_some(), "not acknowledged through Modbus");
 
     // 6. Writing an address without a writable point is refused; so is a client
-    // outside the allow-list (127.0.0.2 is loopback but not allowed).
+    // outside the allow-list (127.0.0.2 is loopback but not allowed), a third client
+    // (max_connections = 2), and a client silent for longer than idle_timeout_s.
+    // The earlier connection is closed first (the server frees its slot on EOF).
+    drop(ctx);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut ctx = plc(&rt, mb_port, "127.0.0.1").unwrap();
     {
         use tokio_modbus::client::Writer;
         let r = rt.block_on(ctx.write_single_coil(500, true)).unwrap();
@@ -586,5 +616,28 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
     assert!(
         refused.is_none(),
         "a client outside the allow-list was served"
+    );
+    let read = |ctx: &mut tokio_modbus::client::Context| {
+        use tokio_modbus::client::Reader;
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), ctx.read_discrete_inputs(0, 1)).await
+        })
+        .ok()
+        .and_then(Result::ok)
+        .and_then(Result::ok)
+    };
+    let mut second = plc(&rt, mb_port, "127.0.0.1").unwrap();
+    assert!(read(&mut ctx).is_some() && read(&mut second).is_some());
+    let third = plc(&rt, mb_port, "127.0.0.1")
+        .ok()
+        .and_then(|mut t| read(&mut t));
+    assert!(
+        third.is_none(),
+        "a third client was served (max_connections = 2)"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        read(&mut second).is_none(),
+        "an idle client was kept past idle_timeout_s"
     );
 }

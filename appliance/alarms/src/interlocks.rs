@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use safe_yolo_config::{InterlockConfig, InterlockSource};
 use safe_yolo_domain::{InterlockId, Named};
-use safe_yolo_rules::{InterlockLevel, InterlockStates};
+pub use safe_yolo_rules::{InterlockLevel, InterlockStates};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

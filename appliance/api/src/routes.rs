@@ -491,6 +491,14 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/api/v1/system/interlocks",
+            VIEWER,
+            "Every interlock (a machine state that arms rules) with its level now (armed, disarmed, or unknown: arms) and the rules it arms",
+            system::interlocks,
+        )
+        .returns::<Vec<system::InterlockView>>(),
+        route(
+            M::GET,
             "/api/v1/system/modbus",
             VIEWER,
             "The Modbus TCP server's register map (coils, discrete inputs, input registers), generated from the configuration and the live rules, cameras and zones",

@@ -55,6 +55,8 @@ pub struct ApiDeps {
     /// pipeline opens its cameras with (`safe_yolo_capture::open` under the
     /// sandbox policy, picked by the daemon).
     pub sources: safe_yolo_pipeline::SourceFactory,
+    /// The interlocks (machine states that arm rules), for their status.
+    pub interlocks: safe_yolo_alarms::Interlocks,
 }
 
 impl std::fmt::Debug for ApiDeps {
@@ -177,6 +179,7 @@ pub fn build_router(
         settings,
         storage: deps.store,
         alarms: deps.alarms,
+        interlocks: deps.interlocks,
         outputs: deps.outputs,
         metrics: deps.metrics,
         api_metrics,

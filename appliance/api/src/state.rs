@@ -41,6 +41,7 @@ pub struct Inner {
     /// The store, open or not: reach it through [`Inner::store`].
     pub(crate) storage: Storage,
     pub(crate) alarms: Dispatcher,
+    pub(crate) interlocks: safe_yolo_alarms::Interlocks,
     pub(crate) outputs: OutputsHandle,
     pub(crate) metrics: Metrics,
     pub(crate) api_metrics: crate::metrics::ApiMetrics,

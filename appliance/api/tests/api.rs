@@ -226,6 +226,7 @@ fn deps(
         metrics,
         control,
         source_policy: SourcePolicy::new(&media),
+        interlocks: safe_yolo_alarms::Interlocks::new(&[]),
         sources: {
             let policy = SourcePolicy::new(&media);
             Arc::new(move |r: &safe_yolo_capture::SourceRequest| {

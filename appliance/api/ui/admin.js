@@ -179,6 +179,15 @@ async function integrationsCard(kv) {
   card.append(kv([['Outbox entries', o.entries], ['Dropped (full or aged out)', o.dropped]]));
   if (!(o.sinks || []).length) card.append(h('p', { class: 'muted' }, 'No MQTT broker or webhook is configured.'));
   else card.append(table('integration-sinks', o.sinks, ['name', 'backlog', 'delivered', 'last_event_id', 'last_delivered_at', 'last_error', 'last_error_at']));
+  try {
+    const locks = await api('GET', '/api/v1/system/interlocks');
+    if (locks.length) {
+      card.append(h('h4', {}, 'Interlocks (machine states that arm rules; unknown arms)'),
+        table('interlocks', locks.map((l) => ({ ...l, rules: l.rules.join(', ') })), ['id', 'source', 'address', 'level', 'rules']));
+    }
+  } catch (e) {
+    card.append(h('p', { class: 'muted' }, e.message));
+  }
   if (can('admin')) {
     const status = h('span', { class: 'muted', id: 'integration-test-status' });
     const button = h('button', { type: 'button', id: 'integration-test', onclick: async () => {

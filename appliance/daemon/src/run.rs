@@ -296,7 +296,7 @@ async fn start(
             cameras: taps.clone(),
             outputs: lines.watch_status(),
             dispatcher: dispatcher.clone(),
-            interlocks,
+            interlocks: interlocks.clone(),
         },
     );
     stack.push("integrations", Bound::Budget, integrations.stop());
@@ -312,6 +312,7 @@ async fn start(
         control: Arc::new(live),
         source_policy: policy.clone(),
         sources: wiring::camera_sources(policy),
+        interlocks,
     };
     let mut api = api_runtime
         .spawn(safe_yolo_api::serve(

@@ -8,19 +8,22 @@
 //! period, not one entry per pulse); the healthy line is active while it is on.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use safe_yolo_alarms::Dispatcher;
 use safe_yolo_config::OutputRole;
 use safe_yolo_domain::alarm::CameraHealth;
-use safe_yolo_domain::{CameraId, OutputId};
+use safe_yolo_domain::{CameraId, OutputId, ZoneId};
 use safe_yolo_outputs::OutputsStatus;
 use safe_yolo_pipeline::CameraTaps;
 use safe_yolo_store::{OutboxMessage, Storage};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// How often camera health is looked at.
+/// How often camera health and zone counts are looked at.
 const HEALTH_EVERY: Duration = Duration::from_millis(500);
+/// Least time between two zone-count entries of one zone (the newest count wins).
+const ZONE_COUNT_EVERY: Duration = Duration::from_secs(1);
 
 async fn record(storage: &Storage, message: OutboxMessage) {
     let Some(store) = storage.current() else {
@@ -44,6 +47,52 @@ pub async fn camera_health(taps: CameraTaps, storage: Storage, stop: Cancellatio
             if known.get(&id) != Some(&health) {
                 known.insert(id.clone(), health);
                 record(&storage, OutboxMessage::CameraHealth { camera: id, health }).await;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEALTH_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Records each area zone's person count when it changes: at most once a second per
+/// zone, and always the count a zone settles on. `dispatcher` names the zones (lines
+/// count crossings, not persons: they are left out).
+pub async fn zone_counts(
+    taps: CameraTaps,
+    dispatcher: Dispatcher,
+    storage: Storage,
+    stop: CancellationToken,
+) {
+    let mut counts: HashMap<ZoneId, (u32, Instant)> = HashMap::new();
+    loop {
+        let areas = dispatcher.zone_ids();
+        let now: Vec<(ZoneId, u32)> = taps
+            .current()
+            .iter()
+            .flat_map(|t| {
+                t.scene
+                    .latest()
+                    .zones
+                    .iter()
+                    .filter(|z| areas.contains(&z.id))
+                    .map(|z| {
+                        (
+                            z.id.clone(),
+                            u32::try_from(z.inside.len()).unwrap_or(u32::MAX),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (zone, count) in now {
+            let due = counts
+                .get(&zone)
+                .is_none_or(|(c, at)| *c != count && at.elapsed() >= ZONE_COUNT_EVERY);
+            if due {
+                counts.insert(zone.clone(), (count, Instant::now()));
+                record(&storage, OutboxMessage::ZoneCount { zone, count }).await;
             }
         }
         tokio::select! {

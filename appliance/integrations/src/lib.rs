@@ -130,6 +130,14 @@ impl Integrations {
                 }
             });
         }
+        if config.mqtt.is_some() {
+            tasks.spawn(follow::zone_counts(
+                sources.cameras.clone(),
+                sources.dispatcher.clone(),
+                storage.clone(),
+                stop.clone(),
+            ));
+        }
         if any {
             tasks.spawn(follow::camera_health(
                 sources.cameras,

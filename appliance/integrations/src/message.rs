@@ -84,6 +84,14 @@ pub fn publication(
             }))?,
             retain: false,
         }),
+        OutboxMessage::ZoneCount { zone, count } => Ok(Publication {
+            topic: format!("zones/{zone}/count"),
+            payload: serde_json::to_vec(&serde_json::json!({
+                "box": box_name, "zone": zone, "count": count, "at": at,
+                "outbox_seq": entry.seq,
+            }))?,
+            retain: true,
+        }),
         OutboxMessage::Output { output, active } => Ok(Publication {
             topic: format!("outputs/{output}"),
             payload: serde_json::to_vec(&serde_json::json!({

@@ -80,7 +80,9 @@ impl WebhookSink {
             }
             // A test goes to every webhook, whatever its filter.
             OutboxMessage::Test { .. } => true,
-            OutboxMessage::CameraHealth { .. } | OutboxMessage::Output { .. } => false,
+            OutboxMessage::CameraHealth { .. }
+            | OutboxMessage::Output { .. }
+            | OutboxMessage::ZoneCount { .. } => false,
         }
     }
 

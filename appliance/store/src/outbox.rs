@@ -26,7 +26,7 @@
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use safe_yolo_domain::alarm::CameraHealth;
-use safe_yolo_domain::{CameraId, OutputId};
+use safe_yolo_domain::{CameraId, OutputId, ZoneId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DbContext, StoreError};
@@ -72,6 +72,13 @@ pub enum OutboxMessage {
         /// On (`true`) or off.
         active: bool,
     },
+    /// The persons in a zone changed (at most once a second per zone).
+    ZoneCount {
+        /// The zone.
+        zone: ZoneId,
+        /// Persons inside now.
+        count: u32,
+    },
     /// A test message an administrator asked for (every sink delivers it).
     Test {
         /// Who asked.
@@ -84,7 +91,10 @@ impl OutboxMessage {
     pub fn event(&self) -> Option<&Event> {
         match self {
             Self::EventRaised { event } | Self::EventChanged { event } => Some(event),
-            Self::CameraHealth { .. } | Self::Output { .. } | Self::Test { .. } => None,
+            Self::CameraHealth { .. }
+            | Self::Output { .. }
+            | Self::ZoneCount { .. }
+            | Self::Test { .. } => None,
         }
     }
 

@@ -316,9 +316,15 @@ impl<S: EventSink, O: AlarmOutputs> Dispatcher<S, O> {
             .collect()
     }
 
-    /// Every configured zone (live: follows edits).
+    /// Every configured area zone (live: follows edits; lines, two-point outlines,
+    /// are left out: they count crossings, not persons).
     pub fn zone_ids(&self) -> Vec<ZoneId> {
-        self.cfg().zones.keys().cloned().collect()
+        self.cfg()
+            .zones
+            .iter()
+            .filter(|(_, outline)| outline.len() > 2)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The rules with an alarm raised now (raised and not cleared), each once.

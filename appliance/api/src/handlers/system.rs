@@ -182,6 +182,61 @@ pub(crate) async fn modbus(State(s): State<AppState>) -> axum::Json<ModbusMap> {
     })
 }
 
+/// One interlock as the box knows it now.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct InterlockView {
+    /// Its id.
+    id: safe_yolo_domain::InterlockId,
+    /// Its name.
+    name: String,
+    /// `modbus` (a coil) or `mqtt` (a topic).
+    source: &'static str,
+    /// The coil (modbus) or the topic (mqtt).
+    address: String,
+    /// `armed`, `disarmed`, or `unknown` (never heard since start, stale, or its
+    /// source is gone: arms, fail-safe).
+    level: safe_yolo_alarms::interlocks::InterlockLevel,
+    /// Seconds a level holds without being renewed (absent: until the next one).
+    stale_after_s: Option<f64>,
+    /// The rules it arms.
+    rules: Vec<safe_yolo_domain::RuleId>,
+}
+
+/// Every interlock with its level now and the rules it arms: a disarmed rule does
+/// not guard, and this is where an operator sees why.
+pub(crate) async fn interlocks(State(s): State<AppState>) -> axum::Json<Vec<InterlockView>> {
+    let rules = s.alarms.rules();
+    let views = s
+        .interlocks
+        .specs()
+        .into_iter()
+        .map(|i| {
+            let (source, address) = match &i.source {
+                safe_yolo_config::InterlockSource::ModbusCoil { coil } => {
+                    ("modbus", coil.to_string())
+                }
+                safe_yolo_config::InterlockSource::Mqtt { topic, .. } => ("mqtt", topic.clone()),
+            };
+            let mut armed: Vec<_> = rules
+                .iter()
+                .filter(|(_, _, by)| by.as_ref() == Some(&i.id))
+                .map(|(id, _, _)| id.clone())
+                .collect();
+            armed.sort();
+            InterlockView {
+                level: s.interlocks.level(&i.id),
+                id: i.id,
+                name: i.name,
+                source,
+                address,
+                stale_after_s: i.stale_after.map(|d| d.as_secs_f64()),
+                rules: armed,
+            }
+        })
+        .collect();
+    axum::Json(views)
+}
+
 /// Sends a test message through every configured integration (audited with it, in one
 /// transaction). `outbox_seq` is `null` when no integration is configured.
 pub(crate) async fn test_integrations(
