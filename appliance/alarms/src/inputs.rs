@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::dispatch::Dispatcher;
+use crate::interlocks::Interlocks;
 
 /// Who the button acknowledges as, in the events and the audit.
 pub const ACK_BUTTON: &str = "ack-button";
@@ -31,24 +32,36 @@ impl InputRouting {
     /// Routes the inputs of `outputs`: a button press acknowledges every open
     /// event through `dispatcher`; the door contact's level is kept for the
     /// door rules ([`InputRouting::door`]), starting from its level now.
-    pub fn start(outputs: &OutputsHandle, dispatcher: Dispatcher) -> Self {
-        let door_open = outputs
-            .status()
+    pub fn start(outputs: &OutputsHandle, dispatcher: Dispatcher, interlocks: Interlocks) -> Self {
+        let status = outputs.status();
+        let door_open = status
             .inputs
             .iter()
             .any(|i| i.role == InputRole::DoorContact && i.active);
+        // The machine-state contact's level now sets the gpio interlock at once.
+        if let (Some(id), Some(i)) = (
+            interlocks.gpio(),
+            status
+                .inputs
+                .iter()
+                .find(|i| i.role == InputRole::MachineState),
+        ) {
+            interlocks.set(&id, i.active, "gpio");
+        }
         let ack: AckAll = Box::new(move || {
             let d = dispatcher.clone();
             Box::pin(async move { d.acknowledge_all(ACK_BUTTON).await })
         });
-        Self::from_events(outputs.subscribe_inputs(), door_open, ack)
+        Self::from_events(outputs.subscribe_inputs(), door_open, ack, interlocks)
     }
 
     fn from_events(
         mut events: broadcast::Receiver<InputEvent>,
         door_open: bool,
         ack_all: AckAll,
+        interlocks: Interlocks,
     ) -> Self {
+        let gpio = interlocks.gpio();
         let (door_tx, door) = watch::channel(door_open);
         let task = tokio::spawn(async move {
             loop {
@@ -60,6 +73,11 @@ impl InputRouting {
                     Ok(ev) if ev.role == InputRole::DoorContact => {
                         door_tx.send_replace(ev.active);
                         tracing::info!(open = ev.active, "door contact changed");
+                    }
+                    Ok(ev) if ev.role == InputRole::MachineState => {
+                        if let Some(id) = &gpio {
+                            interlocks.set(id, ev.active, "gpio");
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -114,7 +132,7 @@ mod tests {
     async fn a_press_acknowledges_and_a_release_does_not() {
         let (tx, rx) = broadcast::channel(8);
         let (presses, ack) = counting();
-        let routing = InputRouting::from_events(rx, false, ack);
+        let routing = InputRouting::from_events(rx, false, ack, Interlocks::new(&[]));
         tx.send(event(InputRole::AckButton, true)).unwrap();
         tx.send(event(InputRole::AckButton, false)).unwrap();
         tx.send(event(InputRole::AckButton, true)).unwrap();
@@ -130,7 +148,7 @@ mod tests {
     async fn the_door_level_follows_the_contact_from_its_level_at_start() {
         let (tx, rx) = broadcast::channel(8);
         let (presses, ack) = counting();
-        let routing = InputRouting::from_events(rx, true, ack);
+        let routing = InputRouting::from_events(rx, true, ack, Interlocks::new(&[]));
         let mut door = routing.door();
         assert!(*door.borrow_and_update(), "starts open");
         tx.send(event(InputRole::DoorContact, false)).unwrap();
@@ -147,5 +165,31 @@ mod tests {
         routing.stop().await;
         // Stopped: the sender is gone with the task.
         assert!(door.changed().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_machine_state_contact_sets_the_gpio_interlock() {
+        use safe_yolo_config::{InterlockConfig, InterlockSource};
+        use safe_yolo_domain::InterlockId;
+        use safe_yolo_rules::InterlockLevel;
+        let id = InterlockId::new("press-running").unwrap();
+        let interlocks = Interlocks::new(&[InterlockConfig {
+            id: id.clone(),
+            name: "press".into(),
+            source: InterlockSource::Gpio,
+            stale_after: None,
+        }]);
+        let (tx, rx) = broadcast::channel(8);
+        let (presses, ack) = counting();
+        let routing = InputRouting::from_events(rx, false, ack, interlocks.clone());
+        let mut levels = interlocks.watch();
+        tx.send(event(InputRole::MachineState, false)).unwrap();
+        levels.changed().await.unwrap();
+        assert_eq!(interlocks.level(&id), InterlockLevel::Disarmed);
+        tx.send(event(InputRole::MachineState, true)).unwrap();
+        levels.changed().await.unwrap();
+        assert_eq!(interlocks.level(&id), InterlockLevel::Armed);
+        routing.stop().await;
+        assert_eq!(presses.load(Ordering::SeqCst), 0);
     }
 }

@@ -93,6 +93,16 @@ impl Interlocks {
             .map(|s| s.spec.id.clone())
     }
 
+    /// The interlock the `[outputs.machine_state]` GPIO input sets, if any.
+    pub fn gpio(&self) -> Option<InterlockId> {
+        self.inner
+            .slots
+            .lock()
+            .iter()
+            .find(|s| s.spec.source == InterlockSource::Gpio)
+            .map(|s| s.spec.id.clone())
+    }
+
     /// The level of `id` (unknown for an id not configured).
     pub fn level(&self, id: &InterlockId) -> InterlockLevel {
         self.inner.tx.borrow().level(id)

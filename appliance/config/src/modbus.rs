@@ -101,6 +101,8 @@ pub enum InterlockSource {
         /// The payload (trimmed) that arms.
         armed_value: String,
     },
+    /// The `[outputs.machine_state]` GPIO input: active arms, inactive disarms.
+    Gpio,
 }
 
 /// A machine state that arms rules.
@@ -506,15 +508,33 @@ pub(crate) fn validate_interlocks(
                     .zip(armed_value)
                     .map(|(topic, armed_value)| InterlockSource::Mqtt { topic, armed_value })
             }
+            Some("gpio") => {
+                for (key, set) in [
+                    ("coil", r.coil.is_some()),
+                    ("topic", r.topic.is_some()),
+                    ("armed_value", r.armed_value.is_some()),
+                ] {
+                    if set {
+                        ctx.bad(format!("{p}.{key}"), "does not apply to a gpio interlock");
+                    }
+                }
+                if out.iter().any(|o| o.source == InterlockSource::Gpio) {
+                    ctx.bad(
+                        format!("{p}.source"),
+                        "only one gpio interlock: it reads the [outputs.machine_state] input",
+                    );
+                }
+                Some(InterlockSource::Gpio)
+            }
             Some(other) => {
                 ctx.bad(
                     format!("{p}.source"),
-                    format!("{other:?} is not one of: modbus, mqtt"),
+                    format!("{other:?} is not one of: modbus, mqtt, gpio"),
                 );
                 None
             }
             None => {
-                ctx.bad(format!("{p}.source"), "is required (modbus or mqtt)");
+                ctx.bad(format!("{p}.source"), "is required (modbus, mqtt or gpio)");
                 None
             }
         };

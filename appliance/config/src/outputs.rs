@@ -27,7 +27,7 @@ pub(crate) struct RawOutputLine {
     pub safe_state: Option<String>,
 }
 
-/// An input (`ack_button`, `door_contact`) as written.
+/// An input (`ack_button`, `door_contact`, `machine_state`) as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawInput {
@@ -46,6 +46,7 @@ pub(crate) struct RawOutputsHead {
     pub sim_log: Option<String>,
     pub ack_button: Option<RawInput>,
     pub door_contact: Option<RawInput>,
+    pub machine_state: Option<RawInput>,
 }
 
 /// A chip line, by offset or by name, at `path`.
@@ -139,6 +140,7 @@ pub(crate) fn validate_outputs(
     let inputs = InputsConfig {
         ack_button: input("outputs.ack_button", &head.ack_button),
         door_contact: input("outputs.door_contact", &head.door_contact),
+        machine_state: input("outputs.machine_state", &head.machine_state),
     };
     let outputs = OutputsConfig {
         backend,

@@ -92,6 +92,17 @@ pub(crate) fn validate(raw: &RawConfig, base: &Path, problems: &mut Vec<Problem>
         )
         .collect();
     let integrations = validate_integrations(&mut ctx, &raw.integrations);
+    if outputs.inputs.machine_state.is_none()
+        && let Some(i) = integrations
+            .interlocks
+            .iter()
+            .position(|i| i.source == crate::InterlockSource::Gpio)
+    {
+        ctx.bad(
+            format!("integrations.interlocks[{i}].source"),
+            "a gpio interlock needs an [outputs.machine_state] input",
+        );
+    }
     let output_ids: HashSet<&str> = raw
         .output_lines
         .iter()

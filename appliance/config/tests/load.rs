@@ -445,3 +445,31 @@ coil = 1
     assert_eq!(paths.len(), 1, "{problems:?}");
     assert!(paths[0].ends_with(".armed_by"), "{problems:?}");
 }
+
+#[test]
+fn a_gpio_interlock_reads_the_machine_state_input() {
+    let text = format!(
+        "{MINIMAL}
+[[rules]]
+id = \"cam-offline\"
+kind = \"camera_offline\"
+camera = \"cam-1\"
+armed_by = \"press-running\"
+
+[outputs]
+backend = \"simulated\"
+machine_state = {{ offset = 6, debounce_ms = 50 }}
+
+[[integrations.interlocks]]
+id = \"press-running\"
+source = \"gpio\"
+"
+    );
+    let c = parse(&text, Path::new("/etc"), no_env()).unwrap();
+    assert!(c.outputs.inputs.machine_state.is_some());
+    // Without the input: refused at the interlock's source.
+    let bad = text.replace("machine_state = { offset = 6, debounce_ms = 50 }\n", "");
+    let problems = parse(&bad, Path::new("/etc"), no_env()).unwrap_err();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["integrations.interlocks[0].source"], "{problems:?}");
+}

@@ -31,7 +31,7 @@ fn topics(interlocks: &Interlocks) -> Vec<(String, InterlockId, String)> {
         .into_iter()
         .filter_map(|s| match s.source {
             InterlockSource::Mqtt { topic, armed_value } => Some((topic, s.id, armed_value)),
-            InterlockSource::ModbusCoil { .. } => None,
+            InterlockSource::ModbusCoil { .. } | InterlockSource::Gpio => None,
         })
         .collect()
 }

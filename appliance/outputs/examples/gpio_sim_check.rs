@@ -147,6 +147,7 @@ async fn main() -> ExitCode {
                 active_low: false,
                 debounce: Duration::from_millis(30),
             }),
+            machine_state: None,
         },
         health_timeout: Duration::from_millis(500),
         sim_log: None,

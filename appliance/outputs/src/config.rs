@@ -98,13 +98,15 @@ pub struct InputConfig {
     pub debounce: Duration,
 }
 
-/// The two optional inputs.
+/// The optional inputs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InputsConfig {
     /// The acknowledge push-button.
     pub ack_button: Option<InputConfig>,
     /// The door contact.
     pub door_contact: Option<InputConfig>,
+    /// The machine-state contact (a `gpio` interlock).
+    pub machine_state: Option<InputConfig>,
 }
 
 impl InputsConfig {
@@ -113,6 +115,7 @@ impl InputsConfig {
         [
             (InputRole::AckButton, self.ack_button.as_ref()),
             (InputRole::DoorContact, self.door_contact.as_ref()),
+            (InputRole::MachineState, self.machine_state.as_ref()),
         ]
         .into_iter()
         .filter_map(|(r, c)| c.map(|c| (r, c)))
@@ -393,6 +396,7 @@ mod tests {
             inputs: InputsConfig {
                 ack_button: Some(input(LineRef::Name("ACK".into()), 20)),
                 door_contact: Some(input(LineRef::Offset(5), 30)),
+                machine_state: None,
             },
             ..OutputsConfig::simulated()
         }
@@ -436,6 +440,7 @@ mod tests {
             inputs: InputsConfig {
                 ack_button: Some(input(LineRef::Offset(1), 5000)),
                 door_contact: None,
+                machine_state: None,
             },
         };
         let e = cfg.validate().unwrap_err();

@@ -229,13 +229,16 @@ impl AckTarget {
     }
 }
 
-/// The two supported GPIO inputs.
+/// The supported GPIO inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InputRole {
     /// The operator's acknowledge push-button: a press acknowledges every active action.
     AckButton,
     /// A door contact: its debounced state is reported to subscribers and in the status.
     DoorContact,
+    /// A machine-state contact (the press runs): active arms the rules of the `gpio`
+    /// interlock.
+    MachineState,
 }
 
 impl Named for InputRole {
@@ -243,6 +246,7 @@ impl Named for InputRole {
     const NAMED: &'static [(&'static str, Self)] = &[
         ("ack_button", Self::AckButton),
         ("door_contact", Self::DoorContact),
+        ("machine_state", Self::MachineState),
     ];
 }
 safe_yolo_domain::named_vocabulary!(InputRole);

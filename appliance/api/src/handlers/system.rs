@@ -189,7 +189,7 @@ pub(crate) struct InterlockView {
     id: safe_yolo_domain::InterlockId,
     /// Its name.
     name: String,
-    /// `modbus` (a coil) or `mqtt` (a topic).
+    /// `modbus` (a coil), `mqtt` (a topic) or `gpio` (the machine-state input).
     source: &'static str,
     /// The coil (modbus) or the topic (mqtt).
     address: String,
@@ -216,6 +216,9 @@ pub(crate) async fn interlocks(State(s): State<AppState>) -> axum::Json<Vec<Inte
                     ("modbus", coil.to_string())
                 }
                 safe_yolo_config::InterlockSource::Mqtt { topic, .. } => ("mqtt", topic.clone()),
+                safe_yolo_config::InterlockSource::Gpio => {
+                    ("gpio", "outputs.machine_state".to_owned())
+                }
             };
             let mut armed: Vec<_> = rules
                 .iter()
