@@ -409,16 +409,19 @@ tamper_after_s = 2.5
     );
 }
 
+/// A rule armed by the interlock `press-running`.
+const ARMED_RULE: &str = r#"
+[[rules]]
+id = "cam-offline"
+kind = "camera_offline"
+camera = "cam-1"
+armed_by = "press-running"
+"#;
+
 #[test]
 fn a_rule_is_armed_by_an_interlock_the_file_declares() {
     let text = format!(
-        "{MINIMAL}
-[[rules]]
-id = \"cam-offline\"
-kind = \"camera_offline\"
-camera = \"cam-1\"
-armed_by = \"press-running\"
-
+        "{MINIMAL}{ARMED_RULE}
 [integrations.modbus]
 bind = \"127.0.0.1:1502\"
 allow = [\"127.0.0.1\"]
@@ -449,13 +452,7 @@ coil = 1
 #[test]
 fn a_gpio_interlock_reads_the_machine_state_input() {
     let text = format!(
-        "{MINIMAL}
-[[rules]]
-id = \"cam-offline\"
-kind = \"camera_offline\"
-camera = \"cam-1\"
-armed_by = \"press-running\"
-
+        "{MINIMAL}{ARMED_RULE}
 [outputs]
 backend = \"simulated\"
 machine_state = {{ offset = 6, debounce_ms = 50 }}
