@@ -134,26 +134,28 @@ function scheduleText(sc) {
 /** The safety rules panel. */
 export async function rulesView(root) {
   if (!can('operator')) return denied(root, 'operator');
-  const [rules, { cameras, zones, lines }, outs] = await Promise.all([
-    api('GET', '/api/v1/rules'), loadConfig(), api('GET', '/api/v1/outputs'),
+  const [rules, { cameras, zones, lines }, outs, locks] = await Promise.all([
+    api('GET', '/api/v1/rules'), loadConfig(), api('GET', '/api/v1/outputs'), api('GET', '/api/v1/system/interlocks'),
   ]);
+  const level = Object.fromEntries(locks.map((l) => [l.id, l.level]));
   const all = merged(rules);
   const outputIds = (outs.outputs || []).map((o) => o.id ?? o.name).filter(Boolean);
   const table = h('table', { class: 'list', id: 'rules-table' },
     h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Name'), h('th', {}, 'Kind'), h('th', {}, 'Zone / line'), h('th', {}, 'Severity'),
-      h('th', {}, 'Schedule'), h('th', {}, 'Outputs'), h('th', {}, '')));
+      h('th', {}, 'Schedule'), h('th', {}, 'Armed by'), h('th', {}, 'Outputs'), h('th', {}, '')));
   const formHost = h('div');
   for (const r of all) {
     table.append(h('tr', { dataset: { rule: r.id } }, h('td', {}, r.id), h('td', {}, r.doc.name), h('td', {}, r.doc.kind),
       h('td', {}, r.doc.zone || r.doc.camera || ''), h('td', {}, r.doc.severity), h('td', {}, scheduleText(r.doc.schedule)),
+      h('td', { class: level[r.doc.armed_by] === 'disarmed' ? 'disarmed' : null }, r.doc.armed_by ? `${r.doc.armed_by} (${level[r.doc.armed_by] || 'unknown'})` : 'always'),
       h('td', {}, (r.doc.outputs || []).join(', ')),
       h('td', {}, h('button', { type: 'button', onclick: () => edit(r) }, 'Edit'))));
   }
-  const edit = (r) => formHost.replaceChildren(ruleForm(r, cameras, zones, lines, outputIds, () => rulesView(root.replaceChildren() || root)));
+  const edit = (r) => formHost.replaceChildren(ruleForm(r, cameras, zones, lines, outputIds, locks.map((l) => l.id), () => rulesView(root.replaceChildren() || root)));
   root.append(h('h2', {}, 'Safety rules'), h('button', { type: 'button', id: 'new-rule', class: 'primary', onclick: () => edit(null) }, 'New rule'), formHost, table);
 }
 
-function ruleForm(rule, cameras, zones, lines, outputIds, saved) {
+function ruleForm(rule, cameras, zones, lines, outputIds, interlockIds, saved) {
   const d = rule ? rule.doc : { kind: 'intrusion', severity: 'warning', enabled: true };
   const sc = d.schedule || null;
   const siren = d.siren || {};
@@ -193,6 +195,7 @@ function ruleForm(rule, cameras, zones, lines, outputIds, saved) {
       h('label', {}, 'Direction (line crossing)', sel('direction', [['', '(default)'], ['a_to_b', 'side A to side B'], ['b_to_a', 'side B to side A'], ['either', 'either way']], d.direction)),
       h('fieldset', {}, h('legend', {}, 'Tamper reasons (camera tamper; none checked: all)'),
         TAMPER_REASONS.map((r) => h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'reasons', value: r, checked: (d.reasons || []).includes(r) }), r))),
+      h('label', {}, 'Armed by (interlock; unknown or stale arms)', sel('armed_by', [['', '(always armed)'], ...interlockIds.map((i) => [i, i])], d.armed_by)),
       h('label', {}, 'Anchor (point of the person tested)', sel('anchor', [['', '(default: feet)'], ['feet', 'feet'], ['centre', 'centre']], d.anchor)),
       h('label', {}, 'Siren pattern', sel('siren.pattern', [['', '(default: steady)'], ['steady', 'steady'], ['pulsed', 'pulsed']], siren.pattern)),
       h('label', {}, 'Siren period (ms, pulsed)', num('siren.period_ms', siren.period_ms, { step: '1', min: '100', max: '10000' })),
@@ -213,7 +216,7 @@ function ruleForm(rule, cameras, zones, lines, outputIds, saved) {
     ev.preventDefault();
     const f = new FormData(form);
     const doc = { name: f.get('name'), kind: f.get('kind'), severity: f.get('severity'), enabled: f.get('enabled') !== null };
-    for (const k of ['zone', 'camera', 'direction', 'ppe_present_class', 'ppe_missing_class', 'anchor']) if (f.get(k)) doc[k] = f.get(k);
+    for (const k of ['zone', 'camera', 'direction', 'ppe_present_class', 'ppe_missing_class', 'anchor', 'armed_by']) if (f.get(k)) doc[k] = f.get(k);
     for (const [k] of NUM_FIELDS) if (f.get(k) !== '') doc[k] = Number(f.get(k));
     if (f.get('relay_latch_s') !== '') doc.relay_latch_s = Number(f.get('relay_latch_s'));
     if (f.get('siren.pattern') || f.get('siren.period_ms') !== '' || f.get('siren.duration_s') !== '') {
