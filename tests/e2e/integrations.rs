@@ -219,7 +219,7 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
     );
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
-        "\n[integrations]\nbox_name = \"e2e\"\n\n[integrations.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\nkeep_alive_s = 5\n"
+        "\n[integrations]\nbox_name = \"e2e\"\n\n[integrations.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\nkeep_alive_s = 5\nhome_assistant = true\n"
     ));
     std::fs::write(&config, text).unwrap();
 
@@ -264,6 +264,19 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
     let count: Value = serde_json::from_str(&count).unwrap();
     assert_eq!(count["zone"], "tape-front", "{count}");
     assert!(count["count"].as_u64().is_some(), "{count}");
+    // Home Assistant discovery: the zone is a sensor of the box's device, reading
+    // that topic, available while the box's status is online.
+    let ha = retained(
+        mqtt_port,
+        "homeassistant/sensor/safe-yolo-e2e/zone-tape-front/config",
+    )
+    .expect("no Home Assistant discovery document for the zone");
+    let ha: Value = serde_json::from_str(&ha).unwrap();
+    assert_eq!(
+        ha["state_topic"], "safe-yolo/e2e/zones/tape-front/count",
+        "{ha}"
+    );
+    assert_eq!(ha["availability_topic"], "safe-yolo/e2e/status", "{ha}");
 
     // 2. The broker goes away while alarms go on; the outbox keeps them.
     let before = stored_ids(&c);

@@ -110,6 +110,8 @@ pub(crate) struct RawMqtt {
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
     pub keep_alive_s: Option<f64>,
+    pub home_assistant: Option<bool>,
+    pub discovery_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for RawMqtt {
@@ -171,6 +173,8 @@ pub struct MqttConfig {
     pub client_auth: Option<(PathBuf, PathBuf)>,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
+    /// Home Assistant MQTT discovery: the discovery prefix (`homeassistant`) when on.
+    pub home_assistant: Option<String>,
 }
 
 /// Where events go besides the outputs and the API.
@@ -545,11 +549,26 @@ fn validate_mqtt(ctx: &mut Ctx<'_>, raw: &RawMqtt, box_name: &str) -> Option<Mqt
             3600.0,
         )
         .unwrap_or(Duration::from_secs(30));
+    let discovery_prefix = raw
+        .discovery_prefix
+        .clone()
+        .unwrap_or_else(|| "homeassistant".to_owned());
+    if !discovery_prefix.split('/').all(topic_word_ok) {
+        ctx.bad(
+            "integrations.mqtt.discovery_prefix",
+            "must be topic levels of 1-64 of a-z, A-Z, 0-9, '-', '_', '.'",
+        );
+    }
+    let home_assistant = raw
+        .home_assistant
+        .unwrap_or(false)
+        .then_some(discovery_prefix);
     let (transport, host, port) = parsed?;
     if ctx.problems.len() > start {
         return None;
     }
     Some(MqttConfig {
+        home_assistant,
         transport,
         host,
         port,

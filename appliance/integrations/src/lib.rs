@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod deliver;
+pub mod discovery;
 pub mod follow;
 pub mod message;
 pub mod modbus;
@@ -65,10 +66,33 @@ impl Integrations {
     ) -> Self {
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let ids: discovery::IdsFn = {
+            let (cameras, dispatcher, outputs) = (
+                sources.cameras.clone(),
+                sources.dispatcher.clone(),
+                sources.outputs.clone(),
+            );
+            std::sync::Arc::new(move || {
+                let mut ids = discovery::DiscoveryIds {
+                    cameras: cameras.current().iter().map(|t| t.id.clone()).collect(),
+                    zones: dispatcher.zone_ids(),
+                    outputs: outputs
+                        .borrow()
+                        .driver
+                        .outputs
+                        .iter()
+                        .map(|o| o.id.clone())
+                        .collect(),
+                };
+                ids.cameras.sort();
+                ids.zones.sort();
+                ids
+            })
+        };
         let mqtt = config
             .mqtt
             .clone()
-            .map(|m| MqttSink::new(m, box_name.clone(), public_url.clone()));
+            .map(|m| MqttSink::new(m, box_name.clone(), public_url.clone()).with_discovery(ids));
         let hooks: Vec<WebhookSink> = config
             .webhooks
             .iter()

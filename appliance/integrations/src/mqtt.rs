@@ -35,6 +35,7 @@ pub struct MqttSink {
     box_name: String,
     public_url: Option<String>,
     conn: Option<(AsyncClient, EventLoop)>,
+    discovery: Option<crate::discovery::IdsFn>,
 }
 
 impl std::fmt::Debug for MqttSink {
@@ -55,7 +56,15 @@ impl MqttSink {
             box_name,
             public_url,
             conn: None,
+            discovery: None,
         }
+    }
+
+    /// Publishes Home Assistant discovery documents (if `home_assistant` is on) for
+    /// the ids `ids` gives, at each connection.
+    pub fn with_discovery(mut self, ids: crate::discovery::IdsFn) -> Self {
+        self.discovery = Some(ids);
+        self
     }
 
     fn topic(&self, rest: &str) -> String {
@@ -180,7 +189,19 @@ impl Sink for MqttSink {
         }
         self.conn = Some((client, events));
         self.publish_acked(self.topic("status"), b"online".to_vec(), true)
-            .await
+            .await?;
+        if let (Some(discovery), Some(ids)) = (self.cfg.home_assistant.clone(), &self.discovery) {
+            let docs = crate::discovery::documents(
+                &discovery,
+                &self.box_name,
+                &self.cfg.topic_prefix,
+                &ids(),
+            );
+            for d in docs {
+                self.publish_acked(d.topic, d.payload, true).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn deliver(&mut self, entry: &OutboxEntry) -> Result<(), SinkError> {

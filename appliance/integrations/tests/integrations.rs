@@ -338,6 +338,7 @@ fn mqtts(port: u16, dir: &std::path::Path, ca: bool, client: bool) -> MqttConfig
         ca_file: ca.then(|| dir.join("ca.pem")),
         client_auth: client.then(|| (dir.join("client.pem"), dir.join("client.key"))),
         keep_alive: Duration::from_secs(30),
+        home_assistant: None,
     }
 }
 
@@ -462,6 +463,7 @@ async fn mqtt_interlocks_follow_their_topic_and_fail_safe_when_the_broker_goes()
         ca_file: None,
         client_auth: None,
         keep_alive: Duration::from_secs(5),
+        home_assistant: None,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(safe_yolo_integrations::mqtt_interlocks::run(
