@@ -15,6 +15,15 @@ use tokio::task::JoinHandle;
 
 use crate::dispatch::Dispatcher;
 use crate::interlocks::Interlocks;
+use safe_yolo_domain::Named;
+use safe_yolo_store::{AuditResult, NewAudit, Storage, now_ms};
+
+/// The `gpio` interlock the machine-state contact sets, and where its changes are
+/// audited (none in unit tests).
+struct Gpio {
+    interlocks: Interlocks,
+    storage: Option<Storage>,
+}
 
 /// Who the button acknowledges as, in the events and the audit.
 pub const ACK_BUTTON: &str = "ack-button";
@@ -32,7 +41,14 @@ impl InputRouting {
     /// Routes the inputs of `outputs`: a button press acknowledges every open
     /// event through `dispatcher`; the door contact's level is kept for the
     /// door rules ([`InputRouting::door`]), starting from its level now.
-    pub fn start(outputs: &OutputsHandle, dispatcher: Dispatcher, interlocks: Interlocks) -> Self {
+    /// The machine-state contact sets the `gpio` interlock of `interlocks` (each
+    /// change audited in `storage`).
+    pub fn start(
+        outputs: &OutputsHandle,
+        dispatcher: Dispatcher,
+        interlocks: Interlocks,
+        storage: Storage,
+    ) -> Self {
         let status = outputs.status();
         let door_open = status
             .inputs
@@ -48,20 +64,24 @@ impl InputRouting {
         ) {
             interlocks.set(&id, i.active, "gpio");
         }
+        let gpio = Gpio {
+            interlocks,
+            storage: Some(storage),
+        };
         let ack: AckAll = Box::new(move || {
             let d = dispatcher.clone();
             Box::pin(async move { d.acknowledge_all(ACK_BUTTON).await })
         });
-        Self::from_events(outputs.subscribe_inputs(), door_open, ack, interlocks)
+        Self::from_events(outputs.subscribe_inputs(), door_open, ack, gpio)
     }
 
     fn from_events(
         mut events: broadcast::Receiver<InputEvent>,
         door_open: bool,
         ack_all: AckAll,
-        interlocks: Interlocks,
+        gpio: Gpio,
     ) -> Self {
-        let gpio = interlocks.gpio();
+        let gpio_id = gpio.interlocks.gpio();
         let (door_tx, door) = watch::channel(door_open);
         let task = tokio::spawn(async move {
             loop {
@@ -75,8 +95,23 @@ impl InputRouting {
                         tracing::info!(open = ev.active, "door contact changed");
                     }
                     Ok(ev) if ev.role == InputRole::MachineState => {
-                        if let Some(id) = &gpio {
-                            interlocks.set(id, ev.active, "gpio");
+                        if let Some(id) = &gpio_id
+                            && let Some(change) = gpio.interlocks.set(id, ev.active, "gpio")
+                            && let Some(storage) = &gpio.storage
+                        {
+                            storage
+                                .audit_best_effort(NewAudit {
+                                    at: now_ms(),
+                                    actor: "gpio".into(),
+                                    role: None,
+                                    source: Some("outputs.machine_state".into()),
+                                    action: "interlock.set".into(),
+                                    target: format!("interlock/{id}"),
+                                    before: Some(change.before.as_str().to_owned()),
+                                    after: Some(change.after.as_str().to_owned()),
+                                    result: AuditResult::Ok,
+                                })
+                                .await;
                         }
                     }
                     Ok(_) => {}
@@ -118,6 +153,13 @@ mod tests {
         }
     }
 
+    fn no_gpio() -> Gpio {
+        Gpio {
+            interlocks: Interlocks::new(&[]),
+            storage: None,
+        }
+    }
+
     fn counting() -> (Arc<AtomicUsize>, AckAll) {
         let presses = Arc::new(AtomicUsize::new(0));
         let p = Arc::clone(&presses);
@@ -132,7 +174,7 @@ mod tests {
     async fn a_press_acknowledges_and_a_release_does_not() {
         let (tx, rx) = broadcast::channel(8);
         let (presses, ack) = counting();
-        let routing = InputRouting::from_events(rx, false, ack, Interlocks::new(&[]));
+        let routing = InputRouting::from_events(rx, false, ack, no_gpio());
         tx.send(event(InputRole::AckButton, true)).unwrap();
         tx.send(event(InputRole::AckButton, false)).unwrap();
         tx.send(event(InputRole::AckButton, true)).unwrap();
@@ -148,7 +190,7 @@ mod tests {
     async fn the_door_level_follows_the_contact_from_its_level_at_start() {
         let (tx, rx) = broadcast::channel(8);
         let (presses, ack) = counting();
-        let routing = InputRouting::from_events(rx, true, ack, Interlocks::new(&[]));
+        let routing = InputRouting::from_events(rx, true, ack, no_gpio());
         let mut door = routing.door();
         assert!(*door.borrow_and_update(), "starts open");
         tx.send(event(InputRole::DoorContact, false)).unwrap();
@@ -181,7 +223,15 @@ mod tests {
         }]);
         let (tx, rx) = broadcast::channel(8);
         let (presses, ack) = counting();
-        let routing = InputRouting::from_events(rx, false, ack, interlocks.clone());
+        let routing = InputRouting::from_events(
+            rx,
+            false,
+            ack,
+            Gpio {
+                interlocks: interlocks.clone(),
+                storage: None,
+            },
+        );
         let mut levels = interlocks.watch();
         tx.send(event(InputRole::MachineState, false)).unwrap();
         levels.changed().await.unwrap();

@@ -261,7 +261,12 @@ async fn start(
 
     // Interlocks start unknown (armed) at every start: their sources say them again.
     let interlocks = safe_yolo_alarms::Interlocks::new(&config.integrations.interlocks);
-    let inputs = InputRouting::start(&lines, dispatcher.clone(), interlocks.clone());
+    let inputs = InputRouting::start(
+        &lines,
+        dispatcher.clone(),
+        interlocks.clone(),
+        store.clone(),
+    );
     let door = inputs.door();
     stack.push("inputs", Bound::Budget, inputs.stop());
     let analysis = Analysis::start(

@@ -204,18 +204,5 @@ pub(crate) async fn audit(
         after,
         result: safe_yolo_store::AuditResult::Ok,
     };
-    let Some(store) = storage.current() else {
-        tracing::warn!(
-            actor,
-            action,
-            "store not open: a change by a plant system is not audited"
-        );
-        return;
-    };
-    if let Err(e) = store
-        .run(move |s| s.transaction(|t| t.append_audit(row)))
-        .await
-    {
-        tracing::warn!(actor, action, error = %safe_yolo_domain::error_chain(&e), "cannot audit a change by a plant system");
-    }
+    storage.audit_best_effort(row).await;
 }

@@ -202,6 +202,23 @@ impl Storage {
         self.0.handle.read().clone()
     }
 
+    /// Appends an audit row for a change that already took effect (a plant system's,
+    /// a wired input's), best effort: a closed store or a failed write is logged, not
+    /// returned (the change stands either way).
+    pub async fn audit_best_effort(&self, row: crate::NewAudit) {
+        let (actor, action) = (row.actor.clone(), row.action.clone());
+        let Some(store) = self.current() else {
+            tracing::warn!(actor, action, "store not open: a change is not audited");
+            return;
+        };
+        if let Err(e) = store
+            .run(move |s| s.transaction(|t| t.append_audit(row)))
+            .await
+        {
+            tracing::warn!(actor, action, error = %safe_yolo_domain::error_chain(&e), "cannot audit a change");
+        }
+    }
+
     /// The open store, or [`StoreError::Unavailable`] saying why it is not.
     pub fn handle(&self) -> Result<StoreHandle, StoreError> {
         self.current().ok_or_else(|| StoreError::Unavailable {
