@@ -112,3 +112,63 @@ fn version_and_help() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+#[test]
+fn modbus_map_prints_the_register_map_of_the_file() {
+    let app = Appliance::new();
+    let config = app.write_config(
+        0,
+        r#"
+[[cameras]]
+id = "dock"
+source = { kind = "replay", path = "people" }
+
+[[zones]]
+id = "lane"
+camera = "dock"
+polygon = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]
+
+[[rules]]
+id = "lane-intrusion"
+kind = "intrusion"
+zone = "lane"
+"#,
+    );
+    // Without [integrations.modbus]: says so and exits 1.
+    let out = Command::new(bin())
+        .arg("modbus-map")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [integrations.modbus]"));
+    let mut text = std::fs::read_to_string(&config).unwrap().replace(
+        "zone = \"lane\"\n",
+        "zone = \"lane\"\narmed_by = \"press\"\n",
+    );
+    text.push_str(
+        "\n[integrations.modbus]\nbind = \"0.0.0.0:1502\"\nallow = [\"10.0.5.0/24\"]\n\n[[integrations.interlocks]]\nid = \"press\"\nsource = \"modbus\"\ncoil = 7\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(bin())
+        .arg("modbus-map")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "| coil | 0 | write 1: acknowledge every open alarm |",
+        "| coil | 7 | interlock `press`: 1 armed, 0 disarmed |",
+        "| discrete input | 100 | rule `lane-intrusion` has an alarm raised |",
+        "| discrete input | 2100 | camera `dock` delivers frames |",
+        "| input register | 100 | persons in zone `lane` |",
+    ] {
+        assert!(stdout.contains(row), "missing {row:?} in:\n{stdout}");
+    }
+}

@@ -45,6 +45,17 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print the Modbus register map of a configuration file, as a Markdown table.
+    ///
+    /// For the plant's documentation and the PLC programmer: the map of the
+    /// file's rules, cameras and zones (the running box's map, with the edits
+    /// made through the API, is `GET /api/v1/system/modbus`). Exits 1 when the
+    /// file has problems or no `[integrations.modbus]`, 2 when it cannot be read.
+    ModbusMap {
+        /// Configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print the version and build details.
     Version,
     /// Run the detector on image files and print what it finds.

@@ -53,6 +53,22 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Command::ModbusMap { file } => match safe_yolo_config::load(&file, std::env::vars()) {
+            Ok(config) => {
+                if report::modbus_map(&config) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                report::config_error(&e);
+                match e {
+                    safe_yolo_config::ConfigError::Read { .. } => ExitCode::from(2),
+                    safe_yolo_config::ConfigError::Invalid { .. } => ExitCode::from(1),
+                }
+            }
+        },
         Command::DetectorWorker {
             manifest,
             options,

@@ -40,6 +40,52 @@ pub fn config_error(e: &ConfigError) {
     }
 }
 
+/// Prints the configuration's Modbus register map as a Markdown table; `false` (and
+/// a line on stderr) when the file has no `[integrations.modbus]`.
+pub fn modbus_map(c: &Config) -> bool {
+    use safe_yolo_config::{ModbusConfig, ModbusPoint, ModbusTable};
+    let Some(m) = &c.integrations.modbus else {
+        eprintln!("the configuration has no [integrations.modbus]: the box serves no Modbus");
+        return false;
+    };
+    let rules: Vec<_> = c.rules.iter().map(|r| r.id.clone()).collect();
+    let cameras: Vec<_> = c.cameras.iter().map(|c| c.id.clone()).collect();
+    let zones: Vec<_> = c.zones.iter().map(|z| z.id.clone()).collect();
+    let map = safe_yolo_config::modbus_map(
+        &c.integrations.interlocks,
+        &ModbusConfig::order(m.rules.as_ref(), &rules),
+        &ModbusConfig::order(m.cameras.as_ref(), &cameras),
+        &ModbusConfig::order(m.zones.as_ref(), &zones),
+    );
+    println!("Modbus TCP on {} (unit id {})\n", m.bind, m.unit_id);
+    println!("| table | address | meaning |\n|---|---|---|");
+    for r in map {
+        let table = match r.table {
+            ModbusTable::Coil => "coil",
+            ModbusTable::DiscreteInput => "discrete input",
+            ModbusTable::InputRegister => "input register",
+        };
+        let meaning = match &r.point {
+            ModbusPoint::AcknowledgeAll => "write 1: acknowledge every open alarm".to_owned(),
+            ModbusPoint::Interlock { interlock } => {
+                format!("interlock `{interlock}`: 1 armed, 0 disarmed")
+            }
+            ModbusPoint::Guarding => "the box guards".to_owned(),
+            ModbusPoint::AnyAlarm => "some alarm is raised".to_owned(),
+            ModbusPoint::RuleRaised { rule } => format!("rule `{rule}` has an alarm raised"),
+            ModbusPoint::RuleArmed { rule } => format!("rule `{rule}` is armed"),
+            ModbusPoint::CameraOnline { camera } => format!("camera `{camera}` delivers frames"),
+            ModbusPoint::LastEventId => {
+                "newest event id (u32, high word here, low word at the next address)".to_owned()
+            }
+            ModbusPoint::RaisedCount => "alarms raised now".to_owned(),
+            ModbusPoint::ZoneCount { zone } => format!("persons in zone `{zone}`"),
+        };
+        println!("| {table} | {} | {meaning} |", r.address);
+    }
+    true
+}
+
 /// Prints the version.
 pub fn version() {
     println!(
