@@ -23,6 +23,16 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// Reports a configuration that cannot be used: exit 2 when it cannot be read, 1
+/// when it has problems.
+fn config_failed(e: &safe_yolo_config::ConfigError) -> ExitCode {
+    report::config_error(e);
+    match e {
+        safe_yolo_config::ConfigError::Read { .. } => ExitCode::from(2),
+        safe_yolo_config::ConfigError::Invalid { .. } => ExitCode::from(1),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -45,13 +55,7 @@ fn main() -> ExitCode {
                 report::config_ok(&file, &config);
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                report::config_error(&e);
-                match e {
-                    safe_yolo_config::ConfigError::Read { .. } => ExitCode::from(2),
-                    safe_yolo_config::ConfigError::Invalid { .. } => ExitCode::from(1),
-                }
-            }
+            Err(e) => config_failed(&e),
         },
         Command::ModbusMap { file } => match safe_yolo_config::load(&file, std::env::vars()) {
             Ok(config) => {
@@ -61,13 +65,7 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
-            Err(e) => {
-                report::config_error(&e);
-                match e {
-                    safe_yolo_config::ConfigError::Read { .. } => ExitCode::from(2),
-                    safe_yolo_config::ConfigError::Invalid { .. } => ExitCode::from(1),
-                }
-            }
+            Err(e) => config_failed(&e),
         },
         Command::DetectorWorker {
             manifest,
