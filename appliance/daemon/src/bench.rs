@@ -480,7 +480,9 @@ fn bare_ceiling(
 /// Runs the pipeline and collects the figures.
 fn measure(path: &Path, config: &Config, args: &BenchArgs) -> anyhow::Result<Figures> {
     let rss_start = rss_bytes();
-    let pipeline_config = crate::wiring::pipeline_config(config);
+    let board = crate::wiring::board_profile(config);
+    let policy = crate::wiring::source_policy(config, board.as_ref());
+    let pipeline_config = crate::wiring::pipeline_config(config, policy);
     let queue_depths: Vec<usize> = pipeline_config
         .cameras
         .iter()

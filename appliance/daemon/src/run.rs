@@ -188,7 +188,10 @@ async fn start(
     } = boot;
     let liveness = Liveness::new();
     let metrics = Metrics::new();
-    check_board(&config).await?;
+    let board = check_board(&config).await?;
+    // One capture sandbox (with the board's video decoders) for the pipeline and
+    // the API's previews.
+    let policy = wiring::source_policy(&config, board.as_ref());
 
     // Outputs first, so every line is in its safe state before anything can
     // raise an alarm; they stop last, whatever else is slow.
@@ -229,8 +232,15 @@ async fn start(
     // Detector processes down now (crashed, restarting): while any is, the box
     // is blind and says so on the healthy line.
     let (detectors_down, down) = tokio::sync::watch::channel(0usize);
-    let (pipeline, detected) =
-        start_pipeline(&config, &liveness, &metrics, &detectors_down, shutdown).await?;
+    let (pipeline, detected) = start_pipeline(
+        &config,
+        policy.clone(),
+        &liveness,
+        &metrics,
+        &detectors_down,
+        shutdown,
+    )
+    .await?;
     let taps = pipeline.taps();
     let ppe = pipeline.ppe_switch();
     let cameras = pipeline.cameras();
@@ -307,7 +317,6 @@ async fn start(
     stack.push("integrations", Bound::Budget, integrations.stop());
 
     let live = LiveSettings::new(layered, rules, dispatcher.clone(), cameras.clone());
-    let policy = wiring::source_policy(&config);
     let deps = ApiDeps {
         store,
         alarms: dispatcher,
@@ -391,14 +400,16 @@ async fn start(
 /// The board profile, checked against the hardware actually present: a
 /// mismatch of the outputs' GPIO or the accelerator stops the start, a missing
 /// camera or thermal zone is logged as a warning (`safe_yolo_board::hardware`).
-async fn check_board(config: &Config) -> anyhow::Result<()> {
+/// Returns the profile (none when the configuration names no board).
+async fn check_board(config: &Config) -> anyhow::Result<Option<safe_yolo_board::profile::Profile>> {
     let Some(board) = config.system.board.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let dir = config.system.board_dir.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let (profile, report) = tokio::task::spawn_blocking(move || {
         let profile = safe_yolo_board::profile::load_named(&dir, &board)?;
-        safe_yolo_board::check_hardware(&profile).map_err(anyhow::Error::new)
+        let report = safe_yolo_board::check_hardware(&profile).map_err(anyhow::Error::new)?;
+        anyhow::Ok((profile, report))
     })
     .await
     .context("board check panicked")?
@@ -409,12 +420,13 @@ async fn check_board(config: &Config) -> anyhow::Result<()> {
         tracing::warn!(board = %report.board, key = %w.path, reason = %w.reason, "board profile: not as expected here (the box starts anyway)");
     }
     tracing::info!(board = ?report, "board profile matches the hardware");
-    Ok(())
+    Ok(Some(profile))
 }
 
 /// Loads the models and starts the cameras (off the reactor: model loading blocks).
 async fn start_pipeline(
     config: &Config,
+    policy: safe_yolo_capture::SourcePolicy,
     liveness: &Liveness,
     metrics: &Metrics,
     detectors_down: &tokio::sync::watch::Sender<usize>,
@@ -423,7 +435,7 @@ async fn start_pipeline(
     Pipeline,
     tokio::sync::mpsc::Receiver<safe_yolo_pipeline::DetectedFrame>,
 )> {
-    let pipeline_config = wiring::pipeline_config(config);
+    let pipeline_config = wiring::pipeline_config(config, policy);
     let factory = detector_factory(config, metrics, detectors_down);
     let (liveness, metrics, shutdown) = (liveness.clone(), metrics.clone(), shutdown.clone());
     tokio::task::spawn_blocking(move || {

@@ -164,11 +164,12 @@ pub async fn start_store(config: &Config, metrics: &Metrics) -> Storage {
 /// How often retention runs (it also runs early when the snapshot quota is hit).
 pub const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
-/// The pipeline's settings from the configuration (enabled cameras only).
-pub fn pipeline_config(config: &Config) -> PipelineConfig {
+/// The pipeline's settings from the configuration (enabled cameras only), its
+/// cameras opened under `policy`.
+pub fn pipeline_config(config: &Config, policy: safe_yolo_capture::SourcePolicy) -> PipelineConfig {
     PipelineConfig {
         cameras: camera_specs(config),
-        sources: camera_sources(source_policy(config)),
+        sources: camera_sources(policy),
         detect_workers: config.system.detect_workers.get(),
         analysis_queue: 64,
         detect_nice: config.system.detect_nice,
@@ -213,19 +214,20 @@ pub fn camera_specs(config: &Config) -> Vec<CameraSpec> {
 }
 
 /// The capture sandbox: the media directory, and the board profile's video
-/// decoders for RTSP cameras (none without a board: whatever is installed). A
-/// profile that does not load was reported by the board check, which stops the start.
-pub fn source_policy(config: &Config) -> safe_yolo_capture::SourcePolicy {
-    let decoders = config
-        .system
-        .board
-        .as_deref()
-        .and_then(|board| {
-            safe_yolo_board::profile::load_named(&config.system.board_dir, board).ok()
-        })
-        .map(|p| p.video_decoders)
-        .unwrap_or_default();
+/// decoders for RTSP cameras (none without a board: whatever is installed).
+pub fn source_policy(
+    config: &Config,
+    board: Option<&safe_yolo_board::profile::Profile>,
+) -> safe_yolo_capture::SourcePolicy {
+    let decoders = board.map(|p| p.video_decoders.clone()).unwrap_or_default();
     safe_yolo_capture::SourcePolicy::new(config.storage.media_dir.clone()).with_decoders(decoders)
+}
+
+/// The configuration's board profile, if it names one (`None` also when it does
+/// not load: the daemon's board check reports that and stops the start).
+pub fn board_profile(config: &Config) -> Option<safe_yolo_board::profile::Profile> {
+    let board = config.system.board.as_deref()?;
+    safe_yolo_board::profile::load_named(&config.system.board_dir, board).ok()
 }
 
 /// The real camera sources: `safe_yolo_capture::open`, every (re)open checked
