@@ -18,6 +18,7 @@
 //! Nothing here is on the safety path: the server reads shared state and writes
 //! through the same handles as the API.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use safe_yolo_alarms::interlocks::{InterlockLevel, InterlockStates};
 use safe_yolo_alarms::{Dispatcher, Interlocks, NoticeKind};
 use safe_yolo_config::{
     COIL_ACK_ALL, ModbusConfig, ModbusPoint, ModbusRegister, ModbusTable, modbus_map,
@@ -88,76 +90,60 @@ struct Shared {
 }
 
 impl Shared {
-    /// The register map as of now (live rules, cameras and zones).
-    fn map(&self) -> Vec<ModbusRegister> {
-        let rules: Vec<RuleId> = self
-            .state
-            .dispatcher
-            .rules()
-            .into_iter()
-            .map(|(id, _, _)| id)
-            .collect();
-        let cameras: Vec<CameraId> = self
-            .state
-            .cameras
-            .current()
-            .iter()
-            .map(|t| t.id.clone())
-            .collect();
-        let zones = self.state.dispatcher.zone_ids();
-        modbus_map(
-            &self.state.interlocks.specs(),
-            &ModbusConfig::order(self.cfg.rules.as_ref(), &rules),
-            &ModbusConfig::order(self.cfg.cameras.as_ref(), &cameras),
-            &ModbusConfig::order(self.cfg.zones.as_ref(), &zones),
-        )
-    }
-
-    /// The value of `point` now (a bit as 0/1; [`ModbusPoint::LastEventId`] as its
-    /// 32-bit value).
-    fn value(&self, point: &ModbusPoint) -> u32 {
+    /// The register map and the values of its points, as of now (live rules,
+    /// cameras and zones): each source is read once per request.
+    fn snapshot(&self) -> (Vec<ModbusRegister>, Snapshot) {
         let s = &self.state;
-        match point {
-            ModbusPoint::AcknowledgeAll => 0,
-            ModbusPoint::Interlock { interlock } => {
-                u32::from(s.interlocks.level(interlock) == safe_yolo_rules::InterlockLevel::Armed)
-            }
-            ModbusPoint::Guarding => u32::from(s.outputs.borrow().driver.guarding),
-            ModbusPoint::AnyAlarm => u32::from(!s.dispatcher.raised_rules().is_empty()),
-            ModbusPoint::RuleRaised { rule } => {
-                u32::from(s.dispatcher.raised_rules().contains(rule))
-            }
-            ModbusPoint::RuleArmed { rule } => {
-                let armed = s
-                    .dispatcher
-                    .rules()
-                    .into_iter()
-                    .find(|(id, _, _)| id == rule)
-                    .is_some_and(|(_, enabled, by)| {
-                        enabled && by.is_none_or(|i| s.interlocks.level(&i).arms())
-                    });
-                u32::from(armed)
-            }
-            ModbusPoint::CameraOnline { camera } => u32::from(
-                s.cameras
-                    .current()
-                    .iter()
-                    .find(|t| &t.id == camera)
-                    .is_some_and(|t| t.health.borrow().state == CameraState::Online),
-            ),
-            ModbusPoint::LastEventId => {
-                u32::try_from(self.last_event.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
-            }
-            ModbusPoint::RaisedCount => {
-                u32::try_from(s.dispatcher.raised_rules().len()).unwrap_or(u32::MAX)
-            }
-            ModbusPoint::ZoneCount { zone } => zone_count(&s.cameras, zone),
-        }
+        let rules = s.dispatcher.rules();
+        let taps = s.cameras.current();
+        let rule_ids: Vec<RuleId> = rules.iter().map(|(id, _, _)| id.clone()).collect();
+        let camera_ids: Vec<CameraId> = taps.iter().map(|t| t.id.clone()).collect();
+        let zones = s.dispatcher.zone_ids();
+        let map = modbus_map(
+            &s.interlocks.specs(),
+            &ModbusConfig::order(self.cfg.rules.as_ref(), &rule_ids),
+            &ModbusConfig::order(self.cfg.cameras.as_ref(), &camera_ids),
+            &ModbusConfig::order(self.cfg.zones.as_ref(), &zones),
+        );
+        let levels = s.interlocks.watch().borrow().clone();
+        let snap = Snapshot {
+            guarding: s.outputs.borrow().driver.guarding,
+            raised: s.dispatcher.raised_rules().into_iter().collect(),
+            armed: rules
+                .into_iter()
+                .filter(|(_, enabled, by)| *enabled && levels.arms(by.as_ref()))
+                .map(|(id, _, _)| id)
+                .collect(),
+            online: taps
+                .iter()
+                .filter(|t| t.health.borrow().state == CameraState::Online)
+                .map(|t| t.id.clone())
+                .collect(),
+            zone_counts: taps
+                .iter()
+                .flat_map(|t| {
+                    t.scene
+                        .latest()
+                        .zones
+                        .iter()
+                        .map(|z| {
+                            (
+                                z.id.clone(),
+                                u32::try_from(z.inside.len()).unwrap_or(u32::MAX),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            levels,
+            last_event: u32::try_from(self.last_event.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+        };
+        (map, snap)
     }
 
     /// `count` values of `table` from `address` (bits as 0/1).
     fn read(&self, table: ModbusTable, address: u16, count: u16) -> Vec<u32> {
-        let map = self.map();
+        let (map, snap) = self.snapshot();
         let mut out = vec![0u32; usize::from(count)];
         for r in map.iter().filter(|r| r.table == table) {
             let words: &[u16] = if r.point == ModbusPoint::LastEventId {
@@ -173,7 +159,7 @@ impl Shared {
                 let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) else {
                     continue;
                 };
-                let v = self.value(&r.point);
+                let v = snap.value(&r.point);
                 *slot = if r.point == ModbusPoint::LastEventId {
                     if w == 0 { v >> 16 } else { v & 0xffff }
                 } else {
@@ -185,22 +171,38 @@ impl Shared {
     }
 }
 
-/// Persons in `zone` in its camera's newest analysed frame (0 when not running).
-fn zone_count(cameras: &CameraTaps, zone: &ZoneId) -> u32 {
-    cameras
-        .current()
-        .iter()
-        .find_map(|t| {
-            t.scene
-                .latest()
-                .zones
-                .iter()
-                .find(|z| &z.id == zone)
-                .map(|z| u32::try_from(z.inside.len()).unwrap_or(u32::MAX))
-        })
-        .unwrap_or(0)
+/// The box's state for one request.
+#[derive(Debug)]
+struct Snapshot {
+    guarding: bool,
+    raised: HashSet<RuleId>,
+    armed: HashSet<RuleId>,
+    online: HashSet<CameraId>,
+    zone_counts: HashMap<ZoneId, u32>,
+    levels: InterlockStates,
+    last_event: u32,
 }
 
+impl Snapshot {
+    /// The value of `point` (a bit as 0/1; [`ModbusPoint::LastEventId`] as its
+    /// 32-bit value).
+    fn value(&self, point: &ModbusPoint) -> u32 {
+        match point {
+            ModbusPoint::AcknowledgeAll => 0,
+            ModbusPoint::Interlock { interlock } => {
+                u32::from(self.levels.level(interlock) == InterlockLevel::Armed)
+            }
+            ModbusPoint::Guarding => u32::from(self.guarding),
+            ModbusPoint::AnyAlarm => u32::from(!self.raised.is_empty()),
+            ModbusPoint::RuleRaised { rule } => u32::from(self.raised.contains(rule)),
+            ModbusPoint::RuleArmed { rule } => u32::from(self.armed.contains(rule)),
+            ModbusPoint::CameraOnline { camera } => u32::from(self.online.contains(camera)),
+            ModbusPoint::LastEventId => self.last_event,
+            ModbusPoint::RaisedCount => u32::try_from(self.raised.len()).unwrap_or(u32::MAX),
+            ModbusPoint::ZoneCount { zone } => self.zone_counts.get(zone).copied().unwrap_or(0),
+        }
+    }
+}
 /// One client's service.
 #[derive(Debug)]
 struct Plc {
