@@ -69,22 +69,9 @@ pub async fn zone_counts(
     loop {
         let areas = dispatcher.zone_ids();
         let now: Vec<(ZoneId, u32)> = taps
-            .current()
-            .iter()
-            .flat_map(|t| {
-                t.scene
-                    .latest()
-                    .zones
-                    .iter()
-                    .filter(|z| areas.contains(&z.id))
-                    .map(|z| {
-                        (
-                            z.id.clone(),
-                            u32::try_from(z.inside.len()).unwrap_or(u32::MAX),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
+            .zone_counts()
+            .into_iter()
+            .filter(|(z, _)| areas.contains(z))
             .collect();
         for (zone, count) in now {
             let due = counts

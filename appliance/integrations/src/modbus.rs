@@ -119,22 +119,7 @@ impl Shared {
                 .filter(|t| t.health.borrow().state == CameraState::Online)
                 .map(|t| t.id.clone())
                 .collect(),
-            zone_counts: taps
-                .iter()
-                .flat_map(|t| {
-                    t.scene
-                        .latest()
-                        .zones
-                        .iter()
-                        .map(|z| {
-                            (
-                                z.id.clone(),
-                                u32::try_from(z.inside.len()).unwrap_or(u32::MAX),
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
+            zone_counts: s.cameras.zone_counts().into_iter().collect(),
             levels,
             last_event: u32::try_from(self.last_event.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
         };

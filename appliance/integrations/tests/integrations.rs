@@ -420,9 +420,9 @@ async fn mqtts_with_a_client_certificate_delivers_and_refuses_what_it_cannot_tru
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_interlocks_follow_their_topic_and_fail_safe_when_the_broker_goes() {
     use safe_yolo_alarms::Interlocks;
+    use safe_yolo_alarms::interlocks::InterlockLevel;
     use safe_yolo_config::{InterlockConfig, InterlockSource};
     use safe_yolo_domain::InterlockId;
-    use safe_yolo_alarms::interlocks::InterlockLevel;
     use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
     let (mut broker, port) = mosquitto(dir.path(), "").await;

@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime};
 use safe_yolo_capture::{CaptureError, FrameSource, Picture, SourceRequest};
 use safe_yolo_detect::{DetectError, Detector};
 use safe_yolo_domain::alarm::TamperSet;
-use safe_yolo_domain::{CameraId, Detection, FrameMeta, RgbFrame};
+use safe_yolo_domain::{CameraId, Detection, FrameMeta, RgbFrame, ZoneId};
 pub use safe_yolo_rules::TamperConfig;
 use safe_yolo_telemetry::{Liveness, Metrics};
 use tokio::sync::{mpsc, watch};
@@ -251,6 +251,27 @@ impl CameraTaps {
     /// Waits until the set changes; `false` once it never will again.
     pub async fn changed(&mut self) -> bool {
         self.0.changed().await.is_ok()
+    }
+
+    /// Persons in each zone of the running cameras, as of each camera's newest
+    /// analysed frame (lines are listed with 0: they count crossings).
+    pub fn zone_counts(&self) -> Vec<(ZoneId, u32)> {
+        self.current()
+            .iter()
+            .flat_map(|t| {
+                t.scene
+                    .latest()
+                    .zones
+                    .iter()
+                    .map(|z| {
+                        (
+                            z.id.clone(),
+                            u32::try_from(z.inside.len()).unwrap_or(u32::MAX),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// The set, marking it seen (after [`CameraTaps::changed`]).
