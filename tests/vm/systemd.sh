@@ -60,7 +60,7 @@ BREAK=""
 SKIP_CAMERA_ADD=0
 # The health check's settle time when the test reruns it (the image's 60 s
 # at boot).
-HEALTH_SETTLE_S=30
+HEALTH_SETTLE_S=20
 
 # shellcheck source-path=SCRIPTDIR
 . "$HERE/lib.sh"
@@ -242,7 +242,11 @@ systemctl --root="$R" enable vmtest-hw.service vmtest-feeder.service vmtest.serv
     systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1
 systemctl --root="$R" mask serial-getty@ttyS0.service serial-getty@ttyS1.service >/dev/null 2>&1
 printf 'configfs\nvivid\ngpio-sim\n' >"$R/etc/modules-load.d/vmtest.conf"
-printf 'options vivid n_devs=2 node_types=0x101,0x1 multiplanar=1,2\n' >"$R/etc/modprobe.d/vmtest.conf"
+# One vivid instance (capture and output, the footage loop). A second one
+# (the initramfs run's multi-planar node) hangs off the same platform device
+# vivid.0 with its own index 0: udev would give both capture nodes the one
+# name platform-vivid.0-video-index0, and either may win.
+printf 'options vivid n_devs=1 node_types=0x101\n' >"$R/etc/modprobe.d/vmtest.conf"
 printf '[Match]\nName=eth0\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' >"$R/etc/systemd/network/10-vmtest.network"
 echo safe-yolo-vm >"$R/etc/hostname"
 cat >"$R/etc/vmtest.env" <<ENV
