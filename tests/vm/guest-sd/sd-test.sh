@@ -296,10 +296,11 @@ if wait_for 120 restarted_once; then
 else
     fail "systemd did not restart $UNIT after the stall (NRestarts $(prop "$UNIT" NRestarts), $(state))"
 fi
-if wait_for "$READY_TIMEOUT_S" is_running; then
-    pass "$UNIT READY again after the watchdog restart (pid $(prop "$UNIT" MainPID))"
+new_pid_running() { is_running && [ "$(prop "$UNIT" MainPID)" != "$PID_FAULT" ]; }
+if wait_for "$READY_TIMEOUT_S" new_pid_running; then
+    pass "$UNIT READY again after the watchdog restart (pid $PID_FAULT -> $(prop "$UNIT" MainPID))"
 else
-    fail "$UNIT not running after the watchdog restart: $(state)"
+    fail "$UNIT not running a new process after the watchdog restart: $(state), pid $(prop "$UNIT" MainPID)"
 fi
 if wait_for 90 is_high "$LINE_HEALTHY"; then
     pass "healthy line back high after the watchdog restart (the camera from the saved configuration)"
