@@ -9,7 +9,8 @@
 # the HTTPS API captured from vivid, an alarm on a gpio-sim line, the boot
 # health check, a stall injected with the test-only fault feature restarted
 # by the watchdog, SIGKILL restarted, the health check's verdict following the
-# daemon, and no seccomp kill or permission error. Entry point:
+# daemon, no seccomp kill or permission error, and after a clean reboot the
+# box guarding again with everything kept on /data. Entry point:
 # scripts/vm-test.sh --systemd (or this file). See tests/vm/README.md,
 # "systemd run".
 #
@@ -317,7 +318,7 @@ timeout "$VM_TIMEOUT_S" qemu-system-x86_64 \
     -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:443" \
     -device virtio-net-pci,netdev=n0,romfile= \
     -chardev "pipe,id=ctl,path=$CTL" \
-    -display none -monitor none -serial "file:$SERIAL" -serial chardev:ctl -no-reboot &
+    -display none -monitor none -serial "file:$SERIAL" -serial chardev:ctl &
 QEMU=$!
 # shellcheck disable=SC2064
 trap "kill $QEMU 2>/dev/null || true" EXIT
@@ -337,7 +338,9 @@ wait_serial() {
 # the door event still in the event store.
 sd_after_restart() {
     local name="$1" status i state
-    wait_step "$name-restarted" >/dev/null || { api_fail "the guest did not report the $name restart"; return 1; }
+    local step_name="$name-restarted"
+    [ "$name" = reboot ] && step_name=rebooted
+    wait_step "$step_name" >/dev/null || { api_fail "the guest did not report the $name restart"; return 1; }
     status="$(api POST /api/v1/auth/login "$(jq -nc --arg u "$API_USER" --arg p "$API_PASSWORD" '{username: $u, password: $p}')")"
     expect_status 200 "$status" "login after the $name restart (the pinned certificate and the users kept)" || return 1
     API_TOKEN="$(body .access_token)"
@@ -349,14 +352,20 @@ sd_after_restart() {
         [ "$i" -eq 60 ] || sleep 1
     done
     [ "$state" = online ] || { api_fail "camera $CAMERA_ID not online after the $name restart: $(body -c .health)"; return 1; }
-    api_pass "after the $name restart: same certificate, login, camera $CAMERA_ID online from the saved configuration"
+    api_pass "after the $name: same certificate, login, camera $CAMERA_ID online from the saved configuration"
     status="$(api GET "/api/v1/events?rule=$DOOR_RULE_ID")"
     expect_status 200 "$status" "events after the $name restart" || return 1
     [ "$(body '.events | length')" -ge 1 ] 2>/dev/null \
         || { api_fail "the door event is gone after the $name restart: $(body -c .)"; return 1; }
-    api_pass "after the $name restart: the door event is still in the event store (event $(body '.events[0].id'))"
+    api_pass "after the $name: the door event is still in the event store (event $(body '.events[0].id'))"
     host_say "$name-checked"
 }
+# After the guest's reboot: the pinned certificate, the admin, the camera
+# online and the door event, all kept on /data.
+sd_after_reboot() {
+    sd_after_restart reboot
+}
+# (sd_after_restart NAME: "stall restart", "kill restart", "reboot".)
 sd_camera_checked() {
     local line
     line="$(wait_step camera-checked)" || { api_fail "the guest did not report the camera check"; return 1; }
@@ -371,7 +380,7 @@ sd_api_steps() {
     API_CERT="$WORK/api-cert.pem"
     : >"$API_LOG"
     api_setup_and_login && api_as_flashed && api_discover && api_add_camera && sd_camera_checked \
-        && api_door && sd_after_restart stall && sd_after_restart kill
+        && api_door && sd_after_restart stall && sd_after_restart kill && sd_after_reboot
 }
 
 API_DONE=0

@@ -23,7 +23,10 @@
 #     (WatchdogSec); the health check run meanwhile fails; the daemon comes
 #     back with the camera, the healthy line high, and the health check passes;
 #   - SIGKILL of the daemon: healthy drops, systemd restarts it (Restart=);
-#   - the journal has no seccomp kill, no SIGSYS, no permission error.
+#   - the journal has no seccomp kill, no SIGSYS, no permission error;
+#   - a clean reboot: the daemon comes back guarding with the saved camera,
+#     data-init changes nothing, the event and the certificate are kept, the
+#     boot health check passes again.
 # Results are VMTEST lines on ttyS0; the journal follows between markers.
 # No `set -e`: a failed check is recorded and the run goes on to the end,
 # so that the journal is always dumped and the VM powered off.
@@ -45,10 +48,24 @@ UNIT=safe-yolo.service
 HEALTH=safe-yolo-health.service
 
 finish() {
+    # A mistake in this script (a function called before it is defined, a
+    # typo) must not pass silently.
+    if journalctl -q -b -u vmtest.service -o cat | grep -q 'command not found\|syntax error'; then
+        fail "the guest script itself failed: $(journalctl -q -b -u vmtest.service -o cat | grep -m2 'command not found\|syntax error' | tr '\n' ' ')"
+    fi
     info "at the end: $(find /dev/v4l/by-path -type l -printf "%f -> %l " 2>&1)"
     say "VMTEST-JOURNAL-BEGIN"
     journalctl -b --no-pager -o short-monotonic >"$CON" 2>&1
     say "VMTEST-JOURNAL-END"
+    if [ "$BOOT_N" -eq 1 ] && [ "$FAILS" -eq 0 ]; then
+        # The first boot passed: a clean reboot (the daemon stopped by
+        # systemd), then the second boot's checks.
+        : >/var/lib/vmtest/boot1-passed
+        sync
+        say "VMTEST BOOT1 PASS: rebooting"
+        systemctl reboot
+        exit 0
+    fi
     if [ "$FAILS" -eq 0 ]; then say "VMTEST RESULT PASS"; else say "VMTEST RESULT FAIL ($FAILS)"; fi
     sync
     systemctl poweroff --force --force
@@ -92,7 +109,18 @@ SIM="/sys/devices/platform/$DEV/$CHIP"
 line() { cat "$SIM/sim_gpio$1/value"; }
 is_high() { [ "$(line "$1")" = 1 ]; }
 is_low() { [ "$(line "$1")" = 0 ]; }
-say "VMTEST BOOTED uptime=$(uptime_s) systemd=$(systemctl --version | head -n1 | cut -d' ' -f2)"
+# Boots counted on the root file system (harness state, not /data): the
+# test reboots once, after a passing first boot; any other reboot fails.
+mkdir -p /var/lib/vmtest
+BOOT_N=$(( $(cat /var/lib/vmtest/boots 2>/dev/null || echo 0) + 1 ))
+echo "$BOOT_N" >/var/lib/vmtest/boots
+sync
+say "VMTEST BOOTED uptime=$(uptime_s) systemd=$(systemctl --version | head -n1 | cut -d' ' -f2) boot=$BOOT_N"
+if [ "$BOOT_N" -gt 1 ] && { [ "$BOOT_N" -gt 2 ] || [ ! -e /var/lib/vmtest/boot1-passed ]; }; then
+    fail "unexpected reboot (boot $BOOT_N): $(journalctl -q -b -1 -p warning -o cat 2>/dev/null | tail -n 5 | tr '\n' ' ')"
+    BOOT_N=3
+    finish
+fi
 if [ "$(prop vmtest-hw.service Result)" != success ] || [ -z "$CHIP" ] || [ ! -d "$SIM" ]; then
     fail "the VM's hardware was not set up (vmtest-hw.service: $(prop vmtest-hw.service Result)): $(journalctl -q -b -u vmtest-hw.service -o cat | tail -n 5 | tr '\n' ' ')"
     finish
@@ -123,6 +151,62 @@ wait_host() {
     finish
 }
 
+# --- checks both boots run ------------------------------------------------------
+# The boot health check (safe-yolo-health.service, RequiredBy=boot-complete.target,
+# pulled in by the rauc-mark-good stand-in) sleeps its settle time (60 s) after READY.
+health_done() { case "$(prop "$HEALTH" ActiveState)" in active | failed) return 0 ;; *) return 1 ;; esac; }
+boot_health_check() {
+if wait_for 180 health_done && [ "$(prop "$HEALTH" ActiveState)/$(prop "$HEALTH" Result)" = active/success ] \
+    && journalctl -q -b -u "$HEALTH" -o cat | grep -q '^health: safe-yolo.service ready and stable' \
+    && [ "$(prop boot-complete.target ActiveState)" = active ] && [ -e /run/vmtest-mark-good ]; then
+    pass "boot health check passed ($(journalctl -q -b -u "$HEALTH" -o cat | grep -m1 '^health:')); boot-complete.target reached, slot marked good"
+else
+    fail "boot health check: $(prop "$HEALTH" ActiveState)/$(prop "$HEALTH" Result), boot-complete.target $(prop boot-complete.target ActiveState): $(journalctl -q -b -u "$HEALTH" -o cat | tail -n 2 | tr '\n' ' ')"
+fi
+}
+
+# No seccomp kill, no permission error in this boot's journal.
+sandbox_journal_checks() {
+J="$(journalctl -q -b --no-pager -o cat 2>/dev/null; journalctl -q -b -k --no-pager -o cat 2>/dev/null)"
+if printf '%s\n' "$J" | grep -q 'type=1326\|status=31/SYS\|SIGSYS'; then
+    fail "seccomp killed something: $(printf '%s\n' "$J" | grep -m2 'type=1326\|status=31/SYS\|SIGSYS' | tr '\n' ' ')"
+else
+    pass "no seccomp kill (audit type=1326, SIGSYS) in the journal"
+fi
+DENIED="$(dlog | grep -i 'permission denied\|operation not permitted\|EPERM\|EACCES\|os error 1)\|os error 13' || true)"
+if [ -n "$DENIED" ]; then
+    fail "permission errors in the daemon's journal: $(printf '%s\n' "$DENIED" | head -n 3 | tr '\n' ' ')"
+else
+    pass "no permission error (EPERM/EACCES) in the daemon's journal"
+fi
+}
+
+# --- the second boot, after a clean reboot ---------------------------------------
+# /data kept everything: the daemon starts guarding with the camera the host
+# added, data-init changes nothing, the host finds its event and logs in with
+# the pinned certificate, the boot health check passes again.
+second_boot() {
+    case "$(prop "$UNIT" StatusText)" in
+        *"NOT GUARDING"*) fail "after the reboot: $(prop "$UNIT" StatusText)" ;;
+        *) pass "after the reboot: $UNIT READY and guarding (status \"$(prop "$UNIT" StatusText)\")" ;;
+    esac
+    if journalctl -q -b -u safe-yolo-data-init.service -o cat | grep -q "installed the factory configuration"; then
+        fail "data-init installed the factory configuration again on the second boot"
+    else
+        pass "data-init kept /data/safe-yolo as it was (no factory configuration installed again)"
+    fi
+    if wait_for 90 is_high "$LINE_HEALTHY"; then
+        pass "healthy line high after the reboot (the camera from the saved settings)"
+    else
+        fail "healthy line not high after the reboot"
+    fi
+    step rebooted "healthy=$(line "$LINE_HEALTHY")"
+    wait_host reboot-checked "$HOST_TIMEOUT_S"
+    boot_health_check
+    sandbox_journal_checks
+    finish
+}
+
 # --- READY through Type=notify, inside the sandbox --------------------------------
 ready_or_failed() { is_running || [ "$(prop "$UNIT" ActiveState)" = failed ]; }
 if wait_for "$READY_TIMEOUT_S" ready_or_failed && is_running; then
@@ -134,6 +218,9 @@ if wait_for "$READY_TIMEOUT_S" ready_or_failed && is_running; then
 else
     fail "$UNIT not active/running within ${READY_TIMEOUT_S} s: $(state), result $(prop "$UNIT" Result)"
     finish
+fi
+if [ "$BOOT_N" -eq 2 ]; then
+    second_boot
 fi
 case "$(prop "$UNIT" StatusText)" in
     *"NOT GUARDING"*) pass "status with the factory configuration: $(prop "$UNIT" StatusText)" ;;
@@ -220,14 +307,7 @@ wait_host door-events-checked "$HOST_TIMEOUT_S"
 # --- the boot health check ------------------------------------------------------------
 # safe-yolo-health.service (RequiredBy=boot-complete.target, pulled in by the
 # rauc-mark-good stand-in) sleeps its settle time (60 s) after READY.
-health_done() { case "$(prop "$HEALTH" ActiveState)" in active | failed) return 0 ;; *) return 1 ;; esac; }
-if wait_for 180 health_done && [ "$(prop "$HEALTH" ActiveState)/$(prop "$HEALTH" Result)" = active/success ] \
-    && journalctl -q -b -u "$HEALTH" -o cat | grep -q '^health: safe-yolo.service ready and stable' \
-    && [ "$(prop boot-complete.target ActiveState)" = active ] && [ -e /run/vmtest-mark-good ]; then
-    pass "boot health check passed ($(journalctl -q -b -u "$HEALTH" -o cat | grep -m1 '^health:')); boot-complete.target reached, slot marked good"
-else
-    fail "boot health check: $(prop "$HEALTH" ActiveState)/$(prop "$HEALTH" Result), boot-complete.target $(prop boot-complete.target ActiveState): $(journalctl -q -b -u "$HEALTH" -o cat | tail -n 2 | tr '\n' ' ')"
-fi
+boot_health_check
 
 # From here on the health check is rerun by the test: a failing one must not
 # reboot the VM (the image's FailureAction=reboot), and its settle time is
@@ -362,18 +442,7 @@ step kill-restarted "restarts=$(prop "$UNIT" NRestarts) healthy=$(line "$LINE_HE
 wait_host kill-checked "$HOST_TIMEOUT_S"
 
 # --- the sandbox denied nothing the daemon needs ------------------------------------
-J="$(journalctl -q -b --no-pager -o cat 2>/dev/null; journalctl -q -b -k --no-pager -o cat 2>/dev/null)"
-if printf '%s\n' "$J" | grep -q 'type=1326\|status=31/SYS\|SIGSYS'; then
-    fail "seccomp killed something: $(printf '%s\n' "$J" | grep -m2 'type=1326\|status=31/SYS\|SIGSYS' | tr '\n' ' ')"
-else
-    pass "no seccomp kill (audit type=1326, SIGSYS) in the journal"
-fi
-DENIED="$(dlog | grep -i 'permission denied\|operation not permitted\|EPERM\|EACCES\|os error 1)\|os error 13' || true)"
-if [ -n "$DENIED" ]; then
-    fail "permission errors in the daemon's journal: $(printf '%s\n' "$DENIED" | head -n 3 | tr '\n' ' ')"
-else
-    pass "no permission error (EPERM/EACCES) in the daemon's journal"
-fi
+sandbox_journal_checks
 UNEXPECTED=$(( $(prop "$UNIT" NRestarts) - RESTARTS0 ))
 if [ "$UNEXPECTED" -eq 2 ]; then
     pass "exactly the two restarts the test caused (watchdog, SIGKILL)"
