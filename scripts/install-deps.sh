@@ -19,6 +19,8 @@
 #                  (gstreamer1.0-libav), videoconvert (plugins-base)
 #   gst-rtsp-server, python3-gi   the RTSP server the tests start
 #                  (tests/rtsp/rtsp-server.py, run by Debian's /usr/bin/python3)
+#   mmdebstrap     the Debian bookworm root file system of the systemd VM test
+#                  (tests/vm/systemd.sh, cached under /var/cache/safe-yolo/vm)
 #   py-motmetrics  the reference scorer of the tracking metrics, in a venv
 #                  (scripts/motmetrics.sh; appliance/rules/tests/mot_reference.rs)
 set -euo pipefail
@@ -30,7 +32,7 @@ need_apt=()
 for pkg in libclang-dev pkg-config libturbojpeg0-dev ffmpeg curl openssl mosquitto mosquitto-clients g++ \
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
     gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav \
-    gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi; do
+    gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 python3-gi mmdebstrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)

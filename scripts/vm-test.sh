@@ -10,9 +10,18 @@
 # /var/cache/safe-yolo/vm. Skip with SAFEYOLO_SKIP_VM=1.
 # Reuses the daemon CI built ($CARGO_TARGET_DIR/debug/safe-yolo, default
 # CARGO_TARGET_DIR=/var/cache/safe-yolo/target). More in tests/vm/README.md.
+#
+# --systemd: the second run instead, the appliance's own userspace: systemd
+# as PID 1 on a Debian bookworm root file system with the image's units,
+# udev rule, users and factory configuration (tests/vm/systemd.sh; skip it
+# alone with SAFEYOLO_SKIP_VM_SYSTEMD=1).
 set -euo pipefail
 if [ "${SAFEYOLO_SKIP_VM:-0}" = "1" ]; then
     echo "vm-test: skipped (SAFEYOLO_SKIP_VM=1)"
     exit 0
+fi
+if [ "${1:-}" = "--systemd" ]; then
+    shift
+    exec "$(dirname "$0")/../tests/vm/systemd.sh" "$@"
 fi
 exec "$(dirname "$0")/../tests/vm/run.sh" "$@"
