@@ -179,6 +179,13 @@ if [ -n "$DENIED" ]; then
 else
     pass "no permission error (EPERM/EACCES) in the daemon's journal"
 fi
+# The state directory (database, keys, camera secrets) is the daemon's alone:
+# the unit's StateDirectoryMode and data-init agree with what the daemon checks.
+if dlog | grep -q 'state directory is readable by others'; then
+    fail "the state directory is readable by others: $(stat -c %a /var/lib/safe-yolo 2>/dev/null)"
+else
+    pass "the state directory is private to the daemon (0700)"
+fi
 }
 
 # --- the second boot, after a clean reboot ---------------------------------------
