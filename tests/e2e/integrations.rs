@@ -473,7 +473,7 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
         "id = \"walkway-intrusion\"\narmed_by = \"conveyor-running\"\n",
     );
     text.push_str(&format!(
-        "\n[integrations.modbus]\nbind = \"127.0.0.1:{mb_port}\"\nallow = [\"127.0.0.1\"]\nidle_timeout_s = 3\nmax_connections = 2\n\n[[integrations.interlocks]]\nid = \"conveyor-running\"\nsource = \"modbus\"\ncoil = 7\n"
+        "\n[integrations.modbus]\nbind = \"127.0.0.1:{mb_port}\"\nallow = [\"127.0.0.1\"]\nidle_timeout_s = 5\nmax_connections = 2\n\n[[integrations.interlocks]]\nid = \"conveyor-running\"\nsource = \"modbus\"\ncoil = 7\n"
     ));
     std::fs::write(&config, text).unwrap();
     let (daemon, _notify) = Daemon::start_ready(&config);
@@ -556,6 +556,9 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
     assert_eq!(row["after"], "disarmed");
 
     // 4. Re-armed: the rule raises again; the input registers name the newest event.
+    // (A client silent for idle_timeout_s = 5 is disconnected: API calls came
+    // between, so a fresh connection.)
+    ctx = plc(&rt, mb_port, "127.0.0.1").unwrap();
     write_coil(&rt, &mut ctx, coil, true);
     let again = wait_until(Duration::from_secs(90), || {
         read_di(&rt, &mut ctx, raised).then_some(())
@@ -572,7 +575,6 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
             .then(|| *ids.last().unwrap())
     })
     .expect("the re-armed rule's event was not stored");
-    // (A client silent for idle_timeout_s = 3 is disconnected: a fresh one.)
     ctx = plc(&rt, mb_port, "127.0.0.1").unwrap();
     let regs = wait_until(Duration::from_secs(10), || {
         use tokio_modbus::client::Reader;
@@ -648,7 +650,7 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
         third.is_none(),
         "a third client was served (max_connections = 2)"
     );
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(6));
     assert!(
         read(&mut second).is_none(),
         "an idle client was kept past idle_timeout_s"
