@@ -11,7 +11,9 @@ DENY_VERSION=0.20.2
 deny="$SAFEYOLO_CACHE/tools/bin/cargo-deny"
 if ! "$deny" --version 2>/dev/null | grep -q " $DENY_VERSION\$"; then
     echo "deny: cargo install cargo-deny $DENY_VERSION into $SAFEYOLO_CACHE/tools" >&2
-    cargo install -q --locked cargo-deny --version "$DENY_VERSION" --root "$SAFEYOLO_CACHE/tools"
+    # In a target directory of its own (not CARGO_TARGET_DIR: CI's test build
+    # holds that one's lock while this runs beside it).
+    env -u CARGO_TARGET_DIR cargo install -q --locked cargo-deny --version "$DENY_VERSION" --root "$SAFEYOLO_CACHE/tools"
 fi
 # cargo deny reads the whole graph, every target's crates included (Windows,
 # Android), which a build on this machine never downloads: fetch them first, then

@@ -30,7 +30,9 @@ fuzz_install() {
     CARGO_FUZZ="$SAFEYOLO_CACHE/tools/bin/cargo-fuzz"
     if ! "$CARGO_FUZZ" --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then
         echo "fuzz: cargo install cargo-fuzz $CARGO_FUZZ_VERSION into $SAFEYOLO_CACHE/tools" >&2
-        cargo install -q --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION" \
+        # In a target directory of its own (not CARGO_TARGET_DIR: CI's test build
+        # holds that one's lock while this runs beside it).
+        env -u CARGO_TARGET_DIR cargo install -q --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION" \
             --root "$SAFEYOLO_CACHE/tools"
     fi
 }

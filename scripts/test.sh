@@ -2,8 +2,9 @@
 # The test command (README): installs what the tests need (packages, the test
 # fixtures, the demo footage), then runs every test of the workspace against
 # the one build CI makes (scripts/build-env.sh: dev profile, dependencies
-# optimised, every feature on, instrumented for coverage), and prints the line
-# coverage of each crate. With every feature on, the detector's golden tests run
+# optimised, every feature on, the workspace's crates linted by clippy and
+# instrumented for coverage), and prints the line coverage of each crate. Every
+# target is built first (benches and examples too: the build is the lint pass). With every feature on, the detector's golden tests run
 # against the ONNX Runtime library of the PyPI wheel (never skipped:
 # ORT_DYLIB_PATH is set here) and the RKNN backend's no-NPU tests run too.
 #   scripts/test.sh [cargo test args]
@@ -20,7 +21,8 @@ scripts/rtsp-media.sh demo-media
 source scripts/build-env.sh
 ORT_DYLIB_PATH="$(scripts/ort-dylib.sh)"
 export ORT_DYLIB_PATH
-if [ -z "${SAFEYOLO_COVERAGE_CMD:-}" ]; then
+cargo test --workspace --all-features --all-targets --no-run
+if [ -z "${SAFEYOLO_COVERAGE_REPORT:-}" ]; then
     exec cargo test --workspace --all-features "$@"
 fi
 # Profiles of earlier runs would count twice.

@@ -34,34 +34,11 @@ fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-CACHE="${SAFEYOLO_VM_CACHE:-/var/cache/safe-yolo/vm}"
-DEBS="$CACHE/debs"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/safe-yolo/target}"
 SD_BREAK="${SAFEYOLO_VM_SD_BREAK:-}"
-PORT="${SAFEYOLO_VM_PORT:-}"
 VM_TIMEOUT_S="${SAFEYOLO_VM_SD_TIMEOUT_S:-900}"
-VM_CPU="${SAFEYOLO_VM_CPU:-qemu64}"
 YOCTO_FILES="$REPO/yocto/meta-safe-yolo/recipes-safe-yolo/safe-yolo/files"
 RECIPE="$REPO/yocto/meta-safe-yolo/recipes-safe-yolo/safe-yolo/safe-yolo_0.1.0.bb"
 IMAGE_RECIPE="$REPO/yocto/meta-safe-yolo/recipes-core/images/safe-yolo-image.bb"
-FACTORY_CONFIG="$REPO/yocto/meta-safe-yolo/recipes-safe-yolo/safe-yolo-data/files/config/qemu-vm.toml"
-
-# The camera and footage, as run.sh has them (api.sh reads these).
-CAM_WIDTH=640
-CAM_HEIGHT=480
-CAM_FOURCC=NV12
-CAM_FORMAT=nv12
-SRC_FPS=10
-FRAME_FIRST=1
-FRAME_COUNT=60
-CAMERA_ID="walkway"
-DOOR_RULE_ID="vm-guard-door"
-# api.sh's switches of the initramfs test: not used here.
-BREAK=""
-SKIP_CAMERA_ADD=0
-# The health check's settle time when the test reruns it (the image's 60 s
-# at boot).
-HEALTH_SETTLE_S=20
 
 # shellcheck source-path=SCRIPTDIR
 . "$HERE/lib.sh"
@@ -72,72 +49,35 @@ HEALTH_SETTLE_S=20
 # shellcheck source-path=SCRIPTDIR
 . "$HERE/rootfs.sh"
 
+# api.sh's switches of the initramfs test: not used here.
+BREAK=""
+SKIP_CAMERA_ADD=0
+# The health check's settle time when the test reruns it (the image's 60 s
+# at boot).
+HEALTH_SETTLE_S=20
+
 case "$SD_BREAK" in
     "" | device-video | watchdog-off | restart-no | health-lie) ;;
     *) die "SAFEYOLO_VM_SD_BREAK must be device-video, watchdog-off, restart-no or health-lie, not $SD_BREAK" ;;
 esac
 
-T_BEGIN="$(now_ms)"
-T_DOWNLOAD_MS=0
-mkdir -p "$DEBS" "$CACHE/build"
-# One VM test at a time per cache (shared downloads; at most one qemu).
-exec 9>"$CACHE/.lock"
-flock 9
-
-# --- host tools, kernel, busybox, root file system ---------------------------------
-install_host_deps
+# --- host tools, kernel, busybox, footage, feeder, root file system (the shared cache)
+vm_lock
+prepare_shared
 command -v mmdebstrap >/dev/null || {
     apt_update_once
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
 }
-resolve_kernel
-prepare_kernel
-prune_kernel_cache
 T0="$(now_ms)"
 prepare_sd_rootfs
 prepare_sd_modules
 T_ROOTFS_MS=$(( $(now_ms) - T0 ))
-
-ver="$(apt_candidate busybox-static)"
-[ -n "$ver" ] || { apt_update_once; ver="$(apt_candidate busybox-static)"; }
-BUSYBOX="$CACHE/busybox-${ver//:/_}/bin/busybox"
-if [ ! -x "$BUSYBOX" ]; then
-    deb="$(fetch_deb busybox-static "$ver")"
-    rm -rf "$CACHE"/busybox-*
-    dpkg -x "$deb" "$CACHE/busybox-${ver//:/_}"
-fi
+vm_unlock
 
 # --- the daemon, model, factory configuration (checked as run.sh does) ------------
-DAEMON="${SAFEYOLO_VM_DAEMON:-$CARGO_TARGET_DIR/debug/safe-yolo}"
-if [ ! -x "$DAEMON" ]; then
-    log "no daemon at $DAEMON: building it (scripts/build.sh)"
-    "$REPO/scripts/build.sh" >/dev/null
-fi
-[ -x "$DAEMON" ] || die "no daemon binary at $DAEMON"
-log "daemon: $DAEMON ($(stat -c %y "$DAEMON" | cut -d. -f1))"
+find_daemon_and_model
 grep -qa SAFEYOLO_FAULT_STALL_DETECT_AFTER "$DAEMON" \
     || die "$DAEMON has no fault-injection feature (the stall check needs it: build with --all-features)"
-MODEL_DIR="$REPO/models/nanodet-m-416-coco"
-[ -f "$MODEL_DIR/model.toml" ] || die "no model manifest $MODEL_DIR/model.toml (run models/fetch-models.sh)"
-python3 "$REPO/tests/image/gen-default-configs.py" >/dev/null \
-    || die "the factory configurations are stale (python3 tests/image/gen-default-configs.py --write)"
-grep -q '^board = "qemu-vm"$' "$FACTORY_CONFIG" || die "$FACTORY_CONFIG is not for the qemu-vm board"
-
-# --- footage and feeder (as run.sh) ---------------------------------------------------
-FRAMES_DIR="$REPO/demo-media/vtest-frames"
-[ -f "$FRAMES_DIR/0001.jpg" ] || "$REPO/scripts/demo-media.sh"
-FRAMES_RAW="$CACHE/build/frames-${CAM_WIDTH}x${CAM_HEIGHT}-${CAM_FOURCC}-${FRAME_FIRST}-${FRAME_COUNT}.raw"
-if [ ! -s "$FRAMES_RAW" ]; then
-    ffmpeg -nostdin -loglevel error -y -start_number "$FRAME_FIRST" -i "$FRAMES_DIR/%04d.jpg" \
-        -frames:v "$FRAME_COUNT" -vf "scale=${CAM_WIDTH}:${CAM_HEIGHT}" \
-        -pix_fmt "${CAM_FOURCC,,}" -f rawvideo "$FRAMES_RAW.tmp"
-    mv "$FRAMES_RAW.tmp" "$FRAMES_RAW"
-fi
-FEEDER="$CACHE/build/feeder"
-if [ ! -x "$FEEDER" ] || [ "$HERE/feeder/feeder.c" -nt "$FEEDER" ]; then
-    gcc -static -O2 -Wall -Wextra -Werror -o "$FEEDER.tmp" "$HERE/feeder/feeder.c"
-    mv "$FEEDER.tmp" "$FEEDER"
-fi
 
 # --- the guest's root file system: the base tree + what the image installs ----------
 T0="$(now_ms)"
@@ -250,24 +190,14 @@ printf 'configfs\nvivid\ngpio-sim\n' >"$R/etc/modules-load.d/vmtest.conf"
 printf 'options vivid n_devs=1 node_types=0x101\n' >"$R/etc/modprobe.d/vmtest.conf"
 printf '[Match]\nName=eth0\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' >"$R/etc/systemd/network/10-vmtest.network"
 echo safe-yolo-vm >"$R/etc/hostname"
-cat >"$R/etc/vmtest.env" <<ENV
-CAMERA_ID=$CAMERA_ID
-DOOR_RULE_ID=$DOOR_RULE_ID
-CAM_WIDTH=$CAM_WIDTH
-CAM_HEIGHT=$CAM_HEIGHT
-CAM_FOURCC=$CAM_FOURCC
-SRC_FPS=$SRC_FPS
-LINE_SIREN=0
-LINE_RELAY=1
-LINE_HEALTHY=2
-LINE_ACK=3
-LINE_DOOR=4
-READY_TIMEOUT_S=180
-HOST_TIMEOUT_S=180
+{
+    vm_guest_env
+    cat <<ENV
 STALL_TIMEOUT_S=420
 HEALTH_SETTLE_S=$HEALTH_SETTLE_S
 DEADLINE_UPTIME_S=$(( VM_TIMEOUT_S - 40 ))
 ENV
+} >"$R/etc/vmtest.env"
 
 # Every library the daemon links resolves inside the guest tree.
 if chroot "$R" ldd /usr/bin/safe-yolo | grep -q 'not found'; then
@@ -294,42 +224,15 @@ for m in "${SD_INITRD_MODS[@]}"; do
     cp "$SD_KMODS/lib/modules/$KVER/$m" "$I/lib/modules/"
     basename "$m" >>"$I/lib/modules/initrd.order"
 done
-INITRD="$WORK/initramfs.cpio"
-(cd "$I" && find . -print0 | cpio --null -o -H newc --quiet >"$INITRD")
+(cd "$I" && find . -print0 | cpio --null -o -H newc --quiet >"$WORK/initramfs.cpio")
 rm -rf "$R" "$I"
 T_IMAGE_MS=$(( $(now_ms) - T0 ))
-log "images: root $(( $(stat -c %s "$ROOT_IMG") / 1048576 )) MiB (ext4), data 1 GiB, initramfs $(( $(stat -c %s "$INITRD") / 1024 )) KiB; made in $(( T_IMAGE_MS / 1000 )) s"
+log "images: root $(( $(stat -c %s "$ROOT_IMG") / 1048576 )) MiB (ext4), data 1 GiB, initramfs $(( $(stat -c %s "$WORK/initramfs.cpio") / 1024 )) KiB; made in $(( T_IMAGE_MS / 1000 )) s"
 
-# --- boot -----------------------------------------------------------------------------
-SERIAL="$WORK/serial.log"
-[ -n "$PORT" ] || PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-CTL="$WORK/ctl"
-mkfifo "$CTL.in" "$CTL.out"
-exec 8<>"$CTL.in"
-T_PREP_MS=$(( $(now_ms) - T_BEGIN ))
-T_BOOT="$(now_ms)"
-log "booting the VM (TCG, 2 vCPUs, 1.5 GiB, systemd); serial console in $SERIAL"
-timeout "$VM_TIMEOUT_S" qemu-system-x86_64 \
-    -accel tcg -cpu "$VM_CPU" -smp 2 -m 1536 \
-    -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init net.ifnames=0 systemd.show_status=error" \
+# --- boot --------------------------------------------------------------------------------
+vm_boot "$VM_TIMEOUT_S" 1536 "net.ifnames=0 systemd.show_status=error" \
     -drive "file=$ROOT_IMG,if=virtio,format=raw,cache=unsafe" \
-    -drive "file=$DATA_IMG,if=virtio,format=raw,cache=unsafe" \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:443" \
-    -device virtio-net-pci,netdev=n0,romfile= \
-    -chardev "pipe,id=ctl,path=$CTL" \
-    -display none -monitor none -serial "file:$SERIAL" -serial chardev:ctl &
-QEMU=$!
-# shellcheck disable=SC2064
-trap "kill $QEMU 2>/dev/null || true" EXIT
-
-wait_serial() {
-    while kill -0 "$QEMU" 2>/dev/null; do
-        grep -qa "$1" "$SERIAL" 2>/dev/null && return 0
-        sleep 0.5
-    done
-    grep -qa "$1" "$SERIAL" 2>/dev/null
-}
+    -drive "file=$DATA_IMG,if=virtio,format=raw,cache=unsafe"
 
 # --- the host's API steps --------------------------------------------------------------
 # After a restart of the daemon (stall or SIGKILL): the same certificate
@@ -383,28 +286,10 @@ sd_api_steps() {
         && api_door && sd_after_restart stall && sd_after_restart kill && sd_after_reboot
 }
 
-API_DONE=0
-T_API_MS=""
-if wait_serial "^VMTEST READY"; then
-    T_READY_HOST=$(( $(now_ms) - T_BOOT ))
-    log "daemon ready in the VM after $(( T_READY_HOST / 1000 )) s (host clock)"
-    T_API="$(now_ms)"
-    sd_api_steps && API_DONE=1
-    T_API_MS=$(( $(now_ms) - T_API ))
-fi
-wait "$QEMU" || true
-trap - EXIT
-T_VM_MS=$(( $(now_ms) - T_BOOT ))
-T_ALL_MS=$(( $(now_ms) - T_BEGIN ))
+vm_run_api_steps sd_api_steps
 
 # --- results ------------------------------------------------------------------------------
-tr -d '\r' <"$SERIAL" >"$WORK/serial.txt"
-sed -n '/^VMTEST-JOURNAL-BEGIN/,/^VMTEST-JOURNAL-END/p' "$WORK/serial.txt" | sed '1d;$d' >"$WORK/journal.txt"
-grep -a '^VMTEST \(PASS\|FAIL\|INFO\|READY\|BOOTED\|INITRD\)' "$WORK/serial.txt" | sed 's/^/  /' || true
-echo "API steps (host, over HTTPS; requests and responses in $WORK/api.log):"
-{ grep -a '^API \(PASS\|FAIL\)' "$WORK/api.log" 2>/dev/null || echo "API not reached"; } | sed 's/^/  /'
-val() { { grep -a "^VMTEST $1" "$WORK/serial.txt" || true; } | head -n1 | sed -n "s/.*$2=\([^ ]*\).*/\1/p"; }
-secs() { if [ -n "$1" ]; then awk -v m="$1" 'BEGIN{printf "%.1f", m/1000}'; else printf '?'; fi; }
+vm_results VMTEST-JOURNAL "$WORK/journal.txt" 'PASS\|FAIL\|INFO\|READY\|BOOTED\|INITRD'
 echo "vm-test (systemd) timings:"
 echo "  downloads            $(secs "$T_DOWNLOAD_MS") s"
 echo "  root file system     $(secs "${SD_ROOTFS_BUILD_MS:-0}") s mmdebstrap (0 when cached); $(secs "$T_ROOTFS_MS") s with the modules"
@@ -418,15 +303,4 @@ echo "  API steps (host)     $(secs "$T_API_MS") s (READY to the last API check,
 echo "  VM run               $(secs "$T_VM_MS") s"
 echo "  whole test           $(secs "$T_ALL_MS") s"
 
-if grep -qa "^VMTEST RESULT PASS" "$WORK/serial.txt" && [ "$API_FAILS" -eq 0 ] && [ "$API_DONE" = 1 ]; then
-    echo "vm-test (systemd): PASS${SD_BREAK:+ (with SAFEYOLO_VM_SD_BREAK=$SD_BREAK: the test did not notice!)}"
-    exit 0
-fi
-echo "vm-test (systemd): FAIL${SD_BREAK:+ (expected: SAFEYOLO_VM_SD_BREAK=$SD_BREAK)}"
-echo "===== VM serial console ($SERIAL) ====="
-sed '/^VMTEST-JOURNAL-BEGIN/,/^VMTEST-JOURNAL-END/d' "$WORK/serial.txt"
-echo "===== API log ($WORK/api.log) ====="
-cat "$WORK/api.log" 2>/dev/null || true
-echo "===== guest journal ($WORK/journal.txt) ====="
-cat "$WORK/journal.txt"
-exit 1
+vm_verdict "vm-test (systemd)" "${SD_BREAK:+SAFEYOLO_VM_SD_BREAK=$SD_BREAK}" VMTEST-JOURNAL "$WORK/journal.txt"

@@ -4,8 +4,10 @@
 //! The scanner follows the JPEG marker structure instead of searching for the
 //! `FF D9` byte pair, so an EXIF thumbnail (a whole JPEG inside an APP1
 //! segment) does not end a frame early: segments are skipped by their length,
-//! and only inside entropy-coded data are bytes looked at one by one (where
-//! `FF 00` is a stuffed byte and `FF D0..D7` are restart markers).
+//! and inside entropy-coded data (where `FF 00` is a stuffed byte and
+//! `FF D0..D7` are restart markers) and between frames only an `FF` byte can
+//! change anything, so the scan jumps from one `FF` to the next (`memchr`)
+//! instead of looking at every byte.
 
 use std::io::{self, Read};
 
@@ -108,6 +110,20 @@ pub fn index<R: Read>(mut reader: R) -> Result<MjpegIndex, MjpegError> {
                 return Err(MjpegError::FrameTooLong {
                     offset: frame_start,
                 });
+            }
+            // Where only an FF matters, jump to the next one (or past the buffer).
+            if let State::SeekSoi { ff: false } | State::Entropy { ff: false } = state {
+                match memchr::memchr(0xFF, &buf[i..n]) {
+                    Some(k) => {
+                        i += k + 1;
+                        state = match state {
+                            State::SeekSoi { .. } => State::SeekSoi { ff: true },
+                            _ => State::Entropy { ff: true },
+                        };
+                    }
+                    None => i = n,
+                }
+                continue;
             }
             let b = buf[i];
             let at = pos + i as u64;
@@ -326,18 +342,53 @@ pub(crate) mod tests {
         assert_eq!(idx.skipped_bytes, 3);
         assert_eq!(idx.truncated_tail, 0);
         // The same through a reader that returns one byte at a time.
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let Some((b, rest)) = self.0.split_first() else {
-                    return Ok(0);
-                };
-                buf[0] = *b;
-                self.0 = rest;
-                Ok(1)
+        assert_eq!(index(Trickle(&file)).unwrap(), idx);
+    }
+
+    /// A reader that returns one byte at a time: every jump of the scan ends at
+    /// the buffer's end, so it sees each byte as the byte-by-byte scan did.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((b, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = *b;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    proptest::proptest! {
+        /// The jumping scan finds what the byte-at-a-time scan finds, in files
+        /// of frames, cut frames, garbage and runs of FF between them.
+        #[test]
+        fn jumping_to_the_next_ff_changes_nothing(
+            parts in proptest::collection::vec(
+                (0u8..4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
+                0..12,
+            ),
+        ) {
+            let mut file = Vec::new();
+            for (kind, bytes) in &parts {
+                match kind {
+                    0 => file.extend_from_slice(&fake_jpeg(4, 3, bytes.first().copied().unwrap_or(1))),
+                    1 => {
+                        let f = fake_jpeg(8, 6, 2);
+                        file.extend_from_slice(&f[..bytes.len().min(f.len())]);
+                    }
+                    2 => file.extend(bytes.iter().map(|b| if b % 3 == 0 { 0xFF } else { *b })),
+                    _ => file.extend_from_slice(bytes),
+                }
+            }
+            let whole = index(&file[..]);
+            let trickled = index(Trickle(&file));
+            match (whole, trickled) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => proptest::prop_assert!(false, "{a:?} vs {b:?}"),
             }
         }
-        assert_eq!(index(Trickle(&file)).unwrap(), idx);
     }
 
     #[test]
