@@ -29,6 +29,10 @@ else
         $sudo_ apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends llvm-19 >/dev/null
     fi
+    if ! "${SAFEYOLO_CLIPPY_DRIVER:-clippy-driver}" --version >/dev/null 2>&1; then
+        echo "build-env: clippy-driver does not run (rustup component add clippy): the build lints with it" >&2
+        return 1
+    fi
     export RUSTC_WORKSPACE_WRAPPER
     RUSTC_WORKSPACE_WRAPPER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/rustc-workspace-wrapper.sh"
     # clippy-driver's lint flags, in cargo clippy's encoding.
