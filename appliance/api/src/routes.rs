@@ -579,6 +579,13 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
         .produces(&["image/jpeg"])
         .no_state_change(),
         route(
+            M::POST,
+            "/api/v1/cameras/{id}/tamper/relearn",
+            OPERATOR,
+            "Have a running camera's tamper check learn its view again after the camera was re-aimed on purpose: `moved` and `defocused` clear at once and are judged against the next `learn` seconds of pictures (audited)",
+            h_cameras::relearn_tamper,
+        ),
+        route(
             M::PUT,
             "/api/v1/cameras/{id}",
             OPERATOR,

@@ -37,7 +37,7 @@ use safe_yolo_outputs::{
 };
 use safe_yolo_pipeline::{
     CameraHealth, CameraState, CameraTap, CameraTaps, LiveFrame, Scene, SceneSlot, SceneTrack,
-    SceneZone,
+    SceneZone, TamperConfig, TamperHandle,
 };
 use safe_yolo_store::{
     NewEvent, Role, SettingKind, Severity, Storage, StorageSettings, Store, StoreConfig,
@@ -222,6 +222,7 @@ fn deps(
             health: health_rx,
             live: live_rx,
             scene: scene.clone(),
+            tamper: TamperHandle::standalone(cam(), TamperConfig::default()),
         }]),
         metrics,
         control,
@@ -2338,6 +2339,7 @@ async fn a_viewer_after_the_camera_stopped_is_shown_its_last_frame() {
                 health,
                 live: rx,
                 scene: SceneSlot::default(),
+                tamper: TamperHandle::default(),
             }]),
             75,
             CancellationToken::new(),
@@ -3342,6 +3344,41 @@ async fn event_export_as_csv_and_json_with_the_list_filters() {
 // === OpenAPI ===
 
 // === choosing a camera: discovery and preview ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_cameras_tamper_check_relearns_its_view_for_operators_audited() {
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let path = format!("/api/v1/cameras/{}/tamper/relearn", cam());
+    let viewer = rig.token_for(Role::Viewer).await;
+    let r = rig.call(Method::POST, &path, Some(&viewer), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let operator = rig.token_for(Role::Operator).await;
+    let r = rig
+        .call(
+            Method::POST,
+            "/api/v1/cameras/nope/tamper/relearn",
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json());
+    let r = rig.call(Method::POST, &path, Some(&operator), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+    let admin = rig.token_for(Role::Admin).await;
+    let r = rig
+        .call(Method::GET, "/api/v1/audit?limit=20", Some(&admin), None)
+        .await;
+    let rows: Vec<_> = r.json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["action"] == "camera.tamper_relearn")
+        .cloned()
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["target"], json!(format!("camera/{}", cam())));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_discovery_lists_this_machines_devices_for_operators() {

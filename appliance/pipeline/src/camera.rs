@@ -108,6 +108,7 @@ pub(crate) fn start(
         spec.tamper,
         Arc::clone(&health_tx),
     ));
+    let tamper_handle = crate::tamper::TamperHandle::new(Arc::clone(&tamper));
     let (live_tx, live_rx) = watch::channel(None);
     let raw: Arc<Lanes<CapturedFrame>> = Arc::new(Lanes::new(1, spec.queue_depth));
 
@@ -159,6 +160,7 @@ pub(crate) fn start(
             health: health_rx,
             live: live_rx,
             scene: crate::SceneSlot::default(),
+            tamper: tamper_handle,
         },
     })
 }

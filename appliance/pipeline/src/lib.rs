@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use camera::{CameraHealth, CameraState};
 pub use scene::{PpeSwitch, Scene, SceneSlot, SceneTrack, SceneZone};
+pub use tamper::TamperHandle;
 
 /// Longest a stage waits before it beats its heartbeat and looks at the
 /// shutdown flag again.
@@ -222,6 +223,8 @@ pub struct CameraTap {
     /// Tracks and zone states of the newest analysed frame (written by the
     /// analysis task, which lives outside this crate).
     pub scene: SceneSlot,
+    /// The camera's tamper check, for relearning its view.
+    pub tamper: TamperHandle,
 }
 
 /// The cameras running now, as consumers see them: a watch that changes

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use parking_lot::Mutex;
 use safe_yolo_domain::alarm::TamperSet;
 use safe_yolo_domain::{CameraId, Named as _, RgbFrame};
-use safe_yolo_rules::{Luma, TamperCheck, TamperConfig};
+use safe_yolo_rules::{Luma, TamperCheck, TamperConfig, TamperMeasures};
 use tokio::sync::watch;
 
 use crate::camera::{CameraHealth, CameraState};
@@ -44,6 +44,25 @@ impl TamperSlot {
         let luma = Luma::from_rgb(frame);
         let now = self.epoch.elapsed();
         let (reasons, measures) = self.check.lock().step(luma, captured_at, now);
+        self.publish(reasons, Some(&measures));
+        reasons
+    }
+
+    /// Learns the reference picture and sharpness again (`TamperCheck::relearn`)
+    /// and publishes the reasons left.
+    pub(crate) fn relearn(&self) {
+        let reasons = {
+            let mut check = self.check.lock();
+            check.relearn();
+            check.reasons()
+        };
+        tracing::info!(camera = %self.camera, "camera tamper check: learning its view again");
+        self.publish(reasons, None);
+    }
+
+    /// Publishes `reasons` on the camera's health (unless it is offline: an
+    /// offline camera is not judged), logging a change.
+    fn publish(&self, reasons: TamperSet, measures: Option<&TamperMeasures>) {
         self.health.send_if_modified(|h| {
             if h.state == CameraState::Offline || h.tamper == reasons {
                 return false;
@@ -57,6 +76,37 @@ impl TamperSlot {
             h.tamper = reasons;
             true
         });
-        reasons
+    }
+}
+
+/// What the control plane may do with a camera's tamper check: learn its
+/// view again after it was changed on purpose. A tap without a check (a fixed
+/// set of taps in a test) has none.
+#[derive(Debug, Clone, Default)]
+pub struct TamperHandle(Option<Arc<TamperSlot>>);
+
+impl TamperHandle {
+    pub(crate) fn new(slot: Arc<TamperSlot>) -> Self {
+        Self(Some(slot))
+    }
+
+    /// A check of its own, published nowhere (a fixed set of taps: tests and
+    /// consumers without a pipeline).
+    pub fn standalone(camera: CameraId, config: TamperConfig) -> Self {
+        let (health, _) = watch::channel(CameraHealth {
+            state: CameraState::Starting,
+            since: SystemTime::now(),
+            reason: None,
+            tamper: TamperSet::EMPTY,
+        });
+        Self::new(Arc::new(TamperSlot::new(camera, config, Arc::new(health))))
+    }
+
+    /// Relearns the camera's reference picture; false when it has no check.
+    pub fn relearn(&self) -> bool {
+        self.0.as_ref().is_some_and(|slot| {
+            slot.relearn();
+            true
+        })
     }
 }

@@ -277,6 +277,18 @@ enum Learnt {
     Done { reference: Vec<f32>, sharpness: f32 },
 }
 
+impl Learnt {
+    /// Nothing summed yet.
+    fn learning() -> Self {
+        Self::Learning {
+            since: None,
+            thumb: vec![0.0; THUMB_W * THUMB_H],
+            sharpness: 0.0,
+            frames: 0,
+        }
+    }
+}
+
 /// One camera's tamper state: step it with every detected frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TamperCheck {
@@ -295,16 +307,33 @@ impl TamperCheck {
         Self {
             config,
             previous: None,
-            learnt: Learnt::Learning {
-                since: None,
-                thumb: vec![0.0; THUMB_W * THUMB_H],
-                sharpness: 0.0,
-                frames: 0,
-            },
+            learnt: Learnt::learning(),
             since: [None; 5],
             active: TamperSet::EMPTY,
             last_step: None,
         }
+    }
+
+    /// Forgets the learnt sharpness baseline and reference picture and learns
+    /// them again from the next `learn` of usable frames: the view was changed
+    /// on purpose (a camera re-aimed by its installer, who then redraws the
+    /// zones), which the check itself never learns. `defocused` and `moved`,
+    /// judged against what was learnt, clear at once; `frozen`, `covered` and
+    /// `blinded` need nothing learnt and keep their timers.
+    pub fn relearn(&mut self) {
+        self.learnt = Learnt::learning();
+        let mut active = TamperSet::EMPTY;
+        for (i, (_, r)) in <TamperReason as safe_yolo_domain::Named>::NAMED
+            .iter()
+            .enumerate()
+        {
+            if matches!(r, TamperReason::Defocused | TamperReason::Moved) {
+                self.since[i] = None;
+            } else if self.active.contains(*r) {
+                active = active.with(*r);
+            }
+        }
+        self.active = active;
     }
 
     /// The reasons reported now.
@@ -536,5 +565,42 @@ mod tests {
             let now = Duration::from_secs(i);
             assert_eq!(off.step(black(), t0, now).0, TamperSet::EMPTY);
         }
+    }
+
+    #[test]
+    fn relearn_takes_the_new_view_as_the_reference() {
+        let c = TamperConfig::default();
+        let t0 = SystemTime::UNIX_EPOCH;
+        // A textured view (pseudo-random edges) whose brightness flickers by
+        // one level, so it is never frozen; two of them share no edges.
+        let view = |mul: usize, modulus: usize, i: u32| {
+            let px = (0..LUMA_W * LUMA_H)
+                .map(|k| ((k * mul) % modulus) as f32 + (i % 2) as f32)
+                .collect();
+            Luma::from_levels(px).unwrap()
+        };
+        let (a, b) = ((37, 251), (53, 241));
+        let mut check = TamperCheck::new(c);
+        let mut i = 0u32;
+        let mut step = |check: &mut TamperCheck, (mul, modulus): (usize, usize), frames: u32| {
+            let mut r = TamperSet::EMPTY;
+            for _ in 0..frames {
+                let now = Duration::from_millis(100 * u64::from(i));
+                r = check.step(view(mul, modulus, i), t0 + now, now).0;
+                i += 1;
+            }
+            r
+        };
+        assert_eq!(step(&mut check, a, 150), TamperSet::EMPTY, "view a learnt");
+        let r = step(&mut check, b, 250);
+        assert!(r.contains(TamperReason::Moved), "view b is moved: {r:?}");
+        check.relearn();
+        assert_eq!(check.reasons(), TamperSet::EMPTY, "moved clears at once");
+        assert_eq!(step(&mut check, b, 300), TamperSet::EMPTY, "view b learnt");
+        let r = step(&mut check, a, 250);
+        assert!(
+            r.contains(TamperReason::Moved),
+            "view a is now the moved one: {r:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use safe_yolo_capture::{
@@ -23,6 +23,8 @@ use safe_yolo_config::RawSource;
 use safe_yolo_domain::{CameraId, error_chain};
 use safe_yolo_store::SettingKind;
 
+use crate::audit;
+use crate::auth::Principal;
 use crate::body::ValidJson;
 use crate::control::{ControlError, Document};
 use crate::error::HttpError;
@@ -65,6 +67,40 @@ pub(crate) enum PreviewError {
     /// The picture cannot be encoded.
     #[error("the preview cannot be encoded")]
     Encode(#[source] EncodeError),
+}
+
+/// Has a running camera's tamper check learn its view again (the camera was
+/// re-aimed on purpose): `moved` and `defocused` clear at once and are judged
+/// against the picture of the next `learn` seconds. Audited.
+pub(crate) async fn relearn_tamper(
+    State(s): State<AppState>,
+    axum::Extension(p): axum::Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, HttpError> {
+    let tap = s
+        .live
+        .taps()
+        .iter()
+        .find(|t| t.id.as_str() == id)
+        .map(|t| t.tamper.clone())
+        .ok_or_else(|| HttpError::not_found(format!("running camera {id}")))?;
+    if !tap.relearn() {
+        return Err(HttpError::conflict(format!(
+            "camera {id} has no tamper check to relearn"
+        )));
+    }
+    let row = audit::row(
+        &p,
+        "camera.tamper_relearn",
+        format!("camera/{id}"),
+        None,
+        Some("the tamper check learns the camera's view again".into()),
+    );
+    s.store()?
+        .transaction(move |t| t.append_audit(row))
+        .await
+        .map_err(|e| HttpError::store("recording the relearn in the audit log", e))?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// The V4L2 devices of the running cameras, as configured (enabled ones only).
