@@ -1,5 +1,6 @@
-//! RTSP camera passwords given through the API: kept in a file of their own, never
-//! in a settings document.
+//! Passwords and keys given through the API (an RTSP camera's password, the MQTT
+//! password, a webhook's signing secret): kept in a file of their own, never in a
+//! settings document.
 //!
 //! A camera document may carry `source.password` on the way in. Before the document
 //! is checked and stored, [`take_password`] writes the password to
@@ -90,6 +91,128 @@ pub(crate) fn take_password(
     Ok(())
 }
 
+/// Moves the integration settings' secrets out of `doc` into the box's own files,
+/// as [`take_password`] does a camera's: the MQTT `password` to
+/// `<state_dir>/secrets/mqtt.password` (`password_file`), each webhook's `secret` to
+/// `webhook-<id>.secret` (`secret_file`). A secret left out keeps the running one
+/// (`current`: its file, or its inline value from the configuration file, moved into
+/// the box's file); an empty MQTT password removes it; a `password_file` or
+/// `secret_file` other than the box's own or the running one is refused. The MQTT
+/// `client_key_file`, which the API never shows, is kept when left out.
+///
+/// With `write` false nothing is written: the document only names the files it
+/// would (a dry run, so the document's own checks can pass before any file changes).
+pub(crate) fn take_integration_secrets(
+    doc: &mut safe_yolo_config::RawIntegrations,
+    state_dir: &Path,
+    current: &safe_yolo_config::RawIntegrations,
+    write: bool,
+) -> Result<(), HttpError> {
+    let keep = |path: &Path, secret: &str| -> Result<String, HttpError> {
+        if !write {
+            return Ok(path.to_string_lossy().into_owned());
+        }
+        write_secret(path, secret).map_err(|e| {
+            tracing::error!(error = %safe_yolo_domain::error_chain(&e), "cannot keep an integration secret");
+            HttpError::internal("keeping an integration secret", &e)
+        })?;
+        Ok(path.to_string_lossy().into_owned())
+    };
+    if let Some(m) = doc.mqtt.as_mut() {
+        let now = current.mqtt.as_ref();
+        let own = state_dir.join(SECRETS_DIR).join("mqtt.password");
+        match m.password.take() {
+            Some(pw) if pw.is_empty() => {
+                if write {
+                    remove(&own);
+                }
+                m.password_file = None;
+            }
+            Some(pw) => {
+                check_secret("doc.mqtt.password", &pw, 1024)?;
+                m.password_file = Some(keep(&own, &pw)?);
+            }
+            None => {
+                m.password_file = kept_file(
+                    "doc.mqtt.password_file",
+                    m.password_file.take(),
+                    (&own, &keep),
+                    now.map(|n| (n.password_file.as_ref(), n.password.as_deref())),
+                )?;
+            }
+        }
+        match m.client_key_file.as_deref() {
+            None => m.client_key_file = now.and_then(|n| n.client_key_file.clone()),
+            Some("") => m.client_key_file = None,
+            Some(_) => {}
+        }
+    }
+    for (i, hook) in doc.webhooks.iter_mut().enumerate() {
+        let Some(id) = hook.id.clone() else { continue };
+        if !safe_yolo_config::topic_word_ok(&id) {
+            return Err(HttpError::invalid(
+                format!("doc.webhooks[{i}].id"),
+                "must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.'",
+            ));
+        }
+        let now = current
+            .webhooks
+            .iter()
+            .find(|w| w.id.as_deref() == Some(id.as_str()));
+        let own = state_dir
+            .join(SECRETS_DIR)
+            .join(format!("webhook-{id}.secret"));
+        match hook.secret.take() {
+            Some(secret) if !secret.is_empty() => {
+                let field = format!("doc.webhooks[{i}].secret");
+                let len = safe_yolo_config::WEBHOOK_SECRET_LEN;
+                if !len.contains(&secret.len()) {
+                    return Err(HttpError::invalid(
+                        field,
+                        format!("must be {}-{} characters", len.start(), len.end()),
+                    ));
+                }
+                check_secret(&field, &secret, *len.end())?;
+                hook.secret_file = Some(keep(&own, &secret)?);
+            }
+            _ => {
+                hook.secret_file = kept_file(
+                    &format!("doc.webhooks[{i}].secret_file"),
+                    hook.secret_file.take(),
+                    (&own, &keep),
+                    now.map(|n| (n.secret_file.as_ref(), n.secret.as_deref())),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The secret file of a document that sent no secret: the one it names (only the
+/// box's own or the running one), else the running one's, else the running inline
+/// secret (from the configuration file) moved into the box's own file with `keep`.
+/// `running` is the running object's file and inline secret, if it exists.
+fn kept_file(
+    field: &str,
+    named: Option<String>,
+    (own, keep): (&Path, &dyn Fn(&Path, &str) -> Result<String, HttpError>),
+    running: Option<(Option<&String>, Option<&str>)>,
+) -> Result<Option<String>, HttpError> {
+    let (running_file, running_inline) = running.unwrap_or((None, None));
+    match named {
+        Some(f) if Path::new(&f) == own || Some(&f) == running_file => Ok(Some(f)),
+        Some(_) => Err(HttpError::invalid(
+            field,
+            "is chosen by the box: send the secret itself instead",
+        )),
+        None => match (running_file, running_inline) {
+            (Some(f), _) => Ok(Some(f.clone())),
+            (None, Some(inline)) => keep(own, inline).map(Some),
+            (None, None) => Ok(None),
+        },
+    }
+}
+
 /// A preview's password, in a file of its own while the preview runs (removed on drop).
 #[derive(Debug)]
 pub(crate) struct PreviewPassword(Option<PathBuf>);
@@ -139,10 +262,15 @@ pub(crate) fn preview_password(
 
 /// A password the box will keep: what a password file's first line can hold.
 fn check_password(field: &str, pw: &str) -> Result<(), HttpError> {
-    if pw.len() > safe_yolo_capture::rtsp::MAX_PASSWORD_LEN || pw.chars().any(char::is_control) {
+    check_secret(field, pw, safe_yolo_capture::rtsp::MAX_PASSWORD_LEN)
+}
+
+/// A secret of at most `max` bytes the box will keep in a file's first line.
+fn check_secret(field: &str, secret: &str, max: usize) -> Result<(), HttpError> {
+    if secret.len() > max || secret.chars().any(char::is_control) {
         return Err(HttpError::invalid(
             field,
-            "must be at most 256 bytes without control characters",
+            format!("must be at most {max} bytes without control characters"),
         ));
     }
     Ok(())

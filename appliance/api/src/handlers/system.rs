@@ -158,7 +158,12 @@ pub(crate) struct ModbusMap {
 /// cameras and zones (the same function the server answers from).
 pub(crate) async fn modbus(State(s): State<AppState>) -> axum::Json<ModbusMap> {
     use safe_yolo_config::{ModbusConfig, modbus_map};
-    let Some(m) = s.settings.modbus.as_ref() else {
+    // As running: the integration settings may have been edited since start.
+    let (modbus, interlocks) = match s.control.integrations() {
+        Some(i) => (i.modbus, i.interlocks),
+        None => (s.settings.modbus.clone(), s.settings.interlocks.clone()),
+    };
+    let Some(m) = modbus.as_ref() else {
         return axum::Json(ModbusMap {
             enabled: false,
             bind: None,
@@ -174,7 +179,7 @@ pub(crate) async fn modbus(State(s): State<AppState>) -> axum::Json<ModbusMap> {
         bind: Some(m.bind.to_string()),
         unit_id: Some(m.unit_id),
         registers: modbus_map(
-            &s.settings.interlocks,
+            &interlocks,
             &ModbusConfig::order(m.rules.as_ref(), &rules),
             &ModbusConfig::order(m.cameras.as_ref(), &cameras),
             &ModbusConfig::order(m.zones.as_ref(), &zones),
