@@ -118,6 +118,26 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// Publishes a probe to `topic` (one the subscription matches, ending with
+    /// `/events`) until it arrives: the subscription is in place.
+    fn wait_subscribed(&self, port: u16, topic: &str, broker: &Broker) {
+        let probe = wait_until(Duration::from_secs(10), || {
+            let _ = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-q", "1", "-t", topic, "-m", "{\"probe\":1}"])
+                .status();
+            std::thread::sleep(Duration::from_millis(300));
+            (!self.messages("/events").is_empty()).then_some(())
+        });
+        assert!(
+            probe.is_some(),
+            "the subscriber never subscribed: {}",
+            broker.log()
+        );
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -197,26 +217,7 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
     let broker = Broker::start(&broker_dir, mqtt_port);
     let sub = Subscriber::start(mqtt_port, "safe-yolo/+/events", app.path().join("sub.txt"));
     // The subscription exists before the daemon publishes anything.
-    let probe = wait_until(Duration::from_secs(10), || {
-        let _ = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
-            .args([
-                "-q",
-                "1",
-                "-t",
-                "safe-yolo/probe/events",
-                "-m",
-                "{\"probe\":1}",
-            ])
-            .status();
-        std::thread::sleep(Duration::from_millis(300));
-        (!sub.messages("/events").is_empty()).then_some(())
-    });
-    assert!(
-        probe.is_some(),
-        "the subscriber never subscribed: {}",
-        broker.log()
-    );
+    sub.wait_subscribed(mqtt_port, "safe-yolo/probe/events", &broker);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "\n[integrations]\nbox_name = \"e2e\"\n\n[integrations.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\nkeep_alive_s = 5\nhome_assistant = true\n"
@@ -674,19 +675,7 @@ fn integration_settings_edited_through_the_api_apply_live_and_survive_a_restart(
     let (app, config) = walkway_appliance(api_port);
     let broker = Broker::start(&app.path().join("broker"), mqtt_port);
     let sub = Subscriber::start(mqtt_port, "plant/live/#", app.path().join("sub.txt"));
-    let probe = wait_until(Duration::from_secs(10), || {
-        let _ = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
-            .args(["-q", "1", "-t", "plant/live/probe", "-m", "{\"probe\":1}"])
-            .status();
-        std::thread::sleep(Duration::from_millis(300));
-        (!sub.messages("/probe").is_empty()).then_some(())
-    });
-    assert!(
-        probe.is_some(),
-        "the subscriber never subscribed: {}",
-        broker.log()
-    );
+    sub.wait_subscribed(mqtt_port, "plant/live/probe/events", &broker);
 
     let (mut daemon, _notify) = Daemon::start_ready(&config);
     let c = first_admin(&daemon, api_port);
@@ -787,14 +776,7 @@ fn integration_settings_edited_through_the_api_apply_live_and_survive_a_restart(
     assert!(audit.to_string().contains("integrations.put"), "{audit}");
 
     // 4. A restart: the stored settings run again.
-    daemon.signal("TERM");
-    assert!(
-        daemon
-            .wait(Duration::from_secs(20))
-            .is_some_and(|s| s.success()),
-        "{}",
-        daemon.log_text()
-    );
+    daemon.stop_cleanly(Duration::from_secs(20));
     let (daemon, _notify) = Daemon::start_ready(&config);
     let mut c = Client {
         base: format!("https://127.0.0.1:{api_port}"),

@@ -188,6 +188,9 @@ pub(crate) fn take_integration_secrets(
     Ok(())
 }
 
+/// Writes a secret into a file of the box's and returns the file's name.
+type Keep<'a> = &'a dyn Fn(&Path, &str) -> Result<String, HttpError>;
+
 /// The secret file of a document that sent no secret: the one it names (only the
 /// box's own or the running one), else the running one's, else the running inline
 /// secret (from the configuration file) moved into the box's own file with `keep`.
@@ -195,7 +198,7 @@ pub(crate) fn take_integration_secrets(
 fn kept_file(
     field: &str,
     named: Option<String>,
-    (own, keep): (&Path, &dyn Fn(&Path, &str) -> Result<String, HttpError>),
+    (own, keep): (&Path, Keep<'_>),
     running: Option<(Option<&String>, Option<&str>)>,
 ) -> Result<Option<String>, HttpError> {
     let (running_file, running_inline) = running.unwrap_or((None, None));

@@ -320,6 +320,17 @@ struct Resp {
 }
 
 impl Resp {
+    /// The body as text, for the failure messages and the searches for secrets.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a 200 and returns the body as text.
+    fn ok_text(&self) -> String {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
+        self.text()
+    }
+
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -3710,13 +3721,7 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
     let r = rig
         .call(Method::PUT, PATH, Some(&admin), Some(json!({"doc": doc})))
         .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let mut shown = vec![String::from_utf8_lossy(&r.body).into_owned()];
+    let mut shown = vec![r.ok_text()];
     let v = r.json();
     assert_eq!(v["doc"]["mqtt"]["topic_prefix"], "plant/box/");
     assert_eq!(v["doc"]["modbus"]["unit_id"], 3);
@@ -3756,8 +3761,7 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
     );
     // Read back and sent back as read (no secrets), with a change: the secrets stay.
     let r = rig.call(Method::GET, PATH, Some(&admin), None).await;
-    assert_eq!(r.status, StatusCode::OK);
-    shown.push(String::from_utf8_lossy(&r.body).into_owned());
+    shown.push(r.ok_text());
     let mut again = r.json()["doc"].clone();
     again["mqtt"]["topic_prefix"] = json!("plant/other/");
     let r = rig
@@ -3768,13 +3772,7 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
             Some(json!({"doc": again, "expected_version": 1})),
         )
         .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    shown.push(String::from_utf8_lossy(&r.body).into_owned());
+    shown.push(r.ok_text());
     assert_eq!(r.json()["secrets"]["mqtt_password_set"], true);
     let kept = applied(&rig);
     assert_eq!(
