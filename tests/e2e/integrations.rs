@@ -663,8 +663,9 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
 /// own start without a restart of the daemon (same PID; the next intrusion arrives on
 /// the new topic, so the camera, detection and rules ran on; a PLC connects to the
 /// new port); the password sent is never read back, audited or logged; removing an
-/// interlock a rule is armed by is refused at that rule; after a restart the stored
-/// settings run again.
+/// interlock a rule is armed by is refused at that rule; a Modbus port that cannot be
+/// bound is reported in the delivery status while the daemon runs on; after a restart
+/// the stored settings run again.
 #[test]
 fn integration_settings_edited_through_the_api_apply_live_and_survive_a_restart() {
     const SETTINGS: &str = "/api/v1/system/integrations/settings";
@@ -760,7 +761,38 @@ fn integration_settings_edited_through_the_api_apply_live_and_survive_a_restart(
         "{refused}"
     );
 
-    // 3. The password is never read back, audited or logged.
+    // 3. A port that cannot be bound: the Modbus server degrades and says why in
+    // the delivery status; the daemon runs on. Then back to the free port.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let mut blocked = now["doc"].clone();
+    blocked["modbus"]["bind"] = format!("127.0.0.1:{busy_port}").into();
+    let modbus_error = || {
+        let (_, st) = c.json("GET", "/api/v1/system/integrations", None);
+        st["modbus_error"].as_str().map(str::to_owned)
+    };
+    let (status, body) = c.json("PUT", SETTINGS, Some(&serde_json::json!({"doc": blocked})));
+    assert_eq!(status, 200, "{body}");
+    let why = wait_until(Duration::from_secs(30), modbus_error)
+        .unwrap_or_else(|| panic!("no Modbus error reported; log:\n{}", daemon.log_text()));
+    assert!(why.contains(&busy_port.to_string()), "{why}");
+    assert_eq!(daemon.pid(), pid, "the daemon restarted");
+    let (status, body) = c.json(
+        "PUT",
+        SETTINGS,
+        Some(&serde_json::json!({"doc": now["doc"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let cleared = wait_until(Duration::from_secs(30), || {
+        modbus_error()
+            .is_none()
+            .then(|| plc(&rt, mb_port, "127.0.0.1").ok())
+            .flatten()
+    });
+    assert!(cleared.is_some(), "the Modbus server did not come back");
+    drop(busy);
+
+    // 4. The password is never read back, audited or logged.
     let (_, audit) = c.json("GET", "/api/v1/audit?limit=100", None);
     for text in [
         now.to_string(),
@@ -775,7 +807,7 @@ fn integration_settings_edited_through_the_api_apply_live_and_survive_a_restart(
     }
     assert!(audit.to_string().contains("integrations.put"), "{audit}");
 
-    // 4. A restart: the stored settings run again.
+    // 5. A restart: the stored settings run again.
     daemon.stop_cleanly(Duration::from_secs(20));
     let (daemon, _notify) = Daemon::start_ready(&config);
     let mut c = Client {

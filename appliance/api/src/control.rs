@@ -109,4 +109,10 @@ pub trait Control: Send + Sync {
     fn integrations(&self) -> Option<IntegrationsConfig> {
         None
     }
+
+    /// Why the Modbus server does not run (its port cannot be bound, say), if it does
+    /// not; the integrations' delivery status shows it.
+    fn modbus_error(&self) -> Option<String> {
+        None
+    }
 }

@@ -290,6 +290,7 @@ async function integrationsCard(kv) {
     return card;
   }
   card.append(kv([['Outbox entries', o.entries], ['Dropped (full or aged out)', o.dropped]]));
+  if (o.modbus_error) card.append(h('p', { class: 'error', id: 'modbus-error' }, `Modbus server not running: ${o.modbus_error}`));
   if (!(o.sinks || []).length) card.append(h('p', { class: 'muted' }, 'No MQTT broker or webhook is configured.'));
   else card.append(table('integration-sinks', o.sinks, ['name', 'backlog', 'delivered', 'last_event_id', 'last_delivered_at', 'last_error', 'last_error_at']));
   try {

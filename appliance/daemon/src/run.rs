@@ -314,6 +314,7 @@ async fn start(
                 dispatcher: dispatcher.clone(),
                 interlocks: interlocks.clone(),
             },
+            modbus_error: Arc::new(tokio::sync::watch::Sender::new(None)),
         },
     );
     let plant = crate::settings::Plant {

@@ -341,6 +341,10 @@ impl Control for LiveSettings {
     fn integrations(&self) -> Option<IntegrationsConfig> {
         Some(self.state.lock().config.integrations.clone())
     }
+
+    fn modbus_error(&self) -> Option<String> {
+        self.plant.integrations.modbus_error()
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub struct Wiring {
     pub storage: Storage,
     /// What they follow besides the outbox.
     pub sources: Sources,
+    /// Why the Modbus server does not run, if it does not (read through
+    /// [`IntegrationsRestart::modbus_error`]).
+    pub modbus_error: std::sync::Arc<watch::Sender<Option<String>>>,
 }
 
 impl Integrations {
@@ -81,7 +84,9 @@ impl Integrations {
             public_url,
             storage,
             sources,
+            modbus_error,
         } = wiring;
+        modbus_error.send_replace(None);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let ids: discovery::IdsFn = {
@@ -168,7 +173,9 @@ impl Integrations {
             let (stop, inner) = (stop.clone(), tasks.clone());
             tasks.spawn(async move {
                 if let Err(e) = modbus::start(cfg, state, stop, &inner).await {
-                    tracing::error!(error = %safe_yolo_domain::error_chain(&e), "the Modbus server does not run: PLCs cannot read or write the box (alarms and outputs run)");
+                    let why = safe_yolo_domain::error_chain(&e).to_string();
+                    tracing::error!(error = %why, "the Modbus server does not run: PLCs cannot read or write the box (alarms and outputs run)");
+                    modbus_error.send_replace(Some(why));
                 }
             });
         }
@@ -209,9 +216,17 @@ pub struct LiveIntegrations {
 
 /// Asks the running integrations to restart with new settings (cheap to clone).
 #[derive(Debug, Clone)]
-pub struct IntegrationsRestart(tokio::sync::mpsc::UnboundedSender<IntegrationsConfig>);
+pub struct IntegrationsRestart(
+    tokio::sync::mpsc::UnboundedSender<IntegrationsConfig>,
+    watch::Receiver<Option<String>>,
+);
 
 impl IntegrationsRestart {
+    /// Why the Modbus server of the running settings does not run, if it does not.
+    pub fn modbus_error(&self) -> Option<String> {
+        self.1.borrow().clone()
+    }
+
     /// Restarts the integrations with `config`, after the restarts asked before it;
     /// returns at once (a call from a blocking thread is fine). A restart asked
     /// after the stop is dropped.
@@ -231,6 +246,7 @@ impl LiveIntegrations {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<IntegrationsConfig>();
         let stop = CancellationToken::new();
         let cancelled = stop.clone();
+        let errors = wiring.modbus_error.subscribe();
         let mut running = Integrations::start(config, wiring.clone());
         let worker = tokio::spawn(async move {
             loop {
@@ -251,7 +267,7 @@ impl LiveIntegrations {
             running.stop().await;
         });
         Self {
-            restarts: IntegrationsRestart(tx),
+            restarts: IntegrationsRestart(tx, errors),
             stop,
             worker,
         }

@@ -129,15 +129,29 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
 
 /// The integrations' outbox and each sink's delivery state (no setting and no
 /// secret: those stay in the configuration).
+/// The integrations' delivery: the outbox and its sinks, and the Modbus server's
+/// start error.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct IntegrationsStatus {
+    #[serde(flatten)]
+    outbox: safe_yolo_store::OutboxStatus,
+    /// Why the Modbus server does not run (its port cannot be bound, say), if it does
+    /// not; the alarms and the other integrations run on.
+    modbus_error: Option<String>,
+}
+
 pub(crate) async fn integrations(
     State(s): State<AppState>,
-) -> Result<axum::Json<safe_yolo_store::OutboxStatus>, HttpError> {
+) -> Result<axum::Json<IntegrationsStatus>, HttpError> {
     let store = s.store()?;
-    let status = store
+    let outbox = store
         .run(|st| st.outbox_status())
         .await
         .map_err(|e| HttpError::store("integration status", e))?;
-    Ok(axum::Json(status))
+    Ok(axum::Json(IntegrationsStatus {
+        outbox,
+        modbus_error: s.control.modbus_error(),
+    }))
 }
 
 /// The Modbus TCP server's register map as of now.
