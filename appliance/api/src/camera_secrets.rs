@@ -188,6 +188,77 @@ pub(crate) fn take_integration_secrets(
     Ok(())
 }
 
+/// The box's files of the integration secrets (`mqtt.password`, `webhook-*.secret`)
+/// as they were before an edit: put back if the edit is refused, and tidied (the
+/// ones no longer named removed) once it is taken.
+pub(crate) struct IntegrationSecretFiles {
+    dir: PathBuf,
+    before: Vec<(PathBuf, String)>,
+}
+
+impl IntegrationSecretFiles {
+    /// Reads them.
+    pub(crate) fn read(state_dir: &Path) -> Self {
+        let dir = state_dir.join(SECRETS_DIR);
+        let before = Self::names(&dir)
+            .into_iter()
+            .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+            .collect();
+        Self { dir, before }
+    }
+
+    /// The integration secret files in `dir` now.
+    fn names(dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n == "mqtt.password" || (n.starts_with("webhook-") && n.ends_with(".secret"))
+                })
+            })
+            .collect()
+    }
+
+    /// The edit was refused: every file as it was (new ones removed).
+    pub(crate) fn restore(self) {
+        for p in Self::names(&self.dir) {
+            if !self.before.iter().any(|(b, _)| *b == p) {
+                remove(&p);
+            }
+        }
+        for (p, text) in &self.before {
+            if std::fs::read_to_string(p).ok().as_ref() != Some(text)
+                && let Err(e) = write_secret(p, text.trim_end_matches('\n'))
+            {
+                tracing::error!(error = %safe_yolo_domain::error_chain(&e), "cannot put an integration secret back");
+            }
+        }
+    }
+
+    /// The edit was taken: the files `running` no longer names are removed.
+    pub(crate) fn tidy(self, running: &safe_yolo_config::RawIntegrations) {
+        let named: Vec<&str> = running
+            .mqtt
+            .iter()
+            .filter_map(|m| m.password_file.as_deref())
+            .chain(
+                running
+                    .webhooks
+                    .iter()
+                    .filter_map(|w| w.secret_file.as_deref()),
+            )
+            .collect();
+        for p in Self::names(&self.dir) {
+            if !named.iter().any(|n| Path::new(n) == p) {
+                remove(&p);
+            }
+        }
+    }
+}
+
 /// Writes a secret into a file of the box's and returns the file's name.
 type Keep<'a> = &'a dyn Fn(&Path, &str) -> Result<String, HttpError>;
 
@@ -288,7 +359,7 @@ fn remove(path: &Path) {
     if let Err(e) = std::fs::remove_file(path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove a camera password file");
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a secret file");
     }
 }
 

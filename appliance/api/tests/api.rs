@@ -77,6 +77,22 @@ impl Control for RecordingControl {
                 object: format!("zones.{id}"),
             });
         }
+        // An integration edit with the prefix "refuse/" stands for one the whole
+        // configuration refuses (a rule armed by an interlock it removes).
+        if let SettingsChange::Put {
+            doc: Document::Integrations(i),
+            ..
+        } = &change
+            && i.mqtt.as_ref().and_then(|m| m.topic_prefix.as_deref()) == Some("refuse/")
+        {
+            return Err(ControlError::Invalid {
+                problems: vec![Problem {
+                    path: "rules.night.armed_by".into(),
+                    reason: "no interlock has the id \"press\"".into(),
+                }],
+                object: "integrations".into(),
+            });
+        }
         self.applied.lock().push(change);
         Ok(())
     }
@@ -3718,9 +3734,11 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "PUT as {role:?}");
     }
-    let r = rig
-        .call(Method::PUT, PATH, Some(&admin), Some(json!({"doc": doc})))
-        .await;
+    let put_doc = async |doc: Value| {
+        rig.call(Method::PUT, PATH, Some(&admin), Some(json!({"doc": doc})))
+            .await
+    };
+    let r = put_doc(doc).await;
     let mut shown = vec![r.ok_text()];
     let v = r.json();
     assert_eq!(v["doc"]["mqtt"]["topic_prefix"], "plant/box/");
@@ -3818,9 +3836,7 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
             "doc.interlocks[0].source",
         ),
     ] {
-        let r = rig
-            .call(Method::PUT, PATH, Some(&admin), Some(json!({"doc": bad})))
-            .await;
+        let r = put_doc(bad.clone()).await;
         assert_eq!(
             (r.status, r.json()["field"].clone()),
             (status, json!(field)),
@@ -3829,6 +3845,31 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
         );
     }
     assert_eq!(rig.control.applied.lock().len(), n);
+    // Refused with the whole configuration: the new password never reaches its file.
+    let mut refused = again.clone();
+    refused["mqtt"]["topic_prefix"] = json!("refuse/");
+    refused["mqtt"]["password"] = json!("a-password-never-taken");
+    let r = put_doc(refused).await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("rules.night.armed_by")
+        ),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&password_file).unwrap().trim(),
+        MQTT_PASSWORD
+    );
+    // The webhook removed: its secret's file goes with it.
+    let mut unhooked = again.clone();
+    unhooked["webhooks"] = json!([]);
+    let r = put_doc(unhooked).await;
+    shown.push(r.ok_text());
+    assert!(!Path::new(&hook_file).exists(), "{hook_file} left behind");
+    assert!(password_file.exists());
     // The body has its budget.
     let big = json!({"doc": {"mqtt": {"url": "mqtt://b", "topic_prefix": "x".repeat(MAX_BODY)}}});
     let r = rig.call(Method::PUT, PATH, Some(&admin), Some(big)).await;
@@ -3839,7 +3880,7 @@ async fn integration_settings_are_admin_only_checked_and_never_show_their_secret
         .iter()
         .filter(|r| r.action == "integrations.put" && r.result == safe_yolo_store::AuditResult::Ok)
         .collect();
-    assert_eq!(puts.len(), 2, "{rows:?}");
+    assert_eq!(puts.len(), 3, "{rows:?}");
     assert_eq!(puts[0].actor, "admin");
     assert!(
         puts[1]

@@ -285,7 +285,17 @@ pub(crate) async fn put_integration_settings(
     Extension(p): Extension<Principal>,
     ValidJson(b): ValidJson<PutBody<IntegrationsDoc>>,
 ) -> Result<axum::Json<IntegrationSettingsView>, HttpError> {
-    let saved = put(s.clone(), p, SettingKind::INTEGRATIONS_ID.to_owned(), b).await?;
+    // A refused edit leaves the secret files as they were; a taken one leaves no file
+    // of a secret it no longer names.
+    let files = crate::camera_secrets::IntegrationSecretFiles::read(&s.settings.state_dir);
+    let saved = match put(s.clone(), p, SettingKind::INTEGRATIONS_ID.to_owned(), b).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            files.restore();
+            return Err(e);
+        }
+    };
+    files.tidy(&running_integrations(&s));
     integration_settings_view(&s, Some(saved.0.version))
         .await
         .map(axum::Json)
