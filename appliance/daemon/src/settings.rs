@@ -283,11 +283,7 @@ impl Control for LiveSettings {
                 })?;
             tracing::info!(?changed, "cameras changed at run time");
         }
-        // The interlocks before the rules that name them.
         let integrations_changed = documents.integrations != st.documents.integrations;
-        if integrations_changed {
-            self.plant.interlocks.replace(&cfg.integrations.interlocks);
-        }
         self.rules
             .blocking_replace(cfg.rule_specs(), cfg.zone_specs())
             .map_err(|e| ControlError::Refused {
@@ -295,7 +291,10 @@ impl Control for LiveSettings {
             })?;
         self.dispatcher
             .update_config(DispatcherConfig::from_config(&cfg));
+        // After the rules, which cannot refuse the change any more: a rule naming an
+        // interlock not there yet reads it unknown, which arms.
         if integrations_changed {
+            self.plant.interlocks.replace(&cfg.integrations.interlocks);
             self.plant.integrations.restart(cfg.integrations.clone());
         }
         tracing::info!(kind = sec, id, "setting applied to the running pipeline");
