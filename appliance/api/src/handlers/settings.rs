@@ -56,7 +56,7 @@ pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
     /// The document, as the running system takes it.
     fn into_document(self) -> Document;
     /// Takes what must not be stored out of the document (an RTSP camera's
-    /// password: [`crate::camera_secrets`]); runs before [`Doc::check`].
+    /// password: [`crate::secrets`]); runs before [`Doc::check`].
     fn take_secrets(&mut self, _id: &str, _s: &AppState) -> Result<(), HttpError> {
         Ok(())
     }
@@ -74,7 +74,7 @@ pub(crate) type RuleDoc = RawRule;
 
 /// The integration settings document (`PUT /system/integrations/settings`): the
 /// configuration's `[integrations]` as written, one document. Its secrets are
-/// write-only ([`crate::camera_secrets::take_integration_secrets`]).
+/// write-only ([`crate::secrets::take_integration_secrets`]).
 pub(crate) type IntegrationsDoc = RawIntegrations;
 
 /// A document's own problems, as found by the configuration's checks, at `doc.<key>`.
@@ -134,7 +134,7 @@ impl Doc for RawCamera {
                 Document::Camera(c) if cid == id => c.source.password_file.clone(),
                 _ => None,
             });
-        crate::camera_secrets::take_password(self, id, &s.settings.state_dir, current)
+        crate::secrets::take_password(self, id, &s.settings.state_dir, current)
     }
 }
 
@@ -192,9 +192,9 @@ impl Doc for RawIntegrations {
         let current = running_integrations(s);
         let dir = &s.settings.state_dir;
         let mut dry = self.clone();
-        crate::camera_secrets::take_integration_secrets(&mut dry, dir, &current, false)?;
+        crate::secrets::take_integration_secrets(&mut dry, dir, &current, false)?;
         own_problems(dry.problems("doc"))?;
-        crate::camera_secrets::take_integration_secrets(self, dir, &current, true)
+        crate::secrets::take_integration_secrets(self, dir, &current, true)
     }
 }
 
@@ -287,7 +287,7 @@ pub(crate) async fn put_integration_settings(
 ) -> Result<axum::Json<IntegrationSettingsView>, HttpError> {
     // A refused edit leaves the secret files as they were; a taken one leaves no file
     // of a secret it no longer names.
-    let files = crate::camera_secrets::IntegrationSecretFiles::read(&s.settings.state_dir);
+    let files = crate::secrets::IntegrationSecretFiles::read(&s.settings.state_dir);
     let saved = match put(s.clone(), p, SettingKind::INTEGRATIONS_ID.to_owned(), b).await {
         Ok(saved) => saved,
         Err(e) => {
@@ -476,7 +476,7 @@ async fn delete(
         .await
         .map_err(|e| refusal.http_error("deleting a settings document", e))?;
     if kind == SettingKind::Camera {
-        crate::camera_secrets::forget(&s.settings.state_dir, &deleted);
+        crate::secrets::forget(&s.settings.state_dir, &deleted);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,6 @@
 //!   caller must not make the box read a file of its choosing and send its first
 //!   line to a server of its choosing.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use safe_yolo_config::RawCamera;
@@ -28,9 +27,9 @@ use crate::error::HttpError;
 /// The directory of the box's own secrets, under the state directory.
 const SECRETS_DIR: &str = "secrets";
 
-/// Why a camera password could not be kept.
+/// Why a secret could not be kept.
 #[derive(Debug, thiserror::Error)]
-pub enum CameraSecretError {
+pub enum SecretError {
     /// The secrets directory or file could not be written.
     #[error("cannot write {path:?}")]
     Write {
@@ -363,12 +362,13 @@ fn remove(path: &Path) {
     }
 }
 
-/// Writes `secret` to `path` (mode 0600) through a temporary file and a rename.
-fn write_secret(path: &Path, secret: &str) -> Result<(), CameraSecretError> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+/// Writes `secret` to `path` (mode 0600) through a temporary file and a rename, in
+/// a directory of mode 0700.
+fn write_secret(path: &Path, secret: &str) -> Result<(), SecretError> {
+    use std::os::unix::fs::DirBuilderExt as _;
     let werr = |path: &Path| {
         let path = path.to_owned();
-        move |source| CameraSecretError::Write { path, source }
+        move |source| SecretError::Write { path, source }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
@@ -376,20 +376,7 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), CameraSecretError> {
         .mode(0o700)
         .create(dir)
         .map_err(werr(dir))?;
-    let tmp = path.with_extension("password.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(werr(&tmp))?;
-    f.write_all(secret.as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .map_err(werr(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(werr(path))?;
-    Ok(())
+    crate::tls::write_private(path, format!("{secret}\n").as_bytes()).map_err(werr(path))
 }
 
 #[cfg(test)]
