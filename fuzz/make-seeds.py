@@ -182,6 +182,15 @@ BODIES = [
              "severity": "critical", "cooldown_s": 20, "outputs": ["siren"],
              "siren": {"pattern": "pulsed", "period_ms": 500, "duration_s": 30},
              "schedule": {"days": ["mon", "tue"], "from": "06:00", "to": "22:00"}}},
+    {"doc": {"mqtt": {"url": "mqtts://broker.plant:8883", "topic_prefix": "plant/press-7/",
+                      "username": "press-7", "password": "broker pass", "home_assistant": True},
+             "webhooks": [{"id": "pager", "url": "https://hooks.plant:9443/safety",
+                           "secret": "0123456789abcdef-secret", "severities": ["critical"]}],
+             "modbus": {"bind": "0.0.0.0:502", "allow": ["10.0.5.0/24"], "unit_id": 1},
+             "interlocks": [{"id": "conveyor-running", "source": "modbus", "coil": 7},
+                            {"id": "press", "source": "mqtt", "topic": "plant/press/state",
+                             "armed_value": "running", "stale_after_s": 30}]},
+     "expected_version": 2},
 ]
 
 

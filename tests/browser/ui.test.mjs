@@ -424,6 +424,52 @@ await test('admin pages: outputs, users and API keys, system', async () => {
   await shot(page, 'system-desktop');
 });
 
+await test('system page: an admin edits the integration settings, sees a refusal at its field, and a password is never read back', async () => {
+  const SECRET = 'browser-mqtt-secret-42';
+  await go(page, '#/system');
+  await page.waitForSelector('#integration-settings-panel');
+  await page.click('#integration-settings-panel summary');
+  // The Modbus server without its allow-list: refused, shown at that input.
+  await page.fill('#integration-settings [name="modbus.bind"]', '127.0.0.1:0');
+  await page.fill('#integration-settings [name="mqtt.url"]', 'mqtt://127.0.0.1:1');
+  await page.fill('#integration-settings [name="mqtt.topic_prefix"]', 'plant/browser/');
+  await page.fill('#integration-settings [name="mqtt.username"]', 'box');
+  await page.fill('#integration-settings [name="mqtt.password"]', SECRET);
+  await page.click('#integration-settings button[type=submit]');
+  await page.waitForSelector('#integration-settings .field-error[data-field="modbus.allow"]');
+  await page.fill('#integration-settings [name="modbus.allow"]', '127.0.0.1');
+  // An interlock row, added and named.
+  await page.click('#add-interlock');
+  await page.fill('#integration-settings [name="interlocks[0].id"]', 'press-running');
+  await page.fill('#integration-settings [name="interlocks[0].coil"]', '5');
+  await page.click('#integration-settings button[type=submit]');
+  await page.waitForSelector('#integration-settings-status:text-matches("Saved")');
+  assert((await page.inputValue('#integration-settings [name="mqtt.password"]')) === '', 'the password stays in the form');
+  let got = await apiGet(page, '/api/v1/system/integrations/settings');
+  assert(got.status === 200 && got.body.doc.mqtt.topic_prefix === 'plant/browser/', `settings: ${JSON.stringify(got.body)}`);
+  assert(got.body.secrets.mqtt_password_set === true, 'the password is set');
+  assert(got.body.doc.interlocks[0].id === 'press-running', `interlocks: ${JSON.stringify(got.body.doc)}`);
+  assert(!JSON.stringify(got.body).includes(SECRET), 'the password was read back');
+  // Saved again with the password left blank: kept. Then everything off again.
+  await page.reload();
+  await page.waitForSelector('#integration-settings-panel');
+  await page.click('#integration-settings-panel summary');
+  assert((await page.getAttribute('#integration-settings [name="mqtt.password"]', 'placeholder')).includes('blank keeps'), 'the form says the password is set');
+  await page.fill('#integration-settings [name="mqtt.topic_prefix"]', 'plant/again/');
+  await page.click('#integration-settings button[type=submit]');
+  await page.waitForSelector('#integration-settings-status:text-matches("Saved")');
+  got = await apiGet(page, '/api/v1/system/integrations/settings');
+  assert(got.body.doc.mqtt.topic_prefix === 'plant/again/' && got.body.secrets.mqtt_password_set === true, `kept: ${JSON.stringify(got.body)}`);
+  await shot(page, 'integration-settings-desktop');
+  await page.fill('#integration-settings [name="mqtt.url"]', '');
+  await page.fill('#integration-settings [name="modbus.bind"]', '');
+  await page.click('#interlocks-rows button.danger');
+  await page.click('#integration-settings button[type=submit]');
+  await page.waitForSelector('#integration-settings-status:text-matches("version 3")');
+  got = await apiGet(page, '/api/v1/system/integrations/settings');
+  assert(!got.body.doc.mqtt && !got.body.doc.modbus && !(got.body.doc.interlocks || []).length, `off: ${JSON.stringify(got.body)}`);
+});
+
 await test('tablet width (1024x768): main screens fit without horizontal scrolling', async () => {
   await page.setViewportSize(TABLET);
   for (const [hash, name, sel] of [['#/wall', 'wall', '#wall canvas'], ['#/events', 'events', '#active-events'],

@@ -274,6 +274,17 @@ impl Daemon {
         None
     }
 
+    /// SIGTERM, then asserts a clean exit within `timeout` (the log on failure).
+    pub fn stop_cleanly(&mut self, timeout: Duration) {
+        self.signal("TERM");
+        let status = self.wait(timeout);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?}: {}",
+            self.log_text()
+        );
+    }
+
     pub fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {

@@ -118,6 +118,26 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// Publishes a probe to `topic` (one the subscription matches, ending with
+    /// `/events`) until it arrives: the subscription is in place.
+    fn wait_subscribed(&self, port: u16, topic: &str, broker: &Broker) {
+        let probe = wait_until(Duration::from_secs(10), || {
+            let _ = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-q", "1", "-t", topic, "-m", "{\"probe\":1}"])
+                .status();
+            std::thread::sleep(Duration::from_millis(300));
+            (!self.messages("/events").is_empty()).then_some(())
+        });
+        assert!(
+            probe.is_some(),
+            "the subscriber never subscribed: {}",
+            broker.log()
+        );
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -197,26 +217,7 @@ fn mqtt_delivers_every_event_in_order_through_broker_outages_and_a_sigkill() {
     let broker = Broker::start(&broker_dir, mqtt_port);
     let sub = Subscriber::start(mqtt_port, "safe-yolo/+/events", app.path().join("sub.txt"));
     // The subscription exists before the daemon publishes anything.
-    let probe = wait_until(Duration::from_secs(10), || {
-        let _ = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string()])
-            .args([
-                "-q",
-                "1",
-                "-t",
-                "safe-yolo/probe/events",
-                "-m",
-                "{\"probe\":1}",
-            ])
-            .status();
-        std::thread::sleep(Duration::from_millis(300));
-        (!sub.messages("/events").is_empty()).then_some(())
-    });
-    assert!(
-        probe.is_some(),
-        "the subscriber never subscribed: {}",
-        broker.log()
-    );
+    sub.wait_subscribed(mqtt_port, "safe-yolo/probe/events", &broker);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "\n[integrations]\nbox_name = \"e2e\"\n\n[integrations.mqtt]\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\nkeep_alive_s = 5\nhome_assistant = true\n"
@@ -655,4 +656,179 @@ fn a_plc_reads_the_alarm_over_modbus_and_disarms_the_rule_through_an_interlock_c
         read(&mut second).is_none(),
         "an idle client was kept past idle_timeout_s"
     );
+}
+
+/// The integration settings edited through the API while the daemon runs: MQTT
+/// switched on with a topic prefix of its own and the Modbus server on a port of its
+/// own start without a restart of the daemon (same PID; the next intrusion arrives on
+/// the new topic, so the camera, detection and rules ran on; a PLC connects to the
+/// new port); the password sent is never read back, audited or logged; removing an
+/// interlock a rule is armed by is refused at that rule; a Modbus port that cannot be
+/// bound is reported in the delivery status while the daemon runs on; after a restart
+/// the stored settings run again.
+#[test]
+fn integration_settings_edited_through_the_api_apply_live_and_survive_a_restart() {
+    const SETTINGS: &str = "/api/v1/system/integrations/settings";
+    const MQTT_PASSWORD: &str = "e2e-mqtt-password-77c1";
+    let api_port = free_port();
+    let mqtt_port = free_port();
+    let mb_port = free_port();
+    let (app, config) = walkway_appliance(api_port);
+    let broker = Broker::start(&app.path().join("broker"), mqtt_port);
+    let sub = Subscriber::start(mqtt_port, "plant/live/#", app.path().join("sub.txt"));
+    sub.wait_subscribed(mqtt_port, "plant/live/probe/events", &broker);
+
+    let (mut daemon, _notify) = Daemon::start_ready(&config);
+    let c = first_admin(&daemon, api_port);
+    let pid = daemon.pid();
+    let (status, before) = c.json("GET", SETTINGS, None);
+    assert_eq!(status, 200, "{before}");
+    assert!(before["doc"].get("mqtt").is_none(), "{before}");
+
+    // 1. MQTT, Modbus and an interlock switched on while the daemon runs.
+    let doc = serde_json::json!({
+        "mqtt": {"url": format!("mqtt://127.0.0.1:{mqtt_port}"), "topic_prefix": "plant/live/",
+                 "username": "box", "password": MQTT_PASSWORD, "keep_alive_s": 5},
+        "modbus": {"bind": format!("127.0.0.1:{mb_port}"), "allow": ["127.0.0.1"]},
+        "interlocks": [{"id": "conveyor-running", "source": "modbus", "coil": 7}]
+    });
+    let (status, saved) = c.json("PUT", SETTINGS, Some(&serde_json::json!({"doc": doc})));
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["secrets"]["mqtt_password_set"], true, "{saved}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connected = wait_until(Duration::from_secs(30), || {
+        plc(&rt, mb_port, "127.0.0.1").ok()
+    });
+    let mut ctx = connected.unwrap_or_else(|| {
+        panic!(
+            "no Modbus server on the new port; log:\n{}",
+            daemon.log_text()
+        )
+    });
+    let coil = {
+        let (_, map) = c.json("GET", "/api/v1/system/modbus", None);
+        assert_eq!(map["bind"], format!("127.0.0.1:{mb_port}"), "{map}");
+        map["registers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "interlock")
+            .and_then(|r| r["address"].as_u64())
+            .unwrap_or_else(|| panic!("the new interlock is not in the map: {map}"))
+    };
+    assert_eq!(coil, 7);
+    let guarding = wait_until(Duration::from_secs(30), || {
+        read_di(&rt, &mut ctx, safe_yolo_config::DI_GUARDING).then_some(())
+    });
+    assert!(guarding.is_some(), "the box must still guard");
+    drop(ctx);
+    let first = wait_until(Duration::from_secs(150), || {
+        raised_ids(&sub).first().copied()
+    })
+    .unwrap_or_else(|| panic!("no event on the new topic; log:\n{}", daemon.log_text()));
+    let (status, stored) = c.json("GET", &format!("/api/v1/events/{first}"), None);
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(daemon.pid(), pid, "the daemon restarted");
+
+    // 2. A rule armed by the interlock: the interlock cannot go while it is.
+    let (_, rules) = c.json("GET", "/api/v1/rules", None);
+    let mut rule = rules["running"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "walkway-intrusion")
+        .map(|r| r["doc"].clone())
+        .unwrap_or_else(|| panic!("no rule: {rules}"));
+    rule["armed_by"] = "conveyor-running".into();
+    let (status, body) = c.json(
+        "PUT",
+        "/api/v1/rules/walkway-intrusion",
+        Some(&serde_json::json!({"doc": rule})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, now) = c.json("GET", SETTINGS, None);
+    let mut without = now["doc"].clone();
+    without["interlocks"] = serde_json::json!([]);
+    let (status, refused) = c.json("PUT", SETTINGS, Some(&serde_json::json!({"doc": without})));
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("rules.walkway-intrusion.armed_by"),
+        "{refused}"
+    );
+
+    // 3. A port that cannot be bound: the Modbus server degrades and says why in
+    // the delivery status; the daemon runs on. Then back to the free port.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let mut blocked = now["doc"].clone();
+    blocked["modbus"]["bind"] = format!("127.0.0.1:{busy_port}").into();
+    let modbus_error = || {
+        let (_, st) = c.json("GET", "/api/v1/system/integrations", None);
+        st["modbus_error"].as_str().map(str::to_owned)
+    };
+    let (status, body) = c.json("PUT", SETTINGS, Some(&serde_json::json!({"doc": blocked})));
+    assert_eq!(status, 200, "{body}");
+    let why = wait_until(Duration::from_secs(30), modbus_error)
+        .unwrap_or_else(|| panic!("no Modbus error reported; log:\n{}", daemon.log_text()));
+    assert!(why.contains(&busy_port.to_string()), "{why}");
+    assert_eq!(daemon.pid(), pid, "the daemon restarted");
+    let (status, body) = c.json(
+        "PUT",
+        SETTINGS,
+        Some(&serde_json::json!({"doc": now["doc"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let cleared = wait_until(Duration::from_secs(30), || {
+        modbus_error()
+            .is_none()
+            .then(|| plc(&rt, mb_port, "127.0.0.1").ok())
+            .flatten()
+    });
+    assert!(cleared.is_some(), "the Modbus server did not come back");
+    drop(busy);
+
+    // 4. The password is never read back, audited or logged.
+    let (_, audit) = c.json("GET", "/api/v1/audit?limit=100", None);
+    for text in [
+        now.to_string(),
+        saved.to_string(),
+        audit.to_string(),
+        daemon.log_text(),
+    ] {
+        assert!(
+            !text.contains(MQTT_PASSWORD),
+            "the password was shown: {text}"
+        );
+    }
+    assert!(audit.to_string().contains("integrations.put"), "{audit}");
+
+    // 5. A restart: the stored settings run again.
+    daemon.stop_cleanly(Duration::from_secs(20));
+    let (daemon, _notify) = Daemon::start_ready(&config);
+    let mut c = Client {
+        base: format!("https://127.0.0.1:{api_port}"),
+        token: None,
+    };
+    c.login("safety", PASSWORD);
+    let (status, after) = c.json("GET", SETTINGS, None);
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(
+        after["doc"]["mqtt"]["topic_prefix"], "plant/live/",
+        "{after}"
+    );
+    assert_eq!(after["secrets"]["mqtt_password_set"], true, "{after}");
+    let again = wait_until(Duration::from_secs(30), || {
+        plc(&rt, mb_port, "127.0.0.1").ok()
+    });
+    assert!(
+        again.is_some(),
+        "the stored Modbus settings did not start; log:\n{}",
+        daemon.log_text()
+    );
+    drop(broker);
 }

@@ -68,6 +68,26 @@ impl Interlocks {
         }
     }
 
+    /// Replaces the configured interlocks (the integration settings were edited):
+    /// an interlock whose spec is unchanged keeps its level; a new or changed one
+    /// starts unknown (armed); a removed one is gone.
+    pub fn replace(&self, specs: &[InterlockConfig]) {
+        let mut slots = self.inner.slots.lock();
+        let new: Vec<Slot> = specs
+            .iter()
+            .map(|spec| {
+                let old = slots.iter().find(|s| &s.spec == spec);
+                Slot {
+                    spec: spec.clone(),
+                    level: old.map_or(InterlockLevel::Unknown, |s| s.level),
+                    at: old.and_then(|s| s.at),
+                }
+            })
+            .collect();
+        *slots = new;
+        self.inner.tx.send_replace(states(&slots));
+    }
+
     /// The levels now, and each change.
     pub fn watch(&self) -> watch::Receiver<InterlockStates> {
         self.inner.tx.subscribe()
@@ -244,5 +264,27 @@ mod tests {
         assert_eq!(il.level(&loto), InterlockLevel::Disarmed);
         il.forget(std::slice::from_ref(&loto), "source lost");
         assert!(rx.borrow().arms(Some(&loto)));
+    }
+
+    /// New settings: an unchanged interlock keeps its level, a changed one starts
+    /// unknown (armed), a removed one is no longer there, a new one is unknown.
+    #[test]
+    fn replaced_interlocks_keep_only_unchanged_levels() {
+        let il = Interlocks::new(&[spec("press", None), spec("loto", None)]);
+        let press = InterlockId::new("press").unwrap();
+        let loto = InterlockId::new("loto").unwrap();
+        let door = InterlockId::new("door").unwrap();
+        il.set(&press, false, "x");
+        il.set(&loto, false, "x");
+        let mut changed = spec("loto", None);
+        changed.source = InterlockSource::ModbusCoil { coil: 2 };
+        il.replace(&[spec("press", None), changed, spec("door", None)]);
+        assert_eq!(il.level(&press), InterlockLevel::Disarmed);
+        assert_eq!(il.level(&loto), InterlockLevel::Unknown);
+        assert_eq!(il.level(&door), InterlockLevel::Unknown);
+        il.replace(&[spec("door", None)]);
+        assert_eq!(il.specs().len(), 1);
+        assert!(il.set(&press, false, "x").is_none(), "press is gone");
+        assert!(il.watch().borrow().arms(Some(&press)));
     }
 }

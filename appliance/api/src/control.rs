@@ -5,7 +5,7 @@
 //! [`RawRule`]: a file entry without its id), which are also the API's wire
 //! documents and what the store keeps.
 
-use safe_yolo_config::{RawCamera, RawLine, RawRule, RawZone};
+use safe_yolo_config::{IntegrationsConfig, RawCamera, RawIntegrations, RawLine, RawRule, RawZone};
 use safe_yolo_store::SettingKind;
 use serde::Serialize;
 
@@ -21,6 +21,8 @@ pub enum Document {
     Line(RawLine),
     /// A rule.
     Rule(Box<RawRule>),
+    /// The integration settings (`[integrations]`), one document.
+    Integrations(Box<RawIntegrations>),
 }
 
 impl Document {
@@ -31,6 +33,7 @@ impl Document {
             Document::Zone(_) => SettingKind::Zone,
             Document::Line(_) => SettingKind::Line,
             Document::Rule(_) => SettingKind::Rule,
+            Document::Integrations(_) => SettingKind::Integrations,
         }
     }
 }
@@ -99,4 +102,17 @@ pub trait Control: Send + Sync {
     /// The objects of `kind` as the running system has them (config file plus edits),
     /// as `(id, document)` pairs.
     fn current(&self, kind: SettingKind) -> Vec<(String, Document)>;
+
+    /// The integrations as running (validated), for the views that describe them
+    /// (the Modbus register map, the interlocks); `None`: the API's start-up
+    /// settings describe them.
+    fn integrations(&self) -> Option<IntegrationsConfig> {
+        None
+    }
+
+    /// Why the Modbus server does not run (its port cannot be bound, say), if it does
+    /// not; the integrations' delivery status shows it.
+    fn modbus_error(&self) -> Option<String> {
+        None
+    }
 }

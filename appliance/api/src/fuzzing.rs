@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use safe_yolo_config::{RawCamera, RawLine, RawRule, RawSource, RawZone};
+use safe_yolo_config::{RawCamera, RawIntegrations, RawLine, RawRule, RawSource, RawZone};
 
 use crate::body::parse_json;
 use crate::control::ControlError;
@@ -45,11 +45,13 @@ pub enum Body {
     PutLine,
     /// `PUT /rules/{id}`.
     PutRule,
+    /// `PUT /system/integrations/settings`.
+    PutIntegrations,
 }
 
 impl Body {
     /// Every body, in a fixed order (a target picks one by its first input byte).
-    pub const ALL: [Body; 14] = [
+    pub const ALL: [Body; 15] = [
         Body::Setup,
         Body::Login,
         Body::Refresh,
@@ -64,6 +66,7 @@ impl Body {
         Body::PutZone,
         Body::PutLine,
         Body::PutRule,
+        Body::PutIntegrations,
     ];
 }
 
@@ -112,6 +115,10 @@ pub fn parse_body(body: Body, bytes: &[u8]) -> Result<(), HttpError> {
         Body::PutRule => {
             let doc = parse_json::<PutBody<RawRule>>(bytes)?.into_doc();
             own_problems(doc.problems(DOC_ID, "doc"))
+        }
+        Body::PutIntegrations => {
+            let doc = parse_json::<PutBody<RawIntegrations>>(bytes)?.into_doc();
+            own_problems(doc.problems("doc"))
         }
     }
 }

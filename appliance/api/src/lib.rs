@@ -34,7 +34,6 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
-pub mod camera_secrets;
 pub mod control;
 pub mod error;
 #[cfg(feature = "fuzzing")]
@@ -47,6 +46,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod state;

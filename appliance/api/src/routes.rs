@@ -514,6 +514,21 @@ pub fn table(max_cert_body: usize) -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/api/v1/system/integrations/settings",
+            ADMIN,
+            "The integration settings (MQTT, webhooks, Modbus, interlocks) as running; secrets are never shown, only whether each is set",
+            h_settings::get_integration_settings,
+        ),
+        route(
+            M::PUT,
+            "/api/v1/system/integrations/settings",
+            ADMIN,
+            "Replace the integration settings, validated as the configuration file's [integrations]; a secret left out is kept; applied live (the integrations restart, the alarm path does not)",
+            h_settings::put_integration_settings,
+        )
+        .body::<h_settings::PutBody<h_settings::IntegrationsDoc>>(),
+        route(
+            M::GET,
             "/api/v1/openapi.json",
             VIEWER,
             "This API's OpenAPI document",

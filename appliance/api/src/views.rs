@@ -240,7 +240,7 @@ impl From<AuditRecord> for AuditView {
 /// A settings document edited through the API, as stored (versioned).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SettingView {
-    /// `camera`, `zone`, `line`, `rule` or `output`.
+    /// `camera`, `zone`, `line`, `rule`, `output` or `integrations`.
     pub kind: &'static str,
     /// The object's id.
     pub id: String,

@@ -77,12 +77,45 @@ impl Control for RecordingControl {
                 object: format!("zones.{id}"),
             });
         }
+        // An integration edit with the prefix "refuse/" stands for one the whole
+        // configuration refuses (a rule armed by an interlock it removes).
+        if let SettingsChange::Put {
+            doc: Document::Integrations(i),
+            ..
+        } = &change
+            && i.mqtt.as_ref().and_then(|m| m.topic_prefix.as_deref()) == Some("refuse/")
+        {
+            return Err(ControlError::Invalid {
+                problems: vec![Problem {
+                    path: "rules.night.armed_by".into(),
+                    reason: "no interlock has the id \"press\"".into(),
+                }],
+                object: "integrations".into(),
+            });
+        }
         self.applied.lock().push(change);
         Ok(())
     }
 
-    fn current(&self, _kind: SettingKind) -> Vec<(String, Document)> {
-        Vec::new()
+    /// The integration settings last applied (the daemon's running ones); nothing
+    /// of the other kinds.
+    fn current(&self, kind: SettingKind) -> Vec<(String, Document)> {
+        if kind != SettingKind::Integrations {
+            return Vec::new();
+        }
+        self.applied
+            .lock()
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                SettingsChange::Put {
+                    id,
+                    doc: doc @ Document::Integrations(_),
+                } => Some((id.clone(), doc.clone())),
+                _ => None,
+            })
+            .into_iter()
+            .collect()
     }
 }
 
@@ -304,6 +337,17 @@ struct Resp {
 }
 
 impl Resp {
+    /// The body as text, for the failure messages and the searches for secrets.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a 200 and returns the body as text.
+    fn ok_text(&self) -> String {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
+        self.text()
+    }
+
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -591,6 +635,12 @@ impl Rig {
             ("POST", "/api/v1/outputs/{id}/test") => (
                 "/api/v1/outputs/siren/test".into(),
                 Some(json!({"duration_ms": 200})),
+            ),
+            ("PUT", "/api/v1/system/integrations/settings") => (
+                path.into(),
+                Some(
+                    json!({"doc": {"modbus": {"bind": "127.0.0.1:1502", "allow": ["127.0.0.1"]}}}),
+                ),
             ),
             ("PUT", "/api/v1/system/certificate") => {
                 let c = rcgen::generate_simple_self_signed(vec!["box.local".to_string()]).unwrap();
@@ -3688,3 +3738,198 @@ fn every_response_body_is_documented() {
 
 #[allow(dead_code, reason = "keeps IpAddr in use for readers of the helpers")]
 fn _ip(_: IpAddr) {}
+
+// === the integration settings ===
+
+/// The integration settings: admin only, checked by the configuration's own
+/// validator with every problem at its field, secrets moved into the box's private
+/// files and never read back (not in a response, not in the audit log), a secret
+/// left out kept, the body within its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_settings_are_admin_only_checked_and_never_show_their_secrets() {
+    const MQTT_PASSWORD: &str = "mqtt-pass-3f9a1c";
+    const HOOK_SECRET: &str = "hook-secret-0123456789abcdef";
+    const PATH: &str = "/api/v1/system/integrations/settings";
+    let rig = rig().await;
+    rig.setup_admin().await;
+    let admin = rig.token("admin").await;
+    let doc = json!({
+        "mqtt": {"url": "mqtt://127.0.0.1:1883", "topic_prefix": "plant/box/",
+                 "username": "box", "password": MQTT_PASSWORD, "home_assistant": true},
+        "webhooks": [{"id": "pager", "url": "https://hooks.plant:9443/safety",
+                      "secret": HOOK_SECRET, "severities": ["critical"]}],
+        "modbus": {"bind": "127.0.0.1:1502", "allow": ["127.0.0.1/32"], "unit_id": 3},
+        "interlocks": [{"id": "press", "source": "modbus", "coil": 1}]
+    });
+    // Operators and viewers may neither read nor change them.
+    for role in [Role::Operator, Role::Viewer] {
+        let t = rig.token_for(role).await;
+        let r = rig.call(Method::GET, PATH, Some(&t), None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "GET as {role:?}");
+        let r = rig
+            .call(Method::PUT, PATH, Some(&t), Some(json!({"doc": doc})))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "PUT as {role:?}");
+    }
+    let put_doc = async |doc: Value| {
+        rig.call(Method::PUT, PATH, Some(&admin), Some(json!({"doc": doc})))
+            .await
+    };
+    let r = put_doc(doc).await;
+    let mut shown = vec![r.ok_text()];
+    let v = r.json();
+    assert_eq!(v["doc"]["mqtt"]["topic_prefix"], "plant/box/");
+    assert_eq!(v["doc"]["modbus"]["unit_id"], 3);
+    assert_eq!(v["secrets"]["mqtt_password_set"], true);
+    assert_eq!(v["secrets"]["webhook_secret_set"], json!(["pager"]));
+    assert_eq!(v["version"], 1);
+    assert!(v["doc"]["mqtt"].get("password_file").is_none(), "{v}");
+    // The running system got the document with the secrets in the box's own files.
+    let applied = |rig: &Rig| match rig.control.applied.lock().last() {
+        Some(SettingsChange::Put {
+            doc: Document::Integrations(i),
+            ..
+        }) => (**i).clone(),
+        other => panic!("not the integration settings: {other:?}"),
+    };
+    let running = applied(&rig);
+    let mqtt = running.mqtt.clone().unwrap();
+    assert_eq!(mqtt.password, None);
+    let password_file = PathBuf::from(mqtt.password_file.clone().unwrap());
+    assert!(password_file.starts_with(rig.dir.path().join("secrets")));
+    assert_eq!(
+        std::fs::read_to_string(&password_file).unwrap().trim(),
+        MQTT_PASSWORD
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&password_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let hook_file = running.webhooks[0].secret_file.clone().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&hook_file).unwrap().trim(),
+        HOOK_SECRET
+    );
+    // Read back and sent back as read (no secrets), with a change: the secrets stay.
+    let r = rig.call(Method::GET, PATH, Some(&admin), None).await;
+    shown.push(r.ok_text());
+    let mut again = r.json()["doc"].clone();
+    again["mqtt"]["topic_prefix"] = json!("plant/other/");
+    let r = rig
+        .call(
+            Method::PUT,
+            PATH,
+            Some(&admin),
+            Some(json!({"doc": again, "expected_version": 1})),
+        )
+        .await;
+    shown.push(r.ok_text());
+    assert_eq!(r.json()["secrets"]["mqtt_password_set"], true);
+    let kept = applied(&rig);
+    assert_eq!(
+        kept.mqtt.as_ref().unwrap().topic_prefix.as_deref(),
+        Some("plant/other/")
+    );
+    assert_eq!(kept.mqtt.unwrap().password_file, mqtt.password_file);
+    assert_eq!(
+        kept.webhooks[0].secret_file.as_deref(),
+        Some(hook_file.as_str())
+    );
+    // Mistakes: refused, naming the field; nothing applied.
+    let n = rig.control.applied.lock().len();
+    for (bad, status, field) in [
+        (
+            json!({"mqtt": {"url": "http://broker"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doc.mqtt.url",
+        ),
+        (
+            json!({"mqtt": {"url": "mqtt://b", "qos": 2}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doc.mqtt.qos",
+        ),
+        (
+            json!({"webhooks": [{"id": "pager", "url": "https://h/x", "secret": "short"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doc.webhooks[0].secret",
+        ),
+        (
+            json!({"mqtt": {"url": "mqtt://b", "username": "u", "password_file": "/var/lib/safe-yolo/jwt.key"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doc.mqtt.password_file",
+        ),
+        (
+            json!({"modbus": {"bind": "127.0.0.1:1502", "allow": ["127.0.0.1"], "unit_id": 900}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doc.modbus.unit_id",
+        ),
+        (
+            json!({"interlocks": [{"id": "press", "source": "modbus", "coil": 1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "doc.interlocks[0].source",
+        ),
+    ] {
+        let r = put_doc(bad.clone()).await;
+        assert_eq!(
+            (r.status, r.json()["field"].clone()),
+            (status, json!(field)),
+            "{bad}: {}",
+            r.json()
+        );
+    }
+    assert_eq!(rig.control.applied.lock().len(), n);
+    // Refused with the whole configuration: the new password never reaches its file.
+    let mut refused = again.clone();
+    refused["mqtt"]["topic_prefix"] = json!("refuse/");
+    refused["mqtt"]["password"] = json!("a-password-never-taken");
+    let r = put_doc(refused).await;
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("rules.night.armed_by")
+        ),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&password_file).unwrap().trim(),
+        MQTT_PASSWORD
+    );
+    // The webhook removed: its secret's file goes with it.
+    let mut unhooked = again.clone();
+    unhooked["webhooks"] = json!([]);
+    let r = put_doc(unhooked).await;
+    shown.push(r.ok_text());
+    assert!(!Path::new(&hook_file).exists(), "{hook_file} left behind");
+    assert!(password_file.exists());
+    // The body has its budget.
+    let big = json!({"doc": {"mqtt": {"url": "mqtt://b", "topic_prefix": "x".repeat(MAX_BODY)}}});
+    let r = rig.call(Method::PUT, PATH, Some(&admin), Some(big)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Audited, who and what, never a secret.
+    let rows = rig.audit_after(0).await;
+    let puts: Vec<_> = rows
+        .iter()
+        .filter(|r| r.action == "integrations.put" && r.result == safe_yolo_store::AuditResult::Ok)
+        .collect();
+    assert_eq!(puts.len(), 3, "{rows:?}");
+    assert_eq!(puts[0].actor, "admin");
+    assert!(
+        puts[1]
+            .after
+            .as_deref()
+            .unwrap_or_default()
+            .contains("plant/other/")
+    );
+    shown.push(format!("{rows:?}"));
+    for text in &shown {
+        for secret in [MQTT_PASSWORD, HOOK_SECRET] {
+            assert!(!text.contains(secret), "a secret was shown: {text}");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 // Admin pages: outputs (state and manual test), users, API keys, and the system page
-// (with the integrations' delivery status and their test message).
+// (with the integrations' delivery status, their test message and, for admins, the
+// integration settings form).
 
 import { api, h, can, showFieldError, when, download } from './api.js';
 import { denied } from './views.js';
@@ -166,7 +167,119 @@ function backupCard() {
     h('div', { class: 'downloads' }, h('label', { class: 'inline' }, snaps, 'Include snapshots'), button), status);
 }
 
-/** The integrations' delivery per sink (GET /api/v1/system/integrations); admins can send a test message. */
+const list = (v) => String(v || '').split(',').map((x) => x.trim()).filter((x) => x);
+const optional = (obj, key, v) => {
+  if (v === '' || v === null || v === undefined) delete obj[key];
+  else obj[key] = v;
+};
+
+/**
+ * Rows of a list in the settings form (webhooks, interlocks): each row keeps the
+ * object it was made from (fields the form does not show are sent back as read), and
+ * its inputs are named `<key>[<i>].<field>` as the API names its problems.
+ */
+function rowList(key, make) {
+  const host = h('div', { class: 'rows', id: `${key}-rows` });
+  const renumber = () => [...host.children].forEach((row, i) => {
+    for (const el of row.querySelectorAll('[name]')) el.name = el.name.replace(/^\w+\[\d+\]/, `${key}[${i}]`);
+    row.querySelector('legend').textContent = `${key === 'webhooks' ? 'Webhook' : 'Interlock'} ${i + 1}`;
+  });
+  const add = (obj) => {
+    const row = make(obj, `${key}[${host.children.length}]`);
+    row.original = obj;
+    row.append(h('button', { type: 'button', class: 'danger', onclick: () => { row.remove(); renumber(); } }, 'Remove'));
+    host.append(row);
+    renumber();
+  };
+  return { host, add, rows: () => [...host.children] };
+}
+
+/** The integration settings (admin): MQTT, webhooks, Modbus, interlocks. A secret left blank is kept. */
+function integrationSettingsForm(v) {
+  const d = v.doc || {};
+  const m = d.mqtt || {};
+  const mb = d.modbus || {};
+  const sec = v.secrets || {};
+  const input = (name, value, attrs = {}) => h('input', { name, value: value ?? '', ...attrs });
+  const secret = (name, isSet) => h('input', { name, type: 'password', autocomplete: 'new-password', value: '',
+    placeholder: isSet ? 'set (blank keeps it)' : 'not set' });
+  const hooks = rowList('webhooks', (w, n) => h('fieldset', { class: 'grid2 webhook' }, h('legend', {}, ''),
+    h('label', {}, 'Id', input(`${n}.id`, w.id, { required: true })),
+    h('label', {}, 'URL (HTTPS only: host, port, path)', input(`${n}.url`, w.url, { required: true })),
+    h('label', {}, 'Signing secret (16+ characters)', secret(`${n}.secret`, (sec.webhook_secret_set || []).includes(w.id))),
+    h('label', {}, 'Severities (comma-separated; empty: all)', input(`${n}.severities`, (w.severities || []).join(', ')))));
+  const locks = rowList('interlocks', (l, n) => h('fieldset', { class: 'grid2 interlock' }, h('legend', {}, ''),
+    h('label', {}, 'Id', input(`${n}.id`, l.id, { required: true })),
+    h('label', {}, 'Name', input(`${n}.name`, l.name)),
+    h('label', {}, 'Source', h('select', { name: `${n}.source` }, ['modbus', 'mqtt', 'gpio'].map((x) => h('option', { value: x, selected: x === l.source ? true : null }, x)))),
+    h('label', {}, 'Coil (modbus)', input(`${n}.coil`, l.coil, { type: 'number', min: '1', max: '999' })),
+    h('label', {}, 'Topic (mqtt)', input(`${n}.topic`, l.topic)),
+    h('label', {}, 'Armed value (mqtt)', input(`${n}.armed_value`, l.armed_value)),
+    h('label', {}, 'Stale after (s; empty: never)', input(`${n}.stale_after_s`, l.stale_after_s, { type: 'number', step: 'any', min: '0.5' }))));
+  (d.webhooks || []).forEach(hooks.add);
+  (d.interlocks || []).forEach(locks.add);
+  const status = h('span', { class: 'muted', id: 'integration-settings-status' });
+  const form = h('form', { class: 'settings', id: 'integration-settings' },
+    h('fieldset', { class: 'grid2' }, h('legend', {}, 'MQTT (empty URL: off)'),
+      h('label', {}, 'Broker URL (mqtt:// or mqtts://)', input('mqtt.url', m.url)),
+      h('label', {}, 'Topic prefix', input('mqtt.topic_prefix', m.topic_prefix)),
+      h('label', {}, 'Username', input('mqtt.username', m.username, { autocomplete: 'off' })),
+      h('label', {}, 'Password', secret('mqtt.password', sec.mqtt_password_set)),
+      h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'mqtt.home_assistant', checked: !!m.home_assistant }), 'Home Assistant discovery')),
+    h('h4', {}, 'Webhooks'), hooks.host,
+    h('button', { type: 'button', id: 'add-webhook', onclick: () => hooks.add({}) }, 'Add webhook'),
+    h('fieldset', { class: 'grid2' }, h('legend', {}, 'Modbus TCP server (empty bind: off)'),
+      h('label', {}, 'Bind (address:port)', input('modbus.bind', mb.bind)),
+      h('label', {}, 'Allowed PLCs (comma-separated networks)', input('modbus.allow', (mb.allow || []).join(', '))),
+      h('label', {}, 'Unit id', input('modbus.unit_id', mb.unit_id, { type: 'number', min: '1', max: '247' }))),
+    h('h4', {}, 'Interlocks'), locks.host,
+    h('button', { type: 'button', id: 'add-interlock', onclick: () => locks.add({ source: 'modbus' }) }, 'Add interlock'),
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Save integration settings'), status));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    const doc = { ...d };
+    if (f.get('mqtt.url')) {
+      const mq = { ...m, url: f.get('mqtt.url'), home_assistant: f.get('mqtt.home_assistant') !== null };
+      for (const k of ['topic_prefix', 'username', 'password']) optional(mq, k, f.get(`mqtt.${k}`));
+      doc.mqtt = mq;
+    } else delete doc.mqtt;
+    doc.webhooks = hooks.rows().map((row, i) => {
+      const n = `webhooks[${i}]`;
+      const w = { ...row.original, id: f.get(`${n}.id`), url: f.get(`${n}.url`) };
+      optional(w, 'secret', f.get(`${n}.secret`));
+      const sev = list(f.get(`${n}.severities`));
+      optional(w, 'severities', sev.length ? sev : null);
+      return w;
+    });
+    if (f.get('modbus.bind')) {
+      const mo = { ...mb, bind: f.get('modbus.bind'), allow: list(f.get('modbus.allow')) };
+      optional(mo, 'unit_id', f.get('modbus.unit_id') === '' ? null : Number(f.get('modbus.unit_id')));
+      doc.modbus = mo;
+    } else delete doc.modbus;
+    doc.interlocks = locks.rows().map((row, i) => {
+      const n = `interlocks[${i}]`;
+      const l = { ...row.original, id: f.get(`${n}.id`), source: f.get(`${n}.source`) };
+      for (const k of ['name', 'topic', 'armed_value']) optional(l, k, f.get(`${n}.${k}`));
+      for (const k of ['coil', 'stale_after_s']) optional(l, k, f.get(`${n}.${k}`) === '' ? null : Number(f.get(`${n}.${k}`)));
+      return l;
+    });
+    const body = { doc };
+    if (v.version !== null && v.version !== undefined) body.expected_version = v.version;
+    status.textContent = '';
+    try {
+      const saved = await api('PUT', '/api/v1/system/integrations/settings', body);
+      v.version = saved.version;
+      for (const el of form.querySelectorAll('input[type=password]')) {
+        el.value = '';
+      }
+      status.textContent = `Saved (version ${saved.version}): the integrations restart with these settings.`;
+    } catch (e) { showFieldError(form, e); }
+  });
+  return form;
+}
+
+/** The integrations' delivery per sink (GET /api/v1/system/integrations); admins can send a test message and edit the settings. */
 async function integrationsCard(kv) {
   const card = h('section', { class: 'card', id: 'integrations' }, h('h3', {}, 'Integrations'));
   let o;
@@ -177,6 +290,7 @@ async function integrationsCard(kv) {
     return card;
   }
   card.append(kv([['Outbox entries', o.entries], ['Dropped (full or aged out)', o.dropped]]));
+  if (o.modbus_error) card.append(h('p', { class: 'error', id: 'modbus-error' }, `Modbus server not running: ${o.modbus_error}`));
   if (!(o.sinks || []).length) card.append(h('p', { class: 'muted' }, 'No MQTT broker or webhook is configured.'));
   else card.append(table('integration-sinks', o.sinks, ['name', 'backlog', 'delivered', 'last_event_id', 'last_delivered_at', 'last_error', 'last_error_at']));
   try {
@@ -202,6 +316,13 @@ async function integrationsCard(kv) {
       }
     } }, 'Send test event');
     card.append(h('div', { class: 'downloads' }, button), status);
+    try {
+      const settings = await api('GET', '/api/v1/system/integrations/settings');
+      card.append(h('details', { id: 'integration-settings-panel' }, h('summary', {}, 'Edit integration settings'),
+        integrationSettingsForm(settings)));
+    } catch (e) {
+      card.append(h('p', { class: 'muted' }, e.message));
+    }
   }
   return card;
 }

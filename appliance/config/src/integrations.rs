@@ -9,41 +9,96 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::Ctx;
-use crate::modbus::{
-    InterlockConfig, ModbusConfig, RawInterlock, RawModbus, validate_interlocks, validate_modbus,
-};
+use crate::modbus::{InterlockConfig, ModbusConfig, validate_interlocks, validate_modbus};
+pub use crate::modbus::{RawInterlock, RawModbus};
 
-/// `[integrations]` as written.
-#[derive(Debug, Default, Deserialize)]
+/// `[integrations]` as written; without `box_name`, `public_url` and
+/// `outbox_max_entries` (which only the file sets) it is also the API's document of
+/// the integration settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawIntegrations {
+#[schemars(rename = "IntegrationsDoc")]
+pub struct RawIntegrations {
+    /// This box's name in topics and messages (configuration file only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub box_name: Option<String>,
+    /// The API's address as the plant reaches it (configuration file only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Bound of the outbox (configuration file only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox_max_entries: Option<i64>,
+    /// The MQTT broker, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<RawMqtt>,
-    #[serde(default)]
+    /// Signed webhooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<RawWebhook>,
+    /// The Modbus TCP server, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub modbus: Option<RawModbus>,
-    #[serde(default)]
+    /// Machine states that arm rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interlocks: Vec<RawInterlock>,
 }
 
+impl RawIntegrations {
+    /// The section's own problems, away from the rest of a file (rules naming its
+    /// interlocks are checked with the whole configuration), each at its key path
+    /// under `path` (`doc.mqtt.url` for `path = "doc"`).
+    pub fn problems(&self, path: &str) -> Vec<crate::Problem> {
+        crate::check::Ctx::standalone(|ctx| {
+            validate_integrations(ctx, self);
+        })
+        .into_iter()
+        .map(|p| crate::Problem {
+            path: match p.path.strip_prefix("integrations") {
+                Some(rest) => format!("{path}{rest}"),
+                None => p.path,
+            },
+            reason: p.reason,
+        })
+        .collect()
+    }
+}
+
 /// `[[integrations.webhooks]]` as written.
-#[derive(Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawWebhook {
+#[schemars(rename = "WebhookDoc")]
+pub struct RawWebhook {
+    /// Its id (the delivery status names it `webhook:<id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// `https://host[:port]/path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The HMAC-SHA256 key, 16-1024 characters (write-only through the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// A file (mode 0600) whose first line is the key, instead of `secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
+    /// CA certificate(s) (PEM) the receiver's certificate must chain to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Verify the receiver's certificate (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_verify: Option<bool>,
+    /// How long one POST may take (1-60 s, default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// Only these severities (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub severities: Option<Vec<String>>,
+    /// Only these rules (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<String>>,
+    /// Only these cameras (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cameras: Option<Vec<String>>,
 }
 
@@ -57,6 +112,9 @@ impl std::fmt::Debug for RawWebhook {
     }
 }
 
+/// How long a webhook's signing secret may be, in bytes.
+pub const WEBHOOK_SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=1024;
+
 /// Where a webhook's signing secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -64,6 +122,22 @@ pub enum SecretSource {
     Inline(Secret),
     /// Read from this file (mode 0600, first line) when the webhook starts.
     File(PathBuf),
+}
+
+impl SecretSource {
+    /// The secret: inline, or the first line of its file (trimmed). Blocks (reads the
+    /// file): call it where blocking is allowed.
+    pub fn load(&self) -> Result<String, std::io::Error> {
+        match self {
+            SecretSource::Inline(s) => Ok(s.expose().to_owned()),
+            SecretSource::File(path) => Ok(std::fs::read_to_string(path)?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()),
+        }
+    }
 }
 
 /// Which events a webhook receives (each list empty: all).
@@ -98,19 +172,45 @@ pub struct WebhookConfig {
 }
 
 /// `[integrations.mqtt]` as written.
-#[derive(Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawMqtt {
+#[schemars(rename = "MqttDoc")]
+pub struct RawMqtt {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The client id (default `safe-yolo-<box_name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Prefix of every topic (default `safe-yolo/<box_name>/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub topic_prefix: Option<String>,
+    /// User name, if the broker wants one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The password (write-only through the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// A file (mode 0600) whose first line is the password, instead of `password`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// CA certificate(s) (PEM) the broker's certificate must chain to (`mqtts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Client certificate (PEM), for brokers that ask for one (`mqtts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_cert_file: Option<String>,
+    /// Client key (PEM) of `client_cert_file` (write-only through the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_key_file: Option<String>,
+    /// MQTT keep-alive (5-3600 s, default 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive_s: Option<f64>,
+    /// Publish Home Assistant discovery documents (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub home_assistant: Option<bool>,
+    /// Home Assistant's discovery prefix (default `homeassistant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery_prefix: Option<String>,
 }
 
@@ -120,6 +220,7 @@ impl std::fmt::Debug for RawMqtt {
             .field("url", &self.url)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
             .finish_non_exhaustive()
     }
 }
@@ -165,7 +266,7 @@ pub struct MqttConfig {
     /// Prefix of every topic, ending with `/` (default `safe-yolo/<box_name>/`).
     pub topic_prefix: String,
     /// User name and password, if the broker wants them.
-    pub credentials: Option<(String, Option<Secret>)>,
+    pub credentials: Option<(String, Option<SecretSource>)>,
     /// CA certificate(s) (PEM) the broker's certificate must chain to (`mqtts`); the
     /// system's roots when absent.
     pub ca_file: Option<PathBuf>,
@@ -204,8 +305,9 @@ impl IntegrationsConfig {
     }
 }
 
-/// A name fit for one MQTT topic level and a client id: 1-64 of `a-z A-Z 0-9 - _ .`.
-fn topic_word_ok(s: &str) -> bool {
+/// A name fit for one MQTT topic level, a client id and a webhook's id (also a file
+/// name): 1-64 of `a-z A-Z 0-9 - _ .`.
+pub fn topic_word_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -337,11 +439,18 @@ fn validate_webhook(ctx: &mut Ctx<'_>, p: &str, raw: &RawWebhook) -> Option<Webh
         },
     };
     let secret = match (&raw.secret, &raw.secret_file) {
-        (Some(s), None) if s.len() >= 16 && s.len() <= 1024 => {
+        (Some(s), None) if WEBHOOK_SECRET_LEN.contains(&s.len()) => {
             Some(SecretSource::Inline(Secret(s.clone())))
         }
         (Some(_), None) => {
-            ctx.bad(format!("{p}.secret"), "must be 16-1024 characters");
+            ctx.bad(
+                format!("{p}.secret"),
+                format!(
+                    "must be {}-{} characters",
+                    WEBHOOK_SECRET_LEN.start(),
+                    WEBHOOK_SECRET_LEN.end()
+                ),
+            );
             None
         }
         (None, Some(f)) if !f.trim().is_empty() => Some(SecretSource::File(ctx.path(f))),
@@ -488,7 +597,22 @@ fn validate_mqtt(ctx: &mut Ctx<'_>, raw: &RawMqtt, box_name: &str) -> Option<Mqt
     if !topic_prefix.ends_with('/') {
         topic_prefix.push('/');
     }
-    let password = raw.password.clone().map(Secret);
+    let password = match (&raw.password, &raw.password_file) {
+        (Some(p), None) => Some(SecretSource::Inline(Secret(p.clone()))),
+        (None, Some(f)) if !f.trim().is_empty() => Some(SecretSource::File(ctx.path(f))),
+        (None, Some(_)) => {
+            ctx.bad("integrations.mqtt.password_file", "must not be empty");
+            None
+        }
+        (Some(_), Some(_)) => {
+            ctx.bad(
+                "integrations.mqtt.password",
+                "give password or password_file, not both",
+            );
+            None
+        }
+        (None, None) => None,
+    };
     let credentials = match (&raw.username, password) {
         (Some(u), p) if !u.is_empty() && u.len() <= 256 => Some((u.clone(), p)),
         (Some(_), _) => {
@@ -694,7 +818,7 @@ mod tests {
         };
         let password = m.and_then(|m| m.credentials).and_then(|(_, p)| p);
         assert_eq!(
-            password.as_ref().map(Secret::expose),
+            password.as_ref().and_then(|p| p.load().ok()).as_deref(),
             Some("from-the-env-123")
         );
         let p = problems(crate::parse(

@@ -44,8 +44,9 @@ pub use cameras::{CameraConfig, RawCamera, RawSource};
 pub use detector::{Backend, DetectorConfig, Isolation, default_devices};
 pub use features::Features;
 pub use integrations::{
-    IntegrationsConfig, MqttConfig, MqttTransport, Secret, SecretSource, WebhookConfig,
-    WebhookFilter,
+    IntegrationsConfig, MqttConfig, MqttTransport, RawIntegrations, RawInterlock, RawModbus,
+    RawMqtt, RawWebhook, Secret, SecretSource, WEBHOOK_SECRET_LEN, WebhookConfig, WebhookFilter,
+    topic_word_ok,
 };
 pub use lines::{LineConfig, RawLine};
 pub use modbus::{

@@ -37,30 +37,62 @@ pub const IR_ZONE_COUNT: u16 = 100;
 /// Most rules, cameras or zones a map lists (each block holds 1000 addresses).
 pub const MAX_MAPPED: usize = 1000;
 
-/// `[integrations.modbus]` as written.
-#[derive(Debug, Default, Deserialize)]
+/// `[integrations.modbus]` as written (also the API's document of it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawModbus {
+#[schemars(rename = "ModbusDoc")]
+pub struct RawModbus {
+    /// `address:port` the server listens on (default `0.0.0.0:502`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    /// Client addresses or networks allowed to connect (CIDR).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,
+    /// The Modbus unit id answered (1-247, default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unit_id: Option<i64>,
+    /// Connections at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i64>,
+    /// A silent connection is closed after this long.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<f64>,
+    /// The rules mapped to registers (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<String>>,
+    /// The cameras mapped to registers (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cameras: Option<Vec<String>>,
+    /// The zones mapped to registers (default: all).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub zones: Option<Vec<String>>,
 }
 
-/// `[[integrations.interlocks]]` as written.
-#[derive(Debug, Default, Deserialize)]
+/// `[[integrations.interlocks]]` as written (also the API's document of one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawInterlock {
+#[schemars(rename = "InterlockDoc")]
+pub struct RawInterlock {
+    /// Its id (rules name it in `armed_by`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Human name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `modbus` (a coil), `mqtt` (a topic) or `gpio` (the machine-state input).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The coil a PLC writes (modbus).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub coil: Option<i64>,
+    /// The topic (mqtt).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// The payload that arms (mqtt).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub armed_value: Option<String>,
+    /// A level not renewed within this long goes back to unknown (armed).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_after_s: Option<f64>,
 }
 

@@ -6,10 +6,16 @@
 //! code as the file alone, so an edit can never make a configuration the file could
 //! not describe (a camera's replay footage inside the media directory, a zone naming
 //! a camera that exists, ...). Output lines are wiring: only the file has them.
+//!
+//! The integration settings (`[integrations]`: MQTT, webhooks, Modbus, interlocks)
+//! are one document: an edit replaces the file's section as a whole, except
+//! `box_name`, `public_url` and `outbox_max_entries`, which only the file sets (an
+//! edit that changes them is a problem at that key).
 
 use std::collections::BTreeMap;
 
 use crate::cameras::RawCamera;
+use crate::integrations::RawIntegrations;
 use crate::lines::RawLine;
 use crate::rules::RawRule;
 use crate::zones::RawZone;
@@ -26,6 +32,8 @@ pub struct Overlay {
     pub lines: BTreeMap<String, Option<RawLine>>,
     /// Rule edits.
     pub rules: BTreeMap<String, Option<RawRule>>,
+    /// The integration settings, replacing the file's `[integrations]`.
+    pub integrations: Option<RawIntegrations>,
 }
 
 /// The cameras, zones, lines and rules of a layered configuration as written (the
@@ -40,6 +48,8 @@ pub struct Documents {
     pub lines: Vec<(String, RawLine)>,
     /// Rules.
     pub rules: Vec<(String, RawRule)>,
+    /// `[integrations]`.
+    pub integrations: RawIntegrations,
 }
 
 #[cfg(test)]
@@ -157,5 +167,57 @@ zone = "dock"
             ..Overlay::default()
         };
         assert_eq!(problem(&overlay), vec!["rules.night.locked"]);
+    }
+
+    /// The integration settings are one document: it replaces the file's section,
+    /// the file keeps `box_name` and the rest of what only it sets, and removing an
+    /// interlock a rule is armed by is refused at that rule.
+    #[test]
+    fn integration_settings_replace_the_files_and_keep_the_rules_references() {
+        let text = format!(
+            "{TEXT}armed_by = \"press\"\n\n[integrations]\nbox_name = \"press-7\"\n\n[integrations.mqtt]\nurl = \"mqtt://broker\"\n\n[[integrations.interlocks]]\nid = \"press\"\nsource = \"mqtt\"\ntopic = \"plant/press\"\narmed_value = \"on\"\n"
+        );
+        let layered = |overlay: &Overlay| {
+            crate::parse_layered(&text, Path::new("/etc/safe-yolo"), Vec::new(), overlay)
+        };
+        let (config, docs) = layered(&Overlay::default()).unwrap();
+        assert_eq!(config.integrations.interlocks.len(), 1);
+        assert_eq!(docs.integrations.box_name.as_deref(), Some("press-7"));
+        // An edit: a new prefix, the interlock kept; box_name left out stays the file's.
+        let mut edit = docs.integrations.clone();
+        edit.box_name = None;
+        if let Some(m) = edit.mqtt.as_mut() {
+            m.topic_prefix = Some("plant/box/".into());
+        }
+        let overlay = Overlay {
+            integrations: Some(edit.clone()),
+            ..Overlay::default()
+        };
+        let (config, docs) = layered(&overlay).unwrap();
+        let mqtt = config.integrations.mqtt.unwrap();
+        assert_eq!(mqtt.topic_prefix, "plant/box/");
+        assert_eq!(mqtt.client_id, "safe-yolo-press-7");
+        assert_eq!(docs.integrations.box_name.as_deref(), Some("press-7"));
+        // Only the file names the box.
+        let mut renamed = edit.clone();
+        renamed.box_name = Some("other".into());
+        let problems = layered(&Overlay {
+            integrations: Some(renamed),
+            ..Overlay::default()
+        })
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["integrations.box_name"]);
+        // The rule is armed by the interlock: removing it is refused at the rule.
+        let mut gone = edit;
+        gone.interlocks.clear();
+        let problems = layered(&Overlay {
+            integrations: Some(gone),
+            ..Overlay::default()
+        })
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["rules.dock-intrusion.armed_by"], "{problems:?}");
+        assert!(problems[0].reason.contains("press"), "{problems:?}");
     }
 }

@@ -258,6 +258,43 @@ fn check_locks(
     locked
 }
 
+/// The integration settings of an edit over the file's `[integrations]`: the edit's
+/// MQTT, webhooks, Modbus and interlocks; the file's `box_name`, `public_url` and
+/// `outbox_max_entries` (an edit may repeat them, not change them).
+fn lay_integrations(
+    file: &RawIntegrations,
+    edit: &RawIntegrations,
+    problems: &mut Vec<Problem>,
+) -> RawIntegrations {
+    for (key, changed) in [
+        (
+            "box_name",
+            edit.box_name.is_some() && edit.box_name != file.box_name,
+        ),
+        (
+            "public_url",
+            edit.public_url.is_some() && edit.public_url != file.public_url,
+        ),
+        (
+            "outbox_max_entries",
+            edit.outbox_max_entries.is_some() && edit.outbox_max_entries != file.outbox_max_entries,
+        ),
+    ] {
+        if changed {
+            problems.push(Problem {
+                path: format!("integrations.{key}"),
+                reason: "is set in the configuration file only".into(),
+            });
+        }
+    }
+    RawIntegrations {
+        box_name: file.box_name.clone(),
+        public_url: file.public_url.clone(),
+        outbox_max_entries: file.outbox_max_entries,
+        ..edit.clone()
+    }
+}
+
 impl RawConfig {
     /// Lays the live edits over the file's cameras, zones, lines and rules; their
     /// elements are named by id from then on. The file's rule locks are kept
@@ -270,6 +307,9 @@ impl RawConfig {
         lay(&mut self.rules, &overlay.rules, "rules");
         for k in self.rules.iter_mut().filter(|k| locked.contains(&k.id)) {
             k.value.locked = Some(true);
+        }
+        if let Some(edit) = &overlay.integrations {
+            self.integrations = lay_integrations(&self.integrations, edit, problems);
         }
     }
 
@@ -286,6 +326,7 @@ impl RawConfig {
             zones: docs(&self.zones),
             lines: docs(&self.lines),
             rules: docs(&self.rules),
+            integrations: self.integrations.clone(),
         }
     }
 

@@ -302,21 +302,28 @@ async fn start(
 
     // Plant integrations read the outbox on tasks of their own: nothing above
     // waits for them, and they stop before the store closes.
-    let integrations = safe_yolo_integrations::Integrations::start(
+    let integrations = safe_yolo_integrations::LiveIntegrations::start(
         &config.integrations,
-        wiring::box_name(&config),
-        config.integrations.public_url.clone(),
-        store.clone(),
-        safe_yolo_integrations::Sources {
-            cameras: taps.clone(),
-            outputs: lines.watch_status(),
-            dispatcher: dispatcher.clone(),
-            interlocks: interlocks.clone(),
+        safe_yolo_integrations::Wiring {
+            box_name: wiring::box_name(&config),
+            public_url: config.integrations.public_url.clone(),
+            storage: store.clone(),
+            sources: safe_yolo_integrations::Sources {
+                cameras: taps.clone(),
+                outputs: lines.watch_status(),
+                dispatcher: dispatcher.clone(),
+                interlocks: interlocks.clone(),
+            },
+            modbus_error: Arc::new(tokio::sync::watch::Sender::new(None)),
         },
     );
+    let plant = crate::settings::Plant {
+        interlocks: interlocks.clone(),
+        integrations: integrations.restarts(),
+    };
     stack.push("integrations", Bound::Budget, integrations.stop());
 
-    let live = LiveSettings::new(layered, rules, dispatcher.clone(), cameras.clone());
+    let live = LiveSettings::new(layered, rules, dispatcher.clone(), cameras.clone(), plant);
     let deps = ApiDeps {
         store,
         alarms: dispatcher,

@@ -13,14 +13,21 @@
 //! Deleting a camera that a zone, line or rule still names is refused, naming that
 //! object (`zones.dock.camera: no camera has the id "cam-1"`): remove or move them
 //! first. Output lines are wiring: they change in the file, with a restart.
+//!
+//! The integration settings (`[integrations]`) are one document laid over the
+//! file's section the same way; a change replaces the interlocks (unchanged ones
+//! keep their levels) and restarts the integrations (outbox sinks, Modbus server,
+//! MQTT interlock client) on their runtime, while cameras, detection, rules and
+//! outputs run on. Removing an interlock a rule is armed by is refused at the rule.
 
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
-use safe_yolo_alarms::{Dispatcher, DispatcherConfig, RulesControl};
+use safe_yolo_alarms::{Dispatcher, DispatcherConfig, Interlocks, RulesControl};
 use safe_yolo_api::control::{ControlError, Document, Problem};
 use safe_yolo_api::{Control, SettingsChange};
-use safe_yolo_config::{Config, Documents, Overlay};
+use safe_yolo_config::{Config, Documents, IntegrationsConfig, Overlay};
+use safe_yolo_integrations::IntegrationsRestart;
 use safe_yolo_pipeline::Cameras;
 use safe_yolo_store::SettingKind;
 use serde_json::Value;
@@ -82,7 +89,17 @@ fn section(kind: SettingKind) -> Option<&'static str> {
         SettingKind::Zone => Some("zones"),
         SettingKind::Rule => Some("rules"),
         SettingKind::Line => Some("lines"),
+        SettingKind::Integrations => Some("integrations"),
         SettingKind::Output => None,
+    }
+}
+
+/// The key path of an edited object: `rules.<id>`, or `integrations` (one document).
+fn object_path(section: &str, id: &str) -> String {
+    if section == "integrations" {
+        section.to_owned()
+    } else {
+        format!("{section}.{id}")
     }
 }
 
@@ -102,6 +119,8 @@ fn edit(
         (_, Some(Document::Zone(z))) => drop(overlay.zones.insert(id, Some(z))),
         (_, Some(Document::Line(l))) => drop(overlay.lines.insert(id, Some(l))),
         (_, Some(Document::Rule(r))) => drop(overlay.rules.insert(id, Some(*r))),
+        (_, Some(Document::Integrations(i))) => overlay.integrations = Some(*i),
+        (SettingKind::Integrations, None) => overlay.integrations = None,
         (SettingKind::Output, None) => {
             return Err(ControlError::Wiring {
                 kind: kind.as_str(),
@@ -117,6 +136,7 @@ fn stored_document(kind: SettingKind, doc: Value) -> Result<Document, serde_json
         SettingKind::Zone => Document::Zone(serde_json::from_value(doc)?),
         SettingKind::Line => Document::Line(serde_json::from_value(doc)?),
         SettingKind::Rule => Document::Rule(Box::new(serde_json::from_value(doc)?)),
+        SettingKind::Integrations => Document::Integrations(Box::new(serde_json::from_value(doc)?)),
         SettingKind::Camera | SettingKind::Output => {
             Document::Camera(Box::new(serde_json::from_value(doc)?))
         }
@@ -150,12 +170,17 @@ impl Layered {
                 tracing::error!(reason = %e, "the configuration file does not validate again")
             }
         }
-        // Cameras first: the zones and rules stored after them name them.
+        // Cameras and the integrations first: the zones and rules stored after them
+        // name them (a camera, an interlock).
         let mut stored = stored;
-        stored.sort_by_key(|(kind, _, _)| *kind != SettingKind::Camera);
+        stored.sort_by_key(|(kind, _, _)| match kind {
+            SettingKind::Camera => 0,
+            SettingKind::Integrations => 1,
+            _ => 2,
+        });
         for (kind, id, doc) in stored {
             let Some(sec) = section(kind) else { continue };
-            let object = format!("{sec}.{id}");
+            let object = object_path(sec, &id);
             let mut overlay = state.overlay.clone();
             let layered = stored_document(kind, doc)
                 .map_err(|e| ControlError::Invalid {
@@ -190,6 +215,16 @@ pub struct LiveSettings {
     rules: RulesControl,
     dispatcher: Dispatcher,
     cameras: Cameras,
+    plant: Plant,
+}
+
+/// What the integration settings drive: the interlocks the rules read, and the
+/// integrations' restarts.
+pub struct Plant {
+    /// The interlocks.
+    pub interlocks: Interlocks,
+    /// Restarts the integrations with new settings.
+    pub integrations: IntegrationsRestart,
 }
 
 impl std::fmt::Debug for LiveSettings {
@@ -202,12 +237,14 @@ impl std::fmt::Debug for LiveSettings {
 
 impl LiveSettings {
     /// The layered settings, applied from now on to the running cameras
-    /// (`cameras`), rules (`rules`) and alarm settings (`dispatcher`).
+    /// (`cameras`), rules (`rules`), alarm settings (`dispatcher`) and plant
+    /// integrations (`plant`).
     pub fn new(
         layered: Layered,
         rules: RulesControl,
         dispatcher: Dispatcher,
         cameras: Cameras,
+        plant: Plant,
     ) -> Self {
         Self {
             base: layered.base,
@@ -215,6 +252,7 @@ impl LiveSettings {
             rules,
             dispatcher,
             cameras,
+            plant,
         }
     }
 }
@@ -233,7 +271,7 @@ impl Control for LiveSettings {
         let mut st = self.state.lock();
         let mut overlay = st.overlay.clone();
         edit(&mut overlay, kind, id.clone(), doc)?;
-        let (cfg, documents) = self.base.validate(&overlay, &format!("{sec}.{id}"))?;
+        let (cfg, documents) = self.base.validate(&overlay, &object_path(sec, &id))?;
         // Only cameras whose own settings changed start, restart or stop.
         let specs = wiring::camera_specs(&cfg);
         if specs != self.cameras.specs() {
@@ -245,6 +283,7 @@ impl Control for LiveSettings {
                 })?;
             tracing::info!(?changed, "cameras changed at run time");
         }
+        let integrations_changed = documents.integrations != st.documents.integrations;
         self.rules
             .blocking_replace(cfg.rule_specs(), cfg.zone_specs())
             .map_err(|e| ControlError::Refused {
@@ -252,6 +291,12 @@ impl Control for LiveSettings {
             })?;
         self.dispatcher
             .update_config(DispatcherConfig::from_config(&cfg));
+        // After the rules, which cannot refuse the change any more: a rule naming an
+        // interlock not there yet reads it unknown, which arms.
+        if integrations_changed {
+            self.plant.interlocks.replace(&cfg.integrations.interlocks);
+            self.plant.integrations.restart(cfg.integrations.clone());
+        }
         tracing::info!(kind = sec, id, "setting applied to the running pipeline");
         st.overlay = overlay;
         st.config = cfg;
@@ -283,9 +328,21 @@ impl Control for LiveSettings {
                 .iter()
                 .map(|(id, c)| (id.clone(), Document::Camera(Box::new(c.clone()))))
                 .collect(),
+            SettingKind::Integrations => vec![(
+                SettingKind::INTEGRATIONS_ID.to_owned(),
+                Document::Integrations(Box::new(d.integrations.clone())),
+            )],
             // Output lines have no settings document: they are wiring, in the file.
             SettingKind::Output => Vec::new(),
         }
+    }
+
+    fn integrations(&self) -> Option<IntegrationsConfig> {
+        Some(self.state.lock().config.integrations.clone())
+    }
+
+    fn modbus_error(&self) -> Option<String> {
+        self.plant.integrations.modbus_error()
     }
 }
 

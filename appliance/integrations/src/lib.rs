@@ -10,6 +10,11 @@
 //! open: a new sink starts at the head, a removed one loses its cursor), starts one
 //! delivery task per sink ([`deliver::run`]) and two followers that turn camera health
 //! changes and output changes into outbox entries ([`follow`]).
+//!
+//! [`LiveIntegrations`] keeps them running across edits of the integration settings:
+//! each new configuration stops the running integrations (the MQTT `status` goes
+//! `offline`, the Modbus port is released) and starts them again with it, one
+//! restart after the other, on the runtime; the caller never waits.
 #![forbid(unsafe_code)]
 
 pub mod deliver;
@@ -36,7 +41,7 @@ pub use mqtt::MqttSink;
 pub use webhook::WebhookSink;
 
 /// What the integrations follow besides the outbox.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sources {
     /// The running cameras (their health).
     pub cameras: CameraTaps,
@@ -55,15 +60,33 @@ pub struct Integrations {
     tasks: TaskTracker,
 }
 
+/// What every start of the integrations is given besides their settings.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Names the box in topics and messages.
+    pub box_name: String,
+    /// The API's address as the plant reaches it (snapshot URLs).
+    pub public_url: Option<String>,
+    /// The store (the outbox, the cursors, the audit).
+    pub storage: Storage,
+    /// What they follow besides the outbox.
+    pub sources: Sources,
+    /// Why the Modbus server does not run, if it does not (read through
+    /// [`IntegrationsRestart::modbus_error`]).
+    pub modbus_error: std::sync::Arc<watch::Sender<Option<String>>>,
+}
+
 impl Integrations {
-    /// Starts the configured sinks; `box_name` names the box in topics and messages.
-    pub fn start(
-        config: &IntegrationsConfig,
-        box_name: String,
-        public_url: Option<String>,
-        storage: Storage,
-        sources: Sources,
-    ) -> Self {
+    /// Starts the configured sinks.
+    pub fn start(config: &IntegrationsConfig, wiring: Wiring) -> Self {
+        let Wiring {
+            box_name,
+            public_url,
+            storage,
+            sources,
+            modbus_error,
+        } = wiring;
+        modbus_error.send_replace(None);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let ids: discovery::IdsFn = {
@@ -150,7 +173,9 @@ impl Integrations {
             let (stop, inner) = (stop.clone(), tasks.clone());
             tasks.spawn(async move {
                 if let Err(e) = modbus::start(cfg, state, stop, &inner).await {
-                    tracing::error!(error = %safe_yolo_domain::error_chain(&e), "the Modbus server does not run: PLCs cannot read or write the box (alarms and outputs run)");
+                    let why = safe_yolo_domain::error_chain(&e).to_string();
+                    tracing::error!(error = %why, "the Modbus server does not run: PLCs cannot read or write the box (alarms and outputs run)");
+                    modbus_error.send_replace(Some(why));
                 }
             });
         }
@@ -178,6 +203,87 @@ impl Integrations {
     pub async fn stop(self) {
         self.stop.cancel();
         self.tasks.wait().await;
+    }
+}
+
+/// The integrations, restarted with new settings while the daemon runs.
+#[derive(Debug)]
+pub struct LiveIntegrations {
+    restarts: IntegrationsRestart,
+    stop: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+/// Asks the running integrations to restart with new settings (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct IntegrationsRestart(
+    tokio::sync::mpsc::UnboundedSender<IntegrationsConfig>,
+    watch::Receiver<Option<String>>,
+);
+
+impl IntegrationsRestart {
+    /// Why the Modbus server of the running settings does not run, if it does not.
+    pub fn modbus_error(&self) -> Option<String> {
+        self.1.borrow().clone()
+    }
+
+    /// Restarts the integrations with `config`, after the restarts asked before it;
+    /// returns at once (a call from a blocking thread is fine). A restart asked
+    /// after the stop is dropped.
+    pub fn restart(&self, config: IntegrationsConfig) {
+        if self.0.send(config).is_err() {
+            tracing::warn!(
+                "the integrations are stopped: their new settings apply at the next start"
+            );
+        }
+    }
+}
+
+impl LiveIntegrations {
+    /// Starts the integrations of `config` (see [`Integrations::start`]) and a worker
+    /// that restarts them on request. Call it on the runtime they run on.
+    pub fn start(config: &IntegrationsConfig, wiring: Wiring) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<IntegrationsConfig>();
+        let stop = CancellationToken::new();
+        let cancelled = stop.clone();
+        let errors = wiring.modbus_error.subscribe();
+        let mut running = Integrations::start(config, wiring.clone());
+        let worker = tokio::spawn(async move {
+            loop {
+                let config = tokio::select! {
+                    Some(c) = rx.recv() => c,
+                    () = cancelled.cancelled() => break,
+                };
+                running.stop().await;
+                tracing::info!(
+                    mqtt = config.mqtt.is_some(),
+                    webhooks = config.webhooks.len(),
+                    modbus = config.modbus.is_some(),
+                    interlocks = config.interlocks.len(),
+                    "integrations restarted with new settings"
+                );
+                running = Integrations::start(&config, wiring.clone());
+            }
+            running.stop().await;
+        });
+        Self {
+            restarts: IntegrationsRestart(tx, errors),
+            stop,
+            worker,
+        }
+    }
+
+    /// The handle that restarts them.
+    pub fn restarts(&self) -> IntegrationsRestart {
+        self.restarts.clone()
+    }
+
+    /// Stops the integrations (a restart under way finishes first) and waits for them.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(e) = self.worker.await {
+            tracing::error!(error = %e, "the integrations' worker failed");
+        }
     }
 }
 

@@ -89,10 +89,14 @@ pub(crate) async fn options(
             o.set_last_will(LastWill::new(topic, "offline", QoS::AtLeastOnce, true));
         }
         if let Some((user, password)) = &c.credentials {
-            o.set_credentials(
-                user.clone(),
-                password.as_ref().map_or("", |p| p.expose()).to_owned(),
-            );
+            let password = match password.clone() {
+                None => String::new(),
+                Some(p) => tokio::task::spawn_blocking(move || p.load())
+                    .await
+                    .map_err(|e| SinkError(format!("MQTT password: {e}")))?
+                    .map_err(|e| SinkError(format!("MQTT password_file: {e}")))?,
+            };
+            o.set_credentials(user.clone(), password);
         }
         if c.transport == MqttTransport::Tls {
             let cfg = c.clone();

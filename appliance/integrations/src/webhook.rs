@@ -234,17 +234,16 @@ impl Sink for WebhookSink {
     async fn connect(&mut self) -> Result<(), SinkError> {
         let cfg = self.cfg.clone();
         let (secret, tls) = tokio::task::spawn_blocking(move || {
-            let secret = match &cfg.secret {
-                SecretSource::Inline(s) => s.expose().as_bytes().to_vec(),
-                SecretSource::File(path) => std::fs::read_to_string(path)
-                    .map_err(|e| SinkError(format!("secret_file {}: {e}", path.display())))?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .as_bytes()
-                    .to_vec(),
-            };
+            let secret = cfg
+                .secret
+                .load()
+                .map_err(|e| match &cfg.secret {
+                    SecretSource::File(path) => {
+                        SinkError(format!("secret_file {}: {e}", path.display()))
+                    }
+                    SecretSource::Inline(_) => SinkError(e.to_string()),
+                })?
+                .into_bytes();
             if secret.len() < 16 {
                 return Err(SinkError("the secret is shorter than 16 bytes".into()));
             }

@@ -502,6 +502,9 @@ pub enum SettingKind {
     Output,
     /// A counting line (line-crossing rules refer to it by id, like a zone).
     Line,
+    /// The integration settings (`[integrations]`: MQTT, webhooks, Modbus,
+    /// interlocks): one document, id [`SettingKind::INTEGRATIONS_ID`].
+    Integrations,
 }
 
 impl SettingKind {
@@ -513,16 +516,21 @@ impl SettingKind {
             Self::Rule => "rule",
             Self::Output => "output",
             Self::Line => "line",
+            Self::Integrations => "integrations",
         }
     }
 
+    /// The id of the one integration settings document.
+    pub const INTEGRATIONS_ID: &str = "integrations";
+
     /// All kinds.
-    pub const ALL: [SettingKind; 5] = [
+    pub const ALL: [SettingKind; 6] = [
         Self::Camera,
         Self::Zone,
         Self::Rule,
         Self::Output,
         Self::Line,
+        Self::Integrations,
     ];
 }
 

@@ -184,11 +184,8 @@ pub(crate) async fn preview(
             _ => None,
         })
         .collect();
-    let _password = crate::camera_secrets::preview_password(
-        &mut doc,
-        &s.settings.state_dir,
-        &running_password_files,
-    )?;
+    let _password =
+        crate::secrets::preview_password(&mut doc, &s.settings.state_dir, &running_password_files)?;
     let source = doc
         .validate(s.source_policy.media_dir())
         .map_err(|problems| {

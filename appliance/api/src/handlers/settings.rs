@@ -1,4 +1,5 @@
-//! Cameras, zones, lines and rules: settings documents edited through the API.
+//! Cameras, zones, lines, rules and the integration settings: settings documents
+//! edited through the API.
 //!
 //! Every kind travels as the configuration's own raw form (a file entry without its
 //! id). A change is checked here on its own (`deny_unknown_fields`, then the
@@ -14,7 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use safe_yolo_capture::{SandboxError, SourceRequest};
-use safe_yolo_config::{RawCamera, RawLine, RawRule, RawZone};
+use safe_yolo_config::{RawCamera, RawIntegrations, RawLine, RawRule, RawZone};
 use safe_yolo_domain::CameraId;
 use safe_yolo_store::{SettingKind, StoreError, now_ms};
 use serde::de::DeserializeOwned;
@@ -55,7 +56,7 @@ pub(crate) trait Doc: DeserializeOwned + Serialize + Send + 'static {
     /// The document, as the running system takes it.
     fn into_document(self) -> Document;
     /// Takes what must not be stored out of the document (an RTSP camera's
-    /// password: [`crate::camera_secrets`]); runs before [`Doc::check`].
+    /// password: [`crate::secrets`]); runs before [`Doc::check`].
     fn take_secrets(&mut self, _id: &str, _s: &AppState) -> Result<(), HttpError> {
         Ok(())
     }
@@ -70,6 +71,11 @@ pub(crate) type ZoneDoc = RawZone;
 pub(crate) type LineDoc = RawLine;
 /// A rule document (the safety regulation panel).
 pub(crate) type RuleDoc = RawRule;
+
+/// The integration settings document (`PUT /system/integrations/settings`): the
+/// configuration's `[integrations]` as written, one document. Its secrets are
+/// write-only ([`crate::secrets::take_integration_secrets`]).
+pub(crate) type IntegrationsDoc = RawIntegrations;
 
 /// A document's own problems, as found by the configuration's checks, at `doc.<key>`.
 pub(crate) fn own_problems(problems: Vec<safe_yolo_config::Problem>) -> Result<(), HttpError> {
@@ -128,7 +134,7 @@ impl Doc for RawCamera {
                 Document::Camera(c) if cid == id => c.source.password_file.clone(),
                 _ => None,
             });
-        crate::camera_secrets::take_password(self, id, &s.settings.state_dir, current)
+        crate::secrets::take_password(self, id, &s.settings.state_dir, current)
     }
 }
 
@@ -166,6 +172,133 @@ impl Doc for RawRule {
     fn into_document(self) -> Document {
         Document::Rule(Box::new(self))
     }
+}
+
+impl Doc for RawIntegrations {
+    const KIND: SettingKind = SettingKind::Integrations;
+
+    fn check(&self, _id: &str, _s: &AppState) -> Result<(), HttpError> {
+        own_problems(self.problems("doc"))
+    }
+
+    fn into_document(self) -> Document {
+        Document::Integrations(Box::new(self))
+    }
+
+    /// The document's own checks first, on a dry run (the files named, none
+    /// written), so that a document refused for its own problems never changes a
+    /// running secret's file; then the secrets move into their files.
+    fn take_secrets(&mut self, _id: &str, s: &AppState) -> Result<(), HttpError> {
+        let current = running_integrations(s);
+        let dir = &s.settings.state_dir;
+        let mut dry = self.clone();
+        crate::secrets::take_integration_secrets(&mut dry, dir, &current, false)?;
+        own_problems(dry.problems("doc"))?;
+        crate::secrets::take_integration_secrets(self, dir, &current, true)
+    }
+}
+
+/// The integration settings as running (the file's section, or the edit laid over it).
+fn running_integrations(s: &AppState) -> RawIntegrations {
+    s.control
+        .current(SettingKind::Integrations)
+        .into_iter()
+        .find_map(|(_, d)| match d {
+            Document::Integrations(i) => Some(*i),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The integration settings as an admin reads them: every secret left out, and
+/// whether each is set.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct IntegrationSettingsView {
+    /// The settings as running (the configuration file's `[integrations]`, or the
+    /// edit stored over it), without any password, secret or key file: send it back
+    /// as it is and every secret is kept.
+    doc: RawIntegrations,
+    /// Which secrets are set (they are write-only).
+    secrets: IntegrationSecrets,
+    /// The stored edit's version (give it as `expected_version`); absent while the
+    /// file's section runs unedited.
+    version: Option<u64>,
+}
+
+/// Which of the integration settings' secrets are set.
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
+pub(crate) struct IntegrationSecrets {
+    /// The MQTT password is set.
+    mqtt_password_set: bool,
+    /// The MQTT client key file is set.
+    mqtt_client_key_set: bool,
+    /// The webhooks (by id) whose signing secret is set.
+    webhook_secret_set: Vec<String>,
+}
+
+/// Leaves the secrets out of `doc`, saying which were set.
+fn without_secrets(mut doc: RawIntegrations) -> (RawIntegrations, IntegrationSecrets) {
+    let mut set = IntegrationSecrets::default();
+    if let Some(m) = doc.mqtt.as_mut() {
+        set.mqtt_password_set = m.password.take().is_some() | m.password_file.take().is_some();
+        set.mqtt_client_key_set = m.client_key_file.take().is_some();
+    }
+    for w in &mut doc.webhooks {
+        if w.secret.take().is_some() | w.secret_file.take().is_some()
+            && let Some(id) = &w.id
+        {
+            set.webhook_secret_set.push(id.clone());
+        }
+    }
+    (doc, set)
+}
+
+async fn integration_settings_view(
+    s: &AppState,
+    version: Option<u64>,
+) -> Result<IntegrationSettingsView, HttpError> {
+    let version = match version {
+        Some(v) => Some(v),
+        None => s
+            .store()?
+            .run(|st| st.get_setting(SettingKind::Integrations, SettingKind::INTEGRATIONS_ID))
+            .await
+            .map_err(|e| HttpError::store("reading the integration settings", e))?
+            .map(|d| d.version),
+    };
+    let (doc, secrets) = without_secrets(running_integrations(s));
+    Ok(IntegrationSettingsView {
+        doc,
+        secrets,
+        version,
+    })
+}
+
+pub(crate) async fn get_integration_settings(
+    State(s): State<AppState>,
+) -> Result<axum::Json<IntegrationSettingsView>, HttpError> {
+    integration_settings_view(&s, None).await.map(axum::Json)
+}
+
+pub(crate) async fn put_integration_settings(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ValidJson(b): ValidJson<PutBody<IntegrationsDoc>>,
+) -> Result<axum::Json<IntegrationSettingsView>, HttpError> {
+    // A refused edit leaves the secret files as they were; a taken one leaves no file
+    // of a secret it no longer names.
+    let files = crate::secrets::IntegrationSecretFiles::read(&s.settings.state_dir);
+    let saved = match put(s.clone(), p, SettingKind::INTEGRATIONS_ID.to_owned(), b).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            files.restore();
+            return Err(e);
+        }
+    };
+    files.tidy(&running_integrations(&s));
+    integration_settings_view(&s, Some(saved.0.version))
+        .await
+        .map(axum::Json)
 }
 
 async fn list(s: &AppState, kind: SettingKind) -> Result<SettingsList, HttpError> {
@@ -343,7 +476,7 @@ async fn delete(
         .await
         .map_err(|e| refusal.http_error("deleting a settings document", e))?;
     if kind == SettingKind::Camera {
-        crate::camera_secrets::forget(&s.settings.state_dir, &deleted);
+        crate::secrets::forget(&s.settings.state_dir, &deleted);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -129,15 +129,29 @@ pub(crate) async fn info(State(s): State<AppState>) -> Result<axum::Json<SystemI
 
 /// The integrations' outbox and each sink's delivery state (no setting and no
 /// secret: those stay in the configuration).
+/// The integrations' delivery: the outbox and its sinks, and the Modbus server's
+/// start error.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct IntegrationsStatus {
+    #[serde(flatten)]
+    outbox: safe_yolo_store::OutboxStatus,
+    /// Why the Modbus server does not run (its port cannot be bound, say), if it does
+    /// not; the alarms and the other integrations run on.
+    modbus_error: Option<String>,
+}
+
 pub(crate) async fn integrations(
     State(s): State<AppState>,
-) -> Result<axum::Json<safe_yolo_store::OutboxStatus>, HttpError> {
+) -> Result<axum::Json<IntegrationsStatus>, HttpError> {
     let store = s.store()?;
-    let status = store
+    let outbox = store
         .run(|st| st.outbox_status())
         .await
         .map_err(|e| HttpError::store("integration status", e))?;
-    Ok(axum::Json(status))
+    Ok(axum::Json(IntegrationsStatus {
+        outbox,
+        modbus_error: s.control.modbus_error(),
+    }))
 }
 
 /// The Modbus TCP server's register map as of now.
@@ -158,7 +172,12 @@ pub(crate) struct ModbusMap {
 /// cameras and zones (the same function the server answers from).
 pub(crate) async fn modbus(State(s): State<AppState>) -> axum::Json<ModbusMap> {
     use safe_yolo_config::{ModbusConfig, modbus_map};
-    let Some(m) = s.settings.modbus.as_ref() else {
+    // As running: the integration settings may have been edited since start.
+    let (modbus, interlocks) = match s.control.integrations() {
+        Some(i) => (i.modbus, i.interlocks),
+        None => (s.settings.modbus.clone(), s.settings.interlocks.clone()),
+    };
+    let Some(m) = modbus.as_ref() else {
         return axum::Json(ModbusMap {
             enabled: false,
             bind: None,
@@ -174,7 +193,7 @@ pub(crate) async fn modbus(State(s): State<AppState>) -> axum::Json<ModbusMap> {
         bind: Some(m.bind.to_string()),
         unit_id: Some(m.unit_id),
         registers: modbus_map(
-            &s.settings.interlocks,
+            &interlocks,
             &ModbusConfig::order(m.rules.as_ref(), &rules),
             &ModbusConfig::order(m.cameras.as_ref(), &cameras),
             &ModbusConfig::order(m.zones.as_ref(), &zones),
