@@ -649,6 +649,15 @@ await test('cameras page: a delete refused while a zone uses the camera shows wh
   await fp.click('#cameras-table tr[data-camera=dock] button.toggle');
   await fp.waitForSelector('#cameras-table tr[data-camera=dock]:not([data-state=disabled])');
   await fp.waitForSelector('#banner-not-guarding', { state: 'detached', timeout: 15000 });
+  // The camera re-aimed on purpose: its tamper check relearns the view (audited).
+  await fp.click('#cameras-table tr[data-camera=dock] button.relearn');
+  let relearnt = false;
+  for (let i = 0; i < 20 && !relearnt; i++) {
+    const audit = await apiGet(fp, '/api/v1/audit?limit=50');
+    relearnt = (audit.body.rows || []).some((r) => r.action === 'camera.tamper_relearn' && r.target === 'camera/dock');
+    if (!relearnt) await fp.waitForTimeout(250);
+  }
+  assert(relearnt, 'no camera.tamper_relearn audit row for dock');
   // Edit: the same form, with the preview.
   await fp.click('#cameras-table tr[data-camera=dock] button.edit');
   assert(await fp.inputValue('#camera-form [name="source.path"]') === 'vtest.mjpeg', 'edit form path');

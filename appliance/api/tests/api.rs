@@ -632,6 +632,9 @@ impl Rig {
                     None,
                 )
             }
+            ("POST", "/api/v1/cameras/{id}/tamper/relearn") => {
+                (format!("/api/v1/cameras/{}/tamper/relearn", cam()), None)
+            }
             ("POST", "/api/v1/outputs/{id}/test") => (
                 "/api/v1/outputs/siren/test".into(),
                 Some(json!({"duration_ms": 200})),

@@ -198,7 +198,7 @@ export function cameraForm({ camera = null, previewFirst = false, onSaved }) {
   return form;
 }
 
-/** The cameras page: every camera with its health; add, edit, disable/enable, delete. */
+/** The cameras page: every camera with its health; add, edit, disable/enable, relearn the tamper check's view, delete. */
 export async function camerasView(root) {
   if (!can('operator')) return denied(root, 'operator');
   const list = await api('GET', '/api/v1/cameras');
@@ -233,11 +233,19 @@ export async function camerasView(root) {
     };
     table.append(h('tr', { dataset: { camera: cam.id, state } },
       h('td', {}, cam.id), h('td', {}, cam.doc.name || ''), h('td', {}, sourceText(cam.doc.source)),
-      h('td', {}, h('span', { class: `state ${state}` }, state), hs && hs.reason ? h('div', { class: 'muted' }, hs.reason) : null),
+      h('td', {}, h('span', { class: `state ${state}` }, state), hs && hs.reason ? h('div', { class: 'muted' }, hs.reason) : null,
+        hs && hs.tamper && hs.tamper.length ? h('div', { class: 'state tampered' }, `tampered: ${hs.tamper.join(', ')}`) : null),
       h('td', {}, cam.version === null ? 'configuration file' : 'web UI / API'),
       h('td', {}, h('div', { class: 'row' },
         h('button', { type: 'button', class: 'edit', onclick: () => edit(cam) }, 'Edit'),
         h('button', { type: 'button', class: 'toggle', onclick: act(() => put({ ...cam.doc, enabled: !enabled })) }, enabled ? 'Disable' : 'Enable'),
+        // A running camera re-aimed on purpose: its tamper check learns the new view.
+        hs ? h('button', {
+          type: 'button',
+          class: 'relearn',
+          title: 'The camera was re-aimed on purpose: its tamper check learns the new view (moved and defocused clear)',
+          onclick: act(() => api('POST', `/api/v1/cameras/${encodeURIComponent(cam.id)}/tamper/relearn`)),
+        }, 'Relearn view') : null,
         h('button', { type: 'button', class: 'danger delete', onclick: act(() => api('DELETE', `/api/v1/cameras/${encodeURIComponent(cam.id)}`)) }, 'Delete')),
       err)));
   }
