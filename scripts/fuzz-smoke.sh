@@ -5,6 +5,7 @@
 # (fuzz/corpus/TARGET; new inputs go to a temporary directory, the committed corpus
 # is never changed) and fails on any crash, leak, timeout or out-of-memory, naming
 # the input left in fuzz/artifacts/TARGET/. Prints each target's executions.
+# Runs as many targets at once as there are cores (FUZZ_JOBS).
 #   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]     (default 20)
 #   scripts/fuzz-smoke.sh --build-only             install and build, run nothing
 #     (.ci/run starts this in the background at nice 19 while the tests run, so
@@ -38,11 +39,28 @@ echo "fuzz: cargo-fuzz and the build of ${#FUZZ_TARGETS[@]} targets took $((buil
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# libFuzzer runs one thread: as many targets at once as there are cores
+# (FUZZ_JOBS), each its SECONDS on a core of its own; results in target order.
+jobs=${FUZZ_JOBS:-$(nproc)}
+running=()
+for t in "${FUZZ_TARGETS[@]}"; do
+    if [ "${#running[@]}" -ge "$jobs" ]; then
+        wait "${running[0]}" || true
+        running=("${running[@]:1}")
+    fi
+    (
+        rc=0
+        fuzz_run "$t" "$seconds" "$work/corpus-$t" "$work/$t.log" || rc=$?
+        echo "$rc" >"$work/$t.rc"
+    ) &
+    running+=($!)
+done
+wait
 failed=()
 printf '%-16s %12s %10s %7s %7s  %s\n' target executions exec/s cov ft result
 for t in "${FUZZ_TARGETS[@]}"; do
     log="$work/$t.log"
-    if fuzz_run "$t" "$seconds" "$work/corpus-$t" "$log"; then
+    if [ "$(cat "$work/$t.rc" 2>/dev/null)" = 0 ]; then
         result=ok
     else
         result="FAILED: $(grep -m1 -E '^==[0-9]+==ERROR|panicked at|^SUMMARY' "$log" || echo "exit status")"
