@@ -1,8 +1,8 @@
 # Sourced by the build and test scripts: the one build's environment.
 #
-# CI compiles the workspace once per profile: this build (dev profile,
-# dependencies optimised, every feature on, tests and benches included), which
-# is also the lint pass, and the fuzz targets' build (scripts/fuzz-smoke.sh).
+# CI compiles the workspace once: this build (dev profile, dependencies
+# optimised, every feature on, tests and benches included), which is also the
+# lint pass. (The fuzz targets' build, scripts/fuzz-smoke.sh, is outside CI.)
 # The workspace's own crates go through scripts/rustc-workspace-wrapper.sh:
 # clippy-driver lints them as it compiles them (CLIPPY_ARGS; `-D warnings` with
 # SAFEYOLO_STRICT=1, as .ci/run sets it), and they are instrumented for line
