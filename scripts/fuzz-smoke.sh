@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fuzz smoke (CI, after the tests): installs cargo-fuzz when missing (tools
+# The fuzz smoke: installs cargo-fuzz when missing (tools
 # cache), builds every fuzz target once (fuzz/, libFuzzer + AddressSanitizer on the
 # stable toolchain), runs each for a bounded time on its committed seed corpus
 # (fuzz/corpus/TARGET; new inputs go to a temporary directory, the committed corpus
@@ -8,8 +8,7 @@
 # Runs as many targets at once as there are cores (FUZZ_JOBS).
 #   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]     (default 20)
 #   scripts/fuzz-smoke.sh --build-only             install and build, run nothing
-#     (.ci/run starts this in the background at nice 19 while the tests run, so
-#     the fuzz build takes the CPU the tests leave idle)
+# Not part of .ci/run (README, "CI": its own build is too long for a cold run).
 # Long runs: scripts/fuzz-campaign.sh (README, "Fuzzing").
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,9 +4,10 @@
 # the one build CI makes (scripts/build-env.sh: dev profile, dependencies
 # optimised, every feature on, the workspace's crates linted by clippy and
 # instrumented for coverage), and prints the line coverage of each crate. Every
-# target is built first (benches and examples too: the build is the lint pass). With every feature on, the detector's golden tests run
-# against the ONNX Runtime library of the PyPI wheel (never skipped:
-# ORT_DYLIB_PATH is set here) and the RKNN backend's no-NPU tests run too.
+# target is built first (benches and examples too: the build is the lint
+# pass). With every feature on, the detector's golden tests run against the ONNX
+# Runtime library of the PyPI wheel (never skipped: ORT_DYLIB_PATH is set here)
+# and the RKNN backend's no-NPU tests run too.
 #   scripts/test.sh [cargo test args]
 #   SAFEYOLO_COVERAGE=0 scripts/test.sh     without coverage
 set -euo pipefail

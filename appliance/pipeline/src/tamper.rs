@@ -80,14 +80,13 @@ impl TamperSlot {
 }
 
 /// What the control plane may do with a camera's tamper check: learn its
-/// view again after it was changed on purpose. A tap without a check (a fixed
-/// set of taps in a test) has none.
-#[derive(Debug, Clone, Default)]
-pub struct TamperHandle(Option<Arc<TamperSlot>>);
+/// view again after it was changed on purpose.
+#[derive(Debug, Clone)]
+pub struct TamperHandle(Arc<TamperSlot>);
 
 impl TamperHandle {
     pub(crate) fn new(slot: Arc<TamperSlot>) -> Self {
-        Self(Some(slot))
+        Self(slot)
     }
 
     /// A check of its own, published nowhere (a fixed set of taps: tests and
@@ -102,11 +101,8 @@ impl TamperHandle {
         Self::new(Arc::new(TamperSlot::new(camera, config, Arc::new(health))))
     }
 
-    /// Relearns the camera's reference picture; false when it has no check.
-    pub fn relearn(&self) -> bool {
-        self.0.as_ref().is_some_and(|slot| {
-            slot.relearn();
-            true
-        })
+    /// Relearns the camera's reference picture.
+    pub fn relearn(&self) {
+        self.0.relearn();
     }
 }

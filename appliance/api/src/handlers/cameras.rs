@@ -77,18 +77,13 @@ pub(crate) async fn relearn_tamper(
     axum::Extension(p): axum::Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, HttpError> {
-    let tap = s
-        .live
+    s.live
         .taps()
         .iter()
         .find(|t| t.id.as_str() == id)
-        .map(|t| t.tamper.clone())
-        .ok_or_else(|| HttpError::not_found(format!("running camera {id}")))?;
-    if !tap.relearn() {
-        return Err(HttpError::conflict(format!(
-            "camera {id} has no tamper check to relearn"
-        )));
-    }
+        .ok_or_else(|| HttpError::not_found(format!("running camera {id}")))?
+        .tamper
+        .relearn();
     let row = audit::row(
         &p,
         "camera.tamper_relearn",
